@@ -1,0 +1,41 @@
+"""Shared fixtures. Tests never touch the network: the Hub is switched off for the whole session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shared_data_dir() -> Path:
+    env = os.environ.get("SPPO_SHARED_DATA")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The read-only reference data beside the checkout (../shared/data)."""
+    d = _shared_data_dir()
+    if not d.is_dir():
+        pytest.skip(f"reference data not found at {d}")
+    return d
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    skip_gpu = pytest.mark.skip(reason="needs CUDA")
+    skip_net = pytest.mark.skip(reason="needs network (set SPPO_TEST_NETWORK=1 to run)")
+    for item in items:
+        if "gpu" in item.keywords and not torch.cuda.is_available():
+            item.add_marker(skip_gpu)
+        if "network" in item.keywords and os.environ.get("SPPO_TEST_NETWORK") != "1":
+            item.add_marker(skip_net)
