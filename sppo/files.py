@@ -122,3 +122,31 @@ class Timer:
 
     def __exit__(self, *exc) -> None:
         self.seconds = time.perf_counter() - self.start
+
+
+RUNS_ROOT = Path("runs")
+
+
+def current_run_dir(explicit: str | os.PathLike | None = None, runs_root: str | os.PathLike = RUNS_ROOT) -> Path:
+    """The training run to act on: `explicit` if given, else $SPPO_RUN_DIR, else `runs/latest` (a link that
+    `sppo-train` points at its run), else the most recently modified directory under `runs/`."""
+    if explicit:
+        p = Path(explicit)
+        if not p.is_dir():
+            raise UserError(f"{p}: run directory does not exist")
+        return p
+    if os.environ.get("SPPO_RUN_DIR"):
+        return current_run_dir(os.environ["SPPO_RUN_DIR"])
+    root = Path(runs_root)
+    latest = root / "latest"
+    if latest.is_dir():
+        return latest.resolve()
+    candidates = [d for d in root.iterdir() if d.is_dir()] if root.is_dir() else []
+    if not candidates:
+        raise UserError(f"no training run found under {root}/ (run sppo-train first, or pass --run-dir)")
+    return max(candidates, key=lambda d: d.stat().st_mtime)
+
+
+def checkpoint_dir(run_dir: str | os.PathLike, name: str) -> Path:
+    """Where iteration checkpoints live: <run_dir>/checkpoints/Iter1, Iter2, ..."""
+    return Path(run_dir) / "checkpoints" / name
