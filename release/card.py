@@ -1,0 +1,439 @@
+"""Render SPPO model cards from a run's manifests and the benchmark results store.
+
+A card is a :class:`huggingface_hub.ModelCard`: YAML metadata built as a ``ModelCardData`` (license, base_model,
+datasets, language, pipeline_tag, tags and a ``model-index`` holding every benchmark figure of the iteration as
+``EvalResult``s) and a Markdown body rendered by a Jinja template (``release/templates/model_card.md.j2`` or the
+user's own). The tables show every iteration of the run, best-of-16 and other variants included, with the
+columns, rounding and units of the published SPPO cards.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable
+
+import jinja2
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteResult
+from sppo.errors import UserError
+
+from .run import HYPERPARAMETERS, Iteration
+
+log = logging.getLogger(__name__)
+
+PAPER_URL = "https://arxiv.org/abs/2405.00675"
+HUB_URL = "https://huggingface.co"
+TEMPLATE_NAME = "model_card.md.j2"
+CITATION = """@misc{wu2024self,
+title={Self-Play Preference Optimization for Language Model Alignment},
+author={Wu, Yue and Sun, Zhiqing and Yuan, Huizhuo and Ji, Kaixuan and Yang, Yiming and Gu, Quanquan},
+year={2024},
+eprint={2405.00675},
+archivePrefix={arXiv},
+primaryClass={cs.LG}
+}"""
+LICENSE_NAMES = {"apache-2.0": "Apache-2.0", "mit": "MIT", "cc-by-4.0": "CC-BY-4.0", "cc-by-nc-4.0": "CC-BY-NC-4.0"}
+
+
+# --------------------------------------------------------------------------------------------- number formats
+
+def fmt_fixed(digits: int) -> Callable[[Any], str]:
+    """Fixed decimals: ``fmt_fixed(2)(7.9) == "7.90"`` (percentages, MT-Bench scores)."""
+    return lambda x: f"{float(x):.{digits}f}"
+
+
+def fmt_short(x: Any) -> str:
+    """Rounded to 2 decimals without trailing zeros, as Python prints ``round(x, 2)``: 69.40 -> "69.4"."""
+    s = f"{float(x):.2f}".rstrip("0")
+    return s + "0" if s.endswith(".") else s
+
+
+def fmt_int(x: Any) -> str:
+    """Whole number (lengths in characters or tokens)."""
+    return str(int(round(float(x))))
+
+
+def fmt_ci(lower: Any, upper: Any) -> str:
+    """Arena-Hard 95% interval from the offsets around the score: ``(-1.8, 1.8)``."""
+    return f"({float(lower):.1f}, {float(upper):.1f})"
+
+
+# ---------------------------------------------------------------------------------------------- table layout
+
+@dataclass(frozen=True)
+class Column:
+    """One table column: header, the metric key(s) it reads, how it prints, and its model-index entry."""
+
+    header: str
+    keys: tuple[str, ...]
+    fmt: Callable[..., str]
+    metric_type: str
+    metric_name: str
+    numeric: bool = True
+
+    def cell(self, metrics: dict[str, Any], source: str) -> str:
+        for key in self.keys:
+            if metrics.get(key) is None:
+                raise UserError(f"{source}: missing metric {key!r}")
+        return self.fmt(*(metrics[k] for k in self.keys))
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """What a figure was measured on, for the model-index."""
+
+    type: str
+    name: str
+    config: str | None = None
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One benchmark table of the card."""
+
+    suite: str
+    title: str
+    url: str
+    first_header: str
+    columns: tuple[Column, ...]
+    datasets: tuple[Dataset, ...]  # one for the whole suite, or one per column
+    label: str = "spaced"  # "spaced": "<family> Iter 2"; "repo": "<family>-Iter2"
+    intro: str = ""
+
+
+P2 = fmt_fixed(2)
+TABLES: tuple[TableSpec, ...] = (
+    TableSpec(
+        suite="alpaca_eval", title="AlpacaEval Leaderboard Evaluation Results",
+        url="https://tatsu-lab.github.io/alpaca_eval/", first_header="Model",
+        columns=(Column("LC. Win Rate", ("length_controlled_winrate",), P2, "lc_win_rate", "LC Win Rate"),
+                 Column("Win Rate", ("win_rate",), P2, "win_rate", "Win Rate"),
+                 Column("Avg. Length", ("avg_length",), fmt_int, "avg_length", "Avg. Length (characters)")),
+        datasets=(Dataset("tatsu-lab/alpaca_eval", "AlpacaEval 2.0", "alpaca_eval_gpt4_baseline"),)),
+    TableSpec(
+        suite="arena_hard", title="Arena-Hard Evaluation Results", url="https://github.com/lm-sys/arena-hard",
+        first_header="Model", label="repo",
+        columns=(Column("Score", ("score",), fmt_fixed(1), "score", "Score"),
+                 Column("95% CI", ("lower", "upper"), fmt_ci, "ci_95", "95% CI", numeric=False),
+                 Column("average \\# Tokens", ("avg_tokens",), fmt_int, "avg_tokens", "Average # Tokens")),
+        datasets=(Dataset("lmarena-ai/arena-hard-auto-v0.1", "Arena-Hard v0.1"),)),
+    TableSpec(
+        suite="lm_eval", title="Open LLM Leaderboard Evaluation Results",
+        url="https://github.com/EleutherAI/lm-evaluation-harness", first_header="",
+        intro="Results are reported by using [lm-evaluation-harness](https://github.com/EleutherAI/"
+              "lm-evaluation-harness) v{version}",
+        columns=(Column("arc_challenge", ("arc_challenge",), fmt_short, "acc_norm", "arc_challenge"),
+                 Column("truthfulqa_mc2", ("truthfulqa_mc2",), fmt_short, "mc2", "truthfulqa_mc2"),
+                 Column("winogrande", ("winogrande",), fmt_short, "acc", "winogrande"),
+                 Column("gsm8k", ("gsm8k",), fmt_short, "exact_match", "gsm8k"),
+                 Column("hellaswag", ("hellaswag",), fmt_short, "acc_norm", "hellaswag"),
+                 Column("mmlu", ("mmlu",), fmt_short, "acc", "mmlu"),
+                 Column("average", ("average",), fmt_short, "average", "Open LLM Leaderboard average")),
+        datasets=(Dataset("allenai/ai2_arc", "AI2 Reasoning Challenge", "ARC-Challenge"),
+                  Dataset("truthfulqa/truthful_qa", "TruthfulQA", "multiple_choice"),
+                  Dataset("allenai/winogrande", "Winogrande", "winogrande_xl"),
+                  Dataset("openai/gsm8k", "GSM8k", "main"),
+                  Dataset("Rowan/hellaswag", "HellaSwag"),
+                  Dataset("cais/mmlu", "MMLU", "all"),
+                  Dataset("open-llm-leaderboard", "Open LLM Leaderboard (average of the 6 tasks)"))),
+    TableSpec(
+        suite="mt_bench", title="MT-Bench Evaluation Results",
+        url="https://github.com/lm-sys/FastChat/tree/main/fastchat/llm_judge", first_header="",
+        columns=(Column("1st Turn", ("turn_1",), P2, "score_turn_1", "MT-Bench 1st turn"),
+                 Column("2nd Turn", ("turn_2",), P2, "score_turn_2", "MT-Bench 2nd turn"),
+                 Column("Average", ("average",), P2, "score", "MT-Bench average")),
+        datasets=(Dataset("lmsys/mt_bench", "MT-Bench"),)),
+)
+DEFAULT_LM_EVAL_VERSION = "0.4.1"
+
+
+# ------------------------------------------------------------------------------------------- release and data
+
+@dataclass
+class ReleaseInfo:
+    """What names and labels a release: ``family`` (``Mistral7B-PairRM-SPPO``), the Hub ``org`` (None for a
+    local dry run), metadata defaults, extra links and per-iteration notes (Markdown)."""
+
+    family: str
+    org: str | None = None
+    license: str = "apache-2.0"
+    language: list[str] = field(default_factory=lambda: ["en"])
+    pipeline_tag: str = "text-generation"
+    tags: list[str] = field(default_factory=lambda: ["sppo", "self-play-preference-optimization", "alignment"])
+    model_type: str = "A GPT-like model fine-tuned on synthetic datasets."
+    links: list[dict[str, str]] = field(default_factory=list)
+    notes: dict[int, str] = field(default_factory=dict)
+
+    def model_name(self, it: Iteration) -> str:
+        """``<family>-IterN``: the card's title and the repository name."""
+        return f"{self.family}-{it.name}"
+
+    def repo_id(self, it: Iteration) -> str | None:
+        return f"{self.org}/{self.model_name(it)}" if self.org else None
+
+    def url(self, it: Iteration) -> str:
+        """Hub page of an iteration, or the relative path of its local card when no org is set."""
+        return f"{HUB_URL}/{self.repo_id(it)}" if self.org else f"../{self.model_name(it)}/README.md"
+
+
+def default_family(iterations: list[Iteration]) -> str:
+    """``<base model>-<ranker>-SPPO``, e.g. ``Mistral-7B-Instruct-v0.2-PairRM-SPPO``."""
+    m = iterations[0].manifest
+    return f"{str(m['base_model']).split('/')[-1]}-{str(m['ranker']).split('/')[-1]}-SPPO"
+
+
+Results = dict[int, list[SuiteResult]]  # iteration number -> its results (all suites and variants)
+
+
+def results_from_store(store: ResultsStore, iterations: list[Iteration], release: ReleaseInfo) -> Results:
+    """Each iteration's results, stored under its checkpoint name (``Iter2``) or its full name."""
+    out: Results = {}
+    for it in iterations:
+        for model in (it.name, release.model_name(it)):
+            found = store.results(model) if (store.root / model).is_dir() else []
+            if found:
+                out[it.number] = found
+                break
+        else:
+            out[it.number] = []
+    return out
+
+
+def find_result(results: Results, number: int, suite: str, variant: str = DEFAULT_VARIANT) -> SuiteResult | None:
+    for r in results.get(number, []):
+        if r.suite == suite and r.variant == variant:
+            return r
+    return None
+
+
+def variants(results: Results, suite: str) -> list[str]:
+    """Variants present for a suite: the default first, then the others by name."""
+    found = {r.variant for rs in results.values() for r in rs if r.suite == suite}
+    return sorted(found, key=lambda v: (v != DEFAULT_VARIANT, v))
+
+
+# ---------------------------------------------------------------------------------------------------- tables
+
+def row_label(spec: TableSpec, release: ReleaseInfo, it: Iteration, variant: str) -> str:
+    label = release.model_name(it) if spec.label == "repo" else f"{release.family} Iter {it.number}"
+    return label if variant == DEFAULT_VARIANT else f"{label} ({variant})"
+
+
+def table_markdown(header: list[str], rows: list[list[str]]) -> str:
+    """A GitHub-flavoured Markdown table; numeric columns centred."""
+    lines = ["| " + " | ".join(header) + " |",
+             "|" + "|".join(["---"] + [":---:"] * (len(header) - 1)) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def build_table(spec: TableSpec, release: ReleaseInfo, iterations: list[Iteration],
+                results: Results) -> dict[str, Any] | None:
+    """One table's header, rows and Markdown, or None when no iteration has results for the suite."""
+    rows = []
+    for variant in variants(results, spec.suite):
+        for it in iterations:
+            r = find_result(results, it.number, spec.suite, variant)
+            if r is not None:
+                source = f"results of {r.model} ({spec.suite}, {variant})"
+                rows.append([row_label(spec, release, it, variant)] + [c.cell(r.metrics, source)
+                                                                       for c in spec.columns])
+    if not rows:
+        return None
+    header = [spec.first_header] + [c.header for c in spec.columns]
+    intro = spec.intro.format(version=_lm_eval_version(results)) if spec.intro else ""
+    return {"suite": spec.suite, "title": spec.title, "url": spec.url, "intro": intro, "header": header,
+            "rows": rows, "markdown": table_markdown(header, rows)}
+
+
+def _lm_eval_version(results: Results) -> str:
+    found = {r.versions.get("lm-eval") for rs in results.values() for r in rs if r.suite == "lm_eval"}
+    found.discard(None)
+    return ", ".join(sorted(found)) if found else DEFAULT_LM_EVAL_VERSION
+
+
+def build_tables(release: ReleaseInfo, iterations: list[Iteration], results: Results) -> list[dict[str, Any]]:
+    return [t for spec in TABLES if (t := build_table(spec, release, iterations, results)) is not None]
+
+
+# ------------------------------------------------------------------------------------------------- metadata
+
+def _metric_value(col: Column, cell: str) -> Any:
+    """The model-index value: the number exactly as the table prints it (the CI stays a string)."""
+    if not col.numeric:
+        return cell
+    value = float(cell)
+    return int(value) if col.fmt is fmt_int else value
+
+
+def eval_results(release: ReleaseInfo, it: Iteration, results: Results) -> list[EvalResult]:
+    """Every figure of one iteration, as it appears in the card's tables, as `EvalResult`s."""
+    out = []
+    for spec in TABLES:
+        for variant in variants(results, spec.suite):
+            r = find_result(results, it.number, spec.suite, variant)
+            if r is None:
+                continue
+            source = f"results of {r.model} ({spec.suite}, {variant})"
+            for i, col in enumerate(spec.columns):
+                ds = spec.datasets[i] if len(spec.datasets) > 1 else spec.datasets[0]
+                suffix = "" if variant == DEFAULT_VARIANT else f" ({variant})"
+                out.append(EvalResult(
+                    task_type="text-generation", task_name="Text Generation",
+                    dataset_type=ds.type, dataset_name=ds.name, dataset_config=ds.config,
+                    metric_type=col.metric_type, metric_name=col.metric_name + suffix,
+                    metric_value=_metric_value(col, col.cell(r.metrics, source)),
+                    metric_config=None if variant == DEFAULT_VARIANT else variant,
+                    source_name=spec.title.replace(" Evaluation Results", ""), source_url=spec.url))
+    return out
+
+
+def card_data(release: ReleaseInfo, it: Iteration, results: Results) -> ModelCardData:
+    """The card's YAML metadata."""
+    m = it.manifest
+    return ModelCardData(
+        license=release.license,
+        base_model=m["base_model"],
+        datasets=[m["prompt_source_dataset"]],
+        language=list(release.language),
+        pipeline_tag=release.pipeline_tag,
+        tags=list(release.tags),
+        model_name=release.model_name(it),
+        eval_results=eval_results(release, it, results) or None,
+    )
+
+
+# ------------------------------------------------------------------------------------------------- rendering
+
+def hyperparameter_lines(it: Iteration) -> list[tuple[str, str]]:
+    """(name, value) as the card lists them; epochs read ``18.0 (stop at epoch=1.0)``."""
+    hp = it.hyperparameters
+    out = []
+    for key in HYPERPARAMETERS:
+        value = str(hp[key])
+        if key == "num_train_epochs" and hp.get("stop_at_epoch") is not None:
+            value = f"{value} (stop at epoch={hp['stop_at_epoch']})"
+        out.append((key, value))
+    return out
+
+
+def template_context(release: ReleaseInfo, iterations: list[Iteration], it: Iteration,
+                     results: Results) -> dict[str, Any]:
+    """Everything a card template can use (besides ``card_data``, the YAML block)."""
+    m = it.manifest
+    links = [{"name": release.model_name(x), "url": release.url(x)} for x in iterations] + list(release.links)
+    return {
+        "model_name": release.model_name(it),
+        "repo_id": release.repo_id(it),
+        "family": release.family,
+        "iteration": it.number,
+        "num_iterations": len(iterations),
+        "base_model": m["base_model"],
+        "prompt_dataset": m["prompt_dataset"],
+        "prompt_source_dataset": m["prompt_source_dataset"],
+        "ranker": m["ranker"],
+        "k": m["k"],
+        "hub_url": HUB_URL,
+        "paper_url": PAPER_URL,
+        "model_type": release.model_type,
+        "license_name": LICENSE_NAMES.get(release.license, release.license),
+        "note": release.notes.get(it.number, ""),
+        "links": links,
+        "tables": build_tables(release, iterations, results),
+        "hyperparameters": hyperparameter_lines(it),
+        "citation": CITATION,
+    }
+
+
+def load_template(template: str | os.PathLike | None = None) -> str:
+    """The user's template file, or the one shipped in ``release/templates/``."""
+    if template is None:
+        return (resources.files("release.templates") / TEMPLATE_NAME).read_text(encoding="utf-8")
+    path = Path(template)
+    if not path.is_file():
+        raise UserError(f"{path}: template not found")
+    return path.read_text(encoding="utf-8")
+
+
+def render_card(release: ReleaseInfo, iterations: list[Iteration], it: Iteration, results: Results,
+                template: str | os.PathLike | None = None) -> ModelCard:
+    """The model card of iteration `it` (tables cover all `iterations`)."""
+    data = card_data(release, it, results)
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+                             trim_blocks=True, lstrip_blocks=True)
+    name = str(template) if template else TEMPLATE_NAME
+    try:
+        text = env.from_string(load_template(template)).render(
+            card_data=data.to_yaml(), **template_context(release, iterations, it, results))
+    except jinja2.TemplateError as e:
+        lineno = getattr(e, "lineno", None)
+        raise UserError(f"{name}{f':{lineno}' if lineno else ''}: template error ({e.message})") from None
+    card = ModelCard(text)
+    if card.data.to_dict() != data.to_dict():
+        raise UserError(f"{name}: the template must start with the metadata block '---\\n{{{{ card_data }}}}\\n---'")
+    return card
+
+
+def render_all(release: ReleaseInfo, iterations: list[Iteration], results: Results,
+               template: str | os.PathLike | None = None) -> dict[int, ModelCard]:
+    """Cards of every iteration, keyed by iteration number."""
+    return {it.number: render_card(release, iterations, it, results, template) for it in iterations}
+
+
+# ------------------------------------------------------------------------------------------- reading a card
+
+_SEPARATOR_CELL = re.compile(r"^:?-+:?$")
+_HEADING = re.compile(r"^#+\s*(.*?)\s*$")
+_LINK = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+
+
+def split_row(line: str) -> list[str]:
+    """Cells of one Markdown table row; leading/trailing pipes optional."""
+    s = line.strip()
+    if s.startswith("|"):
+        s = s[1:]
+    if s.endswith("|"):
+        s = s[:-1]
+    return [c.strip() for c in s.split("|")]
+
+
+def parse_tables(markdown: str) -> list[dict[str, Any]]:
+    """Tables of a Markdown document: ``{"title": <last heading, links stripped>, "header": [...],
+    "rows": [[...], ...]}``. Works on hand-written cards too (rows without leading pipes)."""
+    lines = markdown.splitlines()
+    tables, title, i = [], "", 0
+    while i < len(lines):
+        heading = _HEADING.match(lines[i])
+        if heading:
+            title = _LINK.sub(r"\1", heading.group(1)).strip()
+        if ("|" in lines[i] and i + 1 < len(lines) and "|" in lines[i + 1]
+                and all(_SEPARATOR_CELL.match(c) for c in split_row(lines[i + 1]) if c)):
+            header, rows, i = split_row(lines[i]), [], i + 2
+            while i < len(lines) and "|" in lines[i] and lines[i].strip():
+                rows.append(split_row(lines[i]))
+                i += 1
+            tables.append({"title": title, "header": header, "rows": rows})
+            continue
+        i += 1
+    return tables
+
+
+def card_figures(text: str) -> dict[str, Any]:
+    """The numbers a card publishes: every table cell keyed by (table, row, column), and the model-index.
+    Two cards with equal figures show the same results, whatever their prose."""
+    out: dict[str, Any] = {}
+    card = ModelCard(text, ignore_metadata_errors=True)
+    for t in parse_tables(card.text):
+        for row in t["rows"]:
+            for col, cell in zip(t["header"][1:], row[1:]):
+                out[f"{t['title']} | {row[0]} | {col}"] = cell
+    for r in card.data.get("eval_results") or []:
+        key = f"model-index | {r.dataset_type} {r.dataset_config or ''} | {r.metric_type} {r.metric_config or ''}"
+        out[key] = r.metric_value
+    return out

@@ -1,0 +1,99 @@
+"""Read a training run as `sppo-train` leaves it: one checkpoint per iteration, each with its manifest.
+
+Layout::
+
+    <run_dir>/checkpoints/Iter1/        HF checkpoint (config.json, model.safetensors, tokenizer files)
+    <run_dir>/checkpoints/Iter1/sppo_manifest.json
+    <run_dir>/checkpoints/Iter2/ ...
+    <run_dir>/results/                  benchmark results store (see benchmarks.store)
+
+Only the manifest fields a model card needs are required; extra keys are kept and ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sppo.errors import UserError
+from sppo.files import read_json
+
+MANIFEST_NAME = "sppo_manifest.json"
+REQUIRED_FIELDS = ("iteration", "name", "base_model", "prompt_dataset", "prompt_source_dataset", "k", "ranker",
+                   "hyperparameters")
+# In the order the model card lists them.
+HYPERPARAMETERS = ("learning_rate", "eta", "per_device_train_batch_size", "gradient_accumulation_steps", "seed",
+                   "distributed_type", "num_devices", "optimizer", "lr_scheduler_type", "lr_scheduler_warmup_ratio",
+                   "num_train_epochs")
+
+
+@dataclass
+class Iteration:
+    """One SPPO iteration of a run: its number, checkpoint name (``IterN``), checkpoint dir and manifest."""
+
+    number: int
+    name: str
+    manifest: dict[str, Any]
+    checkpoint: Path | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        return self.manifest["hyperparameters"]
+
+
+def validate_manifest(manifest: Any, source: str) -> dict[str, Any]:
+    """Check the fields a model card needs; raise UserError naming `source` and the first missing field."""
+    if not isinstance(manifest, dict):
+        raise UserError(f"{source}: expected a JSON object")
+    for key in REQUIRED_FIELDS:
+        if key not in manifest:
+            raise UserError(f"{source}: missing field {key!r}")
+    hp = manifest["hyperparameters"]
+    if not isinstance(hp, dict):
+        raise UserError(f"{source}: field 'hyperparameters' must be an object")
+    for key in HYPERPARAMETERS:
+        if key not in hp:
+            raise UserError(f"{source}: missing field 'hyperparameters.{key}'")
+    if not isinstance(manifest["iteration"], int) or manifest["iteration"] < 1:
+        raise UserError(f"{source}: field 'iteration' must be a positive integer")
+    return manifest
+
+
+def load_iteration(checkpoint: str | os.PathLike) -> Iteration:
+    """Read ``<checkpoint>/sppo_manifest.json``."""
+    checkpoint = Path(checkpoint)
+    path = checkpoint / MANIFEST_NAME
+    manifest = validate_manifest(read_json(path), str(path))
+    return Iteration(number=manifest["iteration"], name=str(manifest["name"]), manifest=manifest,
+                     checkpoint=checkpoint)
+
+
+def load_run(run_dir: str | os.PathLike) -> list[Iteration]:
+    """All iterations of a run, sorted by iteration number."""
+    run_dir = Path(run_dir)
+    ckpt_root = run_dir / "checkpoints"
+    if not ckpt_root.is_dir():
+        raise UserError(f"{run_dir}: not a training run (no checkpoints/ directory)")
+    iterations = [load_iteration(d) for d in sorted(ckpt_root.iterdir())
+                  if d.is_dir() and (d / MANIFEST_NAME).exists()]
+    if not iterations:
+        raise UserError(f"{ckpt_root}: no checkpoint with {MANIFEST_NAME} (has training finished an iteration?)")
+    iterations.sort(key=lambda it: it.number)
+    numbers = [it.number for it in iterations]
+    if len(set(numbers)) != len(numbers):
+        raise UserError(f"{ckpt_root}: several checkpoints claim the same iteration number ({numbers})")
+    return iterations
+
+
+def default_run_dir(runs: str | os.PathLike = "runs") -> Path:
+    """``runs/latest`` if it exists, else the most recently modified run directory under ``runs/``."""
+    runs = Path(runs)
+    if (runs / "latest").is_dir():
+        return (runs / "latest").resolve()
+    candidates = [d for d in runs.iterdir() if d.is_dir() and (d / "checkpoints").is_dir()] if runs.is_dir() else []
+    if not candidates:
+        raise UserError(f"no training run found under {runs}/ (pass --run-dir)")
+    return max(candidates, key=lambda d: d.stat().st_mtime)

@@ -1,0 +1,1 @@
+"""Jinja templates shipped with the release layer (package data)."""
