@@ -1,0 +1,67 @@
+"""The official scoring methods of the four suites, as pure functions on plain records.
+
+    alpaca_eval.py - AlpacaEval 2 (weighted_alpaca_eval_gpt4_turbo): win rate, LC win rate, judge logprob parsing
+    arena_hard.py  - Arena-Hard v0.1: battles, Bradley-Terry fit, bootstrap CI, win rate vs gpt-4-0314
+    mt_bench.py    - MT-Bench single grading: `[[rating]]` parsing, judge prompts, turn/category means
+    lm_eval.py     - lm-evaluation-harness v0.4.1 results JSON -> Open LLM Leaderboard v1 figures
+
+Each suite returns a metrics dict whose keys are the official leaderboard's names. Non-numeric caveats go in a
+``notes`` list (never a number), so a missing input is stated, never faked.
+
+This module holds the few helpers every suite shares: locating a record ("file:line") for one-line errors and
+reading JSONL files while remembering line numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Callable, Sequence
+
+from sppo.errors import UserError
+
+Locator = Callable[[int], str]
+
+
+def locator(source: str | None = None, lines: Sequence[int] | None = None) -> Locator:
+    """Return ``where(i)`` naming record ``i``: ``"file:line"`` when line numbers are known, else
+    ``"file: record N"`` (1-based)."""
+    src = source or "<records>"
+
+    def where(i: int) -> str:
+        if lines is not None and 0 <= i < len(lines):
+            return f"{src}:{lines[i]}"
+        return f"{src}: record {i + 1}"
+
+    return where
+
+
+def read_jsonl_lines(path: str | os.PathLike) -> tuple[list[dict], list[int]]:
+    """Read a JSONL file into (rows, line numbers). A bad line or a line that is not a JSON object raises
+    UserError naming file and line; blank lines are skipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    rows: list[dict] = []
+    lines: list[int] = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+            if not isinstance(row, dict):
+                raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+            rows.append(row)
+            lines.append(lineno)
+    return rows, lines
+
+
+def require(row: dict, key: str, where: str) -> object:
+    """``row[key]``, or UserError ``"<where>: missing field 'key'"``."""
+    if key not in row or row[key] is None:
+        raise UserError(f"{where}: missing field {key!r}")
+    return row[key]
