@@ -87,13 +87,3 @@ def load_run(run_dir: str | os.PathLike) -> list[Iteration]:
         raise UserError(f"{ckpt_root}: several checkpoints claim the same iteration number ({numbers})")
     return iterations
 
-
-def default_run_dir(runs: str | os.PathLike = "runs") -> Path:
-    """``runs/latest`` if it exists, else the most recently modified run directory under ``runs/``."""
-    runs = Path(runs)
-    if (runs / "latest").is_dir():
-        return (runs / "latest").resolve()
-    candidates = [d for d in runs.iterdir() if d.is_dir() and (d / "checkpoints").is_dir()] if runs.is_dir() else []
-    if not candidates:
-        raise UserError(f"no training run found under {runs}/ (pass --run-dir)")
-    return max(candidates, key=lambda d: d.stat().st_mtime)

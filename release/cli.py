@@ -1,0 +1,136 @@
+"""`sppo-release`: render the model cards of a training run and publish its iterations on the Hub.
+
+    sppo-release                                      dry run: write model_cards/<name>/README.md for every
+                                                      iteration and list what would be uploaded
+    sppo-release --push UCLA-AGI/Mistral7B-PairRM-SPPO
+                                                      publish iteration N as UCLA-AGI/Mistral7B-PairRM-SPPO-IterN
+                                                      (weights + card in one commit)
+
+The run is --run-dir, else $SPPO_RUN_DIR, else ``runs/latest`` (the link sppo-train points at its run), else
+the most recently modified directory under ``runs/``. Results are read from --results-dir, by default
+``<run-dir>/results``. The token comes from HF_TOKEN or the cached login (``hf auth login``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from benchmarks.store import SUITES, ResultsStore
+from sppo.cli_util import run_cli, setup_logging
+from sppo.errors import UserError
+from sppo.files import current_run_dir, write_text
+
+from .card import ReleaseInfo, default_family, render_card, results_from_store
+from .push import Upload, parse_release_name, plan_uploads, publish, result_problems
+from .run import Iteration, load_run
+
+log = logging.getLogger("release")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sppo-release", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                epilog=__doc__.split("\n\n", 1)[1])
+    p.add_argument("--run-dir", type=Path, help="training run (default: $SPPO_RUN_DIR, runs/latest, else the newest directory in runs/)")
+    p.add_argument("--results-dir", type=Path, help="benchmark results store (default: <run-dir>/results)")
+    p.add_argument("--template", type=Path, help="Jinja template of the card (default: the packaged one)")
+    p.add_argument("--out", type=Path, default=Path("model_cards"), help="where cards are written (model_cards)")
+    p.add_argument("--push", metavar="ORG/NAME", help="publish iteration N as ORG/NAME-IterN")
+    p.add_argument("--name", metavar="[ORG/]NAME",
+                   help="release name of a dry run (default: the --push value, else <base>-<ranker>-SPPO)")
+    p.add_argument("--iteration", type=int, action="append", metavar="N",
+                   help="only this iteration (repeatable; default: all)")
+    p.add_argument("--require", default=",".join(SUITES),
+                   help=f"suites a pushed iteration must have results for (default: {','.join(SUITES)})")
+    p.add_argument("--tag", help="tag the pushed commit (e.g. v1.0)")
+    p.add_argument("--collection", metavar="SLUG", help="add the pushed repos to this collection")
+    p.add_argument("--force", action="store_true", help="overwrite a remote card showing other numbers")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def _release(args: argparse.Namespace, iterations: list[Iteration]) -> ReleaseInfo:
+    if args.push:
+        org, family = parse_release_name(args.push, need_org=True)
+    elif args.name:
+        org, family = parse_release_name(args.name, need_org=False)
+    else:
+        org, family = None, default_family(iterations)
+    return ReleaseInfo(family=family, org=org)
+
+
+def _targets(iterations: list[Iteration], wanted: list[int] | None) -> list[Iteration]:
+    if not wanted:
+        return iterations
+    known = {it.number: it for it in iterations}
+    missing = sorted(set(wanted) - set(known))
+    if missing:
+        raise UserError(f"no iteration {missing[0]} in this run (has {', '.join(map(str, sorted(known)))})")
+    return [known[n] for n in sorted(set(wanted))]
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+def _print_plan(uploads: list[Upload], card_paths: dict[int, Path]) -> None:
+    for u in uploads:
+        where = u.repo_id or "<ORG/NAME>-" + u.iteration.name
+        print(f"{u.iteration.name} -> {where}")
+        print(f"  README.md  {_size(len(u.card.encode()))}  ({card_paths[u.iteration.number]})")
+        for f in u.files:
+            print(f"  {f.name}  {_size(f.stat().st_size)}")
+        if not u.files:
+            print("  (no checkpoint files found)")
+
+
+def _main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    run_dir = current_run_dir(args.run_dir)
+    iterations = load_run(run_dir)
+    release = _release(args, iterations)
+    targets = _targets(iterations, args.iteration)
+    store = ResultsStore(args.results_dir or Path(run_dir) / "results")
+    results = results_from_store(store, iterations, release)
+
+    cards, card_paths = {}, {}
+    for it in targets:
+        cards[it.number] = render_card(release, iterations, it, results, args.template)
+        card_paths[it.number] = write_text(args.out / release.model_name(it) / "README.md", str(cards[it.number]))
+        log.info("wrote %s", card_paths[it.number])
+    uploads = plan_uploads(release, targets, cards)
+    require = [s.strip() for s in args.require.split(",") if s.strip()]
+    unknown = sorted(set(require) - set(SUITES))
+    if unknown:
+        raise UserError(f"--require: unknown suite {unknown[0]!r}; expected some of {', '.join(SUITES)}")
+    problems = result_problems(iterations, targets, results, require)
+
+    if not args.push:
+        _print_plan(uploads, card_paths)
+        for p in problems:
+            print(f"warning: {p}")
+        print("dry run: nothing uploaded" + (" (--push would refuse: results missing or stale)" if problems
+                                              else "; pass --push ORG/NAME to publish"))
+        return 0
+    if problems:
+        raise UserError(f"refusing to push: {problems[0]}" + (f" (and {len(problems) - 1} more problem(s))"
+                                                               if len(problems) > 1 else ""))
+    for repo_id, oid in publish(uploads, tag=args.tag, collection=args.collection, force=args.force).items():
+        print(f"published {repo_id} at {oid}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(_main, list(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,214 @@
+"""Publish iterations to the Hugging Face Hub: one repository per iteration, weights and card in ONE commit.
+
+Safety, checked for every iteration before anything is created remotely:
+
+- results: each pushed iteration needs the required suites; no result shown in its card may be stale (its
+  recorded checkpoint fingerprint must equal the checkpoint's current one);
+- overwrite: if the repository already has a card whose figures (table cells, model-index) differ from the new
+  card, the push is refused unless ``force``;
+- the token comes from ``HF_TOKEN`` or the cached login (``huggingface_hub.get_token``); it is passed to
+  ``HfApi`` and never printed, logged or written; error messages are scrubbed of it.
+
+A failed commit leaves the remote as it was (the Hub applies a commit atomically) and the same command can be
+rerun: creating the repo, the tag and the collection item are idempotent.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from benchmarks.store import DEFAULT_VARIANT, SUITES, checkpoint_fingerprint
+from sppo.errors import UserError
+
+from .card import ReleaseInfo, Results, card_figures, find_result
+from .run import MANIFEST_NAME, Iteration
+
+log = logging.getLogger(__name__)
+
+# Files of a checkpoint directory that are not uploaded: ours (the card replaces README.md) and local state.
+SKIPPED_FILES = {"README.md", MANIFEST_NAME}
+
+
+@dataclass
+class Upload:
+    """What publishing one iteration sends: its repository, card text and checkpoint files."""
+
+    iteration: Iteration
+    repo_id: str | None
+    card: str
+    files: list[Path]
+
+
+# ------------------------------------------------------------------------------------------------ planning
+
+def parse_release_name(value: str, *, need_org: bool) -> tuple[str | None, str]:
+    """``ORG/NAME`` (or ``NAME`` when no org is needed) -> (org, name), checked against Hub naming rules."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    parts = value.split("/")
+    if len(parts) > 2 or (need_org and len(parts) != 2) or not all(parts):
+        raise UserError(f"invalid repository name {value!r}: expected ORG/NAME, e.g. UCLA-AGI/Mistral7B-PairRM-SPPO")
+    try:
+        validate_repo_id(value + "-Iter1")
+    except HFValidationError as e:
+        raise UserError(f"invalid repository name {value!r}: {str(e).splitlines()[0]}") from None
+    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
+
+
+def checkpoint_files(checkpoint: Path | None) -> list[Path]:
+    """Top-level files of a checkpoint directory to upload (weights, config, tokenizer)."""
+    if checkpoint is None or not checkpoint.is_dir():
+        return []
+    return sorted(f for f in checkpoint.iterdir()
+                  if f.is_file() and not f.name.startswith(".") and f.name not in SKIPPED_FILES)
+
+
+def plan_uploads(release: ReleaseInfo, targets: Iterable[Iteration], cards: dict[int, Any]) -> list[Upload]:
+    return [Upload(it, release.repo_id(it), str(cards[it.number]), checkpoint_files(it.checkpoint))
+            for it in targets]
+
+
+def result_problems(iterations: list[Iteration], targets: list[Iteration], results: Results,
+                    require: Iterable[str] = SUITES) -> list[str]:
+    """Why the cards of `targets` must not be pushed: required suites missing for a target, or a result shown
+    in the cards (any iteration's) computed on another state of the checkpoint than the current one."""
+    problems = []
+    for it in targets:
+        if not results.get(it.number):
+            problems.append(f"{it.name}: no benchmark results")
+            continue
+        for suite in require:
+            if find_result(results, it.number, suite, DEFAULT_VARIANT) is None:
+                problems.append(f"{it.name}: {suite} results missing")
+    for it in iterations:
+        current = checkpoint_fingerprint(it.checkpoint) if it.checkpoint is not None else None
+        if current is None:
+            continue  # no local checkpoint to compare with
+        for r in results.get(it.number, []):
+            recorded = (r.checkpoint or {}).get("fingerprint")
+            what = f"{it.name}: {r.suite}" + ("" if r.variant == DEFAULT_VARIANT else f" ({r.variant})")
+            if not recorded:
+                problems.append(f"{what} results record no checkpoint fingerprint")
+            elif recorded != current:
+                problems.append(f"{what} results are stale (checkpoint changed since; rerun sppo-bench)")
+    return problems
+
+
+# ------------------------------------------------------------------------------------------------ the token
+
+def resolve_token() -> str:
+    """The Hub token from ``HF_TOKEN`` or the cached login; never shown."""
+    from huggingface_hub import get_token
+
+    token = get_token()
+    if not token:
+        raise UserError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
+    return token
+
+
+def scrub(text: str, token: str | None) -> str:
+    """`text` with the token (if any) replaced by ``***``."""
+    return text.replace(token, "***") if token else text
+
+
+def hub_call(what: str, token: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Run one Hub request; any failure becomes a one-line UserError without the token."""
+    try:
+        return fn(*args, **kwargs)
+    except UserError:
+        raise
+    except Exception as e:  # HTTP errors, connection errors, offline mode, invalid metadata...
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        detail = lines[0] if lines else type(e).__name__
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        hint = " (check that your token may write to this namespace)" if status in (401, 403) else ""
+        raise UserError(scrub(f"{what} failed: {detail}{hint}", token)) from None
+
+
+# ------------------------------------------------------------------------------------------------ remote state
+
+def remote_card(api: Any, repo_id: str, token: str) -> str | None:
+    """The README.md currently on the Hub, or None when the repository or the file does not exist."""
+    from huggingface_hub.errors import RemoteEntryNotFoundError, RepositoryNotFoundError
+
+    def fetch() -> str | None:
+        with tempfile.TemporaryDirectory() as cache:
+            try:
+                path = api.hf_hub_download(repo_id, "README.md", cache_dir=cache)
+            except (RepositoryNotFoundError, RemoteEntryNotFoundError):
+                return None
+            return Path(path).read_text(encoding="utf-8")
+
+    return hub_call(f"reading the model card of {repo_id}", token, fetch)
+
+
+def overwrite_problem(repo_id: str, remote: str | None, new: str) -> str | None:
+    """Why replacing `remote` by `new` would change published figures, or None."""
+    if remote is None:
+        return None
+    try:
+        old_figures = card_figures(remote)
+    except Exception:  # unreadable remote metadata: compare the tables only
+        old_figures = {"<remote card>": remote}
+    if not old_figures:
+        return None
+    new_figures = card_figures(new)
+    changed = sorted(k for k in set(old_figures) | set(new_figures) if old_figures.get(k) != new_figures.get(k))
+    if not changed:
+        return None
+    k = changed[0]
+    return (f"{repo_id}: the model card on the Hub shows other numbers ({len(changed)} figure(s) differ, e.g. "
+            f"{k}: {old_figures.get(k, '-')} -> {new_figures.get(k, '-')}); pass --force to overwrite it")
+
+
+# ------------------------------------------------------------------------------------------------ publishing
+
+def _commit_description(upload: Upload) -> str:
+    fp = checkpoint_fingerprint(upload.iteration.checkpoint) if upload.iteration.checkpoint else None
+    return (f"Weights of {upload.iteration.name} and its model card, published by sppo-release."
+            + (f"\n\nCheckpoint fingerprint: {fp}" if fp else ""))
+
+
+def push_one(api: Any, upload: Upload, token: str, *, tag: str | None = None,
+             collection: str | None = None) -> str:
+    """Create the repo, commit weights + card in one commit, then tag it and add it to a collection.
+    Returns the commit id."""
+    from huggingface_hub import CommitOperationAdd
+
+    repo_id = upload.repo_id
+    hub_call(f"creating {repo_id}", token, api.create_repo, repo_id, exist_ok=True)
+    operations = [CommitOperationAdd(path_in_repo=f.name, path_or_fileobj=str(f)) for f in upload.files]
+    operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=upload.card.encode("utf-8")))
+    info = hub_call(f"committing to {repo_id}", token, api.create_commit, repo_id, operations,
+                    commit_message=f"Release {upload.iteration.name}: weights and model card",
+                    commit_description=_commit_description(upload))
+    log.info("%s: committed %d file(s) in commit %s", repo_id, len(operations), info.oid)
+    if tag:
+        hub_call(f"tagging {repo_id}", token, api.create_tag, repo_id, tag=tag, revision=info.oid, exist_ok=True)
+        log.info("%s: tagged %s as %s", repo_id, info.oid[:12], tag)
+    if collection:
+        hub_call(f"adding {repo_id} to collection {collection}", token, api.add_collection_item, collection,
+                 item_id=repo_id, item_type="model", exists_ok=True)
+        log.info("%s: in collection %s", repo_id, collection)
+    return info.oid
+
+
+def publish(uploads: list[Upload], *, tag: str | None = None, collection: str | None = None,
+            force: bool = False, endpoint: str | None = None) -> dict[str, str]:
+    """Push every upload after checking all of them; returns ``{repo_id: commit id}``."""
+    from huggingface_hub import HfApi
+
+    if any(u.repo_id is None for u in uploads):
+        raise UserError("no repository name: pass --push ORG/NAME")
+    token = resolve_token()
+    api = HfApi(endpoint=endpoint, token=token)
+    problems = [p for u in uploads if (p := overwrite_problem(u.repo_id, remote_card(api, u.repo_id, token), u.card))]
+    if problems and not force:
+        raise UserError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
+    for p in problems:
+        log.warning("--force: %s", p.split("; pass --force")[0])
+    return {u.repo_id: push_one(api, u, token, tag=tag, collection=collection) for u in uploads}

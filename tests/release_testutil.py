@@ -1,0 +1,81 @@
+"""Builders shared by the release tests: a tiny training run whose results hold the seed card's figures.
+
+The metric values are "raw" (more decimals than the card prints) so the tests also check the card's rounding.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from benchmarks.store import ResultsStore, SuiteResult, checkpoint_fingerprint
+
+HYPERPARAMETERS = {"learning_rate": 5e-07, "eta": 1000, "per_device_train_batch_size": 8,
+                   "gradient_accumulation_steps": 1, "seed": 42, "distributed_type": "deepspeed_zero3",
+                   "num_devices": 8, "optimizer": "RMSProp", "lr_scheduler_type": "linear",
+                   "lr_scheduler_warmup_ratio": 0.1, "num_train_epochs": 18.0, "stop_at_epoch": 1.0}
+
+
+def _alpaca(lc, wr, length):
+    return {"length_controlled_winrate": lc, "win_rate": wr, "standard_error": 1.31, "avg_length": length,
+            "n_wins": 190, "n_draws": 0, "n_total": 805, "discrete_win_rate": wr - 0.4}
+
+
+def _lm_eval(arc, tqa, wino, gsm, hs, mmlu, avg):
+    return {"arc_challenge": arc, "truthfulqa_mc2": tqa, "winogrande": wino, "gsm8k": gsm, "hellaswag": hs,
+            "mmlu": mmlu, "average": avg, "mmlu_unweighted": mmlu + 0.3}
+
+
+def _mt(t1, t2, avg):
+    return {"turn_1": t1, "turn_2": t2, "average": avg, "categories": {"writing": 8.1, "math": 4.2}}
+
+
+# (suite, variant) -> metrics, per iteration: the seed card's figures before rounding.
+SEED_RESULTS = {
+    1: {("alpaca_eval", "default"): _alpaca(24.7912, 23.5071, 1855.0),
+        ("alpaca_eval", "best-of-16"): _alpaca(31.2288, 32.1240, 2035.2),
+        ("lm_eval", "default"): _lm_eval(65.0213, 69.4012, 77.8216, 43.8211, 85.1103, 58.8402, 66.6693),
+        ("mt_bench", "default"): _mt(7.63125, 6.7875, 7.209375)},
+    2: {("alpaca_eval", "default"): _alpaca(26.8893, 27.6190, 2019.4),
+        ("alpaca_eval", "best-of-16"): _alpaca(32.1321, 34.9409, 2173.9),
+        ("lm_eval", "default"): _lm_eval(65.5331, 69.5489, 77.0339, 44.3518, 85.2898, 58.7203, 66.7496),
+        ("mt_bench", "default"): _mt(7.9, 7.0813, 7.4906)},
+    3: {("alpaca_eval", "default"): _alpaca(28.5307, 31.0219, 2163.0),
+        ("alpaca_eval", "best-of-16"): _alpaca(31.0711, 31.8590, 2036.0),
+        ("lm_eval", "default"): _lm_eval(65.3597, 69.9702, 76.8013, 42.6789, 85.1611, 58.4512, 66.4021),
+        ("mt_bench", "default"): _mt(7.8375, 7.3375, 7.5875),
+        ("arena_hard", "default"): {"score": 23.27, "rating_q025": 21.5, "rating_q975": 25.09, "lower": -1.77,
+                                    "upper": 1.82, "CI": "(-1.77, +1.82)", "avg_tokens": 578.0}},
+}
+
+
+def manifest(n: int) -> dict:
+    return {"iteration": n, "name": f"Iter{n}", "base_model": "mistralai/Mistral-7B-Instruct-v0.2",
+            "init_model": "mistralai/Mistral-7B-Instruct-v0.2" if n == 1 else f"checkpoints/Iter{n - 1}",
+            "prompt_dataset": "snorkelai/Snorkel-Mistral-PairRM-DPO-Dataset",
+            "prompt_source_dataset": "openbmb/UltraFeedback", "k": 5, "ranker": "llm-blender/PairRM",
+            "hyperparameters": dict(HYPERPARAMETERS), "extra_key_from_a_newer_trainer": True}
+
+
+def make_run(root: Path, *, results: bool = True, all_suites: bool = False) -> Path:
+    """A run with Iter1..3 (tiny weights) and, unless `results` is False, the seed card's figures in its
+    results store, fingerprinted against the checkpoints. `all_suites` adds Arena-Hard to Iter1/Iter2 too."""
+    run = root / "run"
+    store = ResultsStore(run / "results")
+    for n in (1, 2, 3):
+        ckpt = run / "checkpoints" / f"Iter{n}"
+        ckpt.mkdir(parents=True)
+        (ckpt / "config.json").write_text(json.dumps({"model_type": "mistral", "iteration": n}))
+        (ckpt / "model.safetensors").write_bytes(bytes([n]) * 64)
+        (ckpt / "tokenizer.json").write_text("{}")
+        (ckpt / "sppo_manifest.json").write_text(json.dumps(manifest(n)))
+        if not results:
+            continue
+        figures = dict(SEED_RESULTS[n])
+        if all_suites and n != 3:
+            figures[("arena_hard", "default")] = dict(SEED_RESULTS[3][("arena_hard", "default")], score=20.0 + n)
+        for (suite, variant), metrics in figures.items():
+            store.write(SuiteResult(model=f"Iter{n}", suite=suite, variant=variant, metrics=metrics,
+                                    checkpoint={"path": str(ckpt), "fingerprint": checkpoint_fingerprint(ckpt)},
+                                    versions={"lm-eval": "0.4.1"}))
+    return run

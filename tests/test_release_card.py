@@ -1,0 +1,198 @@
+"""Model cards: the rendered card's metadata and every table cell equal the published seed card's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+from huggingface_hub import ModelCard
+from release_testutil import make_run
+
+from release import cli
+from release.card import ReleaseInfo, card_figures, parse_tables, render_card, results_from_store
+from release.published import load_published, render_published
+from release.run import load_iteration, load_run
+from sppo.errors import UserError
+from benchmarks.store import ResultsStore
+
+SEED = "reference/Mistral7B-PairRM-SPPO-Iter2.README.md"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RELEASE = ReleaseInfo(family="Mistral7B-PairRM-SPPO", org="UCLA-AGI")
+
+
+def _seed_text(shared_data: Path) -> str:
+    return (shared_data / SEED).read_text(encoding="utf-8")
+
+
+def _metadata(text: str) -> dict:
+    return yaml.safe_load(text.split("---\n")[1])
+
+
+def _render(run: Path, number: int, template=None) -> str:
+    iterations = load_run(run)
+    results = results_from_store(ResultsStore(run / "results"), iterations, RELEASE)
+    it = next(i for i in iterations if i.number == number)
+    return str(render_card(RELEASE, iterations, it, results, template))
+
+
+def _assert_tables_equal(seed_text: str, card_text: str) -> None:
+    """Every table of the seed card appears in the card with the same title, header and cells."""
+    seed_tables, tables = parse_tables(seed_text), {t["title"]: t for t in parse_tables(card_text)}
+    assert [t["title"] for t in seed_tables] == [
+        "AlpacaEval Leaderboard Evaluation Results", "Arena-Hard Evaluation Results",
+        "Open LLM Leaderboard Evaluation Results", "MT-Bench Evaluation Results"]
+    for seed in seed_tables:
+        assert seed["title"] in tables, f"missing table {seed['title']!r}"
+        table = tables[seed["title"]]
+        assert table["header"] == seed["header"], seed["title"]
+        assert len(table["rows"]) == len(seed["rows"]), seed["title"]
+        for seed_row, row in zip(seed["rows"], table["rows"]):
+            assert row == seed_row, f"{seed['title']}: {row} != {seed_row}"
+
+
+def _assert_metadata(seed_text: str, card_text: str, iteration: int) -> None:
+    seed_meta, meta = _metadata(seed_text), _metadata(card_text)
+    for key, value in seed_meta.items():
+        assert meta[key] == value, key
+    assert meta["base_model"] == "mistralai/Mistral-7B-Instruct-v0.2"
+    assert meta["tags"]
+    # every figure of this iteration's rows, and nothing else, is in the model-index
+    index = meta["model-index"][0]
+    assert index["name"] == f"Mistral7B-PairRM-SPPO-Iter{iteration}"
+    values = sorted((m["value"] if isinstance(m["value"], str) else float(m["value"]) for r in index["results"]
+                     for m in r["metrics"]), key=repr)
+    label = f"Iter {iteration}"
+    cells = sorted((c if c.startswith("(") else float(c) for t in parse_tables(card_text) for row in t["rows"]
+                    if label in row[0] or row[0].endswith(f"-Iter{iteration}") for c in row[1:]), key=repr)
+    assert values == cells
+    ModelCard(card_text)  # parses as a Hub card
+
+
+def test_golden_card_equals_seed_card(tmp_path, shared_data):
+    seed = _seed_text(shared_data)
+    card = _render(make_run(tmp_path), 2)
+    _assert_tables_equal(seed, card)
+    _assert_metadata(seed, card, 2)
+    assert "- num_train_epochs: 18.0 (stop at epoch=1.0)" in card
+    for line in ("- learning_rate: 5e-07", "- eta: 1000", "- per_device_train_batch_size: 8",
+                 "- gradient_accumulation_steps: 1", "- seed: 42", "- distributed_type: deepspeed_zero3",
+                 "- num_devices: 8", "- optimizer: RMSProp", "- lr_scheduler_type: linear",
+                 "- lr_scheduler_warmup_ratio: 0.1"):
+        assert line in card.splitlines()
+    for n in (1, 2, 3):
+        assert f"(https://huggingface.co/UCLA-AGI/Mistral7B-PairRM-SPPO-Iter{n})" in card
+    assert "@misc{wu2024self," in card and "eprint={2405.00675}" in card
+
+
+def test_each_iteration_card_has_its_own_figures(tmp_path, shared_data):
+    run, seed = make_run(tmp_path), _seed_text(shared_data)
+    for n in (1, 3):
+        card = _render(run, n)
+        _assert_tables_equal(seed, card)  # same tables on every card of the release
+        _assert_metadata(seed, card, n)
+    iter3 = _metadata(_render(run, 3))["model-index"][0]["results"]
+    assert any(r["dataset"]["name"] == "Arena-Hard v0.1" for r in iter3)
+
+
+def test_published_cards_are_rendered_from_the_source(shared_data):
+    """model_cards/ is what the toolkit renders from release/published/*.json: re-render and diff."""
+    rendered = render_published()
+    assert sorted(rendered) == [f"Mistral7B-PairRM-SPPO-Iter{n}/README.md" for n in (1, 2, 3)]
+    for rel, text in rendered.items():
+        assert (REPO_ROOT / "model_cards" / rel).read_text(encoding="utf-8") == text, \
+            f"model_cards/{rel} is out of date: run `python -m release.published`"
+    seed = _seed_text(shared_data)
+    for n in (1, 2, 3):
+        card = rendered[f"Mistral7B-PairRM-SPPO-Iter{n}/README.md"]
+        _assert_tables_equal(seed, card)
+        _assert_metadata(seed, card, n)
+    assert "This is the model reported in the paper" in rendered["Mistral7B-PairRM-SPPO-Iter2/README.md"]
+
+
+def test_published_source_matches_store_rendering(tmp_path):
+    """The transcribed source and a results store holding the same figures give the same card figures."""
+    release, iterations, results = load_published()
+    published = str(render_card(release, iterations, iterations[1], results))
+    assert card_figures(published) == card_figures(_render(make_run(tmp_path), 2))
+
+
+def test_manifest_missing_field_names_file_and_field(tmp_path):
+    run = make_run(tmp_path, results=False)
+    path = run / "checkpoints" / "Iter2" / "sppo_manifest.json"
+    m = json.loads(path.read_text())
+    del m["hyperparameters"]["eta"]
+    path.write_text(json.dumps(m))
+    with pytest.raises(UserError, match=r"Iter2/sppo_manifest.json: missing field 'hyperparameters.eta'"):
+        load_run(run)
+    del m["ranker"]
+    path.write_text(json.dumps(m))
+    with pytest.raises(UserError, match=r"sppo_manifest.json: missing field 'ranker'"):
+        load_iteration(path.parent)
+
+
+def test_missing_metric_is_a_user_error(tmp_path):
+    run = make_run(tmp_path)
+    p = run / "results" / "Iter1" / "mt_bench.json"
+    d = json.loads(p.read_text())
+    del d["metrics"]["turn_2"]
+    p.write_text(json.dumps(d))
+    with pytest.raises(UserError, match=r"Iter1 \(mt_bench, default\): missing metric 'turn_2'"):
+        _render(run, 2)
+
+
+def test_custom_template(tmp_path):
+    run = make_run(tmp_path)
+    tpl = tmp_path / "mine.md.j2"
+    tpl.write_text("---\n{{ card_data }}\n---\n# {{ model_name }} by us\n\n"
+                   "{% for t in tables %}## {{ t.title }}\n\n{{ t.markdown }}\n\n{% endfor %}")
+    card = _render(run, 2, tpl)
+    assert "# Mistral7B-PairRM-SPPO-Iter2 by us" in card
+    assert [t["title"] for t in parse_tables(card)][0] == "AlpacaEval Leaderboard Evaluation Results"
+    tpl.write_text("# {{ model_name }}\n")
+    with pytest.raises(UserError, match="must start with the metadata block"):
+        _render(run, 2, tpl)
+    tpl.write_text("---\n{{ card_data }}\n---\n{{ no_such_variable }}\n")
+    with pytest.raises(UserError, match="template error .*no_such_variable"):
+        _render(run, 2, tpl)
+
+
+def test_cli_dry_run_renders_cards_and_lists_uploads(tmp_path, monkeypatch, capsys):
+    run = make_run(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SPPO_RUN_DIR", raising=False)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "latest").symlink_to(run)
+    assert cli.main(["--name", "UCLA-AGI/Mistral7B-PairRM-SPPO", "--require", "alpaca_eval,mt_bench,lm_eval"]) == 0
+    out = capsys.readouterr().out
+    for n in (1, 2, 3):
+        card = tmp_path / "model_cards" / f"Mistral7B-PairRM-SPPO-Iter{n}" / "README.md"
+        assert card.exists()
+        assert f"Iter{n} -> UCLA-AGI/Mistral7B-PairRM-SPPO-Iter{n}" in out
+    assert "model.safetensors" in out and "config.json" in out and "sppo_manifest.json" not in out
+    assert "dry run: nothing uploaded; pass --push" in out
+    assert "warning" not in out
+
+
+def test_cli_dry_run_default_names_and_warnings(tmp_path, capsys):
+    run = make_run(tmp_path)
+    (run / "checkpoints" / "Iter1" / "model.safetensors").write_bytes(b"retrained" * 10)  # results now stale
+    assert cli.main(["--run-dir", str(run), "--out", str(tmp_path / "cards")]) == 0
+    out = capsys.readouterr().out
+    name = "Mistral-7B-Instruct-v0.2-PairRM-SPPO"
+    assert (tmp_path / "cards" / f"{name}-Iter1" / "README.md").exists()
+    assert "warning: Iter1: alpaca_eval results are stale" in out
+    assert "warning: Iter1: arena_hard results missing" in out
+    assert "--push would refuse" in out
+    card = (tmp_path / "cards" / f"{name}-Iter2" / "README.md").read_text()
+    assert f"](../{name}-Iter1/README.md)" in card  # no org: links between the local cards
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert cli.main(["--run-dir", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    run = make_run(tmp_path)
+    assert cli.main(["--run-dir", str(run), "--out", str(tmp_path / "c"), "--iteration", "7"]) == 2
+    assert "no iteration 7" in capsys.readouterr().err
