@@ -24,12 +24,16 @@ from sppo.errors import UserError
 Locator = Callable[[int], str]
 
 
-def locator(source: str | None = None, lines: Sequence[int] | None = None) -> Locator:
+def locator(source: str | Sequence[str] | None = None, lines: Sequence[int] | None = None) -> Locator:
     """Return ``where(i)`` naming record ``i``: ``"file:line"`` when line numbers are known, else
-    ``"file: record N"`` (1-based)."""
-    src = source or "<records>"
+    ``"file: record N"`` (1-based). ``source`` is one file name, or one per record when records come from
+    several files."""
 
     def where(i: int) -> str:
+        if isinstance(source, (list, tuple)):
+            src = source[i] if 0 <= i < len(source) else "<records>"
+        else:
+            src = source or "<records>"
         if lines is not None and 0 <= i < len(lines):
             return f"{src}:{lines[i]}"
         return f"{src}: record {i + 1}"

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -222,6 +223,7 @@ def _glm_design(df: pd.DataFrame, df_gamed: pd.DataFrame) -> tuple[pd.DataFrame,
 def length_controlled_winrate(df: pd.DataFrame, df_gamed: pd.DataFrame) -> dict[str, Any]:
     """``length_controlled_winrate`` and ``lc_standard_error`` (percent) and the fitted GLM weights of one model's
     annotations (in evaluation-set order), as ``get_length_controlled_winrate`` computes them."""
+    import sklearn
     from alpaca_eval.metrics.glm_winrate import GLM_INFO, fit_LogisticRegressionCV
 
     if df["generator_2"].iloc[0] == df["generator_1"].iloc[0]:  # baseline vs itself: 0.5 by construction
@@ -229,8 +231,12 @@ def length_controlled_winrate(df: pd.DataFrame, df_gamed: pd.DataFrame) -> dict[
                 "lc_weights": {f: 0.0 for f in _GLM_FEATURES}}
     xy_train, x_test, weight = _glm_design(df, df_gamed)
     keep = xy_train["preference"].notna().to_numpy()
-    model = fit_LogisticRegressionCV(xy_train[keep], "preference", is_ytrue_proba=True,
-                                     sample_weight=weight[keep], **GLM_INFO[GLM_NAME]["kwargs"])
+    # the official fit switches on sklearn's metadata routing globally: keep that inside this call, and keep
+    # sklearn's deprecation notices about alpaca_eval's arguments out of the command's output
+    with sklearn.config_context(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        model = fit_LogisticRegressionCV(xy_train[keep], "preference", is_ytrue_proba=True,
+                                         sample_weight=weight[keep], **GLM_INFO[GLM_NAME]["kwargs"])
     predicted = pd.Series(model.predict_proba(x_test)[:, 1])
     return {"length_controlled_winrate": float(predicted.mean() * 100),
             "lc_standard_error": float(predicted.sem() * 100),

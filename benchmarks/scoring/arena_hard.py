@@ -93,7 +93,7 @@ def avg_tokens(answers: Sequence[Mapping[str, Any]]) -> int:
 
 def battles_from_judgments(rows: Sequence[Mapping[str, Any]], baseline: str = BASELINE,
                            weight: int = STRONG_WEIGHT, question_ids: set[str] | None = None,
-                           source: str | None = None, lines: Sequence[int] | None = None
+                           source: str | Sequence[str] | None = None, lines: Sequence[int] | None = None
                            ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Battles (question_id, model_a, model_b, winner) from judgment rows, in row order, game 1 then game 2, a
     strong verdict repeated ``weight`` times. Returns (battles, counts) where counts holds per model the number
@@ -239,7 +239,7 @@ def _fixed_row(score: float | None) -> dict[str, Any]:
 
 def score_judgments(rows: Sequence[Mapping[str, Any]], answers: Mapping[str, Sequence[Mapping]] | None = None,
                     baseline: str = BASELINE, question_ids: set[str] | None = None,
-                    num_rounds: int = NUM_ROUNDS, seed: int = SEED, source: str | None = None,
+                    num_rounds: int = NUM_ROUNDS, seed: int = SEED, source: str | Sequence[str] | None = None,
                     lines: Sequence[int] | None = None) -> dict[str, dict[str, Any]]:
     """The leaderboard of every model in ``rows`` (all judgment files together, baseline included):
     ``{model: {score, rating_q025, rating_q975, CI, lower, upper, avg_tokens, n_judgments, n_battles,
