@@ -51,7 +51,11 @@ def render_prompt(tokenizer, conversation: Conversation) -> str:
 def encode_prompt(tokenizer, conversation: Conversation) -> list[int]:
     """Token ids of the rendered prompt. The template already writes the BOS the model expects, so the
     tokenizer must not add another (the reference implementation did, giving two BOS tokens)."""
-    return tokenizer(render_prompt(tokenizer, conversation), add_special_tokens=False)["input_ids"]
+    ids = tokenizer(render_prompt(tokenizer, conversation), add_special_tokens=False)["input_ids"]
+    bos = tokenizer.bos_token_id
+    if bos is not None and getattr(tokenizer, "add_bos_token", False) and (not ids or ids[0] != bos):
+        ids = [bos] + ids  # the model wants a BOS and its template does not write one
+    return ids
 
 
 class HFGenerator:

@@ -1,0 +1,61 @@
+"""`sppo-train`: run SPPO iterations (generate -> rank -> win probabilities -> SPPO loss -> train).
+
+Examples:
+    sppo-train                                  # embedded default: SmolLM2-135M, 3 small iterations, offline
+    sppo-train --config paper                   # the published recipe (Mistral-7B-Instruct-v0.2, PairRM, K=5)
+    sppo-train --config my.yaml training.learning_rate=1e-6 run.iterations=2
+    sppo-train --print-config                   # the resolved config, every field documented
+Multi-GPU (DeepSpeed ZeRO-3):
+    accelerate launch --num_processes 8 -m sppo.cli --config paper
+    deepspeed --num_gpus 8 -m sppo.cli --config paper   (or: deepspeed $(which sppo-train) --config paper)
+Rerun the same command after a crash or Ctrl-C: finished stages are kept and the run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from .cli_util import run_cli, setup_logging
+
+log = logging.getLogger("sppo")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sppo-train", description=__doc__.split("\n\n")[0],
+                                epilog="\n".join(__doc__.split("\n")[2:]),
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", default=None,
+                   help="YAML config file, or a shipped config name: embedded (default), paper")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="override config fields, e.g. training.learning_rate=1e-6 generation.k=3")
+    p.add_argument("--print-config", action="store_true", help="print the resolved, documented config and exit")
+    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(_main, list(sys.argv[1:] if argv is None else argv))
+
+
+def _main(argv: list[str]) -> int:
+    from .config import documented_yaml, load_config
+
+    args = parser().parse_args(argv)
+    cfg = load_config(args.config, args.overrides)
+    if args.print_config:
+        print(documented_yaml(cfg), end="")
+        return 0
+    setup_logging(args.verbose)
+    from .pipeline import run_pipeline
+
+    checkpoints = run_pipeline(cfg)
+    for c in checkpoints:
+        print(c)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

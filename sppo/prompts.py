@@ -1,0 +1,86 @@
+"""Prompt splits, one per SPPO iteration.
+
+- source "embedded": the project's own 45 varied instructions (sppo/data/prompts.jsonl), split in 3 like the
+  UltraFeedback prompts that snorkelai/Snorkel-Mistral-PairRM-DPO-Dataset splits into train_iteration_1..3.
+- source "hub": `datasets.load_dataset(dataset, split=...)`, column `prompt` (needs a network or a warm cache).
+- a local .jsonl/.json/.parquet file with the prompt column and a `split` column.
+Each prompt gets a stable id (the dataset's `prompt_id` if present, else a hash of the text).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+
+from .config import PromptsConfig
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+EMBEDDED_PROMPTS = Path(__file__).parent / "data" / "prompts.jsonl"
+
+
+def prompt_id(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _records_from_file(path: Path, split: str, column: str) -> list[dict]:
+    import pandas as pd
+
+    if not path.exists():
+        raise UserError(f"{path}: prompt file not found")
+    try:
+        if path.suffix == ".parquet":
+            df = pd.read_parquet(path)
+        elif path.suffix == ".jsonl":
+            df = pd.read_json(path, lines=True)
+        elif path.suffix == ".json":
+            df = pd.read_json(path)
+        else:
+            raise UserError(f"{path}: unsupported prompt file type (use .jsonl, .json or .parquet)")
+    except ValueError as e:
+        raise UserError(f"{path}: cannot read prompts ({str(e).splitlines()[0]})") from None
+    for col in (column, "split"):
+        if col not in df.columns:
+            raise UserError(f"{path}: missing column '{col}'")
+    rows = df[df["split"] == split]
+    return [{"id": str(r["id"]) if "id" in df.columns else prompt_id(r[column]), "prompt": r[column]}
+            for _, r in rows.iterrows()]
+
+
+def _records_from_hub(dataset: str, split: str, column: str) -> list[dict]:
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(dataset, split=split)
+    except Exception as e:  # offline, unknown split, ... : one line, the cause named
+        raise UserError(f"prompts.dataset: cannot load {dataset} split {split} ({type(e).__name__}: "
+                        f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    if column not in ds.column_names:
+        raise UserError(f"prompts.column: {dataset} has no column '{column}' (columns: {', '.join(ds.column_names)})")
+    ids = ds["prompt_id"] if "prompt_id" in ds.column_names else None
+    return [{"id": ids[i] if ids else prompt_id(p), "prompt": p} for i, p in enumerate(ds[column])]
+
+
+def load_split(cfg: PromptsConfig, iteration: int) -> list[dict]:
+    """Prompts of iteration `iteration` (1-based): a list of {"id", "prompt"}, deduplicated, non-empty."""
+    split = cfg.splits[iteration - 1]
+    if cfg.source == "embedded":
+        records = _records_from_file(EMBEDDED_PROMPTS, split, "prompt")
+    elif cfg.source == "hub":
+        records = _records_from_hub(cfg.dataset, split, cfg.column)
+    else:
+        records = _records_from_file(Path(cfg.source), split, cfg.column)
+    seen, out = set(), []
+    for r in records:
+        text = r["prompt"]
+        if not isinstance(text, str) or not text.strip() or r["id"] in seen:
+            continue
+        seen.add(r["id"])
+        out.append({"id": str(r["id"]), "prompt": text})
+    if cfg.limit:
+        out = out[: cfg.limit]
+    if not out:
+        raise UserError(f"prompts: split '{split}' of {cfg.source} is empty")
+    return out
