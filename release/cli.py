@@ -94,6 +94,8 @@ def _print_plan(uploads: list[Upload], card_paths: dict[int, Path]) -> None:
 def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    if not args.verbose:  # one INFO line per HTTP request is noise; -v shows them
+        logging.getLogger("httpx2").setLevel(logging.WARNING)
     run_dir = current_run_dir(args.run_dir)
     iterations = load_run(run_dir)
     release = _release(args, iterations)

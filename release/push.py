@@ -115,6 +115,19 @@ def scrub(text: str, token: str | None) -> str:
     return text.replace(token, "***") if token else text
 
 
+def hub_error(what: str, token: str, e: BaseException) -> UserError:
+    """A one-line UserError for a failed Hub request, without the token."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    status = getattr(getattr(e, "response", None), "status_code", None)
+    detail = lines[0] if lines else ""
+    if status is None and _is_network_error(e):
+        detail = f"network error, cannot reach the Hub ({_root_cause(e)})"
+    elif status is None:  # not an HTTP error: the exception type tells what happened
+        detail = f"{type(e).__name__}: {detail}" if detail else type(e).__name__
+    hint = " (check that your token may write to this namespace)" if status in (401, 403) else ""
+    return UserError(scrub(f"{what} failed: {detail}{hint}", token))
+
+
 def hub_call(what: str, token: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     """Run one Hub request; any failure becomes a one-line UserError without the token."""
     try:
@@ -122,11 +135,27 @@ def hub_call(what: str, token: str, fn: Callable[..., Any], *args: Any, **kwargs
     except UserError:
         raise
     except Exception as e:  # HTTP errors, connection errors, offline mode, invalid metadata...
-        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-        detail = lines[0] if lines else type(e).__name__
-        status = getattr(getattr(e, "response", None), "status_code", None)
-        hint = " (check that your token may write to this namespace)" if status in (401, 403) else ""
-        raise UserError(scrub(f"{what} failed: {detail}{hint}", token)) from None
+        raise hub_error(what, token, e) from None
+
+
+def _causes(e: BaseException) -> list[BaseException]:
+    chain = [e]
+    while (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None and nxt not in chain:
+        chain.append(nxt)
+    return chain
+
+
+def _is_network_error(e: BaseException) -> bool:
+    """Connection refused, DNS failure, timeout... (huggingface_hub wraps them in LocalEntryNotFoundError)."""
+    names = {t.__name__ for c in _causes(e) for t in type(c).__mro__}
+    return bool(names & {"TransportError", "ConnectError", "TimeoutException", "LocalEntryNotFoundError",
+                         "OfflineModeIsEnabled", "ConnectionError"})
+
+
+def _root_cause(e: BaseException) -> str:
+    root = _causes(e)[-1]
+    lines = [line.strip() for line in str(root).splitlines() if line.strip()]
+    return lines[0] if lines else type(root).__name__
 
 
 # ------------------------------------------------------------------------------------------------ remote state
@@ -144,6 +173,19 @@ def remote_card(api: Any, repo_id: str, token: str) -> str | None:
             return Path(path).read_text(encoding="utf-8")
 
     return hub_call(f"reading the model card of {repo_id}", token, fetch)
+
+
+def remote_tags(api: Any, repo_id: str, token: str) -> dict[str, str]:
+    """``{tag: commit}`` of a repository; empty when it does not exist yet."""
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    def fetch() -> dict[str, str]:
+        try:
+            return {t.name: t.target_commit for t in api.list_repo_refs(repo_id).tags}
+        except RepositoryNotFoundError:
+            return {}
+
+    return hub_call(f"reading the tags of {repo_id}", token, fetch)
 
 
 def overwrite_problem(repo_id: str, remote: str | None, new: str) -> str | None:
@@ -173,6 +215,25 @@ def _commit_description(upload: Upload) -> str:
             + (f"\n\nCheckpoint fingerprint: {fp}" if fp else ""))
 
 
+def tag_commit(api: Any, repo_id: str, tag: str, oid: str, token: str) -> None:
+    """Tag `oid`; an existing tag is fine only if it already points there (a rerun), never moved."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        api.create_tag(repo_id, tag=tag, revision=oid)
+    except HfHubHTTPError as e:
+        if getattr(e.response, "status_code", None) != 409:
+            raise hub_error(f"tagging {repo_id}", token, e) from None
+        refs = hub_call(f"reading the tags of {repo_id}", token, api.list_repo_refs, repo_id)
+        current = next((t.target_commit for t in refs.tags if t.name == tag), None)
+        if current != oid:
+            raise UserError(f"{repo_id}: tag {tag!r} already exists on commit {str(current)[:12]}; "
+                            f"choose another --tag or delete that tag") from None
+    except Exception as e:
+        raise hub_error(f"tagging {repo_id}", token, e) from None
+    log.info("%s: tagged %s as %s", repo_id, oid[:12], tag)
+
+
 def push_one(api: Any, upload: Upload, token: str, *, tag: str | None = None,
              collection: str | None = None) -> str:
     """Create the repo, commit weights + card in one commit, then tag it and add it to a collection.
@@ -188,8 +249,7 @@ def push_one(api: Any, upload: Upload, token: str, *, tag: str | None = None,
                     commit_description=_commit_description(upload))
     log.info("%s: committed %d file(s) in commit %s", repo_id, len(operations), info.oid)
     if tag:
-        hub_call(f"tagging {repo_id}", token, api.create_tag, repo_id, tag=tag, revision=info.oid, exist_ok=True)
-        log.info("%s: tagged %s as %s", repo_id, info.oid[:12], tag)
+        tag_commit(api, repo_id, tag, info.oid, token)
     if collection:
         hub_call(f"adding {repo_id} to collection {collection}", token, api.add_collection_item, collection,
                  item_id=repo_id, item_type="model", exists_ok=True)
@@ -206,6 +266,10 @@ def publish(uploads: list[Upload], *, tag: str | None = None, collection: str | 
         raise UserError("no repository name: pass --push ORG/NAME")
     token = resolve_token()
     api = HfApi(endpoint=endpoint, token=token)
+    for u in uploads if tag else []:
+        if tag in remote_tags(api, u.repo_id, token):
+            raise UserError(f"{u.repo_id}: tag {tag!r} already exists; a release tag is never moved: choose another "
+                            f"--tag (or rerun without --tag if this release was already published)")
     problems = [p for u in uploads if (p := overwrite_problem(u.repo_id, remote_card(api, u.repo_id, token), u.card))]
     if problems and not force:
         raise UserError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))

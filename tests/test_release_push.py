@@ -1,0 +1,220 @@
+"""`sppo-release --push` against a fake Hub on 127.0.0.1 (see fake_hub.py)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import time
+from pathlib import Path
+
+import huggingface_hub.constants as hf_constants
+import huggingface_hub.utils as hf_utils
+import huggingface_hub.utils._http as hf_http
+import pytest
+from fake_hub import FakeHub
+from release_testutil import make_run
+
+from release import cli
+
+TOKEN = "hf_sppoTestTokenDoNotLeak0123456789"
+FAMILY = "UCLA-AGI/Mistral7B-PairRM-SPPO"
+REPOS = [f"{FAMILY}-Iter{n}" for n in (1, 2, 3)]
+
+
+@pytest.fixture
+def hub(monkeypatch, tmp_path):
+    """A running fake Hub that huggingface_hub talks to, online, without Xet, with HF_TOKEN set."""
+    with FakeHub(TOKEN) as fake:
+        monkeypatch.setenv("HF_ENDPOINT", fake.url)
+        monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+        monkeypatch.setenv("HF_TOKEN", TOKEN)
+        # huggingface_hub reads these at import time: patch the constants it consults at call time.
+        monkeypatch.setattr(hf_constants, "ENDPOINT", fake.url)
+        monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE",
+                            fake.url + "/{repo_id}/resolve/{revision}/{filename}")
+        monkeypatch.setattr(hf_constants, "AGENT_HARNESSES_PATH", str(tmp_path / "agent_harnesses.json"))
+        monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", False)
+        monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_XET", True)
+        monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(tmp_path / "no-token-file"))
+        hf_utils.disable_progress_bars()  # upload bars would share stderr with the one-line errors
+        try:
+            yield fake
+        finally:
+            hf_utils.enable_progress_bars()
+
+
+@pytest.fixture
+def logs(caplog):
+    caplog.set_level(logging.DEBUG)
+    return caplog
+
+
+class _NoSleep:
+    """The `time` module without waiting."""
+
+    def sleep(self, seconds: float) -> None:
+        pass
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
+
+
+def push(run: Path, tmp_path: Path, *extra: str) -> int:
+    return cli.main(["--run-dir", str(run), "--out", str(tmp_path / "cards"), "--push", FAMILY, *extra])
+
+
+def assert_no_token_leak(hub: FakeHub, tmp_path: Path, logs, capsys) -> None:
+    """The token is only ever in the Authorization header: not in any URL, other header or body, log line,
+    console output or file written."""
+    assert hub.requests
+    for r in hub.requests:
+        assert TOKEN not in r.path
+        assert TOKEN.encode() not in r.body
+        assert all(TOKEN not in v for k, v in r.headers.items() if k != "authorization"), r.path
+    assert {r.headers["authorization"] for r in hub.requests if "authorization" in r.headers} == {f"Bearer {TOKEN}"}
+    assert TOKEN not in logs.text
+    out, err = capsys.readouterr()
+    assert TOKEN not in out + err
+    for f in tmp_path.rglob("*"):
+        if f.is_file():
+            assert TOKEN.encode() not in f.read_bytes(), f
+
+
+def test_push_creates_repos_one_commit_each_tag_and_collection(hub, tmp_path, logs, capsys):
+    run = make_run(tmp_path, all_suites=True)
+    assert push(run, tmp_path, "--tag", "v1.0", "--collection", "UCLA-AGI/sppo-6650c7b2d1b6a0d3e3f3a3b1") == 0
+    assert sorted(hub.repos) == REPOS
+    for n, repo_id in enumerate(REPOS, 1):
+        repo, ckpt = hub.repos[repo_id], run / "checkpoints" / f"Iter{n}"
+        assert len(repo.commits) == 1  # weights and card in ONE commit
+        commit = repo.commits[0]
+        assert sorted(commit["files"]) == ["README.md", "config.json", "model.safetensors", "tokenizer.json"]
+        assert commit["files"]["model.safetensors"] == (ckpt / "model.safetensors").read_bytes()  # via LFS
+        assert commit["files"]["config.json"] == (ckpt / "config.json").read_bytes()
+        card = (tmp_path / "cards" / repo_id.split("/")[1] / "README.md").read_bytes()
+        assert commit["files"]["README.md"] == card
+        assert repo.tags == {"v1.0": commit["oid"]}
+    assert hub.collections == {"UCLA-AGI/sppo-6650c7b2d1b6a0d3e3f3a3b1": REPOS}
+    paths = [r.path for r in hub.requests]
+    assert sum(p.startswith("/api/repos/create") for p in paths) == 3
+    assert sum("/commit/main" in p for p in paths) == 3
+    assert any(p.endswith(".git/info/lfs/objects/batch") for p in paths)
+    assert_no_token_leak(hub, tmp_path, logs, capsys)
+
+
+def test_push_refuses_missing_or_stale_results_before_any_request(hub, tmp_path, capsys):
+    run = make_run(tmp_path)  # Arena-Hard only for Iter3
+    assert push(run, tmp_path) == 2
+    err = capsys.readouterr().err
+    assert err == "error: refusing to push: Iter1: arena_hard results missing (and 1 more problem(s))\n"
+    assert hub.requests == []
+
+    run2 = make_run(tmp_path / "b", all_suites=True)
+    (run2 / "checkpoints" / "Iter2" / "model.safetensors").write_bytes(b"newer weights" * 8)
+    assert push(run2, tmp_path) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: refusing to push: Iter2: alpaca_eval") and "results are stale" in err
+    assert hub.requests == []
+
+    # results that record no checkpoint cannot be trusted either
+    run3 = make_run(tmp_path / "c", all_suites=True)
+    p = run3 / "results" / "Iter3" / "mt_bench.json"
+    d = json.loads(p.read_text())
+    d["checkpoint"] = {}
+    p.write_text(json.dumps(d))
+    assert cli.main(["--run-dir", str(run3), "--out", str(tmp_path / "c"), "--push", FAMILY, "--iteration", "3"]) == 2
+    assert capsys.readouterr().err == ("error: refusing to push: Iter3: mt_bench results record no checkpoint "
+                                       "fingerprint\n")
+    assert hub.requests == []
+
+
+def test_push_refuses_to_overwrite_other_numbers_unless_forced(hub, tmp_path, capsys):
+    run = make_run(tmp_path, all_suites=True)
+    assert push(run, tmp_path) == 0
+    assert push(run, tmp_path) == 0  # same numbers: a rerun is fine
+    before = hub.snapshot()
+
+    p = run / "results" / "Iter2" / "mt_bench.json"
+    d = json.loads(p.read_text())
+    d["metrics"]["turn_1"] = 8.5
+    p.write_text(json.dumps(d))
+    capsys.readouterr()
+    assert push(run, tmp_path) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: UCLA-AGI/Mistral7B-PairRM-SPPO-Iter1: the model card on the Hub shows other numbers")
+    assert "MT-Bench Evaluation Results | Mistral7B-PairRM-SPPO Iter 2 | 1st Turn: 7.90 -> 8.50" in err
+    assert "pass --force" in err and err.count("\n") == 1
+    assert hub.snapshot() == before  # nothing changed remotely
+
+    assert push(run, tmp_path, "--force") == 0
+    readme = hub.repos[REPOS[1]].files["README.md"].decode()
+    assert "| Mistral7B-PairRM-SPPO Iter 2 | 8.50 | 7.08 | 7.49 |" in readme
+
+
+def test_failed_commit_leaves_remote_unchanged_and_rerun_succeeds(hub, tmp_path, capsys):
+    run = make_run(tmp_path, all_suites=True)
+    hub.fail["commit"] = 1
+    assert cli.main(["--run-dir", str(run), "--out", str(tmp_path / "c"), "--push", FAMILY, "--iteration", "2",
+                     "--tag", "v1.0"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: committing to {REPOS[1]} failed: ") and "500" in err and err.count("\n") == 1
+    assert hub.repos[REPOS[1]].commits == [] and hub.repos[REPOS[1]].files == {} and hub.repos[REPOS[1]].tags == {}
+    assert cli.main(["--run-dir", str(run), "--out", str(tmp_path / "c"), "--push", FAMILY, "--iteration", "2",
+                     "--tag", "v1.0"]) == 0
+    repo = hub.repos[REPOS[1]]
+    assert len(repo.commits) == 1 and "README.md" in repo.files and repo.tags == {"v1.0": repo.head}
+
+
+def test_existing_tag_is_never_moved(hub, tmp_path, capsys):
+    run = make_run(tmp_path, all_suites=True)
+    assert push(run, tmp_path, "--tag", "v1.0") == 0
+    before = hub.snapshot()
+    capsys.readouterr()
+    assert push(run, tmp_path, "--tag", "v1.0") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {REPOS[0]}: tag 'v1.0' already exists") and err.count("\n") == 1
+    assert hub.snapshot() == before
+    assert push(run, tmp_path, "--tag", "v1.1") == 0
+    assert all(set(hub.repos[r].tags) == {"v1.0", "v1.1"} for r in REPOS)
+
+
+@pytest.mark.parametrize("name", ["Mistral7B-PairRM-SPPO", "a/b/c", "org/bad..name", "org/-x", "/name"])
+def test_bad_repo_id_is_a_one_line_error(hub, tmp_path, capsys, name):
+    run = make_run(tmp_path, all_suites=True)
+    assert cli.main(["--run-dir", str(run), "--out", str(tmp_path / "c"), "--push", name]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: invalid repository name") and err.count("\n") == 1
+    assert hub.requests == []
+
+
+def test_missing_token(hub, tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("HF_TOKEN")
+    run = make_run(tmp_path, all_suites=True)
+    assert push(run, tmp_path) == 2
+    assert capsys.readouterr().err == "error: no Hugging Face token: set HF_TOKEN or run `hf auth login`\n"
+    assert hub.requests == []
+
+
+def test_rejected_token_is_a_one_line_error_without_the_token(hub, tmp_path, monkeypatch, logs, capsys):
+    hub.token = "hf_theOtherToken"
+    run = make_run(tmp_path, all_suites=True)
+    assert push(run, tmp_path) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("error: ") and err.count("\n") == 1 and "401" in err
+    assert TOKEN not in err + out + logs.text
+    assert hub.repos == {}
+
+
+def test_network_error_is_a_one_line_error(hub, tmp_path, monkeypatch, capsys):
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setattr(hf_constants, "ENDPOINT", dead)
+    monkeypatch.setattr(hf_constants, "HUGGINGFACE_CO_URL_TEMPLATE", dead + "/{repo_id}/resolve/{revision}/{filename}")
+    monkeypatch.setattr(hf_http, "time", _NoSleep())  # huggingface_hub retries with backoff: skip the waits
+    run = make_run(tmp_path, all_suites=True)
+    assert cli.main(["--run-dir", str(run), "--out", str(tmp_path / "c"), "--push", FAMILY, "--iteration", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: reading the model card of {REPOS[0]} failed") and err.count("\n") == 1
+    assert TOKEN not in err
