@@ -1,0 +1,401 @@
+"""Judge clients: an OpenAI-compatible chat-completions endpoint, or a local chat model in-process.
+
+Both backends share one interface::
+
+    judge.complete([JudgeRequest(messages, max_tokens, temperature, top_logprobs)]) -> [JudgeReply]
+
+and one on-disk cache (SQLite, one committed row per finished request, so a crash loses at most the requests in
+flight). The cache key is (judge model, messages, generation parameters): a rerun of the same benchmark makes
+zero repeated judge calls. Failed requests (after retries) are returned with ``error`` set and are *not* cached, so
+a later run tries them again; the suites record them as invalid verdicts the way the official code does.
+
+- ``OpenAIJudge``: httpx POST ``{base_url}/chat/completions``; a thread pool bounds the requests in flight;
+  429, 5xx, timeouts and connection errors are retried with exponential backoff (honouring ``Retry-After``);
+  other 4xx fail at once. The API key is read from an environment variable whose *name* is configured; the key
+  itself is never printed, logged, stored in results or written to the cache.
+- ``LocalJudge``: ``sppo.local_judge.LocalChatModel``: requests with ``top_logprobs`` get the first-token
+  distribution (AlpacaEval's weighted judge), the others greedy text (MT-Bench / Arena-Hard verdicts).
+
+Counters (``judge.stats``): calls (requests sent, retries included), cache_hits, retries, errors, prompt and
+completion tokens, cost in USD (from a price table or ``price_per_million``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from sppo.errors import UserError
+from sppo.files import utc_now
+
+log = logging.getLogger(__name__)
+
+# USD per 1M tokens (input, output), for cost accounting of well-known judges
+PRICES_PER_MILLION = {
+    "gpt-4-1106-preview": (10.0, 30.0),
+    "gpt-4-0125-preview": (10.0, 30.0),
+    "gpt-4-turbo": (10.0, 30.0),
+    "gpt-4-turbo-2024-04-09": (10.0, 30.0),
+    "gpt-4": (30.0, 60.0),
+    "gpt-4-0613": (30.0, 60.0),
+    "gpt-4o": (2.5, 10.0),
+    "gpt-4o-2024-08-06": (2.5, 10.0),
+    "gpt-4o-mini": (0.15, 0.6),
+    "gpt-4o-mini-2024-07-18": (0.15, 0.6),
+}
+CACHE_FILE = "judge_cache.sqlite3"
+
+
+@dataclass(frozen=True)
+class JudgeRequest:
+    messages: tuple  # ({"role": ..., "content": ...}, ...) - a tuple so requests are hashable
+    max_tokens: int
+    temperature: float = 0.0
+    top_logprobs: int | None = None  # ask for logprobs of the first output token, top-k alternatives
+
+    @classmethod
+    def make(cls, messages: Sequence[dict], max_tokens: int, temperature: float = 0.0,
+             top_logprobs: int | None = None) -> "JudgeRequest":
+        return cls(tuple({"role": m["role"], "content": m["content"]} for m in messages), int(max_tokens),
+                   float(temperature), top_logprobs)
+
+    def params(self) -> dict[str, Any]:
+        p: dict[str, Any] = {"max_tokens": self.max_tokens, "temperature": self.temperature}
+        if self.top_logprobs:
+            p.update(logprobs=True, top_logprobs=self.top_logprobs)
+        return p
+
+
+@dataclass
+class JudgeReply:
+    text: str | None
+    top_logprobs: list[dict] | None = None  # first output token's alternatives: [{"token", "logprob"}]
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    error: str | None = None
+    cached: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class JudgeStats:
+    calls: int = 0
+    cache_hits: int = 0
+    retries: int = 0
+    errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def cache_key(judge_model: str, request: JudgeRequest) -> str:
+    blob = json.dumps({"judge": judge_model, "messages": list(request.messages), "params": request.params()},
+                      sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class JudgeCache:
+    """SQLite key -> reply. Every insert is committed on its own (WAL journal): crash-safe, many threads."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=60)
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, judge TEXT NOT NULL, "
+                             "request TEXT NOT NULL, reply TEXT NOT NULL, created_at TEXT NOT NULL)")
+            self._db.commit()
+
+    def get(self, key: str) -> JudgeReply | None:
+        with self._lock:
+            row = self._db.execute("SELECT reply FROM replies WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        d = json.loads(row[0])
+        return JudgeReply(**{**d, "cached": True})
+
+    def put(self, key: str, judge_model: str, request: JudgeRequest, reply: JudgeReply) -> None:
+        d = asdict(reply)
+        d.pop("cached")
+        req = json.dumps({"messages": list(request.messages), "params": request.params()}, ensure_ascii=False)
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?)",
+                             (key, judge_model, req, json.dumps(d, ensure_ascii=False), utc_now()))
+            self._db.commit()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class Judge:
+    """Base class: cache lookup, accounting and progress around a backend's ``_complete_uncached``."""
+
+    backend = "base"
+
+    def __init__(self, model: str, cache: JudgeCache | None = None,
+                 price_per_million: tuple[float, float] | None = None):
+        self.model = model
+        self.cache = cache
+        self.price = price_per_million or PRICES_PER_MILLION.get(model)
+        self.stats = JudgeStats()
+        self._stats_lock = threading.Lock()
+
+    # -- public ----------------------------------------------------------------------------------------------------
+    def complete(self, requests: Sequence[JudgeRequest], progress: bool = False) -> list[JudgeReply]:
+        out: list[JudgeReply | None] = [None] * len(requests)
+        keys = [cache_key(self.model, r) for r in requests]
+        todo: dict[str, list[int]] = {}  # identical requests in one batch are sent once
+        for i, (k, r) in enumerate(zip(keys, requests)):
+            hit = self.cache.get(k) if self.cache is not None else None
+            if hit is not None:
+                out[i] = hit
+                with self._stats_lock:
+                    self.stats.cache_hits += 1
+            else:
+                todo.setdefault(k, []).append(i)
+        if todo:
+            firsts = [idx[0] for idx in todo.values()]
+
+            def done(j: int, reply: JudgeReply) -> None:  # called as soon as each reply arrives
+                k = keys[j]
+                self._account(reply)
+                if reply.ok and self.cache is not None:
+                    self.cache.put(k, self.model, requests[j], reply)
+                for i in todo[k]:
+                    out[i] = reply
+
+            self._complete_uncached([requests[j] for j in firsts], firsts, done, progress)
+        return [r if r is not None else JudgeReply(None, error="no reply") for r in out]
+
+    def info(self) -> dict[str, Any]:
+        """What the results store records about this judge (never a secret)."""
+        return {"backend": self.backend, "model": self.model}
+
+    # -- for backends ------------------------------------------------------------------------------------------------
+    def _complete_uncached(self, requests, indices, done, progress) -> None:
+        raise NotImplementedError
+
+    def _account(self, reply: JudgeReply) -> None:
+        with self._stats_lock:
+            self.stats.prompt_tokens += reply.prompt_tokens
+            self.stats.completion_tokens += reply.completion_tokens
+            if reply.error:
+                self.stats.errors += 1
+            if self.price:
+                self.stats.cost_usd += (reply.prompt_tokens * self.price[0]
+                                        + reply.completion_tokens * self.price[1]) / 1e6
+
+
+class _Retryable(Exception):
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class OpenAIJudge(Judge):
+    """Any OpenAI-compatible ``/chat/completions`` endpoint (OpenAI, ``vllm serve``, llama.cpp server, ...)."""
+
+    backend = "openai"
+
+    def __init__(self, model: str, base_url: str = "https://api.openai.com/v1",
+                 api_key_env: str | None = "OPENAI_API_KEY", cache: JudgeCache | None = None,
+                 max_concurrency: int = 8, max_retries: int = 6, timeout: float = 120.0,
+                 backoff_base: float = 1.0, backoff_max: float = 60.0,
+                 price_per_million: tuple[float, float] | None = None):
+        super().__init__(model, cache, price_per_million)
+        self.base_url = base_url.rstrip("/")
+        self.api_key_env = api_key_env
+        self.max_concurrency = max(1, int(max_concurrency))
+        self.max_retries = max(0, int(max_retries))
+        self.timeout = float(timeout)
+        self.backoff_base, self.backoff_max = float(backoff_base), float(backoff_max)
+        self._client = None
+
+    def __repr__(self) -> str:  # no key here, ever
+        return f"OpenAIJudge(model={self.model!r}, base_url={self.base_url!r}, api_key_env={self.api_key_env!r})"
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "base_url": self.base_url, "api_key_env": self.api_key_env,
+                "max_concurrency": self.max_concurrency, "max_retries": self.max_retries}
+
+    def _headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        if key:
+            headers["Authorization"] = "Bearer " + key
+        return headers
+
+    def _http(self):
+        if self._client is None:
+            import httpx
+
+            self._client = httpx.Client(timeout=self.timeout,
+                                        limits=httpx.Limits(max_connections=self.max_concurrency))
+        return self._client
+
+    def _complete_uncached(self, requests, indices, done, progress) -> None:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(requests), desc=f"judge {self.model}", unit="req", disable=not progress)
+        with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
+            futures = {pool.submit(self._one, r): j for r, j in zip(requests, indices)}
+            for fut in as_completed(futures):  # cache each reply as soon as it arrives
+                done(futures[fut], fut.result())
+                bar.update(1)
+        bar.close()
+
+    def _one(self, request: JudgeRequest) -> JudgeReply:
+        import httpx
+
+        payload = {"model": self.model, "messages": list(request.messages), **request.params()}
+        last = "no attempt"
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                with self._stats_lock:
+                    self.stats.retries += 1
+            with self._stats_lock:
+                self.stats.calls += 1
+            try:
+                try:
+                    resp = self._http().post(f"{self.base_url}/chat/completions", json=payload,
+                                             headers=self._headers())
+                except httpx.TimeoutException:
+                    raise _Retryable("timeout") from None
+                except httpx.TransportError as e:
+                    raise _Retryable(f"connection error ({type(e).__name__})") from None
+                if resp.status_code == 429 or resp.status_code >= 500:
+                    raise _Retryable(f"HTTP {resp.status_code}", _retry_after(resp.headers.get("retry-after")))
+                if resp.status_code >= 400:
+                    return JudgeReply(None, error=f"HTTP {resp.status_code}: {_short(resp.text)}")
+                try:
+                    return _parse_completion(resp.json())
+                except (ValueError, KeyError, IndexError, TypeError) as e:
+                    raise _Retryable(f"malformed response ({e})") from None
+            except _Retryable as e:
+                last = str(e)
+                if attempt == self.max_retries:
+                    break
+                delay = min(self.backoff_max, self.backoff_base * 2 ** attempt)
+                if e.retry_after is not None:
+                    delay = min(self.backoff_max, max(delay, e.retry_after))
+                log.debug("judge request failed (%s); retry %d in %.2fs", last, attempt + 1, delay)
+                time.sleep(delay)
+        log.warning("judge request failed after %d attempts: %s", self.max_retries + 1, last)
+        return JudgeReply(None, error=f"failed after {self.max_retries + 1} attempts: {last}")
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _short(text: str, n: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[:n] + "..."
+
+
+def _parse_completion(body: dict) -> JudgeReply:
+    choice = body["choices"][0]
+    text = choice["message"]["content"]
+    if text is not None and not isinstance(text, str):
+        raise TypeError("message content is not text")
+    top = None
+    lp = choice.get("logprobs")
+    if lp and lp.get("content"):
+        first = lp["content"][0]
+        top = [{"token": t["token"], "logprob": float(t["logprob"])} for t in (first.get("top_logprobs") or [])]
+        if not top:
+            top = [{"token": first["token"], "logprob": float(first["logprob"])}]
+    usage = body.get("usage") or {}
+    return JudgeReply(text or "", top, int(usage.get("prompt_tokens") or 0),
+                      int(usage.get("completion_tokens") or 0))
+
+
+class LocalJudge(Judge):
+    """A local chat model in-process (``sppo.local_judge.LocalChatModel``); costs nothing, works offline.
+
+    ``max_new_tokens`` caps the length of text verdicts (the official judges may write 2048-4096 tokens; on a CPU
+    a small model is given fewer)."""
+
+    backend = "local"
+
+    def __init__(self, chat_model, name: str | None = None, cache: JudgeCache | None = None,
+                 max_new_tokens: int | None = None):
+        super().__init__(name or f"local:{chat_model.name}", cache, (0.0, 0.0))
+        self.chat_model = chat_model
+        self.max_new_tokens = max_new_tokens
+
+    @classmethod
+    def load(cls, name_or_path: str, cache: JudgeCache | None = None, max_new_tokens: int | None = None,
+             batch_size: int = 4) -> "LocalJudge":
+        from sppo.local_judge import LocalChatModel
+        from sppo.models import resolve_model
+
+        chat = LocalChatModel.load(name_or_path, batch_size=batch_size)
+        label = "embedded" if resolve_model(name_or_path) == resolve_model("embedded") else name_or_path
+        return cls(chat, name=f"local:{label}", cache=cache, max_new_tokens=max_new_tokens)
+
+    def info(self) -> dict[str, Any]:
+        return {**super().info(), "max_new_tokens": self.max_new_tokens}
+
+    def _prompt_tokens(self, messages) -> int:
+        from sppo.generate import encode_prompt
+
+        return min(len(encode_prompt(self.chat_model.tokenizer, list(messages))), self.chat_model.max_prompt_length)
+
+    def _complete_uncached(self, requests, indices, done, progress) -> None:
+        groups: dict[tuple, list[int]] = {}
+        for n, r in enumerate(requests):
+            groups.setdefault(("logprobs", r.top_logprobs) if r.top_logprobs else ("text", r.max_tokens), []).append(n)
+        for (kind, arg), members in groups.items():
+            convs = [list(requests[n].messages) for n in members]
+            with self._stats_lock:
+                self.stats.calls += len(members)
+            if kind == "logprobs":
+                tops = self.chat_model.first_token_logprobs(convs, top_k=arg, progress=progress)
+                replies = [JudgeReply(top[0][0] if top else "", [{"token": t, "logprob": v} for t, v in top],
+                                      completion_tokens=1) for top in tops]
+            else:
+                limit = min(arg, self.max_new_tokens) if self.max_new_tokens else arg
+                texts = self.chat_model.chat(convs, max_new_tokens=limit, progress=progress)
+                tok = self.chat_model.tokenizer
+                replies = [JudgeReply(t, None, completion_tokens=len(tok(t, add_special_tokens=False)["input_ids"]))
+                           for t in texts]
+            for n, reply in zip(members, replies):
+                reply.prompt_tokens = self._prompt_tokens(requests[n].messages)
+                done(indices[n], reply)
+
+
+def parse_judge_spec(spec: str | None) -> tuple[str, str | None]:
+    """``--judge`` values: ``local`` / ``local:MODEL`` -> ("local", MODEL or None); ``openai`` -> ("openai", None)."""
+    if spec is None or spec == "openai":
+        return "openai", None
+    if spec == "local":
+        return "local", None
+    if spec.startswith("local:"):
+        return "local", spec[len("local:"):] or None
+    raise UserError(f"--judge: unknown value {spec!r}; use local, local:MODEL or openai")
