@@ -176,3 +176,24 @@ def test_avg_tokens_reproduces_the_baseline_leaderboard_figure(shared_data):
                 for a in answers[:50]]
     with_len = answers[:50]
     assert ah.avg_tokens(stripped) == ah.avg_tokens(with_len)  # recomputed token_len agrees with the official
+
+
+def test_win_rates_equal_the_official_table_bit_for_bit():
+    """The official get_win_rate_column builds a full pairwise table with predict_win_rate (later writes win)
+    and reads the baseline's column; this test rebuilds that table the official way for ratings of models that
+    sort before and after the baseline, and compares the rounded figures exactly."""
+    rng = np.random.default_rng(7)
+    names = ["Alpha-7B", "gpt-3.5", BASE, "gpt-4o", "zeta", "Mistral7B-PairRM-SPPO-Iter3"]
+    for _ in range(50):
+        ratings = {n: (1000.0 if n == BASE else float(1000 + rng.normal(0, 150))) for n in names}
+        wins: dict[str, dict[str, float]] = {a: {} for a in ratings}
+        ordered = sorted(ratings)
+        for a in ordered:
+            for b in ordered:
+                ea = 1 / (1 + 10 ** ((ratings[b] - ratings[a]) / 400))
+                wins[a][b] = ea
+                wins[b][a] = 1 - ea
+        table = pd.DataFrame({a: [wins[a][b] if a != b else np.nan for b in ordered] for a in ordered},
+                             index=ordered).T
+        official = table[BASE].fillna(0.5).apply(lambda x: round(x * 100, 2)).to_dict()
+        assert ah.win_rate_vs_baseline(ratings) == official

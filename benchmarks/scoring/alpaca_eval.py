@@ -33,6 +33,10 @@ from sppo.errors import UserError
 
 from . import locator
 
+with warnings.catch_warnings():  # alpaca_eval 0.6.6 imports the deprecated pkg_resources
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    import alpaca_eval.metrics  # noqa: F401  (also loads alpaca_eval.utils)
+
 log = logging.getLogger(__name__)
 
 ANNOTATOR = "weighted_alpaca_eval_gpt4_turbo"
@@ -171,6 +175,7 @@ def hub_file(filename: str, local: str | os.PathLike | None = None) -> Path | No
     try:
         from huggingface_hub import hf_hub_download
 
+        log.info("fetching %s from the Hub dataset %s (give a local copy to skip this)", filename, HUB_DATASET)
         return Path(hf_hub_download(repo_id=HUB_DATASET, filename=filename, repo_type="dataset"))
     except Exception as e:  # offline, no network, gated, ...: the caller reports LC as unavailable
         log.info("cannot get %s from the Hub dataset %s: %s", filename, HUB_DATASET, e)

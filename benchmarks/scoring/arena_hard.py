@@ -193,10 +193,21 @@ def win_rate_vs_baseline(ratings: Mapping[str, float], baseline: str = BASELINE,
                          base: float = 10) -> dict[str, float]:
     """``round(100 * P(model beats baseline), 2)`` per model from one set of ratings (the baseline gets 50.0),
     as the official ``get_win_rate_column``."""
-    b = ratings[baseline]
-    with np.errstate(over="ignore"):
-        return {m: (50.0 if m == baseline else round(float(100 / (1 + np.power(float(base), (b - r) / scale))), 2))
-                for m, r in ratings.items()}
+    b = float(ratings[baseline])
+    return {m: (50.0 if m == baseline else round(_p_beats(m, float(r), baseline, b, scale, base) * 100, 2))
+            for m, r in ratings.items()}
+
+
+def _p_beats(model: str, r: float, baseline: str, b: float, scale: float, base: float) -> float:
+    """P(model beats baseline) with the official float operations: ``predict_win_rate`` fills its table for
+    every ordered pair of the sorted names and the later write wins, so for a model sorting before the baseline
+    the value is ``1 - P(baseline beats model)`` (equal in exact arithmetic, not always in the last bit)."""
+    def expected(x: float, y: float) -> float:  # P(x beats y), as ``ea`` in the official code
+        try:
+            return 1 / (1 + base ** ((y - x) / scale))
+        except OverflowError:
+            return 0.0
+    return 1 - expected(b, r) if model < baseline else expected(r, b)
 
 
 def _percentile(values: pd.Series, q: float) -> float:

@@ -1,0 +1,233 @@
+"""`sppo-bench score SUITE PATH`: score existing official judgment/result files without running any model.
+
+    sppo-bench score alpaca-eval  annotations.json              AlpacaEval 2 (weighted_alpaca_eval_gpt4_turbo)
+    sppo-bench score arena-hard   model_judgment/<judge>/       Arena-Hard v0.1 (every model in the directory)
+    sppo-bench score mt-bench     model_judgment/gpt-4_single.jsonl
+    sppo-bench score lm-eval      results.json                  lm-evaluation-harness v0.4.1
+
+Prints one JSON object per model (keys named as in the official leaderboards); with --results-dir the figures
+are also written to the results store as SuiteResult records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+from sppo.cli_util import setup_logging
+from sppo.errors import UserError
+from sppo.files import read_json
+
+from benchmarks.scoring import read_jsonl_lines
+from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteResult
+
+log = logging.getLogger(__name__)
+
+
+# --- readers --------------------------------------------------------------------------------------------------------
+
+def read_records(path: Path) -> tuple[list[dict], list[int] | None]:
+    """A JSON array of objects (alpaca_eval's annotations.json) or a JSONL file: (records, line numbers or None)."""
+    if not path.is_file():
+        raise UserError(f"{path}: file not found")
+    with open(path, encoding="utf-8") as f:
+        head = f.read(4096).lstrip()
+    if head.startswith("["):
+        data = read_json(path)
+        for i, r in enumerate(data):
+            if not isinstance(r, dict):
+                raise UserError(f"{path}: record {i + 1}: expected a JSON object")
+        return data, None
+    return read_jsonl_lines(path)
+
+
+def _default_sibling(path: Path, *parts: str) -> Path | None:
+    candidate = path.joinpath(*parts)
+    return candidate if candidate.exists() else None
+
+
+def _question_records(path: Path | None) -> list[dict] | None:
+    return read_jsonl_lines(path)[0] if path else None
+
+
+# --- suites ---------------------------------------------------------------------------------------------------------
+
+def score_alpaca_eval(args: argparse.Namespace) -> list[SuiteResult]:
+    from benchmarks.scoring import alpaca_eval as ae
+
+    path = Path(args.path)
+    records, lines = read_records(path)
+    df_gamed, reason = None, None
+    if args.no_lc:
+        reason = "disabled with --no-lc"
+    else:
+        gamed_path = ae.hub_file(ae.DF_GAMED, args.df_gamed)
+        if gamed_path is None:
+            reason = (f"{ae.DF_GAMED} not available: no local copy given (--df-gamed) and the Hub dataset "
+                      f"{ae.HUB_DATASET} cannot be reached")
+        else:
+            df_gamed = ae.read_df_gamed(gamed_path)
+    scored = ae.score_annotations(records, df_gamed=df_gamed, source=str(path), lines=lines,
+                                  lc_unavailable_reason=reason)
+    settings = {"annotator": ae.ANNOTATOR, "glm": ae.GLM_NAME, "source": str(path),
+                "df_gamed": str(args.df_gamed) if args.df_gamed else (None if df_gamed is None else "hub")}
+    return [_result(model, "alpaca_eval", m, settings, {"name": ae.ANNOTATOR, "model": "gpt-4-1106-preview"}, args)
+            for model, m in scored.items()]
+
+
+def score_arena_hard(args: argparse.Namespace) -> list[SuiteResult]:
+    from benchmarks.scoring import arena_hard as ah
+
+    judgment_dir = Path(args.path)
+    if not judgment_dir.is_dir():
+        raise UserError(f"{judgment_dir}: not a directory (expected model_judgment/<judge>/ with one JSONL per model)")
+    files = sorted(judgment_dir.glob("*.jsonl"))
+    if not files:
+        raise UserError(f"{judgment_dir}: no *.jsonl judgment files")
+    rows, where_lines, sources = [], [], []
+    for f in files:
+        r, lines = read_jsonl_lines(f)
+        rows += r
+        where_lines += lines
+        sources += [str(f)] * len(r)
+    bench_dir = judgment_dir.parent.parent  # data/arena-hard-v0.1/model_judgment/<judge>/
+    questions = Path(args.questions) if args.questions else _default_sibling(bench_dir, "question.jsonl")
+    answers_dir = Path(args.answers) if args.answers else _default_sibling(bench_dir, "model_answer")
+    question_ids = {str(q["question_id"]) for q in _question_records(questions)} if questions else None
+    answers = _answers_by_model(answers_dir) if answers_dir else None
+    board = ah.score_judgments(rows, answers=answers, baseline=args.baseline, question_ids=question_ids,
+                               num_rounds=args.num_rounds, seed=args.seed, lines=where_lines,
+                               source=sources)
+    judges = sorted({str(r.get("judge")) for r in rows if r.get("judge")})
+    settings = {"baseline": args.baseline, "num_rounds": args.num_rounds, "seed": args.seed,
+                "strong_weight": ah.STRONG_WEIGHT, "source": str(judgment_dir),
+                "questions": str(questions) if questions else None,
+                "answers": str(answers_dir) if answers_dir else None}
+    judge = {"model": judges[0] if len(judges) == 1 else judges}
+    return [_result(model, "arena_hard", m, settings, judge, args) for model, m in board.items()]
+
+
+def _answers_by_model(answers_dir: Path) -> dict[str, list[dict]]:
+    """model_answer/<model>.jsonl -> {model: answer records}, keyed by file name as the official loader does."""
+    if not answers_dir.is_dir():
+        raise UserError(f"{answers_dir}: not a directory of <model>.jsonl answer files")
+    return {f.stem: read_jsonl_lines(f)[0] for f in sorted(answers_dir.glob("*.jsonl"))}
+
+
+def score_mt_bench(args: argparse.Namespace) -> list[SuiteResult]:
+    from benchmarks.scoring import mt_bench as mt
+
+    path = Path(args.path)
+    rows, lines = read_jsonl_lines(path)
+    questions = Path(args.questions) if args.questions else _default_sibling(path.parent.parent, "question.jsonl")
+    if args.model:
+        keep = [i for i, r in enumerate(rows) if r.get("model") in set(args.model)]
+        rows, lines = [rows[i] for i in keep], [lines[i] for i in keep]
+    scored = mt.score_judgments(rows, questions=_question_records(questions), source=str(path), lines=lines)
+    if args.model:
+        missing = sorted(set(args.model) - set(scored))
+        if missing:
+            raise UserError(f"{path}: no judgments of model {missing[0]!r}")
+    settings = {"source": str(path), "questions": str(questions) if questions else None}
+    return [_result(model, "mt_bench", m, settings, {"model": m.pop("judge")}, args) for model, m in scored.items()]
+
+
+def score_lm_eval(args: argparse.Namespace) -> list[SuiteResult]:
+    from benchmarks.scoring import lm_eval as le
+
+    path = Path(args.path)
+    data = read_json(path)
+    metrics = le.score_results(data, source=str(path))
+    model = args.model[0] if args.model else _lm_eval_model_name(data, path)
+    settings = {"source": str(path), "harness": "lm-eval 0.4.1", "n_shot": metrics.pop("n_shot")}
+    return [_result(model, "lm_eval", metrics, settings, None, args)]
+
+
+def _lm_eval_model_name(data: dict, path: Path) -> str:
+    """The ``pretrained=`` model of the results' config (last path component), else the file's stem."""
+    model_args = str((data.get("config") or {}).get("model_args") or "")
+    for part in model_args.split(","):
+        key, _, value = part.partition("=")
+        if key.strip() == "pretrained" and value.strip():
+            return Path(value.strip().rstrip("/")).name
+    return path.stem
+
+
+def _result(model: str, suite: str, metrics: dict[str, Any], settings: dict[str, Any], judge: dict | None,
+            args: argparse.Namespace) -> SuiteResult:
+    """A SuiteResult whose metrics are the figures only; the notes travel in settings."""
+    metrics = dict(metrics)
+    notes = metrics.pop("notes", [])
+    return SuiteResult(model=model, suite=suite, metrics=metrics, variant=args.variant,
+                       settings={**settings, "notes": notes}, judge=judge)
+
+
+# --- command --------------------------------------------------------------------------------------------------------
+
+SUITES: dict[str, tuple[Callable[[argparse.Namespace], list[SuiteResult]], str]] = {
+    "alpaca-eval": (score_alpaca_eval, "AlpacaEval 2 annotations (annotations.json, JSON array or JSONL)"),
+    "arena-hard": (score_arena_hard, "Arena-Hard v0.1 judgment directory (one <model>.jsonl per model)"),
+    "mt-bench": (score_mt_bench, "MT-Bench single-grading judgments (FastChat gpt-4_single.jsonl)"),
+    "lm-eval": (score_lm_eval, "lm-evaluation-harness v0.4.1 results JSON"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sppo-bench score", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="suite", required=True, metavar="SUITE")
+    for name, (_, help_) in SUITES.items():
+        s = sub.add_parser(name, help=help_, description=help_)
+        s.add_argument("path", metavar="DIR" if name == "arena-hard" else "FILE", help=help_)
+        s.add_argument("--results-dir", help="also write the figures to this results store")
+        s.add_argument("--variant", default=DEFAULT_VARIANT, help="variant name in the store (e.g. best-of-16)")
+        if name == "alpaca-eval":
+            s.add_argument("--df-gamed", help="local copy of df_gamed.csv (Hub dataset tatsu-lab/alpaca_eval); "
+                                              "without it the file is downloaded once and cached, if reachable")
+            s.add_argument("--no-lc", action="store_true", help="skip the length-controlled win rate")
+        if name == "arena-hard":
+            s.add_argument("--questions", help="question.jsonl (default: ../../question.jsonl beside DIR)")
+            s.add_argument("--answers", help="model_answer/ directory for avg_tokens (default: ../../model_answer)")
+            s.add_argument("--baseline", default="gpt-4-0314", help="baseline model (default: %(default)s)")
+            s.add_argument("--num-rounds", type=int, default=100, help="bootstrap rounds (default: %(default)s)")
+            s.add_argument("--seed", type=int, default=42, help="bootstrap seed (default: %(default)s)")
+        if name == "mt-bench":
+            s.add_argument("--questions", help="MT-Bench question.jsonl for per-category means "
+                                               "(default: ../../question.jsonl beside FILE)")
+        if name in ("mt-bench", "lm-eval"):
+            s.add_argument("--model", action="append",
+                           help="mt-bench: only these models (repeatable); lm-eval: the model's name "
+                                "(default: pretrained= of the results' config)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging()
+    for noisy in ("numexpr", "datasets", "httpx", "huggingface_hub", "urllib3"):  # import-time chatter
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    results = SUITES[args.suite][0](args)
+    store = ResultsStore(args.results_dir) if args.results_dir else None
+    for r in results:
+        print(json.dumps({"model": r.model, "suite": r.suite, **r.metrics, "notes": r.settings["notes"]},
+                         ensure_ascii=False))
+        if store is not None and not _is_fixed_baseline(r):
+            path = store.write(r)
+            log.info("wrote %s", path)
+    return 0
+
+
+def _is_fixed_baseline(r: SuiteResult) -> bool:
+    """Arena-Hard lists its baseline (50 by definition); it is not a result of the scored run."""
+    return r.suite == "arena_hard" and r.model == r.settings.get("baseline")
+
+
+if __name__ == "__main__":
+    from sppo.cli_util import run_cli
+
+    sys.exit(run_cli(main, sys.argv[1:]))
