@@ -77,11 +77,17 @@ class Column:
     metric_name: str
     numeric: bool = True
 
+    def missing(self, metrics: dict[str, Any]) -> list[str]:
+        return [k for k in self.keys if metrics.get(k) is None]
+
     def cell(self, metrics: dict[str, Any], source: str) -> str:
-        for key in self.keys:
-            if metrics.get(key) is None:
-                raise UserError(f"{source}: missing metric {key!r}")
-        return self.fmt(*(metrics[k] for k in self.keys))
+        """The printed value; ``n/a`` when a metric is missing (see `missing_metrics`)."""
+        if self.missing(metrics):
+            return MISSING
+        try:
+            return self.fmt(*(metrics[k] for k in self.keys))
+        except (TypeError, ValueError):
+            raise UserError(f"{source}: metric {self.keys[0]!r} is not a number ({metrics[self.keys[0]]!r})") from None
 
 
 @dataclass(frozen=True)
@@ -108,6 +114,7 @@ class TableSpec:
 
 
 P2 = fmt_fixed(2)
+MISSING = "n/a"
 TABLES: tuple[TableSpec, ...] = (
     TableSpec(
         suite="alpaca_eval", title="AlpacaEval Leaderboard Evaluation Results",
@@ -258,6 +265,19 @@ def _lm_eval_version(results: Results) -> str:
     return ", ".join(sorted(found)) if found else DEFAULT_LM_EVAL_VERSION
 
 
+def missing_metrics(results: Results) -> list[str]:
+    """Figures a card would print as ``n/a``: ``"Iter3: arena_hard metric 'avg_tokens' missing"``."""
+    out = []
+    for spec in TABLES:
+        for rs in results.values():
+            for r in rs:
+                if r.suite == spec.suite:
+                    variant = "" if r.variant == DEFAULT_VARIANT else f" ({r.variant})"
+                    out += [f"{r.model}: {spec.suite}{variant} metric {k!r} missing"
+                            for c in spec.columns for k in c.missing(r.metrics)]
+    return out
+
+
 def build_tables(release: ReleaseInfo, iterations: list[Iteration], results: Results) -> list[dict[str, Any]]:
     return [t for spec in TABLES if (t := build_table(spec, release, iterations, results)) is not None]
 
@@ -282,6 +302,8 @@ def eval_results(release: ReleaseInfo, it: Iteration, results: Results) -> list[
                 continue
             source = f"results of {r.model} ({spec.suite}, {variant})"
             for i, col in enumerate(spec.columns):
+                if col.missing(r.metrics):
+                    continue
                 ds = spec.datasets[i] if len(spec.datasets) > 1 else spec.datasets[0]
                 suffix = "" if variant == DEFAULT_VARIANT else f" ({variant})"
                 out.append(EvalResult(

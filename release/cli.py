@@ -82,7 +82,7 @@ def _size(n: int) -> str:
 
 def _print_plan(uploads: list[Upload], card_paths: dict[int, Path]) -> None:
     for u in uploads:
-        where = u.repo_id or "<ORG/NAME>-" + u.iteration.name
+        where = u.repo_id or f"<ORG>/{card_paths[u.iteration.number].parent.name}"
         print(f"{u.iteration.name} -> {where}")
         print(f"  README.md  {_size(len(u.card.encode()))}  ({card_paths[u.iteration.number]})")
         for f in u.files:
@@ -107,7 +107,7 @@ def _main(argv: list[str]) -> int:
     for it in targets:
         cards[it.number] = render_card(release, iterations, it, results, args.template)
         card_paths[it.number] = write_text(args.out / release.model_name(it) / "README.md", str(cards[it.number]))
-        log.info("wrote %s", card_paths[it.number])
+        log.debug("wrote %s", card_paths[it.number])
     uploads = plan_uploads(release, targets, cards)
     require = [s.strip() for s in args.require.split(",") if s.strip()]
     unknown = sorted(set(require) - set(SUITES))

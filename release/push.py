@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable
 from benchmarks.store import DEFAULT_VARIANT, SUITES, checkpoint_fingerprint
 from sppo.errors import UserError
 
-from .card import ReleaseInfo, Results, card_figures, find_result
+from .card import ReleaseInfo, Results, card_figures, find_result, missing_metrics
 from .run import MANIFEST_NAME, Iteration
 
 log = logging.getLogger(__name__)
@@ -74,8 +74,9 @@ def plan_uploads(release: ReleaseInfo, targets: Iterable[Iteration], cards: dict
 
 def result_problems(iterations: list[Iteration], targets: list[Iteration], results: Results,
                     require: Iterable[str] = SUITES) -> list[str]:
-    """Why the cards of `targets` must not be pushed: required suites missing for a target, or a result shown
-    in the cards (any iteration's) computed on another state of the checkpoint than the current one."""
+    """Why the cards of `targets` must not be pushed: required suites missing for a target, a figure the cards
+    would print as n/a, or a result shown in the cards (any iteration's) computed on another state of the
+    checkpoint than the current one."""
     problems = []
     for it in targets:
         if not results.get(it.number):
@@ -84,6 +85,7 @@ def result_problems(iterations: list[Iteration], targets: list[Iteration], resul
         for suite in require:
             if find_result(results, it.number, suite, DEFAULT_VARIANT) is None:
                 problems.append(f"{it.name}: {suite} results missing")
+    problems += missing_metrics(results)
     for it in iterations:
         current = checkpoint_fingerprint(it.checkpoint) if it.checkpoint is not None else None
         if current is None:

@@ -132,13 +132,19 @@ def test_manifest_missing_field_names_file_and_field(tmp_path):
         load_iteration(path.parent)
 
 
-def test_missing_metric_is_a_user_error(tmp_path):
+def test_missing_metric_prints_na_and_is_reported(tmp_path, capsys):
     run = make_run(tmp_path)
     p = run / "results" / "Iter1" / "mt_bench.json"
     d = json.loads(p.read_text())
-    del d["metrics"]["turn_2"]
+    d["metrics"]["turn_2"] = None  # e.g. judging of the 2nd turn not finished
     p.write_text(json.dumps(d))
-    with pytest.raises(UserError, match=r"Iter1 \(mt_bench, default\): missing metric 'turn_2'"):
+    card = _render(run, 2)
+    assert "| Mistral7B-PairRM-SPPO Iter 1 | 7.63 | n/a | 7.21 |" in card
+    assert cli.main(["--run-dir", str(run), "--out", str(tmp_path / "c"), "--require", "mt_bench"]) == 0
+    assert "warning: Iter1: mt_bench metric 'turn_2' missing" in capsys.readouterr().out
+    d["metrics"]["turn_2"] = "lots"
+    p.write_text(json.dumps(d))
+    with pytest.raises(UserError, match=r"Iter1 \(mt_bench, default\): metric 'turn_2' is not a number"):
         _render(run, 2)
 
 
