@@ -191,22 +191,17 @@ def remote_tags(api: Any, repo_id: str, token: str) -> dict[str, str]:
 
 
 def overwrite_problem(repo_id: str, remote: str | None, new: str) -> str | None:
-    """Why replacing `remote` by `new` would change published figures, or None."""
+    """Why replacing `remote` by `new` would change or drop a published figure, or None. Figures the new card
+    adds (e.g. a model-index on a hand-written card, a new iteration's row) change nothing published."""
     if remote is None:
         return None
-    try:
-        old_figures = card_figures(remote)
-    except Exception:  # unreadable remote metadata: compare the tables only
-        old_figures = {"<remote card>": remote}
-    if not old_figures:
-        return None
-    new_figures = card_figures(new)
-    changed = sorted(k for k in set(old_figures) | set(new_figures) if old_figures.get(k) != new_figures.get(k))
+    old_figures, new_figures = card_figures(remote), card_figures(new)
+    changed = sorted(k for k in old_figures if new_figures.get(k) != old_figures[k])
     if not changed:
         return None
     k = changed[0]
     return (f"{repo_id}: the model card on the Hub shows other numbers ({len(changed)} figure(s) differ, e.g. "
-            f"{k}: {old_figures.get(k, '-')} -> {new_figures.get(k, '-')}); pass --force to overwrite it")
+            f"{k}: {old_figures[k]} -> {new_figures.get(k, '(removed)')}); pass --force to overwrite it")
 
 
 # ------------------------------------------------------------------------------------------------ publishing

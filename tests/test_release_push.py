@@ -12,10 +12,13 @@ import huggingface_hub.constants as hf_constants
 import huggingface_hub.utils as hf_utils
 import huggingface_hub.utils._http as hf_http
 import pytest
-from fake_hub import FakeHub
+from fake_hub import FakeHub, Repo
 from release_testutil import make_run
 
 from release import cli
+
+# huggingface_hub 2.4's LFS upload passes a file object as `data=`; httpx2 warns about it (not ours).
+pytestmark = pytest.mark.filterwarnings("ignore:Use 'content=<...>' to upload raw bytes:DeprecationWarning")
 
 TOKEN = "hf_sppoTestTokenDoNotLeak0123456789"
 FAMILY = "UCLA-AGI/Mistral7B-PairRM-SPPO"
@@ -150,6 +153,21 @@ def test_push_refuses_to_overwrite_other_numbers_unless_forced(hub, tmp_path, ca
     assert push(run, tmp_path, "--force") == 0
     readme = hub.repos[REPOS[1]].files["README.md"].decode()
     assert "| Mistral7B-PairRM-SPPO Iter 2 | 8.50 | 7.08 | 7.49 |" in readme
+
+
+def test_same_numbers_as_the_hand_written_card_may_replace_it(hub, tmp_path, shared_data, capsys):
+    """The published Iter2 card (no model-index, other layout) holds the same figures: replacing it is fine;
+    a card that differs in one cell is not."""
+    seed = (shared_data / "reference" / "Mistral7B-PairRM-SPPO-Iter2.README.md").read_bytes()
+    run = make_run(tmp_path, all_suites=True)
+    hub.repos[REPOS[1]] = Repo(files={"README.md": seed.replace(b"| 7.90 | 7.08 |", b"| 7.91 | 7.08 |")},
+                               commits=[{"oid": "1" * 40, "summary": "by hand", "description": "", "files": {}}])
+    args = ["--run-dir", str(run), "--out", str(tmp_path / "c"), "--push", FAMILY, "--iteration", "2"]
+    assert cli.main(args) == 2
+    assert "1st Turn: 7.91 -> 7.90" in capsys.readouterr().err
+    hub.repos[REPOS[1]].files["README.md"] = seed
+    assert cli.main(args) == 0
+    assert len(hub.repos[REPOS[1]].commits) == 2
 
 
 def test_failed_commit_leaves_remote_unchanged_and_rerun_succeeds(hub, tmp_path, capsys):
