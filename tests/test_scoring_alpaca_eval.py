@@ -187,3 +187,24 @@ def test_lc_matches_the_leaderboard_with_hub_files(annotations, leaderboard, sha
     lc = ae.lc_winrate_from_weights(weights.loc[MODEL].to_dict(), difficulty.to_numpy(),
                                     weights.loc[ae.BASELINE].to_dict())
     assert lc == pytest.approx(row["length_controlled_winrate"], abs=1e-6)
+
+
+def test_judge_settings_follow_the_official_config(shared_data):
+    import yaml
+
+    cfg = yaml.safe_load((shared_data / "alpaca_eval" / "weighted_alpaca_eval_gpt4_turbo.configs.yaml")
+                         .read_text())[ae.ANNOTATOR]
+    kw = cfg["completions_kwargs"]
+    assert ae.JUDGE_MODEL == kw["model_name"]
+    assert ae.JUDGE_PARAMS == {"max_tokens": kw["max_tokens"], "temperature": kw["temperature"],
+                               "top_logprobs": kw["top_logprobs"]}
+    parser = cfg["completion_parser_kwargs"]
+    assert (ae.NUMERATOR_TOKEN, list(ae.DENOMINATOR_TOKENS)) == (parser["numerator_token"],
+                                                                 parser["denominator_tokens"])
+    assert parser["is_binarize"] is False
+
+
+def test_annotation_records_round_trip():
+    recs = [ae.annotation_record(f"q{i}", "base out", "model out", "mine", p) for i, p in enumerate([1.0, 2.0])]
+    got = ae.score_annotations(recs)["mine"]
+    assert got["win_rate"] == 50.0 and got["baseline"] == ae.BASELINE

@@ -197,3 +197,20 @@ def test_win_rates_equal_the_official_table_bit_for_bit():
                              index=ordered).T
         official = table[BASE].fillna(0.5).apply(lambda x: round(x * 100, 2)).to_dict()
         assert ah.win_rate_vs_baseline(ratings) == official
+
+
+def test_judge_settings_and_records_follow_the_official_config(shared_data):
+    import yaml
+
+    cfg = yaml.safe_load((shared_data / "arena_hard_v0.1" / "judge_config.yaml").read_text())
+    assert (cfg["judge_model"], cfg["baseline_model"]) == (ah.JUDGE, BASE)
+    assert ah.JUDGE_PARAMS == {"max_tokens": cfg["max_tokens"], "temperature": cfg["temperature"]}
+    assert ah.JUDGMENT_ATTEMPTS == cfg["number_of_judgment_attempts"]
+    assert ah.VERDICT_PATTERN.pattern == cfg["regex_pattern"]
+    # a first reply without a label, then the continuation: texts joined as gen_judgment does
+    g1 = ah.game_record("p", ["thinking...", "My final verdict: [[B>A]]"])
+    assert g1 == {"user_prompt": "p", "judgment": "\nthinking...\nMy final verdict: [[B>A]]", "score": "B>A"}
+    g2 = ah.game_record("p", ["[[A>B]] no wait [[B>A]]"])
+    assert g2["score"] is None
+    battles, counts = ah.battles_from_judgments([ah.judgment_record("q", "m", [g1, g2])])
+    assert battles["winner"].tolist() == ["model_b"] and counts["m"]["n_null_verdicts"] == 1

@@ -48,6 +48,8 @@ GLM_NAME = "length_controlled_v1"
 NUMERATOR_TOKEN = "m"
 DENOMINATOR_TOKENS = ("m", "M")
 SWITCH_SEED = 0  # the seed alpaca_eval's pairwise annotator gives its RandomSwitchTwoColumnsProcessor
+JUDGE_MODEL = "gpt-4-1106-preview"
+JUDGE_PARAMS = {"max_tokens": 1, "temperature": 1.0, "top_logprobs": 5}  # weighted_alpaca_eval_gpt4_turbo config
 _GLM_FEATURES = ("np.tanh(std_delta_len)", "instruction_difficulty", "not_gamed_baseline.astype(float)")
 
 
@@ -104,6 +106,15 @@ def annotate_preference(instruction: str, baseline_output: str, model_output: st
     if top_logprobs is None:
         return None
     return unswitch_preference(preference_from_top_logprobs(top_logprobs), is_switched_outputs(instruction))
+
+
+def annotation_record(instruction: str, baseline_output: str, model_output: str, model: str,
+                      preference: float | None, raw_completion: Any = None, dataset: str | None = None,
+                      baseline: str = BASELINE) -> dict[str, Any]:
+    """One annotation in alpaca_eval's ``annotations.json`` format (what ``score_annotations`` reads)."""
+    return {"instruction": instruction, "output_1": baseline_output, "generator_1": baseline, "dataset": dataset,
+            "output_2": model_output, "generator_2": model, "annotator": ANNOTATOR, "preference": preference,
+            "raw_completion": raw_completion}
 
 
 # --- scoring ------------------------------------------------------------------------------------------------------

@@ -35,6 +35,8 @@ NUM_ROUNDS = 100
 SEED = 42
 VERDICT_PATTERN = re.compile(r"\[\[([AB<>=]+)\]\]")
 CONTINUE_PROMPT = "continue your judgment and finish by outputting a final verdict label"
+JUDGE_PARAMS = {"max_tokens": 4096, "temperature": 0.0}  # judge_config.yaml
+JUDGMENT_ATTEMPTS = 2  # number_of_judgment_attempts: ask once more (CONTINUE_PROMPT) when no label was given
 # verdict -> (winner when the baseline is assistant A (game 1), weight); game 2 swaps model_a and model_b
 _VERDICTS = {"A>>B": ("model_a", STRONG_WEIGHT), "A>B": ("model_a", 1), "A=B": ("tie", 1),
              "B>A": ("model_b", 1), "B>>A": ("model_b", STRONG_WEIGHT)}
@@ -62,6 +64,19 @@ def judge_messages(question: str, model_answer: str, baseline_answer: str, game:
     first, second = (baseline_answer, model_answer) if game % 2 == 0 else (model_answer, baseline_answer)
     user = prompt_template.format(question_1=question, answer_1=first, answer_2=second)
     return [{"role": "system", "content": system_prompt}, {"role": "user", "content": user}]
+
+
+def game_record(user_prompt: str, replies: Sequence[str]) -> dict[str, Any]:
+    """One game as gen_judgment stores it: the judge's replies (first answer, then the answer to CONTINUE_PROMPT if
+    one was needed) joined each after a newline, and the verdict parsed from the whole text (None if invalid)."""
+    judgment = "".join("\n" + r for r in replies)
+    return {"user_prompt": user_prompt, "judgment": judgment, "score": parse_verdict(judgment)[0]}
+
+
+def judgment_record(question_id: str, model: str, games: Sequence[Mapping[str, Any]],
+                    judge: str = JUDGE) -> dict[str, Any]:
+    """One line of ``model_judgment/<judge>/<model>.jsonl`` (games[0]: baseline as A; games[1]: swapped)."""
+    return {"question_id": question_id, "model": model, "judge": judge, "games": list(games)}
 
 
 def count_tokens(text: str) -> int:

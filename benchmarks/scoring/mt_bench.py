@@ -28,6 +28,7 @@ NEED_REF_CATS = ("math", "reasoning", "coding", "arena-hard-200")
 ONE_SCORE = re.compile(r"\[\[(\d+\.?\d*)\]\]")
 ONE_SCORE_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
 INVALID = -1
+JUDGE_PARAMS = {"max_tokens": 2048, "temperature": 0.0}  # run_judge_single with an OpenAI judge
 
 
 # --- judge side (used by the runner's judge client) -------------------------------------------------------------
