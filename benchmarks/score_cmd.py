@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -39,6 +38,8 @@ def read_records(path: Path) -> tuple[list[dict], list[int] | None]:
         head = f.read(4096).lstrip()
     if head.startswith("["):
         data = read_json(path)
+        if not isinstance(data, list):
+            raise UserError(f"{path}: expected a JSON array of records")
         for i, r in enumerate(data):
             if not isinstance(r, dict):
                 raise UserError(f"{path}: record {i + 1}: expected a JSON object")
@@ -76,7 +77,7 @@ def score_alpaca_eval(args: argparse.Namespace) -> list[SuiteResult]:
                                   lc_unavailable_reason=reason)
     settings = {"annotator": ae.ANNOTATOR, "glm": ae.GLM_NAME, "source": str(path),
                 "df_gamed": str(args.df_gamed) if args.df_gamed else (None if df_gamed is None else "hub")}
-    return [_result(model, "alpaca_eval", m, settings, {"name": ae.ANNOTATOR, "model": "gpt-4-1106-preview"}, args)
+    return [_result(model, "alpaca_eval", m, settings, {"name": ae.ANNOTATOR, "model": ae.JUDGE_MODEL}, args)
             for model, m in scored.items()]
 
 

@@ -92,7 +92,7 @@ def arena_layout(tmp_path, judgments: dict[str, list[dict]], raw_lines: dict[str
 
 def game(qid, model, g1, g2):
     return {"question_id": qid, "model": model, "judge": "gpt-4-1106-preview",
-            "games": [{"user_prompt": "", "judgment": "", "score": g1}, {"user_prompt": "", "judgment": "", "score": g2}]}
+            "games": [{"user_prompt": "", "judgment": "", "score": g} for g in (g1, g2)]}
 
 
 def test_arena_hard_directory_scores_every_model(tmp_path, capsys):
