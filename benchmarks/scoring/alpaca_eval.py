@@ -62,14 +62,17 @@ def preference_from_top_logprobs(top_logprobs: Sequence[Mapping[str, Any]],
     ``logprob_parser(is_binarize=False)``: ``2 - P(m) / (P(m) + P(M))``, where ``m`` names the prompt's output_1.
 
     1.0 = the prompt's output_1 is better, 2.0 = output_2 is better. A token absent from the top list has
-    probability 0. Returns None (the official NaN) when neither token is in the list."""
+    probability 0. Returns None (the official NaN) when neither token is in the list. Calls alpaca_eval's own
+    parser on a completion holding just these logprobs."""
+    from alpaca_eval.completion_parsers import logprob_parser
+
+    completion = {"logprobs": {"content": [{"top_logprobs": [dict(t) for t in top_logprobs]}]}}
     wanted = set(denominator_tokens) | {numerator_token}
-    logprobs = {t["token"]: float(t["logprob"]) for t in top_logprobs if t["token"] in wanted}
-    if not logprobs:
-        return None
-    numerator = logprobs.get(numerator_token, -math.inf)
-    denominator = np.logaddexp.reduce([logprobs.get(t, -math.inf) for t in denominator_tokens])
-    return float(2 - math.exp(numerator - denominator))
+    if not any(t["token"] in wanted for t in top_logprobs):
+        return None  # the official parser returns NaN (after logging a warning with the whole completion)
+    out = logprob_parser(completion, numerator_token=numerator_token,
+                         denominator_tokens=list(denominator_tokens), is_binarize=False)[0]
+    return float(out)
 
 
 def is_switched_outputs(instruction: str, seed: int = SWITCH_SEED) -> bool:
