@@ -98,9 +98,13 @@ def avg_tokens(answers: Sequence[Mapping[str, Any]]) -> int:
     if not answers:
         return 0
     total = 0
-    for a in answers:
-        turn = a["choices"][0]["turns"][0]
-        total += turn["token_len"] if "token_len" in turn else count_tokens(turn["content"])
+    for i, a in enumerate(answers):
+        try:
+            turn = a["choices"][0]["turns"][0]
+            total += turn["token_len"] if "token_len" in turn else count_tokens(turn["content"])
+        except (KeyError, IndexError, TypeError):
+            raise UserError(f"answer record {i + 1} (question {a.get('question_id')!r}): no "
+                            "choices[0].turns[0] with content or token_len") from None
     return int(total / len(answers))
 
 
@@ -139,7 +143,7 @@ def battles_from_judgments(rows: Sequence[Mapping[str, Any]], baseline: str = BA
             continue
         for game_index, game in enumerate(games):
             label = game.get("score") if isinstance(game, Mapping) else None
-            if label not in _VERDICTS:
+            if not isinstance(label, str) or label not in _VERDICTS:
                 c["n_null_verdicts" if label is None else "n_unknown_verdicts"] += 1
                 continue
             winner, w = _VERDICTS[label]
