@@ -126,7 +126,7 @@ def _main(argv: list[str]) -> int:
         raise UserError(f"refusing to push: {problems[0]}" + (f" (and {len(problems) - 1} more problem(s))"
                                                                if len(problems) > 1 else ""))
     for repo_id, oid in publish(uploads, tag=args.tag, collection=args.collection, force=args.force).items():
-        print(f"published {repo_id} at {oid}")
+        print(f"published {repo_id} at {oid}" if oid else f"{repo_id}: already published, unchanged")
     return 0
 
 

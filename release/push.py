@@ -10,7 +10,8 @@ Safety, checked for every iteration before anything is created remotely:
   ``HfApi`` and never printed, logged or written; error messages are scrubbed of it.
 
 A failed commit leaves the remote as it was (the Hub applies a commit atomically) and the same command can be
-rerun: creating the repo, the tag and the collection item are idempotent.
+rerun: creating the repo and adding the collection item are idempotent, and an iteration whose repo already
+carries the tag on a head holding the same card is not committed again. A tag is never moved.
 """
 
 from __future__ import annotations
@@ -177,15 +178,17 @@ def remote_card(api: Any, repo_id: str, token: str) -> str | None:
     return hub_call(f"reading the model card of {repo_id}", token, fetch)
 
 
-def remote_tags(api: Any, repo_id: str, token: str) -> dict[str, str]:
-    """``{tag: commit}`` of a repository; empty when it does not exist yet."""
+def remote_refs(api: Any, repo_id: str, token: str) -> tuple[str | None, dict[str, str]]:
+    """(head commit of main, ``{tag: commit}``) of a repository; (None, {}) when it does not exist yet."""
     from huggingface_hub.errors import RepositoryNotFoundError
 
-    def fetch() -> dict[str, str]:
+    def fetch() -> tuple[str | None, dict[str, str]]:
         try:
-            return {t.name: t.target_commit for t in api.list_repo_refs(repo_id).tags}
+            refs = api.list_repo_refs(repo_id)
         except RepositoryNotFoundError:
-            return {}
+            return None, {}
+        head = next((b.target_commit for b in refs.branches if b.name == "main"), None)
+        return head, {t.name: t.target_commit for t in refs.tags}
 
     return hub_call(f"reading the tags of {repo_id}", token, fetch)
 
@@ -248,28 +251,57 @@ def push_one(api: Any, upload: Upload, token: str, *, tag: str | None = None,
     if tag:
         tag_commit(api, repo_id, tag, info.oid, token)
     if collection:
-        hub_call(f"adding {repo_id} to collection {collection}", token, api.add_collection_item, collection,
-                 item_id=repo_id, item_type="model", exists_ok=True)
-        log.info("%s: in collection %s", repo_id, collection)
+        add_to_collection(api, repo_id, collection, token)
     return info.oid
 
 
+def add_to_collection(api: Any, repo_id: str, collection: str, token: str) -> None:
+    hub_call(f"adding {repo_id} to collection {collection}", token, api.add_collection_item, collection,
+             item_id=repo_id, item_type="model", exists_ok=True)
+    log.info("%s: in collection %s", repo_id, collection)
+
+
 def publish(uploads: list[Upload], *, tag: str | None = None, collection: str | None = None,
-            force: bool = False, endpoint: str | None = None) -> dict[str, str]:
-    """Push every upload after checking all of them; returns ``{repo_id: commit id}``."""
+            force: bool = False, endpoint: str | None = None) -> dict[str, str | None]:
+    """Push every upload after checking all of them; returns ``{repo_id: commit id}`` (None: already
+    published, nothing committed)."""
     from huggingface_hub import HfApi
 
     if any(u.repo_id is None for u in uploads):
         raise UserError("no repository name: pass --push ORG/NAME")
     token = resolve_token()
     api = HfApi(endpoint=endpoint, token=token)
-    for u in uploads if tag else []:
-        if tag in remote_tags(api, u.repo_id, token):
-            raise UserError(f"{u.repo_id}: tag {tag!r} already exists; a release tag is never moved: choose another "
-                            f"--tag (or rerun without --tag if this release was already published)")
-    problems = [p for u in uploads if (p := overwrite_problem(u.repo_id, remote_card(api, u.repo_id, token), u.card))]
+    todo, done, problems = [], [], []
+    for u in uploads:
+        remote = remote_card(api, u.repo_id, token)
+        if tag and _already_tagged(api, u, tag, remote, token):
+            done.append(u)
+            continue
+        if p := overwrite_problem(u.repo_id, remote, u.card):
+            problems.append(p)
+        todo.append(u)
     if problems and not force:
         raise UserError(problems[0] + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""))
     for p in problems:
         log.warning("--force: %s", p.split("; pass --force")[0])
-    return {u.repo_id: push_one(api, u, token, tag=tag, collection=collection) for u in uploads}
+    published: dict[str, str | None] = {}
+    for u in done:  # a rerun after a partial failure: finish what the first run may have left out
+        log.info("%s: already published with tag %s; not committing again", u.repo_id, tag)
+        if collection:
+            add_to_collection(api, u.repo_id, collection, token)
+        published[u.repo_id] = None
+    for u in todo:
+        published[u.repo_id] = push_one(api, u, token, tag=tag, collection=collection)
+    return published
+
+
+def _already_tagged(api: Any, upload: Upload, tag: str, remote: str | None, token: str) -> bool:
+    """True when `tag` already marks the head of the repo and that head holds this very card (a rerun);
+    UserError when the tag exists otherwise: a release tag is never moved."""
+    head, tags = remote_refs(api, upload.repo_id, token)
+    if tag not in tags:
+        return False
+    if tags[tag] == head and remote == upload.card:
+        return True
+    raise UserError(f"{upload.repo_id}: tag {tag!r} already exists on another commit; a release tag is never "
+                    f"moved: choose another --tag")

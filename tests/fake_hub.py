@@ -48,6 +48,7 @@ class FakeHub:
         self.collections: dict[str, list[str]] = {}
         self.requests: list[Request] = []
         self.fail: dict[str, int] = {}  # endpoint name -> how many next calls answer 500
+        self.fail_commits_to: set[str] = set()  # repos whose commits answer 500
         self.lock = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -169,6 +170,8 @@ def _handler(hub: FakeHub):
                 return self._lfs_batch(m.group(1), json.loads(body))
             if m := re.fullmatch(r"/api/collections/(.+)/items", path):
                 return self._collection_item(m.group(1), json.loads(body))
+            if (m := re.fullmatch(r"/api/collections/(.+)", path)) and self.command == "GET":
+                return self._collection(m.group(1))
             self._error(404, f"no route {self.command} {path}")
 
         def _resolve(self, repo_id: str, filename: str) -> None:
@@ -208,6 +211,8 @@ def _handler(hub: FakeHub):
             repo = self._repo(repo_id)
             if repo is None or self._failing("commit"):
                 return
+            if repo_id in hub.fail_commits_to:
+                return self._error(500, "Internal Error while committing")
             lines = [json.loads(line) for line in body.decode().splitlines() if line.strip()]
             header, changes = lines[0], {}
             if header.get("key") != "header":
@@ -245,9 +250,14 @@ def _handler(hub: FakeHub):
             if payload["item"]["id"] in items:
                 return self._error(409, "Item already in collection")
             items.append(payload["item"]["id"])
+            self._collection(slug)
+
+        def _collection(self, slug: str) -> None:
+            if slug not in hub.collections:
+                return self._error(404, "Collection not found")
             self._send(200, {"slug": slug, "title": "SPPO", "owner": {"name": slug.split("/")[0]},
                              "items": [{"_id": str(i), "id": item, "type": "model", "position": i}
-                                       for i, item in enumerate(items)],
+                                       for i, item in enumerate(hub.collections[slug])],
                              "lastUpdated": "2026-11-25T00:00:00.000Z", "position": 0, "private": False,
                              "theme": "blue", "upvotes": 0})
 

@@ -187,14 +187,35 @@ def test_failed_commit_leaves_remote_unchanged_and_rerun_succeeds(hub, tmp_path,
 def test_existing_tag_is_never_moved(hub, tmp_path, capsys):
     run = make_run(tmp_path, all_suites=True)
     assert push(run, tmp_path, "--tag", "v1.0") == 0
+    assert push(run, tmp_path, "--tag", "v1.0") == 0  # a rerun: already published, nothing committed
+    assert all(len(hub.repos[r].commits) == 1 for r in REPOS)
     before = hub.snapshot()
+
+    p = run / "results" / "Iter1" / "lm_eval.json"  # new numbers under the same tag
+    d = json.loads(p.read_text())
+    d["metrics"]["gsm8k"] = 50.0
+    p.write_text(json.dumps(d))
     capsys.readouterr()
-    assert push(run, tmp_path, "--tag", "v1.0") == 2
+    assert push(run, tmp_path, "--tag", "v1.0", "--force") == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: {REPOS[0]}: tag 'v1.0' already exists") and err.count("\n") == 1
+    assert err.startswith(f"error: {REPOS[0]}: tag 'v1.0' already exists on another commit") and err.count("\n") == 1
     assert hub.snapshot() == before
-    assert push(run, tmp_path, "--tag", "v1.1") == 0
-    assert all(set(hub.repos[r].tags) == {"v1.0", "v1.1"} for r in REPOS)
+    assert push(run, tmp_path, "--tag", "v1.1", "--force") == 0
+    assert all(hub.repos[r].tags["v1.1"] == hub.repos[r].head != hub.repos[r].tags["v1.0"] for r in REPOS)
+
+
+def test_rerun_after_a_failure_midway_finishes_the_release(hub, tmp_path, capsys):
+    run = make_run(tmp_path, all_suites=True)
+    collection = "UCLA-AGI/sppo-6650c7b2d1b6a0d3e3f3a3b1"
+    hub.fail_commits_to.add(REPOS[1])
+    assert push(run, tmp_path, "--tag", "v1.0", "--collection", collection) == 2
+    assert capsys.readouterr().err.startswith(f"error: committing to {REPOS[1]} failed")
+    assert len(hub.repos[REPOS[0]].commits) == 1 and hub.repos[REPOS[1]].commits == []
+    assert REPOS[2] not in hub.repos
+    hub.fail_commits_to.clear()
+    assert push(run, tmp_path, "--tag", "v1.0", "--collection", collection) == 0
+    assert all(len(hub.repos[r].commits) == 1 and hub.repos[r].tags == {"v1.0": hub.repos[r].head} for r in REPOS)
+    assert hub.collections == {collection: REPOS}
 
 
 @pytest.mark.parametrize("name", ["Mistral7B-PairRM-SPPO", "a/b/c", "org/bad..name", "org/-x", "/name"])
