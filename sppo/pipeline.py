@@ -83,7 +83,9 @@ class Run:
                 if key not in _FREE_FIELDS and key in old and old[key] != value:
                     raise UserError(f"{path}: this run was started with {key}={old[key]!r}, now {value!r}; "
                                     f"use another run.output_dir to change it")
-        write_text(path, yaml.safe_dump(new, sort_keys=False))
+        text = yaml.safe_dump(new, sort_keys=False)
+        if not path.exists() or path.read_text() != text:
+            write_text(path, text)
         self._point_latest()
 
     def _point_latest(self) -> None:
@@ -193,7 +195,7 @@ def stage_generate(run: Run, t: int, prompts: list[dict]) -> list[dict]:
 
 
 def stage_rank(run: Run, t: int, generated: list[dict]) -> list[dict]:
-    from .rank import make_ranker
+    from .rank import checked_compare, checked_probabilities, make_ranker
 
     d = run.stage(t, "rank")
     if stage_done(d):
@@ -206,8 +208,8 @@ def stage_rank(run: Run, t: int, generated: list[dict]) -> list[dict]:
         def fn(chunk):
             prompts = [c["prompt"] for c in chunk]
             cands = [c["responses"] for c in chunk]
-            mats = ranker.compare(prompts, cands)
-            pmats = ranker.pairwise_probabilities(prompts, cands) if direct else [None] * len(chunk)
+            mats = checked_compare(ranker, prompts, cands)
+            pmats = checked_probabilities(ranker, prompts, cands) if direct else [None] * len(chunk)
             return [{"id": c["id"], "comparisons": np.asarray(m).tolist(),
                      **({"probabilities": np.asarray(p).tolist()} if p is not None else {})}
                     for c, m, p in zip(chunk, mats, pmats)]
@@ -399,6 +401,9 @@ def run_pipeline(cfg: Config) -> list[Path]:
         from .train import init_distributed_if_needed
 
         init_distributed_if_needed()
+    from .models import resolve_model
+
+    resolve_model(cfg.model.name)  # a bad model reference fails before anything is written
     run = Run(cfg)
     run.prepare()
     return [run_iteration(run, t) for t in range(cfg.run.first_iteration, cfg.run.iterations + 1)]

@@ -309,9 +309,9 @@ class PairRMRanker:
 
 # --------------------------------------------------------------------------------------------- local judge
 
+# Short on purpose: every ordered pair is one forward pass. On 12 obvious good-vs-bad pairs the embedded 135M model
+# scored 50-67% with this and three longer wordings alike (margins ~0.01): it is a weak judge whatever the prompt.
 JUDGE_TEMPLATE = (
-    "You are judging two responses to the same instruction. Decide which response follows the instruction "
-    "better: more helpful, correct and relevant.\n\n"
     "[Instruction]\n{instruction}\n\n"
     "[Response A]\n{response_a}\n\n"
     "[Response B]\n{response_b}\n\n"

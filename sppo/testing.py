@@ -60,3 +60,35 @@ def make_tiny_checkpoint(path: str | Path, seed: int = 0, hidden_size: int = 64,
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
+
+
+class LengthRanker:
+    """A deterministic plug-in ranker for tests and benchmarks: longer responses win.
+    C[i, j] = (len_i - len_j) / scale. Use as ranking.kind = python:sppo.testing:LengthRanker."""
+
+    name = "length"
+
+    def __init__(self, model=None, batch_size: int = 16, scale: float = 10.0):
+        self.scale = scale
+        self.calls = 0
+
+    def compare(self, prompts, candidates):
+        import numpy as np
+
+        self.calls += 1
+        out = []
+        for cands in candidates:
+            lengths = np.array([len(c) for c in cands], dtype=np.float64)
+            out.append((lengths[:, None] - lengths[None, :]) / self.scale)
+        return out
+
+
+class TieRanker(LengthRanker):
+    """A ranker with no preference at all (every comparison 0): for the all-ties path."""
+
+    name = "ties"
+
+    def compare(self, prompts, candidates):
+        import numpy as np
+
+        return [np.zeros((len(c), len(c))) for c in candidates]

@@ -1,0 +1,174 @@
+"""Two SPPO iterations end to end on a tiny model; every stage's files exist and reload; interrupted runs
+resume without redoing finished work; bad input gives one-line errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from sppo import pipeline
+from sppo.cli import main as train_main
+from sppo.config import load_config
+from sppo.files import read_jsonl
+from sppo.models import load_model, load_tokenizer
+from sppo.sequences import sequence_logps
+from sppo.testing import make_tiny_checkpoint
+from sppo.train import pair_batch
+
+PROMPTS = ["Explain why the sky is blue.", "Write a short poem about the sea.", "Hello! How can I help you?",
+           "Which response is better?", "The quick brown fox.", "def add(a, b): return a + b",
+           "Thank you, goodbye.", "Explain the numbers 0 1 2 3."]
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return str(make_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "model", seed=3))
+
+
+@pytest.fixture
+def prompt_file(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    with open(path, "w") as f:
+        for i, p in enumerate(PROMPTS * 2):
+            f.write(json.dumps({"id": f"p{i}", "prompt": p, "split": f"train_iteration_{i // 8 + 1}"}) + "\n")
+    return path
+
+
+def overrides(tmp_path, tiny, prompt_file, iterations=2, **extra):
+    o = {"run.output_dir": str(tmp_path / "run"), "run.iterations": iterations, "run.chunk_size": 3,
+         "model.name": tiny, "model.dtype": "float32", "prompts.source": str(prompt_file),
+         "generation.backend": "hf", "generation.k": 3, "generation.max_new_tokens": 12,
+         "ranking.kind": "python:sppo.testing:LengthRanker", "ranking.model": "none",
+         "training.learning_rate": 1e-3, "training.eta": 10, "training.optimizer": "adamw",
+         "training.num_train_epochs": 3, "training.stop_at_epoch": "null", "training.warmup_ratio": 0.0,
+         "training.per_device_train_batch_size": 4, "training.max_length": 96,
+         "training.max_prompt_length": 48, "training.gradient_checkpointing": False}
+    o.update(extra)
+    return [f"{k}={v}" for k, v in o.items()]
+
+
+def margin(model_path, rows):
+    tok = load_tokenizer(model_path, padding_side="right")
+    model = load_model(model_path, dtype="float32")
+    examples, _ = pipeline.encode_examples(tok, rows, 96)
+    with torch.no_grad():
+        lp = sequence_logps(model, pair_batch(examples, tok.pad_token_id))
+    n = len(examples)
+    return (lp[:n] - lp[n:]).mean().item()
+
+
+def test_two_iterations_end_to_end(tmp_path, tiny, prompt_file):
+    cfg = load_config(None, overrides(tmp_path, tiny, prompt_file))
+    ckpts = pipeline.run_pipeline(cfg)
+    run = Path(cfg.run.output_dir)
+    assert [c.name for c in ckpts] == ["Iter1", "Iter2"]
+    for t in (1, 2):
+        for stage, name in [("prompts", "prompts.jsonl"), ("generate", "responses.jsonl"),
+                            ("rank", "comparisons.jsonl"), ("dataset", "sppo.jsonl"), ("reference", "logps.jsonl"),
+                            ("train", "log.jsonl")]:
+            d = run / f"iter{t}" / stage
+            assert (d / "manifest.json").exists() and read_jsonl(d / name), (t, stage)
+            assert not (d / "partial.jsonl").exists()
+        rows = read_jsonl(run / f"iter{t}" / "dataset" / "sppo.jsonl")
+        assert all(len(r["responses"]) == 3 and r["p_win"] >= r["p_lose"] for r in rows)
+        assert all(len(r["chosen"]) >= len(r["rejected"]) for r in rows)  # LengthRanker prefers long answers
+        manifest = json.loads((run / "checkpoints" / f"Iter{t}" / "sppo_manifest.json").read_text())
+        assert manifest["iteration"] == t and manifest["hyperparameters"]["eta"] == 10
+        # the checkpoint reloads and the policy moved toward the chosen responses of its iteration
+        init = tiny if t == 1 else str(run / "checkpoints" / "Iter1")
+        assert manifest["init_model"] == init
+        assert margin(str(run / "checkpoints" / f"Iter{t}"), rows) > margin(init, rows) + 0.1
+    # rerunning does nothing: every stage is finished
+    before = {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+    pipeline.run_pipeline(cfg)
+    assert before == {p: p.stat().st_mtime_ns for p in run.rglob("*") if p.is_file()}
+
+
+class Boom(RuntimeError):  # a crash at that point (Ctrl-C unwinds the same way)
+    pass
+
+
+@pytest.mark.parametrize("where", ["generate", "rank", "train"])
+def test_interrupted_run_resumes(tmp_path, tiny, prompt_file, monkeypatch, where):
+    cfg = load_config(None, overrides(tmp_path, tiny, prompt_file, iterations=1))
+    from sppo import generate, testing, train
+
+    calls = {"generate": 0, "rank": 0}
+    armed = [True]
+
+    def crash():
+        if armed[0]:
+            armed[0] = False
+            raise Boom()
+
+    real_generate = generate.HFGenerator.generate
+    real_compare = testing.LengthRanker.compare
+
+    def counting_generate(self, conversations, params, progress=True):
+        calls["generate"] += len(conversations)
+        if where == "generate" and calls["generate"] > 3:  # the second chunk dies
+            crash()
+        return real_generate(self, conversations, params, progress)
+
+    def counting_compare(self, prompts, candidates):
+        calls["rank"] += len(prompts)
+        if where == "rank" and calls["rank"] > 3:
+            crash()
+        return real_compare(self, prompts, candidates)
+
+    monkeypatch.setattr(generate.HFGenerator, "generate", counting_generate)
+    monkeypatch.setattr(testing.LengthRanker, "compare", counting_compare)
+    if where == "train":
+        real_train = train.train_iteration
+
+        def dying_train(*a, **k):
+            raise Boom()
+
+        monkeypatch.setattr(train, "train_iteration", dying_train)
+    with pytest.raises(Boom):
+        pipeline.run_pipeline(cfg)
+    run = Path(cfg.run.output_dir)
+    assert not (run / "checkpoints" / "Iter1").exists()
+    first = dict(calls)
+    if where == "train":
+        monkeypatch.setattr(train, "train_iteration", real_train)
+        assert (run / "iter1" / "reference" / "manifest.json").exists()
+    where_resumes = {"generate": ("generate", 3), "rank": ("rank", 3), "train": (None, 0)}[where]
+    pipeline.run_pipeline(cfg)
+    assert (run / "checkpoints" / "Iter1" / "sppo_manifest.json").exists()
+    n = len(read_jsonl(run / "iter1" / "prompts" / "prompts.jsonl"))
+    if where == "generate":  # the first chunk (3 prompts) was kept; only the rest was generated again
+        assert calls["generate"] - first["generate"] == n - 3
+    if where == "rank":
+        assert calls["generate"] == first["generate"] == n  # generation was finished: not redone
+        assert calls["rank"] - first["rank"] == n - 3
+    if where == "train":  # nothing before training was redone
+        assert calls == first
+    assert where_resumes
+
+
+def test_all_ties_is_a_clear_error(tmp_path, tiny, prompt_file, capsys):
+    args = overrides(tmp_path, tiny, prompt_file, iterations=1, **{"ranking.kind": "python:sppo.testing:TieRanker"})
+    assert train_main(args) == 2
+    err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+    assert len(err) == 1 and "tied scores" in err[0]
+    assert not (tmp_path / "run" / "iter1" / "dataset" / "manifest.json").exists()
+
+
+def test_bad_inputs_one_line_errors(tmp_path, tiny, prompt_file, capsys):
+    cases = [
+        (["--config", str(tmp_path / "missing.yaml")], "config file not found"),
+        (["training.nonsense=1"], "unknown config key 'training.nonsense'"),
+        (["generation.k=1"], "at least 2"),
+        (overrides(tmp_path, str(tmp_path / "no-such-model"), prompt_file), "model path does not exist"),
+    ]
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(json.dumps({"id": "x", "prompt": "", "split": "train_iteration_1"}) + "\n")
+    cases.append((overrides(tmp_path, tiny, empty, iterations=1), "is empty"))
+    for i, (argv, message) in enumerate(cases):
+        argv = [a.replace(str(tmp_path / "run"), str(tmp_path / f"run{i}")) for a in argv]
+        assert train_main(argv) == 2, argv
+        err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
+        assert len(err) == 1 and message in err[0], err
+        assert not (tmp_path / f"run{i}" / "iter1" / "generate").exists()

@@ -1,0 +1,88 @@
+"""The training loop on a tiny model: schedule arithmetic, the policy moves toward chosen responses,
+the reference log-probs are the policy's own before training."""
+
+import math
+
+import pytest
+import torch
+
+from sppo.config import TrainingConfig
+from sppo.models import load_model, load_tokenizer
+from sppo.pipeline import encode_examples
+from sppo.sequences import sequence_logps
+from sppo.testing import make_tiny_checkpoint
+from sppo.train import make_lr_scheduler, make_optimizer, make_schedule, pair_batch, reference_logps, train_iteration
+
+
+def test_schedule_18_epochs_stop_at_1():
+    cfg = TrainingConfig(per_device_train_batch_size=8, gradient_accumulation_steps=1, num_train_epochs=18,
+                         stop_at_epoch=1, warmup_ratio=0.1)
+    s = make_schedule(n_examples=160, cfg=cfg, world_size=8)  # 160 / (8 * 8) -> 3 steps per epoch
+    assert s.steps_per_epoch == 3
+    assert s.total_steps == 54 and s.stop_steps == 3
+    assert s.warmup_steps == math.ceil(0.1 * 54) == 6
+
+
+def test_learning_rate_stays_in_warmup_when_stopping_at_epoch_1():
+    cfg = TrainingConfig(learning_rate=1e-3, num_train_epochs=18, stop_at_epoch=1, warmup_ratio=0.1,
+                         per_device_train_batch_size=1)
+    s = make_schedule(10, cfg)  # 10 steps/epoch, 180 total, warmup 18
+    opt = make_optimizer([torch.nn.Parameter(torch.zeros(1))], cfg)
+    sched = make_lr_scheduler(opt, cfg, s)
+    lrs = []
+    for _ in range(s.stop_steps):
+        opt.step()
+        sched.step()
+        lrs.append(sched.get_last_lr()[0])
+    assert lrs[-1] == pytest.approx(1e-3 * 10 / 18)  # linear warmup, never at the peak
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return str(make_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "model", seed=1))
+
+
+def _rows():
+    prompts = ["Explain why the sky is blue.", "Write a short poem about the sea.", "Hello! How can I help?",
+               "Which response is better?"]
+    return [{"prompt": p, "chosen": "The quick brown fox jumps.", "rejected": "def add(a, b): return a + b",
+             "p_win": 0.8, "p_lose": 0.2} for p in prompts]
+
+
+def _margin(model, examples, pad_id):
+    with torch.no_grad():
+        lp = sequence_logps(model, pair_batch(examples, pad_id))
+    n = len(examples)
+    return (lp[:n] - lp[n:]).mean().item()
+
+
+@pytest.mark.parametrize("optimizer", ["rmsprop", "adamw"])
+def test_policy_moves_toward_chosen(tiny, optimizer):
+    tok = load_tokenizer(tiny, padding_side="right")
+    model = load_model(tiny, dtype="float32")
+    examples, truncated = encode_examples(tok, _rows(), max_length=128)
+    assert truncated == 0
+    ref = reference_logps(model, examples, tok.pad_token_id, batch_size=2, progress=False)
+    before = _margin(model, examples, tok.pad_token_id)
+    # the reference log-probs are the policy's own before any update
+    assert before == pytest.approx(sum(c - r for c, r in ref) / len(ref), rel=1e-4)
+    cfg = TrainingConfig(optimizer=optimizer, learning_rate=1e-3, eta=10, num_train_epochs=3, stop_at_epoch=None,
+                         warmup_ratio=0.0, per_device_train_batch_size=2, gradient_checkpointing=False)
+    logs = []
+    engine, summary = train_iteration(model, examples, ref, tok.pad_token_id, cfg, seed=0, on_log=logs.append,
+                                      progress=False)
+    after = _margin(engine.module(), examples, tok.pad_token_id)
+    assert after > before + 0.5
+    assert summary["optimizer_steps"] == 6 and len(logs) == 6
+    assert logs[-1]["loss"] < logs[0]["loss"]
+
+
+def test_gradient_accumulation_counts_optimizer_steps(tiny):
+    tok = load_tokenizer(tiny, padding_side="right")
+    model = load_model(tiny, dtype="float32")
+    examples, _ = encode_examples(tok, _rows(), max_length=128)
+    ref = reference_logps(model, examples, tok.pad_token_id, batch_size=4, progress=False)
+    cfg = TrainingConfig(learning_rate=1e-4, num_train_epochs=2, stop_at_epoch=None, per_device_train_batch_size=1,
+                         gradient_accumulation_steps=2, gradient_checkpointing=True)
+    _, summary = train_iteration(model, examples, ref, tok.pad_token_id, cfg, seed=0, progress=False)
+    assert summary["optimizer_steps"] == 4  # 4 examples / (1 x 2) = 2 steps per epoch, 2 epochs
