@@ -92,7 +92,7 @@ def _encoding():
     return tiktoken.get_encoding(name)
 
 
-def avg_tokens(answers: Sequence[Mapping[str, Any]]) -> int:
+def avg_tokens(answers: Sequence[Mapping[str, Any]], source: str = "answers") -> int:
     """Official ``avg_tokens`` of one model's answer records: ``int(mean first-turn token_len)``; a turn without
     ``token_len`` is counted with :func:`count_tokens`."""
     if not answers:
@@ -103,7 +103,7 @@ def avg_tokens(answers: Sequence[Mapping[str, Any]]) -> int:
             turn = a["choices"][0]["turns"][0]
             total += turn["token_len"] if "token_len" in turn else count_tokens(turn["content"])
         except (KeyError, IndexError, TypeError):
-            raise UserError(f"answer record {i + 1} (question {a.get('question_id')!r}): no "
+            raise UserError(f"{source}: record {i + 1} (question {a.get('question_id')!r}): no "
                             "choices[0].turns[0] with content or token_len") from None
     return int(total / len(answers))
 
@@ -282,7 +282,7 @@ def score_judgments(rows: Sequence[Mapping[str, Any]], answers: Mapping[str, Seq
     for model, metrics in board.items():
         c = counts.get(model, {})
         n_invalid = c.get("n_null_verdicts", 0) + c.get("n_unknown_verdicts", 0)
-        metrics.update(avg_tokens=avg_tokens(answers[model]) if answers and model in answers else None,
+        metrics.update(avg_tokens=avg_tokens(answers[model], f"answers of {model}") if answers and model in answers else None,
                        n_judgments=c.get("n_judgments", 0), n_battles=int(n_battles.get(model, 0)),
                        n_invalid_games=n_invalid, **{k: v for k, v in c.items() if k != "n_judgments"})
         notes = []
