@@ -116,6 +116,9 @@ def _main(argv: list[str]) -> int:
     problems = result_problems(iterations, targets, results, require)
 
     if not args.push:
+        ignored = [f"--{k}" for k in ("tag", "collection", "force") if getattr(args, k)]
+        if ignored:
+            print(f"note: {', '.join(ignored)} only apply with --push")
         _print_plan(uploads, card_paths)
         for p in problems:
             print(f"warning: {p}")
