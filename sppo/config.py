@@ -181,8 +181,26 @@ def _build(cls, data: dict, where: str, source: str):
         if key not in known:
             raise UserError(f"{source}: unknown config key '{path}'")
         ftype = known[key].default_factory if dataclasses.is_dataclass(known[key].default_factory) else None
-        kwargs[key] = _build(ftype, value or {}, path, source) if ftype else value
+        kwargs[key] = _build(ftype, value or {}, path, source) if ftype else _coerce(known[key], value, path, source)
     return cls(**kwargs)
+
+
+def _coerce(f, value: Any, path: str, source: str) -> Any:
+    """YAML reads `1e-6` as a string (YAML 1.1 wants `1.0e-6`): convert to the field's declared number type."""
+    kind = str(f.type)
+    if value is None or isinstance(value, bool):
+        if value is None and "None" not in kind:
+            raise UserError(f"{source}: config key '{path}' cannot be null")
+        return value
+    for name, cast in (("float", float), ("int", int)):
+        if kind.startswith(name) and isinstance(value, (str, int, float)):
+            try:
+                return cast(value) if name == "float" or float(value) == int(float(value)) else cast("x")
+            except ValueError:
+                raise UserError(f"{source}: config key '{path}' must be a number, got {value!r}") from None
+    if kind.startswith("bool"):
+        raise UserError(f"{source}: config key '{path}' must be true or false, got {value!r}")
+    return value
 
 
 def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
