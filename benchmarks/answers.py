@@ -98,8 +98,10 @@ class ModelAnswerer:
             if self.ranker_factory is None:
                 raise UserError("--best-of needs a ranker")
             self._ranker = self.ranker_factory()
+        from sppo.rank import checked_compare
+
         prompts = [c[-1]["content"] if not isinstance(c, str) else c for c in conversations]
-        matrices = self._ranker.compare(prompts, candidates)
+        matrices = checked_compare(self._ranker, prompts, candidates)
         return [cands[int(np.argmax(scores_from_comparisons(m)))] for cands, m in zip(candidates, matrices)]
 
     def answer(self, conversations: Sequence, temperature: float, max_new_tokens: int, top_p: float = 1.0) -> list[str]:
@@ -118,10 +120,8 @@ class ModelAnswerer:
 
 def default_ranker_factory(kind: str = "pairrm", model: str | None = None) -> Callable[[], Any]:
     def make():
-        try:
-            from sppo.rank import make_ranker
-        except ImportError:
-            raise UserError("--best-of needs sppo.rank (make_ranker), which is not available in this install") from None
+        from sppo.rank import make_ranker
+
         return make_ranker(kind, model)
 
     return make

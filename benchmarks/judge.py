@@ -353,11 +353,9 @@ class LocalJudge(Judge):
     def load(cls, name_or_path: str, cache: JudgeCache | None = None, max_new_tokens: int | None = None,
              batch_size: int = 4) -> "LocalJudge":
         from sppo.local_judge import LocalChatModel
-        from sppo.models import resolve_model
 
         chat = LocalChatModel.load(name_or_path, batch_size=batch_size)
-        label = "embedded" if resolve_model(name_or_path) == resolve_model("embedded") else name_or_path
-        return cls(chat, name=f"local:{label}", cache=cache, max_new_tokens=max_new_tokens)
+        return cls(chat, name=local_judge_name(name_or_path), cache=cache, max_new_tokens=max_new_tokens)
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "max_new_tokens": self.max_new_tokens}
@@ -388,6 +386,13 @@ class LocalJudge(Judge):
             for n, reply in zip(members, replies):
                 reply.prompt_tokens = self._prompt_tokens(requests[n].messages)
                 done(indices[n], reply)
+
+
+def local_judge_name(model: str | None) -> str:
+    """The judge name of a local model (its cache key and results label): ``local:embedded`` or ``local:MODEL``."""
+    from sppo.models import EMBEDDED_ALIASES
+
+    return "local:embedded" if model is None or model in EMBEDDED_ALIASES else f"local:{model}"
 
 
 def parse_judge_spec(spec: str | None) -> tuple[str, str | None]:

@@ -215,11 +215,10 @@ def main(argv: list[str]) -> int:
     # the judge's identity is needed for the up-to-date check; the local judge's model is loaded lazily below
     judge_name = None
     if judged:
-        from benchmarks.judge import parse_judge_spec
+        from benchmarks.judge import local_judge_name, parse_judge_spec
 
         kind, local_model = parse_judge_spec(args.judge if args.judge else ("openai" if openai_judge else "local"))
-        judge_name = (args.judge_model or DEFAULT_OPENAI_JUDGE) if kind == "openai" else \
-            f"local:{'embedded' if local_model in (None, 'embedded') else local_model}"
+        judge_name = (args.judge_model or DEFAULT_OPENAI_JUDGE) if kind == "openai" else local_judge_name(local_model)
 
     class _Named:  # stands in for the judge in _run_key before it is loaded
         model = judge_name

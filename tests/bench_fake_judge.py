@@ -127,3 +127,22 @@ class FakeJudgeServer:
     def count(self) -> int:
         with self.lock:
             return len(self.requests)
+
+
+class LongestRanker:
+    """A ranker plug-in (``--ranker python:bench_fake_judge:LongestRanker``): the longer candidate wins."""
+
+    calls: list = []
+
+    def __init__(self, model=None):
+        self.name = "longest"
+
+    def compare(self, prompts, candidates):
+        import numpy as np
+
+        LongestRanker.calls.append([list(c) for c in candidates])
+        out = []
+        for cands in candidates:
+            n = np.array([len(c) for c in cands], dtype=float)
+            out.append(np.sign(n[:, None] - n[None, :]))
+        return out

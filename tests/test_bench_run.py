@@ -253,3 +253,26 @@ def test_embedded_default_offline(shared_data, tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("## ") == 4 and "| Iter3" in out
     assert len(list((run / "results" / "plots").glob("*.png"))) == 4
+
+
+def test_best_of_n_answers_the_rankers_favourite(checkpoints, shared_data, tmp_path):
+    from bench_fake_judge import LongestRanker
+
+    results = tmp_path / "results"
+    LongestRanker.calls.clear()
+    with FakeJudgeServer() as server:
+        argv = args_for(server, checkpoints[:1], shared_data, results, "--alpaca-eval", "--best-of", "3",
+                        "--ranker", "python:bench_fake_judge:LongestRanker")
+        assert bench(argv) == 0
+    store = ResultsStore(results)
+    assert {(r.suite, r.variant) for r in store.results("tiny1")} == {("alpaca_eval", "default"),
+                                                                      ("alpaca_eval", "best-of-3")}
+    best = store.read("tiny1", "alpaca_eval", "best-of-3")
+    assert best.settings["generation"]["best_of"] == 3
+    outputs = read_json(results / "alpaca_eval.best-of-3" / "tiny1" / "model_outputs.json")
+    candidates = [c for call in LongestRanker.calls for c in call]
+    assert len(candidates) == 2 and all(len(c) == 3 for c in candidates)
+    assert [o["output"] for o in outputs] == [max(c, key=len) for c in candidates]
+    ann = read_json(results / "alpaca_eval.best-of-3" / "tiny1" / "annotations.json")
+    assert best.metrics == json.loads(json.dumps(
+        {**ae.score_annotations(ann, lc_unavailable_reason="x")["tiny1"], "notes": best.metrics["notes"]}))
