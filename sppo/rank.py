@@ -28,6 +28,7 @@ import contextlib
 import importlib
 import io
 import logging
+import warnings
 from pathlib import Path
 from typing import Protocol, Sequence, runtime_checkable
 
@@ -213,7 +214,10 @@ class PairRMRanker:
                                        ("candidate_maxlength", candidate_max_length), ("fp16", fp16))
                      if v is not None}
         try:
-            with contextlib.redirect_stdout(io.StringIO()):  # it prints "Successfully loaded ranker"
+            with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+                # it prints "Successfully loaded ranker"; dataclasses_json warns about every field that
+                # config.json leaves unset (cache_dir, load_checkpoint, device), which loadranker fills in
+                warnings.filterwarnings("ignore", category=RuntimeWarning, module="dataclasses_json")
                 blender.loadranker(str(path), device=self.device, **overrides)
         except (OSError, ValueError, RuntimeError) as e:
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
