@@ -298,12 +298,14 @@ def test_local_judge_embedded_model():
     judge = make_ranker("local-judge", "embedded", batch_size=8, progress=False)
     assert judge.name == "local-judge:embedded"
     prompts = ["What is the capital of France?", "Translate 'thank you' into Spanish."]
-    cands = [["The capital of France is Paris.", "Banana.", ""], ["Gracias.", "I do not know.", "Merci."]]
+    cands = [["The capital of France is Paris.", "Banana.", ""], ["Gracias.", "Gracias."]]
     Ps = checked_probabilities(judge, prompts, cands)
-    for P in Ps:
-        assert P.shape == (3, 3)
+    for P, c in zip(Ps, cands):
+        assert P.shape == (len(c), len(c))
         np.testing.assert_allclose(P + P.T, 1.0, atol=1e-9)
         assert np.all(np.diag(P) == 0.5) and ((P > 0) & (P < 1)).all()
+    assert Ps[1][0, 1] == pytest.approx(0.5, abs=1e-4)  # identical responses: the judge's A-bias cancels
+    # (a 135M judge barely separates right from wrong answers, so no quality assertion here)
 
 
 # ------------------------------------------------------------------------------------------ factory, errors
