@@ -1,6 +1,7 @@
 """Every incompatibility between the pinned packages, wrapped once, here.
 
-- llm-blender 0.0.2 reads ``transformers.utils.hub.TRANSFORMERS_CACHE``, removed in transformers 5.
+- llm-blender 0.0.2 reads ``transformers.utils.hub.TRANSFORMERS_CACHE`` and calls tokenizers'
+  ``batch_encode_plus``, both removed in transformers 5.
 - lm-eval 0.4.1 calls ``evaluate.load("exact_match")`` at import time, which needs the Hub; offline, we give
   ``evaluate.load`` a local implementation of that one metric (same definition as the Hub's).
 - alpaca-eval 0.6.6 imports ``pkg_resources`` (setuptools<81 is pinned) and warns on every import.
@@ -27,6 +28,14 @@ def ensure_llm_blender() -> None:
         from huggingface_hub.constants import HF_HUB_CACHE
 
         hub.TRANSFORMERS_CACHE = os.environ.get("TRANSFORMERS_CACHE", HF_HUB_CACHE)
+    # transformers 5 removed `batch_encode_plus`, which llm-blender's collators call
+    from transformers.tokenization_utils_base import PreTrainedTokenizerBase
+
+    if not hasattr(PreTrainedTokenizerBase, "batch_encode_plus"):
+        def batch_encode_plus(self, batch_text_or_text_pairs, **kwargs):
+            return self(list(batch_text_or_text_pairs), **kwargs)
+
+        PreTrainedTokenizerBase.batch_encode_plus = batch_encode_plus
 
 
 def _exact_match(predictions, references, regexes_to_ignore=None, ignore_case=False,

@@ -38,13 +38,12 @@ class LocalChatModel:
             out.append(ids[-self.max_prompt_length:])  # keep the end, where the question to answer is
         return out
 
-    def first_token_logprobs(self, conversations: Sequence[Conversation], top_k: int = 5,
-                             progress: bool = False) -> list[list[tuple[str, float]]]:
+    def _last_logprobs(self, conversations: Sequence[Conversation], progress: bool = False):
+        """Yield (indices of the batch, log-softmax over the vocabulary at the last prompt position)."""
         import torch
 
         encoded = self._encode(conversations)
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-        result: list[list[tuple[str, float]]] = [[] for _ in encoded]
         device = next(self.model.parameters()).device
         pad = self.tokenizer.pad_token_id
         self.model.eval()
@@ -59,11 +58,29 @@ class LocalChatModel:
             position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
             with torch.no_grad():
                 logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                    position_ids=position_ids.to(device)).logits[:, -1, :]
-            logprobs = torch.log_softmax(logits.float(), dim=-1)
+                                    position_ids=position_ids.to(device), logits_to_keep=1).logits[:, -1, :]
+            yield batch, torch.log_softmax(logits.float(), dim=-1)
+
+    def first_token_logprobs(self, conversations: Sequence[Conversation], top_k: int = 5,
+                             progress: bool = False) -> list[list[tuple[str, float]]]:
+        result: list[list[tuple[str, float]]] = [[] for _ in conversations]
+        for batch, logprobs in self._last_logprobs(conversations, progress):
             values, indices = logprobs.topk(top_k, dim=-1)
             for row, i in enumerate(batch):
                 result[i] = [(self.tokenizer.decode([int(t)]), float(v)) for v, t in zip(values[row], indices[row])]
+        return result
+
+    def token_logprobs(self, conversations: Sequence[Conversation], token_ids: Sequence[int],
+                       progress: bool = False) -> list[list[float]]:
+        """Log-probabilities of the given token ids as the first token of the reply."""
+        import torch
+
+        result: list[list[float]] = [[] for _ in conversations]
+        cols = torch.tensor(list(token_ids))
+        for batch, logprobs in self._last_logprobs(conversations, progress):
+            picked = logprobs[:, cols.to(logprobs.device)].tolist()
+            for row, i in enumerate(batch):
+                result[i] = picked[row]
         return result
 
     def chat(self, conversations: Sequence[Conversation], max_new_tokens: int = 256,

@@ -172,15 +172,6 @@ def _resolve_pairrm(model: str) -> Path:
                         "give ranking.model a local copy of it") from None
 
 
-def _ensure_batch_encode_plus(tokenizer) -> None:
-    """llm-blender 0.0.2's collator calls `tokenizer.batch_encode_plus`, which transformers 5 removed; on such a
-    tokenizer, route it to `tokenizer(...)` (same arguments, same result)."""
-    try:
-        getattr(tokenizer, "batch_encode_plus")
-    except AttributeError:
-        tokenizer.batch_encode_plus = lambda texts, **kwargs: tokenizer(list(texts), **kwargs)
-
-
 class PairRMRanker:
     """PairRM through llm-blender, the full K x K matrix per prompt, batched across prompts.
 
@@ -227,7 +218,6 @@ class PairRMRanker:
             raise UserError(f"{model}: ranker_type is {cfg.ranker_type!r}, PairRMRanker needs 'pairranker'")
         cfg.source_maxlength = cfg.source_maxlength or PAIRRM_SOURCE_MAX_LENGTH
         cfg.candidate_maxlength = cfg.candidate_maxlength or PAIRRM_CANDIDATE_MAX_LENGTH
-        _ensure_batch_encode_plus(blender.ranker_tokenizer)
         collator = blender.ranker_collator
         collator.source_maxlength, collator.candidate_maxlength = cfg.source_maxlength, cfg.candidate_maxlength
         self.blender = blender
@@ -339,69 +329,11 @@ def answer_token_ids(tokenizer, letter: str) -> list[int]:
     return sorted(ids)
 
 
-class _Columns:
-    """A causal LM seen through a few vocabulary columns: its logits keep only `token_ids` (and only the last
-    position). Given to LocalChatModel.first_token_logprobs, it yields log-probabilities normalised over those
-    tokens, reusing that method's length-sorted, left-padded batching."""
-
-    def __init__(self, model, token_ids: Sequence[int]):
-        import torch
-
-        self.model = model
-        self.config = model.config
-        self.columns = torch.tensor(list(token_ids), dtype=torch.long)
-
-    def parameters(self):
-        return self.model.parameters()
-
-    def eval(self):
-        self.model.eval()
-        return self
-
-    def __call__(self, **kwargs):
-        from types import SimpleNamespace
-
-        try:
-            logits = self.model(**kwargs, logits_to_keep=1).logits
-        except TypeError:  # a model without logits_to_keep
-            logits = self.model(**kwargs).logits
-        return SimpleNamespace(logits=logits[:, -1:, self.columns.to(logits.device)])
-
-
-class _ColumnNames:
-    """The tokenizer, except that decoding token t gives str(t): column indices of `_Columns` read back as ints."""
-
-    def __init__(self, tokenizer):
-        self._tokenizer = tokenizer
-
-    def __getattr__(self, name):
-        return getattr(self._tokenizer, name)
-
-    def __call__(self, *args, **kwargs):
-        return self._tokenizer(*args, **kwargs)
-
-    def decode(self, ids, **kwargs):
-        return str(int(ids[0]))
-
-
 def candidate_logprobs(chat, conversations, token_ids: Sequence[int], progress: bool = False) -> np.ndarray:
     """(N, len(token_ids)) log-probabilities of the reply's first token being each of `token_ids`, normalised
-    over those tokens only, for a `LocalChatModel`. Uses `chat.token_logprobs` when it exists."""
-    token_ids = list(token_ids)
-    direct = getattr(chat, "token_logprobs", None)
-    if direct is not None:
-        lp = np.asarray(direct(conversations, token_ids, progress=progress), dtype=np.float64)
-        return lp - np.logaddexp.reduce(lp, axis=1, keepdims=True)
-    from .local_judge import LocalChatModel
-
-    view = LocalChatModel(_Columns(chat.model, token_ids), _ColumnNames(chat.tokenizer),
-                          batch_size=chat.batch_size, max_prompt_length=chat.max_prompt_length)
-    rows = view.first_token_logprobs(conversations, top_k=len(token_ids), progress=progress)
-    out = np.full((len(rows), len(token_ids)), -np.inf)
-    for n, row in enumerate(rows):
-        for col, lp in row:
-            out[n, int(col)] = lp
-    return out
+    over those tokens only, for a `LocalChatModel`."""
+    lp = np.asarray(chat.token_logprobs(conversations, list(token_ids), progress=progress), dtype=np.float64)
+    return lp - np.logaddexp.reduce(lp, axis=1, keepdims=True)
 
 
 class LocalJudgeRanker:
