@@ -172,3 +172,19 @@ def test_bad_inputs_one_line_errors(tmp_path, tiny, prompt_file, capsys):
         err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
         assert len(err) == 1 and message in err[0], err
         assert not (tmp_path / f"run{i}" / "iter1" / "generate").exists()
+
+
+@pytest.mark.slow
+def test_embedded_default_one_small_iteration(tmp_path):
+    """The shipped embedded config, cut down: SmolLM2 policy, SmolLM2 local judge, the embedded prompts."""
+    cfg = load_config("embedded", [f"run.output_dir={tmp_path / 'run'}", "run.iterations=1", "prompts.limit=3",
+                                   "generation.k=2", "generation.max_new_tokens=8", "training.max_length=200",
+                                   "training.max_prompt_length=160"])
+    assert cfg.model.name == "embedded" and cfg.ranking.kind == "local-judge" and cfg.prompts.source == "embedded"
+    [ckpt] = pipeline.run_pipeline(cfg)
+    manifest = json.loads((ckpt / "sppo_manifest.json").read_text())
+    assert manifest["ranker"] == "local-judge:embedded" and manifest["hyperparameters"]["optimizer"] == "RMSProp"
+    rows = read_jsonl(tmp_path / "run" / "iter1" / "dataset" / "sppo.jsonl")
+    assert 1 <= len(rows) <= 3 and all(0 < r["p_lose"] <= r["p_win"] < 1 for r in rows)
+    tok = load_tokenizer(str(ckpt))
+    assert tok.chat_template and load_model(str(ckpt)).config.model_type == "llama"
