@@ -34,7 +34,10 @@ log = logging.getLogger(__name__)
 SUITE_FLAGS = {"alpaca_eval": "--alpaca-eval", "arena_hard": "--arena-hard", "mt_bench": "--mt-bench",
                "lm_eval": "--lm-eval"}
 DEFAULT_OPENAI_JUDGE = "gpt-4-1106-preview"
-LOCAL_JUDGE_MAX_NEW_TOKENS = 256
+LOCAL_JUDGE_MAX_NEW_TOKENS = 128
+# The offline default (local judge on a CPU) answers with at most this many tokens unless --max-new-tokens says
+# otherwise: the official limits (2048 / 4096 / 1024) take hours on a CPU when a small model does not stop.
+OFFLINE_MAX_NEW_TOKENS = 256
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument(flag, dest=suite, action="store_true")
     g = p.add_argument_group("generation")
     g.add_argument("--limit", type=int, help="only the first N items of each benchmark (quick look)")
-    g.add_argument("--max-new-tokens", type=int, help="override every suite's answer length limit (quick runs)")
+    g.add_argument("--max-new-tokens", type=int,
+                   help="override every suite's answer length limit (quick runs); 0 = the official limits. Default: "
+                        f"official with an endpoint judge, {OFFLINE_MAX_NEW_TOKENS} with the local (offline) judge")
     g.add_argument("--best-of", type=int, default=1, metavar="N",
                    help="also run the 'best-of-N' variant: N samples per instruction, the ranker's favourite answers")
     g.add_argument("--ranker", default="pairrm", help="ranker kind for --best-of (sppo.rank.make_ranker)")
@@ -171,9 +176,10 @@ def main(argv: list[str]) -> int:
     chosen = [s for s in SUITE_FLAGS if getattr(args, s)]
     if args.all or not chosen:
         chosen = list(SUITE_FLAGS)
-    for flag, value in (("--limit", args.limit), ("--max-new-tokens", args.max_new_tokens)):
-        if value is not None and value < 1:
-            raise UserError(f"{flag} must be at least 1")
+    if args.limit is not None and args.limit < 1:
+        raise UserError("--limit must be at least 1")
+    if args.max_new_tokens is not None and args.max_new_tokens < 0:
+        raise UserError("--max-new-tokens must be at least 1 (or 0 for the official limits)")
     if args.best_of < 1:
         raise UserError("--best-of must be at least 1")
     if args.data_dir is not None and not args.data_dir.is_dir():
@@ -197,6 +203,12 @@ def main(argv: list[str]) -> int:
     openai_judge = bool(args.judge_base_url or args.judge_model or args.judge == "openai")
     if args.lm_eval_tasks is None:
         args.lm_eval_tasks = "v1" if openai_judge else "tiny"
+    if args.max_new_tokens is None and not openai_judge:
+        args.max_new_tokens = OFFLINE_MAX_NEW_TOKENS
+        log.info("local judge: answers limited to %d new tokens (--max-new-tokens 0 for the official limits)",
+                 OFFLINE_MAX_NEW_TOKENS)
+    elif args.max_new_tokens == 0:
+        args.max_new_tokens = None
 
     cache = JudgeCache(results_dir / CACHE_FILE) if judged else None
     judge = None
