@@ -1,0 +1,126 @@
+"""`python -m perf`: run the performance suite, write JSON + markdown, print the table.
+
+    python -m perf [--quick] [--repeats N] [--stages generation,ranking,training,scoring] [--out DIR]
+                   [--threads N] [--keep-work]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from perf.report import render
+from perf.worker import STAGES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def choose_threads(requested: int | None) -> tuple[int, str]:
+    cores = os.cpu_count() or 1
+    if requested:
+        return requested, "--threads"
+    load = os.getloadavg()[0]
+    if load > cores:  # a shared machine: spinning OpenMP threads waiting on each other make timings erratic
+        return 1, f"auto: load average {load:.1f} > {cores} cores, one thread per process"
+    return cores, f"auto: all {cores} cores"
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "llm_blender"):
+        try:
+            module = __import__(name)
+            out[name] = getattr(module, "__version__", "?")
+        except Exception:  # noqa: BLE001 - a version string only
+            out[name] = None
+    return out
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def gpu_line() -> str:
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return f"{torch.cuda.get_device_name(0)} (CUDA max allocated is reported per stage)"
+    except ImportError:
+        pass
+    return "none — no GPU on this machine, so the GPU run (a ~0.5–1B model in bf16) was not done"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m perf", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="tiny models and sizes only (the smoke test)")
+    p.add_argument("--repeats", type=int, default=5, help="timed repeats per figure after one warm-up (default 5)")
+    p.add_argument("--stages", default=",".join(STAGES), help="comma-separated subset of " + ",".join(STAGES))
+    p.add_argument("--out", default=str(ROOT / "perf" / "results"), help="where latest.json / latest.md go")
+    p.add_argument("--threads", type=int, help="torch threads per process (default: auto)")
+    p.add_argument("--work", help="scratch directory for models and files (default: a temporary one)")
+    p.add_argument("--keep-work", action="store_true", help="keep the scratch directory")
+    args = p.parse_args(argv)
+    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown or not stages:
+        p.error(f"--stages: unknown {unknown}; choose from {','.join(STAGES)}")
+    if args.repeats < 1:
+        p.error("--repeats must be at least 1")
+    out = Path(args.out)
+    (out / "logs").mkdir(parents=True, exist_ok=True)
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="sppo-perf-"))
+    threads, reason = choose_threads(args.threads)
+    meta = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores ({platform.platform()})",
+            "threads": threads, "threads_reason": reason, "load_average_start": round(os.getloadavg()[0], 2),
+            "quick": args.quick, "repeats": args.repeats, "stages": stages, "git_commit": git_commit(),
+            "versions": versions(), "gpu": gpu_line()}
+    results = {"meta": meta, "stages": {}}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    t0 = time.perf_counter()
+    try:
+        for stage in stages:
+            stage_json = work / f"{stage}.json"
+            cmd = [sys.executable, "-m", "perf.worker", stage, "--work", str(work), "--repeats", str(args.repeats),
+                   "--out", str(stage_json), "--threads", str(threads)] + (["--quick"] if args.quick else [])
+            print(f"[perf] {stage} ...", file=sys.stderr, flush=True)
+            with open(out / "logs" / f"{stage}.log", "w") as log:
+                rc = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+            if stage_json.exists():
+                results["stages"][stage] = json.loads(stage_json.read_text())
+            else:
+                results["stages"][stage] = {"stage": stage, "cases": [], "error": f"worker exited {rc} without "
+                                            f"results (see {out / 'logs' / (stage + '.log')})"}
+            print(f"[perf] {stage}: {results['stages'][stage].get('seconds', '?')} s"
+                  + (f", error: {results['stages'][stage]['error']}" if results["stages"][stage].get("error") else ""),
+                  file=sys.stderr, flush=True)
+    finally:
+        if not args.keep_work and not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+    meta["total_seconds"] = round(time.perf_counter() - t0, 1)
+    meta["load_average_end"] = round(os.getloadavg()[0], 2)
+    (out / "latest.json").write_text(json.dumps(results, indent=1) + "\n")
+    md = render(results)
+    (out / "latest.md").write_text(md)
+    print(md)
+    return 0 if all(not s.get("error") for s in results["stages"].values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

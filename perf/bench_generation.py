@@ -1,0 +1,124 @@
+"""Generation: K samples per prompt.
+
+ours       sppo.generate.HFGenerator: prompts batched together (length-sorted, left-padded), one `generate` call
+           per batch with num_return_sequences=K. Timed twice: with the toolkit's default batch size
+           (generation.batch_size = 8 sequences in flight, i.e. 8 // K prompts per call) and with every
+           prompt x sample of the run in one batch (batch_size = prompts x K).
+reference  uclaml/SPPO scripts/generate.py, re-created on transformers: K passes, pass p seeded with p * 50
+           (random, numpy, torch), each one `generate` over all prompts (vLLM batches every prompt of a pass
+           together) with temperature 0.7, top_p 0.9, one sample per prompt; prompts rendered its way (the chat
+           template with an assistant turn "None", cut at "None") and tokenized with the tokenizer's special tokens.
+
+Both sides generate exactly max_new_tokens tokens per sequence (min_new_tokens is set on the model's generation
+config, so EOS cannot end a sequence early): the work is prompts x K x max_new_tokens tokens on both sides and
+tokens/s compares like with like.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+from perf.fixtures import PROMPTS, tiny_llama
+from perf.timing import case, interleaved, paired_ratio, rates
+
+TARGET = 4.0  # issue 8: generation >= 4x the reference's tokens/s
+
+
+def reference_prompt(tokenizer, text: str) -> str:
+    """The reference's rendering: the template with an assistant turn 'None', cut at 'None'."""
+    rendered = tokenizer.apply_chat_template([{"role": "user", "content": text}, {"role": "assistant", "content": "None"}],
+                                             tokenize=False)
+    return rendered.split("None")[0]
+
+
+def reference_generate(model, tokenizer, texts: list[str], k: int, max_new_tokens: int) -> list[list[str]]:
+    """K separate passes over all prompts, pass p with seed p * 50: the reference's sampling loop."""
+    import numpy as np
+    import torch
+
+    prompts = [reference_prompt(tokenizer, t) for t in texts]
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    side = tokenizer.padding_side
+    tokenizer.padding_side = "left"
+    try:
+        enc = tokenizer(prompts, return_tensors="pt", padding=True)
+    finally:
+        tokenizer.padding_side = side
+    device = next(model.parameters()).device
+    outputs: list[list[str]] = [[] for _ in texts]
+    model.eval()
+    for p in range(k):
+        seed = p * 50
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            gen = model.generate(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device),
+                                 do_sample=True, temperature=0.7, top_p=0.9, max_new_tokens=max_new_tokens,
+                                 pad_token_id=pad, eos_token_id=tokenizer.eos_token_id)
+        texts_out = tokenizer.batch_decode(gen[:, enc["input_ids"].shape[1]:], skip_special_tokens=True)
+        for i, t in enumerate(texts_out):
+            outputs[i].append(t)
+    return outputs
+
+
+def _load(which: str, work: Path):
+    from sppo.models import load_model, load_tokenizer
+
+    path = "embedded" if which == "embedded" else str(tiny_llama(work / "tiny_llama"))
+    return load_model(path, dtype="float32", device="cpu"), load_tokenizer(path)
+
+
+def bench_model(which: str, work: Path, n_prompts: int, k: int, max_new_tokens: int, repeats: int,
+                default_batch_size: int) -> list[dict]:
+    from sppo.generate import HFGenerator, SamplingParams
+
+    model, tokenizer = _load(which, work)
+    model.generation_config.min_new_tokens = max_new_tokens  # fixed-length sequences on both sides
+    texts = [PROMPTS[i % len(PROMPTS)] for i in range(n_prompts)]
+    convs = [[{"role": "user", "content": t}] for t in texts]
+    params = SamplingParams(n=k, temperature=0.7, top_p=0.9, max_new_tokens=max_new_tokens, seed=0)
+    full = n_prompts * k
+    ours_default = HFGenerator(model, tokenizer, batch_size=default_batch_size)
+    ours_full = HFGenerator(model, tokenizer, batch_size=full)
+
+    def check(out):
+        assert len(out) == n_prompts and all(len(o) == k for o in out)
+
+    variants = {
+        "reference": lambda: check(reference_generate(model, tokenizer, texts, k, max_new_tokens)),
+        "ours_default": lambda: check(ours_default.generate(convs, params, progress=False)),
+        "ours_one_batch": lambda: check(ours_full.generate(convs, params, progress=False)),
+    }
+    times = interleaved(variants, repeats)
+    tokens = n_prompts * k * max_new_tokens
+    ref_rate = rates(tokens, times["reference"])
+    n_params = sum(p.numel() for p in model.parameters())
+    settings = {"model": which, "parameters": n_params, "prompts": n_prompts, "k": k,
+                "max_new_tokens": max_new_tokens, "tokens_per_run": tokens, "dtype": "float32", "device": "cpu"}
+    rows = []
+    for variant, bs, label in (("ours_default", default_batch_size, f"batch_size {default_batch_size} (default)"),
+                               ("ours_one_batch", full, f"batch_size {full} (all prompts x K)")):
+        ratio = paired_ratio(rates(tokens, times[variant]), ref_rate)
+        calls = -(-n_prompts // max(1, bs // k))
+        rows.append(case(
+            f"generation/{which}/{label}", "tokens/s", rates(tokens, times[variant]), ref_rate, ratio,
+            higher_is_better=True, target=f">= {TARGET:g}x", target_met=ratio["median"] >= TARGET,
+            settings={**settings, "batch_size": bs, "generate_calls_ours": calls, "generate_calls_reference": k},
+            notes=[f"ours: {calls} generate call(s) of {min(full, max(1, bs // k) * k)} sequences; "
+                   f"reference: {k} calls of {n_prompts} sequences"]))
+    return rows
+
+
+def run(opts: dict) -> dict:
+    work = Path(opts["work"])
+    quick = opts["quick"]
+    models = ["tiny"] if quick else ["tiny", "embedded"]
+    n_prompts, k = (2, 5) if quick else (4, 5)
+    cases = []
+    for which in models:
+        # short answers keep the default suite inside 10 minutes on 2 shared cores
+        max_new = 8 if (quick or which == "embedded") else 32
+        cases += bench_model(which, work, n_prompts, k, max_new, opts["repeats"], default_batch_size=8)
+    return {"cases": cases}

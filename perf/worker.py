@@ -1,0 +1,67 @@
+"""Runs one stage in its own process (so its peak RSS is its own) and writes the stage's JSON.
+
+    python -m perf.worker STAGE --work DIR --repeats N [--quick] --out FILE
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+import warnings
+
+STAGES = {
+    "generation": "perf.bench_generation",
+    "ranking": "perf.bench_ranking",
+    "training": "perf.bench_training",
+    "scoring": "perf.bench_scoring",
+}
+
+
+def quiet() -> None:
+    for key, value in (("HF_HUB_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"),
+                       ("TOKENIZERS_PARALLELISM", "false"), ("TRANSFORMERS_VERBOSITY", "error")):
+        os.environ.setdefault(key, value)
+    warnings.filterwarnings("ignore")
+    logging.basicConfig(level=logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m perf.worker")
+    p.add_argument("stage", choices=sorted(STAGES))
+    p.add_argument("--work", required=True)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", required=True)
+    p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
+    args = p.parse_args(argv)
+    quiet()
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    from perf.timing import cuda_max_allocated_mb, peak_rss_mb
+
+    opts = {"work": args.work, "repeats": args.repeats, "quick": args.quick, "threads": args.threads}
+    os.makedirs(args.work, exist_ok=True)
+    t0 = time.perf_counter()
+    try:
+        result = importlib.import_module(STAGES[args.stage]).run(opts)
+        result["error"] = None
+    except Exception as e:  # reported in the results, not hidden
+        traceback.print_exc()
+        result = {"cases": [], "error": f"{type(e).__name__}: {e}"}
+    result.update(stage=args.stage, seconds=round(time.perf_counter() - t0, 3), peak_rss_mb=round(peak_rss_mb(), 1),
+                  cuda_max_allocated_mb=cuda_max_allocated_mb())
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+    return 0 if result["error"] is None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
