@@ -38,3 +38,43 @@ def test_fastchat_temperatures():
     assert mt_bench_temperature("stem") == 0.1 and mt_bench_temperature("unknown") == 0.7
     assert set(MT_BENCH_TEMPERATURE) >= {"writing", "roleplay", "extraction", "math", "coding", "reasoning", "stem",
                                          "humanities"}
+
+
+def test_lm_eval_v1_settings_and_resume(tmp_path, monkeypatch):
+    """The v1 plan (task names and few-shot counts of the Open LLM Leaderboard v1) through simple_evaluate, the
+    harness's JSON kept per task and merged, scored by benchmarks.scoring.lm_eval; finished tasks are not rerun."""
+    from sppo.compat import ensure_lm_eval
+
+    ensure_lm_eval()
+    import lm_eval
+
+    from benchmarks import suites
+    from benchmarks.answers import ModelAnswerer
+    from benchmarks.scoring import lm_eval as le
+    from sppo.files import read_json
+
+    calls = []
+
+    def fake_simple_evaluate(model, model_args, tasks, num_fewshot, limit=None, log_samples=False, **kw):
+        (task,) = tasks
+        calls.append((task, num_fewshot, limit, log_samples))
+        metric = le.TASKS[task][0]
+        return {"results": {task: {metric: 0.25 + 0.1 * len(calls), "alias": task}}, "configs": {task: {}},
+                "versions": {task: 1.0}, "n-shot": {task: num_fewshot}, "config": {"model": model},
+                "samples": {task: [{"doc_id": 0, "resps": [["x"]]}]}}
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", fake_simple_evaluate)
+    ck = tmp_path / "ck"
+    ck.mkdir()
+    (ck / "config.json").write_text("{}")
+    ctx = suites.RunContext(results_dir=tmp_path / "res", data=DataSource(tmp_path), judge=None, lm_eval_tasks="v1")
+    ctx.answer_settings.limit = 3
+    target = suites.ModelTarget("Iter1", str(ck), str(ck), ModelAnswerer(str(ck)))
+    r = suites.lm_eval(ctx, target)
+    assert [(t, n) for t, n, _, _ in calls] == [(t, shots) for t, (_, shots) in le.TASKS.items()]
+    assert all(limit == 3 and samples for _, _, limit, samples in calls)
+    merged = read_json(tmp_path / "res" / "lm_eval" / "Iter1" / "results.json")
+    assert r.metrics == le.score_results(merged) and r.variant == "default"
+    assert (tmp_path / "res" / "lm_eval" / "Iter1" / "samples_gsm8k.jsonl").exists()
+    again = suites.lm_eval(ctx, target)
+    assert len(calls) == 6 and again.metrics == r.metrics
