@@ -35,12 +35,13 @@ def choose_threads(requested: int | None) -> tuple[int, str]:
 
 
 def versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
     out = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "llm_blender"):
+    for name in ("torch", "transformers", "llm-blender", "sppo-toolkit"):
         try:
-            module = __import__(name)
-            out[name] = getattr(module, "__version__", "?")
-        except Exception:  # noqa: BLE001 - a version string only
+            out[name] = version(name)
+        except PackageNotFoundError:
             out[name] = None
     return out
 
@@ -58,7 +59,8 @@ def gpu_line() -> str:
         import torch
 
         if torch.cuda.is_available():
-            return f"{torch.cuda.get_device_name(0)} (CUDA max allocated is reported per stage)"
+            return (f"{torch.cuda.get_device_name(0)} — but the stages run on the CPU (the suite has no GPU "
+                    "variant yet); CUDA max allocated is reported per stage")
     except ImportError:
         pass
     return "none — no GPU on this machine, so the GPU run (a ~0.5–1B model in bf16) was not done"
@@ -93,9 +95,20 @@ def main(argv: list[str] | None = None) -> int:
     results = {"meta": meta, "stages": {}}
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    meta["stage_processes"] = ("one process for all stages (--quick): peak RSS is the process's peak so far"
+                               if args.quick else "one fresh process per stage: peak RSS is the stage's own")
     t0 = time.perf_counter()
     try:
         for stage in stages:
+            if args.quick:
+                from perf.worker import quiet, run_stage
+
+                print(f"[perf] {stage} ...", file=sys.stderr, flush=True)
+                quiet()
+                os.environ.update(OMP_NUM_THREADS=str(threads))
+                results["stages"][stage] = run_stage(stage, str(work), args.repeats, True, threads)
+                print(f"[perf] {stage}: {results['stages'][stage]['seconds']} s", file=sys.stderr, flush=True)
+                continue
             stage_json = work / f"{stage}.json"
             cmd = [sys.executable, "-m", "perf.worker", stage, "--work", str(work), "--repeats", str(args.repeats),
                    "--out", str(stage_json), "--threads", str(threads)] + (["--quick"] if args.quick else [])

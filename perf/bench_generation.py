@@ -95,8 +95,13 @@ def bench_model(which: str, work: Path, n_prompts: int, k: int, max_new_tokens: 
     tokens = n_prompts * k * max_new_tokens
     ref_rate = rates(tokens, times["reference"])
     n_params = sum(p.numel() for p in model.parameters())
+    from sppo.generate import encode_prompt
+
+    prompt_tokens = [len(encode_prompt(tokenizer, c)) for c in convs]
     settings = {"model": which, "parameters": n_params, "prompts": n_prompts, "k": k,
-                "max_new_tokens": max_new_tokens, "tokens_per_run": tokens, "dtype": "float32", "device": "cpu"}
+                "max_new_tokens": max_new_tokens, "tokens_per_run": tokens, "prompt_tokens": prompt_tokens,
+                # transformers expands the inputs before the prefill: both sides encode every prompt K times
+                "prefill_tokens_per_run": k * sum(prompt_tokens), "dtype": "float32", "device": "cpu"}
     rows = []
     for variant, bs, label in (("ours_default", default_batch_size, f"batch_size {default_batch_size} (default)"),
                                ("ours_one_batch", full, f"batch_size {full} (all prompts x K)")):

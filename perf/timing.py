@@ -50,6 +50,29 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+def reset_peak_rss() -> bool:
+    """Reset this process's peak RSS (Linux: /proc/self/clear_refs "5" resets VmHWM and ru_maxrss), so that a
+    later `window_peak_rss_mb` covers only what ran after it. False where the kernel does not allow it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def window_peak_rss_mb() -> float | None:
+    """VmHWM (peak RSS since the last reset) in MiB, or None off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
 def current_rss_mb() -> float:
     import psutil
 

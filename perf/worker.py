@@ -1,4 +1,5 @@
-"""Runs one stage in its own process (so its peak RSS is its own) and writes the stage's JSON.
+"""Runs one stage in its own process (so its peak RSS is its own) and writes the stage's JSON; `run_stage`
+runs one in the calling process (--quick).
 
     python -m perf.worker STAGE --work DIR --repeats N [--quick] --out FILE
 """
@@ -25,10 +26,33 @@ STAGES = {
 
 def quiet() -> None:
     for key, value in (("HF_HUB_OFFLINE", "1"), ("HF_DATASETS_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"),
-                       ("TOKENIZERS_PARALLELISM", "false"), ("TRANSFORMERS_VERBOSITY", "error")):
+                       ("TOKENIZERS_PARALLELISM", "false"), ("TRANSFORMERS_VERBOSITY", "error"),
+                       ("SPPO_LOG_LEVEL", "WARNING")):
         os.environ.setdefault(key, value)
     warnings.filterwarnings("ignore")
     logging.basicConfig(level=logging.WARNING)
+
+
+def run_stage(stage: str, work: str, repeats: int, quick: bool, threads: int | None) -> dict:
+    """Run one stage in this process and return its results (errors are reported, not raised)."""
+    from perf.timing import cuda_max_allocated_mb, peak_rss_mb
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    opts = {"work": work, "repeats": repeats, "quick": quick, "threads": threads}
+    os.makedirs(work, exist_ok=True)
+    t0 = time.perf_counter()
+    try:
+        result = importlib.import_module(STAGES[stage]).run(opts)
+        result["error"] = None
+    except Exception as e:  # reported in the results, not hidden
+        traceback.print_exc()
+        result = {"cases": [], "error": f"{type(e).__name__}: {e}"}
+    result.update(stage=stage, seconds=round(time.perf_counter() - t0, 3), peak_rss_mb=round(peak_rss_mb(), 1),
+                  cuda_max_allocated_mb=cuda_max_allocated_mb())
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,23 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = p.parse_args(argv)
     quiet()
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    from perf.timing import cuda_max_allocated_mb, peak_rss_mb
-
-    opts = {"work": args.work, "repeats": args.repeats, "quick": args.quick, "threads": args.threads}
-    os.makedirs(args.work, exist_ok=True)
-    t0 = time.perf_counter()
-    try:
-        result = importlib.import_module(STAGES[args.stage]).run(opts)
-        result["error"] = None
-    except Exception as e:  # reported in the results, not hidden
-        traceback.print_exc()
-        result = {"cases": [], "error": f"{type(e).__name__}: {e}"}
-    result.update(stage=args.stage, seconds=round(time.perf_counter() - t0, 3), peak_rss_mb=round(peak_rss_mb(), 1),
-                  cuda_max_allocated_mb=cuda_max_allocated_mb())
+    result = run_stage(args.stage, args.work, args.repeats, args.quick, args.threads)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
     return 0 if result["error"] is None else 1
