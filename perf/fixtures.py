@@ -43,9 +43,9 @@ def tiny_llama(path: Path, seed: int = 0, hidden_size: int = 64, layers: int = 2
     return path
 
 
-# DeBERTa-v2 backbone sizes: "tiny" for the smoke test; "small" (hidden 256, 4 layers, ~9M parameters with the
-# embeddings) keeps the default suite inside its time budget on 2 shared cores. PairRM itself is deberta-v3-large
-# (hidden 1024, 24 layers, ~0.4B parameters).
+# DeBERTa-v2 backbone sizes: "tiny" for the smoke test; "small" (hidden 256, 4 layers; ~4M parameters with the
+# character-level vocabulary) keeps the default suite inside its time budget on 2 shared cores. PairRM itself is
+# deberta-v3-large (hidden 1024, 24 layers, ~0.4B parameters).
 RANKER_SIZES = {
     "tiny": dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
     "small": dict(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024),
