@@ -34,10 +34,10 @@ log = logging.getLogger(__name__)
 SUITE_FLAGS = {"alpaca_eval": "--alpaca-eval", "arena_hard": "--arena-hard", "mt_bench": "--mt-bench",
                "lm_eval": "--lm-eval"}
 DEFAULT_OPENAI_JUDGE = "gpt-4-1106-preview"
-LOCAL_JUDGE_MAX_NEW_TOKENS = 128
+LOCAL_JUDGE_MAX_NEW_TOKENS = 64
 # The offline default (local judge on a CPU) answers with at most this many tokens unless --max-new-tokens says
 # otherwise: the official limits (2048 / 4096 / 1024) take hours on a CPU when a small model does not stop.
-OFFLINE_MAX_NEW_TOKENS = 256
+OFFLINE_MAX_NEW_TOKENS = 128
 
 
 def build_parser() -> argparse.ArgumentParser:

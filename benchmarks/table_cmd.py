@@ -79,7 +79,7 @@ def render(frames: dict[str, Any], fmt: str = "markdown") -> str:
             continue
         df = frames[suite]
         out.append(f"## {title}\n")
-        out.append(df.to_markdown() if fmt == "markdown" else df.to_csv())
+        out.append(df.to_markdown(missingval="n/a") if fmt == "markdown" else df.to_csv())
         out.append("")
     return "\n".join(out)
 
