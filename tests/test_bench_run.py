@@ -186,6 +186,15 @@ def test_judge_faults_retried_or_recorded_invalid(checkpoints, shared_data, tmp_
         m = ResultsStore(results).read("tiny1", "mt_bench").metrics
         assert m["n_invalid"] == 0 and m["average"] is not None
 
+        # AlpacaEval: a reply without the m/M logprobs has no preference (the official NaN): counted invalid
+        server.faults = ["no-verdict"]
+        alpaca_args = args_for(server, checkpoints[:1], shared_data, results, "--alpaca-eval")
+        assert bench(alpaca_args + ["--judge-concurrency", "1"]) == 0
+        ann = read_json(results / "alpaca_eval" / "tiny1" / "annotations.json")
+        assert ann[0]["preference"] is None and ann[1]["preference"] is not None
+        m = ResultsStore(results).read("tiny1", "alpaca_eval").metrics
+        assert m["n_invalid"] == 1 and m["n_total"] == 1
+
 
 def test_interrupted_run_resumes_without_rejudging(checkpoints, shared_data, tmp_path, monkeypatch):
     import benchmarks.suites as suites
