@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -77,8 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--judge-max-new-tokens", type=int,
                    help=f"cap on a local judge's verdict length (default {LOCAL_JUDGE_MAX_NEW_TOKENS})")
     d = p.add_argument_group("data and results")
-    d.add_argument("--data-dir", type=Path, help="local benchmark files (layout of ../shared/data); default: "
-                   "download from the Hub once and cache")
+    d.add_argument("--data-dir", type=Path, default=os.environ.get("SPPO_BENCH_DATA") or None,
+                   help="local benchmark files (layout of ../shared/data); default: $SPPO_BENCH_DATA, else download "
+                        "from the Hub once and cache")
     d.add_argument("--run-dir", help="training run (default: $SPPO_RUN_DIR, runs/latest, newest under runs/)")
     d.add_argument("--results-dir", type=Path, help="results store (default <run_dir>/results)")
     d.add_argument("--lm-eval-tasks", choices=("v1", "tiny"),
