@@ -219,9 +219,11 @@ def find_result(results: Results, number: int, suite: str, variant: str = DEFAUL
     return None
 
 
-def variants(results: Results, suite: str) -> list[str]:
-    """Variants present for a suite: the default first, then the others by name."""
-    found = {r.variant for rs in results.values() for r in rs if r.suite == suite}
+def variants(results: Results, spec: "TableSpec") -> list[str]:
+    """Variants of a suite that have figures for this table (a variant measured on other tasks, like the
+    toolkit's tiny lm-eval task, has none of the table's metrics and gets no row): the default first."""
+    found = {r.variant for rs in results.values() for r in rs
+             if r.suite == spec.suite and any(not c.missing(r.metrics) for c in spec.columns)}
     return sorted(found, key=lambda v: (v != DEFAULT_VARIANT, v))
 
 
@@ -244,7 +246,7 @@ def build_table(spec: TableSpec, release: ReleaseInfo, iterations: list[Iteratio
                 results: Results) -> dict[str, Any] | None:
     """One table's header, rows and Markdown, or None when no iteration has results for the suite."""
     rows = []
-    for variant in variants(results, spec.suite):
+    for variant in variants(results, spec):
         for it in iterations:
             r = find_result(results, it.number, spec.suite, variant)
             if r is not None:
@@ -296,7 +298,7 @@ def eval_results(release: ReleaseInfo, it: Iteration, results: Results) -> list[
     """Every figure of one iteration, as it appears in the card's tables, as `EvalResult`s."""
     out = []
     for spec in TABLES:
-        for variant in variants(results, spec.suite):
+        for variant in variants(results, spec):
             r = find_result(results, it.number, spec.suite, variant)
             if r is None:
                 continue

@@ -45,8 +45,20 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
+def _finite(obj: Any) -> Any:
+    """NaN and infinities become null: strict JSON readers reject the bare NaN Python would write."""
+    if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    return write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+    text = json.dumps(_finite(obj), indent=2, ensure_ascii=False, default=str, allow_nan=False)
+    return write_text(path, text + "\n")
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
