@@ -19,6 +19,8 @@ Official method (alpaca_eval 0.6.6), reused from the installed package wherever 
 
 from __future__ import annotations
 
+import functools
+
 import logging
 import math
 import os
@@ -186,6 +188,12 @@ def hub_file(filename: str, local: str | os.PathLike | None = None) -> Path | No
         if not path.is_file():
             raise UserError(f"{path}: file not found (expected AlpacaEval's {filename})")
         return path
+    return _hub_download(filename)
+
+
+@functools.cache
+def _hub_download(filename: str) -> Path | None:
+    """One attempt per process: an unreachable Hub is not asked again for every model and suite."""
     try:
         from huggingface_hub import hf_hub_download
 
