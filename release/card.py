@@ -192,7 +192,10 @@ class ReleaseInfo:
 def default_family(iterations: list[Iteration]) -> str:
     """``<base model>-<ranker>-SPPO``, e.g. ``Mistral-7B-Instruct-v0.2-PairRM-SPPO``."""
     m = iterations[0].manifest
-    return f"{str(m['base_model']).split('/')[-1]}-{str(m['ranker']).split('/')[-1]}-SPPO"
+    ranker = str(m["ranker"])
+    ranker = "LocalJudge" if ranker.startswith("local-judge") else ranker.split("/")[-1]
+    base = str(m["base_model"]).split("/")[-1]
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{base}-{ranker}-SPPO")
 
 
 Results = dict[int, list[SuiteResult]]  # iteration number -> its results (all suites and variants)
@@ -271,9 +274,10 @@ def missing_metrics(results: Results) -> list[str]:
     """Figures a card would print as ``n/a``: ``"Iter3: arena_hard metric 'avg_tokens' missing"``."""
     out = []
     for spec in TABLES:
+        shown = variants(results, spec)
         for rs in results.values():
             for r in rs:
-                if r.suite == spec.suite:
+                if r.suite == spec.suite and r.variant in shown:
                     variant = "" if r.variant == DEFAULT_VARIANT else f" ({r.variant})"
                     out += [f"{r.model}: {spec.suite}{variant} metric {k!r} missing"
                             for c in spec.columns for k in c.missing(r.metrics)]
@@ -324,7 +328,7 @@ def card_data(release: ReleaseInfo, it: Iteration, results: Results) -> ModelCar
     return ModelCardData(
         license=release.license,
         base_model=m["base_model"],
-        datasets=[m["prompt_source_dataset"]],
+        datasets=[m["prompt_source_dataset"]] if m["prompt_source_dataset"] else None,
         language=list(release.language),
         pipeline_tag=release.pipeline_tag,
         tags=list(release.tags),

@@ -52,8 +52,9 @@ class PromptsConfig:
                       "dataset, see `dataset`), or a local .jsonl/.json/.parquet file with a `column` field "
                       "and a `split` field.", "embedded")
     dataset: str = doc("Hub dataset for source=hub.", "snorkelai/Snorkel-Mistral-PairRM-DPO-Dataset")
-    source_dataset: str = doc("Where the prompts originally come from (recorded in manifests and model cards).",
-                              "openbmb/UltraFeedback")
+    source_dataset: str | None = doc("Hub dataset the prompts originally come from (recorded in manifests and "
+                                     "model cards); null when they come from no Hub dataset.",
+                                     "openbmb/UltraFeedback")
     splits: list = doc("Split of each iteration, in order.",
                        ["train_iteration_1", "train_iteration_2", "train_iteration_3"])
     column: str = doc("Column holding the prompt text.", "prompt")

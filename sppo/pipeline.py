@@ -339,7 +339,7 @@ def stage_train(run: Run, t: int, rows: list[dict]) -> Path:
         if tc.lora.enabled:
             module = module.merge_and_unload()
         _save_checkpoint(run, t, module, tokenizer, state_dict, {
-            "iteration": t, "name": f"Iter{t}", "base_model": cfg.model.name,
+            "iteration": t, "name": f"Iter{t}", "base_model": base_model_id(cfg.model.name),
             "init_model": policy, "prompt_dataset": cfg.prompts.dataset if cfg.prompts.source == "hub"
             else cfg.prompts.source, "prompt_source_dataset": cfg.prompts.source_dataset,
             "prompt_split": cfg.prompts.splits[t - 1], "k": cfg.generation.k,
@@ -350,6 +350,13 @@ def stage_train(run: Run, t: int, rows: list[dict]) -> Path:
         write_manifest(train_dir, stage="train", iteration=t, checkpoint=str(ckpt), **summary)
     barrier()
     return ckpt
+
+
+def base_model_id(name: str) -> str:
+    """The base model as the Hub knows it (the embedded model is HuggingFaceTB/SmolLM2-135M-Instruct)."""
+    from .models import EMBEDDED_ALIASES, EMBEDDED_HUB_ID
+
+    return EMBEDDED_HUB_ID if name in EMBEDDED_ALIASES else name
 
 
 def _with_lora(model, tc):
