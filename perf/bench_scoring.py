@@ -1,7 +1,7 @@
 """Scoring: the four suites' figures for three iterations from cached judgments, and judge calls on a rerun.
 
 1. `sppo-bench --alpaca-eval --arena-hard --mt-bench Iter1 Iter2 Iter3` (benchmarks.run_cmd, the real runner) on
-   three tiny random checkpoints, judged by a fake OpenAI-compatible judge on 127.0.0.1 (perf.fake_judge), with
+   three tiny random checkpoints, judged by a fake OpenAI-compatible judge on 127.0.0.1 (benchmarks.testing.FakeJudgeServer), with
    `--limit` items per benchmark. Judge calls are counted by the server:
    - first run: every judgment is a call;
    - the same command again: results up to date, 0 calls expected;
@@ -28,7 +28,7 @@ import shutil
 import time
 from pathlib import Path
 
-from perf.fake_judge import FakeJudge
+from benchmarks.testing import FakeJudgeServer
 from perf.fixtures import tiny_llama
 from perf.timing import case, interleaved
 
@@ -83,7 +83,7 @@ def run(opts: dict) -> dict:
     os.environ.setdefault(KEY_ENV, "not-a-secret")
     suites = ("alpaca_eval", "arena_hard", "mt_bench")
     runner = {}
-    with FakeJudge() as judge:
+    with FakeJudgeServer() as judge:
         argv = ["--alpaca-eval", "--arena-hard", "--mt-bench", *map(str, ckpts), "--limit", str(limit),
                 "--max-new-tokens", "8", "--judge-base-url", judge.url, "--judge-model", JUDGE,
                 "--judge-api-key-env", KEY_ENV, "--judge-backoff", "0.01", "--data-dir", str(data),
@@ -98,10 +98,10 @@ def run(opts: dict) -> dict:
                     (results / "alpaca_eval" / model / "annotations.json").unlink(missing_ok=True)
                 shutil.rmtree(results / "arena_hard" / "model_judgment", ignore_errors=True)
                 shutil.rmtree(results / "mt_bench" / "model_judgment", ignore_errors=True)
-            before = judge.calls
+            before = judge.count()
             t0 = time.perf_counter()
             rc, out = _bench(argv + extra)
-            runner[label] = {"exit_code": rc, "judge_calls": judge.calls - before,
+            runner[label] = {"exit_code": rc, "judge_calls": judge.count() - before,
                              "seconds": round(time.perf_counter() - t0, 3)}
             if rc != 0:
                 raise RuntimeError(f"sppo-bench {label} exited {rc}: {out.strip()[-300:]}")

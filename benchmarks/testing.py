@@ -1,0 +1,129 @@
+"""A fake OpenAI-compatible chat-completions server (stdlib only, 127.0.0.1) for tests and the perf suite.
+
+Verdicts are a deterministic function of the request's messages:
+- requests with ``logprobs`` (AlpacaEval's weighted judge): content ``m`` or ``M`` with top-5 logprobs where
+  P(m) = a value in (0.05, 0.95) derived from a hash of the messages;
+- an Arena-Hard system prompt (it lists ``[[A>>B]]``): ``My final verdict is [[<label>]]``;
+- otherwise (MT-Bench): ``Rating: [[<1..10>]]``.
+
+Faults are injected with ``server.faults``: a list consumed one per request, items ``429``, ``500``, ``"timeout"``
+(sleeps past the client's timeout), ``"garbage"`` (HTTP 200 with a body that is not a completion), ``"no-verdict"``
+(a reply without any verdict/rating), or ``None`` (normal). ``server.always`` applies one fault to every request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+ARENA_LABELS = ["A>>B", "A>B", "A=B", "B>A", "B>>A"]
+
+
+def _h(messages) -> int:
+    return int(hashlib.sha256(json.dumps(messages, sort_keys=True).encode()).hexdigest(), 16)
+
+
+def verdict(body: dict) -> dict:
+    """The deterministic completion (message text and, if asked, first-token top logprobs) for a request."""
+    messages = body["messages"]
+    h = _h(messages)
+    if body.get("logprobs"):
+        p = 0.05 + (h % 1000) / 1000 * 0.9
+        token = "m" if p >= 0.5 else "M"
+        top = [{"token": "m", "logprob": math.log(p)}, {"token": "M", "logprob": math.log(1 - p) - 0.01},
+               {"token": "The", "logprob": -9.0}, {"token": "Output", "logprob": -10.0},
+               {"token": " m", "logprob": -11.0}][:body.get("top_logprobs", 5)]
+        top.sort(key=lambda t: -t["logprob"])
+        return {"text": token, "logprobs": {"content": [{"token": token, "logprob": top[0]["logprob"],
+                                                          "top_logprobs": top}]}}
+    system = messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
+    if "[[A>>B]]" in system:
+        return {"text": f"Both answers are short. My final verdict is [[{ARENA_LABELS[h % 5]}]]"}
+    return {"text": f"The answer is brief. Rating: [[{h % 10 + 1}]]"}
+
+
+class FakeJudgeServer:
+    def __init__(self, timeout_sleep: float = 2.0):
+        self.requests: list[dict] = []
+        self.headers: list[dict] = []
+        self.faults: list = []
+        self.always = None
+        self.timeout_sleep = timeout_sleep
+        self.lock = threading.Lock()
+        self.in_flight = 0
+        self.max_in_flight = 0
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):  # quiet
+                pass
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                body = json.loads(self.rfile.read(length))
+                with server.lock:
+                    server.requests.append(body)
+                    server.headers.append(dict(self.headers))
+                    fault = server.faults.pop(0) if server.faults else server.always
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    if self.path.rstrip("/") != "/v1/chat/completions":
+                        return self._send(404, {"error": "not found"})
+                    if fault in (429, 500, 503, 400):
+                        return self._send(fault, {"error": {"message": "injected"}})
+                    if fault == "timeout":
+                        time.sleep(server.timeout_sleep)
+                        return self._send(200, {"error": "too late"})
+                    if fault == "garbage":
+                        return self._send(200, {"unexpected": True})
+                    v = verdict(body)
+                    if fault == "no-verdict":
+                        v = {"text": "I cannot decide."}
+                    choice = {"index": 0, "finish_reason": "stop",
+                              "message": {"role": "assistant", "content": v["text"]}}
+                    if "logprobs" in v:
+                        choice["logprobs"] = v["logprobs"]
+                    n_prompt = sum(len(m["content"]) // 4 for m in body["messages"])
+                    self._send(200, {"id": "x", "object": "chat.completion", "model": body["model"],
+                                     "choices": [choice],
+                                     "usage": {"prompt_tokens": n_prompt, "completion_tokens": 7,
+                                               "total_tokens": n_prompt + 7}})
+                finally:
+                    with server.lock:
+                        server.in_flight -= 1
+
+            def _send(self, status, obj):
+                data = json.dumps(obj).encode()
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> "FakeJudgeServer":
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.requests)
