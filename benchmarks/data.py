@@ -165,25 +165,24 @@ def packaged_alpaca_prompt() -> str:
 
 # --- NETWORK CODE: downloads (only reached without --data-dir, when a file is not cached yet) --------------------
 
-def _download_alpaca_baseline(target: Path) -> None:
+def _hub_copy(repo_id: str, filename: str, repo_type: str, target: Path) -> None:
+    """Download one file of a Hub repo (into the Hugging Face cache) and copy it atomically to `target`."""
     from huggingface_hub import hf_hub_download
 
-    src = hf_hub_download(repo_id=ALPACA_HUB_DATASET, filename=ALPACA_HUB_BASELINE, repo_type="dataset")
+    src = hf_hub_download(repo_id=repo_id, filename=filename, repo_type=repo_type)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.part")
     shutil.copyfile(src, tmp)
     os.replace(tmp, target)
 
 
+def _download_alpaca_baseline(target: Path) -> None:
+    _hub_copy(ALPACA_HUB_DATASET, ALPACA_HUB_BASELINE, "dataset", target)
+
+
 def _hub_space_download(space: str, filename: str) -> Callable[[Path], None]:
     def download(target: Path) -> None:
-        from huggingface_hub import hf_hub_download
-
-        src = hf_hub_download(repo_id=space, filename=filename, repo_type="space")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{target.name}.part")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, target)
+        _hub_copy(space, filename, "space", target)
 
     return download
 
