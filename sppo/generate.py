@@ -121,6 +121,24 @@ class VLLMGenerator:
                        gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size)
         self.tokenizer = self.llm.get_tokenizer()
 
+    def close(self) -> None:
+        """Give the GPU memory back before training starts in the same process (best effort)."""
+        import gc
+
+        import torch
+
+        del self.llm
+        try:
+            from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
+
+            destroy_model_parallel()
+            destroy_distributed_environment()
+        except Exception:  # vLLM versions differ in what there is to tear down
+            pass
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
     def generate(self, conversations, params: SamplingParams, progress: bool = True) -> list[list[str]]:
         from vllm import SamplingParams as VSP
 

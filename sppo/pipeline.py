@@ -184,6 +184,8 @@ def stage_generate(run: Run, t: int, prompts: list[dict]) -> list[dict]:
             return [{"id": c["id"], "prompt": c["prompt"], "responses": o} for c, o in zip(chunk, outs)]
 
         rows = run_chunked(d, kept, fn, run.cfg.run.chunk_size, f"iteration {t} generate")
+    if hasattr(generator, "close"):
+        generator.close()
     del generator
     gc.collect()
     write_jsonl(d / "responses.jsonl", rows)
