@@ -58,6 +58,31 @@ def encode_prompt(tokenizer, conversation: Conversation) -> list[int]:
     return ids
 
 
+def encode_prompts(tokenizer, conversations: Sequence[Conversation], max_prompt_length: int | None) -> list[list[int]]:
+    """Prompt ids of each conversation; a longer prompt keeps its end (the template's generation prompt)."""
+    encoded = [encode_prompt(tokenizer, c) for c in conversations]
+    return [ids[-max_prompt_length:] if max_prompt_length else ids for ids in encoded]
+
+
+def length_sorted_batches(encoded: Sequence[list[int]], size: int) -> list[list[int]]:
+    """Indices of `encoded` in batches of `size`, shortest first, so a batch holds prompts of similar length."""
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    return [order[i:i + size] for i in range(0, len(order), size)]
+
+
+def left_padded(rows: Sequence[list[int]], pad_id: int):
+    """(input_ids, attention_mask) tensors of the rows, padded on the left to the longest."""
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, r in enumerate(rows):
+        ids[row, width - len(r):] = torch.tensor(r)
+        mask[row, width - len(r):] = 1
+    return ids, mask
+
+
 class HFGenerator:
     """transformers `generate`, batched across prompts and samples."""
 
@@ -71,28 +96,18 @@ class HFGenerator:
 
         if params.n < 1:
             raise UserError("n: number of samples must be at least 1")
-        encoded = [encode_prompt(self.tokenizer, c) for c in conversations]
-        if self.max_prompt_length:
-            for i, ids in enumerate(encoded):
-                if len(ids) > self.max_prompt_length:  # keep the end: the template's generation prompt
-                    encoded[i] = ids[-self.max_prompt_length:]
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        encoded = encode_prompts(self.tokenizer, conversations, self.max_prompt_length)
         out: list[list[str]] = [[] for _ in encoded]
         # at most batch_size sequences in flight: prompts per batch = batch_size // n (at least 1)
-        per_batch = max(1, self.batch_size // params.n)
-        batches = [order[i:i + per_batch] for i in range(0, len(order), per_batch)]
+        batches = length_sorted_batches(encoded, max(1, self.batch_size // params.n))
         pad_id = self.tokenizer.pad_token_id
         eos = self.tokenizer.eos_token_id
         device = next(self.model.parameters()).device
         torch.manual_seed(params.seed)
         self.model.eval()
         for batch in tqdm(batches, desc="generate", unit="batch", disable=not progress):
-            width = max(len(encoded[i]) for i in batch)
-            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, i in enumerate(batch):  # left padding
-                ids[row, width - len(encoded[i]):] = torch.tensor(encoded[i])
-                mask[row, width - len(encoded[i]):] = 1
+            ids, mask = left_padded([encoded[i] for i in batch], pad_id)
+            width = ids.shape[1]
             sample = params.temperature > 0
             kwargs = dict(do_sample=sample, max_new_tokens=params.max_new_tokens, num_return_sequences=params.n,
                           pad_token_id=pad_id, eos_token_id=eos)

@@ -12,7 +12,8 @@ from typing import Sequence
 
 from tqdm.auto import tqdm
 
-from .generate import Conversation, HFGenerator, SamplingParams, encode_prompt
+from .generate import (Conversation, HFGenerator, SamplingParams, encode_prompts, left_padded,
+                       length_sorted_batches)
 
 
 class LocalChatModel:
@@ -31,30 +32,16 @@ class LocalChatModel:
     def name(self) -> str:
         return getattr(self.model.config, "_name_or_path", "local") or "local"
 
-    def _encode(self, conversations: Sequence[Conversation]) -> list[list[int]]:
-        out = []
-        for c in conversations:
-            ids = encode_prompt(self.tokenizer, c)
-            out.append(ids[-self.max_prompt_length:])  # keep the end, where the question to answer is
-        return out
-
     def _last_logprobs(self, conversations: Sequence[Conversation], progress: bool = False):
         """Yield (indices of the batch, log-softmax over the vocabulary at the last prompt position)."""
         import torch
 
-        encoded = self._encode(conversations)
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+        encoded = encode_prompts(self.tokenizer, conversations, self.max_prompt_length)
         device = next(self.model.parameters()).device
-        pad = self.tokenizer.pad_token_id
         self.model.eval()
-        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        batches = length_sorted_batches(encoded, self.batch_size)
         for batch in tqdm(batches, desc="judge", unit="batch", disable=not progress):
-            width = max(len(encoded[i]) for i in batch)
-            ids = torch.full((len(batch), width), pad, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for row, i in enumerate(batch):
-                ids[row, width - len(encoded[i]):] = torch.tensor(encoded[i])
-                mask[row, width - len(encoded[i]):] = 1
+            ids, mask = left_padded([encoded[i] for i in batch], self.tokenizer.pad_token_id)
             position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
             with torch.no_grad():
                 logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
