@@ -120,10 +120,6 @@ def write_manifest(stage_dir: str | os.PathLike, **fields: Any) -> Path:
     return write_json(Path(stage_dir) / MANIFEST, record)
 
 
-def read_manifest(stage_dir: str | os.PathLike) -> dict:
-    return read_json(Path(stage_dir) / MANIFEST)
-
-
 class Timer:
     """`with Timer() as t: ...; t.seconds`"""
 
@@ -157,6 +153,28 @@ def current_run_dir(explicit: str | os.PathLike | None = None, runs_root: str | 
     if not candidates:
         raise UserError(f"no training run found under {root}/ (run sppo-train first, or pass --run-dir)")
     return max(candidates, key=lambda d: d.stat().st_mtime)
+
+
+def safe_name(name: object, what: str) -> str:
+    """A single path component taken from user input (manifest name, CLI flag, repo id part): no separators,
+    no `.`/`..`, no control characters. Returns it unchanged, else UserError naming `what`."""
+    text = name if isinstance(name, str) else ""
+    bad = (not text or text in (".", "..") or "/" in text or "\\" in text or "\0" in text
+           or any(ord(c) < 32 for c in text) or text != text.strip())
+    if bad:
+        raise UserError(f"{what}: {name!r} is not a valid name (one path component, no '/', '..' or control characters)")
+    return text
+
+
+def under(base: str | os.PathLike, *parts: str, what: str = "path") -> Path:
+    """`base/part/...` after checking that it resolves inside `base` (symlinks followed): the one path guard
+    every writer uses for paths built from names it did not choose. Raises UserError naming `what`."""
+    root = Path(base).resolve()
+    target = Path(base).joinpath(*parts)
+    resolved = target.resolve()
+    if resolved != root and root not in resolved.parents:
+        raise UserError(f"{what}: {target} would be written outside {base}")
+    return target
 
 
 def checkpoint_dir(run_dir: str | os.PathLike, name: str) -> Path:

@@ -436,8 +436,6 @@ class LocalJudgeRanker:
 
 # ------------------------------------------------------------------------------------------------- factory
 
-RANKER_KINDS = ("pairrm", "local-judge", "python:module:Class")
-
 
 def make_ranker(kind: str, model: str | None = None, **kwargs) -> Ranker:
     """Build a ranker. kind: "pairrm" (model: Hub id or directory, default llm-blender/PairRM), "local-judge"
