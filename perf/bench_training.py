@@ -1,7 +1,7 @@
 """Training: one SPPO optimizer step.
 
 ours       sppo.train: log pi_ref is computed once, before training, by the policy itself (`reference_logps`);
-           a step is the policy's forward + backward + optimizer step (`PlainEngine`), with no reference model
+           a step is the policy's forward + backward + optimizer step, with no reference model
            in memory.
 reference  uclaml/SPPO sppo/trainer.py (TRL's DPOTrainer, precompute_ref_log_probs=False): a second, frozen copy
            of the model (`create_reference_model`: a deep copy, eval mode) stays resident, and every step runs
@@ -10,7 +10,7 @@ reference  uclaml/SPPO sppo/trainer.py (TRL's DPOTrainer, precompute_ref_log_pro
 
 Both sides use the toolkit's training defaults (RMSprop, gradient checkpointing on, fp32 on CPU) and the same
 batch of preference pairs; the step is built from sppo.train's own pieces (pair_batch, sequence_logps,
-sppo_loss, PlainEngine), the inner loop of `train_iteration`. Reported:
+sppo_loss, optimizer step), the inner loop of `train_iteration`. Reported:
 - step-time ratio ours / reference (target <= 0.8);
 - the same with our one-time `reference_logps` pass over the step's pairs added to our step ("amortised over one
   epoch": with the paper's one epoch, each pair's reference log-probs are computed exactly once either way);
@@ -63,7 +63,7 @@ class Trainer:
 
         from sppo.config import TrainingConfig
         from sppo.models import load_model, load_tokenizer
-        from sppo.train import PlainEngine, make_schedule
+        from sppo.train import make_optimizer
 
         self.tokenizer = load_tokenizer(path, padding_side="right")
         self.model = load_model(path, dtype="float32", device="cpu")
@@ -73,8 +73,7 @@ class Trainer:
             self.model.config.use_cache = False
         self.examples = make_examples(self.tokenizer, n_pairs, response_repeat)
         self.pad = self.tokenizer.pad_token_id
-        schedule = make_schedule(10_000, self.cfg)  # a long schedule: no step is the last
-        self.engine = PlainEngine(self.model, self.cfg, schedule)
+        self.optimizer = make_optimizer(self.model.parameters(), self.cfg)
         self.ref_model = None
         if keep_reference:
             self.ref_model = self._frozen_copy()
@@ -106,8 +105,10 @@ class Trainer:
         p_win = torch.tensor([e.p_win for e in self.examples])
         p_lose = torch.tensor([e.p_lose for e in self.examples])
         losses, _, _ = sppo_loss(logps[:n], logps[n:], ref_w, ref_l, p_win, p_lose, self.cfg.eta)
-        self.engine.backward(losses.mean())
-        assert self.engine.step() is not None  # one optimizer step per call
+        losses.mean().backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+        self.optimizer.step()  # one optimizer step per call
+        self.optimizer.zero_grad(set_to_none=True)
         return float(losses.mean())
 
     def step_ours(self):

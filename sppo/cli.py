@@ -5,10 +5,12 @@ Examples:
     sppo-train --config paper                   # the published recipe (Mistral-7B-Instruct-v0.2, PairRM, K=5)
     sppo-train --config my.yaml training.learning_rate=1e-6 run.iterations=2
     sppo-train --print-config                   # the resolved config, every field documented
-Multi-GPU (DeepSpeed ZeRO-3):
-    accelerate launch --num_processes 8 -m sppo.cli --config paper
-    deepspeed --num_gpus 8 -m sppo.cli --config paper   (or: deepspeed $(which sppo-train) --config paper)
-Rerun the same command after a crash or Ctrl-C: finished stages are kept and the run resumes.
+Several GPUs (every stage runs on every GPU; training data parallel, or DeepSpeed ZeRO-3 in the paper config):
+    accelerate launch --multi_gpu --num_processes 8 -m sppo.cli --config paper
+    torchrun --nproc_per_node 8 -m sppo.cli --config paper
+    deepspeed --num_gpus 8 $(which sppo-train) --config paper
+Rerun the same command after a crash, Ctrl-C or kill: finished stages and chunks are kept, training resumes
+from its last saved state (training.save_steps).
 """
 
 from __future__ import annotations
@@ -49,11 +51,13 @@ def _main(argv: list[str]) -> int:
         print(documented_yaml(cfg), end="")
         return 0
     setup_logging(args.verbose)
+    from . import distributed
     from .pipeline import run_pipeline
 
     checkpoints = run_pipeline(cfg)
-    for c in checkpoints:
-        print(c)
+    if distributed.is_main():
+        for c in checkpoints:
+            print(c)
     return 0
 
 

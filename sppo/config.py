@@ -34,8 +34,12 @@ class RunConfig:
     iterations: int = doc("Number of SPPO iterations; iteration t uses prompt split t.", 3)
     first_iteration: int = doc("Iteration to start from (1-based); earlier iterations' checkpoints must exist.", 1)
     seed: int = doc("Seed for sampling, shuffling and initialisation.", 42)
-    chunk_size: int = doc("Prompts per resumable chunk in generation and ranking: a crash loses at most one chunk.",
-                          64)
+    chunk_size: int = doc("Items per resumable chunk in generation, ranking and the reference pass: a crash loses "
+                          "at most the chunks in flight. Chunks are spread over the processes of a multi-GPU run.", 64)
+    collective_timeout_minutes: float = doc("Longest a process waits for the others at one synchronisation point "
+                                            "before the run fails (multi-process runs).", 120.0)
+    wait_log_seconds: float = doc("A process that has waited this long for the others logs which stage it waits in "
+                                  "and for which ranks (then at doubling intervals).", 300.0)
 
 
 @dataclass
@@ -89,7 +93,7 @@ class LoraConfig:
     enabled: bool = doc("Train LoRA adapters (peft) instead of all weights; merged into the checkpoint.", False)
     r: int = doc("LoRA rank.", 16)
     alpha: int = doc("LoRA alpha.", 32)
-    dropout: float = doc("LoRA dropout.", 0.05)
+    dropout: float = doc("LoRA dropout (0: the policy trains without dropout, as the reference did).", 0.0)
     target_modules: list = doc("Modules to adapt ('all-linear' as a one-element list adapts every linear layer).",
                                ["all-linear"])
 
@@ -107,18 +111,29 @@ class TrainingConfig:
     num_train_epochs: float = doc("Epochs the learning-rate schedule is laid out over.", 18.0)
     stop_at_epoch: float | None = doc("Stop training after this many epochs even though the schedule is longer "
                                       "(the paper: 18 scheduled, stop at 1). null: run num_train_epochs.", 1.0)
-    per_device_train_batch_size: int = doc("Preference pairs per device per step.", 8)
-    gradient_accumulation_steps: int = doc("Micro-batches accumulated per optimizer step.", 1)
+    per_device_train_batch_size: int = doc("Preference pairs per device per micro-batch.", 8)
+    gradient_accumulation_steps: int = doc("Micro-batches accumulated per optimizer step (ignored when "
+                                           "global_batch_size is set).", 1)
+    global_batch_size: int | None = doc("Pairs per optimizer step over all processes; accumulation is derived "
+                                        "from the processes present (64 holds on 1, 2, 4 or 8 GPUs). null: "
+                                        "per_device_train_batch_size x gradient_accumulation_steps x processes.",
+                                        None)
     max_grad_norm: float = doc("Gradient clipping norm (0 disables).", 1.0)
     max_length: int = doc("Longest prompt + response, in tokens (generation and ranking respect it too).", 1024)
     max_prompt_length: int = doc("Longest prompt, in tokens; longer prompts are dropped with a warning.", 512)
     gradient_checkpointing: bool = doc("Recompute activations in the backward pass to save memory.", True)
     bf16: str = doc("auto (bf16 autocast where the GPU supports it), true, or false.", "auto")
-    distributed: str = doc("none (one process, CPU or one GPU) or deepspeed_zero3 (DeepSpeed ZeRO stage 3; "
-                           "launch with `deepspeed` or `accelerate launch` for several GPUs).", "none")
-    deepspeed_config: str | None = doc("A DeepSpeed JSON config to use instead of the built-in ZeRO-3 one.", None)
-    num_devices: int | None = doc("Devices of the run (recorded in the manifest; null: detected).", None)
+    distributed: str = doc("none (one process; plain data parallel, DDP, when a launcher starts several) or "
+                           "deepspeed_zero3 (DeepSpeed ZeRO stage 3 through accelerate). Start several processes "
+                           "with `accelerate launch`, `torchrun` or `deepspeed`.", "none")
+    deepspeed_config: str | None = doc("A DeepSpeed JSON config to use instead of the built-in ZeRO-3 one "
+                                       "('auto' values are filled in from this config).", None)
     logging_steps: int = doc("Log training metrics every this many optimizer steps.", 1)
+    report_to: str = doc("Experiment tracking through accelerate: none, tensorboard (offline, under "
+                         "<run>/iterN/train/tracking) or wandb.", "none")
+    save_steps: int = doc("Save the training state (model, optimizer, scheduler, RNG, data position) every this "
+                          "many optimizer steps, and on SIGTERM; a rerun resumes from it. 0: only on SIGTERM.", 50)
+    save_total_limit: int = doc("Training states kept (the newest); older ones are deleted.", 2)
     lora: LoraConfig = field(default_factory=LoraConfig, metadata={"doc": "LoRA adapters (peft)."})
 
 
@@ -158,6 +173,15 @@ class Config:
              f"training.lr_scheduler_type: unknown {t.lr_scheduler_type!r}; use linear or constant"),
             (t.distributed in ("none", "deepspeed_zero3"),
              f"training.distributed: unknown {t.distributed!r}; use none or deepspeed_zero3"),
+            (t.report_to in ("none", "tensorboard", "wandb"),
+             f"training.report_to: unknown {t.report_to!r}; use none, tensorboard or wandb"),
+            (t.save_steps >= 0 and t.save_total_limit >= 1,
+             "training.save_steps must be >= 0 and training.save_total_limit >= 1"),
+            (t.global_batch_size is None or t.global_batch_size >= 1, "training.global_batch_size: must be >= 1 or null"),
+            (not (t.lora.enabled and t.distributed == "deepspeed_zero3"),
+             "training.lora: LoRA with deepspeed_zero3 is not supported; use training.distributed=none (DDP)"),
+            (self.run.collective_timeout_minutes > 0 and self.run.wait_log_seconds > 0,
+             "run.collective_timeout_minutes and run.wait_log_seconds must be positive"),
             (str(t.bf16).lower() in ("auto", "true", "false"), "training.bf16: use auto, true or false"),
             (t.stop_at_epoch is None or 0 < t.stop_at_epoch <= t.num_train_epochs,
              "training.stop_at_epoch: must be in (0, num_train_epochs]"),

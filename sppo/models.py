@@ -111,8 +111,10 @@ def load_model(name_or_path: str, dtype: str = "auto", device: str | None = None
     import torch
     from transformers import AutoModelForCausalLM
 
+    from . import distributed
+
     path = resolve_model(name_or_path)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = device or str(distributed.device())  # under a launcher: this rank's own GPU
     torch_dtype = resolve_dtype(dtype, device)
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
@@ -135,3 +137,13 @@ def resolve_dtype(dtype: str, device: str):
         return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
     except KeyError:
         raise UserError(f"dtype: unknown value {dtype!r}; use auto, float32, bfloat16 or float16") from None
+
+
+def with_lora(model, lora):
+    """The model with LoRA adapters (peft) on `lora.target_modules`; merged back before saving."""
+    from peft import LoraConfig, get_peft_model
+
+    targets = lora.target_modules
+    targets = targets[0] if list(targets) == ["all-linear"] else list(targets)
+    return get_peft_model(model, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                                            target_modules=targets, task_type="CAUSAL_LM"))

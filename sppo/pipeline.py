@@ -4,36 +4,40 @@ Run directory layout (everything written atomically; a stage is finished when it
 
     <run>/config.yaml                       the resolved config of the run
     <run>/iter1/prompts/   prompts.jsonl    the split's prompts (ids, text)
-    <run>/iter1/generate/  responses.jsonl  K responses per prompt      (resumes by chunk: partial.jsonl)
-    <run>/iter1/rank/      comparisons.jsonl  K x K preference matrices (resumes by chunk: partial.jsonl)
+    <run>/iter1/generate/  responses.jsonl  K responses per prompt      (resumes by chunk: chunks/)
+    <run>/iter1/rank/      comparisons.jsonl  K x K preference matrices (resumes by chunk: chunks/)
     <run>/iter1/dataset/   sppo.jsonl       prompt, chosen, rejected, all K responses, scores, P, targets
     <run>/iter1/reference/ logps.jsonl      log pi_ref of chosen and rejected (pi_ref = pi_t, computed once)
-    <run>/iter1/train/     log.jsonl        training metrics per logged step
+    <run>/iter1/train/     log.jsonl        training metrics per logged step (state/: resumable training state)
     <run>/checkpoints/Iter1/                the policy after iteration 1 (+ sppo_manifest.json)
 
-Rerunning the same command after a crash or Ctrl-C resumes at the first unfinished stage (inside generation
-and ranking, at the first unfinished chunk) and never redoes finished work.
+Rerunning the same command after a crash or Ctrl-C resumes at the first unfinished stage (inside generation,
+ranking and the reference pass at the first unfinished chunk, inside training at the last saved state) and
+never redoes finished work.
+
+Several processes (`accelerate launch`, `torchrun`, `deepspeed`): every rank runs every stage. Generation,
+ranking and the reference pass split their chunks across the ranks (`chunks.py`); rank 0 writes the merged
+files and manifests; training is data parallel (`train.py`). Every decision that depends on files on disk is
+taken by rank 0 and shared (`distributed.decide`), so all ranks meet every collective in the same order.
 """
 
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
 import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import yaml
 
-from . import probs
+from . import chunks, distributed, probs
+from .checkpoint import CheckpointManifest, is_finished, save_checkpoint
 from .config import Config
 from .errors import UserError
-from .files import (RUNS_ROOT, Timer, checkpoint_dir, read_json, read_jsonl, stage_done, utc_now, write_json,
-                    write_jsonl, write_manifest, write_text)
+from .files import RUNS_ROOT, Timer, checkpoint_dir, read_jsonl, stage_done, write_jsonl, write_manifest, write_text
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +72,7 @@ class Run:
         if iteration == 1:
             return self.cfg.model.name
         prev = self.checkpoint(iteration - 1)
-        if not (prev / "sppo_manifest.json").exists():
+        if not is_finished(prev):
             raise UserError(f"{prev}: checkpoint of iteration {iteration - 1} is missing; run that iteration first")
         return str(prev)
 
@@ -100,61 +104,32 @@ class Run:
         os.replace(tmp, link)
 
 
-# ------------------------------------------------------------------------------------------ chunked stages
-def _read_partial(path: Path) -> list[dict]:
-    """Rows of a partial file; a torn last line (crash mid-write) is dropped."""
-    if not path.exists():
-        return []
-    rows, lines = [], path.read_text(encoding="utf-8").splitlines()
-    for i, line in enumerate(lines):
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            if i == len(lines) - 1:
-                break
-            raise UserError(f"{path}:{i + 1}: corrupt line in a partial stage file; delete the file to redo it")
-    return rows
-
-
-def run_chunked(stage_dir: Path, items: Sequence[dict], fn: Callable[[list[dict]], list[dict]],
-                chunk_size: int, desc: str) -> list[dict]:
-    """Apply `fn` to `items` chunk by chunk, appending each finished chunk to partial.jsonl (fsynced), so a
-    rerun skips finished chunks. Returns the outputs in the order of `items` (matched on "id")."""
-    stage_dir.mkdir(parents=True, exist_ok=True)
-    partial = stage_dir / "partial.jsonl"
-    done = {r["id"]: r for r in _read_partial(partial)}
-    todo = [x for x in items if x["id"] not in done]
-    if done:
-        log.info("%s: resuming, %d of %d already done", desc, len(done), len(items))
-    with open(partial, "a", encoding="utf-8") as f:
-        for start in range(0, len(todo), chunk_size):
-            chunk = todo[start:start + chunk_size]
-            log.info("%s: items %d-%d of %d left", desc, start + 1, start + len(chunk), len(todo))
-            for row in fn(chunk):
-                done[row["id"]] = row
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-    return [done[x["id"]] for x in items]
-
-
-def _chunk_seed(seed: int, iteration: int, chunk: list[dict]) -> int:
-    h = hashlib.sha256(f"{seed}:{iteration}:{chunk[0]['id']}".encode()).hexdigest()
-    return int(h[:8], 16)
-
-
 # ------------------------------------------------------------------------------------------ the stages
+def finished(run: Run, t: int, name: str) -> bool:
+    """Whether a stage is finished, as rank 0 sees it: the same answer on every rank."""
+    d = run.stage(t, name)
+    return distributed.decide(f"iteration {t} {name}: is it finished?", lambda: stage_done(d))
+
+
+def publish(label: str, write) -> None:
+    """Rank 0 writes a stage's merged output and manifest; every rank waits until it is there (an error on
+    rank 0 is raised on every rank)."""
+    distributed.decide(label, write)
+
+
 def stage_prompts(run: Run, t: int) -> list[dict]:
     from .prompts import load_split
 
     d = run.stage(t, "prompts")
-    if stage_done(d):
-        return read_jsonl(d / "prompts.jsonl")
-    rows = load_split(run.cfg.prompts, t)
-    write_jsonl(d / "prompts.jsonl", rows)
-    write_manifest(d, stage="prompts", iteration=t, split=run.cfg.prompts.splits[t - 1],
-                   source=run.cfg.prompts.source, count=len(rows))
-    return rows
+    if not finished(run, t, "prompts"):
+        def write():
+            rows = load_split(run.cfg.prompts, t)
+            write_jsonl(d / "prompts.jsonl", rows)
+            write_manifest(d, stage="prompts", iteration=t, split=run.cfg.prompts.splits[t - 1],
+                           source=run.cfg.prompts.source, count=len(rows))
+
+        distributed.decide(f"iteration {t} prompts: rank 0 loads the split", write)
+    return read_jsonl(d / "prompts.jsonl")
 
 
 def stage_generate(run: Run, t: int, prompts: list[dict]) -> list[dict]:
@@ -162,13 +137,13 @@ def stage_generate(run: Run, t: int, prompts: list[dict]) -> list[dict]:
     from .models import load_tokenizer
 
     d = run.stage(t, "generate")
-    if stage_done(d):
+    if finished(run, t, "generate"):
         return read_jsonl(d / "responses.jsonl")
     g, tc = run.cfg.generation, run.cfg.training
     policy = run.policy_for(t)
     tokenizer = load_tokenizer(policy)
     kept = [p for p in prompts if len(encode_prompt(tokenizer, p["prompt"])) <= tc.max_prompt_length]
-    if len(kept) < len(prompts):
+    if len(kept) < len(prompts) and distributed.is_main():
         log.warning("iteration %d: %d prompts longer than training.max_prompt_length=%d tokens are dropped",
                     t, len(prompts) - len(kept), tc.max_prompt_length)
     if not kept:
@@ -179,20 +154,24 @@ def stage_generate(run: Run, t: int, prompts: list[dict]) -> list[dict]:
 
         def fn(chunk):
             params = SamplingParams(n=g.k, temperature=g.temperature, top_p=g.top_p,
-                                    max_new_tokens=g.max_new_tokens, seed=_chunk_seed(run.cfg.run.seed, t, chunk))
-            outs = generator.generate([c["prompt"] for c in chunk], params)
+                                    max_new_tokens=g.max_new_tokens, seed=chunks.chunk_seed(run.cfg.run.seed, t, chunk))
+            outs = generator.generate([c["prompt"] for c in chunk], params, progress=distributed.is_main())
             return [{"id": c["id"], "prompt": c["prompt"], "responses": o} for c, o in zip(chunk, outs)]
 
-        rows = run_chunked(d, kept, fn, run.cfg.run.chunk_size, f"iteration {t} generate")
+        rows = chunks.run_chunked(d, kept, fn, run.cfg.run.chunk_size, f"iteration {t} generate")
     if hasattr(generator, "close"):
         generator.close()
     del generator
     gc.collect()
-    write_jsonl(d / "responses.jsonl", rows)
-    write_manifest(d, stage="generate", iteration=t, policy=policy, settings=g.__dict__, prompts=len(rows),
-                   dropped_long_prompts=len(prompts) - len(kept), responses=len(rows) * g.k,
-                   seconds=round(timer.seconds, 2))
-    (d / "partial.jsonl").unlink(missing_ok=True)
+
+    def write():
+        write_jsonl(d / "responses.jsonl", rows)
+        write_manifest(d, stage="generate", iteration=t, policy=policy, settings=g.__dict__, prompts=len(rows),
+                       dropped_long_prompts=len(prompts) - len(kept), responses=len(rows) * g.k,
+                       processes=distributed.world_size(), seconds=round(timer.seconds, 2))
+        chunks.clear(d)
+
+    publish(f"iteration {t} generate: rank 0 writes responses.jsonl", write)
     return rows
 
 
@@ -200,7 +179,7 @@ def stage_rank(run: Run, t: int, generated: list[dict]) -> list[dict]:
     from .rank import checked_compare, checked_probabilities, make_ranker
 
     d = run.stage(t, "rank")
-    if stage_done(d):
+    if finished(run, t, "rank"):
         return read_jsonl(d / "comparisons.jsonl")
     r = run.cfg.ranking
     with Timer() as timer:
@@ -216,13 +195,18 @@ def stage_rank(run: Run, t: int, generated: list[dict]) -> list[dict]:
                      **({"probabilities": np.asarray(p).tolist()} if p is not None else {})}
                     for c, m, p in zip(chunk, mats, pmats)]
 
-        rows = run_chunked(d, generated, fn, run.cfg.run.chunk_size, f"iteration {t} rank")
+        rows = chunks.run_chunked(d, generated, fn, run.cfg.run.chunk_size, f"iteration {t} rank")
     del ranker
     gc.collect()
-    write_jsonl(d / "comparisons.jsonl", rows)
-    write_manifest(d, stage="rank", iteration=t, ranker={"kind": r.kind, "model": r.model},
-                   probabilities=r.probabilities, prompts=len(rows), seconds=round(timer.seconds, 2))
-    (d / "partial.jsonl").unlink(missing_ok=True)
+
+    def write():
+        write_jsonl(d / "comparisons.jsonl", rows)
+        write_manifest(d, stage="rank", iteration=t, ranker={"kind": r.kind, "model": r.model},
+                       probabilities=r.probabilities, prompts=len(rows), processes=distributed.world_size(),
+                       seconds=round(timer.seconds, 2))
+        chunks.clear(d)
+
+    publish(f"iteration {t} rank: rank 0 writes comparisons.jsonl", write)
     return rows
 
 
@@ -247,20 +231,22 @@ def build_dataset_rows(generated: list[dict], ranked: list[dict], use_direct: bo
 
 def stage_dataset(run: Run, t: int, generated: list[dict], ranked: list[dict]) -> list[dict]:
     d = run.stage(t, "dataset")
-    if stage_done(d):
-        return read_jsonl(d / "sppo.jsonl")
-    rows, ties = build_dataset_rows(generated, ranked, run.cfg.ranking.probabilities == "direct")
-    if ties:
-        log.warning("iteration %d: %d of %d prompts have all-equal scores (no preference) and are skipped",
-                    t, ties, len(generated))
-    if not rows:
-        raise UserError(f"iteration {t}: all {len(generated)} prompts have tied scores; nothing to train on "
-                        f"(check the ranker, or sample more responses with generation.k)")
-    write_jsonl(d / "sppo.jsonl", rows)
-    write_manifest(d, stage="dataset", iteration=t, rows=len(rows), ties_skipped=ties,
-                   mean_p_win=float(np.mean([r["p_win"] for r in rows])),
-                   mean_p_lose=float(np.mean([r["p_lose"] for r in rows])))
-    return rows
+    if not finished(run, t, "dataset"):
+        def write():
+            rows, ties = build_dataset_rows(generated, ranked, run.cfg.ranking.probabilities == "direct")
+            if ties:
+                log.warning("iteration %d: %d of %d prompts have all-equal scores (no preference) and are skipped",
+                            t, ties, len(generated))
+            if not rows:
+                raise UserError(f"iteration {t}: all {len(generated)} prompts have tied scores; nothing to train "
+                                f"on (check the ranker, or sample more responses with generation.k)")
+            write_jsonl(d / "sppo.jsonl", rows)
+            write_manifest(d, stage="dataset", iteration=t, rows=len(rows), ties_skipped=ties,
+                           mean_p_win=float(np.mean([r["p_win"] for r in rows])),
+                           mean_p_lose=float(np.mean([r["p_lose"] for r in rows])))
+
+        distributed.decide(f"iteration {t} dataset: rank 0 builds sppo.jsonl", write)
+    return read_jsonl(d / "sppo.jsonl")
 
 
 def encode_examples(tokenizer, rows: list[dict], max_length: int):
@@ -278,13 +264,46 @@ def encode_examples(tokenizer, rows: list[dict], max_length: int):
     return examples, truncated
 
 
-def hyperparameters(cfg: Config, world_size: int) -> dict:
+def stage_reference(run: Run, t: int, model, rows: list[dict], examples: list, pad_id: int) -> list[tuple]:
+    """log pi_ref of every chosen and rejected response (pi_ref = pi_t), chunks spread over the ranks."""
+    from .train import reference_logps
+
+    d = run.stage(t, "reference")
+    if not finished(run, t, "reference"):
+        index = {r["id"]: i for i, r in enumerate(rows)}
+        bs = run.cfg.training.per_device_train_batch_size
+
+        def fn(chunk):
+            ex = [examples[index[c["id"]]] for c in chunk]
+            logps = reference_logps(model, ex, pad_id, bs, progress=False)
+            return [{"id": c["id"], "chosen": w, "rejected": l} for c, (w, l) in zip(chunk, logps)]
+
+        items = [{"id": r["id"]} for r in rows]
+        with Timer() as timer:
+            out = chunks.run_chunked(d, items, fn, run.cfg.run.chunk_size, f"iteration {t} reference")
+
+        def write():
+            write_jsonl(d / "logps.jsonl", out)
+            write_manifest(d, stage="reference", iteration=t, policy=run.policy_for(t), rows=len(out),
+                           processes=distributed.world_size(), seconds=round(timer.seconds, 2))
+            chunks.clear(d)
+
+        publish(f"iteration {t} reference: rank 0 writes logps.jsonl", write)
+    return [(r["chosen"], r["rejected"]) for r in read_jsonl(d / "logps.jsonl")]
+
+
+def hyperparameters(cfg: Config, world_size: int, accumulation: int | None = None) -> dict:
+    """What the manifest and the card record: the geometry of the processes that actually ran."""
+    from .train import accumulation_steps
+
     t = cfg.training
+    ga = accumulation if accumulation is not None else accumulation_steps(t, world_size)
+    distributed_type = {"deepspeed_zero3": "deepspeed_zero3"}.get(t.distributed,
+                                                                   "multi_process" if world_size > 1 else "single_process")
     return {"learning_rate": t.learning_rate, "eta": t.eta, "loss": t.loss,
             "per_device_train_batch_size": t.per_device_train_batch_size,
-            "gradient_accumulation_steps": t.gradient_accumulation_steps, "seed": cfg.run.seed,
-            "distributed_type": "deepspeed_zero3" if t.distributed == "deepspeed_zero3" else "single_process",
-            "num_devices": t.num_devices or world_size,
+            "gradient_accumulation_steps": ga, "total_train_batch_size": t.per_device_train_batch_size * ga * world_size,
+            "seed": cfg.run.seed, "distributed_type": distributed_type, "num_devices": world_size,
             "optimizer": {"rmsprop": "RMSProp", "adamw": "AdamW"}[t.optimizer],
             "lr_scheduler_type": t.lr_scheduler_type, "lr_scheduler_warmup_ratio": t.warmup_ratio,
             "num_train_epochs": float(t.num_train_epochs),
@@ -293,65 +312,76 @@ def hyperparameters(cfg: Config, world_size: int) -> dict:
             "lora": t.lora.enabled}
 
 
-def stage_train(run: Run, t: int, rows: list[dict]) -> Path:
-    """Reference log-probs (once), then training, then the checkpoint IterN (atomically)."""
-    from .models import load_model, load_tokenizer
-    from .train import barrier, reference_logps, train_iteration, world
-
-    ckpt = run.checkpoint(t)
-    if (ckpt / "sppo_manifest.json").exists():
-        return ckpt
-    cfg, tc = run.cfg, run.cfg.training
-    policy = run.policy_for(t)
-    tokenizer = load_tokenizer(policy, padding_side="right")
-    examples, truncated = encode_examples(tokenizer, rows, tc.max_length)
-    if truncated:
-        log.warning("iteration %d: %d responses truncated to training.max_length=%d tokens",
-                    t, truncated, tc.max_length)
-    model = load_model(policy, dtype=cfg.model.dtype)
-    if tc.lora.enabled:
-        model = _with_lora(model, tc)
-    ref_dir = run.stage(t, "reference")
-    if stage_done(ref_dir):
-        ref = [(r["chosen"], r["rejected"]) for r in read_jsonl(ref_dir / "logps.jsonl")]
-    else:
-        with Timer() as timer:
-            ref = reference_logps(model, examples, tokenizer.pad_token_id, tc.per_device_train_batch_size)
-        if world()[0] == 0:
-            write_jsonl(ref_dir / "logps.jsonl",
-                        [{"id": r["id"], "chosen": c, "rejected": j} for r, (c, j) in zip(rows, ref)])
-            write_manifest(ref_dir, stage="reference", iteration=t, policy=policy, rows=len(ref),
-                           seconds=round(timer.seconds, 2))
-        barrier()
-    train_dir = run.stage(t, "train")
-    train_dir.mkdir(parents=True, exist_ok=True)
+def _train_log(train_dir: Path, resume_step: int):
+    """The on_log callback appending to train/log.jsonl; records after `resume_step` (lost work) are dropped."""
     log_path = train_dir / "log.jsonl"
-    log_path.unlink(missing_ok=True)  # an interrupted attempt restarts training from pi_t
+    if distributed.is_main():
+        kept = [r for r in (read_jsonl(log_path) if log_path.exists() else []) if r.get("step", 0) <= resume_step]
+        write_jsonl(log_path, kept)
 
     def on_log(record: dict) -> None:
         with open(log_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
+    return on_log
+
+
+def stage_train(run: Run, t: int, rows: list[dict]) -> Path:
+    """Reference log-probs (once), then training (resumable), then the checkpoint IterN (atomically)."""
+    from . import train_state
+    from .models import load_model, load_tokenizer, with_lora
+    from .train import train_iteration
+
+    cfg, tc = run.cfg, run.cfg.training
+    policy = run.policy_for(t)
+    tokenizer = load_tokenizer(policy, padding_side="right")
+    examples, truncated = encode_examples(tokenizer, rows, tc.max_length)
+    if truncated and distributed.is_main():
+        log.warning("iteration %d: %d responses truncated to training.max_length=%d tokens",
+                    t, truncated, tc.max_length)
+    model = load_model(policy, dtype=cfg.model.dtype)
+    save_dtype = next(model.parameters()).dtype
+    ref = stage_reference(run, t, model, rows, examples, tokenizer.pad_token_id)
+    if tc.lora.enabled:
+        model = with_lora(model, tc.lora)
+    train_dir = run.stage(t, "train")
+    state_dir = train_dir / "state"
+    resume = train_state.latest(state_dir)
+    on_log = _train_log(train_dir, int(resume.name.split("-")[1]) if resume else 0)
     with Timer() as timer:
-        engine, summary = train_iteration(model, examples, ref, tokenizer.pad_token_id, tc, cfg.run.seed + t, on_log)
-    state_dict = engine.state_dict_for_saving()
-    rank, world_size = world()
-    if rank == 0:
-        module = engine.module()
+        result = train_iteration(model, examples, ref, tokenizer.pad_token_id, tc, cfg.run.seed + t, on_log,
+                                 progress=distributed.is_main(), train_dir=train_dir,
+                                 tracker_config=_flat_scalars(hyperparameters(cfg, distributed.world_size())))
+    state_dict = result.full_state_dict()  # a collective under ZeRO-3: every rank takes part
+
+    def write():
+        module = result.unwrapped()
         if tc.lora.enabled:
-            module = module.merge_and_unload()
-        _save_checkpoint(run, t, module, tokenizer, state_dict, {
-            "iteration": t, "name": f"Iter{t}", "base_model": base_model_id(cfg.model.name),
-            "init_model": policy, "prompt_dataset": cfg.prompts.dataset if cfg.prompts.source == "hub"
-            else cfg.prompts.source, "prompt_source_dataset": cfg.prompts.source_dataset,
-            "prompt_split": cfg.prompts.splits[t - 1], "k": cfg.generation.k,
-            "ranker": cfg.ranking.model if cfg.ranking.kind == "pairrm" else f"{cfg.ranking.kind}:{cfg.ranking.model}",
-            "hyperparameters": hyperparameters(cfg, world_size), "training": summary,
-            "pairs": len(examples), "truncated_responses": truncated, "seconds": round(timer.seconds, 2),
-            "config": cfg.to_dict()})
-        write_manifest(train_dir, stage="train", iteration=t, checkpoint=str(ckpt), **summary)
-    barrier()
-    return ckpt
+            module, sd = module.merge_and_unload(), None
+        else:
+            sd = {k: v.to(save_dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
+        summary = result.summary
+        manifest = CheckpointManifest(
+            iteration=t, name=f"Iter{t}", base_model=base_model_id(cfg.model.name), init_model=policy,
+            prompt_dataset=cfg.prompts.dataset if cfg.prompts.source == "hub" else cfg.prompts.source,
+            prompt_source_dataset=cfg.prompts.source_dataset, prompt_split=cfg.prompts.splits[t - 1],
+            k=cfg.generation.k, ranker=cfg.ranking.model if cfg.ranking.kind == "pairrm"
+            else f"{cfg.ranking.kind}:{cfg.ranking.model}",
+            hyperparameters=hyperparameters(cfg, summary["world_size"], summary["schedule"]["accumulation"]),
+            training=summary, pairs=len(examples), truncated_responses=truncated, seconds=round(timer.seconds, 2),
+            config=cfg.to_dict())
+        save_checkpoint(run.checkpoint(t), module.to(save_dtype), tokenizer, sd, manifest)
+        write_manifest(train_dir, stage="train", iteration=t, checkpoint=str(run.checkpoint(t)), **summary)
+        shutil.rmtree(state_dir, ignore_errors=True)  # the checkpoint supersedes the resumable states
+
+    publish(f"iteration {t} train: rank 0 saves checkpoints/Iter{t}", write)
+    result.close()
+    return run.checkpoint(t)
+
+
+def _flat_scalars(d: dict) -> dict:
+    """Hyperparameters as trackers accept them (numbers, strings, booleans; None as a string)."""
+    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in d.items()}
 
 
 def base_model_id(name: str) -> str:
@@ -361,58 +391,27 @@ def base_model_id(name: str) -> str:
     return EMBEDDED_HUB_ID if name in EMBEDDED_ALIASES else name
 
 
-def _with_lora(model, tc):
-    from peft import LoraConfig, get_peft_model
-
-    targets = tc.lora.target_modules
-    targets = targets[0] if list(targets) == ["all-linear"] else list(targets)
-    return get_peft_model(model, LoraConfig(r=tc.lora.r, lora_alpha=tc.lora.alpha, lora_dropout=tc.lora.dropout,
-                                            target_modules=targets, task_type="CAUSAL_LM"))
-
-
-def _save_checkpoint(run: Run, t: int, model, tokenizer, state_dict, manifest: dict) -> None:
-    from .files import package_versions
-
-    ckpt = run.checkpoint(t)
-    tmp = ckpt.parent / f".{ckpt.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, state_dict=state_dict)
-    tokenizer.padding_side = "left"
-    tokenizer.save_pretrained(tmp)
-    write_json(tmp / "sppo_manifest.json", {**manifest, "versions": package_versions(), "finished_at": utc_now()})
-    if ckpt.exists():
-        shutil.rmtree(ckpt)
-    os.replace(tmp, ckpt)
-
-
 def run_iteration(run: Run, t: int) -> Path:
-    log.info("=== iteration %d of %d (split %s)", t, run.cfg.run.iterations, run.cfg.prompts.splits[t - 1])
-    if (run.checkpoint(t) / "sppo_manifest.json").exists():
-        log.info("iteration %d: checkpoint exists, skipping", t)
+    if distributed.decide(f"iteration {t}: is its checkpoint there?", lambda: is_finished(run.checkpoint(t))):
+        if distributed.is_main():
+            log.info("iteration %d: checkpoint exists, skipping", t)
         return run.checkpoint(t)
-    from .train import barrier, world
-
-    rank = world()[0]
-    rows = None
-    if rank == 0:  # generation, ranking and the dataset run on the first process; the others wait
-        prompts = stage_prompts(run, t)
-        generated = stage_generate(run, t, prompts)
-        ranked = stage_rank(run, t, generated)
-        rows = stage_dataset(run, t, generated, ranked)
-    barrier()
-    if rows is None:
-        rows = read_jsonl(run.stage(t, "dataset") / "sppo.jsonl")
+    if distributed.is_main():
+        log.info("=== iteration %d of %d (split %s) on %d process(es)", t, run.cfg.run.iterations,
+                 run.cfg.prompts.splits[t - 1], distributed.world_size())
+    prompts = stage_prompts(run, t)
+    generated = stage_generate(run, t, prompts)
+    ranked = stage_rank(run, t, generated)
+    rows = stage_dataset(run, t, generated, ranked)
     return stage_train(run, t, rows)
 
 
 def run_pipeline(cfg: Config) -> list[Path]:
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # started by the deepspeed / accelerate launcher
-        from .train import init_distributed_if_needed
-
-        init_distributed_if_needed()
     from .models import resolve_model
 
-    resolve_model(cfg.model.name)  # a bad model reference fails before anything is written
+    distributed.setup(cfg.run.collective_timeout_minutes, cfg.run.wait_log_seconds)
+    # a bad model reference fails before anything is written; the embedded model is converted once, on rank 0
+    distributed.main_first("resolving the model", lambda: resolve_model(cfg.model.name))
     run = Run(cfg)
-    run.prepare()
+    distributed.decide("rank 0 prepares the run directory", run.prepare)
     return [run_iteration(run, t) for t in range(cfg.run.first_iteration, cfg.run.iterations + 1)]

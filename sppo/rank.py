@@ -129,7 +129,9 @@ def _device(device: str | None) -> str:
 
     if device in (None, "auto"):
         if torch.cuda.is_available():
-            return "cuda"
+            from . import distributed
+
+            return str(distributed.device())  # under a launcher: this rank's own GPU
         mps = getattr(torch.backends, "mps", None)
         return "mps" if mps is not None and mps.is_available() else "cpu"
     return device

@@ -1,11 +1,20 @@
-"""The optimisation loop of one SPPO iteration (step 5).
+"""The optimisation loop of one SPPO iteration (step 5), on `accelerate`.
 
 The reference policy pi_ref is the policy at the start of the iteration, so its log-probs are computed once,
-before the first update, by the very model being trained (`reference_logps`); no second model is kept in
-memory and no reference forward pass runs during training.
+before the first update, by the very model being trained (`reference_logps`, a data-parallel stage of the
+pipeline); no second model is kept in memory and no reference forward pass runs during training.
 
-Engines: plain PyTorch (one process: CPU or one GPU) or DeepSpeed ZeRO-3 (`training.distributed:
-deepspeed_zero3`; launched by `deepspeed` or `accelerate launch` for several GPUs, or in one process).
+One `Accelerator` path for every setting: one process (CPU or one GPU), plain data parallel (DDP) when a
+launcher starts several processes, or DeepSpeed ZeRO-3 (`training.distributed: deepspeed_zero3`, through a
+`DeepSpeedPlugin`). In bf16 the weights the optimizer updates stay fp32 (autocast computes in bf16; DeepSpeed
+keeps fp32 master weights): at the paper's learning rate of 5e-7 pure-bf16 updates would mostly round away.
+Dropout is switched off in the policy, as the reference did (`disable_dropout=True`, uclaml/SPPO
+sppo/trainer.py).
+
+Resumable: every `training.save_steps` optimizer steps, and when SIGTERM arrives, `Accelerator.save_state`
+writes model, optimizer, scheduler, RNG states and the data position to `<train>/state/step-N` (written
+under a temporary name, renamed when complete; the newest `save_total_limit` are kept). Rerunning the same
+command loads the newest state and continues; on CPU the final weights equal those of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -14,14 +23,16 @@ import logging
 import math
 import os
 import random
-from dataclasses import dataclass
-from datetime import timedelta
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
 
+from . import distributed, train_state
 from .config import TrainingConfig
+from .errors import UserError
 from .loss import sppo_hard_loss, sppo_loss
 from .sequences import Encoded, collate, sequence_logps
 
@@ -36,47 +47,66 @@ class PairExample:
     p_lose: float
 
 
-# --------------------------------------------------------------------------------------------- distributed
-def world() -> tuple[int, int]:
-    """(rank, world size) of this process."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def barrier() -> None:
-    if world()[1] > 1:
-        torch.distributed.barrier()
-
-
-def use_bf16(cfg: TrainingConfig, device: torch.device) -> bool:
-    flag = str(cfg.bf16).lower()
-    if flag == "false":
-        return False
-    supported = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return supported if flag == "auto" else True
-
-
-# --------------------------------------------------------------------------------------------- schedule
+# --------------------------------------------------------------------------------------------- geometry
 @dataclass
 class Schedule:
+    per_device_batch: int
+    accumulation: int
+    world_size: int
     steps_per_epoch: int
     total_steps: int  # what the learning-rate schedule is laid out over
     stop_steps: int   # where training actually stops
     warmup_steps: int
 
+    @property
+    def global_batch(self) -> int:
+        return self.per_device_batch * self.accumulation * self.world_size
+
+
+def accumulation_steps(cfg: TrainingConfig, world_size: int) -> int:
+    """Gradient accumulation: `global_batch_size / (per-device batch x processes)` when a global batch is set
+    (so 64 holds on 1, 2, 4 or 8 GPUs), else `gradient_accumulation_steps`."""
+    if cfg.global_batch_size is None:
+        return cfg.gradient_accumulation_steps
+    per_step = cfg.per_device_train_batch_size * world_size
+    if cfg.global_batch_size % per_step:
+        raise UserError(f"training.global_batch_size: {cfg.global_batch_size} is not a multiple of "
+                        f"per_device_train_batch_size x processes = {cfg.per_device_train_batch_size} x {world_size}")
+    return cfg.global_batch_size // per_step
+
 
 def make_schedule(n_examples: int, cfg: TrainingConfig, world_size: int = 1) -> Schedule:
     """Optimizer steps. The paper lays a linear schedule over 18 epochs and stops after 1: the learning rate
     then never leaves warmup (warmup = 10% of 18 epochs = 1.8 epochs). Reproduced exactly."""
-    per_step = cfg.per_device_train_batch_size * cfg.gradient_accumulation_steps * world_size
+    ga = accumulation_steps(cfg, world_size)
+    per_step = cfg.per_device_train_batch_size * ga * world_size
     steps_per_epoch = max(1, math.ceil(n_examples / per_step))
     total = max(1, math.ceil(cfg.num_train_epochs * steps_per_epoch))
     stop_epochs = cfg.stop_at_epoch if cfg.stop_at_epoch is not None else cfg.num_train_epochs
     stop = max(1, min(total, math.ceil(stop_epochs * steps_per_epoch)))
-    return Schedule(steps_per_epoch, total, stop, math.ceil(cfg.warmup_ratio * total))
+    return Schedule(cfg.per_device_train_batch_size, ga, world_size, steps_per_epoch, total, stop,
+                    math.ceil(cfg.warmup_ratio * total))
 
 
+def step_micro_batches(n_examples: int, step: int, schedule: Schedule, seed: int, rank: int) -> list[list[int]]:
+    """Example indices of this rank's micro-batches for optimizer step `step` (0-based).
+
+    Each epoch shuffles all examples with its own seed and wraps around to fill its last step (as
+    DistributedSampler pads), so every step sees `global_batch` examples. Step s takes the slice
+    [s*G, (s+1)*G) of the epoch's order; rank r takes its contiguous part and cuts it into `accumulation`
+    micro-batches. The same examples make up a step whatever the split into processes and accumulation, so
+    2 processes x accumulation 1 train like 1 process x accumulation 2."""
+    epoch, s = divmod(step, schedule.steps_per_epoch)
+    order = list(range(n_examples))
+    random.Random(f"{seed}:{epoch}").shuffle(order)
+    G, b = schedule.global_batch, schedule.per_device_batch
+    needed = schedule.steps_per_epoch * G
+    order = (order * math.ceil(needed / n_examples))[:needed]
+    part = order[s * G:(s + 1) * G][rank * b * schedule.accumulation:(rank + 1) * b * schedule.accumulation]
+    return [part[i:i + b] for i in range(0, len(part), b)]
+
+
+# --------------------------------------------------------------------------------------------- building
 def make_optimizer(params, cfg: TrainingConfig) -> torch.optim.Optimizer:
     params = [p for p in params if p.requires_grad]
     if cfg.optimizer == "rmsprop":
@@ -92,40 +122,12 @@ def make_lr_scheduler(optimizer, cfg: TrainingConfig, schedule: Schedule):
                          num_training_steps=schedule.total_steps)
 
 
-# --------------------------------------------------------------------------------------------- engines
-class PlainEngine:
-    """One process, plain PyTorch."""
-
-    def __init__(self, model, cfg: TrainingConfig, schedule: Schedule):
-        self.model = model
-        self.cfg = cfg
-        self.optimizer = make_optimizer(model.parameters(), cfg)
-        self.scheduler = make_lr_scheduler(self.optimizer, cfg, schedule)
-        self.micro = 0
-
-    def backward(self, loss: torch.Tensor) -> None:
-        (loss / self.cfg.gradient_accumulation_steps).backward()
-        self.micro += 1
-
-    def step(self) -> float | None:
-        """Optimizer step at the end of each accumulation window; returns the grad norm when it stepped."""
-        if self.micro % self.cfg.gradient_accumulation_steps:
-            return None
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.max_grad_norm or float("inf"))
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return float(norm)
-
-    def lr(self) -> float:
-        return self.scheduler.get_last_lr()[0]
-
-    def state_dict_for_saving(self):
-        return None  # the model's own state dict
-
-    def module(self):
-        return self.model
+def use_bf16(cfg: TrainingConfig, device: torch.device) -> bool:
+    flag = str(cfg.bf16).lower()
+    if flag == "false":
+        return False
+    supported = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return supported if flag == "auto" else True
 
 
 def deepspeed_config(cfg: TrainingConfig, schedule: Schedule, bf16: bool) -> dict:
@@ -135,69 +137,57 @@ def deepspeed_config(cfg: TrainingConfig, schedule: Schedule, bf16: bool) -> dic
 
         ds = read_json(cfg.deepspeed_config)
     else:
-        ds = {
-            "zero_optimization": {"stage": 3, "overlap_comm": True, "contiguous_gradients": True,
-                                  "stage3_gather_16bit_weights_on_model_save": True},
-            "zero_allow_untested_optimizer": True,  # RMSprop is not on DeepSpeed's tested list
-        }
-    ds.setdefault("train_micro_batch_size_per_gpu", cfg.per_device_train_batch_size)
-    ds.setdefault("gradient_accumulation_steps", cfg.gradient_accumulation_steps)
-    ds.setdefault("gradient_clipping", cfg.max_grad_norm or 0.0)
-    ds.setdefault("bf16", {"enabled": bf16})
-    ds.setdefault("steps_per_print", 10**9)
-    ds.setdefault("wall_clock_breakdown", False)
+        ds = {"zero_optimization": {"stage": 3, "overlap_comm": True, "contiguous_gradients": True,
+                                    "stage3_gather_16bit_weights_on_model_save": True},
+              "zero_allow_untested_optimizer": True}  # RMSprop is not on DeepSpeed's tested list
+    fill = {"train_micro_batch_size_per_gpu": schedule.per_device_batch,
+            "gradient_accumulation_steps": schedule.accumulation,
+            "train_batch_size": schedule.global_batch, "gradient_clipping": cfg.max_grad_norm or 0.0,
+            "bf16": {"enabled": bf16}, "steps_per_print": 10**9, "wall_clock_breakdown": False}
+    for key, value in fill.items():
+        if ds.get(key, "auto") == "auto":
+            ds[key] = value
     return ds
 
 
-def init_distributed_if_needed() -> None:
-    """DeepSpeed needs a process group; one process without a launcher gets a one-member gloo/nccl group."""
-    import deepspeed
-
-    if torch.distributed.is_initialized():
-        return
-    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1"),
-                       ("MASTER_PORT", str(29500 + os.getpid() % 1000))):
-        os.environ.setdefault(key, value)
-    # generation and ranking run on the first process while the others wait at a barrier: allow them hours
-    deepspeed.init_distributed(dist_backend="nccl" if torch.cuda.is_available() else "gloo",
-                               timeout=timedelta(hours=24))
+def disable_dropout(model) -> None:
+    """p = 0 in every dropout module (uclaml/SPPO sppo/trainer.py: disable_dropout_in_model)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
 
 
-class DeepSpeedEngine:
-    """DeepSpeed ZeRO-3: parameters, gradients and optimizer state partitioned across processes."""
+def make_accelerator(cfg: TrainingConfig, schedule: Schedule, bf16: bool, logging_dir: Path | None):
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, GradientState
+    from accelerate.utils import DeepSpeedPlugin, ProjectConfiguration
 
-    def __init__(self, model, cfg: TrainingConfig, schedule: Schedule, bf16: bool):
-        import deepspeed
-
-        init_distributed_if_needed()
-        optimizer = make_optimizer(model.parameters(), cfg)
-        scheduler = make_lr_scheduler(optimizer, cfg, schedule)
-        self.cfg = cfg
-        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
-            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=deepspeed_config(cfg, schedule, bf16))
-
-    def backward(self, loss: torch.Tensor) -> None:
-        self.engine.backward(loss)
-
-    def step(self) -> float | None:
-        boundary = self.engine.is_gradient_accumulation_boundary()
-        self.engine.step()
-        if not boundary:
-            return None
-        norm = self.engine.get_global_grad_norm()
-        return float(norm) if norm is not None else None
-
-    def lr(self) -> float:
-        return self.scheduler.get_last_lr()[0]
-
-    def state_dict_for_saving(self):
-        return self.engine._zero3_consolidated_16bit_state_dict()
-
-    def module(self):
-        return self.engine.module
+    # one Accelerator per iteration (and per test) in one process: accelerate keeps its state in singletons and
+    # an environment variable (its own tests reset them the same way); the process group itself is kept
+    os.environ["ACCELERATE_USE_DEEPSPEED"] = "true" if cfg.distributed == "deepspeed_zero3" else "false"
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()
+    plugin = None
+    if cfg.distributed == "deepspeed_zero3":
+        if not distributed.initialized():
+            distributed.single_process_group_env()
+        plugin = DeepSpeedPlugin(hf_ds_config=deepspeed_config(cfg, schedule, bf16))
+    report = None if cfg.report_to == "none" else [cfg.report_to]
+    project = ProjectConfiguration(project_dir=str(logging_dir or "."), logging_dir=str(logging_dir or "."))
+    return Accelerator(mixed_precision="bf16" if bf16 else "no", gradient_accumulation_steps=schedule.accumulation,
+                       deepspeed_plugin=plugin, log_with=report, project_config=project,
+                       step_scheduler_with_optimizer=False)
 
 
-# --------------------------------------------------------------------------------------------- loops
+def with_fp32_master_weights(model):
+    """Trainable parameters in fp32 (autocast computes in bf16): the optimizer never updates bf16 weights."""
+    if any(p.requires_grad and p.dtype != torch.float32 for p in model.parameters()):
+        log.info("training keeps fp32 master weights (the checkpoint is saved in the model's dtype)")
+        model.float()
+    return model
+
+
+# --------------------------------------------------------------------------------------------- batches
 def batches(items: Sequence, size: int):
     for i in range(0, len(items), size):
         yield items[i:i + size]
@@ -223,67 +213,142 @@ def reference_logps(model, examples: Sequence[PairExample], pad_id: int, batch_s
     return out
 
 
+def micro_batch_loss(module, chunk: Sequence[PairExample], ref: Sequence[tuple[float, float]], pad_id: int,
+                     cfg: TrainingConfig, device) -> tuple[torch.Tensor, dict]:
+    logps = sequence_logps(module, pair_batch(chunk, pad_id)).float()
+    n = len(chunk)
+    ref_w = torch.tensor([r[0] for r in ref], device=device)
+    ref_l = torch.tensor([r[1] for r in ref], device=device)
+    if cfg.loss == "sppo":
+        p_win = torch.tensor([e.p_win for e in chunk], device=device)
+        p_lose = torch.tensor([e.p_lose for e in chunk], device=device)
+        losses, rw, rl = sppo_loss(logps[:n], logps[n:], ref_w, ref_l, p_win, p_lose, cfg.eta)
+    else:
+        losses, rw, rl = sppo_hard_loss(logps[:n], logps[n:], ref_w, ref_l, cfg.eta)
+    loss = losses.mean()
+    return loss, {"loss": loss.item(), "chosen_reward": rw.mean().item(), "rejected_reward": rl.mean().item()}
+
+
+# --------------------------------------------------------------------------------------------- the loop
+@dataclass
+class TrainResult:
+    accelerator: object
+    model: object  # as prepared by the accelerator (DDP / DeepSpeed engine / the model itself)
+    summary: dict = field(default_factory=dict)
+
+    def unwrapped(self):
+        return self.accelerator.unwrap_model(self.model)
+
+    def full_state_dict(self) -> dict:
+        """The whole model's weights (gathered from every rank under ZeRO-3: call it on all ranks)."""
+        return self.accelerator.get_state_dict(self.model)
+
+    def close(self) -> None:
+        """Release the engine; under DeepSpeed also the global config through which transformers would load
+        every later model partitioned (zero.Init) — the next iteration's generator needs whole weights."""
+        from transformers.integrations import unset_hf_deepspeed_config
+
+        self.accelerator.free_memory()
+        unset_hf_deepspeed_config()
+
+
+def _prepare_model(model, cfg: TrainingConfig, bf16: bool):
+    disable_dropout(model)
+    if cfg.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
+    if not (cfg.distributed == "deepspeed_zero3" and bf16):  # DeepSpeed bf16 keeps fp32 masters itself
+        with_fp32_master_weights(model)
+    return model
+
+
+def _step_record(records: list[dict], step: int, schedule: Schedule, lr: float, norm) -> dict:
+    keys = list(records[0])
+    means = distributed.mean_over_ranks([sum(r[k] for r in records) / len(records) for k in keys])
+    record = dict(zip(keys, means))
+    record.update(step=step, epoch=round(step / schedule.steps_per_epoch, 4), lr=lr,
+                  grad_norm=float(norm) if norm is not None else None,
+                  margin=record["chosen_reward"] - record["rejected_reward"])
+    return record
+
+
+def _optimizer_step(accelerator, model, optimizer, scheduler, examples, ref, pad_id, cfg, mbs):
+    """One optimizer step over this rank's micro-batches; returns (micro records, grad norm)."""
+    records, norm = [], None
+    for mb in mbs:
+        with accelerator.accumulate(model):
+            loss, rec = micro_batch_loss(model, [examples[i] for i in mb], [ref[i] for i in mb], pad_id, cfg,
+                                         accelerator.device)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf"))
+            optimizer.step()  # accelerate skips it (and zero_grad) inside an accumulation window
+            if accelerator.sync_gradients:
+                scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+        records.append(rec)
+    return records, norm
+
+
 def train_iteration(model, examples: Sequence[PairExample], ref: Sequence[tuple[float, float]], pad_id: int,
                     cfg: TrainingConfig, seed: int, on_log: Callable[[dict], None] | None = None,
-                    progress: bool = True):
-    """Run the SPPO optimisation; returns (trained model, summary dict)."""
-    rank, world_size = world()
-    device = next(model.parameters()).device
-    bf16 = use_bf16(cfg, device)
-    schedule = make_schedule(len(examples), cfg, world_size)
-    if cfg.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
-        model.gradient_checkpointing_enable()
-        model.config.use_cache = False
-    engine = (DeepSpeedEngine(model, cfg, schedule, bf16) if cfg.distributed == "deepspeed_zero3"
-              else PlainEngine(model, cfg, schedule))
-    module = engine.module()
-    module.train()
-    device = next(module.parameters()).device
-    rng = random.Random(seed)
-    step, logged, history = 0, [], []
-    micro_per_epoch = schedule.steps_per_epoch * cfg.gradient_accumulation_steps
-    bar = tqdm(total=schedule.stop_steps, desc="train", unit="step", disable=not progress or rank != 0)
-    epoch = 0
-    while step < schedule.stop_steps:
-        order = list(range(len(examples)))
-        rng.shuffle(order)
-        order = order[rank::world_size]
-        micro_batches = list(batches(order, cfg.per_device_train_batch_size))[:micro_per_epoch]
-        for mb in micro_batches:
-            chunk = [examples[i] for i in mb]
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=bf16):
-                logps = sequence_logps(module, pair_batch(chunk, pad_id)).float()
-            n = len(chunk)
-            ref_w = torch.tensor([ref[i][0] for i in mb], device=device)
-            ref_l = torch.tensor([ref[i][1] for i in mb], device=device)
-            if cfg.loss == "sppo":
-                p_win = torch.tensor([examples[i].p_win for i in mb], device=device)
-                p_lose = torch.tensor([examples[i].p_lose for i in mb], device=device)
-                losses, rw, rl = sppo_loss(logps[:n], logps[n:], ref_w, ref_l, p_win, p_lose, cfg.eta)
-            else:
-                losses, rw, rl = sppo_hard_loss(logps[:n], logps[n:], ref_w, ref_l, cfg.eta)
-            loss = losses.mean()
-            engine.backward(loss)
-            logged.append({"loss": loss.item(), "chosen_reward": rw.mean().item(), "rejected_reward": rl.mean().item()})
-            norm = engine.step()
-            if norm is None:
-                continue
-            step += 1
+                    progress: bool = True, train_dir: Path | None = None,
+                    tracker_config: dict | None = None) -> TrainResult:
+    """Run the SPPO optimisation on every rank. With `train_dir`, training state is saved under
+    `train_dir/state` and a rerun resumes from the newest one."""
+    rank, world = distributed.rank(), distributed.world_size()
+    bf16 = use_bf16(cfg, distributed.device())
+    schedule = make_schedule(len(examples), cfg, world)
+    model = _prepare_model(model, cfg, bf16)
+    accelerator = make_accelerator(cfg, schedule, bf16, train_dir / "tracking" if train_dir else None)
+    optimizer = make_optimizer(model.parameters(), cfg)
+    scheduler = make_lr_scheduler(optimizer, cfg, schedule)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
+    position = train_state.Progress()
+    accelerator.register_for_checkpointing(position)
+    state_dir = train_dir / "state" if train_dir else None
+    resumed = train_state.latest(state_dir) if state_dir else None
+    if resumed:
+        accelerator.load_state(str(resumed))
+        log.info("resuming training from %s (step %d of %d)", resumed, position.step, schedule.stop_steps)
+    if cfg.report_to != "none":
+        accelerator.init_trackers("sppo", config=tracker_config or {})
+    model.train()
+    history = _loop(accelerator, model, optimizer, scheduler, examples, ref, pad_id, cfg, seed, schedule,
+                    position, state_dir, on_log, progress and rank == 0)
+    if cfg.report_to != "none":
+        accelerator.end_training()
+    summary = {"optimizer_steps": position.step, "epochs_run": round(position.step / schedule.steps_per_epoch, 4),
+               "schedule": {k: v for k, v in schedule.__dict__.items()}, "global_batch_size": schedule.global_batch,
+               "bf16": bf16, "world_size": world, "resumed_from": str(resumed) if resumed else None,
+               "final": history[-1] if history else None}
+    return TrainResult(accelerator, model, summary)
+
+
+def _loop(accelerator, model, optimizer, scheduler, examples, ref, pad_id, cfg, seed, schedule, position,
+          state_dir, on_log, show_bar) -> list[dict]:
+    history = []
+    bar = tqdm(total=schedule.stop_steps, initial=position.step, desc="train", unit="step", disable=not show_bar)
+    with train_state.StopSignal() as stop:
+        while position.step < schedule.stop_steps:
+            mbs = step_micro_batches(len(examples), position.step, schedule, seed, distributed.rank())
+            records, norm = _optimizer_step(accelerator, model, optimizer, scheduler, examples, ref, pad_id, cfg, mbs)
+            position.step += 1
             bar.update(1)
-            if step % cfg.logging_steps == 0 or step == schedule.stop_steps:
-                record = {k: sum(x[k] for x in logged) / len(logged) for k in logged[0]}
-                record.update(step=step, epoch=round(step / schedule.steps_per_epoch, 4), lr=engine.lr(),
-                              grad_norm=norm, margin=record["chosen_reward"] - record["rejected_reward"])
+            if position.step % cfg.logging_steps == 0 or position.step == schedule.stop_steps:
+                record = _step_record(records, position.step, schedule, scheduler.get_last_lr()[0], norm)
                 history.append(record)
                 bar.set_postfix(loss=f"{record['loss']:.3g}", lr=f"{record['lr']:.2e}")
-                if on_log and rank == 0:
+                if on_log and distributed.is_main():
                     on_log(record)
-                logged = []
-            if step >= schedule.stop_steps:
-                break
-        epoch += 1
+                if cfg.report_to != "none":
+                    accelerator.log(record, step=position.step)
+            interrupted = stop.agreed()
+            periodic = cfg.save_steps and position.step % cfg.save_steps == 0 and position.step < schedule.stop_steps
+            if state_dir is not None and (periodic or interrupted):
+                train_state.save(accelerator, state_dir, position.step, cfg.save_total_limit)
+            if interrupted:
+                bar.close()
+                raise KeyboardInterrupt(f"SIGTERM: training state saved at step {position.step}")
     bar.close()
-    summary = {"optimizer_steps": step, "epochs_run": round(step / schedule.steps_per_epoch, 4),
-               "schedule": schedule.__dict__, "bf16": bf16, "world_size": world_size,
-               "final": history[-1] if history else None}
-    return engine, summary
+    return history

@@ -29,28 +29,30 @@ def test_sigkill_then_rerun_resumes(tmp_path, stage):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     run = tmp_path / "run" / "iter1"
     # the moment to kill: a chunk of the stage is on disk (generate/rank), or training has started
-    marker = {"generate": run / "generate" / "partial.jsonl", "rank": run / "rank" / "partial.jsonl",
-              "train": run / "reference" / "manifest.json"}[stage]
+    chunk_dir = {"generate": run / "generate" / "chunks", "rank": run / "rank" / "chunks"}.get(stage)
+    marker = run / "reference" / "manifest.json"
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
-    while time.time() < deadline and proc.poll() is None and not (marker.exists() and marker.stat().st_size):
+
+    def reached():
+        return any(chunk_dir.glob("*.jsonl")) if chunk_dir and chunk_dir.is_dir() else marker.exists()
+
+    while time.time() < deadline and proc.poll() is None and not reached():
         time.sleep(0.02)
     assert proc.poll() is None, "the run finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    kept = marker.read_text() if marker.suffix == ".jsonl" else None
+    kept = [json.loads(x) for f in sorted(chunk_dir.glob("*.jsonl")) for x in f.read_text().splitlines()] \
+        if chunk_dir else []
     assert not (tmp_path / "run" / "checkpoints" / "Iter1" / "sppo_manifest.json").exists()
 
     result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert (tmp_path / "run" / "checkpoints" / "Iter1" / "sppo_manifest.json").exists()
-    if kept:  # every row finished before the kill is in the final file, unchanged
+    if chunk_dir:  # every chunk finished before the kill is in the final file, unchanged, and was not redone
+        assert kept
         final = (run / stage / ("responses.jsonl" if stage == "generate" else "comparisons.jsonl")).read_text()
         final_rows = {json.loads(x)["id"]: json.loads(x) for x in final.splitlines()}
-        for line in kept.splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a torn last line: redone
+        for row in kept:
             assert final_rows[row["id"]] == row
         assert "resuming" in result.stderr

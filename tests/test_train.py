@@ -1,5 +1,5 @@
 """The training loop on a tiny model: schedule arithmetic, the policy moves toward chosen responses,
-the reference log-probs are the policy's own before training."""
+the reference log-probs are the policy's own before training, fp32 master weights under bf16, dropout off."""
 
 import math
 
@@ -69,9 +69,10 @@ def test_policy_moves_toward_chosen(tiny, optimizer):
     cfg = TrainingConfig(optimizer=optimizer, learning_rate=1e-3, eta=10, num_train_epochs=3, stop_at_epoch=None,
                          warmup_ratio=0.0, per_device_train_batch_size=2, gradient_checkpointing=False)
     logs = []
-    engine, summary = train_iteration(model, examples, ref, tok.pad_token_id, cfg, seed=0, on_log=logs.append,
-                                      progress=False)
-    after = _margin(engine.module(), examples, tok.pad_token_id)
+    result = train_iteration(model, examples, ref, tok.pad_token_id, cfg, seed=0, on_log=logs.append,
+                             progress=False)
+    summary = result.summary
+    after = _margin(result.unwrapped(), examples, tok.pad_token_id)
     assert after > before + 0.5
     assert summary["optimizer_steps"] == 6 and len(logs) == 6
     assert logs[-1]["loss"] < logs[0]["loss"]
@@ -84,13 +85,13 @@ def test_gradient_accumulation_counts_optimizer_steps(tiny):
     ref = reference_logps(model, examples, tok.pad_token_id, batch_size=4, progress=False)
     cfg = TrainingConfig(learning_rate=1e-4, num_train_epochs=2, stop_at_epoch=None, per_device_train_batch_size=1,
                          gradient_accumulation_steps=2, gradient_checkpointing=True)
-    _, summary = train_iteration(model, examples, ref, tok.pad_token_id, cfg, seed=0, progress=False)
+    summary = train_iteration(model, examples, ref, tok.pad_token_id, cfg, seed=0, progress=False).summary
     assert summary["optimizer_steps"] == 4  # 4 examples / (1 x 2) = 2 steps per epoch, 2 epochs
 
 
 @pytest.mark.slow
 def test_deepspeed_zero3_single_process_cpu(tiny):
-    """ZeRO-3 through the DeepSpeed API in one process (gloo): trains and gathers a full state dict."""
+    """ZeRO-3 through accelerate's DeepSpeedPlugin in one process (gloo): trains and gathers a full state dict."""
     pytest.importorskip("deepspeed")
     tok = load_tokenizer(tiny, padding_side="right")
     model = load_model(tiny, dtype="float32")
@@ -100,9 +101,10 @@ def test_deepspeed_zero3_single_process_cpu(tiny):
     names = set(model.state_dict())
     cfg = TrainingConfig(learning_rate=1e-3, eta=10, num_train_epochs=3, stop_at_epoch=None, warmup_ratio=0.0,
                          per_device_train_batch_size=2, distributed="deepspeed_zero3", gradient_checkpointing=False)
-    engine, summary = train_iteration(model, examples, ref, tok.pad_token_id, cfg, seed=0, progress=False)
-    assert summary["optimizer_steps"] == 6
-    state = engine.state_dict_for_saving()
+    result = train_iteration(model, examples, ref, tok.pad_token_id, cfg, seed=0, progress=False)
+    assert result.summary["optimizer_steps"] == 6
+    state = result.full_state_dict()
+    result.close()
     assert set(state) <= names and all(v.numel() > 0 for v in state.values())
     fresh = load_model(tiny, dtype="float32")
     fresh.load_state_dict(state, strict=False)
@@ -111,7 +113,7 @@ def test_deepspeed_zero3_single_process_cpu(tiny):
 
 def test_lora_trains_adapters_and_merges(tiny):
     from sppo.config import LoraConfig
-    from sppo.pipeline import _with_lora
+    from sppo.models import with_lora
 
     tok = load_tokenizer(tiny, padding_side="right")
     model = load_model(tiny, dtype="float32")
@@ -121,10 +123,67 @@ def test_lora_trains_adapters_and_merges(tiny):
     cfg = TrainingConfig(learning_rate=5e-3, eta=10, num_train_epochs=3, stop_at_epoch=None, warmup_ratio=0.0,
                          per_device_train_batch_size=2, gradient_checkpointing=False,
                          optimizer="adamw", lora=LoraConfig(enabled=True, r=4, alpha=8, dropout=0.0))
-    peft_model = _with_lora(model, cfg)
+    peft_model = with_lora(model, cfg.lora)
     trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
     assert 0 < trainable < sum(p.numel() for p in peft_model.parameters()) / 4
-    engine, _ = train_iteration(peft_model, examples, ref, tok.pad_token_id, cfg, seed=0, progress=False)
-    merged = engine.module().merge_and_unload()
+    result = train_iteration(peft_model, examples, ref, tok.pad_token_id, cfg, seed=0, progress=False)
+    merged = result.unwrapped().merge_and_unload()
     assert type(merged).__name__ == "LlamaForCausalLM"
     assert _margin(merged, examples, tok.pad_token_id) > before + 0.5
+
+
+def test_bf16_keeps_fp32_master_weights_that_move_at_the_paper_learning_rate(tiny):
+    """At lr 5e-7 an RMSprop update is ~5e-6 per weight: below half a bf16 ulp for most weights, so pure-bf16
+    optimisation would leave them unchanged. Training keeps fp32 masters, so every weight moves."""
+    tok = load_tokenizer(tiny, padding_side="right")
+    model = load_model(tiny, dtype="bfloat16")
+    examples, _ = encode_examples(tok, _rows(), max_length=128)
+    ref = reference_logps(model, examples, tok.pad_token_id, batch_size=4, progress=False)
+    before = {k: v.detach().float().clone() for k, v in model.named_parameters()}
+    cfg = TrainingConfig(learning_rate=5e-7, optimizer="rmsprop", num_train_epochs=5, stop_at_epoch=None,
+                         warmup_ratio=0.0, per_device_train_batch_size=4, gradient_checkpointing=False, bf16="true")
+    result = train_iteration(model, examples, ref, tok.pad_token_id, cfg, seed=0, progress=False)
+    assert result.summary["bf16"] and result.summary["optimizer_steps"] == 5
+    after = dict(result.unwrapped().named_parameters())
+    assert all(p.dtype == torch.float32 for p in after.values())
+    moved = sum(int((after[k].detach() != v).sum()) for k, v in before.items())
+    total = sum(v.numel() for v in before.values())
+    assert moved / total > 0.95
+    # the same updates applied to bf16 weights mostly round away (what training without masters would keep)
+    kept_in_bf16 = sum(int((after[k].detach().bfloat16().float() != v).sum()) for k, v in before.items())
+    assert kept_in_bf16 / total < 0.5
+
+
+def test_dropout_is_switched_off_for_training(tiny):
+    from sppo.train import disable_dropout
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.3), torch.nn.Linear(4, 1))
+    disable_dropout(model)
+    model.train()
+    x = torch.ones(64, 4)
+    assert torch.equal(model(x), model(x))  # no dropout noise in train mode
+
+
+def test_global_batch_size_derives_accumulation_from_the_processes():
+    from sppo.errors import UserError
+    from sppo.train import accumulation_steps
+
+    cfg = TrainingConfig(per_device_train_batch_size=8, global_batch_size=64)
+    assert [accumulation_steps(cfg, w) for w in (1, 2, 4, 8)] == [8, 4, 2, 1]
+    assert make_schedule(640, cfg, world_size=2).global_batch == 64
+    with pytest.raises(UserError, match="global_batch_size"):
+        accumulation_steps(cfg, 3)
+
+
+def test_a_step_holds_the_same_examples_whatever_the_split_into_processes():
+    from sppo.train import step_micro_batches
+
+    one = make_schedule(10, TrainingConfig(per_device_train_batch_size=1, gradient_accumulation_steps=2), 1)
+    two = make_schedule(10, TrainingConfig(per_device_train_batch_size=1, gradient_accumulation_steps=1), 2)
+    assert one.steps_per_epoch == two.steps_per_epoch == 5
+    for step in range(12):  # across epochs: each epoch reshuffles with its own seed
+        alone = [i for mb in step_micro_batches(10, step, one, 7, 0) for i in mb]
+        split = [i for r in (0, 1) for mb in step_micro_batches(10, step, two, 7, r) for i in mb]
+        assert alone == split and len(alone) == 2
+    epoch = [i for s in range(5) for mb in step_micro_batches(10, s, one, 7, 0) for i in mb]
+    assert sorted(epoch) == list(range(10))  # an epoch sees every example once

@@ -1,0 +1,102 @@
+"""Resumable, data-parallel stages: generation, ranking and the reference pass, split into chunks across ranks.
+
+The items of a stage (prompts, or training pairs) are cut into chunks of `run.chunk_size` in item order. The
+chunking depends only on the items and the chunk size, never on the number of processes, and each chunk is
+processed with a seed derived from its own first id — so a chunk's output is the same whichever rank, and
+however many ranks, computed it. Rank 0 lists the chunks already on disk and hands out the others round-robin
+(chunk j of the to-do list to rank j mod world size); every rank writes each finished chunk atomically as
+`<stage>/chunks/<chunk_size>-<index>.jsonl`. After all ranks are done, every rank reads the chunks back in
+item order. A crash loses at most the chunks in flight; rerunning the same command (with any number of
+processes) redoes only those.
+
+Several nodes: the run directory must be on a filesystem all nodes share (rank 0 lists what the others wrote).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Callable, Sequence
+
+from . import distributed
+from .errors import UserError
+from .files import write_jsonl
+
+log = logging.getLogger(__name__)
+
+CHUNKS = "chunks"
+
+
+def plan(items: Sequence[dict], chunk_size: int) -> list[list[dict]]:
+    """The chunks of `items`, in order; independent of the number of processes."""
+    return [list(items[i:i + chunk_size]) for i in range(0, len(items), chunk_size)]
+
+
+def chunk_seed(seed: int, iteration: int, chunk: Sequence[dict]) -> int:
+    """A chunk's sampling seed: a function of the run seed, the iteration and the chunk's first id only."""
+    h = hashlib.sha256(f"{seed}:{iteration}:{chunk[0]['id']}".encode()).hexdigest()
+    return int(h[:8], 16)
+
+
+def _chunk_path(stage_dir: Path, chunk_size: int, index: int) -> Path:
+    return stage_dir / CHUNKS / f"{chunk_size}-{index:06d}.jsonl"
+
+
+def _read_chunk(path: Path) -> list[dict]:
+    rows = []
+    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise UserError(f"{path}:{lineno}: corrupt chunk file; delete it to redo that chunk") from None
+    return rows
+
+
+def finished_rows(stage_dir: Path, chunk_size: int) -> dict[str, dict]:
+    """Rows on disk by id. Chunks written with the current chunk size win over those of an earlier size."""
+    files = sorted((stage_dir / CHUNKS).glob("*.jsonl")) if (stage_dir / CHUNKS).is_dir() else []
+    current = f"{chunk_size}-"
+    done: dict[str, dict] = {}
+    for path in sorted(files, key=lambda p: p.name.startswith(current)):
+        done.update((r["id"], r) for r in _read_chunk(path))
+    return done
+
+
+def _todo(stage_dir: Path, chunks: list[list[dict]], chunk_size: int) -> list[int]:
+    done = finished_rows(stage_dir, chunk_size)
+    return [i for i, c in enumerate(chunks) if any(x["id"] not in done for x in c)]
+
+
+def run_chunked(stage_dir: Path, items: Sequence[dict], fn: Callable[[list[dict]], list[dict]],
+                chunk_size: int, desc: str) -> list[dict]:
+    """Apply `fn(chunk)` to every chunk of `items`, spread over all ranks; returns the outputs in
+    the order of `items` (matched on "id") on every rank."""
+    chunks = plan(items, chunk_size)
+    todo = distributed.decide(f"{desc}: listing finished chunks", lambda: _todo(stage_dir, chunks, chunk_size))
+    rank, world = distributed.rank(), distributed.world_size()
+    mine = todo[rank::world]
+    if len(todo) < len(chunks) and distributed.is_main():
+        log.info("%s: resuming, %d of %d chunks already done", desc, len(chunks) - len(todo), len(chunks))
+    for n, index in enumerate(mine, 1):
+        chunk = chunks[index]
+        log.info("%s: chunk %d/%d on rank %d (%d items)", desc, n, len(mine), rank, len(chunk))
+        rows = fn(chunk)
+        if [r["id"] for r in rows] != [x["id"] for x in chunk]:
+            raise RuntimeError(f"{desc}: chunk {index} returned rows out of order")
+        write_jsonl(_chunk_path(stage_dir, chunk_size, index), rows)
+    distributed.wait(f"{desc}: every rank's chunks")
+    done = finished_rows(stage_dir, chunk_size)
+    missing = [x["id"] for x in items if x["id"] not in done]
+    if missing:
+        raise UserError(f"{stage_dir}: {len(missing)} items have no output (first: {missing[0]}); rerun to redo them")
+    distributed.wait(f"{desc}: every rank has read the chunks")  # before rank 0 may clear them
+    return [done[x["id"]] for x in items]
+
+
+def clear(stage_dir: Path) -> None:
+    """Remove the chunk files once the stage's merged output and manifest are written."""
+    import shutil
+
+    shutil.rmtree(stage_dir / CHUNKS, ignore_errors=True)

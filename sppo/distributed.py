@@ -1,0 +1,173 @@
+"""The processes of a run: who am I, decisions taken once and shared, waits that say what they wait for.
+
+`sppo-train` runs the same program on every process a launcher starts (`torchrun`, `accelerate launch`,
+`deepspeed`; one node or several). The rule that keeps such a run from deadlocking: every collective is
+reached by all ranks in the same order, whatever files exist on disk. So a rank never branches on the
+filesystem alone: rank 0 looks, and `decide` hands its answer to every rank. Errors raised while deciding
+reach every rank too, so no rank is left waiting for one that has already failed.
+
+`wait` is a barrier that logs, after `run.wait_log_seconds`, which stage it waits in and for which ranks
+(through the launcher's rendezvous store), then again at doubling intervals.
+
+With one process (no launcher) every function here is a no-op or a plain call.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from datetime import timedelta
+from typing import Callable, Sequence, TypeVar
+
+import torch
+
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+# seconds a rank waits before it logs what it waits for (then at doubling intervals); set by `setup`
+_wait_log_seconds = 300.0
+_wait_count = 0
+
+
+def launched_world_size() -> int:
+    """Processes started by the launcher (WORLD_SIZE, 1 without a launcher)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def setup(timeout_minutes: float = 120.0, wait_log_seconds: float = 300.0) -> None:
+    """Join the launcher's process group through accelerate's PartialState (gloo on CPU, NCCL on GPUs, the
+    local device selected per rank). `timeout_minutes` bounds any single collective wait."""
+    global _wait_log_seconds
+    _wait_log_seconds = wait_log_seconds
+    if launched_world_size() > 1 and not initialized():
+        from accelerate import PartialState
+
+        PartialState(timeout=timedelta(minutes=timeout_minutes))
+
+
+def single_process_group_env() -> None:
+    """Launcher variables for a one-process group (DeepSpeed needs a process group even alone)."""
+    if "MASTER_PORT" not in os.environ:
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            os.environ["MASTER_PORT"] = str(sock.getsockname()[1])
+    for key, value in (("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1"), ("MASTER_ADDR", "127.0.0.1")):
+        os.environ.setdefault(key, value)
+
+
+def initialized() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
+
+
+def rank() -> int:
+    return torch.distributed.get_rank() if initialized() else 0
+
+
+def world_size() -> int:
+    return torch.distributed.get_world_size() if initialized() else 1
+
+
+def is_main() -> bool:
+    return rank() == 0
+
+
+def device() -> torch.device:
+    """This rank's device: its own GPU (cuda:LOCAL_RANK) under a launcher, cuda or cpu otherwise."""
+    if initialized():
+        from accelerate import PartialState
+
+        return PartialState().device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _store():
+    """The launcher's rendezvous key-value store, to tell which ranks reached a wait (None if unavailable)."""
+    try:
+        from torch.distributed import distributed_c10d
+
+        return distributed_c10d._get_default_store()  # the store every launcher's env:// rendezvous creates
+    except Exception:  # noqa: BLE001 - only used for a more helpful log line
+        return None
+
+
+def _missing_ranks(store, key: str) -> str:
+    if store is None:
+        return "the other ranks"
+    try:
+        missing = [r for r in range(world_size()) if not store.check([f"{key}/{r}"])]
+    except Exception:  # noqa: BLE001
+        return "the other ranks"
+    return "rank(s) " + ", ".join(map(str, missing)) if missing else "the collective to complete"
+
+
+def wait(label: str) -> None:
+    """Barrier over all ranks; logs which stage it waits in and for whom when it takes long."""
+    global _wait_count
+    if world_size() == 1:
+        return
+    _wait_count += 1
+    key = f"sppo/wait/{_wait_count}"
+    store = _store()
+    if store is not None:
+        try:
+            store.set(f"{key}/{rank()}", "1")
+        except Exception:  # noqa: BLE001
+            store = None
+    work = torch.distributed.barrier(async_op=True)
+    start, next_log = time.monotonic(), _wait_log_seconds
+    while not work.is_completed():
+        time.sleep(0.02)
+        waited = time.monotonic() - start
+        if waited >= next_log:
+            log.warning("rank %d has waited %.0f s in '%s' for %s", rank(), waited, label, _missing_ranks(store, key))
+            next_log *= 2
+    work.wait()
+
+
+def decide(label: str, fn: Callable[[], T]) -> T:
+    """`fn()` evaluated on rank 0 only and its result given to every rank (after a `wait`). A UserError
+    raised by `fn` is raised on every rank."""
+    if world_size() == 1:
+        return fn()
+    result: list = [None]
+    if is_main():
+        try:
+            result[0] = ("ok", fn())
+        except UserError as e:
+            result[0] = ("error", str(e))
+    wait(label)
+    torch.distributed.broadcast_object_list(result, src=0)
+    status, value = result[0]
+    if status == "error":
+        raise UserError(value)
+    return value
+
+
+def main_first(label: str, fn: Callable[[], T]) -> T:
+    """Run `fn` on rank 0, then on the other ranks (a one-time conversion or download whose result is cached)."""
+    value = decide(label, fn)
+    return value if is_main() else fn()
+
+
+def any_rank(flag: bool) -> bool:
+    """True on every rank if `flag` is true on any rank (e.g. a SIGTERM that reached some ranks first)."""
+    if world_size() == 1:
+        return flag
+    t = torch.tensor([1 if flag else 0], device=device() if torch.distributed.get_backend() == "nccl" else "cpu")
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+    return bool(t.item())
+
+
+def mean_over_ranks(values: Sequence[float]) -> list[float]:
+    """Element-wise mean of `values` over all ranks (for logging global figures)."""
+    if world_size() == 1:
+        return list(values)
+    t = torch.tensor(list(values), dtype=torch.float64,
+                     device=device() if torch.distributed.get_backend() == "nccl" else "cpu")
+    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
+    return (t / world_size()).tolist()
