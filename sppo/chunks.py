@@ -1,7 +1,8 @@
 """Resumable, data-parallel stages: generation, ranking and the reference pass, split into chunks across ranks.
 
-The items of a stage (prompts, or training pairs) are cut into chunks of `run.chunk_size` in item order. The
-chunking depends only on the items and the chunk size, never on the number of processes, and each chunk is
+The items of a stage (prompts, or training pairs) are cut into chunks of `run.chunk_size` in item order (a
+small stage into up to `MIN_CHUNKS` smaller ones, so several processes share it). The chunking depends only
+on the items and the chunk size, never on the number of processes, and each chunk is
 processed with a seed derived from its own first id — so a chunk's output is the same whichever rank, and
 however many ranks, computed it. Rank 0 lists the chunks already on disk and hands out the others round-robin
 (chunk j of the to-do list to rank j mod world size); every rank writes each finished chunk atomically as
@@ -27,6 +28,16 @@ from .files import write_jsonl
 log = logging.getLogger(__name__)
 
 CHUNKS = "chunks"
+
+
+# A small stage is still cut into this many chunks (when it has that many items), so that up to this many
+# processes share it. A constant, not the world size: the chunking must not depend on the number of processes.
+MIN_CHUNKS = 8
+
+
+def effective_chunk_size(n_items: int, chunk_size: int) -> int:
+    """`chunk_size`, or less for a small stage: min(chunk_size, ceil(n_items / MIN_CHUNKS)), at least 1."""
+    return max(1, min(chunk_size, -(-n_items // MIN_CHUNKS)))
 
 
 def plan(items: Sequence[dict], chunk_size: int) -> list[list[dict]]:
@@ -73,6 +84,7 @@ def run_chunked(stage_dir: Path, items: Sequence[dict], fn: Callable[[list[dict]
                 chunk_size: int, desc: str) -> list[dict]:
     """Apply `fn(chunk)` to every chunk of `items`, spread over all ranks; returns the outputs in
     the order of `items` (matched on "id") on every rank."""
+    chunk_size = effective_chunk_size(len(items), chunk_size)
     chunks = plan(items, chunk_size)
     todo = distributed.decide(f"{desc}: listing finished chunks", lambda: _todo(stage_dir, chunks, chunk_size))
     rank, world = distributed.rank(), distributed.world_size()

@@ -35,7 +35,9 @@ class RunConfig:
     first_iteration: int = doc("Iteration to start from (1-based); earlier iterations' checkpoints must exist.", 1)
     seed: int = doc("Seed for sampling, shuffling and initialisation.", 42)
     chunk_size: int = doc("Items per resumable chunk in generation, ranking and the reference pass: a crash loses "
-                          "at most the chunks in flight. Chunks are spread over the processes of a multi-GPU run.", 64)
+                          "at most the chunks in flight. Chunks are spread over the processes of a multi-GPU run; a "
+                          "stage of fewer than 8 x chunk_size items is cut into 8 smaller chunks. The chunking never "
+                          "depends on the number of processes, so neither do the results.", 64)
     collective_timeout_minutes: float = doc("Longest a process waits for the others at one synchronisation point "
                                             "before the run fails (multi-process runs).", 120.0)
     wait_log_seconds: float = doc("A process that has waited this long for the others logs which stage it waits in "

@@ -1,0 +1,202 @@
+"""Multi-process runs with real processes on CPU (gloo, 2 ranks): every rank works, nothing deadlocks, a
+half-finished run resumes, 2 ranks give the results of 1 process.
+
+Launchers: `torchrun --nproc_per_node 2` and `accelerate launch --multi_gpu --num_processes 2` (both start two
+real ranks here; `accelerate launch --cpu --num_processes 2` would start only one)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from sppo.files import read_jsonl
+from sppo.testing import make_tiny_checkpoint
+
+from test_pipeline import PROMPTS, overrides
+
+BIN = Path(sys.executable).parent
+TESTS = Path(__file__).parent
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1",
+       "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS), os.environ.get("PYTHONPATH", "")])}
+
+
+def torchrun(*args: str) -> list[str]:
+    return [str(BIN / "torchrun"), "--nproc_per_node", "2", "--master_port", str(_free_port()), *args]
+
+
+def accelerate_launch(*args: str) -> list[str]:
+    return [str(BIN / "accelerate"), "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+            "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port()), *args]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run(cmd, timeout=600):
+    return subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=timeout, cwd=TESTS.parent)
+
+
+# ------------------------------------------------------------------------------------- sppo.distributed
+def _json_lines(text: str) -> list[dict]:
+    return [json.loads(x) for x in text.splitlines() if x.startswith("{")]
+
+
+def test_rank0_decides_for_every_rank(tmp_path):
+    marker = tmp_path / "exists"
+    marker.write_text("")
+    r = run(torchrun(str(TESTS / "dist_probe.py"), "decide", str(marker)), timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    # rank 1 would have answered False on its own: it follows rank 0
+    assert sorted((x["rank"], x["decided"]) for x in _json_lines(r.stdout)) == [(0, True), (1, True)]
+
+
+def test_a_waiting_rank_says_where_and_for_whom(tmp_path):
+    r = run(torchrun(str(TESTS / "dist_probe.py"), "slow-rank"), timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert len(_json_lines(r.stdout)) == 2
+    assert "rank 0 has waited" in r.stderr and "'probe stage' for rank(s) 1" in r.stderr
+
+
+def test_an_error_on_rank0_reaches_every_rank(tmp_path):
+    r = run(torchrun(str(TESTS / "dist_probe.py"), "error"), timeout=180)
+    assert r.returncode != 0
+    assert r.stderr.count("error: probe: rank 0 found a bad file") == 2  # both ranks: one line each, no hang
+
+
+# ------------------------------------------------------------------------------------- the pipeline
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return str(make_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "model", seed=3))
+
+
+@pytest.fixture
+def prompt_file(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    with open(path, "w") as f:
+        for i, p in enumerate(PROMPTS):
+            f.write(json.dumps({"id": f"p{i}", "prompt": p, "split": "train_iteration_1"}) + "\n")
+    return path
+
+
+def _args(tmp_path, tiny, prompt_file, out: str, **extra) -> list[str]:
+    o = {"run.chunk_size": 2, "training.per_device_train_batch_size": 2, "run.output_dir": str(tmp_path / out)}
+    o.update(extra)
+    return overrides(tmp_path, tiny, prompt_file, iterations=1, **o)
+
+
+STAGE_FILES = [("generate", "responses.jsonl"), ("rank", "comparisons.jsonl"), ("dataset", "sppo.jsonl"),
+               ("reference", "logps.jsonl")]
+
+
+@pytest.mark.slow
+def test_two_ranks_zero3_match_one_process_with_accumulation(tmp_path, tiny, prompt_file):
+    """torchrun, 2 ranks, DeepSpeed ZeRO-3: both ranks generate, rank and score their chunks; the merged files
+    equal those of one process with the same seeds; training with per-device batch 2 on 2 ranks follows the
+    loss trajectory of one process with accumulation 2 (same examples per step)."""
+    two = run(torchrun("-m", "sppo.cli", *_args(tmp_path, tiny, prompt_file, "two",
+                                                  **{"training.distributed": "deepspeed_zero3"})))
+    assert two.returncode == 0, two.stderr[-3000:]
+    for stage in ("generate", "rank", "reference"):  # 8 items in 8 chunks: 4 per rank
+        assert f"iteration 1 {stage}: chunk 4/4 on rank 1" in two.stderr
+        assert f"iteration 1 {stage}: chunk 4/4 on rank 0" in two.stderr
+    one = run([sys.executable, "-m", "sppo.cli", *_args(tmp_path, tiny, prompt_file, "one", **{
+        "training.distributed": "deepspeed_zero3", "training.gradient_accumulation_steps": 2})])
+    assert one.returncode == 0, one.stderr[-3000:]
+    for stage, name in STAGE_FILES:
+        assert read_jsonl(tmp_path / "two" / "iter1" / stage / name) == \
+            read_jsonl(tmp_path / "one" / "iter1" / stage / name), stage
+    losses = [[r["loss"] for r in read_jsonl(tmp_path / d / "iter1" / "train" / "log.jsonl")] for d in ("one", "two")]
+    assert len(losses[0]) == len(losses[1]) == 6
+    assert losses[1] == pytest.approx(losses[0], rel=1e-4)
+    manifest = json.loads((tmp_path / "two" / "checkpoints" / "Iter1" / "sppo_manifest.json").read_text())
+    hp = manifest["hyperparameters"]
+    assert (hp["num_devices"], hp["per_device_train_batch_size"], hp["gradient_accumulation_steps"],
+            hp["total_train_batch_size"], hp["distributed_type"]) == (2, 2, 1, 4, "deepspeed_zero3")
+    assert json.loads((tmp_path / "two" / "iter1" / "generate" / "manifest.json").read_text())["processes"] == 2
+
+
+def _start(cmd):
+    return subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, cwd=TESTS.parent)
+
+
+def _kill_when(proc, reached, sig, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None and not reached():
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be interrupted"
+    import psutil
+
+    # the launcher starts its ranks in sessions of their own: signal the whole tree, as a job scheduler would
+    tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    for p in reversed(tree):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.send_signal(sig)
+    proc.wait(timeout=120)
+    psutil.wait_procs(tree[1:], timeout=120)
+
+
+def _snapshots(run_dir: Path) -> list[Path]:
+    state = run_dir / "iter1" / "train" / "state"
+    return sorted(state.glob("step-*")) if state.is_dir() else []
+
+
+@pytest.mark.slow
+def test_accelerate_launch_two_ranks_killed_in_training_resume(tmp_path, tiny, prompt_file):
+    """The case that deadlocked: a 2-rank run stopped after its data stages (here: kill -9 during training),
+    rerun with the same command. It resumes from the last saved training state and finishes."""
+    args = _args(tmp_path, tiny, prompt_file, "run", **{"training.save_steps": 1, "training.num_train_epochs": 40,
+                                                         "training.logging_steps": 1})
+    proc = _start(accelerate_launch("-m", "sppo.cli", *args))
+    _kill_when(proc, lambda: len(_snapshots(tmp_path / "run")) >= 1, signal.SIGKILL)
+    assert not (tmp_path / "run" / "checkpoints" / "Iter1").exists()
+    assert (tmp_path / "run" / "iter1" / "reference" / "manifest.json").exists()
+    rerun = run(accelerate_launch("-m", "sppo.cli", *args))
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "resuming training from" in rerun.stderr
+    steps = [r["step"] for r in read_jsonl(tmp_path / "run" / "iter1" / "train" / "log.jsonl")]
+    pairs = len(read_jsonl(tmp_path / "run" / "iter1" / "dataset" / "sppo.jsonl"))
+    assert steps == list(range(1, 40 * -(-pairs // 4) + 1))  # global batch 2 x 2; no step logged twice
+    assert (tmp_path / "run" / "checkpoints" / "Iter1" / "sppo_manifest.json").exists()
+    assert not _snapshots(tmp_path / "run")  # the checkpoint supersedes the training states
+
+
+@pytest.mark.slow
+def test_sigterm_saves_state_and_the_rerun_ends_with_the_same_weights(tmp_path, tiny, prompt_file):
+    """One process on CPU: SIGTERM mid-training saves the state; the rerun resumes from it and the final
+    weights are bitwise those of an uninterrupted run."""
+    from safetensors.torch import load_file
+
+    common = {"training.save_steps": 0, "training.num_train_epochs": 60, "training.learning_rate": 1e-4}
+    whole = run([sys.executable, "-m", "sppo.cli", *_args(tmp_path, tiny, prompt_file, "whole", **common)])
+    assert whole.returncode == 0, whole.stderr[-3000:]
+    args = _args(tmp_path, tiny, prompt_file, "cut", **common)
+    log = tmp_path / "cut" / "iter1" / "train" / "log.jsonl"
+    proc = _start([sys.executable, "-m", "sppo.cli", *args])
+    _kill_when(proc, lambda: log.exists() and len(log.read_text().splitlines()) >= 5, signal.SIGTERM)
+    assert proc.returncode == 130
+    [snapshot] = _snapshots(tmp_path / "cut")
+    stopped_at = int(snapshot.name.split("-")[1])
+    assert 5 <= stopped_at < 60
+    rerun = run([sys.executable, "-m", "sppo.cli", *args])
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert f"step-{stopped_at:06d}" in rerun.stderr and "resuming training from" in rerun.stderr
+    a = load_file(tmp_path / "whole" / "checkpoints" / "Iter1" / "model.safetensors")
+    b = load_file(tmp_path / "cut" / "checkpoints" / "Iter1" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    before = load_file(Path(tiny) / "model.safetensors")
+    assert any(not torch.equal(a[k], before[k]) for k in a)  # training did change the weights
