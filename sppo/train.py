@@ -22,18 +22,10 @@ import torch
 from tqdm.auto import tqdm
 
 from .config import TrainingConfig
-from .loss import sppo_hard_loss, sppo_loss
-from .sequences import Encoded, collate, sequence_logps
+from .loss import LOSS_TARGETS, compute_loss
+from .sequences import PairExample, collate, sequence_logps
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PairExample:
-    chosen: Encoded
-    rejected: Encoded
-    p_win: float
-    p_lose: float
 
 
 # --------------------------------------------------------------------------------------------- distributed
@@ -256,12 +248,9 @@ def train_iteration(model, examples: Sequence[PairExample], ref: Sequence[tuple[
             n = len(chunk)
             ref_w = torch.tensor([ref[i][0] for i in mb], device=device)
             ref_l = torch.tensor([ref[i][1] for i in mb], device=device)
-            if cfg.loss == "sppo":
-                p_win = torch.tensor([examples[i].p_win for i in mb], device=device)
-                p_lose = torch.tensor([examples[i].p_lose for i in mb], device=device)
-                losses, rw, rl = sppo_loss(logps[:n], logps[n:], ref_w, ref_l, p_win, p_lose, cfg.eta)
-            else:
-                losses, rw, rl = sppo_hard_loss(logps[:n], logps[n:], ref_w, ref_l, cfg.eta)
+            targets = {k: torch.tensor([getattr(examples[i], k) for i in mb], device=device)
+                       for k in LOSS_TARGETS[cfg.loss]}
+            losses, rw, rl = compute_loss(cfg.loss, logps[:n], logps[n:], ref_w, ref_l, targets, cfg.eta)
             loss = losses.mean()
             engine.backward(loss)
             logged.append({"loss": loss.item(), "chosen_reward": rw.mean().item(), "rejected_reward": rl.mean().item()})

@@ -9,10 +9,10 @@ import torch
 
 from sppo import pipeline
 from sppo.cli import main as train_main
-from sppo.config import load_config
+from sppo.config import TrainingConfig, load_config
 from sppo.files import read_jsonl
 from sppo.models import load_model, load_tokenizer
-from sppo.sequences import sequence_logps
+from sppo.sequences import encode_examples, sequence_logps
 from sppo.testing import make_tiny_checkpoint
 from sppo.train import pair_batch
 
@@ -51,7 +51,7 @@ def overrides(tmp_path, tiny, prompt_file, iterations=2, **extra):
 def margin(model_path, rows):
     tok = load_tokenizer(model_path, padding_side="right")
     model = load_model(model_path, dtype="float32")
-    examples, _ = pipeline.encode_examples(tok, rows, 96)
+    examples, _ = encode_examples(tok, rows, TrainingConfig(max_length=96, max_prompt_length=48))
     with torch.no_grad():
         lp = sequence_logps(model, pair_batch(examples, tok.pad_token_id))
     n = len(examples)
@@ -102,7 +102,7 @@ def test_interrupted_run_resumes(tmp_path, tiny, prompt_file, monkeypatch, where
             armed[0] = False
             raise Boom()
 
-    real_generate = generate.HFGenerator.generate
+    real_generate = generate.HFGenerator.sample
     real_compare = testing.LengthRanker.compare
 
     def counting_generate(self, conversations, params, progress=True):
@@ -117,7 +117,7 @@ def test_interrupted_run_resumes(tmp_path, tiny, prompt_file, monkeypatch, where
             crash()
         return real_compare(self, prompts, candidates)
 
-    monkeypatch.setattr(generate.HFGenerator, "generate", counting_generate)
+    monkeypatch.setattr(generate.HFGenerator, "sample", counting_generate)
     monkeypatch.setattr(testing.LengthRanker, "compare", counting_compare)
     if where == "train":
         real_train = train.train_iteration

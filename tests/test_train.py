@@ -8,8 +8,7 @@ import torch
 
 from sppo.config import TrainingConfig
 from sppo.models import load_model, load_tokenizer
-from sppo.pipeline import encode_examples
-from sppo.sequences import sequence_logps
+from sppo.sequences import encode_examples, sequence_logps
 from sppo.testing import make_tiny_checkpoint
 from sppo.train import make_lr_scheduler, make_optimizer, make_schedule, pair_batch, reference_logps, train_iteration
 
@@ -60,7 +59,7 @@ def _margin(model, examples, pad_id):
 def test_policy_moves_toward_chosen(tiny, optimizer):
     tok = load_tokenizer(tiny, padding_side="right")
     model = load_model(tiny, dtype="float32")
-    examples, truncated = encode_examples(tok, _rows(), max_length=128)
+    examples, truncated = encode_examples(tok, _rows(), TrainingConfig(max_length=128, max_prompt_length=64))
     assert truncated == 0
     ref = reference_logps(model, examples, tok.pad_token_id, batch_size=2, progress=False)
     before = _margin(model, examples, tok.pad_token_id)
@@ -80,7 +79,7 @@ def test_policy_moves_toward_chosen(tiny, optimizer):
 def test_gradient_accumulation_counts_optimizer_steps(tiny):
     tok = load_tokenizer(tiny, padding_side="right")
     model = load_model(tiny, dtype="float32")
-    examples, _ = encode_examples(tok, _rows(), max_length=128)
+    examples, _ = encode_examples(tok, _rows(), TrainingConfig(max_length=128, max_prompt_length=64))
     ref = reference_logps(model, examples, tok.pad_token_id, batch_size=4, progress=False)
     cfg = TrainingConfig(learning_rate=1e-4, num_train_epochs=2, stop_at_epoch=None, per_device_train_batch_size=1,
                          gradient_accumulation_steps=2, gradient_checkpointing=True)
@@ -94,7 +93,7 @@ def test_deepspeed_zero3_single_process_cpu(tiny):
     pytest.importorskip("deepspeed")
     tok = load_tokenizer(tiny, padding_side="right")
     model = load_model(tiny, dtype="float32")
-    examples, _ = encode_examples(tok, _rows(), max_length=128)
+    examples, _ = encode_examples(tok, _rows(), TrainingConfig(max_length=128, max_prompt_length=64))
     ref = reference_logps(model, examples, tok.pad_token_id, batch_size=4, progress=False)
     before = _margin(model, examples, tok.pad_token_id)
     names = set(model.state_dict())
@@ -115,7 +114,7 @@ def test_lora_trains_adapters_and_merges(tiny):
 
     tok = load_tokenizer(tiny, padding_side="right")
     model = load_model(tiny, dtype="float32")
-    examples, _ = encode_examples(tok, _rows(), max_length=128)
+    examples, _ = encode_examples(tok, _rows(), TrainingConfig(max_length=128, max_prompt_length=64))
     ref = reference_logps(model, examples, tok.pad_token_id, batch_size=4, progress=False)
     before = _margin(model, examples, tok.pad_token_id)
     cfg = TrainingConfig(learning_rate=5e-3, eta=10, num_train_epochs=3, stop_at_epoch=None, warmup_ratio=0.0,
