@@ -120,3 +120,43 @@ def test_sppo_single_is_sppo_with_symmetric_targets():
 def test_unknown_loss():
     with pytest.raises(ValueError, match="unknown loss"):
         compute_loss("kto", *[torch.zeros(1)] * 4, {}, eta=1.0)
+
+
+# ------------------------------------------------------------------------ each loss trains a tiny model
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from sppo.testing import make_tiny_checkpoint
+
+    return str(make_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "model", seed=2))
+
+
+@pytest.mark.parametrize("loss", ["sppo", "sppo_hard", "sppo_single", "dpo", "ipo"])
+def test_each_loss_moves_the_policy_toward_chosen(tiny, loss):
+    """train_iteration with training.loss=<loss> and reference tokenization: the chosen-minus-rejected
+    log-ratio grows (every loss rewards the chosen response more than the rejected one here)."""
+    from sppo.config import TrainingConfig
+    from sppo.models import load_model, load_tokenizer
+    from sppo.sequences import encode_examples, sequence_logps
+    from sppo.train import pair_batch, reference_logps, train_iteration
+
+    tok = load_tokenizer(tiny, padding_side="right")
+    model = load_model(tiny, dtype="float32")
+    rows = [{"prompt": p, "chosen": "The quick brown fox jumps.", "rejected": "def add(a, b): return a + b",
+             "p_win": 0.8, "p_lose": 0.2, "p_chosen_rejected": 0.9, "chosen_finish_reason": "stop",
+             "rejected_finish_reason": "length"} for p in ("Explain the sea", "Hello! How can I help?")]
+    cfg = TrainingConfig(loss=loss, optimizer="adamw", learning_rate=1e-3, eta=10, num_train_epochs=3,
+                         stop_at_epoch=None, warmup_ratio=0.0, per_device_train_batch_size=2,
+                         gradient_checkpointing=False, max_length=64, max_prompt_length=32,
+                         truncation="reference", special_tokens="reference")
+    examples, _ = encode_examples(tok, rows, cfg)
+    ref = reference_logps(model, examples, tok.pad_token_id, batch_size=2, progress=False)
+
+    def margin(m):
+        with torch.no_grad():
+            lp = sequence_logps(m, pair_batch(examples, tok.pad_token_id))
+        return (lp[:2] - lp[2:]).mean().item()
+
+    before = margin(model)
+    engine, summary = train_iteration(model, examples, ref, tok.pad_token_id, cfg, seed=0, progress=False)
+    assert summary["optimizer_steps"] == 3
+    assert margin(engine.module()) > before + 0.5
