@@ -287,3 +287,26 @@ def test_vllm_generator_finish_reasons_and_prompt_tokens(monkeypatch):
     ids = seen["prompts"][0]["prompt_token_ids"]
     assert ids[:2] == [tok.bos_token_id, tok.bos_token_id]
     assert seen["init"]["revision"] == "abc123" and seen["init"]["tokenizer_revision"] == "abc123"
+
+
+# ------------------------------------------------------------------------------ pinned revisions
+
+def test_model_revision_pins_the_configured_model_only(monkeypatch):
+    import transformers
+
+    from sppo.config import load_config
+    from sppo.models import load_tokenizer
+    from sppo.pipeline import Run
+
+    run = Run(load_config("embedded", ["model.name=org/model", "model.revision=abc123"]))
+    assert run.revision_of("org/model") == "abc123"
+    assert run.revision_of("runs/x/checkpoints/Iter1") is None  # the run's own checkpoints have no revision
+    asked = []
+
+    def from_pretrained(path, revision=None, **kw):
+        asked.append((path, revision))
+        return make_tiny_tokenizer()
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", from_pretrained)
+    load_tokenizer("org/model", revision="abc123")
+    assert asked == [("org/model", "abc123")]
