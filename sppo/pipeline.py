@@ -34,7 +34,6 @@ from .config import Config
 from .errors import UserError
 from .files import (RUNS_ROOT, Timer, checkpoint_dir, read_json, read_jsonl, stage_done, utc_now, write_json,
                     write_jsonl, write_manifest, write_text)
-from .sequences import encode_examples
 
 log = logging.getLogger(__name__)
 
@@ -313,6 +312,7 @@ def stage_train(run: Run, t: int, rows: list[dict]) -> Path:
     """Reference log-probs (once), then training, then the checkpoint IterN (atomically)."""
     from .models import load_model, load_tokenizer
     from .prompts import dataset_for
+    from .sequences import encode_examples
     from .train import barrier, reference_logps, train_iteration, world
 
     ckpt = run.checkpoint(t)
