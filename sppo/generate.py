@@ -1,12 +1,19 @@
 """K responses per prompt with the model's chat template.
 
-Two backends share one interface, `Generator.generate(conversations, params) -> list[list[str]]`:
+Two backends share one interface, `Generator.sample(conversations, params) -> list[list[Sample]]` (each
+sample: the text and why it ended, "stop" at EOS or "length" at max_new_tokens); `generate` returns the texts:
 
 - `HFGenerator`: transformers `generate`, batched across prompts (sorted by length so a batch holds
   prompts of similar size, left-padded) with `num_return_sequences=n`, so each prompt is encoded once.
 - `VLLMGenerator`: vLLM with `SamplingParams(n=K)` and prefix caching, when vLLM is installed (GPU).
 
 The reference implementation ran K separate passes with K seeds; here one pass returns all K samples.
+
+Prompt tokens (`special_tokens`): "clean" renders the chat template with the generation prompt and adds no
+tokenizer special tokens (one BOS, from the template). "reference" reproduces uclaml/SPPO scripts/generate.py:
+the prompt string of its `apply_template` (the template of [user, assistant "None"] cut at the first "None",
+generate.py:40-44) handed to vLLM as text, which tokenizes it with the tokenizer's special tokens: a second BOS
+in front of the template's (generate.py:81, 98).
 """
 
 from __future__ import annotations
@@ -23,6 +30,15 @@ log = logging.getLogger(__name__)
 
 Conversation = list[dict]  # [{"role": "user", "content": ...}, ...]
 
+FINISH_STOP, FINISH_LENGTH = "stop", "length"  # vLLM's CompletionOutput.finish_reason values
+SPECIAL_TOKENS_MODES = ("clean", "reference")
+
+
+@dataclass
+class Sample:
+    text: str
+    finish_reason: str  # FINISH_STOP: ended with EOS; FINISH_LENGTH: cut at max_new_tokens
+
 
 @dataclass
 class SamplingParams:
@@ -34,6 +50,10 @@ class SamplingParams:
 
 
 class Generator(Protocol):
+    def sample(self, conversations: Sequence[Conversation], params: SamplingParams,
+               progress: bool = True) -> list[list[Sample]]:
+        """For each conversation, `params.n` assistant replies (text without special tokens, finish reason)."""
+
     def generate(self, conversations: Sequence[Conversation], params: SamplingParams,
                  progress: bool = True) -> list[list[str]]:
         """For each conversation, `params.n` assistant replies (strings without special tokens)."""
@@ -48,9 +68,20 @@ def render_prompt(tokenizer, conversation: Conversation) -> str:
     return tokenizer.apply_chat_template(as_conversation(conversation), tokenize=False, add_generation_prompt=True)
 
 
-def encode_prompt(tokenizer, conversation: Conversation) -> list[int]:
-    """Token ids of the rendered prompt. The template already writes the BOS the model expects, so the
-    tokenizer must not add another (the reference implementation did, giving two BOS tokens)."""
+def reference_prompt_text(tokenizer, conversation: Conversation) -> str:
+    """The prompt string of the reference's `apply_template` (uclaml/SPPO scripts/generate.py:40-44, the same in
+    scripts/rank.py:43-47): the template rendered for [user, assistant "None"] and cut at the first "None". For a
+    Mistral template that is `<s>[INST] ... [/INST]`; a prompt that itself contains "None" is cut there too."""
+    turns = as_conversation(conversation) + [{"role": "assistant", "content": "None"}]
+    return tokenizer.apply_chat_template(turns, tokenize=False).split("None")[0]
+
+
+def encode_prompt(tokenizer, conversation: Conversation, special_tokens: str = "clean") -> list[int]:
+    """Token ids of the rendered prompt. clean: the template already writes the BOS the model expects, so the
+    tokenizer adds no other. reference: the reference's prompt string tokenized as vLLM tokenizes a text prompt,
+    with the tokenizer's special tokens (a second BOS for Mistral's tokenizer)."""
+    if special_tokens == "reference":
+        return tokenizer(reference_prompt_text(tokenizer, conversation))["input_ids"]
     ids = tokenizer(render_prompt(tokenizer, conversation), add_special_tokens=False)["input_ids"]
     bos = tokenizer.bos_token_id
     if bos is not None and getattr(tokenizer, "add_bos_token", False) and (not ids or ids[0] != bos):
@@ -58,9 +89,10 @@ def encode_prompt(tokenizer, conversation: Conversation) -> list[int]:
     return ids
 
 
-def encode_prompts(tokenizer, conversations: Sequence[Conversation], max_prompt_length: int | None) -> list[list[int]]:
+def encode_prompts(tokenizer, conversations: Sequence[Conversation], max_prompt_length: int | None,
+                   special_tokens: str = "clean") -> list[list[int]]:
     """Prompt ids of each conversation; a longer prompt keeps its end (the template's generation prompt)."""
-    encoded = [encode_prompt(tokenizer, c) for c in conversations]
+    encoded = [encode_prompt(tokenizer, c, special_tokens) for c in conversations]
     return [ids[-max_prompt_length:] if max_prompt_length else ids for ids in encoded]
 
 
@@ -83,21 +115,31 @@ def left_padded(rows: Sequence[list[int]], pad_id: int):
     return ids, mask
 
 
+def finish_reason(generated_ids, eos_id: int) -> str:
+    """"stop" when the model produced its EOS, else "length" (it ran to max_new_tokens), as vLLM reports it."""
+    return FINISH_STOP if eos_id in generated_ids else FINISH_LENGTH
+
+
 class HFGenerator:
     """transformers `generate`, batched across prompts and samples."""
 
-    def __init__(self, model, tokenizer, batch_size: int = 8, max_prompt_length: int | None = None):
+    def __init__(self, model, tokenizer, batch_size: int = 8, max_prompt_length: int | None = None,
+                 special_tokens: str = "clean"):
         self.model, self.tokenizer = model, tokenizer
         self.batch_size = batch_size
         self.max_prompt_length = max_prompt_length
+        self.special_tokens = special_tokens
 
     def generate(self, conversations, params: SamplingParams, progress: bool = True) -> list[list[str]]:
+        return [[s.text for s in row] for row in self.sample(conversations, params, progress)]
+
+    def sample(self, conversations, params: SamplingParams, progress: bool = True) -> list[list[Sample]]:
         import torch
 
         if params.n < 1:
             raise UserError("n: number of samples must be at least 1")
-        encoded = encode_prompts(self.tokenizer, conversations, self.max_prompt_length)
-        out: list[list[str]] = [[] for _ in encoded]
+        encoded = encode_prompts(self.tokenizer, conversations, self.max_prompt_length, self.special_tokens)
+        out: list[list[Sample]] = [[] for _ in encoded]
         # at most batch_size sequences in flight: prompts per batch = batch_size // n (at least 1)
         batches = length_sorted_batches(encoded, max(1, self.batch_size // params.n))
         pad_id = self.tokenizer.pad_token_id
@@ -117,9 +159,12 @@ class HFGenerator:
                 kwargs.update(temperature=None, top_p=None, top_k=None)
             with torch.no_grad():
                 gen = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
-            texts = self.tokenizer.batch_decode(gen[:, width:], skip_special_tokens=True)
+            new = gen[:, width:]
+            texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
+            reasons = [finish_reason(row.tolist(), eos) for row in new]
             for row, i in enumerate(batch):
-                out[i] = [t.strip() for t in texts[row * params.n:(row + 1) * params.n]]
+                span = range(row * params.n, (row + 1) * params.n)
+                out[i] = [Sample(texts[k].strip(), reasons[k]) for k in span]
         return out
 
 
@@ -127,14 +172,17 @@ class VLLMGenerator:
     """vLLM backend (optional `vllm` extra, GPU): one request per prompt with n samples, prefix caching on."""
 
     def __init__(self, model_path: str, dtype: str = "auto", max_model_len: int | None = None,
-                 gpu_memory_utilization: float = 0.9, tensor_parallel_size: int = 1):
+                 gpu_memory_utilization: float = 0.9, tensor_parallel_size: int = 1, special_tokens: str = "clean",
+                 revision: str | None = None):
         try:
             from vllm import LLM
         except ImportError:
             raise UserError("generation.backend: vllm is not installed (pip install 'sppo-toolkit[vllm]')") from None
         self.llm = LLM(model=model_path, dtype=dtype, enable_prefix_caching=True, max_model_len=max_model_len,
-                       gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size)
+                       gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
+                       revision=revision, tokenizer_revision=revision)
         self.tokenizer = self.llm.get_tokenizer()
+        self.special_tokens = special_tokens
 
     def close(self) -> None:
         """Give the GPU memory back before training starts in the same process (best effort)."""
@@ -155,18 +203,24 @@ class VLLMGenerator:
             torch.cuda.empty_cache()
 
     def generate(self, conversations, params: SamplingParams, progress: bool = True) -> list[list[str]]:
+        return [[s.text for s in row] for row in self.sample(conversations, params, progress)]
+
+    def sample(self, conversations, params: SamplingParams, progress: bool = True) -> list[list[Sample]]:
         from vllm import SamplingParams as VSP
 
         sp = VSP(n=params.n, temperature=params.temperature, top_p=params.top_p if params.temperature > 0 else 1.0,
                  max_tokens=params.max_new_tokens, seed=params.seed)
-        prompts = [{"prompt_token_ids": encode_prompt(self.tokenizer, c)} for c in conversations]
+        prompts = [{"prompt_token_ids": encode_prompt(self.tokenizer, c, self.special_tokens)} for c in conversations]
         results = self.llm.generate(prompts, sp, use_tqdm=progress)
-        return [[o.text.strip() for o in r.outputs] for r in results]
+        return [[Sample(o.text.strip(), FINISH_LENGTH if o.finish_reason == FINISH_LENGTH else FINISH_STOP)
+                 for o in r.outputs] for r in results]
 
 
 def make_generator(backend: str, model_name_or_path: str, *, model=None, tokenizer=None, dtype: str = "auto",
-                   batch_size: int = 8, max_prompt_length: int | None = None, **vllm_kwargs) -> Generator:
-    """Build a generator. backend: "hf", "vllm", or "auto" (vLLM if importable and CUDA present, else hf)."""
+                   batch_size: int = 8, max_prompt_length: int | None = None, special_tokens: str = "clean",
+                   revision: str | None = None, **vllm_kwargs) -> Generator:
+    """Build a generator. backend: "hf", "vllm", or "auto" (vLLM if importable and CUDA present, else hf).
+    max_prompt_length (hf): longer prompts keep their end; vLLM always sees the whole prompt."""
     if backend == "auto":
         import importlib.util
 
@@ -176,11 +230,13 @@ def make_generator(backend: str, model_name_or_path: str, *, model=None, tokeniz
     if backend == "vllm":
         from .models import resolve_model
 
-        return VLLMGenerator(resolve_model(model_name_or_path), dtype=dtype, **vllm_kwargs)
+        return VLLMGenerator(resolve_model(model_name_or_path), dtype=dtype, special_tokens=special_tokens,
+                             revision=revision, **vllm_kwargs)
     if backend != "hf":
         raise UserError(f"generation.backend: unknown backend {backend!r}; use hf, vllm or auto")
     from .models import load_model, load_tokenizer
 
-    tokenizer = tokenizer or load_tokenizer(model_name_or_path)
-    model = model or load_model(model_name_or_path, dtype=dtype)
-    return HFGenerator(model, tokenizer, batch_size=batch_size, max_prompt_length=max_prompt_length)
+    tokenizer = tokenizer or load_tokenizer(model_name_or_path, revision=revision)
+    model = model or load_model(model_name_or_path, dtype=dtype, revision=revision)
+    return HFGenerator(model, tokenizer, batch_size=batch_size, max_prompt_length=max_prompt_length,
+                       special_tokens=special_tokens)

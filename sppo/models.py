@@ -90,12 +90,13 @@ def resolve_model(name_or_path: str) -> str:
     return name_or_path
 
 
-def load_tokenizer(name_or_path: str, padding_side: str = "left"):
+def load_tokenizer(name_or_path: str, padding_side: str = "left", revision: str | None = None):
+    """revision: a Hub branch, tag or commit to pin (model.revision in the config); None: the default branch."""
     from transformers import AutoTokenizer
 
     path = resolve_model(name_or_path)
     try:
-        tok = AutoTokenizer.from_pretrained(path)
+        tok = AutoTokenizer.from_pretrained(path, revision=revision)
     except OSError as e:
         raise UserError(f"{name_or_path}: cannot load tokenizer ({str(e).splitlines()[0]})") from None
     if tok.pad_token is None:
@@ -106,8 +107,10 @@ def load_tokenizer(name_or_path: str, padding_side: str = "left"):
     return tok
 
 
-def load_model(name_or_path: str, dtype: str = "auto", device: str | None = None, gradient_checkpointing=False):
-    """Load a causal LM. dtype: auto (bf16 on a bf16-capable GPU, else fp32), float32, bfloat16, float16."""
+def load_model(name_or_path: str, dtype: str = "auto", device: str | None = None, gradient_checkpointing=False,
+               revision: str | None = None):
+    """Load a causal LM. dtype: auto (bf16 on a bf16-capable GPU, else fp32), float32, bfloat16, float16.
+    revision: a Hub branch, tag or commit to pin; None: the default branch."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -117,7 +120,7 @@ def load_model(name_or_path: str, dtype: str = "auto", device: str | None = None
     device = device or str(distributed.device())  # under a launcher: this rank's own GPU
     torch_dtype = resolve_dtype(dtype, device)
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, revision=revision)
     except OSError as e:
         raise UserError(f"{name_or_path}: cannot load model ({str(e).splitlines()[0]})") from None
     if gradient_checkpointing:

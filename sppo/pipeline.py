@@ -29,6 +29,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import yaml
@@ -75,6 +76,10 @@ class Run:
         if not is_finished(prev):
             raise UserError(f"{prev}: checkpoint of iteration {iteration - 1} is missing; run that iteration first")
         return str(prev)
+
+    def revision_of(self, policy: str) -> str | None:
+        """model.revision pins the configured model; the run's own checkpoints have none."""
+        return self.cfg.model.revision if policy == self.cfg.model.name else None
 
     def prepare(self) -> None:
         """Create the run dir, record the config, refuse a config that would change finished results."""
@@ -141,8 +146,13 @@ def stage_generate(run: Run, t: int, prompts: list[dict]) -> list[dict]:
         return read_jsonl(d / "responses.jsonl")
     g, tc = run.cfg.generation, run.cfg.training
     policy = run.policy_for(t)
-    tokenizer = load_tokenizer(policy)
-    kept = [p for p in prompts if len(encode_prompt(tokenizer, p["prompt"])) <= tc.max_prompt_length]
+    revision = run.revision_of(policy)
+    tokenizer = load_tokenizer(policy, revision=revision)
+    # reference truncation drops nothing and generates from the whole prompt, as vLLM did in uclaml/SPPO
+    # (scripts/generate.py:81-98: no length filter, no prompt truncation); training then left-truncates it
+    reference = tc.truncation == "reference"
+    kept = prompts if reference else [
+        p for p in prompts if len(encode_prompt(tokenizer, p["prompt"], tc.special_tokens)) <= tc.max_prompt_length]
     if len(kept) < len(prompts) and distributed.is_main():
         log.warning("iteration %d: %d prompts longer than training.max_prompt_length=%d tokens are dropped",
                     t, len(prompts) - len(kept), tc.max_prompt_length)
@@ -150,13 +160,15 @@ def stage_generate(run: Run, t: int, prompts: list[dict]) -> list[dict]:
         raise UserError(f"iteration {t}: every prompt is longer than training.max_prompt_length={tc.max_prompt_length}")
     with Timer() as timer:
         generator = make_generator(g.backend, policy, tokenizer=tokenizer, dtype=run.cfg.model.dtype,
-                                   batch_size=g.batch_size, max_prompt_length=tc.max_prompt_length)
+                                   batch_size=g.batch_size, special_tokens=tc.special_tokens, revision=revision,
+                                   max_prompt_length=None if reference else tc.max_prompt_length)
 
         def fn(chunk):
             params = SamplingParams(n=g.k, temperature=g.temperature, top_p=g.top_p,
                                     max_new_tokens=g.max_new_tokens, seed=chunks.chunk_seed(run.cfg.run.seed, t, chunk))
-            outs = generator.generate([c["prompt"] for c in chunk], params, progress=distributed.is_main())
-            return [{"id": c["id"], "prompt": c["prompt"], "responses": o} for c, o in zip(chunk, outs)]
+            outs = generator.sample([c["prompt"] for c in chunk], params, progress=distributed.is_main())
+            return [{"id": c["id"], "prompt": c["prompt"], "responses": [s.text for s in o],
+                     "finish_reasons": [s.finish_reason for s in o]} for c, o in zip(chunk, outs)]
 
         rows = chunks.run_chunked(d, kept, fn, run.cfg.run.chunk_size, f"iteration {t} generate")
     if hasattr(generator, "close"):
@@ -168,6 +180,7 @@ def stage_generate(run: Run, t: int, prompts: list[dict]) -> list[dict]:
         write_jsonl(d / "responses.jsonl", rows)
         write_manifest(d, stage="generate", iteration=t, policy=policy, settings=g.__dict__, prompts=len(rows),
                        dropped_long_prompts=len(prompts) - len(kept), responses=len(rows) * g.k,
+                       stopped_at_max_new_tokens=sum(r.get("finish_reasons", []).count("length") for r in rows),
                        processes=distributed.world_size(), seconds=round(timer.seconds, 2))
         chunks.clear(d)
 
@@ -182,12 +195,14 @@ def stage_rank(run: Run, t: int, generated: list[dict]) -> list[dict]:
     if finished(run, t, "rank"):
         return read_jsonl(d / "comparisons.jsonl")
     r = run.cfg.ranking
+    source_text = _ranking_source(run)
     with Timer() as timer:
-        ranker = make_ranker(r.kind, r.model, batch_size=r.batch_size)
+        extra = {"revision": r.revision} if r.kind == "pairrm" and r.revision else {}
+        ranker = make_ranker(r.kind, r.model, batch_size=r.batch_size, **extra)
         direct = r.probabilities == "direct"
 
         def fn(chunk):
-            prompts = [c["prompt"] for c in chunk]
+            prompts = [source_text(c["prompt"]) for c in chunk]
             cands = [c["responses"] for c in chunk]
             mats = checked_compare(ranker, prompts, cands)
             pmats = checked_probabilities(ranker, prompts, cands) if direct else [None] * len(chunk)
@@ -202,12 +217,26 @@ def stage_rank(run: Run, t: int, generated: list[dict]) -> list[dict]:
     def write():
         write_jsonl(d / "comparisons.jsonl", rows)
         write_manifest(d, stage="rank", iteration=t, ranker={"kind": r.kind, "model": r.model},
-                       probabilities=r.probabilities, prompts=len(rows), processes=distributed.world_size(),
+                       probabilities=r.probabilities, source=r.source, prompts=len(rows),
+                       processes=distributed.world_size(),
                        seconds=round(timer.seconds, 2))
         chunks.clear(d)
 
     publish(f"iteration {t} rank: rank 0 writes comparisons.jsonl", write)
     return rows
+
+
+def _ranking_source(run: Run) -> Callable[[str], str]:
+    """The text the ranker is given for a prompt: the prompt itself, or (ranking.source template) the
+    reference's chat-templated prompt string, rendered with the base model's tokenizer as uclaml/SPPO
+    scripts/rank.py:54-65 did, and given to PairRM as its source (rank.py:25-28, 87)."""
+    if run.cfg.ranking.source != "template":
+        return lambda prompt: prompt
+    from .generate import reference_prompt_text
+    from .models import load_tokenizer
+
+    tokenizer = load_tokenizer(run.cfg.model.name, revision=run.cfg.model.revision)
+    return lambda prompt: reference_prompt_text(tokenizer, prompt)
 
 
 def build_dataset_rows(generated: list[dict], ranked: list[dict], use_direct: bool) -> tuple[list[dict], int]:
@@ -223,9 +252,12 @@ def build_dataset_rows(generated: list[dict], ranked: list[dict], use_direct: bo
         if tg.pop("tie"):
             ties += 1
             continue
+        finish = g.get("finish_reasons")  # absent in runs generated before finish reasons were recorded
         rows.append({"id": g["id"], "prompt": g["prompt"], "chosen": g["responses"][tg["chosen_index"]],
                      "rejected": g["responses"][tg["rejected_index"]], "responses": g["responses"],
-                     "scores": scores.tolist(), "probabilities": np.asarray(P).tolist(), **tg})
+                     "scores": scores.tolist(), "probabilities": np.asarray(P).tolist(), **tg,
+                     **({"finish_reasons": finish, "chosen_finish_reason": finish[tg["chosen_index"]],
+                         "rejected_finish_reason": finish[tg["rejected_index"]]} if finish else {})})
     return rows, ties
 
 
@@ -247,21 +279,6 @@ def stage_dataset(run: Run, t: int, generated: list[dict], ranked: list[dict]) -
 
         distributed.decide(f"iteration {t} dataset: rank 0 builds sppo.jsonl", write)
     return read_jsonl(d / "sppo.jsonl")
-
-
-def encode_examples(tokenizer, rows: list[dict], max_length: int):
-    from .generate import encode_prompt
-    from .sequences import encode_pair
-    from .train import PairExample
-
-    examples, truncated = [], 0
-    for r in rows:
-        prompt_ids = encode_prompt(tokenizer, r["prompt"])
-        chosen = encode_pair(tokenizer, r["prompt"], r["chosen"], max_length, prompt_ids)
-        rejected = encode_pair(tokenizer, r["prompt"], r["rejected"], max_length, prompt_ids)
-        truncated += chosen.truncated + rejected.truncated
-        examples.append(PairExample(chosen, rejected, r["p_win"], r["p_lose"]))
-    return examples, truncated
 
 
 def stage_reference(run: Run, t: int, model, rows: list[dict], examples: list, pad_id: int) -> list[tuple]:
@@ -308,7 +325,8 @@ def hyperparameters(cfg: Config, world_size: int, accumulation: int | None = Non
             "lr_scheduler_type": t.lr_scheduler_type, "lr_scheduler_warmup_ratio": t.warmup_ratio,
             "num_train_epochs": float(t.num_train_epochs),
             "stop_at_epoch": float(t.stop_at_epoch) if t.stop_at_epoch is not None else None,
-            "max_length": t.max_length, "max_prompt_length": t.max_prompt_length, "k": cfg.generation.k,
+            "max_length": t.max_length, "max_prompt_length": t.max_prompt_length, "truncation": t.truncation,
+            "special_tokens": t.special_tokens, "ranking_source": cfg.ranking.source, "k": cfg.generation.k,
             "lora": t.lora.enabled}
 
 
@@ -330,16 +348,18 @@ def stage_train(run: Run, t: int, rows: list[dict]) -> Path:
     """Reference log-probs (once), then training (resumable), then the checkpoint IterN (atomically)."""
     from . import train_state
     from .models import load_model, load_tokenizer, with_lora
+    from .prompts import dataset_for
+    from .sequences import encode_examples
     from .train import train_iteration
 
     cfg, tc = run.cfg, run.cfg.training
     policy = run.policy_for(t)
-    tokenizer = load_tokenizer(policy, padding_side="right")
-    examples, truncated = encode_examples(tokenizer, rows, tc.max_length)
+    tokenizer = load_tokenizer(policy, padding_side="right", revision=run.revision_of(policy))
+    examples, truncated = encode_examples(tokenizer, rows, tc)
     if truncated and distributed.is_main():
-        log.warning("iteration %d: %d responses truncated to training.max_length=%d tokens",
+        log.warning("iteration %d: %d responses cut to fit training.max_length=%d tokens",
                     t, truncated, tc.max_length)
-    model = load_model(policy, dtype=cfg.model.dtype)
+    model = load_model(policy, dtype=cfg.model.dtype, revision=run.revision_of(policy))
     save_dtype = next(model.parameters()).dtype
     ref = stage_reference(run, t, model, rows, examples, tokenizer.pad_token_id)
     if tc.lora.enabled:
@@ -363,7 +383,7 @@ def stage_train(run: Run, t: int, rows: list[dict]) -> Path:
         summary = result.summary
         manifest = CheckpointManifest(
             iteration=t, name=f"Iter{t}", base_model=base_model_id(cfg.model.name), init_model=policy,
-            prompt_dataset=cfg.prompts.dataset if cfg.prompts.source == "hub" else cfg.prompts.source,
+            prompt_dataset=dataset_for(cfg.prompts, t) if cfg.prompts.source == "hub" else cfg.prompts.source,
             prompt_source_dataset=cfg.prompts.source_dataset, prompt_split=cfg.prompts.splits[t - 1],
             k=cfg.generation.k, ranker=cfg.ranking.model if cfg.ranking.kind == "pairrm"
             else f"{cfg.ranking.kind}:{cfg.ranking.model}",

@@ -2,7 +2,10 @@
 
 - source "embedded": the project's own 45 varied instructions (sppo/data/prompts.jsonl), split in 3 like the
   UltraFeedback prompts that snorkelai/Snorkel-Mistral-PairRM-DPO-Dataset splits into train_iteration_1..3.
-- source "hub": `datasets.load_dataset(dataset, split=...)`, column `prompt` (needs a network or a warm cache).
+- source "hub": `datasets.load_dataset(dataset, split=..., revision=...)`, column `prompt` (needs a network or a
+  warm cache). `{iteration}` in `dataset` names one dataset per iteration: the reference scripts read
+  UCLA-AGI/data-mistral-7b-instruct-sppo-iter{1,2,3}, split "train", column "prompt" (uclaml/SPPO
+  run_sppo_mistral.sh:11, scripts/generate.py:64, 81).
 - a local .jsonl/.json/.parquet file with the prompt column and a `split` column.
 Each prompt gets a stable id (the dataset's `prompt_id` if present, else a hash of the text).
 """
@@ -49,11 +52,16 @@ def _records_from_file(path: Path, split: str, column: str) -> list[dict]:
             for _, r in rows.iterrows()]
 
 
-def _records_from_hub(dataset: str, split: str, column: str) -> list[dict]:
+def dataset_for(cfg: PromptsConfig, iteration: int) -> str:
+    """The Hub dataset of iteration `iteration` (1-based): `dataset` with `{iteration}` replaced."""
+    return cfg.dataset.replace("{iteration}", str(iteration))
+
+
+def _records_from_hub(dataset: str, split: str, column: str, revision: str | None = None) -> list[dict]:
     import datasets
 
     try:
-        ds = datasets.load_dataset(dataset, split=split)
+        ds = datasets.load_dataset(dataset, split=split, revision=revision)
     except Exception as e:  # offline, unknown split, ... : one line, the cause named
         raise UserError(f"prompts.dataset: cannot load {dataset} split {split} ({type(e).__name__}: "
                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
@@ -69,7 +77,7 @@ def load_split(cfg: PromptsConfig, iteration: int) -> list[dict]:
     if cfg.source == "embedded":
         records = _records_from_file(EMBEDDED_PROMPTS, split, "prompt")
     elif cfg.source == "hub":
-        records = _records_from_hub(cfg.dataset, split, cfg.column)
+        records = _records_from_hub(dataset_for(cfg, iteration), split, cfg.column, cfg.revision)
     else:
         records = _records_from_file(Path(cfg.source), split, cfg.column)
     seen, out = set(), []

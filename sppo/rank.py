@@ -155,8 +155,9 @@ class _LastCall:
 
 # ------------------------------------------------------------------------------------------------- PairRM
 
-def _resolve_pairrm(model: str) -> Path:
-    """A local ranker directory (config.json + weights), downloading a Hub id into the Hugging Face cache."""
+def _resolve_pairrm(model: str, revision: str | None = None) -> Path:
+    """A local ranker directory (config.json + weights), downloading a Hub id (at `revision`, if given) into the
+    Hugging Face cache."""
     p = Path(model).expanduser()
     if p.is_dir():
         if not (p / "config.json").exists():
@@ -167,7 +168,7 @@ def _resolve_pairrm(model: str) -> Path:
     from huggingface_hub import snapshot_download
 
     try:
-        return Path(snapshot_download(repo_id=model))
+        return Path(snapshot_download(repo_id=model, revision=revision))
     except Exception as e:  # offline, unknown repo, gated...
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UserError(f"{model}: cannot download the PairRM ranker ({first}); "
@@ -181,11 +182,12 @@ class PairRMRanker:
     naming ranker_type "pairranker" and the base model, plus model.safetensors or pytorch_model.bin).
     source_max_length / candidate_max_length: PairRM's own (from its config: 1224 / 412) unless given.
     fp16: None keeps llm-blender's choice (half precision on cuda/mps when the config says fp16).
+    revision: Hub branch, tag or commit to pin when `model` is a Hub id.
     """
 
     def __init__(self, model: str = PAIRRM_HUB_ID, *, device: str | None = "auto", batch_size: int = 16,
                  source_max_length: int | None = None, candidate_max_length: int | None = None,
-                 fp16: bool | None = None, progress: bool = True):
+                 fp16: bool | None = None, progress: bool = True, revision: str | None = None):
         from .compat import ensure_llm_blender
 
         ensure_llm_blender()
@@ -193,7 +195,7 @@ class PairRMRanker:
 
         if batch_size < 1:
             raise UserError("ranking.batch_size: must be at least 1")
-        path = _resolve_pairrm(model)
+        path = _resolve_pairrm(model, revision)
         self.model = model
         self.batch_size = batch_size
         self.progress = progress

@@ -1,44 +1,163 @@
-"""Tokenizing prompt + response pairs and summing response log-probabilities.
+"""Tokenizing training pairs (prompt + chosen, prompt + rejected) and summing response log-probabilities.
 
-A training sequence is the prompt rendered by the chat template with the generation prompt, followed by the
-response tokens and exactly one EOS. The chat template already writes the BOS the model expects, so the
-tokenizer adds no special tokens (the reference implementation added a second BOS and a second EOS).
-Only response tokens (including that EOS) count in the log-probability.
+Two settings of `training` decide the tokens:
+
+special_tokens
+  clean      the prompt is the chat template rendered with the generation prompt (the template writes the one
+             BOS), the response is tokenized on its own and followed by exactly one EOS.
+  reference  uclaml/SPPO as it trained the published models: the prompt text is the template of the user turn
+             and the response text is the rest of the template of [user, assistant] (run_sppo.py:57-67,
+             alignment/data.py:53-65), so it ends with the template's `</s>`; prompt + response are tokenized
+             together (trainer.py:530-578), a BOS is put in front of the template's own (trainer.py:637-640) and
+             an EOS after the template's (trainer.py:646-651): two BOS, two EOS, both EOS inside the
+             response's log-probability.
+truncation
+  toolkit    prompt + response cut to max_length on the response side (prompts longer than max_prompt_length
+             never get here: the pipeline drops them before generation).
+  reference  tokenize_row (trainer.py:653-671): when prompt + the LONGER of the two responses exceeds
+             max_length, the prompt keeps its last max_prompt_length tokens; if still too long, both responses
+             keep their first max_length - max_prompt_length tokens (losing their EOS). Nothing is dropped.
+
+A response that stopped at the generation limit (finish reason "length") gets no EOS at all in either mode:
+training must not teach the model to end mid-sentence. (The reference appended one regardless; with its
+geometry, 2048 new tokens against 1024 - 512, such a response is always cut and loses it anyway.) Rows of older
+runs, without a finish reason, keep an EOS.
+Only response tokens count in the log-probability.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
-from .generate import Conversation, encode_prompt
+from .errors import UserError
+from .generate import FINISH_LENGTH, Conversation, as_conversation, encode_prompt
+
+TRUNCATION_MODES = ("toolkit", "reference")
 
 
 @dataclass
 class Encoded:
     input_ids: list[int]
     response_start: int  # index of the first response token
-    truncated: bool
+    truncated: bool  # the response was cut
+    prompt_truncated: bool = False  # the prompt lost its start (reference truncation)
+
+
+@dataclass
+class PairExample:
+    """One preference pair, encoded, with the per-example targets the losses read (sppo.loss.LOSS_TARGETS)."""
+    chosen: Encoded
+    rejected: Encoded
+    p_win: float
+    p_lose: float
+    p_chosen_rejected: float | None = None
 
 
 def eos_id(tokenizer) -> int:
     return tokenizer.eos_token_id
 
 
-def encode_pair(tokenizer, conversation: Conversation | str, response: str, max_length: int,
-                prompt_ids: list[int] | None = None) -> Encoded:
-    """Prompt ids + response ids + EOS, truncated on the response side to max_length tokens."""
-    prompt = prompt_ids if prompt_ids is not None else encode_prompt(tokenizer, conversation)
-    response_ids = tokenizer(response, add_special_tokens=False)["input_ids"]
+def _clean_response_ids(tokenizer, response: str, finish_reason: str | None) -> list[int]:
+    ids = tokenizer(response, add_special_tokens=False)["input_ids"]
     eos = eos_id(tokenizer)
-    while response_ids and response_ids[-1] == eos:  # the response text never carries its own EOS twice
-        response_ids = response_ids[:-1]
-    ids = prompt + response_ids + [eos]
-    truncated = len(ids) > max_length
-    if truncated:
-        ids = ids[:max_length]
-    return Encoded(ids, len(prompt), truncated)
+    while ids and ids[-1] == eos:  # the response text never carries its own EOS twice
+        ids = ids[:-1]
+    return ids if finish_reason == FINISH_LENGTH else ids + [eos]
+
+
+def _reference_sides(tokenizer, conversation: Conversation | str, response: str,
+                     finish_reason: str | None) -> tuple[list[int], list[int]]:
+    """(prompt ids, response ids) of one response exactly as the reference's tokenize_row builds them."""
+    if tokenizer.bos_token_id is None:
+        raise UserError("training.special_tokens: reference puts a BOS token in front; this tokenizer has none "
+                        "(use clean)")
+    turns = as_conversation(conversation)
+    # alignment/data.py:54-65: `add_generate_prompt` is misspelt there, so the prompt has no generation prompt
+    prompt_text = tokenizer.apply_chat_template(turns, tokenize=False)
+    full_text = tokenizer.apply_chat_template(turns + [{"role": "assistant", "content": response}], tokenize=False)
+    answer_text = full_text[len(prompt_text):]
+    if finish_reason == FINISH_LENGTH:  # no EOS for a cut response: drop the template's closing text too
+        end = answer_text.rfind(response)
+        answer_text = answer_text[:end + len(response)] if end >= 0 and response else answer_text
+    # build_tokenized_answer (trainer.py:538-571): prompt + answer tokenized together; the answer starts where
+    # the prompt's own tokens stop matching (one token earlier when the last prompt token merged)
+    full = tokenizer(prompt_text + answer_text, add_special_tokens=False)["input_ids"]
+    prompt = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    start = len(prompt) if prompt == full[:len(prompt)] else len(prompt) - 1
+    answer = full[start:]
+    if finish_reason == FINISH_LENGTH:
+        while answer and answer[-1] == eos_id(tokenizer):
+            answer = answer[:-1]
+        return [tokenizer.bos_token_id] + full[:start], answer
+    return [tokenizer.bos_token_id] + full[:start], answer + [eos_id(tokenizer)]  # trainer.py:638, 647
+
+
+def _sides(tokenizer, conversation, response: str, finish_reason: str | None, special_tokens: str,
+           prompt_ids: list[int] | None = None) -> tuple[list[int], list[int]]:
+    if special_tokens == "reference":
+        return _reference_sides(tokenizer, conversation, response, finish_reason)
+    prompt = prompt_ids if prompt_ids is not None else encode_prompt(tokenizer, conversation)
+    return list(prompt), _clean_response_ids(tokenizer, response, finish_reason)
+
+
+def _truncate_toolkit(prompt: list[int], answer: list[int], max_length: int) -> Encoded:
+    ids = prompt + answer
+    return Encoded(ids[:max_length], len(prompt), len(ids) > max_length)
+
+
+def _truncate_reference(sides: Sequence[tuple[list[int], list[int]]], max_length: int,
+                        max_prompt_length: int) -> list[Encoded]:
+    """tokenize_row's truncation (trainer.py:653-671), applied to chosen and rejected together."""
+    longer = max(len(answer) for _, answer in sides)
+    out = []
+    for prompt, answer in sides:
+        new_prompt = prompt[-max_prompt_length:] if len(prompt) + longer > max_length else prompt
+        new_answer = answer[:max_length - max_prompt_length] if len(new_prompt) + longer > max_length else answer
+        out.append(Encoded(new_prompt + new_answer, len(new_prompt), len(new_answer) < len(answer),
+                           len(new_prompt) < len(prompt)))
+    return out
+
+
+def encode_pair(tokenizer, conversation: Conversation | str, response: str, max_length: int,
+                prompt_ids: list[int] | None = None, finish_reason: str | None = None) -> Encoded:
+    """Prompt ids + response ids + EOS (none if finish_reason is "length"), truncated on the response side to
+    max_length tokens: one response, clean special tokens, toolkit truncation."""
+    return _truncate_toolkit(*_sides(tokenizer, conversation, response, finish_reason, "clean", prompt_ids),
+                             max_length)
+
+
+def encode_preference(tokenizer, conversation: Conversation | str, chosen: str, rejected: str, training,
+                      finish_reasons: tuple[str | None, str | None] = (None, None),
+                      prompt_ids: list[int] | None = None) -> tuple[Encoded, Encoded]:
+    """(chosen, rejected) encoded under `training`'s special_tokens and truncation (a TrainingConfig or any
+    object with max_length, max_prompt_length, special_tokens and truncation)."""
+    sides = [_sides(tokenizer, conversation, text, finish, training.special_tokens, prompt_ids)
+             for text, finish in zip((chosen, rejected), finish_reasons)]
+    if training.truncation == "reference":
+        c, r = _truncate_reference(sides, training.max_length, training.max_prompt_length)
+        return c, r
+    return _truncate_toolkit(*sides[0], training.max_length), _truncate_toolkit(*sides[1], training.max_length)
+
+
+def encode_examples(tokenizer, rows: Sequence[dict], training) -> tuple[list[PairExample], int]:
+    """Dataset rows (prompt, chosen, rejected, targets, optional finish reasons) -> PairExamples under
+    `training` (a TrainingConfig), and the number of responses that were cut."""
+    examples, truncated = [], 0
+    clean = training.special_tokens != "reference"
+    for n, r in enumerate(rows):
+        prompt_ids = encode_prompt(tokenizer, r["prompt"]) if clean else None
+        finishes = (r.get("chosen_finish_reason"), r.get("rejected_finish_reason"))
+        chosen, rejected = encode_preference(tokenizer, r["prompt"], r["chosen"], r["rejected"], training,
+                                             finishes, prompt_ids)
+        truncated += chosen.truncated + rejected.truncated
+        if getattr(training, "loss", None) == "sppo_single" and r.get("p_chosen_rejected") is None:
+            raise UserError(f"dataset row {n} ({r.get('id', '?')}): no p_chosen_rejected for training.loss "
+                            "sppo_single; rebuild the dataset stage with this version")
+        examples.append(PairExample(chosen, rejected, r["p_win"], r["p_lose"], r.get("p_chosen_rejected")))
+    return examples, truncated
 
 
 def collate(batch: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:

@@ -33,18 +33,10 @@ from tqdm.auto import tqdm
 from . import distributed, train_state
 from .config import TrainingConfig
 from .errors import UserError
-from .loss import sppo_hard_loss, sppo_loss
-from .sequences import Encoded, collate, sequence_logps
+from .loss import LOSS_TARGETS, compute_loss
+from .sequences import PairExample, collate, sequence_logps
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class PairExample:
-    chosen: Encoded
-    rejected: Encoded
-    p_win: float
-    p_lose: float
 
 
 # --------------------------------------------------------------------------------------------- geometry
@@ -219,12 +211,8 @@ def micro_batch_loss(module, chunk: Sequence[PairExample], ref: Sequence[tuple[f
     n = len(chunk)
     ref_w = torch.tensor([r[0] for r in ref], device=device)
     ref_l = torch.tensor([r[1] for r in ref], device=device)
-    if cfg.loss == "sppo":
-        p_win = torch.tensor([e.p_win for e in chunk], device=device)
-        p_lose = torch.tensor([e.p_lose for e in chunk], device=device)
-        losses, rw, rl = sppo_loss(logps[:n], logps[n:], ref_w, ref_l, p_win, p_lose, cfg.eta)
-    else:
-        losses, rw, rl = sppo_hard_loss(logps[:n], logps[n:], ref_w, ref_l, cfg.eta)
+    targets = {k: torch.tensor([getattr(e, k) for e in chunk], device=device) for k in LOSS_TARGETS[cfg.loss]}
+    losses, rw, rl = compute_loss(cfg.loss, logps[:n], logps[n:], ref_w, ref_l, targets, cfg.eta)
     loss = losses.mean()
     return loss, {"loss": loss.item(), "chosen_reward": rw.mean().item(), "rejected_reward": rl.mean().item()}
 

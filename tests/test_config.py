@@ -75,3 +75,70 @@ def test_numbers_are_coerced_and_checked():
         load_config("embedded", ["generation.k=many"])
     with pytest.raises(UserError, match="'training.gradient_checkpointing' must be true or false"):
         load_config("embedded", ["training.gradient_checkpointing=maybe"])
+
+
+def test_paper_uses_the_reference_geometry(capsys):
+    """uclaml/SPPO 5e61c4e: vLLM max_tokens 2048 (scripts/generate.sh:56), max_length 1024 and max_prompt_length
+    512 (recipes/uclaml-sppo/config_full.yaml:31-32), tokenize_row's truncation and tokens, PairRM fed the
+    templated prompt (scripts/rank.py:65)."""
+    from sppo.cli import main
+
+    assert main(["--config", "paper", "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    for line in ("max_new_tokens: 2048", "max_length: 1024", "max_prompt_length: 512", "truncation: reference",
+                 "special_tokens: reference", "source: template"):
+        assert re.search(rf"^\s+{line}$", printed, re.M), line
+    embedded = load_config("embedded")
+    assert (embedded.training.truncation, embedded.training.special_tokens, embedded.ranking.source) == \
+        ("toolkit", "clean", "prompt")
+
+
+def test_paper_repo_is_the_public_scripts_recipe(monkeypatch):
+    import sys
+    from types import SimpleNamespace
+
+    from sppo.prompts import load_split
+
+    cfg = load_config("paper-repo", ["prompts.revision=abc123"])
+    assert cfg.training.num_train_epochs == 1 and cfg.training.stop_at_epoch is None  # run_sppo_mistral.sh:15
+    assert (cfg.generation.max_new_tokens, cfg.training.max_length, cfg.training.max_prompt_length) == \
+        (2048, 1024, 512)
+    calls = []
+
+    class FakeDataset:
+        column_names = ["prompt"]
+
+        def __getitem__(self, key):
+            return ["Say hi.", "Say bye."]
+
+    def load_dataset(name, split, revision=None):
+        calls.append((name, split, revision))
+        return FakeDataset()
+
+    monkeypatch.setitem(sys.modules, "datasets", SimpleNamespace(load_dataset=load_dataset))
+    rows = load_split(cfg.prompts, 2)
+    assert calls == [("UCLA-AGI/data-mistral-7b-instruct-sppo-iter2", "train", "abc123")]
+    assert [r["prompt"] for r in rows] == ["Say hi.", "Say bye."]
+
+
+def test_reference_truncation_lifts_the_length_check():
+    cfg = load_config("embedded", ["training.truncation=reference", "generation.max_new_tokens=4096"])
+    assert cfg.generation.max_new_tokens == 4096
+    with pytest.raises(UserError, match="training.truncation toolkit"):
+        load_config("embedded", ["generation.max_new_tokens=4096"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("training.truncation=left", "training.truncation: unknown 'left'; use toolkit or reference"),
+    ("training.special_tokens=none", "training.special_tokens: unknown 'none'; use clean or reference"),
+    ("ranking.source=raw", "ranking.source: unknown 'raw'; use prompt or template"),
+    ("training.loss=kto", "training.loss: unknown loss 'kto'; use sppo, sppo_hard, sppo_single, dpo, ipo"),
+])
+def test_bad_training_data_settings(override, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        load_config("embedded", [override])
+
+
+@pytest.mark.parametrize("loss", ["sppo", "sppo_hard", "sppo_single", "dpo", "ipo"])
+def test_every_paper_baseline_loss_is_accepted(loss):
+    assert load_config("embedded", [f"training.loss={loss}"]).training.loss == loss

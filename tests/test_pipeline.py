@@ -9,10 +9,10 @@ import torch
 
 from sppo import pipeline
 from sppo.cli import main as train_main
-from sppo.config import load_config
+from sppo.config import TrainingConfig, load_config
 from sppo.files import read_jsonl
 from sppo.models import load_model, load_tokenizer
-from sppo.sequences import sequence_logps
+from sppo.sequences import encode_examples, sequence_logps
 from sppo.testing import make_tiny_checkpoint
 from sppo.train import pair_batch
 
@@ -51,7 +51,7 @@ def overrides(tmp_path, tiny, prompt_file, iterations=2, **extra):
 def margin(model_path, rows):
     tok = load_tokenizer(model_path, padding_side="right")
     model = load_model(model_path, dtype="float32")
-    examples, _ = pipeline.encode_examples(tok, rows, 96)
+    examples, _ = encode_examples(tok, rows, TrainingConfig(max_length=96, max_prompt_length=48))
     with torch.no_grad():
         lp = sequence_logps(model, pair_batch(examples, tok.pad_token_id))
     n = len(examples)
@@ -102,7 +102,7 @@ def test_interrupted_run_resumes(tmp_path, tiny, prompt_file, monkeypatch, where
             armed[0] = False
             raise Boom()
 
-    real_generate = generate.HFGenerator.generate
+    real_generate = generate.HFGenerator.sample
     real_compare = testing.LengthRanker.compare
 
     def counting_generate(self, conversations, params, progress=True):
@@ -117,7 +117,7 @@ def test_interrupted_run_resumes(tmp_path, tiny, prompt_file, monkeypatch, where
             crash()
         return real_compare(self, prompts, candidates)
 
-    monkeypatch.setattr(generate.HFGenerator, "generate", counting_generate)
+    monkeypatch.setattr(generate.HFGenerator, "sample", counting_generate)
     monkeypatch.setattr(testing.LengthRanker, "compare", counting_compare)
     if where == "train":
         real_train = train.train_iteration
@@ -188,3 +188,72 @@ def test_embedded_default_one_small_iteration(tmp_path):
     assert 1 <= len(rows) <= 3 and all(0 < r["p_lose"] <= r["p_win"] < 1 for r in rows)
     tok = load_tokenizer(str(ckpt))
     assert tok.chat_template and load_model(str(ckpt)).config.model_type == "llama"
+
+
+RECORDING_RANKER = '''
+import numpy as np
+
+SEEN = []
+
+
+class Recording:
+    """Longer responses win; remembers the prompt texts it was given."""
+    name = "recording"
+
+    def __init__(self, model=None, batch_size=16):
+        pass
+
+    def compare(self, prompts, candidates):
+        SEEN.extend(prompts)
+        out = []
+        for cands in candidates:
+            n = np.array([len(c) for c in cands], dtype=float)
+            out.append((n[:, None] - n[None, :]) / 10)
+        return out
+'''
+
+
+def test_reference_settings_end_to_end(tmp_path, tiny, monkeypatch):
+    """truncation/special_tokens reference, PairRM-style template source, sppo_single: a long prompt is kept
+    and generated from, finish reasons reach the dataset, the ranker sees `<s>[INST] ... [/INST]`."""
+    import importlib
+
+    (tmp_path / "sppo_recording_ranker.py").write_text(RECORDING_RANKER)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    recorder = importlib.import_module("sppo_recording_ranker")
+    long_prompt = "Explain why the sky is blue. " * 6  # over 60 tokens: over max_prompt_length = 48
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text("".join(json.dumps({"id": f"p{i}", "prompt": p, "split": "train_iteration_1"}) + "\n"
+                               for i, p in enumerate(PROMPTS[:3] + [long_prompt])))
+    args = overrides(tmp_path, tiny, prompts, iterations=1, **{
+        "ranking.kind": "python:sppo_recording_ranker:Recording", "ranking.source": "template",
+        "training.truncation": "reference", "training.special_tokens": "reference", "training.loss": "sppo_single",
+        "generation.max_new_tokens": 60})  # longer than max_length - max_prompt_length = 48: allowed here
+    cfg = load_config(None, args)
+    [ckpt] = pipeline.run_pipeline(cfg)
+    run = Path(cfg.run.output_dir)
+    generated = read_jsonl(run / "iter1" / "generate" / "responses.jsonl")
+    assert [g["prompt"] for g in generated][-1] == long_prompt  # not dropped
+    assert json.loads((run / "iter1" / "generate" / "manifest.json").read_text())["dropped_long_prompts"] == 0
+    for g in generated:
+        assert len(g["finish_reasons"]) == len(g["responses"]) == 3
+        assert set(g["finish_reasons"]) <= {"stop", "length"}
+    # scripts/rank.py:43-47 on the Mistral-style template: the prompt string up to the assistant's turn
+    assert recorder.SEEN == [f"<s>[INST] {p} [/INST]" for p in PROMPTS[:3] + [long_prompt]]
+    rows = read_jsonl(run / "iter1" / "dataset" / "sppo.jsonl")
+    for r in rows:
+        assert r["chosen_finish_reason"] == r["finish_reasons"][r["chosen_index"]]
+        assert r["rejected_finish_reason"] == r["finish_reasons"][r["rejected_index"]]
+    tok = load_tokenizer(tiny, padding_side="right")
+    examples, _ = encode_examples(tok, rows, cfg.training)
+    for r, e in zip(rows, examples):
+        for side, enc in (("chosen", e.chosen), ("rejected", e.rejected)):
+            assert len(enc.input_ids) <= 96
+            if not enc.prompt_truncated:  # the template's BOS and the reference's own
+                assert enc.input_ids[:2] == [tok.bos_token_id] * 2
+            if r[f"{side}_finish_reason"] == "length":
+                assert tok.eos_token_id not in enc.input_ids[enc.response_start:]
+    assert any(e.chosen.prompt_truncated for e in examples)  # the long prompt kept its last 48 tokens
+    assert any(r[f"{side}_finish_reason"] == "length" for r in rows for side in ("chosen", "rejected"))
+    manifest = json.loads((ckpt / "sppo_manifest.json").read_text())
+    assert manifest["hyperparameters"]["loss"] == "sppo_single"

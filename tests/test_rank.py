@@ -170,6 +170,21 @@ def test_pairrm_load_errors(tmp_path):
         PairRMRanker(str(tmp_path), device="cpu", batch_size=0)
 
 
+def test_pairrm_revision_is_passed_to_the_hub(monkeypatch):
+    import huggingface_hub
+
+    asked = []
+
+    def snapshot_download(repo_id, revision=None):
+        asked.append((repo_id, revision))
+        raise OSError("offline")
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    with pytest.raises(UserError, match="cannot download"):
+        PairRMRanker("llm-blender/PairRM", device="cpu", revision="0123abc")
+    assert asked == [("llm-blender/PairRM", "0123abc")]
+
+
 # ------------------------------------------------------------------------------------------ local judge
 
 class ToyChat:

@@ -8,8 +8,7 @@ import torch
 
 from sppo.config import TrainingConfig
 from sppo.models import load_model, load_tokenizer
-from sppo.pipeline import encode_examples
-from sppo.sequences import sequence_logps
+from sppo.sequences import encode_examples, sequence_logps
 from sppo.testing import make_tiny_checkpoint
 from sppo.train import make_lr_scheduler, make_optimizer, make_schedule, pair_batch, reference_logps, train_iteration
 
@@ -60,7 +59,7 @@ def _margin(model, examples, pad_id):
 def test_policy_moves_toward_chosen(tiny, optimizer):
     tok = load_tokenizer(tiny, padding_side="right")
     model = load_model(tiny, dtype="float32")
-    examples, truncated = encode_examples(tok, _rows(), max_length=128)
+    examples, truncated = encode_examples(tok, _rows(), TrainingConfig(max_length=128, max_prompt_length=64))
     assert truncated == 0
     ref = reference_logps(model, examples, tok.pad_token_id, batch_size=2, progress=False)
     before = _margin(model, examples, tok.pad_token_id)
@@ -81,7 +80,7 @@ def test_policy_moves_toward_chosen(tiny, optimizer):
 def test_gradient_accumulation_counts_optimizer_steps(tiny):
     tok = load_tokenizer(tiny, padding_side="right")
     model = load_model(tiny, dtype="float32")
-    examples, _ = encode_examples(tok, _rows(), max_length=128)
+    examples, _ = encode_examples(tok, _rows(), TrainingConfig(max_length=128, max_prompt_length=64))
     ref = reference_logps(model, examples, tok.pad_token_id, batch_size=4, progress=False)
     cfg = TrainingConfig(learning_rate=1e-4, num_train_epochs=2, stop_at_epoch=None, per_device_train_batch_size=1,
                          gradient_accumulation_steps=2, gradient_checkpointing=True)
@@ -95,7 +94,7 @@ def test_deepspeed_zero3_single_process_cpu(tiny):
     pytest.importorskip("deepspeed")
     tok = load_tokenizer(tiny, padding_side="right")
     model = load_model(tiny, dtype="float32")
-    examples, _ = encode_examples(tok, _rows(), max_length=128)
+    examples, _ = encode_examples(tok, _rows(), TrainingConfig(max_length=128, max_prompt_length=64))
     ref = reference_logps(model, examples, tok.pad_token_id, batch_size=4, progress=False)
     before = _margin(model, examples, tok.pad_token_id)
     names = set(model.state_dict())
@@ -117,7 +116,7 @@ def test_lora_trains_adapters_and_merges(tiny):
 
     tok = load_tokenizer(tiny, padding_side="right")
     model = load_model(tiny, dtype="float32")
-    examples, _ = encode_examples(tok, _rows(), max_length=128)
+    examples, _ = encode_examples(tok, _rows(), TrainingConfig(max_length=128, max_prompt_length=64))
     ref = reference_logps(model, examples, tok.pad_token_id, batch_size=4, progress=False)
     before = _margin(model, examples, tok.pad_token_id)
     cfg = TrainingConfig(learning_rate=5e-3, eta=10, num_train_epochs=3, stop_at_epoch=None, warmup_ratio=0.0,
@@ -137,7 +136,7 @@ def test_bf16_keeps_fp32_master_weights_that_move_at_the_paper_learning_rate(tin
     optimisation would leave them unchanged. Training keeps fp32 masters, so every weight moves."""
     tok = load_tokenizer(tiny, padding_side="right")
     model = load_model(tiny, dtype="bfloat16")
-    examples, _ = encode_examples(tok, _rows(), max_length=128)
+    examples, _ = encode_examples(tok, _rows(), TrainingConfig(max_length=128, max_prompt_length=64))
     ref = reference_logps(model, examples, tok.pad_token_id, batch_size=4, progress=False)
     before = {k: v.detach().float().clone() for k, v in model.named_parameters()}
     cfg = TrainingConfig(learning_rate=5e-7, optimizer="rmsprop", num_train_epochs=5, stop_at_epoch=None,
