@@ -385,8 +385,11 @@ def load_template(template: str | os.PathLike | None = None) -> str:
         return (resources.files("release.templates") / TEMPLATE_NAME).read_text(encoding="utf-8")
     path = Path(template)
     if not path.is_file():
-        raise UserError(f"{path}: template not found")
-    return path.read_text(encoding="utf-8")
+        raise UserError(f"{path}: template not found" + (" (it is a directory)" if path.is_dir() else ""))
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: template is not a UTF-8 text file (byte {e.start})") from None
 
 
 def render_card(release: ReleaseInfo, iterations: list[Iteration], it: Iteration, results: Results,

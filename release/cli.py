@@ -21,7 +21,7 @@ from pathlib import Path
 from benchmarks.store import SUITES, ResultsStore
 from sppo.cli_util import run_cli, setup_logging
 from sppo.errors import UserError
-from sppo.files import current_run_dir, write_text
+from sppo.files import current_run_dir, safe_name, under, write_text
 
 from .card import ReleaseInfo, default_family, render_card, results_from_store
 from .push import Upload, parse_release_name, plan_uploads, publish, result_problems
@@ -91,6 +91,13 @@ def _print_plan(uploads: list[Upload], card_paths: dict[int, Path]) -> None:
             print("  (no checkpoint files found)")
 
 
+def card_path(out: Path, model_name: str) -> Path:
+    """``<out>/<model name>/README.md``, the name one path component and the path inside `out`."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out: {out} is a file, expected a directory")
+    return under(out, safe_name(model_name, "model name"), "README.md", what="model card")
+
+
 def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
@@ -106,7 +113,8 @@ def _main(argv: list[str]) -> int:
     cards, card_paths = {}, {}
     for it in targets:
         cards[it.number] = render_card(release, iterations, it, results, args.template)
-        card_paths[it.number] = write_text(args.out / release.model_name(it) / "README.md", str(cards[it.number]))
+    for it in targets:  # every card renders before any is written
+        card_paths[it.number] = write_text(card_path(args.out, release.model_name(it)), str(cards[it.number]))
         log.debug("wrote %s", card_paths[it.number])
     uploads = plan_uploads(release, targets, cards)
     require = [s.strip() for s in args.require.split(",") if s.strip()]

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from sppo.errors import UserError
-from sppo.files import read_json
+from sppo.files import read_json, safe_name
 
 MANIFEST_NAME = "sppo_manifest.json"
 REQUIRED_FIELDS = ("iteration", "name", "base_model", "prompt_dataset", "prompt_source_dataset", "k", "ranker",
@@ -57,16 +57,37 @@ def validate_manifest(manifest: Any, source: str) -> dict[str, Any]:
     for key in HYPERPARAMETERS:
         if key not in hp:
             raise UserError(f"{source}: missing field 'hyperparameters.{key}'")
-    if not isinstance(manifest["iteration"], int) or manifest["iteration"] < 1:
+    if not isinstance(manifest["iteration"], int) or isinstance(manifest["iteration"], bool) \
+            or manifest["iteration"] < 1:
         raise UserError(f"{source}: field 'iteration' must be a positive integer")
+    safe_name(manifest["name"], f"{source}: field 'name'")  # it names the card's directory
+    for key in ("base_model", "ranker"):
+        if not isinstance(manifest[key], str) or not manifest[key]:
+            raise UserError(f"{source}: field {key!r} must be a non-empty string")
+    for key in ("prompt_dataset", "prompt_source_dataset"):
+        if manifest[key] is not None and not isinstance(manifest[key], str):
+            raise UserError(f"{source}: field {key!r} must be a string or null")
+    if not isinstance(manifest["k"], int) or isinstance(manifest["k"], bool):
+        raise UserError(f"{source}: field 'k' must be an integer")
     return manifest
+
+
+def read_manifest(checkpoint: str | os.PathLike) -> dict[str, Any]:
+    """The training manifest of a checkpoint, ``<checkpoint>/sppo_manifest.json``, as sppo-train writes it: the
+    one place release reads that contract (swap in sppo's own reader here when it has one)."""
+    path = Path(checkpoint) / MANIFEST_NAME
+    try:
+        return read_json(path)
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not a UTF-8 text file (byte {e.start})") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, expected a JSON file") from None
 
 
 def load_iteration(checkpoint: str | os.PathLike) -> Iteration:
     """Read ``<checkpoint>/sppo_manifest.json``."""
     checkpoint = Path(checkpoint)
-    path = checkpoint / MANIFEST_NAME
-    manifest = validate_manifest(read_json(path), str(path))
+    manifest = validate_manifest(read_manifest(checkpoint), str(checkpoint / MANIFEST_NAME))
     return Iteration(number=manifest["iteration"], name=str(manifest["name"]), manifest=manifest,
                      checkpoint=checkpoint)
 
@@ -75,10 +96,12 @@ def load_run(run_dir: str | os.PathLike) -> list[Iteration]:
     """All iterations of a run, sorted by iteration number."""
     run_dir = Path(run_dir)
     ckpt_root = run_dir / "checkpoints"
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: run directory is " + ("a file" if run_dir.exists() else "missing"))
     if not ckpt_root.is_dir():
         raise UserError(f"{run_dir}: not a training run (no checkpoints/ directory)")
     iterations = [load_iteration(d) for d in sorted(ckpt_root.iterdir())
-                  if d.is_dir() and (d / MANIFEST_NAME).exists()]
+                  if d.is_dir() and (d / MANIFEST_NAME).is_file()]
     if not iterations:
         raise UserError(f"{ckpt_root}: no checkpoint with {MANIFEST_NAME} (has training finished an iteration?)")
     iterations.sort(key=lambda it: it.number)

@@ -104,3 +104,27 @@ def test_run_dir_that_is_a_file(tmp_path):
     f.write_text("not a directory")
     with pytest.raises(UserError, match="is a file"):
         acquire_run_lock(f)
+
+
+def test_second_sppo_train_on_a_held_run_dir_is_refused(tmp_path, capsys):
+    """The real CLI: while another process holds the run, sppo-train stops with one line and writes nothing."""
+    from sppo.cli import main as train_main
+    from sppo.testing import make_tiny_checkpoint
+
+    model = make_tiny_checkpoint(tmp_path / "model", seed=2)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "Explain why the sky is blue.", "split": "train_iteration_1"}\n')
+    run = tmp_path / "run"
+    holder = _start_holder(run)
+    capsys.readouterr()  # the checkpoint writer's progress bar
+    try:
+        rc = train_main([f"run.output_dir={run}", "run.iterations=1", f"model.name={model}",
+                         f"prompts.source={prompts}", "generation.backend=hf", "generation.k=2",
+                         "generation.max_new_tokens=4", "ranking.kind=python:sppo.testing:LengthRanker",
+                         "ranking.model=none", "training.max_length=96", "training.max_prompt_length=48"])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert rc == 2 and len(err) == 1 and "another sppo-train" in err[0] and f"pid {holder.pid}" in err[0], err
+        assert sorted(p.name for p in run.iterdir()) == [LOCK_NAME]  # no config.yaml, no stage
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
