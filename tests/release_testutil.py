@@ -122,3 +122,28 @@ def make_embedded_run(root: Path) -> Path:
                      "notes": [f"{TINY_TASK}: the project's own 8-question multiple-choice task (offline smoke "
                                "test), not an Open LLM Leaderboard task"]}))
     return run
+
+
+def add_datasets(run: Path, sizes: dict[int, int], k: int = 3) -> dict[int, list[dict]]:
+    """Write `<run>/iterN/dataset/sppo.jsonl` (+ its manifest: the stage finished) with `sizes[N]` rows of the
+    columns sppo-train writes; returns the rows."""
+    import random
+
+    rng, out = random.Random(7), {}
+    for n, size in sizes.items():
+        rows = []
+        for i in range(size):
+            responses = [f"answer {j} to prompt {n}.{i}" for j in range(k)]
+            scores = [rng.uniform(-1, 1) for _ in range(k)]
+            probs = [[1 / (1 + 2.718281828459045 ** (scores[b] - scores[a])) for b in range(k)] for a in range(k)]
+            best, worst = scores.index(max(scores)), scores.index(min(scores))
+            rows.append({"id": f"p{n}-{i}", "prompt": f"prompt {n}.{i}", "chosen": responses[best],
+                         "rejected": responses[worst], "responses": responses, "scores": scores,
+                         "probabilities": probs, "chosen_index": best, "rejected_index": worst,
+                         "p_win": sum(probs[best]) / k, "p_lose": sum(probs[worst]) / k})
+        d = run / f"iter{n}" / "dataset"
+        d.mkdir(parents=True)
+        (d / "sppo.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (d / "manifest.json").write_text(json.dumps({"stage": "dataset", "rows": size}))
+        out[n] = rows
+    return out
