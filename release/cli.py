@@ -67,6 +67,8 @@ def _release(args: argparse.Namespace, iterations: list[Iteration]) -> ReleaseIn
         org, family = parse_release_name(args.name, need_org=False)
     else:
         org, family = None, default_family(iterations)
+    if args.datasets and org:
+        parse_release_name(f"{org}/{family}-Iter{max(it.number for it in iterations)}-data", need_org=True)
     return ReleaseInfo(family=family, org=org, datasets=args.datasets)
 
 

@@ -249,3 +249,19 @@ def test_only_hub_ids_are_linked():
     text = prompts_md({"prompt_source_dataset": "openbmb/UltraFeedback", "prompt_dataset": "my/prompts.jsonl"}, 3)
     assert "[openbmb/UltraFeedback](https://huggingface.co/datasets/openbmb/UltraFeedback)" in text
     assert "the local prompt file `my/prompts.jsonl`" in text and "/datasets/my" not in text
+
+
+def test_published_cards_writer_stays_in_its_directory(tmp_path, capsys):
+    """`python -m release.published` builds card paths from the source's release name: '..' cannot leave --out."""
+    from release.published import main as published_main, source_path
+    from sppo.cli_util import run_cli
+
+    doc = json.loads(source_path().read_text())
+    doc["release"]["repo"] = "UCLA-AGI/../../escaped"
+    source = tmp_path / "source.json"
+    source.write_text(json.dumps(doc))
+    out = tmp_path / "a" / "b" / "cards"
+    assert run_cli(published_main, ["--source", str(source), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a valid name" in err
+    assert not list(tmp_path.rglob("README.md"))

@@ -323,3 +323,12 @@ def test_datasets_dry_run_lists_without_pushing_and_missing_data_is_refused(hub,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "iter3/dataset/sppo.jsonl: no finished dataset of Iter3" in err
     assert hub.requests == []
+
+
+def test_dataset_repo_name_is_checked_before_anything(hub, tmp_path, capsys):
+    run = make_run(tmp_path, all_suites=True)
+    add_datasets(run, {1: 2, 2: 2, 3: 2})
+    name = "UCLA-AGI/" + "n" * 87  # NAME-Iter3 fits the Hub's 96 characters, NAME-Iter3-data does not
+    assert cli.main(["--run-dir", str(run), "--out", str(tmp_path / "cards"), "--push", name, "--datasets"]) == 2
+    assert capsys.readouterr().err.startswith("error: invalid repository name")
+    assert hub.requests == [] and not (tmp_path / "cards").exists()
