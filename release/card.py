@@ -230,10 +230,12 @@ def find_result(results: Results, number: int, suite: str, variant: str = DEFAUL
 
 
 def in_table(spec: "TableSpec", r: SuiteResult) -> bool:
-    """Whether a result's figures belong in this table: it has at least one of the table's own (not aggregate)
-    metrics. A result measured on other tasks, like the toolkit's small local multiple-choice task whose
-    ``average`` is not the Open LLM Leaderboard average, gets no row and no model-index entry."""
-    return r.suite == spec.suite and any(not c.aggregate and not c.missing(r.metrics) for c in spec.columns)
+    """Whether a result's figures belong in this table: it records at least one of the table's own (not
+    aggregate) metrics, possibly as null (then printed n/a and reported by `missing_metrics`). A result measured
+    on other tasks, like the toolkit's small local multiple-choice task whose ``average`` is not the Open LLM
+    Leaderboard average, gets no row and no model-index entry."""
+    return r.suite == spec.suite and any(not c.aggregate and all(k in r.metrics for k in c.keys)
+                                         for c in spec.columns)
 
 
 def variants(results: Results, spec: "TableSpec") -> list[str]:

@@ -265,3 +265,18 @@ def test_published_cards_writer_stays_in_its_directory(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "is not a valid name" in err
     assert not list(tmp_path.rglob("README.md"))
+
+
+def test_a_benchmark_without_any_figure_is_an_na_row_not_another_evaluation(tmp_path, capsys):
+    """MT-Bench whose every judgment failed records null ratings: the table shows n/a and release reports it."""
+    run = make_embedded_run(tmp_path)
+    p = run / "results" / "Iter1" / "mt_bench.json"
+    d = json.loads(p.read_text())
+    d["metrics"].update(turn_1=None, turn_2=None, average=None)
+    p.write_text(json.dumps(d))
+    assert cli.main(["--run-dir", str(run), "--out", str(tmp_path / "cards")]) == 0
+    out = capsys.readouterr().out
+    assert "warning: Iter1: mt_bench metric 'turn_1' missing" in out
+    card = (tmp_path / "cards" / "SmolLM2-135M-Instruct-LocalJudge-SPPO-Iter1" / "README.md").read_text()
+    assert "| SmolLM2-135M-Instruct-LocalJudge-SPPO Iter 1 | n/a | n/a | n/a |" in card
+    assert "mt_bench" not in card.split("## Other evaluations")[1]
