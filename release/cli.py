@@ -28,7 +28,8 @@ from sppo.files import current_run_dir, safe_name, under, write_text
 
 from .card import ReleaseInfo, default_family, render_card, results_from_store
 from .data import DataUpload, plan_data
-from .push import Upload, parse_release_name, plan_uploads, publish, result_problems
+from .push import (Upload, checkpoint_problems, parse_release_name, plan_uploads, publish,
+                   result_problems)
 from .run import Iteration, load_run
 
 log = logging.getLogger("release")
@@ -136,7 +137,7 @@ def _main(argv: list[str]) -> int:
         card_paths[it.number] = write_text(card_path(args.out, release.model_name(it)), str(cards[it.number]))
         log.debug("wrote %s", card_paths[it.number])
     uploads = plan_uploads(release, targets, cards)
-    problems = result_problems(iterations, targets, results, require)
+    problems = checkpoint_problems(targets) + result_problems(iterations, targets, results, require)
 
     if not args.push:
         ignored = [f"--{k}" for k in ("tag", "collection", "force") if getattr(args, k)]
@@ -145,7 +146,7 @@ def _main(argv: list[str]) -> int:
         _print_plan(uploads, card_paths, data)
         for p in problems:
             print(f"warning: {p}")
-        print("dry run: nothing uploaded" + (" (--push would refuse: results missing or stale)" if problems
+        print("dry run: nothing uploaded" + (" (--push would refuse: see the warnings)" if problems
                                               else "; pass --push ORG/NAME to publish"))
         return 0
     if problems:

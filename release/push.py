@@ -2,6 +2,7 @@
 
 Safety, checked for every iteration before anything is created remotely:
 
+- checkpoint: config.json, a tokenizer and readable, complete ``*.safetensors`` files (`checkpoint_problems`);
 - results: each pushed iteration needs the required suites; no result shown in its card may be stale (its
   recorded checkpoint fingerprint must equal the checkpoint's current one);
 - overwrite: if the repository already has a card whose figures (table cells, model-index) differ from the new
@@ -99,6 +100,22 @@ def result_problems(iterations: list[Iteration], targets: list[Iteration], resul
                 problems.append(f"{what} results record no checkpoint fingerprint")
             elif recorded != current:
                 problems.append(f"{what} results are stale (checkpoint changed since; rerun sppo-bench)")
+    return problems
+
+
+def checkpoint_problems(targets: Iterable[Iteration]) -> list[str]:
+    """Why a target's checkpoint must not be published: incomplete (no config.json or tokenizer) or a corrupt or
+    truncated ``*.safetensors`` file — the checks sppo-train makes before loading a model."""
+    from sppo.models import check_checkpoint
+
+    problems = []
+    for it in targets:
+        if it.checkpoint is None or not it.checkpoint.is_dir():
+            continue
+        try:
+            check_checkpoint(it.checkpoint)
+        except UserError as e:
+            problems.append(f"{it.name}: {e}")
     return problems
 
 

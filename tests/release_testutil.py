@@ -49,6 +49,14 @@ SEED_RESULTS = {
 }
 
 
+def safetensors_bytes(n: int, size: int = 64) -> bytes:
+    """A valid safetensors file holding one uint8 tensor filled with `n` (layout: 8-byte little-endian header
+    length, JSON header, data), written here by hand so the tests need no tensor library."""
+    header = json.dumps({"w": {"dtype": "U8", "shape": [size], "data_offsets": [0, size]}}).encode()
+    header += b" " * (-len(header) % 8)
+    return len(header).to_bytes(8, "little") + header + bytes([n % 256]) * size
+
+
 def manifest(n: int) -> dict:
     return {"iteration": n, "name": f"Iter{n}", "base_model": "mistralai/Mistral-7B-Instruct-v0.2",
             "init_model": "mistralai/Mistral-7B-Instruct-v0.2" if n == 1 else f"checkpoints/Iter{n - 1}",
@@ -66,7 +74,7 @@ def make_run(root: Path, *, results: bool = True, all_suites: bool = False) -> P
         ckpt = run / "checkpoints" / f"Iter{n}"
         ckpt.mkdir(parents=True)
         (ckpt / "config.json").write_text(json.dumps({"model_type": "mistral", "iteration": n}))
-        (ckpt / "model.safetensors").write_bytes(bytes([n]) * 64)
+        (ckpt / "model.safetensors").write_bytes(safetensors_bytes(n))
         (ckpt / "tokenizer.json").write_text("{}")
         (ckpt / "sppo_manifest.json").write_text(json.dumps(manifest(n)))
         if not results:
@@ -108,7 +116,8 @@ def make_embedded_run(root: Path) -> Path:
         ckpt = run / "checkpoints" / f"Iter{n}"
         ckpt.mkdir(parents=True)
         (ckpt / "config.json").write_text(json.dumps({"model_type": "llama"}))
-        (ckpt / "model.safetensors").write_bytes(bytes([n]) * 64)
+        (ckpt / "model.safetensors").write_bytes(safetensors_bytes(n))
+        (ckpt / "tokenizer.json").write_text("{}")
         (ckpt / "sppo_manifest.json").write_text(json.dumps(embedded_manifest(n)))
         fp = {"path": str(ckpt), "fingerprint": checkpoint_fingerprint(ckpt)}
         store.write(SuiteResult(model=f"Iter{n}", suite="alpaca_eval", metrics=_alpaca(40.0 + n, 45.5, 310.0),

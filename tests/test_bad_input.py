@@ -44,6 +44,7 @@ def _copy_model(tiny: Path, tmp_path: Path, edit: Callable[[Path], None]) -> Pat
 
 
 def _truncate(d: Path) -> None:
+    """Cut the last bytes of the weights, as an interrupted download or copy does."""
     f = d / "model.safetensors"
     f.write_bytes(f.read_bytes()[:-100])
 
@@ -119,6 +120,11 @@ RELEASE_CASES: dict[str, Callable] = {
     "template is a directory": _release_case(lambda t, r: ["--run-dir", str(r), "--template", str(t)]),
     "template not UTF-8": _release_case(lambda t, r: ["--run-dir", str(r), "--template",
                                                       str(_write(t / "card.j2", b"---\n\xff\n"))]),
+    "push truncated safetensors": _release_case(lambda t, r: (
+        _truncate(r / "checkpoints" / "Iter2"), ["--run-dir", str(r), "--push", "org/fam", "--require", "lm_eval"])[1]),
+    "push checkpoint without tokenizer.json": _release_case(lambda t, r: (
+        (r / "checkpoints" / "Iter1" / "tokenizer.json").unlink(),
+        ["--run-dir", str(r), "--push", "org/fam", "--require", "lm_eval"])[1]),
 }
 RELEASE_MESSAGES = {
     "manifest name escapes": "Iter2/sppo_manifest.json: field 'name': 'x/../..' is not a valid name",
@@ -129,15 +135,21 @@ RELEASE_MESSAGES = {
     "out is a file": "--out:",
     "template is a directory": "template not found (it is a directory)",
     "template not UTF-8": "card.j2: template is not a UTF-8 text file",
+    "push truncated safetensors": "refusing to push: Iter2: ",
+    "push checkpoint without tokenizer.json": "refusing to push: Iter1: ",
+}
+RELEASE_DETAILS = {  # the rest of the line: the file and what is wrong with it
+    "push truncated safetensors": "Iter2/model.safetensors: corrupt or truncated safetensors file",
+    "push checkpoint without tokenizer.json": "Iter1: checkpoint has no tokenizer",
 }
 
 
-def _one_error_line(capsys, message: str) -> None:
+def _one_error_line(capsys, message: str, detail: str = "") -> None:
     captured = capsys.readouterr()
     assert "Traceback" not in captured.err + captured.out
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1, lines
-    assert lines[0].startswith("error: ") and message in lines[0], lines[0]
+    assert lines[0].startswith("error: ") and message in lines[0] and detail in lines[0], lines[0]
 
 
 @pytest.mark.parametrize("case", sorted(TRAIN_CASES))
@@ -165,6 +177,7 @@ def test_sppo_release_bad_input(case, tmp_path, capsys, monkeypatch):
     sentinel = _write(tmp_path / "README.md", "the user's own README\n")
     argv = RELEASE_CASES[case](tmp_path, None)
     assert release_cli.main(argv) == 2
-    _one_error_line(capsys, RELEASE_MESSAGES[case])
+    _one_error_line(capsys, RELEASE_MESSAGES[case], RELEASE_DETAILS.get(case, ""))
     assert sentinel.read_text() == "the user's own README\n"
-    assert not (tmp_path / "model_cards").exists()  # no card is written when one of them is refused
+    if "--push" not in argv:
+        assert not (tmp_path / "model_cards").exists()  # no card is written when one of them is refused

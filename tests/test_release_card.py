@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 from huggingface_hub import ModelCard
-from release_testutil import make_embedded_run, make_run
+from release_testutil import make_embedded_run, make_run, safetensors_bytes
 
 from release import cli
 from release.card import ReleaseInfo, card_figures, parse_tables, render_card, results_from_store
@@ -184,7 +184,7 @@ def test_cli_dry_run_renders_cards_and_lists_uploads(tmp_path, monkeypatch, caps
 
 def test_cli_dry_run_default_names_and_warnings(tmp_path, capsys):
     run = make_run(tmp_path)
-    (run / "checkpoints" / "Iter1" / "model.safetensors").write_bytes(b"retrained" * 10)  # results now stale
+    (run / "checkpoints" / "Iter1" / "model.safetensors").write_bytes(safetensors_bytes(9, 72))  # results now stale
     assert cli.main(["--run-dir", str(run), "--out", str(tmp_path / "cards")]) == 0
     out = capsys.readouterr().out
     name = "Mistral-7B-Instruct-v0.2-PairRM-SPPO"

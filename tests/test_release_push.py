@@ -13,7 +13,7 @@ import huggingface_hub.utils as hf_utils
 import huggingface_hub.utils._http as hf_http
 import pytest
 from fake_hub import FakeHub, Repo
-from release_testutil import add_datasets, make_run
+from release_testutil import add_datasets, make_run, safetensors_bytes
 
 from release import cli
 
@@ -114,7 +114,7 @@ def test_push_refuses_missing_or_stale_results_before_any_request(hub, tmp_path,
     assert hub.requests == []
 
     run2 = make_run(tmp_path / "b", all_suites=True)
-    (run2 / "checkpoints" / "Iter2" / "model.safetensors").write_bytes(b"newer weights" * 8)
+    (run2 / "checkpoints" / "Iter2" / "model.safetensors").write_bytes(safetensors_bytes(7, 80))
     assert push(run2, tmp_path) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: refusing to push: Iter2: alpaca_eval") and "results are stale" in err
