@@ -305,13 +305,13 @@ def resolve_config_path(name_or_path: str | None) -> Path:
     if name_or_path is None:
         return CONFIGS_DIR / "embedded.yaml"
     p = Path(name_or_path)
-    if p.is_dir():
-        raise UserError(f"{p}: --config expects a YAML file, got a directory")
-    if p.exists():
+    if p.exists() and not p.is_dir():
         return p
     shipped = CONFIGS_DIR / f"{name_or_path}.yaml"
     if shipped.exists():
         return shipped
+    if p.is_dir():
+        raise UserError(f"{p}: --config expects a YAML file, got a directory")
     names = ", ".join(sorted(x.stem for x in CONFIGS_DIR.glob("*.yaml")))
     raise UserError(f"{name_or_path}: config file not found (shipped configs: {names})")
 
