@@ -119,6 +119,9 @@ def _main(argv: list[str]) -> int:
     setup_logging(args.verbose)
     if not args.verbose:  # one INFO line per HTTP request is noise; -v shows them
         logging.getLogger("httpx2").setLevel(logging.WARNING)
+    for flag, path in (("--run-dir", args.run_dir), ("--results-dir", args.results_dir)):
+        if path is not None and path.exists() and not path.is_dir():
+            raise UserError(f"{flag}: {path} is a file, expected a directory")
     run_dir = current_run_dir(args.run_dir)
     iterations = load_run(run_dir)
     release = _release(args, iterations)

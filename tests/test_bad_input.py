@@ -116,6 +116,8 @@ RELEASE_CASES: dict[str, Callable] = {
     "manifest not UTF-8": _release_case(lambda t, r: (
         _write(r / "checkpoints" / "Iter1" / "sppo_manifest.json", b'{"name": "\xe9"}'), ["--run-dir", str(r)])[1]),
     "run dir is a file": _release_case(lambda t, r: ["--run-dir", str(_write(t / "file", "x"))]),
+    "results dir is a file": _release_case(lambda t, r: ["--run-dir", str(r), "--results-dir",
+                                                         str(_write(t / "results.json", "{}"))]),
     "out is a file": _release_case(lambda t, r: ["--run-dir", str(r), "--out", str(_write(t / "out", "x"))]),
     "template is a directory": _release_case(lambda t, r: ["--run-dir", str(r), "--template", str(t)]),
     "template not UTF-8": _release_case(lambda t, r: ["--run-dir", str(r), "--template",
@@ -131,7 +133,8 @@ RELEASE_MESSAGES = {
     "manifest name ..": "Iter1/sppo_manifest.json: field 'name': '..' is not a valid name",
     "manifest k is a string": "Iter1/sppo_manifest.json: field 'k' must be an integer",
     "manifest not UTF-8": "Iter1/sppo_manifest.json: not a UTF-8 text file",
-    "run dir is a file": "file: run directory",
+    "run dir is a file": "--run-dir: ",
+    "results dir is a file": "--results-dir: ",
     "out is a file": "--out:",
     "template is a directory": "template not found (it is a directory)",
     "template not UTF-8": "card.j2: template is not a UTF-8 text file",
@@ -139,6 +142,8 @@ RELEASE_MESSAGES = {
     "push checkpoint without tokenizer.json": "refusing to push: Iter1: ",
 }
 RELEASE_DETAILS = {  # the rest of the line: the file and what is wrong with it
+    "run dir is a file": "file is a file, expected a directory",
+    "results dir is a file": "results.json is a file, expected a directory",
     "push truncated safetensors": "Iter2/model.safetensors: corrupt or truncated safetensors file",
     "push checkpoint without tokenizer.json": "Iter1: checkpoint has no tokenizer",
 }
