@@ -139,9 +139,12 @@ def scrub(text: str, token: str | None) -> str:
 def hub_error(what: str, token: str, e: BaseException) -> UserError:
     """A one-line UserError for a failed Hub request, without the token."""
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    status = getattr(getattr(e, "response", None), "status_code", None)
+    status = _http_status(e)
     detail = lines[0] if lines else ""
-    if status is None and _is_network_error(e):
+    if status is not None and getattr(getattr(e, "response", None), "status_code", None) is None:
+        # huggingface_hub wraps a server error in LocalEntryNotFoundError: the Hub answered, say what
+        detail = f"the Hub answered HTTP {status} ({_root_cause(e)})"
+    elif status is None and _is_network_error(e):
         detail = f"network error, cannot reach the Hub ({_root_cause(e)})"
     elif status is None:  # not an HTTP error: the exception type tells what happened
         detail = f"{type(e).__name__}: {detail}" if detail else type(e).__name__
@@ -164,6 +167,15 @@ def _causes(e: BaseException) -> list[BaseException]:
     while (nxt := chain[-1].__cause__ or chain[-1].__context__) is not None and nxt not in chain:
         chain.append(nxt)
     return chain
+
+
+def _http_status(e: BaseException) -> int | None:
+    """The HTTP status of the first response in the exception's chain, if the Hub answered at all."""
+    for c in _causes(e):
+        status = getattr(getattr(c, "response", None), "status_code", None)
+        if isinstance(status, int):
+            return status
+    return None
 
 
 def _is_network_error(e: BaseException) -> bool:

@@ -180,6 +180,8 @@ def _handler(hub: FakeHub):
             self._error(404, f"no route {self.command} {path}")
 
         def _resolve(self, repo_id: str, filename: str) -> None:
+            if self._failing("resolve"):
+                return
             repo = self._repo(repo_id)
             if repo is None:
                 return

@@ -332,3 +332,14 @@ def test_dataset_repo_name_is_checked_before_anything(hub, tmp_path, capsys):
     assert cli.main(["--run-dir", str(run), "--out", str(tmp_path / "cards"), "--push", name, "--datasets"]) == 2
     assert capsys.readouterr().err.startswith("error: invalid repository name")
     assert hub.requests == [] and not (tmp_path / "cards").exists()
+
+
+def test_hub_server_error_is_not_called_a_network_error(hub, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(hf_http, "time", _NoSleep())
+    hub.fail["resolve"] = 100  # every download answers 500
+    run = make_run(tmp_path, all_suites=True)
+    assert cli.main(["--run-dir", str(run), "--out", str(tmp_path / "c"), "--push", FAMILY, "--iteration", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: reading the model card of {REPOS[0]} failed: the Hub answered HTTP 500")
+    assert "network error" not in err and err.count("\n") == 1 and TOKEN not in err
+    assert hub.repos == {}
