@@ -5,7 +5,8 @@ responses, scores, the K x K win probabilities, P_win/P_lose...). The splits fol
 (uclaml/SPPO ``scripts/compute_prob.py`` at 5e61c4e): ``train`` holds every row (:114) and ``test`` is a random
 sample of 500 of those same rows (:117-119, "cannot use for test/evaluation purpose"), both pushed to one dataset
 repository (:134-135). Here the sample is seeded with the run's seed (the reference's ``sample(n=500)`` is not
-seeded) and takes every row when there are fewer than 500 (where the reference would fail).
+seeded) and takes every row when there are fewer than 500 (where the reference would fail). The repositories are
+created with the Hub's default visibility, like the model repositories (the reference script passes private=True).
 
 The two splits are written as Parquet with ``datasets`` and committed with a dataset card in ONE commit through
 ``huggingface_hub``, in the layout ``Dataset.push_to_hub`` uses (``data/<split>-00000-of-00001.parquet`` and a

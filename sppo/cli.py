@@ -8,7 +8,9 @@ Examples:
 Multi-GPU (DeepSpeed ZeRO-3):
     accelerate launch --num_processes 8 -m sppo.cli --config paper
     deepspeed --num_gpus 8 -m sppo.cli --config paper   (or: deepspeed $(which sppo-train) --config paper)
-Rerun the same command after a crash or Ctrl-C: finished stages are kept and the run resumes.
+Rerun the same command after a crash or Ctrl-C: finished stages are kept and the run resumes. Until a stage
+has finished, a corrected config may replace the one the run started with. One sppo-train per run directory:
+a second one on the same run.output_dir stops at once while the first holds <run>/.lock.
 """
 
 from __future__ import annotations
