@@ -76,6 +76,7 @@ class Column:
     metric_type: str
     metric_name: str
     numeric: bool = True
+    aggregate: bool = False  # computed from the other columns: alone it does not put a result in the table
 
     def missing(self, metrics: dict[str, Any]) -> list[str]:
         return [k for k in self.keys if metrics.get(k) is None]
@@ -141,7 +142,8 @@ TABLES: tuple[TableSpec, ...] = (
                  Column("gsm8k", ("gsm8k",), fmt_short, "exact_match", "gsm8k"),
                  Column("hellaswag", ("hellaswag",), fmt_short, "acc_norm", "hellaswag"),
                  Column("mmlu", ("mmlu",), fmt_short, "acc", "mmlu"),
-                 Column("average", ("average",), fmt_short, "average", "Open LLM Leaderboard average")),
+                 Column("average", ("average",), fmt_short, "average", "Open LLM Leaderboard average",
+                        aggregate=True)),
         datasets=(Dataset("allenai/ai2_arc", "AI2 Reasoning Challenge", "ARC-Challenge"),
                   Dataset("truthfulqa/truthful_qa", "TruthfulQA", "multiple_choice"),
                   Dataset("allenai/winogrande", "Winogrande", "winogrande_xl"),
@@ -176,6 +178,11 @@ class ReleaseInfo:
     model_type: str = "A GPT-like model fine-tuned on synthetic datasets."
     links: list[dict[str, str]] = field(default_factory=list)
     notes: dict[int, str] = field(default_factory=dict)
+    datasets: bool = False  # each iteration's scored synthetic dataset is published as <repo id>-data
+
+    def data_repo_id(self, it: Iteration) -> str | None:
+        """``ORG/<family>-IterN-data``: the Hub dataset of an iteration's scored synthetic data, when published."""
+        return f"{self.repo_id(it)}-data" if self.datasets and self.org else None
 
     def model_name(self, it: Iteration) -> str:
         """``<family>-IterN``: the card's title and the repository name."""
@@ -222,12 +229,104 @@ def find_result(results: Results, number: int, suite: str, variant: str = DEFAUL
     return None
 
 
+def in_table(spec: "TableSpec", r: SuiteResult) -> bool:
+    """Whether a result's figures belong in this table: it records at least one of the table's own (not
+    aggregate) metrics, possibly as null (then printed n/a and reported by `missing_metrics`). A result measured
+    on other tasks, like the toolkit's small local multiple-choice task whose ``average`` is not the Open LLM
+    Leaderboard average, gets no row and no model-index entry."""
+    return r.suite == spec.suite and any(not c.aggregate and all(k in r.metrics for k in c.keys)
+                                         for c in spec.columns)
+
+
 def variants(results: Results, spec: "TableSpec") -> list[str]:
-    """Variants of a suite that have figures for this table (a variant measured on other tasks, like the
-    toolkit's tiny lm-eval task, has none of the table's metrics and gets no row): the default first."""
-    found = {r.variant for rs in results.values() for r in rs
-             if r.suite == spec.suite and any(not c.missing(r.metrics) for c in spec.columns)}
+    """Variants of a suite that have figures for this table: the default first."""
+    found = {r.variant for rs in results.values() for r in rs if in_table(spec, r)}
     return sorted(found, key=lambda v: (v != DEFAULT_VARIANT, v))
+
+
+# ------------------------------------------------------------------------------------ sources, judges, notes
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
+_FILE_SUFFIXES = (".json", ".jsonl", ".parquet", ".csv", ".tsv", ".txt", ".yaml", ".yml", ".arrow", ".gguf")
+
+
+def hub_id(name: Any) -> str | None:
+    """`name` when it is a Hugging Face Hub id (``owner/name``), else None: local paths (absolute, relative,
+    with a file suffix), ``embedded`` and None are not."""
+    if not isinstance(name, str) or not _HUB_ID.match(name) or ".." in name:
+        return None
+    return None if name.lower().endswith(_FILE_SUFFIXES) else name
+
+
+def source_md(name: Any, kind: str = "model") -> str:
+    """A Markdown link to a Hub model or dataset (``kind="dataset"``); anything else named plainly."""
+    hub = hub_id(name)
+    if hub:
+        return f"[{hub}]({HUB_URL}/{'datasets/' if kind == 'dataset' else ''}{hub})"
+    return "the toolkit's embedded prompt set" if (kind == "dataset" and name == "embedded") else f"`{name}`"
+
+
+def prompts_md(m: dict[str, Any], num_iterations: int) -> str:
+    """Where the prompts came from, linking only real Hub datasets."""
+    src, split_by = m["prompt_source_dataset"], m["prompt_dataset"]
+    if hub_id(src) and hub_id(split_by):
+        return (f"We utilized the prompt sets from the {source_md(src, 'dataset')} dataset, split into "
+                f"{num_iterations} parts for {num_iterations} iterations by {source_md(split_by, 'dataset')}.")
+    if hub_id(split_by):
+        return f"We utilized the prompt sets of the {source_md(split_by, 'dataset')} dataset, one split per iteration."
+    origin = f", which come from the {source_md(src, 'dataset')} dataset" if hub_id(src) else ""
+    where = source_md(split_by, "dataset")
+    where = where if where.startswith("the ") else f"the local prompt file {where}"
+    return f"We utilized the prompts of {where}{origin}, one split per iteration (not a Hub dataset)."
+
+
+def ranker_md(ranker: Any) -> str:
+    """The ranker as the manifest records it: a PairRM model (Hub id or path), ``local-judge:MODEL`` or a
+    plug-in ``python:module:Class[:model]``."""
+    text = str(ranker)
+    if text.startswith("local-judge:"):
+        return f"a local chat-model judge ({source_md(text.split(':', 1)[1])})"
+    return source_md(text)
+
+
+def judge_md(judge: dict[str, Any]) -> str:
+    """A judge as the results store records it (``benchmarks.judge.Judge.info``); never holds a secret."""
+    text = f"`{judge.get('model')}`"
+    if judge.get("base_url"):
+        text += f" at {judge['base_url']}"
+    if judge.get("backend") == "local":
+        text += " (a local model, in process)"
+    return text
+
+
+def evaluation_note(results: list[SuiteResult]) -> str:
+    """Which judge (and, for AlpacaEval, which annotator config) produced these figures, as recorded in the
+    results store; empty when the results record none (figures transcribed from a published card)."""
+    judges = sorted({judge_md(r.judge) for r in results if r.judge})
+    annotators = sorted({f"`{r.settings['annotator']}`" for r in results if r.settings.get("annotator")})
+    parts = []
+    if judges:
+        parts.append(f"Judge{'s' if len(judges) > 1 else ''}: {', '.join(judges)}.")
+    if annotators:
+        parts.append(f"AlpacaEval annotator config{'s' if len(annotators) > 1 else ''}: {', '.join(annotators)}.")
+    return " ".join(parts)
+
+
+def other_results(results: Results, iterations: list[Iteration]) -> list[str]:
+    """Results no table shows (e.g. the toolkit's local multiple-choice task), as plain lines: they are not
+    leaderboard figures and go to no model-index."""
+    out = []
+    for it in iterations:
+        for r in results.get(it.number, []):
+            if any(in_table(spec, r) for spec in TABLES):
+                continue
+            figures = ", ".join(f"{k} {fmt_short(v)}" for k, v in r.metrics.items()
+                                if isinstance(v, (int, float)) and not isinstance(v, bool))
+            notes = " ".join(str(n) for n in r.metrics.get("notes") or [])
+            variant = "" if r.variant == DEFAULT_VARIANT else f" ({r.variant})"
+            judge = f"; judge {judge_md(r.judge)}" if r.judge else ""
+            out.append(f"{it.name}, {r.suite}{variant}: {figures or 'no figures'}{judge}" + (f". {notes}" if notes else ""))
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------- tables
@@ -252,7 +351,7 @@ def build_table(spec: TableSpec, release: ReleaseInfo, iterations: list[Iteratio
     for variant in variants(results, spec):
         for it in iterations:
             r = find_result(results, it.number, spec.suite, variant)
-            if r is not None:
+            if r is not None and in_table(spec, r):
                 source = f"results of {r.model} ({spec.suite}, {variant})"
                 rows.append([row_label(spec, release, it, variant)] + [c.cell(r.metrics, source)
                                                                        for c in spec.columns])
@@ -260,8 +359,9 @@ def build_table(spec: TableSpec, release: ReleaseInfo, iterations: list[Iteratio
         return None
     header = [spec.first_header] + [c.header for c in spec.columns]
     intro = spec.intro.format(version=_lm_eval_version(results)) if spec.intro else ""
+    shown = [r for rs in results.values() for r in rs if in_table(spec, r)]
     return {"suite": spec.suite, "title": spec.title, "url": spec.url, "intro": intro, "header": header,
-            "rows": rows, "markdown": table_markdown(header, rows)}
+            "rows": rows, "markdown": table_markdown(header, rows), "evaluation": evaluation_note(shown)}
 
 
 def _lm_eval_version(results: Results) -> str:
@@ -304,7 +404,7 @@ def eval_results(release: ReleaseInfo, it: Iteration, results: Results) -> list[
     for spec in TABLES:
         for variant in variants(results, spec):
             r = find_result(results, it.number, spec.suite, variant)
-            if r is None:
+            if r is None or not in_table(spec, r):
                 continue
             source = f"results of {r.model} ({spec.suite}, {variant})"
             for i, col in enumerate(spec.columns):
@@ -325,10 +425,12 @@ def eval_results(release: ReleaseInfo, it: Iteration, results: Results) -> list[
 def card_data(release: ReleaseInfo, it: Iteration, results: Results) -> ModelCardData:
     """The card's YAML metadata."""
     m = it.manifest
+    datasets = [d for d in (hub_id(m["prompt_source_dataset"]) or hub_id(m["prompt_dataset"]),
+                            release.data_repo_id(it)) if d]
     return ModelCardData(
         license=release.license,
-        base_model=m["base_model"],
-        datasets=[m["prompt_source_dataset"]] if m["prompt_source_dataset"] else None,
+        base_model=hub_id(m["base_model"]),  # the metadata names Hub models only
+        datasets=datasets or None,
         language=list(release.language),
         pipeline_tag=release.pipeline_tag,
         tags=list(release.tags),
@@ -366,6 +468,11 @@ def template_context(release: ReleaseInfo, iterations: list[Iteration], it: Iter
         "prompt_dataset": m["prompt_dataset"],
         "prompt_source_dataset": m["prompt_source_dataset"],
         "ranker": m["ranker"],
+        "base_model_md": source_md(m["base_model"]),
+        "prompts_md": prompts_md(m, len(iterations)),
+        "ranker_md": ranker_md(m["ranker"]),
+        "data_repo_md": source_md(release.data_repo_id(it), "dataset") if release.data_repo_id(it) else "",
+        "other_results": other_results(results, iterations),
         "k": m["k"],
         "hub_url": HUB_URL,
         "paper_url": PAPER_URL,
@@ -385,8 +492,11 @@ def load_template(template: str | os.PathLike | None = None) -> str:
         return (resources.files("release.templates") / TEMPLATE_NAME).read_text(encoding="utf-8")
     path = Path(template)
     if not path.is_file():
-        raise UserError(f"{path}: template not found")
-    return path.read_text(encoding="utf-8")
+        raise UserError(f"{path}: template not found" + (" (it is a directory)" if path.is_dir() else ""))
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: template is not a UTF-8 text file (byte {e.start})") from None
 
 
 def render_card(release: ReleaseInfo, iterations: list[Iteration], it: Iteration, results: Results,

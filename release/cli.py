@@ -5,6 +5,9 @@
     sppo-release --push UCLA-AGI/Mistral7B-PairRM-SPPO
                                                       publish iteration N as UCLA-AGI/Mistral7B-PairRM-SPPO-IterN
                                                       (weights + card in one commit)
+    sppo-release --push UCLA-AGI/Mistral7B-PairRM-SPPO --datasets
+                                                      also publish iteration N's scored synthetic data as the
+                                                      dataset UCLA-AGI/Mistral7B-PairRM-SPPO-IterN-data
 
 The run is --run-dir, else $SPPO_RUN_DIR, else ``runs/latest`` (the link sppo-train points at its run), else
 the most recently modified directory under ``runs/``. Results are read from --results-dir, by default
@@ -21,10 +24,12 @@ from pathlib import Path
 from benchmarks.store import SUITES, ResultsStore
 from sppo.cli_util import run_cli, setup_logging
 from sppo.errors import UserError
-from sppo.files import current_run_dir, write_text
+from sppo.files import current_run_dir, safe_name, under, write_text
 
 from .card import ReleaseInfo, default_family, render_card, results_from_store
-from .push import Upload, parse_release_name, plan_uploads, publish, result_problems
+from .data import DataUpload, plan_data
+from .push import (Upload, checkpoint_problems, parse_release_name, plan_uploads, publish,
+                   result_problems)
 from .run import Iteration, load_run
 
 log = logging.getLogger("release")
@@ -45,6 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only this iteration (repeatable; default: all)")
     p.add_argument("--require", default=",".join(SUITES),
                    help=f"suites a pushed iteration must have results for (default: {','.join(SUITES)})")
+    p.add_argument("--datasets", action="store_true",
+                   help="also publish each iteration's scored synthetic dataset (<run>/iterN/dataset/sppo.jsonl) as "
+                        "ORG/NAME-IterN-data (train: all rows, test: 500 of them, as the reference SPPO scripts); "
+                        "the model cards link it")
     p.add_argument("--tag", help="tag the pushed commit (e.g. v1.0)")
     p.add_argument("--collection", metavar="SLUG", help="add the pushed repos to this collection")
     p.add_argument("--force", action="store_true", help="overwrite a remote card showing other numbers")
@@ -59,7 +68,9 @@ def _release(args: argparse.Namespace, iterations: list[Iteration]) -> ReleaseIn
         org, family = parse_release_name(args.name, need_org=False)
     else:
         org, family = None, default_family(iterations)
-    return ReleaseInfo(family=family, org=org)
+    if args.datasets and org:
+        parse_release_name(f"{org}/{family}-Iter{max(it.number for it in iterations)}-data", need_org=True)
+    return ReleaseInfo(family=family, org=org, datasets=args.datasets)
 
 
 def _targets(iterations: list[Iteration], wanted: list[int] | None) -> list[Iteration]:
@@ -80,7 +91,12 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-def _print_plan(uploads: list[Upload], card_paths: dict[int, Path]) -> None:
+def _print_plan(uploads: list[Upload], card_paths: dict[int, Path], data: list[DataUpload]) -> None:
+    for d in data:
+        print(f"{d.iteration.name} data -> {d.repo_id or '<ORG>/' + card_paths[d.iteration.number].parent.name + '-data'}"
+              f"  (dataset: {d.rows} train rows, {d.test_rows} test rows)")
+        for path, content in [*d.files.items(), ("README.md", d.card.encode())]:
+            print(f"  {path}  {_size(len(content))}")
     for u in uploads:
         where = u.repo_id or f"<ORG>/{card_paths[u.iteration.number].parent.name}"
         print(f"{u.iteration.name} -> {where}")
@@ -91,11 +107,21 @@ def _print_plan(uploads: list[Upload], card_paths: dict[int, Path]) -> None:
             print("  (no checkpoint files found)")
 
 
+def card_path(out: Path, model_name: str) -> Path:
+    """``<out>/<model name>/README.md``, the name one path component and the path inside `out`."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out: {out} is a file, expected a directory")
+    return under(out, safe_name(model_name, "model name"), "README.md", what="model card")
+
+
 def _main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
     if not args.verbose:  # one INFO line per HTTP request is noise; -v shows them
         logging.getLogger("httpx2").setLevel(logging.WARNING)
+    for flag, path in (("--run-dir", args.run_dir), ("--results-dir", args.results_dir)):
+        if path is not None and path.exists() and not path.is_dir():
+            raise UserError(f"{flag}: {path} is a file, expected a directory")
     run_dir = current_run_dir(args.run_dir)
     iterations = load_run(run_dir)
     release = _release(args, iterations)
@@ -103,32 +129,34 @@ def _main(argv: list[str]) -> int:
     store = ResultsStore(args.results_dir or Path(run_dir) / "results")
     results = results_from_store(store, iterations, release)
 
-    cards, card_paths = {}, {}
-    for it in targets:
-        cards[it.number] = render_card(release, iterations, it, results, args.template)
-        card_paths[it.number] = write_text(args.out / release.model_name(it) / "README.md", str(cards[it.number]))
-        log.debug("wrote %s", card_paths[it.number])
-    uploads = plan_uploads(release, targets, cards)
     require = [s.strip() for s in args.require.split(",") if s.strip()]
     unknown = sorted(set(require) - set(SUITES))
     if unknown:
         raise UserError(f"--require: unknown suite {unknown[0]!r}; expected some of {', '.join(SUITES)}")
-    problems = result_problems(iterations, targets, results, require)
+    cards = {it.number: render_card(release, iterations, it, results, args.template) for it in targets}
+    data = plan_data(release, Path(run_dir), targets) if args.datasets else []
+    card_paths = {}
+    for it in targets:  # every card rendered and every dataset read before anything is written
+        card_paths[it.number] = write_text(card_path(args.out, release.model_name(it)), str(cards[it.number]))
+        log.debug("wrote %s", card_paths[it.number])
+    uploads = plan_uploads(release, targets, cards)
+    problems = checkpoint_problems(targets) + result_problems(iterations, targets, results, require)
 
     if not args.push:
         ignored = [f"--{k}" for k in ("tag", "collection", "force") if getattr(args, k)]
         if ignored:
             print(f"note: {', '.join(ignored)} only apply with --push")
-        _print_plan(uploads, card_paths)
+        _print_plan(uploads, card_paths, data)
         for p in problems:
             print(f"warning: {p}")
-        print("dry run: nothing uploaded" + (" (--push would refuse: results missing or stale)" if problems
+        print("dry run: nothing uploaded" + (" (--push would refuse: see the warnings)" if problems
                                               else "; pass --push ORG/NAME to publish"))
         return 0
     if problems:
         raise UserError(f"refusing to push: {problems[0]}" + (f" (and {len(problems) - 1} more problem(s))"
                                                                if len(problems) > 1 else ""))
-    for repo_id, oid in publish(uploads, tag=args.tag, collection=args.collection, force=args.force).items():
+    for repo_id, oid in publish(uploads, tag=args.tag, collection=args.collection, force=args.force,
+                                data=data).items():
         print(f"published {repo_id} at {oid}" if oid else f"{repo_id}: already published, unchanged")
     return 0
 

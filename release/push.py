@@ -2,6 +2,7 @@
 
 Safety, checked for every iteration before anything is created remotely:
 
+- checkpoint: config.json, a tokenizer and readable, complete ``*.safetensors`` files (`checkpoint_problems`);
 - results: each pushed iteration needs the required suites; no result shown in its card may be stale (its
   recorded checkpoint fingerprint must equal the checkpoint's current one);
 - overwrite: if the repository already has a card whose figures (table cells, model-index) differ from the new
@@ -26,6 +27,7 @@ from benchmarks.store import DEFAULT_VARIANT, SUITES, checkpoint_fingerprint
 from sppo.errors import UserError
 
 from .card import ReleaseInfo, Results, card_figures, find_result, missing_metrics
+from .data import DataUpload
 from .run import MANIFEST_NAME, Iteration
 
 log = logging.getLogger(__name__)
@@ -101,6 +103,22 @@ def result_problems(iterations: list[Iteration], targets: list[Iteration], resul
     return problems
 
 
+def checkpoint_problems(targets: Iterable[Iteration]) -> list[str]:
+    """Why a target's checkpoint must not be published: incomplete (no config.json or tokenizer) or a corrupt or
+    truncated ``*.safetensors`` file — the checks sppo-train makes before loading a model."""
+    from sppo.models import check_checkpoint
+
+    problems = []
+    for it in targets:
+        if it.checkpoint is None or not it.checkpoint.is_dir():
+            continue
+        try:
+            check_checkpoint(it.checkpoint)
+        except UserError as e:
+            problems.append(f"{it.name}: {e}")
+    return problems
+
+
 # ------------------------------------------------------------------------------------------------ the token
 
 def resolve_token() -> str:
@@ -121,9 +139,12 @@ def scrub(text: str, token: str | None) -> str:
 def hub_error(what: str, token: str, e: BaseException) -> UserError:
     """A one-line UserError for a failed Hub request, without the token."""
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
-    status = getattr(getattr(e, "response", None), "status_code", None)
+    status = _http_status(e)
     detail = lines[0] if lines else ""
-    if status is None and _is_network_error(e):
+    if status is not None and getattr(getattr(e, "response", None), "status_code", None) is None:
+        # huggingface_hub wraps a server error in LocalEntryNotFoundError: the Hub answered, say what
+        detail = f"the Hub answered HTTP {status} ({_root_cause(e)})"
+    elif status is None and _is_network_error(e):
         detail = f"network error, cannot reach the Hub ({_root_cause(e)})"
     elif status is None:  # not an HTTP error: the exception type tells what happened
         detail = f"{type(e).__name__}: {detail}" if detail else type(e).__name__
@@ -148,6 +169,15 @@ def _causes(e: BaseException) -> list[BaseException]:
     return chain
 
 
+def _http_status(e: BaseException) -> int | None:
+    """The HTTP status of the first response in the exception's chain, if the Hub answered at all."""
+    for c in _causes(e):
+        status = getattr(getattr(c, "response", None), "status_code", None)
+        if isinstance(status, int):
+            return status
+    return None
+
+
 def _is_network_error(e: BaseException) -> bool:
     """Connection refused, DNS failure, timeout... (huggingface_hub wraps them in LocalEntryNotFoundError)."""
     names = {t.__name__ for c in _causes(e) for t in type(c).__mro__}
@@ -163,14 +193,14 @@ def _root_cause(e: BaseException) -> str:
 
 # ------------------------------------------------------------------------------------------------ remote state
 
-def remote_card(api: Any, repo_id: str, token: str) -> str | None:
+def remote_card(api: Any, repo_id: str, token: str, repo_type: str = "model") -> str | None:
     """The README.md currently on the Hub, or None when the repository or the file does not exist."""
     from huggingface_hub.errors import RemoteEntryNotFoundError, RepositoryNotFoundError
 
     def fetch() -> str | None:
         with tempfile.TemporaryDirectory() as cache:
             try:
-                path = api.hf_hub_download(repo_id, "README.md", cache_dir=cache)
+                path = api.hf_hub_download(repo_id, "README.md", cache_dir=cache, repo_type=repo_type)
             except (RepositoryNotFoundError, RemoteEntryNotFoundError):
                 return None
             return Path(path).read_text(encoding="utf-8")
@@ -255,19 +285,41 @@ def push_one(api: Any, upload: Upload, token: str, *, tag: str | None = None,
     return info.oid
 
 
-def add_to_collection(api: Any, repo_id: str, collection: str, token: str) -> None:
+def add_to_collection(api: Any, repo_id: str, collection: str, token: str, item_type: str = "model") -> None:
     hub_call(f"adding {repo_id} to collection {collection}", token, api.add_collection_item, collection,
-             item_id=repo_id, item_type="model", exists_ok=True)
+             item_id=repo_id, item_type=item_type, exists_ok=True)
     log.info("%s: in collection %s", repo_id, collection)
 
 
+def push_data(api: Any, upload: DataUpload, token: str, *, collection: str | None = None) -> str | None:
+    """Commit one iteration's dataset (both splits and its card) in one commit; None when the Hub already holds
+    this very card (whose rows fingerprint makes it hold the same rows)."""
+    from huggingface_hub import CommitOperationAdd
+
+    repo_id = upload.repo_id
+    if remote_card(api, repo_id, token, repo_type="dataset") == upload.card:
+        return None
+    hub_call(f"creating dataset {repo_id}", token, api.create_repo, repo_id, repo_type="dataset", exist_ok=True)
+    operations = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=data) for path, data in upload.files.items()]
+    operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=upload.card.encode("utf-8")))
+    info = hub_call(f"committing to dataset {repo_id}", token, api.create_commit, repo_id, operations,
+                    repo_type="dataset", commit_message=f"Scored synthetic data of {upload.iteration.name}",
+                    commit_description=f"{upload.rows} train rows, {upload.test_rows} test rows; sppo-release.")
+    log.info("dataset %s: committed %d file(s) in commit %s", repo_id, len(operations), info.oid)
+    if collection:
+        add_to_collection(api, repo_id, collection, token, item_type="dataset")
+    return info.oid
+
+
 def publish(uploads: list[Upload], *, tag: str | None = None, collection: str | None = None,
-            force: bool = False, endpoint: str | None = None) -> dict[str, str | None]:
+            force: bool = False, endpoint: str | None = None,
+            data: list[DataUpload] | None = None) -> dict[str, str | None]:
     """Push every upload after checking all of them; returns ``{repo_id: commit id}`` (None: already
-    published, nothing committed)."""
+    published, nothing committed). The iterations' datasets (`data`) go first, so that a model card's link
+    to its dataset never points at nothing."""
     from huggingface_hub import HfApi
 
-    if any(u.repo_id is None for u in uploads):
+    if any(u.repo_id is None for u in [*uploads, *(data or [])]):
         raise UserError("no repository name: pass --push ORG/NAME")
     token = resolve_token()
     api = HfApi(endpoint=endpoint, token=token)
@@ -285,6 +337,8 @@ def publish(uploads: list[Upload], *, tag: str | None = None, collection: str | 
     for p in problems:
         log.warning("--force: %s", p.split("; pass --force")[0])
     published: dict[str, str | None] = {}
+    for d in data or []:
+        published[d.repo_id] = push_data(api, d, token, collection=collection)
     for u in done:  # a rerun after a partial failure: finish what the first run may have left out
         log.info("%s: already published with tag %s; not committing again", u.repo_id, tag)
         if collection:

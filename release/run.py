@@ -17,16 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sppo.checkpoint import CARD_HYPERPARAMETERS, MANIFEST_NAME, CheckpointManifest
 from sppo.errors import UserError
 from sppo.files import read_json
 
-MANIFEST_NAME = "sppo_manifest.json"
-REQUIRED_FIELDS = ("iteration", "name", "base_model", "prompt_dataset", "prompt_source_dataset", "k", "ranker",
-                   "hyperparameters")
-# In the order the model card lists them.
-HYPERPARAMETERS = ("learning_rate", "eta", "per_device_train_batch_size", "gradient_accumulation_steps", "seed",
-                   "distributed_type", "num_devices", "optimizer", "lr_scheduler_type", "lr_scheduler_warmup_ratio",
-                   "num_train_epochs")
+# The card lists these hyperparameters, in this order (declared with the manifest contract in sppo.checkpoint).
+HYPERPARAMETERS = CARD_HYPERPARAMETERS
 
 
 @dataclass
@@ -45,28 +41,28 @@ class Iteration:
 
 
 def validate_manifest(manifest: Any, source: str) -> dict[str, Any]:
-    """Check the fields a model card needs; raise UserError naming `source` and the first missing field."""
-    if not isinstance(manifest, dict):
-        raise UserError(f"{source}: expected a JSON object")
-    for key in REQUIRED_FIELDS:
-        if key not in manifest:
-            raise UserError(f"{source}: missing field {key!r}")
-    hp = manifest["hyperparameters"]
-    if not isinstance(hp, dict):
-        raise UserError(f"{source}: field 'hyperparameters' must be an object")
-    for key in HYPERPARAMETERS:
-        if key not in hp:
-            raise UserError(f"{source}: missing field 'hyperparameters.{key}'")
-    if not isinstance(manifest["iteration"], int) or manifest["iteration"] < 1:
-        raise UserError(f"{source}: field 'iteration' must be a positive integer")
+    """Check the fields a model card needs against the manifest contract (`sppo.checkpoint.CheckpointManifest`);
+    raise UserError naming `source` and the first bad field. Returns the manifest, extra keys kept."""
+    CheckpointManifest.from_dict(manifest, source)
     return manifest
+
+
+def read_manifest(checkpoint: str | os.PathLike) -> dict[str, Any]:
+    """The training manifest of a checkpoint, ``<checkpoint>/sppo_manifest.json``, as sppo-train writes it: the
+    one place release reads that file."""
+    path = Path(checkpoint) / MANIFEST_NAME
+    try:
+        return read_json(path)
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not a UTF-8 text file (byte {e.start})") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a directory, expected a JSON file") from None
 
 
 def load_iteration(checkpoint: str | os.PathLike) -> Iteration:
     """Read ``<checkpoint>/sppo_manifest.json``."""
     checkpoint = Path(checkpoint)
-    path = checkpoint / MANIFEST_NAME
-    manifest = validate_manifest(read_json(path), str(path))
+    manifest = validate_manifest(read_manifest(checkpoint), str(checkpoint / MANIFEST_NAME))
     return Iteration(number=manifest["iteration"], name=str(manifest["name"]), manifest=manifest,
                      checkpoint=checkpoint)
 
@@ -75,10 +71,12 @@ def load_run(run_dir: str | os.PathLike) -> list[Iteration]:
     """All iterations of a run, sorted by iteration number."""
     run_dir = Path(run_dir)
     ckpt_root = run_dir / "checkpoints"
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: run directory is " + ("a file" if run_dir.exists() else "missing"))
     if not ckpt_root.is_dir():
         raise UserError(f"{run_dir}: not a training run (no checkpoints/ directory)")
     iterations = [load_iteration(d) for d in sorted(ckpt_root.iterdir())
-                  if d.is_dir() and (d / MANIFEST_NAME).exists()]
+                  if d.is_dir() and (d / MANIFEST_NAME).is_file()]
     if not iterations:
         raise UserError(f"{ckpt_root}: no checkpoint with {MANIFEST_NAME} (has training finished an iteration?)")
     iterations.sort(key=lambda it: it.number)

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .files import package_versions, read_json, utc_now, write_json
+from .files import package_versions, read_json, safe_name, utc_now, write_json
 
 MANIFEST_NAME = "sppo_manifest.json"
 SCHEMA_VERSION = 2  # 2: real world size, global batch, mixed precision; 1 (unversioned): num_devices from config
@@ -32,15 +32,15 @@ CARD_HYPERPARAMETERS = ("learning_rate", "eta", "per_device_train_batch_size", "
 @dataclass
 class CheckpointManifest:
     iteration: int
-    name: str
+    name: str  # IterN; names the card's directory, so one path component
     base_model: str
-    init_model: str
     prompt_dataset: str | None
     prompt_source_dataset: str | None
-    prompt_split: str
     k: int
     ranker: str
     hyperparameters: dict
+    init_model: str | None = None
+    prompt_split: str | None = None
     training: dict = field(default_factory=dict)
     pairs: int = 0
     truncated_responses: int = 0
@@ -57,21 +57,8 @@ class CheckpointManifest:
     def from_dict(cls, data: Any, source: str) -> "CheckpointManifest":
         """Validate and build; raises UserError naming `source` and the first bad field. Unknown keys are
         ignored (a newer writer), a missing `schema_version` means version 1."""
-        if not isinstance(data, dict):
-            raise UserError(f"{source}: expected a JSON object")
-        names = {f.name: f for f in dataclasses.fields(cls)}
-        required = [n for n, f in names.items()
-                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
-        for key in required:
-            if key not in data:
-                raise UserError(f"{source}: missing field {key!r}")
-        if not isinstance(data["iteration"], int) or isinstance(data["iteration"], bool) or data["iteration"] < 1:
-            raise UserError(f"{source}: field 'iteration' must be a positive integer")
-        if not isinstance(data["hyperparameters"], dict):
-            raise UserError(f"{source}: field 'hyperparameters' must be an object")
-        for key in CARD_HYPERPARAMETERS:
-            if key not in data["hyperparameters"]:
-                raise UserError(f"{source}: missing field 'hyperparameters.{key}'")
+        _check(data, source)
+        names = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in names}
         kwargs.setdefault("schema_version", 1)
         return cls(**kwargs)
@@ -80,6 +67,36 @@ class CheckpointManifest:
     def read(cls, checkpoint: str | os.PathLike) -> "CheckpointManifest":
         path = Path(checkpoint) / MANIFEST_NAME
         return cls.from_dict(read_json(path), str(path))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check(data: Any, source: str) -> None:
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: expected a JSON object")
+    required = [f.name for f in dataclasses.fields(CheckpointManifest)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    for key in required:
+        if key not in data:
+            raise UserError(f"{source}: missing field {key!r}")
+    if not _is_int(data["iteration"]) or data["iteration"] < 1:
+        raise UserError(f"{source}: field 'iteration' must be a positive integer")
+    safe_name(data["name"], f"{source}: field 'name'")
+    for key in ("base_model", "ranker"):
+        if not isinstance(data[key], str) or not data[key]:
+            raise UserError(f"{source}: field {key!r} must be a non-empty string")
+    for key in ("prompt_dataset", "prompt_source_dataset"):
+        if data[key] is not None and not isinstance(data[key], str):
+            raise UserError(f"{source}: field {key!r} must be a string or null")
+    if not _is_int(data["k"]):
+        raise UserError(f"{source}: field 'k' must be an integer")
+    if not isinstance(data["hyperparameters"], dict):
+        raise UserError(f"{source}: field 'hyperparameters' must be an object")
+    for key in CARD_HYPERPARAMETERS:
+        if key not in data["hyperparameters"]:
+            raise UserError(f"{source}: missing field 'hyperparameters.{key}'")
 
 
 def is_finished(checkpoint: str | os.PathLike) -> bool:

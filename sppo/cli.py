@@ -11,6 +11,9 @@ Several GPUs (every stage runs on every GPU; training data parallel, or DeepSpee
     deepspeed --num_gpus 8 $(which sppo-train) --config paper
 Rerun the same command after a crash, Ctrl-C or kill: finished stages and chunks are kept, training resumes
 from its last saved state (training.save_steps).
+Until a stage has finished, a corrected config may replace the one the run started with. One
+sppo-train per run directory: a second one on the same run.output_dir stops at once while the first holds
+<run>/.lock.
 """
 
 from __future__ import annotations

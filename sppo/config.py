@@ -10,6 +10,7 @@ sppo/configs/).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -180,44 +181,10 @@ class Config:
         return dataclasses.asdict(self)
 
     def validate(self) -> "Config":
-        g, t, r = self.generation, self.training, self.ranking
-        checks = [
-            (g.k >= 2, "generation.k: SPPO needs at least 2 responses per prompt"),
-            (self.run.iterations >= 1, "run.iterations: must be at least 1"),
-            (1 <= self.run.first_iteration <= self.run.iterations, "run.first_iteration: must be in 1..iterations"),
-            (len(self.prompts.splits) >= self.run.iterations,
-             f"prompts.splits: {len(self.prompts.splits)} splits for {self.run.iterations} iterations"),
-            (0 < g.temperature, "generation.temperature: must be > 0 for self-play sampling"),
-            (0 < g.top_p <= 1, "generation.top_p: must be in (0, 1]"),
-            (t.max_prompt_length < t.max_length, "training.max_prompt_length: must be below training.max_length"),
-            (t.truncation != "toolkit" or g.max_new_tokens <= t.max_length - t.max_prompt_length,
-             f"generation.max_new_tokens: {g.max_new_tokens} does not fit training.max_length - "
-             f"training.max_prompt_length = {t.max_length - t.max_prompt_length} (training.truncation toolkit)"),
-            *_training_data_checks(self),
-            (t.eta > 0, "training.eta: must be positive"),
-            (t.optimizer in ("rmsprop", "adamw"), f"training.optimizer: unknown {t.optimizer!r}; use rmsprop or adamw"),
-            (t.lr_scheduler_type in ("linear", "constant"),
-             f"training.lr_scheduler_type: unknown {t.lr_scheduler_type!r}; use linear or constant"),
-            (t.distributed in ("none", "deepspeed_zero3"),
-             f"training.distributed: unknown {t.distributed!r}; use none or deepspeed_zero3"),
-            (t.report_to in ("none", "tensorboard", "wandb"),
-             f"training.report_to: unknown {t.report_to!r}; use none, tensorboard or wandb"),
-            (t.save_steps >= 0 and t.save_total_limit >= 1,
-             "training.save_steps must be >= 0 and training.save_total_limit >= 1"),
-            (t.global_batch_size is None or t.global_batch_size >= 1, "training.global_batch_size: must be >= 1 or null"),
-            (not (t.lora.enabled and t.distributed == "deepspeed_zero3"),
-             "training.lora: LoRA with deepspeed_zero3 is not supported; use training.distributed=none (DDP)"),
-            (self.run.collective_timeout_minutes > 0 and self.run.wait_log_seconds > 0,
-             "run.collective_timeout_minutes and run.wait_log_seconds must be positive"),
-            (str(t.bf16).lower() in ("auto", "true", "false"), "training.bf16: use auto, true or false"),
-            (t.stop_at_epoch is None or 0 < t.stop_at_epoch <= t.num_train_epochs,
-             "training.stop_at_epoch: must be in (0, num_train_epochs]"),
-            (t.per_device_train_batch_size >= 1 and t.gradient_accumulation_steps >= 1,
-             "training.per_device_train_batch_size and gradient_accumulation_steps must be >= 1"),
-            (r.probabilities in ("scores", "direct"), "ranking.probabilities: use scores or direct"),
-            (self.prompts.limit is None or self.prompts.limit >= 1, "prompts.limit: must be >= 1 or null"),
-        ]
-        for ok, message in checks:
+        """Check every field's type, range and choice, and the fields' consistency: a config that passes
+        cannot fail later for a reason visible here. Raises UserError naming the first bad field."""
+        _check_types(self, "")
+        for ok, message in _checks(self):
             if not ok:
                 raise UserError(message)
         return self
@@ -239,6 +206,124 @@ def _training_data_checks(cfg: Config) -> list[tuple[bool, str]]:
         (cfg.ranking.source in RANKING_SOURCES,
          f"ranking.source: unknown {cfg.ranking.source!r}; use {' or '.join(RANKING_SOURCES)}"),
     ]
+
+
+# Choices of the config's enumerated fields (the one place they are declared).
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+BACKENDS = ("auto", "hf", "vllm")
+RANKER_KINDS = ("pairrm", "local-judge")  # or python:module:Class
+PROBABILITIES = ("scores", "direct")
+OPTIMIZERS = ("rmsprop", "adamw")
+SCHEDULERS = ("linear", "constant")
+DISTRIBUTED = ("none", "deepspeed_zero3")
+BF16 = ("auto", "true", "false")
+REPORT_TO = ("none", "tensorboard", "wandb")
+
+
+def _choice(value: Any, choices: tuple, name: str) -> tuple[bool, str]:
+    return value in choices, f"{name}: unknown value {value!r}; use {', '.join(choices)}"
+
+
+def _ranker_kind_ok(kind: str) -> bool:
+    """pairrm, local-judge, or python:module:Class with a dotted module path and an identifier."""
+    if kind in RANKER_KINDS:
+        return True
+    parts = kind.split(":")
+    return (len(parts) == 3 and parts[0] == "python" and all(p.isidentifier() for p in parts[1].split("."))
+            and parts[2].isidentifier())
+
+
+def _checks(cfg: "Config") -> list[tuple[bool, str]]:
+    """(condition, message) for every range, choice and consistency rule."""
+    run, g, t, r, p, lora = cfg.run, cfg.generation, cfg.training, cfg.ranking, cfg.prompts, cfg.training.lora
+    return [
+        (bool(run.output_dir.strip()), "run.output_dir: must not be empty"),
+        (run.iterations >= 1, "run.iterations: must be at least 1"),
+        (1 <= run.first_iteration <= run.iterations, "run.first_iteration: must be in 1..iterations"),
+        (run.chunk_size >= 1, f"run.chunk_size: must be >= 1, got {run.chunk_size}"),
+        (bool(cfg.model.name.strip()), "model.name: must not be empty"),
+        _choice(cfg.model.dtype, DTYPES, "model.dtype"),
+        (bool(p.source.strip()), "prompts.source: must not be empty"),
+        (len(p.splits) >= run.iterations, f"prompts.splits: {len(p.splits)} splits for {run.iterations} iterations"),
+        (all(isinstance(s, str) and s for s in p.splits), "prompts.splits: every split must be a non-empty string"),
+        (p.limit is None or p.limit >= 1, "prompts.limit: must be >= 1 or null"),
+        _choice(g.backend, BACKENDS, "generation.backend"),
+        (g.k >= 2, "generation.k: SPPO needs at least 2 responses per prompt"),
+        (0 < g.temperature, "generation.temperature: must be > 0 for self-play sampling"),
+        (0 < g.top_p <= 1, "generation.top_p: must be in (0, 1]"),
+        (g.max_new_tokens >= 1, f"generation.max_new_tokens: must be >= 1, got {g.max_new_tokens}"),
+        (g.batch_size >= 1, f"generation.batch_size: must be >= 1, got {g.batch_size}"),
+        (_ranker_kind_ok(r.kind), f"ranking.kind: unknown ranker {r.kind!r}; use pairrm, local-judge or "
+                                  "python:module:Class"),
+        (r.batch_size >= 1, f"ranking.batch_size: must be >= 1, got {r.batch_size}"),
+        _choice(r.probabilities, PROBABILITIES, "ranking.probabilities"),
+        *_training_data_checks(cfg),
+        (t.eta > 0, "training.eta: must be positive"),
+        _choice(t.optimizer, OPTIMIZERS, "training.optimizer"),
+        (t.learning_rate > 0, f"training.learning_rate: must be > 0, got {t.learning_rate}"),
+        (t.weight_decay >= 0, f"training.weight_decay: must be >= 0, got {t.weight_decay}"),
+        _choice(t.lr_scheduler_type, SCHEDULERS, "training.lr_scheduler_type"),
+        (0 <= t.warmup_ratio < 1, f"training.warmup_ratio: must be in [0, 1), got {t.warmup_ratio}"),
+        (t.num_train_epochs > 0, f"training.num_train_epochs: must be > 0, got {t.num_train_epochs}"),
+        (t.stop_at_epoch is None or 0 < t.stop_at_epoch <= t.num_train_epochs,
+         "training.stop_at_epoch: must be in (0, num_train_epochs]"),
+        (t.per_device_train_batch_size >= 1,
+         f"training.per_device_train_batch_size: must be >= 1, got {t.per_device_train_batch_size}"),
+        (t.gradient_accumulation_steps >= 1,
+         f"training.gradient_accumulation_steps: must be >= 1, got {t.gradient_accumulation_steps}"),
+        (t.max_grad_norm >= 0, f"training.max_grad_norm: must be >= 0 (0 disables), got {t.max_grad_norm}"),
+        (t.max_prompt_length >= 1, f"training.max_prompt_length: must be >= 1, got {t.max_prompt_length}"),
+        (t.max_prompt_length < t.max_length, "training.max_prompt_length: must be below training.max_length"),
+        (t.truncation != "toolkit" or g.max_new_tokens <= t.max_length - t.max_prompt_length,
+         f"generation.max_new_tokens: {g.max_new_tokens} does not fit training.max_length - "
+         f"training.max_prompt_length = {t.max_length - t.max_prompt_length} (training.truncation toolkit)"),
+        _choice(str(t.bf16).lower(), BF16, "training.bf16"),
+        _choice(t.distributed, DISTRIBUTED, "training.distributed"),
+        _choice(t.report_to, REPORT_TO, "training.report_to"),
+        (t.save_steps >= 0, f"training.save_steps: must be >= 0 (0: only on SIGTERM), got {t.save_steps}"),
+        (t.save_total_limit >= 1, f"training.save_total_limit: must be >= 1, got {t.save_total_limit}"),
+        (t.global_batch_size is None or t.global_batch_size >= 1, "training.global_batch_size: must be >= 1 or null"),
+        (not (lora.enabled and t.distributed == "deepspeed_zero3"),
+         "training.lora: LoRA with deepspeed_zero3 is not supported; use training.distributed=none (DDP)"),
+        (run.collective_timeout_minutes > 0, "run.collective_timeout_minutes: must be > 0"),
+        (run.wait_log_seconds > 0, "run.wait_log_seconds: must be > 0"),
+        (t.logging_steps >= 1, f"training.logging_steps: must be >= 1, got {t.logging_steps}"),
+        (lora.r >= 1, f"training.lora.r: must be >= 1, got {lora.r}"),
+        (lora.alpha > 0, f"training.lora.alpha: must be > 0, got {lora.alpha}"),
+        (0 <= lora.dropout < 1, f"training.lora.dropout: must be in [0, 1), got {lora.dropout}"),
+        (len(lora.target_modules) >= 1 and all(isinstance(m, str) and m for m in lora.target_modules),
+         "training.lora.target_modules: a non-empty list of module names"),
+    ]
+
+
+_TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a finite number", "bool": "true or false",
+               "list": "a list", "dict": "a mapping"}
+
+
+def _type_ok(value: Any, kind: str) -> bool:
+    if kind == "float":
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    return isinstance(value, {"str": str, "bool": bool, "list": list, "dict": dict}.get(kind, object))
+
+
+def _check_types(obj: Any, prefix: str) -> None:
+    """Every field holds a value of its declared type (``int``, ``float`` (finite), ``str``, ``bool``, ``list``,
+    optionally ``| None``), recursing into sections."""
+    for f in fields(obj):
+        value, path = getattr(obj, f.name), f"{prefix}{f.name}"
+        if dataclasses.is_dataclass(f.type) or dataclasses.is_dataclass(value):
+            if not dataclasses.is_dataclass(value):
+                raise UserError(f"config key '{path}' must be a mapping, got {value!r}")
+            _check_types(value, path + ".")
+            continue
+        kinds = [k.strip() for k in str(f.type).split("|")]
+        if (value is None and "None" in kinds) or (f.name == "bf16" and isinstance(value, bool)):
+            continue  # training.bf16 reads auto/true/false; YAML turns true/false into booleans
+        main = next((k for k in kinds if k != "None"), "object")
+        if not _type_ok(value, main):
+            raise UserError(f"config key '{path}' must be {_TYPE_NAMES.get(main, main)}, got {value!r}")
 
 
 def _build(cls, data: dict, where: str, source: str):
@@ -266,7 +351,7 @@ def _coerce(f, value: Any, path: str, source: str) -> Any:
         if kind.startswith(name) and isinstance(value, (str, int, float)):
             try:
                 return cast(value) if name == "float" or float(value) == int(float(value)) else cast("x")
-            except ValueError:
+            except (ValueError, OverflowError):
                 raise UserError(f"{source}: config key '{path}' must be a number, got {value!r}") from None
     if kind.startswith("bool"):
         raise UserError(f"{source}: config key '{path}' must be true or false, got {value!r}")
@@ -287,11 +372,13 @@ def resolve_config_path(name_or_path: str | None) -> Path:
     if name_or_path is None:
         return CONFIGS_DIR / "embedded.yaml"
     p = Path(name_or_path)
-    if p.exists():
+    if p.exists() and not p.is_dir():
         return p
     shipped = CONFIGS_DIR / f"{name_or_path}.yaml"
     if shipped.exists():
         return shipped
+    if p.is_dir():
+        raise UserError(f"{p}: --config expects a YAML file, got a directory")
     names = ", ".join(sorted(x.stem for x in CONFIGS_DIR.glob("*.yaml")))
     raise UserError(f"{name_or_path}: config file not found (shipped configs: {names})")
 
@@ -300,9 +387,16 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | None = N
     """Load a YAML config, apply `key.sub=value` overrides (values parsed as YAML), validate."""
     path = resolve_config_path(name_or_path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise UserError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not a UTF-8 text file (byte {e.start})") from None
+    except OSError as e:
+        raise UserError(f"{path}: cannot read the config ({e.strerror or type(e).__name__})") from None
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a config must be a YAML mapping of sections, got {type(data).__name__} {data!r:.60}")
     for item in overrides or []:
         if "=" not in item:
             raise UserError(f"override {item!r}: expected key.sub=value")

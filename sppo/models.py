@@ -81,13 +81,42 @@ def resolve_model(name_or_path: str) -> str:
         return str(embedded_checkpoint())
     p = Path(name_or_path).expanduser()
     if p.is_dir():
-        if not (p / "config.json").exists():
-            raise UserError(f"{p}: not a model checkpoint (no config.json)")
+        check_checkpoint(p)
         return str(p)
+    if p.exists():
+        raise UserError(f"{p}: a model checkpoint is a directory, got a file")
     looks_like_path = name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1 or p.suffix
     if looks_like_path or not name_or_path.strip():
         raise UserError(f"{name_or_path}: model path does not exist")
     return name_or_path
+
+
+# Files one of which a checkpoint's tokenizer is saved as (fast tokenizer, SentencePiece, BPE vocabulary).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spm.model")
+
+
+def check_checkpoint(path: Path) -> None:
+    """A local checkpoint directory is complete and readable: config.json, a tokenizer file, and every
+    ``*.safetensors`` file with a valid header covering the whole file (a truncated or corrupt download fails
+    here, before a run writes anything). Raises UserError naming the file."""
+    if not (path / "config.json").is_file():
+        raise UserError(f"{path}: not a model checkpoint (no config.json)")
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise UserError(f"{path}: checkpoint has no tokenizer (none of {', '.join(TOKENIZER_FILES)})")
+    from safetensors import safe_open
+
+    for f in sorted(path.glob("*.safetensors")):
+        try:
+            with safe_open(str(f), framework="pt"):
+                pass
+        except Exception as e:  # SafetensorError (bad header, truncated file), OSError
+            detail = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise UserError(f"{f}: corrupt or truncated safetensors file ({detail})") from None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
 
 
 def load_tokenizer(name_or_path: str, padding_side: str = "left", revision: str | None = None):
@@ -97,8 +126,8 @@ def load_tokenizer(name_or_path: str, padding_side: str = "left", revision: str 
     path = resolve_model(name_or_path)
     try:
         tok = AutoTokenizer.from_pretrained(path, revision=revision)
-    except OSError as e:
-        raise UserError(f"{name_or_path}: cannot load tokenizer ({str(e).splitlines()[0]})") from None
+    except (OSError, ValueError, TypeError, KeyError) as e:  # missing/corrupt files, unknown tokenizer class
+        raise UserError(f"{name_or_path}: cannot load tokenizer ({_first_line(e)})") from None
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = padding_side
@@ -121,8 +150,12 @@ def load_model(name_or_path: str, dtype: str = "auto", device: str | None = None
     torch_dtype = resolve_dtype(dtype, device)
     try:
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, revision=revision)
-    except OSError as e:
-        raise UserError(f"{name_or_path}: cannot load model ({str(e).splitlines()[0]})") from None
+    except (OSError, ValueError, KeyError) as e:  # missing files, unknown architecture, bad config
+        raise UserError(f"{name_or_path}: cannot load model ({_first_line(e)})") from None
+    except Exception as e:  # safetensors' SafetensorError (corrupt weights) derives from Exception only
+        if type(e).__name__ != "SafetensorError":
+            raise
+        raise UserError(f"{name_or_path}: corrupt or truncated weights ({_first_line(e)})") from None
     if gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False

@@ -82,16 +82,28 @@ class Run:
         return self.cfg.model.revision if policy == self.cfg.model.name else None
 
     def prepare(self) -> None:
-        """Create the run dir, record the config, refuse a config that would change finished results."""
-        self.dir.mkdir(parents=True, exist_ok=True)
+        """Lock the run dir (one sppo-train per run), record the config, refuse a config that would change
+        finished results. While no stage has finished, a corrected config replaces the recorded one (chunks
+        computed under the old one are discarded)."""
+        from .lock import acquire_run_lock
+
+        acquire_run_lock(self.dir)  # rank 0 only; also refuses a run.output_dir that is a file
         path = self.dir / "config.yaml"
         new = self.cfg.to_dict()
         if path.exists():
             old = _flatten(yaml.safe_load(path.read_text()) or {})
-            for key, value in _flatten(new).items():
-                if key not in _FREE_FIELDS and key in old and old[key] != value:
-                    raise UserError(f"{path}: this run was started with {key}={old[key]!r}, now {value!r}; "
-                                    f"use another run.output_dir to change it")
+            changed = [k for k, v in _flatten(new).items() if k not in _FREE_FIELDS and k in old and old[k] != v]
+            finished = sorted(self.dir.glob("iter*/*/manifest.json")) + sorted(
+                self.dir.glob("checkpoints/*/sppo_manifest.json"))
+            if changed and finished:
+                key = changed[0]
+                raise UserError(f"{path}: this run was started with {key}={old[key]!r}, now {_flatten(new)[key]!r} "
+                                f"and {finished[0].parent} is finished; use another run.output_dir to change it")
+            if changed:
+                for stale in self.dir.glob(f"iter*/*/{chunks.CHUNKS}"):
+                    shutil.rmtree(stale)
+                log.info("%s: no stage finished yet; the run restarts with the new config (%s changed)",
+                         path, ", ".join(changed))
         text = yaml.safe_dump(new, sort_keys=False)
         if not path.exists() or path.read_text() != text:
             write_text(path, text)

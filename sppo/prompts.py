@@ -31,8 +31,8 @@ def prompt_id(text: str) -> str:
 def _records_from_file(path: Path, split: str, column: str) -> list[dict]:
     import pandas as pd
 
-    if not path.exists():
-        raise UserError(f"{path}: prompt file not found")
+    if not path.is_file():
+        raise UserError(f"{path}: prompt file not found" + (" (it is a directory)" if path.is_dir() else ""))
     try:
         if path.suffix == ".parquet":
             df = pd.read_parquet(path)
@@ -42,14 +42,28 @@ def _records_from_file(path: Path, split: str, column: str) -> list[dict]:
             df = pd.read_json(path)
         else:
             raise UserError(f"{path}: unsupported prompt file type (use .jsonl, .json or .parquet)")
-    except ValueError as e:
+    except (ValueError, UnicodeDecodeError) as e:
         raise UserError(f"{path}: cannot read prompts ({str(e).splitlines()[0]})") from None
+    except OSError as e:  # a directory, unreadable file, corrupt parquet
+        raise UserError(f"{path}: cannot read prompts ({e.strerror or type(e).__name__})") from None
     for col in (column, "split"):
         if col not in df.columns:
             raise UserError(f"{path}: missing column '{col}'")
     rows = df[df["split"] == split]
-    return [{"id": str(r["id"]) if "id" in df.columns else prompt_id(r[column]), "prompt": r[column]}
-            for _, r in rows.iterrows()]
+    out = []
+    for index, r in rows.iterrows():
+        text = r[column]
+        if not isinstance(text, str):  # a number, null (NaN in pandas), a list...
+            where = f"line {index + 1}" if path.suffix == ".jsonl" else f"row {index + 1}"
+            shown = None if _is_missing(text) else text
+            raise UserError(f"{path}: {where}: field '{column}' must be a string, got {shown!r}")
+        out.append({"id": str(r["id"]) if "id" in df.columns else prompt_id(text), "prompt": text})
+    return out
+
+
+def _is_missing(value) -> bool:
+    """pandas reads a JSON null as None or NaN."""
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def dataset_for(cfg: PromptsConfig, iteration: int) -> str:

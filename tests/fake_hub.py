@@ -3,7 +3,7 @@
 It implements what `sppo-release --push` uses, the way huggingface_hub 2.4 calls it: repo creation, README
 metadata validation, preupload (``*.safetensors`` go through LFS: batch + PUT, the rest as regular files), the
 NDJSON commit (atomic: applied only if every line is valid), tags, collection items, and ``resolve`` for
-downloads. Every request is recorded (method, path, headers, body) so tests can look for the token.
+downloads — for model repositories and for dataset repositories (kept as ``datasets/ORG/NAME`` in ``repos``). Every request is recorded (method, path, headers, body) so tests can look for the token.
 """
 
 from __future__ import annotations
@@ -69,6 +69,11 @@ class FakeHub:
                          "commits": [c["oid"] for c in r.commits], "tags": dict(r.tags)}
                      for k, r in self.repos.items()}
             return {"repos": repos, "collections": {k: list(v) for k, v in self.collections.items()}}
+
+
+def _key(repo_type: str, repo_id: str) -> str:
+    """Where a repository is kept in ``FakeHub.repos``: models by id, datasets as ``datasets/<id>``."""
+    return f"datasets/{repo_id}" if repo_type.startswith("dataset") else repo_id
 
 
 def _handler(hub: FakeHub):
@@ -141,7 +146,7 @@ def _handler(hub: FakeHub):
 
         # ------------------------------------------------------------------ routes
         def _route(self, path: str, body: bytes) -> None:
-            if m := re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path):
+            if m := re.fullmatch(r"/((?:datasets/)?[^/]+/[^/]+)/resolve/([^/]+)/(.+)", path):
                 return self._resolve(m.group(1), m.group(3))
             if m := re.fullmatch(r"/lfs-upload/([0-9a-f]{64})", path):
                 hub.lfs[m.group(1)] = body
@@ -154,19 +159,19 @@ def _handler(hub: FakeHub):
                 return self._create(json.loads(body))
             if path == "/api/validate-yaml":
                 return self._send(200, {"errors": [], "warnings": []})
-            if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)/(preupload|commit|tag)/([^/]+)", path):
-                return getattr(self, "_" + m.group(2))(m.group(1), body)
-            if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)/refs", path):
-                if repo := self._repo(m.group(1)):
+            if m := re.fullmatch(r"/api/(models|datasets)/([^/]+/[^/]+)/(preupload|commit|tag)/([^/]+)", path):
+                return getattr(self, "_" + m.group(3))(_key(m.group(1), m.group(2)), body)
+            if m := re.fullmatch(r"/api/(models|datasets)/([^/]+/[^/]+)/refs", path):
+                if repo := self._repo(_key(m.group(1), m.group(2))):
                     self._send(200, {"branches": [{"name": "main", "ref": "refs/heads/main", "targetCommit": repo.head}],
                                      "converts": [], "tags": [{"name": t, "ref": f"refs/tags/{t}", "targetCommit": oid}
                                                               for t, oid in repo.tags.items()]})
                 return
-            if m := re.fullmatch(r"/api/models/([^/]+/[^/]+)", path):
-                if repo := self._repo(m.group(1)):
-                    self._send(200, {"id": m.group(1), "sha": repo.head, "siblings": []})
+            if m := re.fullmatch(r"/api/(models|datasets)/([^/]+/[^/]+)", path):
+                if repo := self._repo(_key(m.group(1), m.group(2))):
+                    self._send(200, {"id": m.group(2), "sha": repo.head, "siblings": []})
                 return
-            if m := re.fullmatch(r"/([^/]+/[^/]+)\.git/info/lfs/objects/batch", path):
+            if m := re.fullmatch(r"/((?:datasets/)?[^/]+/[^/]+)\.git/info/lfs/objects/batch", path):
                 return self._lfs_batch(m.group(1), json.loads(body))
             if m := re.fullmatch(r"/api/collections/(.+)/items", path):
                 return self._collection_item(m.group(1), json.loads(body))
@@ -175,6 +180,8 @@ def _handler(hub: FakeHub):
             self._error(404, f"no route {self.command} {path}")
 
         def _resolve(self, repo_id: str, filename: str) -> None:
+            if self._failing("resolve"):
+                return
             repo = self._repo(repo_id)
             if repo is None:
                 return
@@ -186,7 +193,7 @@ def _handler(hub: FakeHub):
                                    "Content-Type": "application/octet-stream"})
 
         def _create(self, payload: dict) -> None:
-            repo_id = f"{payload['organization']}/{payload['name']}"
+            repo_id = _key(payload.get("type") or "model", f"{payload['organization']}/{payload['name']}")
             if repo_id in hub.repos:  # the Hub answers 409 with the repo's url
                 return self._send(409, {"error": "You already created this model repo", "url": f"{hub.url}/{repo_id}"},
                                   {"X-Error-Message": "You already created this model repo"})

@@ -49,6 +49,14 @@ SEED_RESULTS = {
 }
 
 
+def safetensors_bytes(n: int, size: int = 64) -> bytes:
+    """A valid safetensors file holding one uint8 tensor filled with `n` (layout: 8-byte little-endian header
+    length, JSON header, data), written here by hand so the tests need no tensor library."""
+    header = json.dumps({"w": {"dtype": "U8", "shape": [size], "data_offsets": [0, size]}}).encode()
+    header += b" " * (-len(header) % 8)
+    return len(header).to_bytes(8, "little") + header + bytes([n % 256]) * size
+
+
 def manifest(n: int) -> dict:
     return {"iteration": n, "name": f"Iter{n}", "base_model": "mistralai/Mistral-7B-Instruct-v0.2",
             "init_model": "mistralai/Mistral-7B-Instruct-v0.2" if n == 1 else f"checkpoints/Iter{n - 1}",
@@ -66,7 +74,7 @@ def make_run(root: Path, *, results: bool = True, all_suites: bool = False) -> P
         ckpt = run / "checkpoints" / f"Iter{n}"
         ckpt.mkdir(parents=True)
         (ckpt / "config.json").write_text(json.dumps({"model_type": "mistral", "iteration": n}))
-        (ckpt / "model.safetensors").write_bytes(bytes([n]) * 64)
+        (ckpt / "model.safetensors").write_bytes(safetensors_bytes(n))
         (ckpt / "tokenizer.json").write_text("{}")
         (ckpt / "sppo_manifest.json").write_text(json.dumps(manifest(n)))
         if not results:
@@ -79,3 +87,72 @@ def make_run(root: Path, *, results: bool = True, all_suites: bool = False) -> P
                                     checkpoint={"path": str(ckpt), "fingerprint": checkpoint_fingerprint(ckpt)},
                                     versions={"lm-eval": "0.4.1"}))
     return run
+
+
+def embedded_manifest(n: int) -> dict:
+    """The manifest sppo-train writes for the shipped `embedded` config (its prompt source, ranker and base model
+    taken from that config the way sppo.pipeline.stage_train records them)."""
+    from sppo.config import load_config
+    from sppo.pipeline import base_model_id, hyperparameters
+
+    cfg = load_config("embedded")
+    return {"iteration": n, "name": f"Iter{n}", "base_model": base_model_id(cfg.model.name),
+            "init_model": cfg.model.name if n == 1 else f"runs/embedded/checkpoints/Iter{n - 1}",
+            "prompt_dataset": cfg.prompts.source, "prompt_source_dataset": cfg.prompts.source_dataset,
+            "prompt_split": cfg.prompts.splits[n - 1], "k": cfg.generation.k,
+            "ranker": f"{cfg.ranking.kind}:{cfg.ranking.model}", "hyperparameters": hyperparameters(cfg, 1),
+            "config": cfg.to_dict()}
+
+
+def make_embedded_run(root: Path) -> Path:
+    """A run of the embedded default benchmarked offline as `sppo-bench --all` does it there: the local judge
+    (`local:embedded`) for AlpacaEval and MT-Bench, lm-eval on the toolkit's small multiple-choice task."""
+    from benchmarks.suites import TINY_TASK, lm_eval_variant
+
+    run = root / "embedded-run"
+    store = ResultsStore(run / "results")
+    judge = {"backend": "local", "model": "local:embedded", "max_new_tokens": 256}
+    for n in (1, 2):
+        ckpt = run / "checkpoints" / f"Iter{n}"
+        ckpt.mkdir(parents=True)
+        (ckpt / "config.json").write_text(json.dumps({"model_type": "llama"}))
+        (ckpt / "model.safetensors").write_bytes(safetensors_bytes(n))
+        (ckpt / "tokenizer.json").write_text("{}")
+        (ckpt / "sppo_manifest.json").write_text(json.dumps(embedded_manifest(n)))
+        fp = {"path": str(ckpt), "fingerprint": checkpoint_fingerprint(ckpt)}
+        store.write(SuiteResult(model=f"Iter{n}", suite="alpaca_eval", metrics=_alpaca(40.0 + n, 45.5, 310.0),
+                                settings={"annotator": "weighted_alpaca_eval[local:embedded]"}, judge=judge,
+                                checkpoint=fp))
+        store.write(SuiteResult(model=f"Iter{n}", suite="mt_bench", metrics=_mt(5.0, 4.0 + n, 4.5 + n / 2),
+                                judge=judge, checkpoint=fp))
+        store.write(SuiteResult(
+            model=f"Iter{n}", suite="lm_eval", variant=lm_eval_variant("tiny"), judge=None, checkpoint=fp,
+            metrics={TINY_TASK: 100.0, f"{TINY_TASK}_acc": 87.5, "average": 100.0, "n_shot": {TINY_TASK: 2},
+                     "notes": [f"{TINY_TASK}: the project's own 8-question multiple-choice task (offline smoke "
+                               "test), not an Open LLM Leaderboard task"]}))
+    return run
+
+
+def add_datasets(run: Path, sizes: dict[int, int], k: int = 3) -> dict[int, list[dict]]:
+    """Write `<run>/iterN/dataset/sppo.jsonl` (+ its manifest: the stage finished) with `sizes[N]` rows of the
+    columns sppo-train writes; returns the rows."""
+    import random
+
+    rng, out = random.Random(7), {}
+    for n, size in sizes.items():
+        rows = []
+        for i in range(size):
+            responses = [f"answer {j} to prompt {n}.{i}" for j in range(k)]
+            scores = [rng.uniform(-1, 1) for _ in range(k)]
+            probs = [[1 / (1 + 2.718281828459045 ** (scores[b] - scores[a])) for b in range(k)] for a in range(k)]
+            best, worst = scores.index(max(scores)), scores.index(min(scores))
+            rows.append({"id": f"p{n}-{i}", "prompt": f"prompt {n}.{i}", "chosen": responses[best],
+                         "rejected": responses[worst], "responses": responses, "scores": scores,
+                         "probabilities": probs, "chosen_index": best, "rejected_index": worst,
+                         "p_win": sum(probs[best]) / k, "p_lose": sum(probs[worst]) / k})
+        d = run / f"iter{n}" / "dataset"
+        d.mkdir(parents=True)
+        (d / "sppo.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        (d / "manifest.json").write_text(json.dumps({"stage": "dataset", "rows": size}))
+        out[n] = rows
+    return out

@@ -36,7 +36,7 @@ def test_overrides_are_parsed_as_yaml():
 @pytest.mark.parametrize("override, message", [
     ("training.lr=1", "unknown config key 'training.lr'"),
     ("generation.max_new_tokens=4096", "does not fit"),
-    ("training.optimizer=sgd", "unknown 'sgd'"),
+    ("training.optimizer=sgd", "training.optimizer: unknown value 'sgd'"),
     ("training", "expected key.sub=value"),
 ])
 def test_bad_overrides(override, message):
@@ -142,3 +142,87 @@ def test_bad_training_data_settings(override, message):
 @pytest.mark.parametrize("loss", ["sppo", "sppo_hard", "sppo_single", "dpo", "ipo"])
 def test_every_paper_baseline_loss_is_accepted(loss):
     assert load_config("embedded", [f"training.loss={loss}"]).training.loss == loss
+
+
+# Each value is outside the documented range or choices; the message must name the field.
+@pytest.mark.parametrize("override, field", [
+    ("training.learning_rate=-1e-6", "training.learning_rate"), ("training.learning_rate=0", "training.learning_rate"),
+    ("training.warmup_ratio=-0.1", "training.warmup_ratio"), ("training.warmup_ratio=1", "training.warmup_ratio"),
+    ("run.chunk_size=0", "run.chunk_size"), ("generation.max_new_tokens=0", "generation.max_new_tokens"),
+    ("generation.batch_size=0", "generation.batch_size"), ("ranking.batch_size=0", "ranking.batch_size"),
+    ("training.per_device_train_batch_size=0", "training.per_device_train_batch_size"),
+    ("training.gradient_accumulation_steps=0", "training.gradient_accumulation_steps"),
+    ("training.eta=0", "training.eta"), ("training.eta=-5", "training.eta"),
+    ("training.weight_decay=-0.01", "training.weight_decay"), ("training.logging_steps=0", "training.logging_steps"),
+    ("training.num_train_epochs=0", "training.num_train_epochs"), ("training.max_grad_norm=-1", "training.max_grad_norm"),
+    ("training.lora.r=0", "training.lora.r"), ("training.lora.dropout=1", "training.lora.dropout"),
+    ("model.dtype=int8", "model.dtype"), ("generation.backend=tpu", "generation.backend"),
+    ("ranking.kind=gpt4", "ranking.kind"), ("ranking.kind=python:mod", "ranking.kind"),
+    ("ranking.kind=python:a-b:C", "ranking.kind"), ("training.loss=dpo2", "training.loss"),
+    ("training.optimizer=sgd", "training.optimizer"), ("training.lr_scheduler_type=cosine", "training.lr_scheduler_type"),
+    ("training.distributed=fsdp", "training.distributed"), ("training.bf16=maybe", "training.bf16"),
+    ("ranking.probabilities=both", "ranking.probabilities"),
+    # types
+    ("training.learning_rate=.inf", "training.learning_rate"), ("training.learning_rate=.nan", "training.learning_rate"),
+    ("run.chunk_size=1.5", "run.chunk_size"), ("generation.k=.inf", "generation.k"),
+    ("model.name=5", "model.name"), ("model.dtype=[float32]", "model.dtype"),
+    ("prompts.splits=abc", "prompts.splits"), ("prompts.splits=[1, 2, 3]", "prompts.splits"),
+    ("training.lora.target_modules=[]", "training.lora.target_modules"),
+])
+def test_out_of_range_and_wrong_type_values_name_the_field(override, field):
+    with pytest.raises(UserError) as e:
+        load_config("embedded", [override])
+    assert field in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("override", ["ranking.kind=python:my_pkg.rankers:Mine", "ranking.kind=pairrm",
+                                      "training.bf16=true", "training.warmup_ratio=0", "training.weight_decay=0",
+                                      "model.dtype=bfloat16", "generation.backend=vllm", "generation.max_new_tokens=1"])
+def test_values_at_the_edges_of_the_ranges_are_accepted(override):
+    load_config("embedded", [override])
+
+
+def test_config_file_errors(tmp_path):
+    cases = {"a string\n": "must be a YAML mapping", "- 1\n- 2\n": "must be a YAML mapping",
+             "training: fast\n": "'training' must be a mapping", "run:\n  chunk_size: [1]\n": "run.chunk_size"}
+    for i, (text, message) in enumerate(cases.items()):
+        path = tmp_path / f"c{i}.yaml"
+        path.write_text(text)
+        with pytest.raises(UserError, match=re.escape(message)):
+            load_config(str(path))
+    bad = tmp_path / "latin1.yaml"
+    bad.write_bytes("run:\n  output_dir: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(UserError, match="not a UTF-8 text file"):
+        load_config(str(bad))
+    with pytest.raises(UserError, match="expects a YAML file, got a directory"):
+        load_config(str(tmp_path))
+
+
+def _prepared(tmp_path, *overrides):
+    from sppo.lock import release_run_lock
+    from sppo.pipeline import Run
+
+    cfg = load_config("embedded", [f"run.output_dir={tmp_path / 'run'}", *overrides])
+    try:
+        Run(cfg).prepare()
+    finally:
+        release_run_lock(tmp_path / "run")
+    return (tmp_path / "run" / "config.yaml").read_text()
+
+
+def test_config_may_change_until_a_stage_finishes(tmp_path):
+    """A run whose first stage never finished restarts with a corrected config; after that the change is refused."""
+    import yaml
+
+    assert yaml.safe_load(_prepared(tmp_path, "generation.k=3"))["generation"]["k"] == 3
+    partial = tmp_path / "run" / "iter1" / "generate" / "chunks" / "8-000000.jsonl"
+    partial.parent.mkdir(parents=True)
+    partial.write_text('{"id": "p0", "responses": ["a", "b", "c"]}\n')  # computed with k=3
+    assert yaml.safe_load(_prepared(tmp_path, "generation.k=4"))["generation"]["k"] == 4
+    assert not partial.exists()  # chunks of the old config are not reused
+    (tmp_path / "run" / "iter1" / "prompts").mkdir()
+    (tmp_path / "run" / "iter1" / "prompts" / "manifest.json").write_text("{}")
+    with pytest.raises(UserError, match=r"generation.k=4, now 5 and .*iter1/prompts is finished"):
+        _prepared(tmp_path, "generation.k=5")
+    assert yaml.safe_load((tmp_path / "run" / "config.yaml").read_text())["generation"]["k"] == 4
+    _prepared(tmp_path, "generation.k=4", "run.chunk_size=2")  # free fields may still change

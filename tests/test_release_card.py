@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 from huggingface_hub import ModelCard
-from release_testutil import make_run
+from release_testutil import make_embedded_run, make_run, safetensors_bytes
 
 from release import cli
 from release.card import ReleaseInfo, card_figures, parse_tables, render_card, results_from_store
@@ -183,7 +184,7 @@ def test_cli_dry_run_renders_cards_and_lists_uploads(tmp_path, monkeypatch, caps
 
 def test_cli_dry_run_default_names_and_warnings(tmp_path, capsys):
     run = make_run(tmp_path)
-    (run / "checkpoints" / "Iter1" / "model.safetensors").write_bytes(b"retrained" * 10)  # results now stale
+    (run / "checkpoints" / "Iter1" / "model.safetensors").write_bytes(safetensors_bytes(9, 72))  # results now stale
     assert cli.main(["--run-dir", str(run), "--out", str(tmp_path / "cards")]) == 0
     out = capsys.readouterr().out
     name = "Mistral-7B-Instruct-v0.2-PairRM-SPPO"
@@ -202,3 +203,80 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     run = make_run(tmp_path)
     assert cli.main(["--run-dir", str(run), "--out", str(tmp_path / "c"), "--iteration", "7"]) == 2
     assert "no iteration 7" in capsys.readouterr().err
+
+
+HUB_LINK = re.compile(r"\]\((https://huggingface\.co/[^)]*)\)")
+HUB_PATH = re.compile(r"^https://huggingface\.co/(datasets/)?[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*$")
+
+
+def test_card_of_the_embedded_default_run_tells_the_truth(tmp_path):
+    """The default run (no Hub prompt dataset, a local judge ranker, the tiny lm-eval task): every Hub link points
+    at an owner/name id, the substitute task is no leaderboard figure, and the judge and annotator are named."""
+    run = make_embedded_run(tmp_path)
+    assert cli.main(["--run-dir", str(run), "--out", str(tmp_path / "cards")]) == 0
+    card = (tmp_path / "cards" / "SmolLM2-135M-Instruct-LocalJudge-SPPO-Iter2" / "README.md").read_text()
+    links = HUB_LINK.findall(card)
+    assert "https://huggingface.co/HuggingFaceTB/SmolLM2-135M-Instruct" in links
+    for link in links:
+        assert HUB_PATH.match(link), link
+    for dead in ("/None)", "/embedded)", "local-judge:embedded)"):
+        assert dead not in card
+    assert "the toolkit's embedded prompt set" in card and "a local chat-model judge (`embedded`)" in card
+    meta = _metadata(card)
+    assert meta["base_model"] == "HuggingFaceTB/SmolLM2-135M-Instruct" and "datasets" not in meta
+    index = meta["model-index"][0]["results"]
+    assert index and not [r for r in index if "Leaderboard" in r["dataset"]["name"] or "open-llm" in r["dataset"]["type"]]
+    assert {r["dataset"]["type"] for r in index} == {"tatsu-lab/alpaca_eval", "lmsys/mt_bench"}
+    titles = [t["title"] for t in parse_tables(card)]
+    assert "Open LLM Leaderboard Evaluation Results" not in titles
+    assert "Judge: `local:embedded` (a local model, in process). AlpacaEval annotator config: " \
+           "`weighted_alpaca_eval[local:embedded]`." in card
+    other = card.split("## Other evaluations")[1].split("##")[0]
+    assert "- Iter2, lm_eval (sppo-tiny-mc): sppo_tiny_mc 100.0, sppo_tiny_mc_acc 87.5, average 100.0" in other
+    assert "not an Open LLM Leaderboard task" in other
+
+
+def test_only_hub_ids_are_linked():
+    from release.card import hub_id, prompts_md, ranker_md, source_md
+
+    assert hub_id("openbmb/UltraFeedback") == "openbmb/UltraFeedback"
+    for local in (None, "embedded", "data/prompts.jsonl", "/abs/model", "./ckpt", "a/b/c", "x/..", "runs/x/p.parquet"):
+        assert hub_id(local) is None, local
+    assert source_md("/data/m") == "`/data/m`"
+    assert ranker_md("llm-blender/PairRM") == "[llm-blender/PairRM](https://huggingface.co/llm-blender/PairRM)"
+    assert ranker_md("local-judge:Qwen/Qwen2.5-7B-Instruct") == \
+        "a local chat-model judge ([Qwen/Qwen2.5-7B-Instruct](https://huggingface.co/Qwen/Qwen2.5-7B-Instruct))"
+    text = prompts_md({"prompt_source_dataset": "openbmb/UltraFeedback", "prompt_dataset": "my/prompts.jsonl"}, 3)
+    assert "[openbmb/UltraFeedback](https://huggingface.co/datasets/openbmb/UltraFeedback)" in text
+    assert "the local prompt file `my/prompts.jsonl`" in text and "/datasets/my" not in text
+
+
+def test_published_cards_writer_stays_in_its_directory(tmp_path, capsys):
+    """`python -m release.published` builds card paths from the source's release name: '..' cannot leave --out."""
+    from release.published import main as published_main, source_path
+    from sppo.cli_util import run_cli
+
+    doc = json.loads(source_path().read_text())
+    doc["release"]["repo"] = "UCLA-AGI/../../escaped"
+    source = tmp_path / "source.json"
+    source.write_text(json.dumps(doc))
+    out = tmp_path / "a" / "b" / "cards"
+    assert run_cli(published_main, ["--source", str(source), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is not a valid name" in err
+    assert not list(tmp_path.rglob("README.md"))
+
+
+def test_a_benchmark_without_any_figure_is_an_na_row_not_another_evaluation(tmp_path, capsys):
+    """MT-Bench whose every judgment failed records null ratings: the table shows n/a and release reports it."""
+    run = make_embedded_run(tmp_path)
+    p = run / "results" / "Iter1" / "mt_bench.json"
+    d = json.loads(p.read_text())
+    d["metrics"].update(turn_1=None, turn_2=None, average=None)
+    p.write_text(json.dumps(d))
+    assert cli.main(["--run-dir", str(run), "--out", str(tmp_path / "cards")]) == 0
+    out = capsys.readouterr().out
+    assert "warning: Iter1: mt_bench metric 'turn_1' missing" in out
+    card = (tmp_path / "cards" / "SmolLM2-135M-Instruct-LocalJudge-SPPO-Iter1" / "README.md").read_text()
+    assert "| SmolLM2-135M-Instruct-LocalJudge-SPPO Iter 1 | n/a | n/a | n/a |" in card
+    assert "mt_bench" not in card.split("## Other evaluations")[1]

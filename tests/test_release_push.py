@@ -13,7 +13,7 @@ import huggingface_hub.utils as hf_utils
 import huggingface_hub.utils._http as hf_http
 import pytest
 from fake_hub import FakeHub, Repo
-from release_testutil import make_run
+from release_testutil import add_datasets, make_run, safetensors_bytes
 
 from release import cli
 
@@ -114,7 +114,7 @@ def test_push_refuses_missing_or_stale_results_before_any_request(hub, tmp_path,
     assert hub.requests == []
 
     run2 = make_run(tmp_path / "b", all_suites=True)
-    (run2 / "checkpoints" / "Iter2" / "model.safetensors").write_bytes(b"newer weights" * 8)
+    (run2 / "checkpoints" / "Iter2" / "model.safetensors").write_bytes(safetensors_bytes(7, 80))
     assert push(run2, tmp_path) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: refusing to push: Iter2: alpaca_eval") and "results are stale" in err
@@ -257,3 +257,89 @@ def test_network_error_is_a_one_line_error(hub, tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"error: reading the model card of {REPOS[0]} failed") and err.count("\n") == 1
     assert TOKEN not in err
+
+
+DATA_REPOS = [f"datasets/{r}-data" for r in REPOS]
+SPLIT = "data/{}-00000-of-00001.parquet"
+
+
+def _parquet_rows(data: bytes) -> list[dict]:
+    import io
+
+    import pyarrow.parquet as pq
+
+    return pq.read_table(io.BytesIO(data)).to_pylist()
+
+
+def test_push_datasets_publishes_each_iterations_scored_data(hub, tmp_path, logs, capsys):
+    run = make_run(tmp_path, all_suites=True)
+    written = add_datasets(run, {1: 520, 2: 7, 3: 12})
+    assert push(run, tmp_path, "--datasets") == 0
+    assert sorted(hub.repos) == REPOS + DATA_REPOS
+    for n, rows in written.items():
+        repo = hub.repos[f"datasets/{FAMILY}-Iter{n}-data"]
+        assert len(repo.commits) == 1  # both splits and the card in one commit
+        files = repo.commits[0]["files"]
+        assert sorted(files) == ["README.md", SPLIT.format("test"), SPLIT.format("train")]
+        assert _parquet_rows(files[SPLIT.format("train")]) == rows  # every row of sppo.jsonl, as written
+        test = _parquet_rows(files[SPLIT.format("test")])
+        # the reference's test split: 500 rows sampled from train (scripts/compute_prob.py:118), all when fewer
+        assert len(test) == min(500, len(rows)) and len({r["id"] for r in test}) == len(test)
+        assert all(r in rows for r in test)
+        # a dataset loader reads both splits through the card's `configs`
+        local = tmp_path / f"pulled{n}"
+        for name, data in files.items():
+            (local / name).parent.mkdir(parents=True, exist_ok=True)
+            (local / name).write_bytes(data)
+        import datasets
+
+        loaded = datasets.load_dataset(str(local))
+        assert loaded["train"].num_rows == len(rows) and loaded["test"].num_rows == len(test)
+        card = hub.repos[f"{FAMILY}-Iter{n}"].files["README.md"].decode()
+        url = f"https://huggingface.co/datasets/{FAMILY}-Iter{n}-data"
+        assert f"]({url})" in card and f"{FAMILY}-Iter{n}-data" in card.split("---")[1]  # linked, in metadata
+    commits = [r.path for r in hub.requests if "/commit/main" in r.path]
+    assert all("/api/datasets/" in p for p in commits[:3]) and all("/api/models/" in p for p in commits[3:])
+    out = capsys.readouterr().out
+    assert f"published {FAMILY}-Iter1-data at " in out
+    assert push(run, tmp_path, "--datasets") == 0  # a rerun commits nothing new
+    assert all(len(hub.repos[r].commits) == 1 for r in DATA_REPOS)
+    assert f"{FAMILY}-Iter1-data: already published, unchanged" in capsys.readouterr().out
+    assert_no_token_leak(hub, tmp_path, logs, capsys)
+
+
+def test_datasets_dry_run_lists_without_pushing_and_missing_data_is_refused(hub, tmp_path, capsys):
+    run = make_run(tmp_path, all_suites=True)
+    add_datasets(run, {1: 5, 2: 5})
+    assert cli.main(["--run-dir", str(run), "--out", str(tmp_path / "cards"), "--name", FAMILY, "--datasets",
+                     "--iteration", "1", "--iteration", "2"]) == 0
+    out = capsys.readouterr().out
+    assert f"Iter1 data -> {FAMILY}-Iter1-data  (dataset: 5 train rows, 5 test rows)" in out
+    assert SPLIT.format("train") in out and "dry run: nothing uploaded" in out
+    assert hub.requests == []
+    card = (tmp_path / "cards" / f"{FAMILY.split('/')[1]}-Iter1" / "README.md").read_text()
+    assert f"(https://huggingface.co/datasets/{FAMILY}-Iter1-data)" in card
+    assert push(run, tmp_path, "--datasets") == 2  # Iter3 never finished its dataset stage
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "iter3/dataset/sppo.jsonl: no finished dataset of Iter3" in err
+    assert hub.requests == []
+
+
+def test_dataset_repo_name_is_checked_before_anything(hub, tmp_path, capsys):
+    run = make_run(tmp_path, all_suites=True)
+    add_datasets(run, {1: 2, 2: 2, 3: 2})
+    name = "UCLA-AGI/" + "n" * 87  # NAME-Iter3 fits the Hub's 96 characters, NAME-Iter3-data does not
+    assert cli.main(["--run-dir", str(run), "--out", str(tmp_path / "cards"), "--push", name, "--datasets"]) == 2
+    assert capsys.readouterr().err.startswith("error: invalid repository name")
+    assert hub.requests == [] and not (tmp_path / "cards").exists()
+
+
+def test_hub_server_error_is_not_called_a_network_error(hub, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(hf_http, "time", _NoSleep())
+    hub.fail["resolve"] = 100  # every download answers 500
+    run = make_run(tmp_path, all_suites=True)
+    assert cli.main(["--run-dir", str(run), "--out", str(tmp_path / "c"), "--push", FAMILY, "--iteration", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: reading the model card of {REPOS[0]} failed: the Hub answered HTTP 500")
+    assert "network error" not in err and err.count("\n") == 1 and TOKEN not in err
+    assert hub.repos == {}

@@ -16,7 +16,7 @@ from typing import Any
 
 from benchmarks.store import DEFAULT_VARIANT, SuiteResult
 from sppo.errors import UserError
-from sppo.files import read_json, write_text
+from sppo.files import read_json, safe_name, under, write_text
 
 from ..card import ReleaseInfo, Results, render_all
 from ..run import Iteration, validate_manifest
@@ -79,7 +79,8 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     changed = []
     for rel, text in render_published(args.source).items():
-        target = Path(args.out) / rel
+        name, _, file = rel.partition("/")
+        target = under(args.out, safe_name(name, "model name"), file, what="model card")
         if target.exists() and target.read_text(encoding="utf-8") == text:
             continue
         changed.append(str(target))

@@ -1,0 +1,81 @@
+"""One training process per run directory: an exclusive ``flock`` on ``<run>/.lock``.
+
+The lock belongs to the open file, so the operating system releases it when the process exits, however it
+exits (return, exception, Ctrl-C, kill -9): a crashed run never leaves a stale lock behind. A second
+``sppo-train`` on the same run directory fails at once with a one-line error naming the holder's pid.
+
+In a multi-process (torchrun / DeepSpeed) run every rank works in the same directory; only rank 0 takes the
+lock (``rank`` argument, else the ``RANK`` environment variable; unset means a single process, rank 0).
+Taking the lock again in the process that holds it is a no-op, so the pipeline and its callers may both ask.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+from typing import Iterator
+
+from .errors import UserError
+
+LOCK_NAME = ".lock"
+
+_held: dict[Path, int] = {}  # resolved lock path -> open file descriptor, for this process's lifetime
+
+
+def _rank(rank: int | None) -> int:
+    if rank is not None:
+        return rank
+    try:
+        return int(os.environ.get("RANK", "0") or 0)
+    except ValueError:
+        return 0
+
+
+def acquire_run_lock(run_dir: str | os.PathLike, rank: int | None = None) -> Path | None:
+    """Lock `run_dir` for the rest of this process (rank 0 only; other ranks return None). Creates the
+    directory. Raises UserError when another process holds the lock. Returns the lock file's path."""
+    if _rank(rank) != 0:
+        return None
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"{run_dir}: run.output_dir is a file, not a directory")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = (run_dir / LOCK_NAME).resolve()
+    if path in _held:
+        return path
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip() or "another process"
+        os.close(fd)
+        raise UserError(f"{run_dir}: another sppo-train (pid {holder}) is using this run directory; wait for it "
+                        f"to finish or choose another run.output_dir") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)
+    _held[path] = fd
+    return path
+
+
+def release_run_lock(run_dir: str | os.PathLike) -> None:
+    """Give the lock back before the process ends (closing the file releases the flock)."""
+    path = (Path(run_dir) / LOCK_NAME).resolve()
+    fd = _held.pop(path, None)
+    if fd is not None:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def hold_run_lock(run_dir: str | os.PathLike, rank: int | None = None) -> Iterator[Path | None]:
+    """``with hold_run_lock(run_dir): ...`` — the lock for the block; if this process already held it (taken
+    earlier, e.g. by `Run.prepare`), it keeps holding it afterwards."""
+    path = (Path(run_dir) / LOCK_NAME).resolve() if _rank(rank) == 0 else None
+    already = path in _held
+    acquired = acquire_run_lock(run_dir, rank)
+    try:
+        yield acquired
+    finally:
+        if acquired is not None and not already:
+            release_run_lock(run_dir)
