@@ -21,6 +21,7 @@ STAGES = {
     "ranking": "perf.bench_ranking",
     "training": "perf.bench_training",
     "scoring": "perf.bench_scoring",
+    "ranks": "perf.bench_ranks",
 }
 
 

@@ -61,6 +61,7 @@ def _main(argv: list[str]) -> int:
     if distributed.is_main():
         for c in checkpoints:
             print(c)
+    distributed.teardown()
     return 0
 
 

@@ -60,6 +60,14 @@ def single_process_group_env() -> None:
         os.environ.setdefault(key, value)
 
 
+def teardown() -> None:
+    """Leave the process group cleanly once every rank is done (an abandoned gloo group can abort the
+    interpreter at exit)."""
+    if initialized():
+        wait("the end of the run")
+        torch.distributed.destroy_process_group()
+
+
 def initialized() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 

@@ -31,6 +31,7 @@ def main(argv):
             raise UserError("probe: rank 0 found a bad file")
 
         distributed.decide("probe", fail)
+    distributed.teardown()
     return 0
 
 

@@ -11,8 +11,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("generation", "ranking", "training", "scoring")
-COMPARED = ("generation", "ranking", "training")  # stages timed against the reference way
+STAGES = ("generation", "ranking", "training", "scoring", "ranks")
+COMPARED = ("generation", "ranking", "training", "ranks")  # stages timed against the reference way
 
 
 def _is_summary(s) -> bool:

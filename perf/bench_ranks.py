@@ -1,0 +1,82 @@
+"""Data-parallel generation: the generation stage on 2 ranks x 1 thread against 1 rank x 1 thread.
+
+ours       `torchrun --nproc_per_node 2 -m perf.dp_generate`: the prompts' chunks spread over 2 ranks
+           (`sppo.chunks.run_chunked`), each rank with its own copy of the model and one torch thread.
+reference  the same stage in one process with one thread (what an 8-GPU run did before: generation on rank 0
+           while the other ranks waited).
+
+Same prompts, K, fixed-length answers (min_new_tokens = max_new_tokens) and chunk size on both sides, so the
+work is identical; the timed part is the stage itself (chunks generated, written, merged), not process start or
+model load. Figure: wall-time ratio 1 rank / 2 ranks (the speed-up), and the peak RSS of one rank.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from perf.fixtures import tiny_llama
+from perf.timing import case, interleaved, paired_ratio
+
+TARGET = 1.7  # issue 13: 2 ranks x 1 thread >= 1.7x the stage throughput of 1 rank x 1 thread
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _port() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return str(s.getsockname()[1])
+
+
+def _launch(ranks: int, model: str, work: Path, n: int, k: int, max_new: int, chunk: int) -> dict:
+    out = work / f"dp{ranks}.json"
+    args = ["--model", model, "--prompts", str(n), "--k", str(k), "--max-new-tokens", str(max_new),
+            "--chunk-size", str(chunk), "--out", str(out), "--work", str(work / f"stage{ranks}")]
+    launcher = ([str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", str(ranks), "--master_port",
+                 _port()] if ranks > 1 else [sys.executable])
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.run([*launcher, "-m", "perf.dp_generate", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=1200)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{ranks}-rank run failed: {proc.stderr[-1500:]}")
+    result = json.loads(out.read_text())
+    assert result["rows"] == n and result["processes"] == ranks
+    return result
+
+
+def run(opts: dict) -> dict:
+    work = Path(opts["work"])
+    quick = opts["quick"]
+    model = str(tiny_llama(work / "tiny_llama")) if quick else "embedded"
+    n, k, max_new, chunk = (8, 2, 4, 1) if quick else (16, 4, 24, 2)
+    results: dict[int, list[dict]] = {1: [], 2: []}
+
+    def variant(ranks):
+        return lambda: results[ranks].append(_launch(ranks, model, work, n, k, max_new, chunk))
+
+    interleaved({"one_rank": variant(1), "two_ranks": variant(2)}, opts["repeats"], warmup=0)
+    one = [r["seconds"] for r in results[1]]
+    two = [r["seconds"] for r in results[2]]
+    ratio = paired_ratio(one, two)  # > 1: two ranks are faster
+    settings = {"model": "tiny" if quick else "embedded", "prompts": n, "k": k, "max_new_tokens": max_new,
+                "chunk_size": chunk, "threads_per_rank": 1}
+    row = case("generation stage/2 ranks x 1 thread vs 1 rank x 1 thread", "stage seconds (ratio = 1 rank / 2 ranks)",
+               two, one, ratio, higher_is_better=False, target=f">= {TARGET:g}x speed-up",
+               target_met=ratio["median"] >= TARGET, settings=settings,
+               notes=["the ratio column is the speed-up: 1-rank stage time / 2-rank stage time"],
+               peak_rss_mb={"ours": _summary([r["peak_rss_mb"] for r in results[2]]),
+                            "reference": _summary([r["peak_rss_mb"] for r in results[1]]),
+                            "ratio": paired_ratio([r["peak_rss_mb"] for r in results[2]],
+                                                  [r["peak_rss_mb"] for r in results[1]])})
+    return {"cases": [row]}
+
+
+def _summary(values):
+    from perf.timing import summary
+
+    return summary(values)
