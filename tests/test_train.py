@@ -186,3 +186,25 @@ def test_a_step_holds_the_same_examples_whatever_the_split_into_processes():
         assert alone == split and len(alone) == 2
     epoch = [i for s in range(5) for mb in step_micro_batches(10, s, one, 7, 0) for i in mb]
     assert sorted(epoch) == list(range(10))  # an epoch sees every example once
+
+
+def test_tensorboard_tracking_works_offline(tiny, tmp_path):
+    """training.report_to=tensorboard: accelerate's tracker writes event files whose scalars are the logged steps."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tok = load_tokenizer(tiny, padding_side="right")
+    model = load_model(tiny, dtype="float32")
+    examples, _ = encode_examples(tok, _rows(), TrainingConfig(max_length=128, max_prompt_length=64))
+    ref = reference_logps(model, examples, tok.pad_token_id, batch_size=4, progress=False)
+    cfg = TrainingConfig(learning_rate=1e-3, eta=10, num_train_epochs=3, stop_at_epoch=None, warmup_ratio=0.0,
+                         per_device_train_batch_size=2, gradient_checkpointing=False, report_to="tensorboard",
+                         save_steps=0)
+    logs = []
+    train_iteration(model, examples, ref, tok.pad_token_id, cfg, seed=0, on_log=logs.append, progress=False,
+                    train_dir=tmp_path, tracker_config={"eta": 10.0, "optimizer": "RMSProp"})
+    # accelerate's tracker: scalars in tracking/sppo/, the hyperparameters in a subdirectory of their own
+    acc = EventAccumulator(str(tmp_path / "tracking" / "sppo"))
+    acc.Reload()
+    loss = acc.Scalars("loss")
+    assert [e.step for e in loss] == [r["step"] for r in logs] == list(range(1, 7))
+    assert [e.value for e in loss] == pytest.approx([r["loss"] for r in logs], rel=1e-6)
