@@ -14,6 +14,7 @@ With one process (no launcher) every function here is a no-op or a plain call.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -179,3 +180,29 @@ def mean_over_ranks(values: Sequence[float]) -> list[float]:
                      device=device() if torch.distributed.get_backend() == "nccl" else "cpu")
     torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
     return (t / world_size()).tolist()
+
+
+@contextlib.contextmanager
+def own_gpu_for_child_processes():
+    """While a library starts worker processes of its own (vLLM's engine), make them see this rank's GPU only,
+    as a one-process job: CUDA_VISIBLE_DEVICES = this rank's physical GPU, LOCAL_RANK/RANK 0, WORLD_SIZE 1
+    (vLLM picks its device from LOCAL_RANK and would otherwise take GPU 0 on every rank). Restored afterwards.
+    A no-op with one process or without CUDA."""
+    if world_size() == 1 or not torch.cuda.is_available():
+        yield
+        return
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    index = torch.cuda.current_device()
+    physical = visible.split(",")[index] if visible else str(index)
+    changes = {"CUDA_VISIBLE_DEVICES": physical, "LOCAL_RANK": "0", "RANK": "0", "WORLD_SIZE": "1",
+               "LOCAL_WORLD_SIZE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
+    saved = {k: os.environ.get(k) for k in changes}
+    os.environ.update(changes)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

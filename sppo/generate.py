@@ -178,9 +178,12 @@ class VLLMGenerator:
             from vllm import LLM
         except ImportError:
             raise UserError("generation.backend: vllm is not installed (pip install 'sppo-toolkit[vllm]')") from None
-        self.llm = LLM(model=model_path, dtype=dtype, enable_prefix_caching=True, max_model_len=max_model_len,
-                       gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
-                       revision=revision, tokenizer_revision=revision)
+        from . import distributed
+
+        with distributed.own_gpu_for_child_processes():  # under a launcher: the engine runs on this rank's GPU
+            self.llm = LLM(model=model_path, dtype=dtype, enable_prefix_caching=True, max_model_len=max_model_len,
+                           gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
+                           revision=revision, tokenizer_revision=revision)
         self.tokenizer = self.llm.get_tokenizer()
         self.special_tokens = special_tokens
 
