@@ -65,7 +65,7 @@ def run(opts: dict) -> dict:
     ratio = paired_ratio(one, two)  # > 1: two ranks are faster
     settings = {"model": "tiny" if quick else "embedded", "prompts": n, "k": k, "max_new_tokens": max_new,
                 "chunk_size": chunk, "threads_per_rank": 1}
-    row = case("generation stage/2 ranks x 1 thread vs 1 rank x 1 thread", "stage seconds (ratio = 1 rank / 2 ranks)",
+    row = case("ranks/generation stage, 2 ranks x 1 thread vs 1 rank x 1 thread", "stage seconds (ratio = 1 rank / 2 ranks)",
                two, one, ratio, higher_is_better=False, target=f">= {TARGET:g}x speed-up",
                target_met=ratio["median"] >= TARGET, settings=settings,
                notes=["the ratio column is the speed-up: 1-rank stage time / 2-rank stage time"],

@@ -298,7 +298,8 @@ def train_iteration(model, examples: Sequence[PairExample], ref: Sequence[tuple[
     resumed = train_state.latest(state_dir) if state_dir else None
     if resumed:
         accelerator.load_state(str(resumed))
-        log.info("resuming training from %s (step %d of %d)", resumed, position.step, schedule.stop_steps)
+        if distributed.is_main():
+            log.info("resuming training from %s (step %d of %d)", resumed, position.step, schedule.stop_steps)
     if cfg.report_to != "none":
         accelerator.init_trackers("sppo", config=tracker_config or {})
     model.train()

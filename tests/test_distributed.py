@@ -19,9 +19,8 @@ import pytest
 import torch
 
 from sppo.files import read_jsonl
-from sppo.testing import make_tiny_checkpoint
 
-from test_pipeline import PROMPTS, overrides
+from test_pipeline import overrides, prompt_file, tiny  # noqa: F401 (fixtures)
 
 BIN = Path(sys.executable).parent
 TESTS = Path(__file__).parent
@@ -78,18 +77,7 @@ def test_an_error_on_rank0_reaches_every_rank(tmp_path):
 
 
 # ------------------------------------------------------------------------------------- the pipeline
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return str(make_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "model", seed=3))
-
-
-@pytest.fixture
-def prompt_file(tmp_path):
-    path = tmp_path / "prompts.jsonl"
-    with open(path, "w") as f:
-        for i, p in enumerate(PROMPTS):
-            f.write(json.dumps({"id": f"p{i}", "prompt": p, "split": "train_iteration_1"}) + "\n")
-    return path
+# `tiny` (a tiny chat model) and `prompt_file` (8 prompts in split 1) come from test_pipeline.
 
 
 def _args(tmp_path, tiny, prompt_file, out: str, **extra) -> list[str]:

@@ -69,7 +69,7 @@ def test_two_iterations_end_to_end(tmp_path, tiny, prompt_file):
                             ("train", "log.jsonl")]:
             d = run / f"iter{t}" / stage
             assert (d / "manifest.json").exists() and read_jsonl(d / name), (t, stage)
-            assert not (d / "partial.jsonl").exists()
+            assert not (d / "chunks").exists()  # merged into the stage file, then removed
         rows = read_jsonl(run / f"iter{t}" / "dataset" / "sppo.jsonl")
         assert all(len(r["responses"]) == 3 and r["p_win"] >= r["p_lose"] for r in rows)
         assert all(len(r["chosen"]) >= len(r["rejected"]) for r in rows)  # LengthRanker prefers long answers
