@@ -162,7 +162,8 @@ def safe_name(name: object, what: str) -> str:
     bad = (not text or text in (".", "..") or "/" in text or "\\" in text or "\0" in text
            or any(ord(c) < 32 for c in text) or text != text.strip())
     if bad:
-        raise UserError(f"{what}: {name!r} is not a valid name (one path component, no '/', '..' or control characters)")
+        raise UserError(f"{what}: {name!r} is not a valid name "
+                        "(one path component, no '/', '..' or control characters)")
     return text
 
 

@@ -327,11 +327,14 @@ def hyperparameters(cfg: Config, world_size: int, accumulation: int | None = Non
 
     t = cfg.training
     ga = accumulation if accumulation is not None else accumulation_steps(t, world_size)
-    distributed_type = {"deepspeed_zero3": "deepspeed_zero3"}.get(t.distributed,
-                                                                   "multi_process" if world_size > 1 else "single_process")
+    if t.distributed == "deepspeed_zero3":
+        distributed_type = "deepspeed_zero3"
+    else:  # accelerate's names: DDP over several processes, or none
+        distributed_type = "multi_process" if world_size > 1 else "single_process"
     return {"learning_rate": t.learning_rate, "eta": t.eta, "loss": t.loss,
             "per_device_train_batch_size": t.per_device_train_batch_size,
-            "gradient_accumulation_steps": ga, "total_train_batch_size": t.per_device_train_batch_size * ga * world_size,
+            "gradient_accumulation_steps": ga,
+            "total_train_batch_size": t.per_device_train_batch_size * ga * world_size,
             "seed": cfg.run.seed, "distributed_type": distributed_type, "num_devices": world_size,
             "optimizer": {"rmsprop": "RMSProp", "adamw": "AdamW"}[t.optimizer],
             "lr_scheduler_type": t.lr_scheduler_type, "lr_scheduler_warmup_ratio": t.warmup_ratio,
@@ -360,7 +363,6 @@ def stage_train(run: Run, t: int, rows: list[dict]) -> Path:
     """Reference log-probs (once), then training (resumable), then the checkpoint IterN (atomically)."""
     from . import train_state
     from .models import load_model, load_tokenizer, with_lora
-    from .prompts import dataset_for
     from .sequences import encode_examples
     from .train import train_iteration
 
@@ -377,8 +379,7 @@ def stage_train(run: Run, t: int, rows: list[dict]) -> Path:
     if tc.lora.enabled:
         model = with_lora(model, tc.lora)
     train_dir = run.stage(t, "train")
-    state_dir = train_dir / "state"
-    resume = train_state.latest(state_dir)
+    resume = train_state.latest(train_dir / "state")
     on_log = _train_log(train_dir, int(resume.name.split("-")[1]) if resume else 0)
     with Timer() as timer:
         result = train_iteration(model, examples, ref, tokenizer.pad_token_id, tc, cfg.run.seed + t, on_log,
@@ -389,26 +390,33 @@ def stage_train(run: Run, t: int, rows: list[dict]) -> Path:
     def write():
         module = result.unwrapped()
         if tc.lora.enabled:
-            module, sd = module.merge_and_unload(), None
+            module, state = module.merge_and_unload(), None
         else:
-            sd = {k: v.to(save_dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
-        summary = result.summary
-        manifest = CheckpointManifest(
-            iteration=t, name=f"Iter{t}", base_model=base_model_id(cfg.model.name), init_model=policy,
-            prompt_dataset=dataset_for(cfg.prompts, t) if cfg.prompts.source == "hub" else cfg.prompts.source,
-            prompt_source_dataset=cfg.prompts.source_dataset, prompt_split=cfg.prompts.splits[t - 1],
-            k=cfg.generation.k, ranker=cfg.ranking.model if cfg.ranking.kind == "pairrm"
-            else f"{cfg.ranking.kind}:{cfg.ranking.model}",
-            hyperparameters=hyperparameters(cfg, summary["world_size"], summary["schedule"]["accumulation"]),
-            training=summary, pairs=len(examples), truncated_responses=truncated, seconds=round(timer.seconds, 2),
-            config=cfg.to_dict())
-        save_checkpoint(run.checkpoint(t), module.to(save_dtype), tokenizer, sd, manifest)
-        write_manifest(train_dir, stage="train", iteration=t, checkpoint=str(run.checkpoint(t)), **summary)
-        shutil.rmtree(state_dir, ignore_errors=True)  # the checkpoint supersedes the resumable states
+            state = {k: v.to(save_dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
+        manifest = _manifest(run, t, result.summary, pairs=len(examples), truncated_responses=truncated,
+                             seconds=round(timer.seconds, 2))
+        save_checkpoint(run.checkpoint(t), module.to(save_dtype), tokenizer, state, manifest)
+        write_manifest(train_dir, stage="train", iteration=t, checkpoint=str(run.checkpoint(t)), **result.summary)
+        shutil.rmtree(train_dir / "state", ignore_errors=True)  # the checkpoint supersedes the resumable states
 
     publish(f"iteration {t} train: rank 0 saves checkpoints/Iter{t}", write)
     result.close()
     return run.checkpoint(t)
+
+
+def _manifest(run: Run, t: int, summary: dict, **counts) -> CheckpointManifest:
+    """What produced checkpoint IterN, with the geometry of the processes that actually trained it."""
+    from .prompts import dataset_for
+
+    cfg = run.cfg
+    p, r = cfg.prompts, cfg.ranking
+    return CheckpointManifest(
+        iteration=t, name=f"Iter{t}", base_model=base_model_id(cfg.model.name), init_model=run.policy_for(t),
+        prompt_dataset=dataset_for(p, t) if p.source == "hub" else p.source,
+        prompt_source_dataset=p.source_dataset, prompt_split=p.splits[t - 1], k=cfg.generation.k,
+        ranker=r.model if r.kind == "pairrm" else f"{r.kind}:{r.model}",
+        hyperparameters=hyperparameters(cfg, summary["world_size"], summary["schedule"]["accumulation"]),
+        training=summary, config=cfg.to_dict(), **counts)
 
 
 def _flat_scalars(d: dict) -> dict:
