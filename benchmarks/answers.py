@@ -1,8 +1,10 @@
 """Answer generation for the judged suites, with the official settings, in each benchmark's own file format.
 
-- AlpacaEval 2: one answer per instruction with the model's generation config (``generation_config.json``:
-  do_sample / temperature / top_p; ``max_new_tokens`` 2048 unless the config says otherwise). File:
-  ``model_outputs.json``, a JSON list of ``{dataset, instruction, output, generator}`` in evaluation-set order.
+- AlpacaEval 2: one answer per instruction with the sampling settings of alpaca_eval's own model config when the
+  model has one (``alpaca_eval/models_configs/*/configs.yaml`` whose ``completions_kwargs.model_name`` is the
+  model's Hub id), otherwise those of the SPPO models' official config (T=0.7, top_p 0.9, 2048 new tokens:
+  uclaml/SPPO ``models_configs/Mistral7B-PairRM-SPPO-Iter3/configs.yaml``:10-12); flags override. File:
+  ``model_outputs.json``, a JSON list of ``{dataset, instruction, output, generator, sppo_key}``.
 - Arena-Hard v0.1: greedy, at most 4096 new tokens. File: ``<model>.jsonl`` rows ``{question_id, answer_id,
   model_id, choices: [{index: 0, turns: [{content, token_len}]}], tstamp}``; token_len is tiktoken cl100k_base.
 - MT-Bench: two turns (the second sees the first answer), per-category temperature as FastChat's
@@ -11,6 +13,11 @@
 
 Every file is rewritten atomically after each chunk of items, so an interrupted run keeps what it generated and a
 rerun generates only the missing items. ``max_new_tokens`` overrides the suite's limit (quick runs).
+
+Every answer row carries ``sppo_key``, a digest of what produced it (checkpoint fingerprint, chat template,
+backend, seed, best-of and ranker, and the suite's generation settings). A row is reused only when its key is the
+current one; any other row is generated again (a retrained checkpoint or a new ``--max-new-tokens`` never reuses
+an old answer). The official tools ignore the extra field.
 
 Best-of-N: N samples per instruction (sampling at the suite's temperature, 0.7 where the suite is greedy), and the
 sample the ranker prefers is the answer: ``sppo.rank.make_ranker(kind, model).compare(prompts, candidates)`` gives
@@ -30,6 +37,8 @@ from sppo.errors import UserError
 from sppo.files import read_json, read_jsonl, write_json, write_jsonl
 from sppo.generate import SamplingParams
 
+from benchmarks.store import checkpoint_fingerprint, digest
+
 log = logging.getLogger(__name__)
 
 # FastChat llm_judge/common.py temperature_config
@@ -39,6 +48,11 @@ MT_BENCH_DEFAULT_TEMPERATURE = 0.7
 MT_BENCH_MAX_NEW_TOKENS = 1024
 ARENA_HARD_MAX_NEW_TOKENS = 4096
 ALPACA_EVAL_MAX_NEW_TOKENS = 2048
+# the SPPO models' AlpacaEval generation (uclaml/SPPO models_configs/Mistral7B-PairRM-SPPO-Iter3/configs.yaml:10-12,
+# the same in alpaca_eval's models_configs/SPPO-Mistral7B-PairRM/configs.yaml)
+ALPACA_EVAL_SAMPLING = {"temperature": 0.7, "top_p": 0.9, "max_new_tokens": ALPACA_EVAL_MAX_NEW_TOKENS}
+ALPACA_EVAL_SAMPLING_SOURCE = "uclaml/SPPO models_configs/Mistral7B-PairRM-SPPO-Iter3/configs.yaml"
+TEMPLATE_FILES = ("tokenizer_config.json", "chat_template.jinja", "chat_template.json")
 BEST_OF_TEMPERATURE = 0.7  # sampling temperature of best-of-N where the suite itself is greedy
 CHUNK = 16
 
@@ -70,24 +84,12 @@ class ModelAnswerer:
             self._generator = make_generator(self.backend, self.model_path, batch_size=self.batch_size)
         return self._generator
 
-    def generation_config(self) -> dict[str, Any]:
-        """The model's own sampling settings (generation_config.json), as AlpacaEval's model configs use them."""
-        path = Path(self.model_path) / "generation_config.json"
-        cfg: dict[str, Any] = {}
-        if path.is_file():
-            cfg = read_json(path)
-        elif not Path(self.model_path).exists():
-            try:
-                from transformers import GenerationConfig
-
-                cfg = GenerationConfig.from_pretrained(self.model_path).to_dict()
-            except Exception:  # no generation config on the Hub either: transformers' defaults
-                cfg = {}
-        sample = bool(cfg.get("do_sample", False))
-        return {"do_sample": sample,
-                "temperature": float(cfg.get("temperature") or 1.0) if sample else 0.0,
-                "top_p": float(cfg.get("top_p") or 1.0),
-                "max_new_tokens": int(cfg.get("max_new_tokens") or ALPACA_EVAL_MAX_NEW_TOKENS)}
+    def identity(self) -> dict[str, Any]:
+        """What determines this answerer's outputs besides the suite's settings (part of every answer key)."""
+        ranker = getattr(self.ranker_factory, "spec", None) if self.best_of > 1 else None
+        return {"model": str(self.model_path), "fingerprint": checkpoint_fingerprint(self.model_path),
+                "chat_template": _template_digest(self.model_path), "backend": self.backend, "seed": self.seed,
+                "best_of": self.best_of, "ranker": ranker}
 
     def _rank(self, conversations, candidates: list[list[str]]) -> list[str]:
         import numpy as np
@@ -124,7 +126,43 @@ def default_ranker_factory(kind: str = "pairrm", model: str | None = None) -> Ca
 
         return make_ranker(kind, model)
 
+    make.spec = [kind, model]
     return make
+
+
+def _template_digest(model_path: str) -> str | None:
+    """A digest of the files that define a local checkpoint's chat template (None for Hub ids)."""
+    path = Path(model_path)
+    if not path.is_dir():
+        return None
+    return digest({name: (path / name).read_bytes().hex() for name in TEMPLATE_FILES if (path / name).is_file()})
+
+
+def alpaca_eval_sampling(model_ref: str) -> dict[str, Any]:
+    """AlpacaEval generation settings of a model: alpaca_eval's own model config when one names this Hub id
+    (``completions_kwargs``: temperature, top_p, max_new_tokens), else the SPPO models' official ones."""
+    import importlib.util
+
+    import yaml
+
+    spec = importlib.util.find_spec("alpaca_eval")
+    root = Path(spec.origin).parent / "models_configs" if spec and spec.origin else None
+    for cfg_path in sorted(root.glob("*/configs.yaml")) if root and "/" in model_ref else []:
+        try:
+            cfg = next(iter((yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}).values()))
+            kw = cfg.get("completions_kwargs") or {}
+        except (yaml.YAMLError, StopIteration, AttributeError):
+            continue
+        if kw.get("model_name") == model_ref:
+            return {"temperature": float(kw.get("temperature", 0.0)), "top_p": float(kw.get("top_p", 1.0)),
+                    "max_new_tokens": int(kw.get("max_new_tokens", ALPACA_EVAL_MAX_NEW_TOKENS)),
+                    "source": f"alpaca_eval models_configs/{cfg_path.parent.name}/configs.yaml"}
+    return {**ALPACA_EVAL_SAMPLING, "source": ALPACA_EVAL_SAMPLING_SOURCE}
+
+
+def _reusable(rows: dict, key: str) -> dict:
+    """The rows whose ``sppo_key`` is ``key`` (answers produced exactly as they would be now)."""
+    return {k: r for k, r in rows.items() if isinstance(r, dict) and r.get("sppo_key") == key}
 
 
 def _chunks(items: list, n: int = CHUNK):
@@ -136,40 +174,40 @@ def _chunks(items: list, n: int = CHUNK):
 class AnswerSettings:
     limit: int | None = None
     max_new_tokens: int | None = None  # overrides each suite's official limit
+    alpaca_eval_temperature: float | None = None  # override the AlpacaEval sampling settings
+    alpaca_eval_top_p: float | None = None
 
 
 # --- AlpacaEval ---------------------------------------------------------------------------------------------------
 
 def alpaca_eval_answers(answerer: ModelAnswerer, examples: list[dict], path: Path, generator_name: str,
-                        settings: AnswerSettings) -> tuple[list[dict], dict[str, Any]]:
+                        settings: AnswerSettings, model_ref: str = "") -> tuple[list[dict], dict[str, Any]]:
     """``model_outputs.json`` for the first ``limit`` instructions (resumed from ``path``)."""
     wanted = examples[:settings.limit] if settings.limit else examples
-    existing = {}
-    if path.exists():
-        rows = read_json(path)
-        if not isinstance(rows, list):
-            raise UserError(f"{path}: expected a JSON list of model outputs")
-        existing = {r["instruction"]: r for r in rows if isinstance(r, dict) and "instruction" in r}
-    gen = answerer.generation_config()
+    rows = read_json(path) if path.exists() else []
+    if not isinstance(rows, list):
+        raise UserError(f"{path}: expected a JSON list of model outputs")
+    gen = alpaca_eval_sampling(model_ref)
+    if settings.alpaca_eval_temperature is not None or settings.alpaca_eval_top_p is not None:
+        gen["source"] = "command line"
+    temperature = settings.alpaca_eval_temperature if settings.alpaca_eval_temperature is not None else gen["temperature"]
+    top_p = settings.alpaca_eval_top_p if settings.alpaca_eval_top_p is not None else gen["top_p"]
     max_new = settings.max_new_tokens or gen["max_new_tokens"]
-    info = {"temperature": gen["temperature"], "top_p": gen["top_p"], "max_new_tokens": max_new,
-            "source": "generation_config", "best_of": answerer.best_of}
+    info = {"temperature": temperature, "top_p": top_p, "max_new_tokens": max_new, "source": gen["source"]}
+    key = digest({**answerer.identity(), **info, "suite": "alpaca_eval"})
+    existing = _reusable({r.get("instruction"): r for r in rows if isinstance(r, dict)}, key)
     todo = [ex for ex in wanted if ex["instruction"] not in existing]
-
-    def ordered() -> list[dict]:
-        return [existing[ex["instruction"]] for ex in wanted if ex["instruction"] in existing]
-
     for chunk in _chunks(todo):
         outs = answerer.answer([[{"role": "user", "content": ex["instruction"]}] for ex in chunk],
-                               gen["temperature"], max_new, gen["top_p"])
+                               temperature, max_new, top_p)
         for ex, out in zip(chunk, outs):
             existing[ex["instruction"]] = {"dataset": ex.get("dataset", "alpaca_eval"),
                                            "instruction": ex["instruction"], "output": out,
-                                           "generator": generator_name}
-        # every answer so far (also beyond --limit), in evaluation-set order
+                                           "generator": generator_name, "sppo_key": key}
+        # every current answer (also beyond --limit), in evaluation-set order
         write_json(path, [existing[ex["instruction"]] for ex in examples if ex["instruction"] in existing])
-    info["n_generated"] = len(todo)
-    return ordered(), info
+    info.update(best_of=answerer.best_of, n_generated=len(todo), n_reused=len(wanted) - len(todo), key=key)
+    return [existing[ex["instruction"]] for ex in wanted], info
 
 
 # --- Arena-Hard ---------------------------------------------------------------------------------------------------
@@ -180,8 +218,9 @@ def arena_hard_answers(answerer: ModelAnswerer, questions: list[dict], path: Pat
     from benchmarks.scoring.arena_hard import count_tokens
 
     wanted = questions[:settings.limit] if settings.limit else questions
-    existing = {str(r["question_id"]): r for r in read_jsonl(path)} if path.exists() else {}
     max_new = settings.max_new_tokens or ARENA_HARD_MAX_NEW_TOKENS
+    key = digest({**answerer.identity(), "temperature": 0.0, "max_new_tokens": max_new, "suite": "arena_hard"})
+    existing = _reusable({str(r.get("question_id")): r for r in read_jsonl(path)} if path.exists() else {}, key)
     todo = [q for q in wanted if str(q["question_id"]) not in existing]
     for chunk in _chunks(todo):
         outs = answerer.answer([[{"role": "user", "content": q["turns"][0]["content"]}] for q in chunk], 0.0, max_new)
@@ -189,9 +228,10 @@ def arena_hard_answers(answerer: ModelAnswerer, questions: list[dict], path: Pat
             existing[str(q["question_id"])] = {
                 "question_id": q["question_id"], "answer_id": answer_id(), "model_id": model_id,
                 "choices": [{"index": 0, "turns": [{"content": out, "token_len": count_tokens(out)}]}],
-                "tstamp": time.time()}
+                "tstamp": time.time(), "sppo_key": key}
         write_jsonl(path, existing.values())
-    info = {"temperature": 0.0, "max_new_tokens": max_new, "best_of": answerer.best_of, "n_generated": len(todo)}
+    info = {"temperature": 0.0, "max_new_tokens": max_new, "best_of": answerer.best_of, "n_generated": len(todo),
+            "n_reused": len(wanted) - len(todo), "key": key}
     return {str(q["question_id"]): existing[str(q["question_id"])] for q in wanted}, info
 
 
@@ -205,8 +245,10 @@ def mt_bench_answers(answerer: ModelAnswerer, questions: list[dict], path: Path,
                      settings: AnswerSettings) -> tuple[dict[int, dict], dict[str, Any]]:
     """``model_answer/<model>.jsonl`` (two turns) for the first ``limit`` questions: {question_id: record}."""
     wanted = questions[:settings.limit] if settings.limit else questions
-    existing = {r["question_id"]: r for r in read_jsonl(path)} if path.exists() else {}
     max_new = settings.max_new_tokens or MT_BENCH_MAX_NEW_TOKENS
+    key = digest({**answerer.identity(), "temperature": MT_BENCH_TEMPERATURE, "max_new_tokens": max_new,
+                  "suite": "mt_bench"})
+    existing = _reusable({r.get("question_id"): r for r in read_jsonl(path)} if path.exists() else {}, key)
     todo = [q for q in wanted if q["question_id"] not in existing]
     for chunk in _chunks(todo):
         by_temp: dict[float, list[dict]] = {}
@@ -221,8 +263,8 @@ def mt_bench_answers(answerer: ModelAnswerer, questions: list[dict], path: Path,
             for q, a1, a2 in zip(qs, first, second):
                 existing[q["question_id"]] = {"question_id": q["question_id"], "answer_id": answer_id(),
                                               "model_id": model_id, "choices": [{"index": 0, "turns": [a1, a2]}],
-                                              "tstamp": time.time()}
+                                              "tstamp": time.time(), "sppo_key": key}
         write_jsonl(path, existing.values())
     info = {"temperature": "per category (FastChat temperature_config)", "max_new_tokens": max_new,
-            "best_of": answerer.best_of, "n_generated": len(todo)}
+            "best_of": answerer.best_of, "n_generated": len(todo), "n_reused": len(wanted) - len(todo), "key": key}
     return {q["question_id"]: existing[q["question_id"]] for q in wanted}, info

@@ -9,13 +9,19 @@ Artifacts live beside the results store, in the official tools' layouts, so thos
     <results>/mt_bench[.<variant>]/model_judgment/<judge>_single.jsonl
     <results>/lm_eval/<model>/results.json, results_<task>.json, samples_<task>.jsonl
 
-Judgment files are rewritten atomically after each batch, so an interrupted run keeps its finished judgments; a
-rerun judges only what is missing or has no valid verdict (and the judge cache answers repeated requests without a
-call). Scores come from ``benchmarks.scoring`` applied to the judgment records exactly as written.
+Judgment files are rewritten atomically after each batch, so an interrupted run keeps its finished judgments.
+Every answer and judgment row carries ``sppo_key``, a digest of what produced it (answers: checkpoint, template and
+generation settings; judgments: judge identity - backend, base URL, model - and the exact requests, i.e. prompt
+version and judged answers). A rerun reuses exactly the rows whose key is current and produces the others; the
+judge cache answers repeated requests without a call. A failed judge request is never written: the suite ends
+with ``JudgeFailed`` (no result recorded) and the next run asks exactly those requests again. The MT-Bench
+judgment file, shared by all models, is updated under a file lock, so concurrent runs lose nothing.
+Scores come from ``benchmarks.scoring`` applied to the judgment records exactly as written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -25,17 +31,16 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sppo.errors import UserError
-from sppo.files import read_json, read_jsonl, write_json, write_jsonl, write_text
+from sppo.files import read_json, read_jsonl, safe_name, under, write_json, write_jsonl, write_text
 
 from benchmarks.answers import (AnswerSettings, ModelAnswerer, alpaca_eval_answers, arena_hard_answers,
                                 mt_bench_answers)
 from benchmarks.data import DataSource
-from benchmarks.judge import Judge, JudgeReply, JudgeRequest
-from benchmarks.store import DEFAULT_VARIANT, SuiteResult, checkpoint_fingerprint
+from benchmarks.judge import Judge, JudgeReply, JudgeRequest, cache_key, scrub
+from benchmarks.store import DEFAULT_VARIANT, SuiteResult, checkpoint_fingerprint, digest
 
 log = logging.getLogger(__name__)
 
-API_ERROR_OUTPUT = "$ERROR$"  # what the official scripts record when the judge API fails after its retries
 JUDGE_BATCH = 64  # judge requests per batch; the judgment file is rewritten after each
 
 
@@ -55,7 +60,7 @@ class ModelTarget:
 class RunContext:
     results_dir: Path
     data: DataSource
-    judge: Judge | None
+    judges: dict[str, Judge] = field(default_factory=dict)  # suite -> its judge
     answer_settings: AnswerSettings = field(default_factory=AnswerSettings)
     progress: bool = False
     lm_eval_tasks: str = "v1"  # "v1" (Open LLM Leaderboard v1, data from the Hub) or "tiny" (generated here)
@@ -63,12 +68,70 @@ class RunContext:
     df_gamed: str | None = None  # local AlpacaEval df_gamed.csv for LC (else the Hub, else LC is None)
 
     def work_dir(self, suite: str, variant: str) -> Path:
-        return self.results_dir / (suite if variant == DEFAULT_VARIANT else f"{suite}.{variant}")
+        return under(self.results_dir, suite if variant == DEFAULT_VARIANT else f"{suite}.{variant}",
+                     what="variant")
 
 
-def safe_name(text: str) -> str:
-    """A file-name-safe label (judge names like ``local:embedded`` or ``org/model``)."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "judge"
+class JudgeFailed(Exception):
+    """Judge requests of one suite on one model failed (after retries): nothing is recorded as a result, the
+    judgments that did succeed are kept, and a rerun sends exactly the failed requests again."""
+
+    def __init__(self, suite: str, model: str, count: int, first_error: str):
+        super().__init__(f"{suite} on {model}: {count} judge request{'s' if count != 1 else ''} failed "
+                         f"(first: {scrub(first_error)}); no result recorded, rerun the same command to retry them")
+        self.suite, self.model, self.count = suite, model, count
+
+
+class _Failures:
+    """Counts failed replies of one suite run; ``raise_if_any`` ends the suite with JudgeFailed."""
+
+    def __init__(self, suite: str, model: str):
+        self.suite, self.model, self.count, self.first = suite, model, 0, None
+
+    def check(self, reply: JudgeReply) -> bool:
+        """True when the reply is usable; a failed reply is counted."""
+        if reply.ok:
+            return True
+        self.count += 1
+        self.first = self.first or reply.error or "unknown error"
+        return False
+
+    def raise_if_any(self) -> None:
+        if self.count:
+            raise JudgeFailed(self.suite, self.model, self.count, self.first)
+
+
+def judge_label(judge: Judge) -> str:
+    """The file-name label of a judge (``org/model`` -> ``org_model``); ``..`` and the like are refused."""
+    label = re.sub(r"[^A-Za-z0-9._-]+", "_", judge.model).strip("_")
+    return safe_name(label, f"judge model {judge.model!r}")
+
+
+def judgment_key(judge: Judge, requests: Sequence[JudgeRequest]) -> str:
+    """What produced a judgment: the judge's identity (backend, base URL, model) and the exact requests, which hold
+    the prompt version and the judged answers. A stored judgment is reused only under the same key."""
+    return digest({"judge": judge.identity(), "requests": [cache_key(judge.identity(), r) for r in requests]})
+
+
+def prompt_version(*parts: Any) -> str:
+    """A digest of a suite's judge prompt (template, system prompt, parameters): recorded with every result."""
+    return digest(list(parts))
+
+
+def suite_prompt_version(ctx: RunContext, suite: str) -> str:
+    """A digest of a judged suite's judge prompt and parameters (part of every results key)."""
+    from benchmarks.scoring import alpaca_eval as ae
+    from benchmarks.scoring import mt_bench as mt
+
+    if suite == "alpaca_eval":
+        return prompt_version(ctx.data.alpaca_eval().prompt_template, ae.JUDGE_PARAMS)
+    if suite == "arena_hard":
+        cfg = ctx.data.arena_hard().judge_config
+        return prompt_version(*(cfg.get(k) for k in ("system_prompt", "prompt_template", "regex_pattern",
+                                                     "max_tokens", "temperature", "number_of_judgment_attempts")))
+    if suite == "mt_bench":
+        return prompt_version(ctx.data.mt_bench().judge_prompts, mt.JUDGE_PARAMS)
+    raise ValueError(suite)
 
 
 def _judge_usage(judge: Judge, before: dict[str, Any]) -> dict[str, Any]:
@@ -84,15 +147,40 @@ def _complete_in_batches(judge: Judge, requests: list[JudgeRequest], on_batch, p
 
 
 def _require_judge(ctx: RunContext, suite: str) -> Judge:
-    if ctx.judge is None:
+    judge = ctx.judges.get(suite)
+    if judge is None:
         raise UserError(f"{suite} needs a judge: --judge-base-url/--judge-model, or --judge local")
-    return ctx.judge
+    return judge
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """An exclusive lock beside ``path`` (``<path>.lock``) for read-modify-write of a file that several models (and
+    several bench processes) share; waits for another holder."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def replace_model_rows(path: Path, model: str, rows: list[dict], order) -> None:
+    """Rewrite a JSONL file shared by several models: this model's rows replaced by ``rows`` (sorted by ``order``),
+    everybody else's rows re-read under the lock and kept, so concurrent runs lose nothing."""
+    with _locked(path):
+        others = [r for r in (read_jsonl(path) if path.exists() else []) if r.get("model") != model]
+        write_jsonl(path, others + sorted(rows, key=order))
+
+
+def _reused_counts(gen_info: dict[str, Any], n_judgments_reused: int, n_judgments: int) -> dict[str, Any]:
+    return {"answers": gen_info.get("n_reused", 0), "judgments": n_judgments_reused, "judgments_total": n_judgments}
 
 
 # --- AlpacaEval 2 ---------------------------------------------------------------------------------------------------
-
-ALPACA_JUDGE_PARAMS = {"max_tokens": 1, "temperature": 1.0, "top_logprobs": 5}  # weighted_alpaca_eval_gpt4_turbo
-
 
 def alpaca_eval(ctx: RunContext, target: ModelTarget) -> SuiteResult:
     from benchmarks.scoring import alpaca_eval as ae
@@ -100,24 +188,18 @@ def alpaca_eval(ctx: RunContext, target: ModelTarget) -> SuiteResult:
     judge = _require_judge(ctx, "alpaca_eval")
     before = judge.stats.as_dict()
     data = ctx.data.alpaca_eval()
-    work = ctx.work_dir("alpaca_eval", target.variant) / target.name
+    work = under(ctx.work_dir("alpaca_eval", target.variant), target.name, what="model name")
     outputs, gen_info = alpaca_eval_answers(target.answerer, data.examples, work / "model_outputs.json", target.name,
-                                            ctx.answer_settings)
+                                            ctx.answer_settings, target.path)
     baseline = {ex["instruction"]: ex for ex in data.examples}
     ann_path = work / "annotations.json"
-    annotator = ae.ANNOTATOR if judge.model == "gpt-4-1106-preview" else f"weighted_alpaca_eval[{judge.model}]"
-    existing: dict[tuple[str, str], dict] = {}
-    if ann_path.exists():
-        for r in read_json(ann_path):
-            existing[r["instruction"], r["output_2"]] = r
-    annotations: list[dict | None] = []
-    pending: list[tuple[int, dict, str, bool]] = []  # (position, output record, baseline output, switched)
-    for i, out in enumerate(outputs):
+    annotator = ae.ANNOTATOR if judge.model == ae.JUDGE_MODEL else f"weighted_alpaca_eval[{judge.model}]"
+    existing = {r.get("sppo_key"): r for r in (read_json(ann_path) if ann_path.exists() else [])
+                if isinstance(r, dict)}
+    annotations: list[dict] = []
+    pending: list[tuple[dict, JudgeRequest, bool]] = []  # (record, request, switched)
+    for out in outputs:
         base = baseline[out["instruction"]]
-        old = existing.get((out["instruction"], out["output"]))
-        if old is not None and old.get("preference") is not None and old.get("output_1") == base["output"]:
-            annotations.append(old)
-            continue
         record = {"instruction": out["instruction"], "output_1": base["output"],
                   "generator_1": base.get("generator", ae.BASELINE), "dataset": out.get("dataset"),
                   "output_2": out["output"], "generator_2": target.name, "annotator": annotator,
@@ -126,36 +208,43 @@ def alpaca_eval(ctx: RunContext, target: ModelTarget) -> SuiteResult:
             record["preference"] = ae.annotate_preference(out["instruction"], base["output"], out["output"], None)
             annotations.append(record)
             continue
+        switched = ae.is_switched_outputs(out["instruction"])
+        o1, o2 = (out["output"], base["output"]) if switched else (base["output"], out["output"])
+        request = JudgeRequest.make(ae.judge_messages(data.prompt_template, out["instruction"], o1, o2),
+                                    **ae.JUDGE_PARAMS)
+        record["sppo_key"] = judgment_key(judge, [request])
+        if record["sppo_key"] in existing:
+            annotations.append(existing[record["sppo_key"]])
+            continue
         annotations.append(record)
-        pending.append((i, record, base["output"], ae.is_switched_outputs(out["instruction"])))
+        pending.append((record, request, switched))
+    n_reused = len(annotations) - len(pending)
+    failures = _Failures("alpaca_eval", target.name)
 
-    def save() -> None:
-        write_json(ann_path, [a for a in annotations if a is not None])
-
-    requests = []
-    for _, rec, base_out, switched in pending:
-        o1, o2 = (rec["output_2"], base_out) if switched else (base_out, rec["output_2"])
-        requests.append(JudgeRequest.make(ae.judge_messages(data.prompt_template, rec["instruction"], o1, o2),
-                                          **ALPACA_JUDGE_PARAMS))
+    def save() -> None:  # failed requests are not written: a rerun asks them again
+        write_json(ann_path, [a for a in annotations if a.get("raw_completion") is not None or "sppo_key" not in a])
 
     def on_batch(start: int, replies: list[JudgeReply]) -> None:
-        for (_, rec, base_out, _switched), reply in zip(pending[start:start + len(replies)], replies):
-            rec["preference"] = ae.annotate_preference(rec["instruction"], base_out, rec["output_2"],
-                                                       reply.top_logprobs if reply.ok else None)
-            rec["is_switched_outputs"] = _switched
-            rec["raw_completion"] = ({"text": reply.text, "top_logprobs": reply.top_logprobs} if reply.ok
-                                     else {"error": reply.error})
+        for (rec, _request, switched), reply in zip(pending[start:start + len(replies)], replies):
+            if not failures.check(reply):
+                continue
+            rec["preference"] = ae.annotate_preference(rec["instruction"], rec["output_1"], rec["output_2"],
+                                                       reply.top_logprobs)
+            rec["is_switched_outputs"] = switched
+            rec["raw_completion"] = {"text": reply.text, "top_logprobs": reply.top_logprobs}
             rec["price_per_example"] = _price(judge, reply)
         save()
 
-    _complete_in_batches(judge, requests, on_batch, ctx.progress)
+    _complete_in_batches(judge, [req for _, req, _ in pending], on_batch, ctx.progress)
     save()
-    records = read_json(ann_path)
+    failures.raise_if_any()
     df_gamed, reason = _df_gamed(ctx)
-    scored = ae.score_annotations(records, df_gamed=df_gamed, source=str(ann_path), lc_unavailable_reason=reason)
+    scored = ae.score_annotations(annotations, df_gamed=df_gamed, source=str(ann_path), lc_unavailable_reason=reason)
     metrics = scored[target.name]
     settings = {"limit": ctx.answer_settings.limit, "n_instructions": len(outputs), "generation": gen_info,
-                "annotator": annotator, "judge_params": ALPACA_JUDGE_PARAMS, "data": data.source,
+                "annotator": annotator, "judge_params": ae.JUDGE_PARAMS, "data": data.source,
+                "prompt_version": suite_prompt_version(ctx, "alpaca_eval"),
+                "reused": _reused_counts(gen_info, n_reused, len(annotations)),
                 "annotations": str(ann_path), "model_outputs": str(work / "model_outputs.json")}
     return _result(target, "alpaca_eval", metrics, settings, judge, before)
 
@@ -181,83 +270,109 @@ def _price(judge: Judge, reply: JudgeReply) -> float:
 
 # --- Arena-Hard v0.1 ------------------------------------------------------------------------------------------------
 
-def arena_hard_judge(ctx: RunContext, target: ModelTarget) -> dict[str, Any]:
-    """Answers and judgments of one model; scoring is done for all models together (``arena_hard_score``)."""
+def _arena_games(q: dict, answer: dict, data, template: str) -> list[dict]:
     from benchmarks.scoring import arena_hard as ah
 
+    qid = str(q["question_id"])
+    if qid not in data.baseline_answers:
+        raise UserError(f"{data.source}: no gpt-4-0314 answer for question {qid}")
+    return [{"qid": qid, "game": g, "judgment": "", "score": None, "open": True,
+             "conv": ah.judge_messages(q["turns"][0]["content"], answer["choices"][0]["turns"][0]["content"],
+                                       data.baseline_answers[qid]["choices"][0]["turns"][0]["content"], g,
+                                       data.judge_config["system_prompt"], template)} for g in range(2)]
+
+
+def _arena_request(conv: list[dict], cfg: dict) -> JudgeRequest:
+    from benchmarks.scoring import arena_hard as ah
+
+    return JudgeRequest.make(conv, int(cfg.get("max_tokens", ah.JUDGE_PARAMS["max_tokens"])),
+                             float(cfg.get("temperature", ah.JUDGE_PARAMS["temperature"])))
+
+
+def _arena_judge_chunk(judge: Judge, states: list[dict], cfg: dict, failures: _Failures, progress: bool) -> None:
+    """Judge the games of a chunk as gen_judgment does: up to number_of_judgment_attempts, continuing the
+    conversation (arena-hard-auto gen_judgment.py judgment(): the ``for _ in range(configs[...attempts])`` loop).
+    A failed request closes its game as failed (``state["failed"]``)."""
+    from benchmarks.scoring import arena_hard as ah
+
+    pattern = re.compile(cfg["regex_pattern"])
+    for _ in range(int(cfg.get("number_of_judgment_attempts", ah.JUDGMENT_ATTEMPTS))):
+        live = [st for st in states if st["open"]]
+        if not live:
+            break
+        replies = judge.complete([_arena_request(st["conv"], cfg) for st in live], progress=progress)
+        for st, reply in zip(live, replies):
+            if not failures.check(reply):
+                st["open"], st["failed"] = False, True
+                continue
+            st["judgment"] += "\n" + reply.text
+            st["score"], try_again = ah.parse_verdict(st["judgment"], pattern)
+            st["conv"] = st["conv"] + [{"role": "assistant", "content": reply.text}]
+            if not try_again:
+                st["open"] = False
+            else:
+                st["conv"] = st["conv"] + [{"role": "user", "content": ah.CONTINUE_PROMPT}]
+
+
+def arena_hard_judge(ctx: RunContext, target: ModelTarget) -> dict[str, Any]:
+    """Answers and judgments of one model; scoring is done for all models together (``arena_hard_score``)."""
     judge = _require_judge(ctx, "arena_hard")
     before = judge.stats.as_dict()
     data = ctx.data.arena_hard()
     cfg = data.judge_config
     work = ctx.work_dir("arena_hard", target.variant)
     wanted = data.questions[:ctx.answer_settings.limit] if ctx.answer_settings.limit else data.questions
-    answers, gen_info = arena_hard_answers(target.answerer, data.questions, work / "model_answer" / f"{target.name}.jsonl",
+    answers, gen_info = arena_hard_answers(target.answerer, data.questions,
+                                           under(work, "model_answer", f"{target.name}.jsonl", what="model name"),
                                            target.name, ctx.answer_settings)
-    jpath = arena_judgment_dir(ctx, target.variant, judge) / f"{target.name}.jsonl"
-    rows = {str(r["question_id"]): r for r in read_jsonl(jpath)} if jpath.exists() else {}
-    pattern = re.compile(cfg["regex_pattern"])
-    attempts = int(cfg.get("number_of_judgment_attempts", 2))
+    jpath = under(arena_judgment_dir(ctx, target.variant, judge), f"{target.name}.jsonl", what="model name")
+    old = {str(r.get("question_id")): r for r in read_jsonl(jpath)} if jpath.exists() else {}
     template = cfg["prompt_template"][0]
-    todo = [q for q in wanted
-            if str(q["question_id"]) not in rows
-            or any(g.get("score") is None for g in rows[str(q["question_id"])].get("games", []))]
-    # state per (question, game): conversation so far, accumulated judgment, verdict, finished?
-    games: list[dict] = []
-    for q in todo:
-        qid = str(q["question_id"])
-        if qid not in data.baseline_answers:
-            raise UserError(f"{data.source}: no gpt-4-0314 answer for question {qid}")
-        for g in range(2):
-            msgs = ah.judge_messages(q["turns"][0]["content"], answers[qid]["choices"][0]["turns"][0]["content"],
-                                     data.baseline_answers[qid]["choices"][0]["turns"][0]["content"], g,
-                                     cfg["system_prompt"], template)
-            games.append({"qid": qid, "game": g, "conv": msgs, "judgment": "", "score": None, "open": True})
+    wanted_ids = {str(q["question_id"]) for q in wanted}
+    rows: dict[str, dict] = {qid: r for qid, r in old.items() if qid not in wanted_ids}  # beyond --limit: kept
+    todo: list[list[dict]] = []
+    for q in wanted:
+        games = _arena_games(q, answers[str(q["question_id"])], data, template)
+        key = judgment_key(judge, [_arena_request(g["conv"], cfg) for g in games])
+        if old.get(games[0]["qid"], {}).get("sppo_key") == key:
+            rows[games[0]["qid"]] = old[games[0]["qid"]]
+        else:
+            todo.append([{**g, "key": key} for g in games])
+    n_reused = len(rows) - len(old.keys() - wanted_ids)
+    failures = _Failures("arena_hard", target.name)
 
     def write_rows() -> None:
         write_jsonl(jpath, [rows[str(q["question_id"])] for q in data.questions if str(q["question_id"]) in rows])
 
-    by_q: dict[str, list[dict]] = {}
-    for st in games:
-        by_q.setdefault(st["qid"], []).append(st)
     for start in range(0, len(todo), JUDGE_BATCH // 2):
-        chunk = [by_q[str(q["question_id"])] for q in todo[start:start + JUDGE_BATCH // 2]]
-        states = [st for pair in chunk for st in pair]
-        for _ in range(attempts):  # gen_judgment: up to number_of_judgment_attempts, continuing the conversation
-            live = [st for st in states if st["open"]]
-            if not live:
-                break
-            replies = judge.complete([JudgeRequest.make(st["conv"], int(cfg.get("max_tokens", 4096)),
-                                                        float(cfg.get("temperature", 0))) for st in live],
-                                     progress=ctx.progress)
-            for st, reply in zip(live, replies):
-                new = reply.text if reply.ok and reply.text is not None else API_ERROR_OUTPUT
-                st["judgment"] += "\n" + new
-                st["score"], try_again = ah.parse_verdict(st["judgment"], pattern)
-                st["conv"] = st["conv"] + [{"role": "assistant", "content": new}]
-                if not try_again:
-                    st["open"] = False
-                else:
-                    st["conv"] = st["conv"] + [{"role": "user", "content": ah.CONTINUE_PROMPT}]
+        chunk = todo[start:start + JUDGE_BATCH // 2]
+        _arena_judge_chunk(judge, [st for pair in chunk for st in pair], cfg, failures, ctx.progress)
         for pair in chunk:
-            qid = pair[0]["qid"]
-            rows[qid] = {"question_id": qid, "model": target.name, "judge": judge.model,
-                         "games": [{"user_prompt": st["conv"][1]["content"], "judgment": st["judgment"],
-                                    "score": st["score"]} for st in sorted(pair, key=lambda s: s["game"])]}
+            if any(st.get("failed") for st in pair):
+                continue  # not written: a rerun judges this question again
+            rows[pair[0]["qid"]] = {"question_id": pair[0]["qid"], "model": target.name, "judge": judge.model,
+                                    "games": [{"user_prompt": st["conv"][1]["content"], "judgment": st["judgment"],
+                                               "score": st["score"]} for st in pair],
+                                    "sppo_key": pair[0]["key"]}
         write_rows()
+    write_rows()
+    failures.raise_if_any()
     settings = {"limit": ctx.answer_settings.limit, "n_questions": len(wanted), "generation": gen_info,
                 "judge_config": {k: cfg.get(k) for k in ("judge_model", "baseline_model", "temperature", "max_tokens",
                                                          "regex_pattern", "number_of_judgment_attempts")},
+                "prompt_version": suite_prompt_version(ctx, "arena_hard"),
+                "reused": _reused_counts(gen_info, n_reused, len(wanted)),
                 "data": data.source, "judgments": str(jpath), "answers": str(work / "model_answer")}
     return {"settings": settings, "usage": _judge_usage(judge, before), "wanted": [str(q["question_id"]) for q in wanted]}
 
 
 def arena_judgment_dir(ctx: RunContext, variant: str, judge: Judge) -> Path:
-    return ctx.work_dir("arena_hard", variant) / "model_judgment" / safe_name(judge.model)
+    return under(ctx.work_dir("arena_hard", variant), "model_judgment", judge_label(judge), what="judge model")
 
 
 def arena_hard_score(ctx: RunContext, targets: Sequence[ModelTarget], judged: dict[str, dict]) -> list[SuiteResult]:
     """Score the judged models with every judgment file of the same judge and variant, fitted together as the
-    official show_result does with its judgment directory."""
+    official show_result does with its judgment directory (files in sorted name order)."""
     from benchmarks.scoring import arena_hard as ah
     from benchmarks.scoring import read_jsonl_lines
 
@@ -293,11 +408,9 @@ def arena_hard_score(ctx: RunContext, targets: Sequence[ModelTarget], judged: di
 
 # --- MT-Bench -------------------------------------------------------------------------------------------------------
 
-MT_JUDGE_PARAMS = {"max_tokens": 2048, "temperature": 0.0}  # FastChat run_judge_single
-
-
 def mt_bench_judgment_path(ctx: RunContext, variant: str, judge: Judge) -> Path:
-    return ctx.work_dir("mt_bench", variant) / "model_judgment" / f"{safe_name(judge.model)}_single.jsonl"
+    return under(ctx.work_dir("mt_bench", variant), "model_judgment", f"{judge_label(judge)}_single.jsonl",
+                 what="judge model")
 
 
 def mt_bench(ctx: RunContext, target: ModelTarget) -> SuiteResult:
@@ -308,46 +421,50 @@ def mt_bench(ctx: RunContext, target: ModelTarget) -> SuiteResult:
     data = ctx.data.mt_bench()
     work = ctx.work_dir("mt_bench", target.variant)
     wanted = data.questions[:ctx.answer_settings.limit] if ctx.answer_settings.limit else data.questions
-    answers, gen_info = mt_bench_answers(target.answerer, data.questions, work / "model_answer" / f"{target.name}.jsonl",
+    answers, gen_info = mt_bench_answers(target.answerer, data.questions,
+                                         under(work, "model_answer", f"{target.name}.jsonl", what="model name"),
                                          target.name, ctx.answer_settings)
     jpath = mt_bench_judgment_path(ctx, target.variant, judge)
-    all_rows = read_jsonl(jpath) if jpath.exists() else []
-    mine = {(r["question_id"], r["turn"]): r for r in all_rows if r.get("model") == target.name}
-    others = [r for r in all_rows if r.get("model") != target.name]
-    pending: list[tuple[dict, int, str, list[dict]]] = []
+    old = {(r.get("question_id"), r.get("turn")): r for r in (read_jsonl(jpath) if jpath.exists() else [])
+           if r.get("model") == target.name}
+    wanted_ids = {q["question_id"] for q in wanted}
+    beyond = [r for k, r in old.items() if k[0] not in wanted_ids]  # judgments beyond --limit: kept in the file
+    mine: dict[tuple, dict] = {}
+    pending: list[tuple[dict, int, str, list[dict], str]] = []
     for q in wanted:
+        ref = data.references.get(q["question_id"])
         for turn in (1, 2):
-            old = mine.get((q["question_id"], turn))
-            if old is not None and old.get("score") != mt.INVALID:
-                continue
-            ref = data.references.get(q["question_id"])
-            ref_turns = ref["choices"][0]["turns"] if ref else None
             name, msgs = mt.judge_messages(q, answers[q["question_id"]]["choices"][0]["turns"], turn,
-                                           data.judge_prompts, ref_turns)
-            pending.append((q, turn, name, msgs))
-
-    def write_rows() -> None:
-        order = {q["question_id"]: i for i, q in enumerate(data.questions)}
-        mine_sorted = sorted(mine.values(), key=lambda r: (r["turn"], order.get(r["question_id"], 1 << 30)))
-        write_jsonl(jpath, others + mine_sorted)
-
-    requests = [JudgeRequest.make(msgs, **MT_JUDGE_PARAMS) for _, _, _, msgs in pending]
+                                           data.judge_prompts, ref["choices"][0]["turns"] if ref else None)
+            key = judgment_key(judge, [JudgeRequest.make(msgs, **mt.JUDGE_PARAMS)])
+            prev = old.get((q["question_id"], turn))
+            if prev is not None and prev.get("sppo_key") == key:
+                mine[q["question_id"], turn] = prev
+            else:
+                pending.append((q, turn, name, msgs, key))
+    n_reused = len(mine)
+    order = {q["question_id"]: i for i, q in enumerate(data.questions)}
+    failures = _Failures("mt_bench", target.name)
 
     def on_batch(start: int, replies: list[JudgeReply]) -> None:
-        for (q, turn, name, msgs), reply in zip(pending[start:start + len(replies)], replies):
-            text = reply.text if reply.ok and reply.text is not None else API_ERROR_OUTPUT
-            mine[q["question_id"], turn] = mt.judgment_record(q["question_id"], target.name, name, msgs[1]["content"],
-                                                              text, turn, time.time(), judge=judge.model)
-        write_rows()
+        for (q, turn, name, msgs, key), reply in zip(pending[start:start + len(replies)], replies):
+            if failures.check(reply):
+                mine[q["question_id"], turn] = {**mt.judgment_record(q["question_id"], target.name, name,
+                                                                     msgs[1]["content"], reply.text, turn,
+                                                                     time.time(), judge=judge.model), "sppo_key": key}
+        replace_model_rows(jpath, target.name, list(mine.values()) + beyond,
+                           lambda r: (r["turn"], order.get(r["question_id"], 1 << 30)))
 
-    _complete_in_batches(judge, requests, on_batch, ctx.progress)
-    ids = {q["question_id"] for q in wanted}
-    rows = [r for r in read_jsonl(jpath) if r.get("model") == target.name and r["question_id"] in ids]
+    _complete_in_batches(judge, [JudgeRequest.make(p[3], **mt.JUDGE_PARAMS) for p in pending], on_batch, ctx.progress)
+    failures.raise_if_any()
+    rows = sorted(mine.values(), key=lambda r: (r["turn"], order.get(r["question_id"], 1 << 30)))
     scored = mt.score_judgments(rows, questions=wanted, source=str(jpath))
     metrics = scored.get(target.name) or {"average": None, "notes": ["no judgments"]}
     metrics.pop("judge", None)
     settings = {"limit": ctx.answer_settings.limit, "n_questions": len(wanted), "generation": gen_info,
-                "judge_params": MT_JUDGE_PARAMS, "data": data.source, "judgments": str(jpath),
+                "judge_params": mt.JUDGE_PARAMS, "data": data.source, "judgments": str(jpath),
+                "prompt_version": suite_prompt_version(ctx, "mt_bench"),
+                "reused": _reused_counts(gen_info, n_reused, 2 * len(wanted)),
                 "answers": str(work / "model_answer")}
     return _result(target, "mt_bench", metrics, settings, judge, before)
 
