@@ -92,9 +92,16 @@ def judgment_record(question_id: Any, model: str, prompt_name: str, user_prompt:
 
 # --- scoring ------------------------------------------------------------------------------------------------------
 
+RATING_RANGE = (1.0, 10.0)  # the judge prompts ask for "a scale of 1 to 10"
+
+
 def _score_value(value: Any, where: str) -> float:
+    """A rating: a number in [1, 10], or -1 (FastChat's invalid); anything else (-5, Infinity, true) is an error."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise UserError(f"{where}: score {value!r} is not a number")
+    if value != INVALID and not RATING_RANGE[0] <= value <= RATING_RANGE[1]:
+        raise UserError(f"{where}: score {value!r} is outside {RATING_RANGE[0]:g}..{RATING_RANGE[1]:g} "
+                        f"(or {INVALID} for no rating)")
     return float(value)
 
 
