@@ -9,7 +9,9 @@ Verdicts are a deterministic function of the request's messages:
 Faults are injected with ``server.faults``: a list consumed one per request, items ``429``, ``500``, ``"timeout"``
 (sleeps past the client's timeout), ``"garbage"`` (HTTP 200 with a body that is not a completion), ``"no-verdict"``
 (a reply without any verdict/rating), ``"empty"`` (HTTP 200 whose message content is null), ``401`` (an error body
-that echoes the request headers, API key included, as some endpoints do), or ``None`` (normal). ``server.always``
+that echoes the request headers, API key included, as some endpoints do), ``"no-logprobs"`` (the verdict token
+without any logprobs), ``"empty-top-logprobs"`` (logprobs with an empty ``top_logprobs`` list), or ``None``
+(normal). ``server.always``
 applies one fault to every request; ``server.delay`` makes every reply wait that many seconds.
 """
 
@@ -94,6 +96,11 @@ class FakeJudgeServer:
                         v = {"text": "I cannot decide."}
                     if fault == "empty":
                         v = {"text": None}
+                    if fault == "no-logprobs":
+                        v.pop("logprobs", None)
+                    if fault == "empty-top-logprobs" and "logprobs" in v:
+                        first = v["logprobs"]["content"][0]
+                        v["logprobs"] = {"content": [{**first, "top_logprobs": []}]}
                     choice = {"index": 0, "finish_reason": "stop",
                               "message": {"role": "assistant", "content": v["text"]}}
                     if "logprobs" in v:
