@@ -1,11 +1,12 @@
 """`sppo-bench [--all | --alpaca-eval --arena-hard --mt-bench --lm-eval] MODEL...`: run the benchmark suites.
 
-    sppo-bench --all Iter1 Iter2 Iter3                      checkpoints of the current training run
+    sppo-bench --all Iter0 Iter1 Iter2 Iter3                the starting model and the checkpoints of the run
     sppo-bench --alpaca-eval --limit 20 UCLA-AGI/Mistral7B-PairRM-SPPO-Iter3 ./my_checkpoint
     sppo-bench --all --judge-base-url http://localhost:8000/v1 --judge-model Qwen2.5-72B-Instruct Iter3
     sppo-bench --all --best-of 16 Iter1                       adds the "best-of-16" rows (ranker: PairRM)
 
-Models: ``IterN`` (or any name under ``<run_dir>/checkpoints/``) -> that checkpoint of the current run; else a local
+Models: ``IterN`` (or any name under ``<run_dir>/checkpoints/``) -> that checkpoint of the current run (``Iter0``: the
+model the run started from, ``model.name`` of its config.yaml, as the paper's tables compare against it); else a local
 checkpoint directory, ``embedded``, or a Hub id. Judge: an OpenAI-compatible endpoint (``--judge-base-url``, the
 API key read from the environment variable named by ``--judge-api-key-env``) with each suite's official judge
 model by default (AlpacaEval and Arena-Hard gpt-4-1106-preview, MT-Bench gpt-4; ``--judge-model`` for all suites,
@@ -102,6 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="v1: the Open LLM Leaderboard v1 tasks (Hub data); tiny: the project's own small "
                         "multiple-choice task (offline). Default: v1 with an endpoint judge, tiny with a local judge")
     d.add_argument("--lm-eval-batch-size", type=int, default=4)
+    d.add_argument("--with-judgments", action="append", type=Path, default=[], metavar="DIR",
+                   help="Arena-Hard: also fit the official judgment files of other models in DIR (repeatable; "
+                        "model_judgment/gpt-4-1106-preview of arena-hard-auto), read in sorted name order, as "
+                        "show_result.py fits its whole judgment directory: the CI depends on that set")
     d.add_argument("--df-gamed", help="local copy of AlpacaEval's df_gamed.csv (length-controlled win rate)")
     d.add_argument("--rerun", action="store_true", help="recompute results already in the store")
     d.add_argument("--progress", action="store_true", help="progress bars")
@@ -134,6 +139,8 @@ class _Resolver:
         """(store name, path or Hub id)."""
         from sppo.models import resolve_model
 
+        if ref == "Iter0" and not checkpoint_dir(self.run_dir(), ref).is_dir():
+            return ref, resolve_model(self.starting_model())
         if re.fullmatch(r"Iter\d+", ref) or (not Path(ref).exists() and "/" not in ref and ref != "embedded"
                                              and self._maybe_checkpoint(ref)):
             ck = checkpoint_dir(self.run_dir(), ref)
@@ -141,6 +148,19 @@ class _Resolver:
                 raise UserError(f"{ref}: no checkpoint at {ck} (has this iteration been trained?)")
             return ref, str(ck)
         return store_name(ref), resolve_model(ref)
+
+    def starting_model(self) -> str:
+        """The model the run started from (``model.name`` of ``<run>/config.yaml``): what ``Iter0`` names."""
+        import yaml
+
+        path = self.run_dir() / "config.yaml"
+        try:
+            name = ((yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("model") or {}).get("name")
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+            name = None
+        if not isinstance(name, str) or not name:
+            raise UserError(f"{path}: no model.name to take as Iter0 (the run's starting model)")
+        return name
 
     def _maybe_checkpoint(self, ref: str) -> bool:
         try:
@@ -235,7 +255,8 @@ def _run_key(args, judges: "Judges | None", suite: str, ctx) -> dict[str, Any]:
     return {"limit": args.limit, "max_new_tokens": args.max_new_tokens,
             "alpaca_eval_sampling": [args.alpaca_eval_temperature, args.alpaca_eval_top_p] if suite == "alpaca_eval"
             else None, "data_dir": str(args.data_dir) if args.data_dir else None,
-            "judge": judges.identity(suite), "prompt_version": S.suite_prompt_version(ctx, suite)}
+            "judge": judges.identity(suite), "prompt_version": S.suite_prompt_version(ctx, suite),
+            "with_judgments": [str(d) for d in args.with_judgments] if suite == "arena_hard" else None}
 
 
 def _validate(args) -> None:
@@ -250,6 +271,9 @@ def _validate(args) -> None:
         raise UserError("--judge-max-retries and --judge-backoff must be >= 0, --judge-timeout > 0")
     if args.data_dir is not None and not args.data_dir.is_dir():
         raise UserError(f"{args.data_dir}: --data-dir does not exist or is not a directory")
+    for d in args.with_judgments:
+        if not d.is_dir():
+            raise UserError(f"{d}: --with-judgments must be a directory of <model>.jsonl judgment files")
     if args.results_dir is not None and args.results_dir.exists() and not args.results_dir.is_dir():
         raise UserError(f"{args.results_dir}: --results-dir is a file, not a directory")
 
@@ -324,7 +348,8 @@ def _main(args) -> int:
                        answer_settings=AnswerSettings(args.limit, args.max_new_tokens, args.alpaca_eval_temperature,
                                                       args.alpaca_eval_top_p),
                        progress=args.progress, lm_eval_tasks=args.lm_eval_tasks,
-                       lm_eval_batch_size=args.lm_eval_batch_size, df_gamed=args.df_gamed)
+                       lm_eval_batch_size=args.lm_eval_batch_size, df_gamed=args.df_gamed,
+                       with_judgments=list(args.with_judgments))
     run = _Run(args, store, ctx, judges, S)
     try:
         _run_all(args, targets_spec, chosen, run, S)

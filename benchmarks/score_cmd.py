@@ -85,7 +85,10 @@ def score_arena_hard(args: argparse.Namespace) -> list[SuiteResult]:
         raise UserError(f"--num-rounds must be at least 1, got {args.num_rounds}")
     if not judgment_dir.is_dir():
         raise UserError(f"{judgment_dir}: not a directory (expected model_judgment/<judge>/ with one JSONL per model)")
-    files = sorted(judgment_dir.glob("*.jsonl"))
+    for d in args.with_judgments:
+        if not Path(d).is_dir():
+            raise UserError(f"{d}: --with-judgments must be a directory of <model>.jsonl judgment files")
+    files = ah.judgment_files(judgment_dir, [Path(d) for d in args.with_judgments])
     if not files:
         raise UserError(f"{judgment_dir}: no *.jsonl judgment files")
     rows, where_lines, sources = [], [], []
@@ -201,6 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--baseline", default="gpt-4-0314", help="baseline model (default: %(default)s)")
             s.add_argument("--num-rounds", type=int, default=100, help="bootstrap rounds (default: %(default)s)")
             s.add_argument("--seed", type=int, default=42, help="bootstrap seed (default: %(default)s)")
+            s.add_argument("--with-judgments", action="append", default=[], metavar="DIR2",
+                           help="also fit the judgment files of DIR2 (repeatable); every directory is read in sorted "
+                                "file-name order")
         if name == "mt-bench":
             s.add_argument("--questions", help="MT-Bench question.jsonl for per-category means "
                                                "(default: ../../question.jsonl beside FILE)")

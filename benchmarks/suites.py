@@ -66,6 +66,7 @@ class RunContext:
     lm_eval_tasks: str = "v1"  # "v1" (Open LLM Leaderboard v1, data from the Hub) or "tiny" (generated here)
     lm_eval_batch_size: int = 4
     df_gamed: str | None = None  # local AlpacaEval df_gamed.csv for LC (else the Hub, else LC is None)
+    with_judgments: list[Path] = field(default_factory=list)  # other models' Arena-Hard judgment dirs to co-fit
 
     def work_dir(self, suite: str, variant: str) -> Path:
         return under(self.results_dir, suite if variant == DEFAULT_VARIANT else f"{suite}.{variant}",
@@ -385,16 +386,15 @@ def arena_hard_score(ctx: RunContext, targets: Sequence[ModelTarget], judged: di
         jdir = arena_judgment_dir(ctx, variant, judge)
         wanted = set(judged[ts[0].name]["wanted"])
         rows, lines, sources = [], [], []
-        for f in sorted(jdir.glob("*.jsonl")):
+        for f in ah.judgment_files(jdir, ctx.with_judgments):
             r, ln = read_jsonl_lines(f)
             keep = [i for i, row in enumerate(r) if str(row.get("question_id")) in wanted]
             rows += [r[i] for i in keep]
             lines += [ln[i] for i in keep]
-            sources.append(str(f))
+            sources += [str(f)] * len(keep)
         adir = ctx.work_dir("arena_hard", variant) / "model_answer"
         answers = {f.stem: [a for a in read_jsonl(f) if str(a["question_id"]) in wanted] for f in adir.glob("*.jsonl")}
-        board = ah.score_judgments(rows, answers=answers, question_ids=wanted,
-                                   source=str(jdir) if len(sources) != 1 else sources[0], lines=lines)
+        board = ah.score_judgments(rows, answers=answers, question_ids=wanted, source=sources, lines=lines)
         for t in ts:
             metrics = board.get(t.name)
             if metrics is None:  # no valid verdict at all
