@@ -71,14 +71,16 @@ def test_with_judgments_fits_like_one_directory_in_sorted_order(tmp_path, capsys
 
 
 def test_iter0_is_the_runs_starting_model(tmp_path, shared_data):
-    from bench_fake_judge import tiny_checkpoints
+    from bench_fake_judge import bench_args, tiny_checkpoints
+    from benchmarks.testing import FakeJudgeServer
 
     (start,) = tiny_checkpoints(tmp_path, seeds=(0,))
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text(f"model:\n  name: {start}\n")
-    argv = ["--lm-eval", "Iter0", "--run-dir", str(run), "--limit", "2", "--lm-eval-tasks", "tiny",
-            "--generation-backend", "hf"]
-    assert bench(argv) == 0
-    r = ResultsStore(run / "results").read("Iter0", "lm_eval", "sppo-tiny-mc")
+    with FakeJudgeServer() as server:
+        argv = bench_args(server, [], shared_data, run / "results", "--alpaca-eval", "Iter0", "--run-dir", str(run),
+                          limit=1)
+        assert bench(argv) == 0
+    r = ResultsStore(run / "results").read("Iter0", "alpaca_eval")
     assert r.checkpoint["path"] == str(start) and r.checkpoint["ref"] == "Iter0"
