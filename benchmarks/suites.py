@@ -283,6 +283,13 @@ def _arena_games(q: dict, answer: dict, data, template: str) -> list[dict]:
                                        data.judge_config["system_prompt"], template)} for g in range(2)]
 
 
+def _arena_game(st: dict) -> dict:
+    game = {"user_prompt": st["conv"][1]["content"], "judgment": st["judgment"], "score": st["score"]}
+    if st.get("verdict_source"):
+        game["verdict_source"] = st["verdict_source"]
+    return game
+
+
 def _arena_request(conv: list[dict], cfg: dict) -> JudgeRequest:
     from benchmarks.scoring import arena_hard as ah
 
@@ -313,6 +320,23 @@ def _arena_judge_chunk(judge: Judge, states: list[dict], cfg: dict, failures: _F
                 st["open"] = False
             else:
                 st["conv"] = st["conv"] + [{"role": "user", "content": ah.CONTINUE_PROMPT}]
+
+
+LOGPROB_VERDICT = "logprobs"  # verdict_source of a verdict read from a local judge's token probabilities
+
+
+def _arena_logprob_verdicts(judge: Judge, states: list[dict]) -> None:
+    """Local judges only: a game left without a valid label gets the label the judge finds most likely after its
+    own text and the official opener ``[[`` (recorded as ``verdict_source: logprobs``)."""
+    from benchmarks.scoring import arena_hard as ah
+
+    if not hasattr(judge, "verdict_from_logprobs"):
+        return  # official (endpoint) judges: an invalid verdict stays invalid, as upstream
+    for st in states:
+        if st["score"] is None and not st.get("failed") and len(st["conv"]) > 2:
+            prefix = st["conv"][2]["content"].rstrip() + " [["
+            label = judge.verdict_from_logprobs(st["conv"][:2], prefix, [v + "]]" for v in ah.VERDICTS])
+            st["score"], st["verdict_source"] = label[:-2], LOGPROB_VERDICT
 
 
 def arena_hard_judge(ctx: RunContext, target: ModelTarget) -> dict[str, Any]:
@@ -348,13 +372,12 @@ def arena_hard_judge(ctx: RunContext, target: ModelTarget) -> dict[str, Any]:
     for start in range(0, len(todo), JUDGE_BATCH // 2):
         chunk = todo[start:start + JUDGE_BATCH // 2]
         _arena_judge_chunk(judge, [st for pair in chunk for st in pair], cfg, failures, ctx.progress)
+        _arena_logprob_verdicts(judge, [st for pair in chunk for st in pair])
         for pair in chunk:
             if any(st.get("failed") for st in pair):
                 continue  # not written: a rerun judges this question again
             rows[pair[0]["qid"]] = {"question_id": pair[0]["qid"], "model": target.name, "judge": judge.model,
-                                    "games": [{"user_prompt": st["conv"][1]["content"], "judgment": st["judgment"],
-                                               "score": st["score"]} for st in pair],
-                                    "sppo_key": pair[0]["key"]}
+                                    "games": [_arena_game(st) for st in pair], "sppo_key": pair[0]["key"]}
         write_rows()
     write_rows()
     failures.raise_if_any()
@@ -364,7 +387,10 @@ def arena_hard_judge(ctx: RunContext, target: ModelTarget) -> dict[str, Any]:
                 "prompt_version": suite_prompt_version(ctx, "arena_hard"),
                 "reused": _reused_counts(gen_info, n_reused, len(wanted)),
                 "data": data.source, "judgments": str(jpath), "answers": str(work / "model_answer")}
-    return {"settings": settings, "usage": _judge_usage(judge, before), "wanted": [str(q["question_id"]) for q in wanted]}
+    n_lp = sum(g.get("verdict_source") == LOGPROB_VERDICT for qid in wanted_ids if qid in rows
+               for g in rows[qid]["games"])
+    return {"settings": settings, "usage": _judge_usage(judge, before), "n_logprob_verdicts": n_lp,
+            "wanted": [str(q["question_id"]) for q in wanted]}
 
 
 def arena_judgment_dir(ctx: RunContext, variant: str, judge: Judge) -> Path:
@@ -399,6 +425,11 @@ def arena_hard_score(ctx: RunContext, targets: Sequence[ModelTarget], judged: di
             metrics = board.get(t.name)
             if metrics is None:  # no valid verdict at all
                 metrics = {"score": None, "notes": ["no valid verdict: every game was dropped"]}
+            n_lp = judged[t.name].get("n_logprob_verdicts", 0)
+            if n_lp:
+                metrics = {**metrics, "n_logprob_verdicts": n_lp,
+                           "notes": [*metrics.get("notes", []), f"{n_lp} verdicts read from the local judge's token "
+                                     "probabilities (its text had no valid label)"]}
             settings = {**judged[t.name]["settings"], "models_fitted_together": sorted(board)}
             res = _result(t, "arena_hard", metrics, settings, judge, None)
             res.judge["usage"] = judged[t.name]["usage"]
@@ -411,6 +442,18 @@ def arena_hard_score(ctx: RunContext, targets: Sequence[ModelTarget], judged: di
 def mt_bench_judgment_path(ctx: RunContext, variant: str, judge: Judge) -> Path:
     return under(ctx.work_dir("mt_bench", variant), "model_judgment", f"{judge_label(judge)}_single.jsonl",
                  what="judge model")
+
+
+def _mt_logprob_verdict(judge: Judge, row: dict, msgs: list[dict]) -> dict:
+    """Local judges only: a judgment without a rating gets the rating (1-10) the judge finds most likely after its
+    text and the official opener ``Rating: [[`` (``verdict_source: logprobs``)."""
+    from benchmarks.scoring import mt_bench as mt
+
+    if row["score"] != mt.INVALID or not hasattr(judge, "verdict_from_logprobs"):
+        return row
+    choices = [f"{r}]]" for r in range(int(mt.RATING_RANGE[0]), int(mt.RATING_RANGE[1]) + 1)]
+    rating = judge.verdict_from_logprobs(msgs, row["judgment"].rstrip() + "\n\nRating: [[", choices)
+    return {**row, "score": int(rating[:-2]), "verdict_source": LOGPROB_VERDICT}
 
 
 def mt_bench(ctx: RunContext, target: ModelTarget) -> SuiteResult:
@@ -449,9 +492,9 @@ def mt_bench(ctx: RunContext, target: ModelTarget) -> SuiteResult:
     def on_batch(start: int, replies: list[JudgeReply]) -> None:
         for (q, turn, name, msgs, key), reply in zip(pending[start:start + len(replies)], replies):
             if failures.check(reply):
-                mine[q["question_id"], turn] = {**mt.judgment_record(q["question_id"], target.name, name,
-                                                                     msgs[1]["content"], reply.text, turn,
-                                                                     time.time(), judge=judge.model), "sppo_key": key}
+                row = {**mt.judgment_record(q["question_id"], target.name, name, msgs[1]["content"], reply.text,
+                                            turn, time.time(), judge=judge.model), "sppo_key": key}
+                mine[q["question_id"], turn] = _mt_logprob_verdict(judge, row, msgs)
         replace_model_rows(jpath, target.name, list(mine.values()) + beyond,
                            lambda r: (r["turn"], order.get(r["question_id"], 1 << 30)))
 
@@ -461,6 +504,11 @@ def mt_bench(ctx: RunContext, target: ModelTarget) -> SuiteResult:
     scored = mt.score_judgments(rows, questions=wanted, source=str(jpath))
     metrics = scored.get(target.name) or {"average": None, "notes": ["no judgments"]}
     metrics.pop("judge", None)
+    n_lp = sum(r.get("verdict_source") == LOGPROB_VERDICT for r in rows)
+    if n_lp:
+        metrics["n_logprob_verdicts"] = n_lp
+        metrics["notes"] = [*metrics.get("notes", []), f"{n_lp} ratings read from the local judge's token "
+                            "probabilities (its text had no valid rating)"]
     settings = {"limit": ctx.answer_settings.limit, "n_questions": len(wanted), "generation": gen_info,
                 "judge_params": mt.JUDGE_PARAMS, "data": data.source, "judgments": str(jpath),
                 "prompt_version": suite_prompt_version(ctx, "mt_bench"),

@@ -57,8 +57,13 @@ def model_sort_key(name: str):
     return (0, int(m.group(1)), "") if m else (1, 0, name)
 
 
+LOGPROB_MARK = " *"  # rows with verdicts read from a local judge's token probabilities
+LOGPROB_FOOTNOTE = "\\* some verdicts read from the local judge's token probabilities (its text had no valid one)"
+
+
 def row_label(r: SuiteResult) -> str:
-    return r.model if r.variant == DEFAULT_VARIANT else f"{r.model} ({r.variant})"
+    label = r.model if r.variant == DEFAULT_VARIANT else f"{r.model} ({r.variant})"
+    return label + (LOGPROB_MARK if r.metrics.get("n_logprob_verdicts") else "")
 
 
 def _cell(value: Any) -> Any:
@@ -109,6 +114,8 @@ def render(frames: dict[str, Any], fmt: str = "markdown") -> str:
         df = frames[suite]
         out.append(f"## {title}\n")
         out.append(df.to_markdown(missingval="n/a") if fmt == "markdown" else df.to_csv())
+        if fmt == "markdown" and any(str(i).endswith(LOGPROB_MARK) for i in df.index):
+            out.append("\n" + LOGPROB_FOOTNOTE)
         out.append("")
     return "\n".join(out)
 

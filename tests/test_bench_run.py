@@ -262,6 +262,10 @@ def test_embedded_default_offline(shared_data, tmp_path, capsys):
     assert bench(["table", "--run-dir", str(run)]) == 0
     out = capsys.readouterr().out
     assert out.count("## ") == 4 and "| Iter3" in out
+    # every table has numbers: where the small judge wrote no valid verdict, it was read from its logprobs
+    for model in store.models():
+        assert store.read(model, "arena_hard").metrics["score"] is not None
+        assert store.read(model, "mt_bench").metrics["average"] is not None
     assert len(list((run / "results" / "plots").glob("*.png"))) == 4
 
 
