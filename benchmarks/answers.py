@@ -8,7 +8,10 @@
 - Arena-Hard v0.1: greedy, at most 4096 new tokens. File: ``<model>.jsonl`` rows ``{question_id, answer_id,
   model_id, choices: [{index: 0, turns: [{content, token_len}]}], tstamp}``; token_len is tiktoken cl100k_base.
 - MT-Bench: two turns (the second sees the first answer), per-category temperature as FastChat's
-  ``temperature_config`` (greedy below 1e-4), at most 1024 new tokens. File: ``<model>.jsonl`` rows
+  ``temperature_config`` (greedy below 1e-4), at most 1024 new tokens, the prompt rendered with FastChat's
+  conversation template for the model where FastChat has one (``--chat-template fastchat``, the default; the
+  template is looked up by the base model's name, as gen_model_answer.py looks it up by model id), else the
+  checkpoint's own chat template (``--chat-template hf``). File: ``<model>.jsonl`` rows
   ``{question_id, answer_id, model_id, choices: [{index: 0, turns: [t1, t2]}], tstamp}``.
 
 Every file is rewritten atomically after each chunk of items, so an interrupted run keeps what it generated and a
@@ -26,6 +29,7 @@ one K x K comparison matrix per prompt, ``sppo.probs.scores_from_comparisons`` t
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import uuid
@@ -83,6 +87,14 @@ class ModelAnswerer:
 
             self._generator = make_generator(self.backend, self.model_path, batch_size=self.batch_size)
         return self._generator
+
+    def template_model(self) -> str:
+        """The name FastChat's template lookup sees: the base model of a run checkpoint (its sppo_manifest.json),
+        else the path or Hub id."""
+        manifest = Path(self.model_path) / "sppo_manifest.json"
+        data = read_json(manifest) if manifest.is_file() else None
+        base = data.get("base_model") if isinstance(data, dict) else None
+        return base if isinstance(base, str) and base else str(self.model_path)
 
     def identity(self) -> dict[str, Any]:
         """What determines this answerer's outputs besides the suite's settings (part of every answer key)."""
@@ -176,6 +188,7 @@ class AnswerSettings:
     max_new_tokens: int | None = None  # overrides each suite's official limit
     alpaca_eval_temperature: float | None = None  # override the AlpacaEval sampling settings
     alpaca_eval_top_p: float | None = None
+    chat_template: str = "fastchat"  # MT-Bench prompts: FastChat's template where it has one ("hf": the model's)
 
 
 # --- AlpacaEval ---------------------------------------------------------------------------------------------------
@@ -241,13 +254,65 @@ def mt_bench_temperature(category: str) -> float:
     return MT_BENCH_TEMPERATURE.get(category, MT_BENCH_DEFAULT_TEMPERATURE)
 
 
+def fastchat_template(model_name: str) -> str | None:
+    """The name of FastChat's conversation template for a model, or None when FastChat has none for it (its
+    fallback ``one_shot`` template)."""
+    from fastchat.model import get_conversation_template
+
+    name = get_conversation_template(model_name).name
+    return None if name == "one_shot" else name
+
+
+def fastchat_prompt(model_name: str, questions: Sequence[str], answers: Sequence[str]) -> str:
+    """The prompt text FastChat's gen_model_answer.py (fschat 0.2.36, lines 107-113 and 175) builds for the next
+    turn: each question as the user, each earlier answer as the assistant, an open assistant message last."""
+    from fastchat.model import get_conversation_template
+
+    conv = get_conversation_template(model_name)
+    for i, q in enumerate(questions):
+        conv.append_message(conv.roles[0], q)
+        conv.append_message(conv.roles[1], answers[i] if i < len(answers) else None)
+    return conv.get_prompt()
+
+
+@contextlib.contextmanager
+def _prompt_as_is(answerer: ModelAnswerer):
+    """While active, the generator's chat template writes the single user message's text unchanged (a prompt
+    already rendered with FastChat's template)."""
+    tok = answerer.generator.tokenizer
+    old = tok.chat_template
+    tok.chat_template = "{{ messages[0]['content'] }}"
+    try:
+        yield
+    finally:
+        tok.chat_template = old
+
+
+def _mt_turns(answerer: ModelAnswerer, qs: list[dict], temp: float, max_new: int, template: str | None):
+    """First and second answers of each question (the second turn sees the first answer)."""
+    if template is None:
+        convs = [[{"role": "user", "content": q["turns"][0]}] for q in qs]
+        first = answerer.answer(convs, temp, max_new)
+        convs2 = [c + [{"role": "assistant", "content": a}, {"role": "user", "content": q["turns"][1]}]
+                  for c, a, q in zip(convs, first, qs)]
+        return first, answerer.answer(convs2, temp, max_new)
+    name = answerer.template_model()
+    with _prompt_as_is(answerer):
+        first = answerer.answer([[{"role": "user", "content": fastchat_prompt(name, q["turns"][:1], [])}]
+                                 for q in qs], temp, max_new)
+        second = answerer.answer([[{"role": "user", "content": fastchat_prompt(name, q["turns"][:2], [a])}]
+                                  for q, a in zip(qs, first)], temp, max_new)
+    return first, second
+
+
 def mt_bench_answers(answerer: ModelAnswerer, questions: list[dict], path: Path, model_id: str,
                      settings: AnswerSettings) -> tuple[dict[int, dict], dict[str, Any]]:
     """``model_answer/<model>.jsonl`` (two turns) for the first ``limit`` questions: {question_id: record}."""
     wanted = questions[:settings.limit] if settings.limit else questions
     max_new = settings.max_new_tokens or MT_BENCH_MAX_NEW_TOKENS
+    template = fastchat_template(answerer.template_model()) if settings.chat_template == "fastchat" else None
     key = digest({**answerer.identity(), "temperature": MT_BENCH_TEMPERATURE, "max_new_tokens": max_new,
-                  "suite": "mt_bench"})
+                  "suite": "mt_bench", "fastchat_template": template})
     existing = _reusable({r.get("question_id"): r for r in read_jsonl(path)} if path.exists() else {}, key)
     todo = [q for q in wanted if q["question_id"] not in existing]
     for chunk in _chunks(todo):
@@ -255,16 +320,13 @@ def mt_bench_answers(answerer: ModelAnswerer, questions: list[dict], path: Path,
         for q in chunk:
             by_temp.setdefault(mt_bench_temperature(q["category"]), []).append(q)
         for temp, qs in by_temp.items():
-            convs = [[{"role": "user", "content": q["turns"][0]}] for q in qs]
-            first = answerer.answer(convs, temp, max_new)
-            convs2 = [c + [{"role": "assistant", "content": a}, {"role": "user", "content": q["turns"][1]}]
-                      for c, a, q in zip(convs, first, qs)]
-            second = answerer.answer(convs2, temp, max_new)
+            first, second = _mt_turns(answerer, qs, temp, max_new, template)
             for q, a1, a2 in zip(qs, first, second):
                 existing[q["question_id"]] = {"question_id": q["question_id"], "answer_id": answer_id(),
                                               "model_id": model_id, "choices": [{"index": 0, "turns": [a1, a2]}],
                                               "tstamp": time.time(), "sppo_key": key}
         write_jsonl(path, existing.values())
     info = {"temperature": "per category (FastChat temperature_config)", "max_new_tokens": max_new,
-            "best_of": answerer.best_of, "n_generated": len(todo), "n_reused": len(wanted) - len(todo), "key": key}
+            "chat_template": f"fastchat:{template}" if template else "hf", "best_of": answerer.best_of,
+            "n_generated": len(todo), "n_reused": len(wanted) - len(todo), "key": key}
     return {q["question_id"]: existing[q["question_id"]] for q in wanted}, info

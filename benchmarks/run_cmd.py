@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--alpaca-eval-temperature", type=float, help="AlpacaEval sampling temperature (default: "
                    "alpaca_eval's config of the model, else the SPPO models' 0.7)")
     g.add_argument("--alpaca-eval-top-p", type=float, help="AlpacaEval top_p (default: as the temperature, 0.9)")
+    g.add_argument("--chat-template", choices=("fastchat", "hf"), default="fastchat",
+                   help="MT-Bench prompts: FastChat's conversation template for the model where FastChat has one, "
+                        "as the official answers were generated (default), or the checkpoint's own chat template")
     g.add_argument("--best-of", type=int, default=1, metavar="N",
                    help="also run the 'best-of-N' variant: N samples per instruction, the ranker's favourite answers")
     g.add_argument("--ranker", default="pairrm", help="ranker kind for --best-of (sppo.rank.make_ranker)")
@@ -254,7 +257,7 @@ def _run_key(args, judges: "Judges | None", suite: str, ctx) -> dict[str, Any]:
 
     return {"limit": args.limit, "max_new_tokens": args.max_new_tokens,
             "alpaca_eval_sampling": [args.alpaca_eval_temperature, args.alpaca_eval_top_p] if suite == "alpaca_eval"
-            else None, "data_dir": str(args.data_dir) if args.data_dir else None,
+            else None, "chat_template": args.chat_template if suite == "mt_bench" else None, "data_dir": str(args.data_dir) if args.data_dir else None,
             "judge": judges.identity(suite), "prompt_version": S.suite_prompt_version(ctx, suite),
             "with_judgments": [str(d) for d in args.with_judgments] if suite == "arena_hard" else None}
 
@@ -346,7 +349,7 @@ def _main(args) -> int:
         judges.cache = cache
     ctx = S.RunContext(results_dir=results_dir, data=DataSource(args.data_dir),
                        answer_settings=AnswerSettings(args.limit, args.max_new_tokens, args.alpaca_eval_temperature,
-                                                      args.alpaca_eval_top_p),
+                                                      args.alpaca_eval_top_p, args.chat_template),
                        progress=args.progress, lm_eval_tasks=args.lm_eval_tasks,
                        lm_eval_batch_size=args.lm_eval_batch_size, df_gamed=args.df_gamed,
                        with_judgments=list(args.with_judgments))

@@ -90,3 +90,48 @@ def test_judge_without_logprobs_gives_the_official_nan(ckpts, shared_data, tmp_p
     assert [a["preference"] for a in ann] == [None, None]
     m = ResultsStore(results).read("tiny1", "alpaca_eval").metrics
     assert m["n_invalid"] == 2 and m["n_total"] == 0
+
+
+class _Tok:
+    chat_template = "the model's own template"
+
+
+class _TemplateRecorder(_RecordingAnswerer):
+    """Records the prompts and the chat template active while answering."""
+
+    def __init__(self, base_model):
+        super().__init__()
+        self.generator = type("G", (), {"tokenizer": _Tok()})()
+        self.base_model = base_model
+        self.prompts = []
+
+    def template_model(self):
+        return self.base_model
+
+    def answer(self, conversations, temperature, max_new_tokens, top_p=1.0):
+        self.prompts.append((self.generator.tokenizer.chat_template, conversations))
+        return [f"A{len(self.prompts)}"] * len(conversations)
+
+
+def test_mt_bench_prompts_use_fastchats_conversation_template(tmp_path):
+    from benchmarks.answers import mt_bench_answers
+
+    question = {"question_id": 81, "category": "writing", "turns": ["Q1", "Q2"]}
+    answerer = _TemplateRecorder("mistralai/Mistral-7B-Instruct-v0.2")
+    _, info = mt_bench_answers(answerer, [question], tmp_path / "a.jsonl", "m", AnswerSettings())
+    # FastChat's "mistral" template (fschat 0.2.36 conversation.py: LLAMA2 style, "[INST]"/"[/INST]", sep2 "</s>"),
+    # filled as gen_model_answer.py does; the generator writes the text unchanged
+    (t1, c1), (t2, c2) = answerer.prompts
+    assert c1 == [[{"role": "user", "content": "[INST] Q1 [/INST]"}]]
+    assert c2 == [[{"role": "user", "content": "[INST] Q1 [/INST] A1</s>[INST] Q2 [/INST]"}]]
+    assert t1 == t2 == "{{ messages[0]['content'] }}" and answerer.generator.tokenizer.chat_template == _Tok.chat_template
+    assert info["chat_template"] == "fastchat:mistral"
+    # a model FastChat has no template for, or --chat-template hf: the model's own chat template and messages
+    for base, chosen in (("HuggingFaceTB/SmolLM2-135M-Instruct", "fastchat"), ("mistralai/Mistral-7B-Instruct-v0.2", "hf")):
+        answerer = _TemplateRecorder(base)
+        _, info = mt_bench_answers(answerer, [question], tmp_path / f"{chosen}.jsonl", "m",
+                                   AnswerSettings(chat_template=chosen))
+        (t1, c1), (_, c2) = answerer.prompts
+        assert t1 == _Tok.chat_template and info["chat_template"] == "hf"
+        assert c2 == [[{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A1"},
+                       {"role": "user", "content": "Q2"}]]
