@@ -574,11 +574,25 @@ def write_tiny_task(directory: Path) -> Path:
 _LM_EVAL_READY: set[str] = set()
 
 
+def _quiet_git_hash() -> str | None:
+    """lm-eval 0.4.1's ``get_git_commit_hash`` (utils.py:461-472) without git's "fatal: not a git repository" on
+    the terminal when the command runs outside a git checkout."""
+    import subprocess
+
+    try:
+        return subprocess.check_output(["git", "describe", "--always"], stderr=subprocess.DEVNULL).strip().decode()
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return None
+
+
 def _lm_eval_tasks_ready(extra_dir: Path | None) -> None:
     from sppo.compat import ensure_lm_eval
 
     ensure_lm_eval()
+    import lm_eval.evaluator
     import lm_eval.tasks
+
+    lm_eval.evaluator.get_git_commit_hash = _quiet_git_hash
 
     if "builtin" not in _LM_EVAL_READY:
         lm_eval.tasks.initialize_tasks()
