@@ -5,7 +5,8 @@
   model's Hub id), otherwise those of the SPPO models' official config (T=0.7, top_p 0.9, 2048 new tokens:
   uclaml/SPPO ``models_configs/Mistral7B-PairRM-SPPO-Iter3/configs.yaml``:10-12); flags override. File:
   ``model_outputs.json``, a JSON list of ``{dataset, instruction, output, generator, sppo_key}``.
-- Arena-Hard v0.1: greedy, at most 4096 new tokens. File: ``<model>.jsonl`` rows ``{question_id, answer_id,
+- Arena-Hard v0.1: greedy, at most 4096 new tokens less the question's tokens and 300 (gen_answer.py's cap for
+  local models). File: ``<model>.jsonl`` rows ``{question_id, answer_id,
   model_id, choices: [{index: 0, turns: [{content, token_len}]}], tstamp}``; token_len is tiktoken cl100k_base.
 - MT-Bench: two turns (the second sees the first answer), per-category temperature as FastChat's
   ``temperature_config`` (greedy below 1e-4), at most 1024 new tokens, the prompt rendered with FastChat's
@@ -225,23 +226,40 @@ def alpaca_eval_answers(answerer: ModelAnswerer, examples: list[dict], path: Pat
 
 # --- Arena-Hard ---------------------------------------------------------------------------------------------------
 
+ARENA_HARD_PROMPT_MARGIN = 300  # gen_answer.py (arena-hard-auto @e883410:150-151), local models with a tokenizer
+
+
+def arena_hard_caps(answerer: ModelAnswerer, questions: list[dict], max_new: int | None) -> list[int]:
+    """New-token limit per question: ``--max-new-tokens`` if given, else the official cap for a local model,
+    ``4096 - len(tokenizer(question)) - 300`` (gen_answer.py @e883410:137-151; at least 1)."""
+    if max_new:
+        return [max_new] * len(questions)
+    tok = answerer.generator.tokenizer
+    return [max(1, ARENA_HARD_MAX_NEW_TOKENS - len(tok(q["turns"][0]["content"])["input_ids"])
+                - ARENA_HARD_PROMPT_MARGIN) for q in questions]
+
+
 def arena_hard_answers(answerer: ModelAnswerer, questions: list[dict], path: Path, model_id: str,
                        settings: AnswerSettings) -> tuple[dict[str, dict], dict[str, Any]]:
-    """``model_answer/<model>.jsonl`` for the first ``limit`` questions: {question_id: record}."""
+    """``model_answer/<model>.jsonl`` for the first ``limit`` questions: {question_id: record}; greedy."""
     from benchmarks.scoring.arena_hard import count_tokens
 
     wanted = questions[:settings.limit] if settings.limit else questions
-    max_new = settings.max_new_tokens or ARENA_HARD_MAX_NEW_TOKENS
+    max_new = settings.max_new_tokens or f"{ARENA_HARD_MAX_NEW_TOKENS} - prompt tokens - {ARENA_HARD_PROMPT_MARGIN}"
     key = digest({**answerer.identity(), "temperature": 0.0, "max_new_tokens": max_new, "suite": "arena_hard"})
     existing = _reusable({str(r.get("question_id")): r for r in read_jsonl(path)} if path.exists() else {}, key)
     todo = [q for q in wanted if str(q["question_id"]) not in existing]
     for chunk in _chunks(todo):
-        outs = answerer.answer([[{"role": "user", "content": q["turns"][0]["content"]}] for q in chunk], 0.0, max_new)
-        for q, out in zip(chunk, outs):
-            existing[str(q["question_id"])] = {
-                "question_id": q["question_id"], "answer_id": answer_id(), "model_id": model_id,
-                "choices": [{"index": 0, "turns": [{"content": out, "token_len": count_tokens(out)}]}],
-                "tstamp": time.time(), "sppo_key": key}
+        by_cap: dict[int, list[dict]] = {}
+        for q, cap in zip(chunk, arena_hard_caps(answerer, chunk, settings.max_new_tokens)):
+            by_cap.setdefault(cap, []).append(q)
+        for cap, qs in by_cap.items():
+            outs = answerer.answer([[{"role": "user", "content": q["turns"][0]["content"]}] for q in qs], 0.0, cap)
+            for q, out in zip(qs, outs):
+                existing[str(q["question_id"])] = {
+                    "question_id": q["question_id"], "answer_id": answer_id(), "model_id": model_id,
+                    "choices": [{"index": 0, "turns": [{"content": out, "token_len": count_tokens(out)}]}],
+                    "tstamp": time.time(), "sppo_key": key}
         write_jsonl(path, existing.values())
     info = {"temperature": 0.0, "max_new_tokens": max_new, "best_of": answerer.best_of, "n_generated": len(todo),
             "n_reused": len(wanted) - len(todo), "key": key}

@@ -135,3 +135,23 @@ def test_mt_bench_prompts_use_fastchats_conversation_template(tmp_path):
         assert t1 == _Tok.chat_template and info["chat_template"] == "hf"
         assert c2 == [[{"role": "user", "content": "Q1"}, {"role": "assistant", "content": "A1"},
                        {"role": "user", "content": "Q2"}]]
+
+
+def test_arena_hard_official_cap_for_long_prompts(tmp_path):
+    from benchmarks.answers import arena_hard_answers
+
+    class Tok:
+        def __call__(self, text):
+            return {"input_ids": [1] + text.split()}  # a BOS and one id per word
+
+    answerer = _TemplateRecorder("x")
+    answerer.generator.tokenizer = Tok()
+    calls = []
+    answerer.answer = lambda convs, t, cap, top_p=1.0: calls.append((t, cap, len(convs))) or ["a"] * len(convs)
+    qs = [{"question_id": f"q{i}", "turns": [{"content": " ".join(["w"] * n)}]} for i, n in enumerate((10, 10, 500))]
+    _, info = arena_hard_answers(answerer, qs, tmp_path / "a.jsonl", "m", AnswerSettings())
+    # gen_answer.py: max_tokens = 4096 - len(tokenizer(question).input_ids) - 300, greedy
+    assert sorted(calls) == sorted([(0.0, 4096 - 11 - 300, 2), (0.0, 4096 - 501 - 300, 1)])
+    calls.clear()
+    arena_hard_answers(answerer, qs, tmp_path / "b.jsonl", "m", AnswerSettings(max_new_tokens=8))
+    assert calls == [(0.0, 8, 3)]
