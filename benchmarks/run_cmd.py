@@ -37,12 +37,10 @@ from sppo.errors import UserError
 from sppo.files import checkpoint_dir, current_run_dir, safe_name
 
 from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteResult, checkpoint_fingerprint
+from benchmarks.suites import SUITES
 
 log = logging.getLogger(__name__)
 
-SUITE_FLAGS = {"alpaca_eval": "--alpaca-eval", "arena_hard": "--arena-hard", "mt_bench": "--mt-bench",
-               "lm_eval": "--lm-eval"}
-JUDGED_SUITES = ("alpaca_eval", "arena_hard", "mt_bench")
 LOCAL_JUDGE_MAX_NEW_TOKENS = 64
 # The offline default (local judge on a CPU) answers with at most this many tokens unless --max-new-tokens says
 # otherwise: the official limits (2048 / 4096 / 1024) take hours on a CPU when a small model does not stop.
@@ -57,8 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "'embedded', or a Hub id")
     s = p.add_argument_group("suites (default: all)")
     s.add_argument("--all", action="store_true", help="AlpacaEval 2, Arena-Hard v0.1, MT-Bench and lm-eval")
-    for suite, flag in SUITE_FLAGS.items():
-        s.add_argument(flag, dest=suite, action="store_true")
+    for suite in SUITES.values():
+        s.add_argument(suite.flag, dest=suite.name, action="store_true")
     g = p.add_argument_group("generation")
     g.add_argument("--limit", type=int, help="only the first N items of each benchmark (quick look)")
     g.add_argument("--max-new-tokens", type=int,
@@ -83,10 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--judge-base-url", help="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1")
     j.add_argument("--judge-model", help="judge model of every suite (default: each suite's official judge, "
                    f"{', '.join(f'{s} {m}' for s, m in official_judges().items())})")
-    for suite, flag in SUITE_FLAGS.items():
-        if suite in JUDGED_SUITES:
-            j.add_argument(f"{flag}-judge-model", dest=f"{suite}_judge_model", metavar="MODEL",
-                           help=f"judge model of {suite} only")
+    for suite in SUITES.values():
+        if suite.judged:
+            j.add_argument(f"{suite.flag}-judge-model", dest=f"{suite.name}_judge_model", metavar="MODEL",
+                           help=f"judge model of {suite.name} only")
     j.add_argument("--judge-api-key-env", default="OPENAI_API_KEY",
                    help="name of the environment variable holding the API key (the key is never printed)")
     j.add_argument("--judge-concurrency", type=int, default=8, help="requests in flight")
@@ -185,7 +183,7 @@ def _judge_kind(args) -> tuple[str, str | None]:
     from benchmarks.judge import parse_judge_spec
 
     openai = bool(args.judge_base_url or args.judge_model or args.judge == "openai"
-                  or any(getattr(args, f"{s}_judge_model") for s in JUDGED_SUITES))
+                  or any(getattr(args, f"{s.name}_judge_model") for s in SUITES.values() if s.judged))
     kind, local_model = parse_judge_spec(args.judge if args.judge else ("openai" if openai else "local"))
     if kind == "local" and args.judge_base_url:
         raise UserError("--judge local and --judge-base-url exclude each other")
@@ -251,14 +249,12 @@ class Judges:
 
 def _run_key(args, judges: "Judges | None", suite: str, ctx) -> dict[str, Any]:
     """What a stored result depends on besides the checkpoint: a result under another key is recomputed."""
-    if suite == "lm_eval":
+    if not SUITES[suite].judged:
         return {"limit": args.limit, "lm_eval_tasks": args.lm_eval_tasks}
-    from benchmarks import suites as S
-
     return {"limit": args.limit, "max_new_tokens": args.max_new_tokens,
             "alpaca_eval_sampling": [args.alpaca_eval_temperature, args.alpaca_eval_top_p] if suite == "alpaca_eval"
             else None, "chat_template": args.chat_template if suite == "mt_bench" else None, "data_dir": str(args.data_dir) if args.data_dir else None,
-            "judge": judges.identity(suite), "prompt_version": S.suite_prompt_version(ctx, suite),
+            "judge": judges.identity(suite), "prompt_version": SUITES[suite].prompt_version(ctx),
             "with_judgments": [str(d) for d in args.with_judgments] if suite == "arena_hard" else None}
 
 
@@ -313,9 +309,9 @@ def _main(args) -> int:
     from benchmarks.judge import CACHE_FILE, JudgeCache
     from benchmarks import suites as S
 
-    chosen = [s for s in SUITE_FLAGS if getattr(args, s)]
+    chosen = [s for s in SUITES if getattr(args, s)]
     if args.all or not chosen:
-        chosen = list(SUITE_FLAGS)
+        chosen = list(SUITES)
     resolver = _Resolver(args.run_dir)
     targets_spec = [(ref, *resolver.resolve(ref)) for ref in args.models]
     names = [n for _, n, _ in targets_spec]
@@ -330,7 +326,7 @@ def _main(args) -> int:
         except UserError:
             raise UserError("no training run to hold the results: pass --results-dir") from None
     store = ResultsStore(results_dir)
-    judged = [s for s in chosen if s != "lm_eval"]
+    judged = [s for s in chosen if SUITES[s].judged]
     judges = Judges(args, None) if judged else None
     openai_judge = judges is not None and judges.kind == "openai"
     if args.lm_eval_tasks is None:
@@ -373,27 +369,26 @@ def _run_all(args, targets_spec, chosen: list[str], run: "_Run", S) -> None:
     for ref, name, path in targets_spec:
         base = ModelAnswerer(path, backend=args.generation_backend, batch_size=args.batch_size, progress=args.progress)
         for suite in chosen:
-            for variant in (variants if suite != "lm_eval" else [S.lm_eval_variant(args.lm_eval_tasks)]):
+            for variant in (variants if SUITES[suite].judged else [S.lm_eval.variant_of(args.lm_eval_tasks)]):
                 answerer = base
-                if variant != DEFAULT_VARIANT and suite != "lm_eval":
+                if variant != DEFAULT_VARIANT and SUITES[suite].judged:
                     answerer = ModelAnswerer(path, backend=args.generation_backend, batch_size=args.batch_size,
                                              best_of=args.best_of, ranker_factory=ranker, progress=args.progress)
                     answerer._generator = base.generator
                 run.one(S.ModelTarget(name=name, ref=ref, path=path, answerer=answerer, variant=variant), suite)
         base._generator = None  # free the model before loading the next one
-    run.score_arena_hard()
+    run.score_together()
 
 
 class _Run:
-    """The plan's state: results written, kept and failed; Arena-Hard models waiting for the joint fit."""
+    """The plan's state: results written, kept and failed; models waiting for a joint fit (Arena-Hard)."""
 
     def __init__(self, args, store: ResultsStore, ctx, judges: "Judges | None", suites_module):
         self.args, self.store, self.ctx, self.judges, self.S = args, store, ctx, judges, suites_module
         self.written: list[SuiteResult] = []
         self.skipped: list[str] = []
         self.failed: list[str] = []
-        self.arena_targets: list = []
-        self.arena_judged: dict[str, dict] = {}
+        self.together: dict[tuple[str, str], list] = {}
 
     def one(self, target, suite: str) -> None:
         S = self.S
@@ -405,30 +400,27 @@ class _Run:
                                                             else f".{target.variant}"))
             return
         log.info("%s: %s%s", target.name, suite, "" if target.variant == DEFAULT_VARIANT else f" ({target.variant})")
-        if suite != "lm_eval":
+        spec = SUITES[suite]
+        if spec.judged:
             self.ctx.judges[suite] = self.judges.get(suite)
         try:
-            if suite == "arena_hard":
-                self.arena_judged[target.name] = {**S.arena_hard_judge(self.ctx, target), "run_key": key}
-                self.arena_targets.append(target)
-                return
-            run_suite = {"alpaca_eval": S.alpaca_eval, "mt_bench": S.mt_bench, "lm_eval": S.lm_eval}[suite]
-            result = run_suite(self.ctx, target)
+            result = spec.run(self.ctx, target)
         except S.JudgeFailed as e:
             self.failed.append(str(e))
+            return
+        if spec.score_together is not None:  # scored with the other models at the end
+            self.together.setdefault((suite, target.variant), []).append((target, {**result, "run_key": key}))
             return
         result.settings["run_key"] = key
         self.store.write(result)
         self.written.append(result)
 
-    def score_arena_hard(self) -> None:
-        by_variant: dict[str, list] = {}
-        for t in self.arena_targets:
-            by_variant.setdefault(t.variant, []).append(t)
-        for ts in by_variant.values():
-            judged_v = {t.name: self.arena_judged[t.name] for t in ts}
-            for result in self.S.arena_hard_score(self.ctx, ts, judged_v):
-                result.settings["run_key"] = self.arena_judged[result.model]["run_key"]
+    def score_together(self) -> None:
+        """Suites fitted over all models at once (Arena-Hard): one fit per suite and variant."""
+        for (suite, _variant), pairs in self.together.items():
+            states = {t.name: state for t, state in pairs}
+            for result in SUITES[suite].score_together(self.ctx, [t for t, _ in pairs], states):
+                result.settings["run_key"] = states[result.model]["run_key"]
                 self.store.write(result)
                 self.written.append(result)
 

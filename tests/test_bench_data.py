@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.answers import MT_BENCH_TEMPERATURE, mt_bench_temperature
+from benchmarks.scoring.mt_bench import TEMPERATURE_CONFIG as MT_BENCH_TEMPERATURE
+from benchmarks.suites.mt_bench import mt_bench_temperature
 from benchmarks.data import DataSource, packaged_alpaca_prompt
 from sppo.errors import UserError
 
@@ -70,13 +71,13 @@ def test_lm_eval_v1_settings_and_resume(tmp_path, monkeypatch):
     ctx = suites.RunContext(results_dir=tmp_path / "res", data=DataSource(tmp_path), lm_eval_tasks="v1")
     ctx.answer_settings.limit = 3
     target = suites.ModelTarget("Iter1", str(ck), str(ck), ModelAnswerer(str(ck)))
-    r = suites.lm_eval(ctx, target)
+    r = suites.lm_eval.run(ctx, target)
     assert [(t, n) for t, n, _, _ in calls] == [(t, shots) for t, (_, shots) in le.TASKS.items()]
     assert all(limit == 3 and samples for _, _, limit, samples in calls)
     merged = read_json(tmp_path / "res" / "lm_eval" / "Iter1" / "results.json")
     assert r.metrics == le.score_results(merged) and r.variant == "default"
     assert (tmp_path / "res" / "lm_eval" / "Iter1" / "samples_gsm8k.jsonl").exists()
-    again = suites.lm_eval(ctx, target)
+    again = suites.lm_eval.run(ctx, target)
     assert len(calls) == 6 and again.metrics == r.metrics
 
 

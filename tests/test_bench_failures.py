@@ -173,7 +173,7 @@ def test_sigterm_stops_the_bench_run_with_a_resume_hint(ckpts, shared_data, tmp_
 def _writer(path: str, model: str, rounds: int) -> None:
     from pathlib import Path
 
-    from benchmarks.suites import replace_model_rows
+    from benchmarks.suites.common import replace_model_rows
 
     for i in range(rounds):
         rows = [{"question_id": q, "model": model, "turn": 1, "score": i} for q in range(i + 1)]

@@ -7,7 +7,8 @@ import pytest
 
 from benchmarks.judge import LocalJudge, OpenAIJudge
 from benchmarks.scoring import arena_hard as ah
-from benchmarks.suites import LOGPROB_VERDICT, _mt_logprob_verdict
+from benchmarks.suites.common import LOGPROB_VERDICT
+from benchmarks.suites.mt_bench import _mt_logprob_verdict
 
 MESSAGES = [{"role": "system", "content": "You judge answers."},
             {"role": "user", "content": "Question: what is 2+2?\nAnswer: 4.\nRate the answer from 1 to 10."}]

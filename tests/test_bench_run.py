@@ -198,7 +198,7 @@ def test_judge_faults_retried_or_recorded_invalid(checkpoints, shared_data, tmp_
 
 
 def test_interrupted_run_resumes_without_rejudging(checkpoints, shared_data, tmp_path, monkeypatch):
-    import benchmarks.suites as suites
+    import benchmarks.suites.common as suites
     from benchmarks.judge import OpenAIJudge
 
     results = tmp_path / "results"

@@ -9,7 +9,8 @@ import pytest
 import yaml
 
 from bench_fake_judge import bench_args, tiny_checkpoints
-from benchmarks.answers import AnswerSettings, alpaca_eval_answers, alpaca_eval_sampling
+from benchmarks.answers import AnswerSettings
+from benchmarks.suites.alpaca_eval import alpaca_eval_answers, alpaca_eval_sampling
 from benchmarks.cli import main as bench
 from benchmarks.store import ResultsStore
 from benchmarks.testing import FakeJudgeServer
@@ -114,7 +115,7 @@ class _TemplateRecorder(_RecordingAnswerer):
 
 
 def test_mt_bench_prompts_use_fastchats_conversation_template(tmp_path):
-    from benchmarks.answers import mt_bench_answers
+    from benchmarks.suites.mt_bench import mt_bench_answers
 
     question = {"question_id": 81, "category": "writing", "turns": ["Q1", "Q2"]}
     answerer = _TemplateRecorder("mistralai/Mistral-7B-Instruct-v0.2")
@@ -138,7 +139,7 @@ def test_mt_bench_prompts_use_fastchats_conversation_template(tmp_path):
 
 
 def test_arena_hard_official_cap_for_long_prompts(tmp_path):
-    from benchmarks.answers import arena_hard_answers
+    from benchmarks.suites.arena_hard import arena_hard_answers
 
     class Tok:
         def __call__(self, text):

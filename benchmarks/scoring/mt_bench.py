@@ -29,6 +29,11 @@ ONE_SCORE = re.compile(r"\[\[(\d+\.?\d*)\]\]")
 ONE_SCORE_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
 INVALID = -1
 JUDGE_PARAMS = {"max_tokens": 2048, "temperature": 0.0}  # run_judge_single with an OpenAI judge
+# answer generation: FastChat llm_judge/common.py:40-50 temperature_config (fschat 0.2.36), 0.7 for other categories
+# (gen_model_answer.py:99-102)
+TEMPERATURE_CONFIG = {"writing": 0.7, "roleplay": 0.7, "extraction": 0.0, "math": 0.0, "coding": 0.0,
+                      "reasoning": 0.0, "stem": 0.1, "humanities": 0.1, "arena-hard-200": 0.0}
+DEFAULT_TEMPERATURE = 0.7
 
 
 # --- judge side (used by the runner's judge client) -------------------------------------------------------------
