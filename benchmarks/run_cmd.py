@@ -47,10 +47,8 @@ LOCAL_JUDGE_MAX_NEW_TOKENS = 64
 OFFLINE_MAX_NEW_TOKENS = 128
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sppo-bench", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="subcommands: `sppo-bench score SUITE PATH`, `sppo-bench table`")
+def configure(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``sppo-bench [run]`` (the `run` subcommand, also taken when no subcommand is named)."""
     p.add_argument("models", nargs="+", metavar="MODEL", help="IterN of the current run, a checkpoint path, "
                    "'embedded', or a Hub id")
     s = p.add_argument_group("suites (default: all)")
@@ -112,7 +110,6 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--rerun", action="store_true", help="recompute results already in the store")
     d.add_argument("--progress", action="store_true", help="progress bars")
     d.add_argument("-v", "--verbose", action="store_true")
-    return p
 
 
 def store_name(ref: str) -> str:
@@ -288,8 +285,7 @@ def _sigterm_as_interrupt():
         return None
 
 
-def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+def main(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
     from benchmarks.judge import install_log_scrubber
 

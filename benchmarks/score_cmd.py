@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -185,9 +184,8 @@ SUITES: dict[str, tuple[Callable[[argparse.Namespace], list[SuiteResult]], str]]
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sppo-bench score", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def configure(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``sppo-bench score SUITE ...`` (one subparser per suite)."""
     sub = p.add_subparsers(dest="suite", required=True, metavar="SUITE")
     for name, (_, help_) in SUITES.items():
         s = sub.add_parser(name, help=help_, description=help_)
@@ -214,11 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--model", action="append",
                            help="mt-bench: only these models (repeatable); lm-eval: the model's name "
                                 "(default: pretrained= of the results' config)")
-    return p
 
 
-def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+def main(args: argparse.Namespace) -> int:
     setup_logging()
     for noisy in ("numexpr", "datasets", "httpx", "huggingface_hub", "urllib3"):  # import-time chatter
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -241,9 +237,3 @@ def main(argv: list[str]) -> int:
 def _is_fixed_baseline(r: SuiteResult) -> bool:
     """Arena-Hard lists its baseline (50 by definition); it is not a result of the scored run."""
     return r.suite == "arena_hard" and r.model == r.settings.get("baseline")
-
-
-if __name__ == "__main__":
-    from sppo.cli_util import run_cli
-
-    sys.exit(run_cli(main, sys.argv[1:]))

@@ -171,14 +171,16 @@ def write_plots(store: ResultsStore, plots_dir: Path) -> list[Path]:
     return written
 
 
-def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="sppo-bench table", description=__doc__.split("\n")[0])
+def configure(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``sppo-bench table``."""
     p.add_argument("--results-dir", type=Path, help="results store (default <run_dir>/results)")
     p.add_argument("--run-dir", help="training run (default: $SPPO_RUN_DIR, runs/latest, newest under runs/)")
     p.add_argument("--plots-dir", type=Path, help="where the PNG plots go (default <results-dir>/plots)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--format", choices=("markdown", "csv"), default="markdown")
-    args = p.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
     results_dir = args.results_dir or current_run_dir(args.run_dir) / "results"
     store = ResultsStore(results_dir)
     frames = suite_frames(store)
