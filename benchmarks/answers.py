@@ -57,7 +57,13 @@ class ModelAnswerer:
         if self._generator is None:
             from sppo.generate import make_generator
 
-            self._generator = make_generator(self.backend, self.model_path, batch_size=self.batch_size)
+            try:
+                self._generator = make_generator(self.backend, self.model_path, batch_size=self.batch_size)
+            except (UserError, KeyboardInterrupt, MemoryError):
+                raise
+            except Exception as e:  # corrupt weights, missing tokenizer files, ...: one line naming the checkpoint
+                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                raise UserError(f"{self.model_path}: cannot load the checkpoint ({type(e).__name__}: {first})") from None
         return self._generator
 
     def template_model(self) -> str:

@@ -444,7 +444,14 @@ class LocalJudge(Judge):
              batch_size: int = 4) -> "LocalJudge":
         from sppo.local_judge import LocalChatModel
 
-        chat = LocalChatModel.load(name_or_path, batch_size=batch_size)
+        try:
+            chat = LocalChatModel.load(name_or_path, batch_size=batch_size)
+        except (UserError, KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as e:  # corrupt weights, missing tokenizer files, unknown Hub id, ...
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise UserError(f"--judge local:{name_or_path}: cannot load the judge model ({type(e).__name__}: "
+                            f"{first})") from None
         return cls(chat, name=local_judge_name(name_or_path), cache=cache, max_new_tokens=max_new_tokens)
 
     def info(self) -> dict[str, Any]:

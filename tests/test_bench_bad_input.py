@@ -93,6 +93,30 @@ def test_bad_input_is_one_line_exit_2(files, argv, words, tmp_path, capsys):
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written
 
 
+def _checkpoint(tmp_path, corrupt: bool):
+    """A copy of the embedded checkpoint with truncated weights, or without its tokenizer files."""
+    from sppo.models import embedded_checkpoint
+
+    src, ck = embedded_checkpoint(), tmp_path / "ck"
+    ck.mkdir()
+    for f in src.iterdir():
+        if f.name == "model.safetensors":
+            (ck / f.name).write_bytes(f.read_bytes()[:1000] if corrupt else f.read_bytes())
+        elif corrupt or not f.name.startswith("tokenizer"):
+            (ck / f.name).write_bytes(f.read_bytes())
+    return ck
+
+
+@pytest.mark.parametrize("corrupt", [True, False], ids=["truncated safetensors", "no tokenizer.json"])
+def test_unloadable_checkpoint_is_one_line(tmp_path, shared_data, capsys, corrupt):
+    ck = _checkpoint(tmp_path, corrupt)
+    code = bench_main(["--mt-bench", str(ck), "--limit", "1", "--data-dir", str(shared_data), "--results-dir",
+                       str(tmp_path / "res"), "--judge-base-url", "http://127.0.0.1:9/v1", "--max-new-tokens", "4"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 2 and len(err) == 1 and err[0].startswith(f"error: {ck}: cannot load the checkpoint"), err
+    assert not any("Traceback" in line for line in err)
+
+
 def test_one_rejected_model_leaves_the_store_untouched(tmp_path, capsys):
     rows = [{**MT_ROW, "model": "good"}, {**MT_ROW, "model": ".hidden"}]
     (tmp_path / "j.jsonl").write_bytes(_jsonl(*rows))

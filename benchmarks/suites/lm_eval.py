@@ -147,7 +147,7 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteResult:
     for task, shots in plan.items():
         tpath = work / f"results_{task}.json"
         run_key = {"model": target.path, "fingerprint": checkpoint_fingerprint(target.path), "num_fewshot": shots,
-                   "limit": limit}
+                   "limit": limit, "dtype": dtype, "device": device, "batch_size": ctx.lm_eval_batch_size}
         res = read_json(tpath) if tpath.exists() else None
         if res is None or res.get("sppo_run_key") != run_key:
             log.info("lm-eval %s (%d-shot) on %s", task, shots, target.name)
