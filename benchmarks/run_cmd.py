@@ -24,6 +24,7 @@ exactly the failed requests.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import re
@@ -274,6 +275,26 @@ def _validate(args) -> None:
         raise UserError(f"{args.results_dir}: --results-dir is a file, not a directory")
 
 
+@contextlib.contextmanager
+def _quiet_progress_bars(quiet: bool):
+    """No progress bars from transformers ("Loading weights") or the Hub client unless --progress; the previous
+    state is restored afterwards."""
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    was_hf, was_hub = hf_logging.is_progress_bar_enabled(), not are_progress_bars_disabled()
+    if quiet:
+        hf_logging.disable_progress_bar()
+        disable_progress_bars()
+    try:
+        yield
+    finally:
+        if quiet and was_hf:
+            hf_logging.enable_progress_bar()
+        if quiet and was_hub:
+            enable_progress_bars()
+
+
 def _sigterm_as_interrupt():
     """SIGTERM behaves as Ctrl-C (stop judging at once, keep what was received); returns the previous handler."""
     def handler(signum, frame):
@@ -293,7 +314,8 @@ def main(args: argparse.Namespace) -> int:
     _validate(args)
     previous = _sigterm_as_interrupt()
     try:
-        return _main(args)
+        with _quiet_progress_bars(not args.progress):
+            return _main(args)
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -41,8 +41,8 @@ def test_failing_judge_exits_nonzero_records_nothing_and_scrubs_the_key(ckpts, s
         server.always = 401  # wrong key; the error body echoes the request headers, Authorization included
         capsys.readouterr()
         assert bench(argv) == 1
-        err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-        assert len(err) == 2, err  # one line per failed suite
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 2, err  # one line per failed suite, no other output (progress bars) on stderr
         assert err[0].startswith("error: alpaca_eval on tiny1: 2 judge requests failed (first: HTTP 401")
         assert err[1].startswith("error: mt_bench on tiny1: 4 judge requests failed (first: HTTP 401")
         assert all("invalid key" in line and "[REDACTED]" in line and SECRET not in line for line in err)
