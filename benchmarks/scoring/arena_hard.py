@@ -239,9 +239,18 @@ def _p_beats(model: str, r: float, baseline: str, b: float, scale: float, base: 
 
 
 def _percentile(values: pd.Series, q: float) -> float:
-    """``np.percentile`` (linear), exact for constant columns (also infinite ones: a model that won every battle)."""
-    v = values.to_numpy(dtype=float)
-    return float(v[0]) if np.all(v == v[0]) else float(np.percentile(v, q))
+    """``np.percentile`` (linear interpolation), also where a bootstrap round diverged to an infinite rating (a model
+    that won or lost every battle of that resample): numpy computes ``inf * 0`` there and returns NaN; the limit of
+    the interpolation is used instead (the exact order statistic at an integer position, else the infinite side)."""
+    v = np.sort(values.to_numpy(dtype=float))
+    pos = (len(v) - 1) * q / 100
+    lo = int(np.floor(pos))
+    hi, frac = min(lo + 1, len(v) - 1), pos - lo
+    if frac == 0 or v[lo] == v[hi]:
+        return float(v[lo])
+    if np.isinf(v[lo]) or np.isinf(v[hi]):
+        return float(v[lo] if v[lo] == -np.inf else v[hi])
+    return float(np.percentile(v, q))
 
 
 def leaderboard(battles: pd.DataFrame, baseline: str = BASELINE, num_rounds: int = NUM_ROUNDS,
