@@ -105,9 +105,9 @@ def score_arena_hard(args: argparse.Namespace) -> list[SuiteResult]:
                                num_rounds=args.num_rounds, seed=args.seed, lines=where_lines,
                                source=sources)
     judges = sorted({str(r.get("judge")) for r in rows if r.get("judge")})
-    if len(judges) > 1:
-        for metrics in board.values():
-            metrics["notes"].append(f"judgments of several judges pooled in {judgment_dir}: {', '.join(judges)}")
+    pooled = ah.pooled_judges_note(rows, judgment_dir)
+    for metrics in board.values() if pooled else ():
+        metrics["notes"].append(pooled)
     settings = {"baseline": args.baseline, "num_rounds": args.num_rounds, "seed": args.seed,
                 "strong_weight": ah.STRONG_WEIGHT, "source": str(judgment_dir),
                 "questions": str(questions) if questions else None,

@@ -84,3 +84,24 @@ def test_iter0_is_the_runs_starting_model(tmp_path, shared_data):
         assert bench(argv) == 0
     r = ResultsStore(run / "results").read("Iter0", "alpaca_eval")
     assert r.checkpoint["path"] == str(start) and r.checkpoint["ref"] == "Iter0"
+
+
+def test_run_with_judgments_cofits_and_notes_pooled_judges(tmp_path, shared_data):
+    from bench_fake_judge import bench_args, tiny_checkpoints
+    from benchmarks.testing import FakeJudgeServer
+    from sppo.files import read_jsonl
+
+    (ck,) = tiny_checkpoints(tmp_path, seeds=(0,))
+    qids = [q["question_id"] for q in read_jsonl(shared_data / "arena_hard_v0.1" / "question.jsonl")[:2]]
+    other = tmp_path / "official"
+    other.mkdir()
+    (other / "other-model.jsonl").write_text("".join(
+        json.dumps({"question_id": q, "model": "other-model", "judge": "gpt-4-1106-preview",
+                    "games": [{"score": "A>B"}, {"score": "A=B"}]}) + "\n" for q in qids))
+    results = tmp_path / "results"
+    with FakeJudgeServer() as server:
+        assert bench(bench_args(server, [ck], shared_data, results, "--arena-hard", "--with-judgments",
+                                str(other))) == 0
+    r = ResultsStore(results).read("tiny1", "arena_hard")
+    assert "other-model" in r.settings["models_fitted_together"]
+    assert any("several judges" in n and "fake-judge, gpt-4-1106-preview" in n for n in r.metrics["notes"])

@@ -117,6 +117,13 @@ def judgment_files(own_dir: Path, others: Sequence[Path] = ()) -> list[Path]:
     return [by_name[name] for name in sorted(by_name)]
 
 
+def pooled_judges_note(rows: Sequence[Mapping[str, Any]], where: Any) -> str | None:
+    """A note when the judgment rows come from more than one judge (their ``judge`` fields), else None: the
+    official show_result.py pools whatever its directory holds without saying so."""
+    judges = sorted({str(r.get("judge")) for r in rows if r.get("judge")})
+    return f"judgments of several judges pooled in {where}: {', '.join(judges)}" if len(judges) > 1 else None
+
+
 # --- battles --------------------------------------------------------------------------------------------------------
 
 def battles_from_judgments(rows: Sequence[Mapping[str, Any]], baseline: str = BASELINE,

@@ -186,6 +186,19 @@ def arena_judgment_dir(ctx: RunContext, variant: str, judge: Judge) -> Path:
     return under(ctx.work_dir("arena_hard", variant), "model_judgment", judge_label(judge), what="judge model")
 
 
+def _with_notes(metrics: dict | None, n_logprob: int, pooled: str | None) -> dict:
+    """A model's leaderboard row with the run's notes: no valid verdict, verdicts from logprobs, pooled judges."""
+    metrics = dict(metrics) if metrics is not None else {"score": None, "notes": ["no valid verdict: every game "
+                                                                                   "was dropped"]}
+    notes = list(metrics.get("notes", []))
+    if n_logprob:
+        metrics["n_logprob_verdicts"] = n_logprob
+        notes.append(f"{n_logprob} verdicts read from the local judge's token probabilities (its text had no "
+                     "valid label)")
+    metrics["notes"] = notes + ([pooled] if pooled else [])
+    return metrics
+
+
 def score_together(ctx: RunContext, targets: Sequence[ModelTarget], judged: dict[str, dict]) -> list[SuiteResult]:
     """Score the judged models with every judgment file of the same judge and variant, fitted together as the
     official show_result does with its judgment directory (files in sorted name order)."""
@@ -209,15 +222,9 @@ def score_together(ctx: RunContext, targets: Sequence[ModelTarget], judged: dict
         adir = ctx.work_dir("arena_hard", variant) / "model_answer"
         answers = {f.stem: [a for a in read_jsonl(f) if str(a["question_id"]) in wanted] for f in adir.glob("*.jsonl")}
         board = ah.score_judgments(rows, answers=answers, question_ids=wanted, source=sources, lines=lines)
+        pooled = ah.pooled_judges_note(rows, jdir)
         for t in ts:
-            metrics = board.get(t.name)
-            if metrics is None:  # no valid verdict at all
-                metrics = {"score": None, "notes": ["no valid verdict: every game was dropped"]}
-            n_lp = judged[t.name].get("n_logprob_verdicts", 0)
-            if n_lp:
-                metrics = {**metrics, "n_logprob_verdicts": n_lp,
-                           "notes": [*metrics.get("notes", []), f"{n_lp} verdicts read from the local judge's token "
-                                     "probabilities (its text had no valid label)"]}
+            metrics = _with_notes(board.get(t.name), judged[t.name].get("n_logprob_verdicts", 0), pooled)
             settings = {**judged[t.name]["settings"], "models_fitted_together": sorted(board)}
             res = suite_result(t, "arena_hard", metrics, settings, judge, None)
             res.judge["usage"] = judged[t.name]["usage"]
