@@ -128,11 +128,19 @@ def test_interrupt_stops_sending_at_once_and_keeps_received_replies(tmp_path):
         server.delay = 0.2
         judge = OpenAIJudge("fake-judge", base_url=server.url, api_key_env=None, max_concurrency=2, timeout=5,
                             cache=JudgeCache(tmp_path / "cache.sqlite3"))
-        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
-        start = time.monotonic()
+        sent_at = []
+
+        def interrupt_after_two_replies():
+            deadline = time.monotonic() + 60
+            while len(judge.cache) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            sent_at.append(time.monotonic())
+            os.kill(os.getpid(), signal.SIGINT)
+
+        threading.Thread(target=interrupt_after_two_replies, daemon=True).start()
         with pytest.raises(KeyboardInterrupt):
             judge.complete(requests)
-        assert time.monotonic() - start < 2.0  # old code: sent all 40 (about 4 s) before giving up
+        assert time.monotonic() - sent_at[0] < 2.0  # old code: sent all 40 (about 4 s) before giving up
         time.sleep(0.5)
         sent, cached = server.count(), len(judge.cache)
         assert 2 <= cached <= sent <= 10
