@@ -1,16 +1,11 @@
-"""Answer generation for the judged suites, with the official settings, in each benchmark's own file format.
+"""Answer generation shared by the judged suites: one checkpoint through ``sppo.generate``, optionally best-of-N.
 
-- AlpacaEval 2: one answer per instruction with the model's generation config (``generation_config.json``:
-  do_sample / temperature / top_p; ``max_new_tokens`` 2048 unless the config says otherwise). File:
-  ``model_outputs.json``, a JSON list of ``{dataset, instruction, output, generator}`` in evaluation-set order.
-- Arena-Hard v0.1: greedy, at most 4096 new tokens. File: ``<model>.jsonl`` rows ``{question_id, answer_id,
-  model_id, choices: [{index: 0, turns: [{content, token_len}]}], tstamp}``; token_len is tiktoken cl100k_base.
-- MT-Bench: two turns (the second sees the first answer), per-category temperature as FastChat's
-  ``temperature_config`` (greedy below 1e-4), at most 1024 new tokens. File: ``<model>.jsonl`` rows
-  ``{question_id, answer_id, model_id, choices: [{index: 0, turns: [t1, t2]}], tstamp}``.
-
-Every file is rewritten atomically after each chunk of items, so an interrupted run keeps what it generated and a
-rerun generates only the missing items. ``max_new_tokens`` overrides the suite's limit (quick runs).
+Each suite module (``benchmarks.suites.<suite>``) holds its official generation settings and file format and calls
+``ModelAnswerer.answer``. Every answer row carries ``sppo_key``, a digest of what produced it
+(``ModelAnswerer.identity()`` - checkpoint fingerprint, chat template, backend, seed, best-of and ranker - plus the
+suite's generation settings); ``reusable`` keeps exactly the rows whose key is current, so a retrained checkpoint or a
+new ``--max-new-tokens`` never reuses an old answer. Files are rewritten atomically after each chunk of ``CHUNK``
+items, so an interrupted run keeps what it generated.
 
 Best-of-N: N samples per instruction (sampling at the suite's temperature, 0.7 where the suite is greedy), and the
 sample the ranker prefers is the answer: ``sppo.rank.make_ranker(kind, model).compare(prompts, candidates)`` gives
@@ -20,25 +15,20 @@ one K x K comparison matrix per prompt, ``sppo.probs.scores_from_comparisons`` t
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from sppo.errors import UserError
-from sppo.files import read_json, read_jsonl, write_json, write_jsonl
+from sppo.files import read_json
 from sppo.generate import SamplingParams
+
+from benchmarks.store import checkpoint_fingerprint, digest
 
 log = logging.getLogger(__name__)
 
-# FastChat llm_judge/common.py temperature_config
-MT_BENCH_TEMPERATURE = {"writing": 0.7, "roleplay": 0.7, "extraction": 0.0, "math": 0.0, "coding": 0.0,
-                        "reasoning": 0.0, "stem": 0.1, "humanities": 0.1, "arena-hard-200": 0.0}
-MT_BENCH_DEFAULT_TEMPERATURE = 0.7
-MT_BENCH_MAX_NEW_TOKENS = 1024
-ARENA_HARD_MAX_NEW_TOKENS = 4096
-ALPACA_EVAL_MAX_NEW_TOKENS = 2048
+TEMPLATE_FILES = ("tokenizer_config.json", "chat_template.jinja", "chat_template.json")
 BEST_OF_TEMPERATURE = 0.7  # sampling temperature of best-of-N where the suite itself is greedy
 CHUNK = 16
 
@@ -67,27 +57,29 @@ class ModelAnswerer:
         if self._generator is None:
             from sppo.generate import make_generator
 
-            self._generator = make_generator(self.backend, self.model_path, batch_size=self.batch_size)
+            try:
+                self._generator = make_generator(self.backend, self.model_path, batch_size=self.batch_size)
+            except (UserError, KeyboardInterrupt, MemoryError):
+                raise
+            except Exception as e:  # corrupt weights, missing tokenizer files, ...: one line naming the checkpoint
+                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+                raise UserError(f"{self.model_path}: cannot load the checkpoint ({type(e).__name__}: {first})") from None
         return self._generator
 
-    def generation_config(self) -> dict[str, Any]:
-        """The model's own sampling settings (generation_config.json), as AlpacaEval's model configs use them."""
-        path = Path(self.model_path) / "generation_config.json"
-        cfg: dict[str, Any] = {}
-        if path.is_file():
-            cfg = read_json(path)
-        elif not Path(self.model_path).exists():
-            try:
-                from transformers import GenerationConfig
+    def template_model(self) -> str:
+        """The name FastChat's template lookup sees: the base model of a run checkpoint (its sppo_manifest.json),
+        else the path or Hub id."""
+        manifest = Path(self.model_path) / "sppo_manifest.json"
+        data = read_json(manifest) if manifest.is_file() else None
+        base = data.get("base_model") if isinstance(data, dict) else None
+        return base if isinstance(base, str) and base else str(self.model_path)
 
-                cfg = GenerationConfig.from_pretrained(self.model_path).to_dict()
-            except Exception:  # no generation config on the Hub either: transformers' defaults
-                cfg = {}
-        sample = bool(cfg.get("do_sample", False))
-        return {"do_sample": sample,
-                "temperature": float(cfg.get("temperature") or 1.0) if sample else 0.0,
-                "top_p": float(cfg.get("top_p") or 1.0),
-                "max_new_tokens": int(cfg.get("max_new_tokens") or ALPACA_EVAL_MAX_NEW_TOKENS)}
+    def identity(self) -> dict[str, Any]:
+        """What determines this answerer's outputs besides the suite's settings (part of every answer key)."""
+        ranker = getattr(self.ranker_factory, "spec", None) if self.best_of > 1 else None
+        return {"model": str(self.model_path), "fingerprint": checkpoint_fingerprint(self.model_path),
+                "chat_template": _template_digest(self.model_path), "backend": self.backend, "seed": self.seed,
+                "best_of": self.best_of, "ranker": ranker}
 
     def _rank(self, conversations, candidates: list[list[str]]) -> list[str]:
         import numpy as np
@@ -124,10 +116,24 @@ def default_ranker_factory(kind: str = "pairrm", model: str | None = None) -> Ca
 
         return make_ranker(kind, model)
 
+    make.spec = [kind, model]
     return make
 
 
-def _chunks(items: list, n: int = CHUNK):
+def _template_digest(model_path: str) -> str | None:
+    """A digest of the files that define a local checkpoint's chat template (None for Hub ids)."""
+    path = Path(model_path)
+    if not path.is_dir():
+        return None
+    return digest({name: (path / name).read_bytes().hex() for name in TEMPLATE_FILES if (path / name).is_file()})
+
+
+def reusable(rows: dict, key: str) -> dict:
+    """The rows whose ``sppo_key`` is ``key`` (answers produced exactly as they would be now)."""
+    return {k: r for k, r in rows.items() if isinstance(r, dict) and r.get("sppo_key") == key}
+
+
+def chunks(items: list, n: int = CHUNK):
     for i in range(0, len(items), n):
         yield items[i:i + n]
 
@@ -136,93 +142,8 @@ def _chunks(items: list, n: int = CHUNK):
 class AnswerSettings:
     limit: int | None = None
     max_new_tokens: int | None = None  # overrides each suite's official limit
+    alpaca_eval_temperature: float | None = None  # override the AlpacaEval sampling settings
+    alpaca_eval_top_p: float | None = None
+    chat_template: str = "fastchat"  # MT-Bench prompts: FastChat's template where it has one ("hf": the model's)
 
 
-# --- AlpacaEval ---------------------------------------------------------------------------------------------------
-
-def alpaca_eval_answers(answerer: ModelAnswerer, examples: list[dict], path: Path, generator_name: str,
-                        settings: AnswerSettings) -> tuple[list[dict], dict[str, Any]]:
-    """``model_outputs.json`` for the first ``limit`` instructions (resumed from ``path``)."""
-    wanted = examples[:settings.limit] if settings.limit else examples
-    existing = {}
-    if path.exists():
-        rows = read_json(path)
-        if not isinstance(rows, list):
-            raise UserError(f"{path}: expected a JSON list of model outputs")
-        existing = {r["instruction"]: r for r in rows if isinstance(r, dict) and "instruction" in r}
-    gen = answerer.generation_config()
-    max_new = settings.max_new_tokens or gen["max_new_tokens"]
-    info = {"temperature": gen["temperature"], "top_p": gen["top_p"], "max_new_tokens": max_new,
-            "source": "generation_config", "best_of": answerer.best_of}
-    todo = [ex for ex in wanted if ex["instruction"] not in existing]
-
-    def ordered() -> list[dict]:
-        return [existing[ex["instruction"]] for ex in wanted if ex["instruction"] in existing]
-
-    for chunk in _chunks(todo):
-        outs = answerer.answer([[{"role": "user", "content": ex["instruction"]}] for ex in chunk],
-                               gen["temperature"], max_new, gen["top_p"])
-        for ex, out in zip(chunk, outs):
-            existing[ex["instruction"]] = {"dataset": ex.get("dataset", "alpaca_eval"),
-                                           "instruction": ex["instruction"], "output": out,
-                                           "generator": generator_name}
-        # every answer so far (also beyond --limit), in evaluation-set order
-        write_json(path, [existing[ex["instruction"]] for ex in examples if ex["instruction"] in existing])
-    info["n_generated"] = len(todo)
-    return ordered(), info
-
-
-# --- Arena-Hard ---------------------------------------------------------------------------------------------------
-
-def arena_hard_answers(answerer: ModelAnswerer, questions: list[dict], path: Path, model_id: str,
-                       settings: AnswerSettings) -> tuple[dict[str, dict], dict[str, Any]]:
-    """``model_answer/<model>.jsonl`` for the first ``limit`` questions: {question_id: record}."""
-    from benchmarks.scoring.arena_hard import count_tokens
-
-    wanted = questions[:settings.limit] if settings.limit else questions
-    existing = {str(r["question_id"]): r for r in read_jsonl(path)} if path.exists() else {}
-    max_new = settings.max_new_tokens or ARENA_HARD_MAX_NEW_TOKENS
-    todo = [q for q in wanted if str(q["question_id"]) not in existing]
-    for chunk in _chunks(todo):
-        outs = answerer.answer([[{"role": "user", "content": q["turns"][0]["content"]}] for q in chunk], 0.0, max_new)
-        for q, out in zip(chunk, outs):
-            existing[str(q["question_id"])] = {
-                "question_id": q["question_id"], "answer_id": answer_id(), "model_id": model_id,
-                "choices": [{"index": 0, "turns": [{"content": out, "token_len": count_tokens(out)}]}],
-                "tstamp": time.time()}
-        write_jsonl(path, existing.values())
-    info = {"temperature": 0.0, "max_new_tokens": max_new, "best_of": answerer.best_of, "n_generated": len(todo)}
-    return {str(q["question_id"]): existing[str(q["question_id"])] for q in wanted}, info
-
-
-# --- MT-Bench -----------------------------------------------------------------------------------------------------
-
-def mt_bench_temperature(category: str) -> float:
-    return MT_BENCH_TEMPERATURE.get(category, MT_BENCH_DEFAULT_TEMPERATURE)
-
-
-def mt_bench_answers(answerer: ModelAnswerer, questions: list[dict], path: Path, model_id: str,
-                     settings: AnswerSettings) -> tuple[dict[int, dict], dict[str, Any]]:
-    """``model_answer/<model>.jsonl`` (two turns) for the first ``limit`` questions: {question_id: record}."""
-    wanted = questions[:settings.limit] if settings.limit else questions
-    existing = {r["question_id"]: r for r in read_jsonl(path)} if path.exists() else {}
-    max_new = settings.max_new_tokens or MT_BENCH_MAX_NEW_TOKENS
-    todo = [q for q in wanted if q["question_id"] not in existing]
-    for chunk in _chunks(todo):
-        by_temp: dict[float, list[dict]] = {}
-        for q in chunk:
-            by_temp.setdefault(mt_bench_temperature(q["category"]), []).append(q)
-        for temp, qs in by_temp.items():
-            convs = [[{"role": "user", "content": q["turns"][0]}] for q in qs]
-            first = answerer.answer(convs, temp, max_new)
-            convs2 = [c + [{"role": "assistant", "content": a}, {"role": "user", "content": q["turns"][1]}]
-                      for c, a, q in zip(convs, first, qs)]
-            second = answerer.answer(convs2, temp, max_new)
-            for q, a1, a2 in zip(qs, first, second):
-                existing[q["question_id"]] = {"question_id": q["question_id"], "answer_id": answer_id(),
-                                              "model_id": model_id, "choices": [{"index": 0, "turns": [a1, a2]}],
-                                              "tstamp": time.time()}
-        write_jsonl(path, existing.values())
-    info = {"temperature": "per category (FastChat temperature_config)", "max_new_tokens": max_new,
-            "best_of": answerer.best_of, "n_generated": len(todo)}
-    return {q["question_id"]: existing[q["question_id"]] for q in wanted}, info

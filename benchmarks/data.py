@@ -14,7 +14,8 @@ A data directory has the layout (and the official file formats) of ``../shared/d
 ``--data-dir`` names such a directory; every file must be there. Without it the cache directory
 ``$SPPO_CACHE/benchmark_data`` is used and a missing file is downloaded (NETWORK CODE: the functions
 ``_download_*``) from its public home: the ``tatsu-lab/alpaca_eval`` dataset, the ``lmsys/arena-hard-browser`` and
-``lmsys/mt-bench`` Spaces, the arena-hard-auto GitHub repository (judge config) - each pinned to a revision.
+``lmsys/mt-bench`` Spaces (at the revision named in ``HUB_REVISIONS``; ``main`` until a commit is pinned there), the
+arena-hard-auto GitHub repository (judge config, pinned to a commit).
 The AlpacaEval judge prompt ships inside the ``alpaca-eval`` package and needs no download.
 """
 
@@ -47,6 +48,8 @@ ARENA_HUB_FILES = {ARENA_QUESTIONS: "data/arena-hard-v0.1/question.jsonl",
 ARENA_GITHUB_CONFIG = ("https://raw.githubusercontent.com/lmarena/arena-hard-auto/"
                        "7f1b7f5dd6ce53e1f8530220ceb452b7019a8056/config/judge_config.yaml")
 MT_HUB_SPACE = "lmsys/mt-bench"
+# the revision each Hub repo is downloaded at (a commit sha pins it; "main" follows the repo)
+HUB_REVISIONS = {ALPACA_HUB_DATASET: "main", ARENA_HUB_SPACE: "main", MT_HUB_SPACE: "main"}
 MT_HUB_FILES = {MT_QUESTIONS: "data/mt_bench/question.jsonl",
                 MT_REFERENCES: "data/mt_bench/reference_answer/gpt-4.jsonl",
                 MT_PROMPTS: "data/judge_prompts.jsonl"}
@@ -166,10 +169,11 @@ def packaged_alpaca_prompt() -> str:
 # --- NETWORK CODE: downloads (only reached without --data-dir, when a file is not cached yet) --------------------
 
 def _hub_copy(repo_id: str, filename: str, repo_type: str, target: Path) -> None:
-    """Download one file of a Hub repo (into the Hugging Face cache) and copy it atomically to `target`."""
+    """Download one file of a Hub repo at its ``HUB_REVISIONS`` revision (into the Hugging Face cache) and copy it
+    atomically to `target`."""
     from huggingface_hub import hf_hub_download
 
-    src = hf_hub_download(repo_id=repo_id, filename=filename, repo_type=repo_type)
+    src = hf_hub_download(repo_id=repo_id, filename=filename, repo_type=repo_type, revision=HUB_REVISIONS[repo_id])
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.part")
     shutil.copyfile(src, tmp)

@@ -5,9 +5,14 @@ Both backends share one interface::
     judge.complete([JudgeRequest(messages, max_tokens, temperature, top_logprobs)]) -> [JudgeReply]
 
 and one on-disk cache (SQLite, one committed row per finished request, so a crash loses at most the requests in
-flight). The cache key is (judge model, messages, generation parameters): a rerun of the same benchmark makes
-zero repeated judge calls. Failed requests (after retries) are returned with ``error`` set and are *not* cached, so
-a later run tries them again; the suites record them as invalid verdicts the way the official code does.
+flight). The cache key is (judge identity - backend, base URL and model -, messages, generation parameters): a
+rerun of the same benchmark makes zero repeated judge calls, and another endpoint serving a model of the same name
+never answers from this one's replies. Failed requests (after retries) and empty replies are returned with
+``error`` set and are *not* cached, so a later run tries them again; the suites never record them as judgments.
+
+Ctrl-C / SIGTERM while a batch is in flight: no further request is sent (queued ones are cancelled, retries stop),
+every reply that has arrived is already cached, and ``complete`` raises KeyboardInterrupt at once.
+Every error text and log line passes through ``scrub`` (the API key's value and ``Authorization`` values removed).
 
 - ``OpenAIJudge``: httpx POST ``{base_url}/chat/completions``; a thread pool bounds the requests in flight;
   429, 5xx, timeouts and connection errors are retried with exponential backoff (honouring ``Retry-After``);
@@ -26,9 +31,9 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sqlite3
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -103,10 +108,50 @@ class JudgeStats:
         return asdict(self)
 
 
-def cache_key(judge_model: str, request: JudgeRequest) -> str:
-    blob = json.dumps({"judge": judge_model, "messages": list(request.messages), "params": request.params()},
+def cache_key(judge_identity: dict[str, Any], request: JudgeRequest) -> str:
+    """The cache key of one request to one judge (``Judge.identity()``: backend, base URL, model)."""
+    blob = json.dumps({"judge": judge_identity, "messages": list(request.messages), "params": request.params()},
                       sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+# --- secrets never leave the process ----------------------------------------------------------------------------
+
+_SECRETS: set[str] = set()
+_AUTH_VALUE = re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(?:bearer\s+)?[^\s\"',}]+|\bbearer\s+[^\s\"',}]+")
+_REDACTED = "[REDACTED]"
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret value (an API key) so that ``scrub`` removes it from every text."""
+    if value and len(value) >= 4:
+        _SECRETS.add(value)
+
+
+def scrub(text: str) -> str:
+    """``text`` without any registered secret and without ``Authorization`` / ``Bearer`` values: the one filter
+    for error bodies, stored error messages and log lines."""
+    for secret in sorted(_SECRETS, key=len, reverse=True):
+        text = text.replace(secret, _REDACTED)
+    return _AUTH_VALUE.sub(lambda m: (m.group(1) or "Bearer ") + _REDACTED, text)
+
+
+class ScrubFilter(logging.Filter):
+    """A logging filter that passes every record's final message through ``scrub``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = scrub(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+def install_log_scrubber() -> None:
+    """Put ``ScrubFilter`` on every handler of the root logger (idempotent)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, ScrubFilter) for f in handler.filters):
+            handler.addFilter(ScrubFilter())
 
 
 class JudgeCache:
@@ -165,10 +210,13 @@ class Judge:
     # -- public ----------------------------------------------------------------------------------------------------
     def complete(self, requests: Sequence[JudgeRequest], progress: bool = False) -> list[JudgeReply]:
         out: list[JudgeReply | None] = [None] * len(requests)
-        keys = [cache_key(self.model, r) for r in requests]
+        identity = self.identity()
+        keys = [cache_key(identity, r) for r in requests]
         todo: dict[str, list[int]] = {}  # identical requests in one batch are sent once
         for i, (k, r) in enumerate(zip(keys, requests)):
             hit = self.cache.get(k) if self.cache is not None else None
+            if hit is not None and not hit.text and not hit.top_logprobs:
+                hit = None  # an empty reply cached by an older version: ask again
             if hit is not None:
                 out[i] = hit
                 with self._stats_lock:
@@ -191,6 +239,10 @@ class Judge:
 
     def info(self) -> dict[str, Any]:
         """What the results store records about this judge (never a secret)."""
+        return {"backend": self.backend, "model": self.model}
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two judges the same judge: part of every cache key and results key."""
         return {"backend": self.backend, "model": self.model}
 
     # -- for backends ------------------------------------------------------------------------------------------------
@@ -232,6 +284,8 @@ class OpenAIJudge(Judge):
         self.timeout = float(timeout)
         self.backoff_base, self.backoff_max = float(backoff_base), float(backoff_max)
         self._client = None
+        self._stop = threading.Event()  # set on Ctrl-C / SIGTERM: no new request, no retry
+        register_secret(os.environ.get(api_key_env) if api_key_env else None)
 
     def __repr__(self) -> str:  # no key here, ever
         return f"OpenAIJudge(model={self.model!r}, base_url={self.base_url!r}, api_key_env={self.api_key_env!r})"
@@ -240,10 +294,14 @@ class OpenAIJudge(Judge):
         return {**super().info(), "base_url": self.base_url, "api_key_env": self.api_key_env,
                 "max_concurrency": self.max_concurrency, "max_retries": self.max_retries}
 
+    def identity(self) -> dict[str, Any]:
+        return {**super().identity(), "base_url": self.base_url}
+
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
         key = os.environ.get(self.api_key_env) if self.api_key_env else None
         if key:
+            register_secret(key)
             headers["Authorization"] = "Bearer " + key
         return headers
 
@@ -256,15 +314,37 @@ class OpenAIJudge(Judge):
         return self._client
 
     def _complete_uncached(self, requests, indices, done, progress) -> None:
+        """Requests in a thread pool; each reply is handed to ``done`` (cached) by the worker that received it.
+        On KeyboardInterrupt: queued requests are cancelled, retries stop, connections are closed, and the
+        interrupt propagates without waiting for the requests in flight."""
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(requests), desc=f"judge {self.model}", unit="req", disable=not progress)
-        with ThreadPoolExecutor(max_workers=self.max_concurrency) as pool:
-            futures = {pool.submit(self._one, r): j for r, j in zip(requests, indices)}
-            for fut in as_completed(futures):  # cache each reply as soon as it arrives
-                done(futures[fut], fut.result())
+        self._stop.clear()
+
+        def work(request: JudgeRequest, j: int) -> None:
+            if self._stop.is_set():
+                return
+            reply = self._one(request)
+            if not self._stop.is_set() or reply.ok:
+                done(j, reply)
+
+        pool = ThreadPoolExecutor(max_workers=self.max_concurrency)
+        try:
+            futures = [pool.submit(work, r, j) for r, j in zip(requests, indices)]
+            for fut in as_completed(futures):
+                fut.result()
                 bar.update(1)
-        bar.close()
+        except BaseException:
+            self._stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            if self._client is not None:
+                self._client.close()  # aborts the requests in flight
+                self._client = None
+            raise
+        finally:
+            bar.close()
+        pool.shutdown(wait=True)
 
     def _one(self, request: JudgeRequest) -> JudgeReply:
         import httpx
@@ -272,6 +352,8 @@ class OpenAIJudge(Judge):
         payload = {"model": self.model, "messages": list(request.messages), **request.params()}
         last = "no attempt"
         for attempt in range(self.max_retries + 1):
+            if self._stop.is_set():
+                return JudgeReply(None, error="interrupted")
             if attempt:
                 with self._stats_lock:
                     self.stats.retries += 1
@@ -283,16 +365,19 @@ class OpenAIJudge(Judge):
                                              headers=self._headers())
                 except httpx.TimeoutException:
                     raise _Retryable("timeout") from None
-                except httpx.TransportError as e:
+                except (httpx.TransportError, RuntimeError, AttributeError) as e:  # also: client closed on Ctrl-C
                     raise _Retryable(f"connection error ({type(e).__name__})") from None
                 if resp.status_code == 429 or resp.status_code >= 500:
-                    raise _Retryable(f"HTTP {resp.status_code}", _retry_after(resp.headers.get("retry-after")))
+                    raise _Retryable(f"HTTP {resp.status_code}: {_short(resp.text)}",
+                                     _retry_after(resp.headers.get("retry-after")))
                 if resp.status_code >= 400:
-                    return JudgeReply(None, error=f"HTTP {resp.status_code}: {_short(resp.text)}")
+                    error = f"HTTP {resp.status_code}: {_short(resp.text)}"
+                    log.warning("judge request failed: %s", error)
+                    return JudgeReply(None, error=error)
                 try:
                     return _parse_completion(resp.json())
                 except (ValueError, KeyError, IndexError, TypeError) as e:
-                    raise _Retryable(f"malformed response ({e})") from None
+                    raise _Retryable(f"malformed response ({_short(str(e))})") from None
             except _Retryable as e:
                 last = str(e)
                 if attempt == self.max_retries:
@@ -301,7 +386,8 @@ class OpenAIJudge(Judge):
                 if e.retry_after is not None:
                     delay = min(self.backoff_max, max(delay, e.retry_after))
                 log.debug("judge request failed (%s); retry %d in %.2fs", last, attempt + 1, delay)
-                time.sleep(delay)
+                if self._stop.wait(delay):
+                    return JudgeReply(None, error="interrupted")
         log.warning("judge request failed after %d attempts: %s", self.max_retries + 1, last)
         return JudgeReply(None, error=f"failed after {self.max_retries + 1} attempts: {last}")
 
@@ -314,7 +400,8 @@ def _retry_after(value: str | None) -> float | None:
 
 
 def _short(text: str, n: int = 200) -> str:
-    text = " ".join(text.split())
+    """One scrubbed line of at most ``n`` characters (error bodies may echo the request, key included)."""
+    text = scrub(" ".join(text.split()))
     return text if len(text) <= n else text[:n] + "..."
 
 
@@ -327,12 +414,15 @@ def _parse_completion(body: dict) -> JudgeReply:
     lp = choice.get("logprobs")
     if lp and lp.get("content"):
         first = lp["content"][0]
+        # no alternatives listed: an empty list, which alpaca_eval's logprob_parser turns into NaN
+        # (alpaca_eval 0.6.6 completion_parsers.py:281-284), never the sampled token as a hard verdict
         top = [{"token": t["token"], "logprob": float(t["logprob"])} for t in (first.get("top_logprobs") or [])]
-        if not top:
-            top = [{"token": first["token"], "logprob": float(first["logprob"])}]
     usage = body.get("usage") or {}
-    return JudgeReply(text or "", top, int(usage.get("prompt_tokens") or 0),
-                      int(usage.get("completion_tokens") or 0))
+    prompt_tokens, completion_tokens = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    if not text and not top:  # null or empty content: nothing was judged (a failure, never cached)
+        return JudgeReply(None, None, prompt_tokens, completion_tokens,
+                          error=f"empty reply (finish_reason {choice.get('finish_reason')!r})")
+    return JudgeReply(text or "", top, prompt_tokens, completion_tokens)
 
 
 class LocalJudge(Judge):
@@ -354,11 +444,45 @@ class LocalJudge(Judge):
              batch_size: int = 4) -> "LocalJudge":
         from sppo.local_judge import LocalChatModel
 
-        chat = LocalChatModel.load(name_or_path, batch_size=batch_size)
+        try:
+            chat = LocalChatModel.load(name_or_path, batch_size=batch_size)
+        except (UserError, KeyboardInterrupt, MemoryError):
+            raise
+        except Exception as e:  # corrupt weights, missing tokenizer files, unknown Hub id, ...
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise UserError(f"--judge local:{name_or_path}: cannot load the judge model ({type(e).__name__}: "
+                            f"{first})") from None
         return cls(chat, name=local_judge_name(name_or_path), cache=cache, max_new_tokens=max_new_tokens)
 
     def info(self) -> dict[str, Any]:
         return {**super().info(), "max_new_tokens": self.max_new_tokens}
+
+    def verdict_from_logprobs(self, messages: Sequence[dict], prefix: str, choices: Sequence[str]) -> str:
+        """The choice the model finds most likely right after ``prefix`` in its reply: ``messages`` + an assistant
+        turn starting with ``prefix`` (its verdict text and the official verdict opener, ``[[`` / ``Rating: [[``),
+        each choice scored by the summed log-probability of its tokens. Only local judges offer this: a small
+        model that writes no valid label still yields a verdict (recorded as ``verdict_source: logprobs``)."""
+        import torch
+
+        from sppo.generate import encode_prompt, left_padded
+
+        tok, model = self.chat_model.tokenizer, self.chat_model.model
+        base = encode_prompt(tok, list(messages)) + tok(prefix, add_special_tokens=False)["input_ids"]
+        base = base[-self.chat_model.max_prompt_length:]
+        conts = [tok(c, add_special_tokens=False)["input_ids"] for c in choices]
+        ids, mask = left_padded([base + c for c in conts], tok.pad_token_id)
+        keep = max(len(c) for c in conts) + 1
+        device = next(model.parameters()).device
+        with torch.no_grad():
+            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                           position_ids=((mask.cumsum(-1) - 1).clamp(min=0)).to(device),
+                           logits_to_keep=keep).logits.float()
+        logprobs = torch.log_softmax(logits, dim=-1)  # position j predicts the token at keep - 1 - ... + j + 1
+        scores = []
+        for row, c in enumerate(conts):
+            steps = range(keep - 1 - len(c), keep - 1)
+            scores.append(sum(float(logprobs[row, j, t]) for j, t in zip(steps, c)))
+        return choices[max(range(len(choices)), key=lambda i: scores[i])]
 
     def _prompt_tokens(self, messages) -> int:
         from sppo.generate import encode_prompt

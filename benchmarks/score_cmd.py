@@ -14,15 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from pathlib import Path
 from typing import Any, Callable
 
 from sppo.cli_util import setup_logging
 from sppo.errors import UserError
-from sppo.files import read_json
+from sppo.files import _finite as finite  # NaN / infinities -> null: the one definition, shared with write_json
 
-from benchmarks.scoring import read_jsonl_lines
+from benchmarks.scoring import read_json_file, read_jsonl_lines
 from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteResult
 
 log = logging.getLogger(__name__)
@@ -32,12 +31,8 @@ log = logging.getLogger(__name__)
 
 def read_records(path: Path) -> tuple[list[dict], list[int] | None]:
     """A JSON array of objects (alpaca_eval's annotations.json) or a JSONL file: (records, line numbers or None)."""
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
-    with open(path, encoding="utf-8") as f:
-        head = f.read(4096).lstrip()
-    if head.startswith("["):
-        data = read_json(path)
+    if path.is_file() and path.read_bytes()[:4096].lstrip().startswith(b"["):
+        data = read_json_file(path)
         if not isinstance(data, list):
             raise UserError(f"{path}: expected a JSON array of records")
         for i, r in enumerate(data):
@@ -85,9 +80,14 @@ def score_arena_hard(args: argparse.Namespace) -> list[SuiteResult]:
     from benchmarks.scoring import arena_hard as ah
 
     judgment_dir = Path(args.path)
+    if args.num_rounds < 1:
+        raise UserError(f"--num-rounds must be at least 1, got {args.num_rounds}")
     if not judgment_dir.is_dir():
         raise UserError(f"{judgment_dir}: not a directory (expected model_judgment/<judge>/ with one JSONL per model)")
-    files = sorted(judgment_dir.glob("*.jsonl"))
+    for d in args.with_judgments:
+        if not Path(d).is_dir():
+            raise UserError(f"{d}: --with-judgments must be a directory of <model>.jsonl judgment files")
+    files = ah.judgment_files(judgment_dir, [Path(d) for d in args.with_judgments])
     if not files:
         raise UserError(f"{judgment_dir}: no *.jsonl judgment files")
     rows, where_lines, sources = [], [], []
@@ -105,6 +105,9 @@ def score_arena_hard(args: argparse.Namespace) -> list[SuiteResult]:
                                num_rounds=args.num_rounds, seed=args.seed, lines=where_lines,
                                source=sources)
     judges = sorted({str(r.get("judge")) for r in rows if r.get("judge")})
+    pooled = ah.pooled_judges_note(rows, judgment_dir)
+    for metrics in board.values() if pooled else ():
+        metrics["notes"].append(pooled)
     settings = {"baseline": args.baseline, "num_rounds": args.num_rounds, "seed": args.seed,
                 "strong_weight": ah.STRONG_WEIGHT, "source": str(judgment_dir),
                 "questions": str(questions) if questions else None,
@@ -129,6 +132,8 @@ def score_mt_bench(args: argparse.Namespace) -> list[SuiteResult]:
     if args.model:
         keep = [i for i, r in enumerate(rows) if r.get("model") in set(args.model)]
         rows, lines = [rows[i] for i in keep], [lines[i] for i in keep]
+    if not rows:
+        raise UserError(f"{path}: no judgments" + (f" of model {args.model[0]!r}" if args.model else ""))
     scored = mt.score_judgments(rows, questions=_question_records(questions), source=str(path), lines=lines)
     if args.model:
         missing = sorted(set(args.model) - set(scored))
@@ -142,7 +147,7 @@ def score_lm_eval(args: argparse.Namespace) -> list[SuiteResult]:
     from benchmarks.scoring import lm_eval as le
 
     path = Path(args.path)
-    data = read_json(path)
+    data = read_json_file(path)
     metrics = le.score_results(data, source=str(path))
     model = args.model[0] if args.model else _lm_eval_model_name(data, path)
     settings = {"source": str(path), "harness": "lm-eval 0.4.1", "n_shot": metrics.pop("n_shot")}
@@ -151,7 +156,8 @@ def score_lm_eval(args: argparse.Namespace) -> list[SuiteResult]:
 
 def _lm_eval_model_name(data: dict, path: Path) -> str:
     """The ``pretrained=`` model of the results' config (last path component), else the file's stem."""
-    model_args = str((data.get("config") or {}).get("model_args") or "")
+    config = data.get("config") or {}
+    model_args = str(config.get("model_args") or "") if isinstance(config, dict) else ""
     for part in model_args.split(","):
         key, _, value = part.partition("=")
         if key.strip() == "pretrained" and value.strip():
@@ -178,9 +184,8 @@ SUITES: dict[str, tuple[Callable[[argparse.Namespace], list[SuiteResult]], str]]
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="sppo-bench score", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def configure(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``sppo-bench score SUITE ...`` (one subparser per suite)."""
     sub = p.add_subparsers(dest="suite", required=True, metavar="SUITE")
     for name, (_, help_) in SUITES.items():
         s = sub.add_parser(name, help=help_, description=help_)
@@ -197,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--baseline", default="gpt-4-0314", help="baseline model (default: %(default)s)")
             s.add_argument("--num-rounds", type=int, default=100, help="bootstrap rounds (default: %(default)s)")
             s.add_argument("--seed", type=int, default=42, help="bootstrap seed (default: %(default)s)")
+            s.add_argument("--with-judgments", action="append", default=[], metavar="DIR2",
+                           help="also fit the judgment files of DIR2 (repeatable); every directory is read in sorted "
+                                "file-name order")
         if name == "mt-bench":
             s.add_argument("--questions", help="MT-Bench question.jsonl for per-category means "
                                                "(default: ../../question.jsonl beside FILE)")
@@ -204,31 +212,28 @@ def build_parser() -> argparse.ArgumentParser:
             s.add_argument("--model", action="append",
                            help="mt-bench: only these models (repeatable); lm-eval: the model's name "
                                 "(default: pretrained= of the results' config)")
-    return p
 
 
-def main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+def main(args: argparse.Namespace) -> int:
     setup_logging()
     for noisy in ("numexpr", "datasets", "httpx", "huggingface_hub", "urllib3"):  # import-time chatter
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.results_dir and Path(args.results_dir).exists() and not Path(args.results_dir).is_dir():
+        raise UserError(f"{args.results_dir}: --results-dir is a file, not a directory")
     results = SUITES[args.suite][0](args)
     store = ResultsStore(args.results_dir) if args.results_dir else None
+    to_store = [r for r in results if store is not None and not _is_fixed_baseline(r)]
+    for r in to_store:  # every name is checked before anything is written: no half-written store
+        store.path(r.model, r.suite, r.variant)
     for r in results:
-        print(json.dumps({"model": r.model, "suite": r.suite, **r.metrics, "notes": r.settings["notes"]},
-                         ensure_ascii=False))
-        if store is not None and not _is_fixed_baseline(r):
-            path = store.write(r)
-            log.info("wrote %s", path)
+        record = {"model": r.model, "suite": r.suite, **r.metrics, "notes": r.settings["notes"]}
+        print(json.dumps(finite(record), ensure_ascii=False, allow_nan=False))
+    for r in to_store:
+        log.info("wrote %s", store.write(r))
     return 0
+
 
 
 def _is_fixed_baseline(r: SuiteResult) -> bool:
     """Arena-Hard lists its baseline (50 by definition); it is not a result of the scored run."""
     return r.suite == "arena_hard" and r.model == r.settings.get("baseline")
-
-
-if __name__ == "__main__":
-    from sppo.cli_util import run_cli
-
-    sys.exit(run_cli(main, sys.argv[1:]))

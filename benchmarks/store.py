@@ -12,6 +12,7 @@ leaderboards (see each suite's scoring module). The release layer reads this sto
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from dataclasses import asdict, dataclass, field
@@ -96,6 +97,12 @@ class ResultsStore:
             for p in sorted((self.root / m).glob("*.json")):
                 out.append(SuiteResult.from_dict(read_json(p), source=str(p)))
         return out
+
+
+def digest(obj: Any) -> str:
+    """A short stable digest of a JSON-able object: the key of a cached artifact (what produced it)."""
+    blob = json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
 def checkpoint_fingerprint(path: str | os.PathLike) -> str | None:

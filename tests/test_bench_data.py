@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.answers import MT_BENCH_TEMPERATURE, mt_bench_temperature
+from benchmarks.scoring.mt_bench import TEMPERATURE_CONFIG as MT_BENCH_TEMPERATURE
+from benchmarks.suites.mt_bench import mt_bench_temperature
 from benchmarks.data import DataSource, packaged_alpaca_prompt
 from sppo.errors import UserError
 
@@ -67,14 +68,38 @@ def test_lm_eval_v1_settings_and_resume(tmp_path, monkeypatch):
     ck = tmp_path / "ck"
     ck.mkdir()
     (ck / "config.json").write_text("{}")
-    ctx = suites.RunContext(results_dir=tmp_path / "res", data=DataSource(tmp_path), judge=None, lm_eval_tasks="v1")
+    ctx = suites.RunContext(results_dir=tmp_path / "res", data=DataSource(tmp_path), lm_eval_tasks="v1")
     ctx.answer_settings.limit = 3
     target = suites.ModelTarget("Iter1", str(ck), str(ck), ModelAnswerer(str(ck)))
-    r = suites.lm_eval(ctx, target)
+    r = suites.lm_eval.run(ctx, target)
     assert [(t, n) for t, n, _, _ in calls] == [(t, shots) for t, (_, shots) in le.TASKS.items()]
     assert all(limit == 3 and samples for _, _, limit, samples in calls)
     merged = read_json(tmp_path / "res" / "lm_eval" / "Iter1" / "results.json")
     assert r.metrics == le.score_results(merged) and r.variant == "default"
     assert (tmp_path / "res" / "lm_eval" / "Iter1" / "samples_gsm8k.jsonl").exists()
-    again = suites.lm_eval(ctx, target)
+    again = suites.lm_eval.run(ctx, target)
     assert len(calls) == 6 and again.metrics == r.metrics
+
+
+def test_hub_downloads_pass_the_pinned_revision(tmp_path, monkeypatch):
+    import huggingface_hub
+
+    from benchmarks import data
+
+    calls = []
+
+    def fake_download(**kwargs):
+        calls.append(kwargs)
+        src = tmp_path / "src.jsonl"
+        src.write_text('{"question_id": 81}\n')
+        return str(src)
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setitem(data.HUB_REVISIONS, data.MT_HUB_SPACE, "0123abc")
+    source = data.DataSource(None, cache=tmp_path / "cache")
+    path = source.file(data.MT_DIR, data.MT_QUESTIONS,
+                       data._hub_space_download(data.MT_HUB_SPACE, data.MT_HUB_FILES[data.MT_QUESTIONS]))
+    assert calls == [{"repo_id": "lmsys/mt-bench", "filename": "data/mt_bench/question.jsonl", "repo_type": "space",
+                      "revision": "0123abc"}]
+    assert path.read_text() == '{"question_id": 81}\n'

@@ -214,3 +214,20 @@ def test_judge_settings_and_records_follow_the_official_config(shared_data):
     assert g2["score"] is None
     battles, counts = ah.battles_from_judgments([ah.judgment_record("q", "m", [g1, g2])])
     assert battles["winner"].tolist() == ["model_b"] and counts["m"]["n_null_verdicts"] == 1
+
+
+def test_percentile_with_diverged_bootstrap_rounds():
+    """np.percentile gives NaN when an infinite rating meets a zero interpolation weight; the limit is used."""
+    import numpy as np
+    import pandas as pd
+
+    from benchmarks.scoring.arena_hard import _percentile
+
+    finite = pd.Series([3.0, 1.0, 2.0, 4.0, 5.0])
+    for q in (2.5, 50, 97.5):  # no infinity: numpy's linear percentile, unchanged
+        assert _percentile(finite, q) == np.percentile(finite.to_numpy(), q)
+    with_inf = pd.Series([1.0, np.inf, 2.0])  # sorted 1, 2, inf; q=50 sits exactly on 2 (by hand)
+    assert np.isnan(np.percentile(with_inf.to_numpy(), 50))  # what the CI showed before: "+nan"
+    assert _percentile(with_inf, 50) == 2.0
+    assert _percentile(with_inf, 97.5) == np.inf  # between 2 and inf: the infinite side
+    assert _percentile(pd.Series([-np.inf, 0.0, 1.0]), 25) == -np.inf  # between -inf and 0

@@ -128,6 +128,8 @@ def _checked_preference(value: Any, where: str) -> float:
     """A preference as float (NaN for missing); anything outside [1, 2] (0 = legacy draw) is an error."""
     if value is None:
         return math.nan
+    if isinstance(value, bool):
+        raise UserError(f"{where}: preference {value!r} is not a number")
     try:
         p = float(value)
     except (TypeError, ValueError):
@@ -150,6 +152,9 @@ def annotations_frame(records: Sequence[Mapping[str, Any]], source: str | None =
         for key in ("instruction", "output_1", "output_2", "preference"):
             if key not in r:
                 raise UserError(f"{where(i)}: missing field {key!r}")
+        for key in ("instruction", "output_1", "output_2", "generator_1", "generator_2"):
+            if r.get(key) is not None and not isinstance(r[key], str):
+                raise UserError(f"{where(i)}: field {key!r} must be a string, got {type(r[key]).__name__}")
         model = r.get("generator_2") or "model"
         key = (model, r["instruction"])
         if key in seen:

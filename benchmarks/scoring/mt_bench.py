@@ -29,6 +29,11 @@ ONE_SCORE = re.compile(r"\[\[(\d+\.?\d*)\]\]")
 ONE_SCORE_BACKUP = re.compile(r"\[(\d+\.?\d*)\]")
 INVALID = -1
 JUDGE_PARAMS = {"max_tokens": 2048, "temperature": 0.0}  # run_judge_single with an OpenAI judge
+# answer generation: FastChat llm_judge/common.py:40-50 temperature_config (fschat 0.2.36), 0.7 for other categories
+# (gen_model_answer.py:99-102)
+TEMPERATURE_CONFIG = {"writing": 0.7, "roleplay": 0.7, "extraction": 0.0, "math": 0.0, "coding": 0.0,
+                      "reasoning": 0.0, "stem": 0.1, "humanities": 0.1, "arena-hard-200": 0.0}
+DEFAULT_TEMPERATURE = 0.7
 
 
 # --- judge side (used by the runner's judge client) -------------------------------------------------------------
@@ -92,9 +97,16 @@ def judgment_record(question_id: Any, model: str, prompt_name: str, user_prompt:
 
 # --- scoring ------------------------------------------------------------------------------------------------------
 
+RATING_RANGE = (1.0, 10.0)  # the judge prompts ask for "a scale of 1 to 10"
+
+
 def _score_value(value: Any, where: str) -> float:
+    """A rating: a number in [1, 10], or -1 (FastChat's invalid); anything else (-5, Infinity, true) is an error."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise UserError(f"{where}: score {value!r} is not a number")
+    if value != INVALID and not RATING_RANGE[0] <= value <= RATING_RANGE[1]:
+        raise UserError(f"{where}: score {value!r} is outside {RATING_RANGE[0]:g}..{RATING_RANGE[1]:g} "
+                        f"(or {INVALID} for no rating)")
     return float(value)
 
 

@@ -1,0 +1,188 @@
+"""lm-evaluation-harness v0.4.1 on one model: ``lm_eval.simple_evaluate`` per task with the Open LLM Leaderboard v1
+few-shot counts (``benchmarks.scoring.lm_eval.TASKS``), or the project's own small offline task.
+
+Files: ``<results>/lm_eval/<model>/results.json`` (merged), ``results_<task>.json``, ``samples_<task>.jsonl``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from sppo.errors import UserError
+from sppo.files import read_json, write_jsonl, write_text
+
+from benchmarks.store import DEFAULT_VARIANT, SuiteResult, checkpoint_fingerprint
+from benchmarks.suites.common import ModelTarget, RunContext
+
+log = logging.getLogger(__name__)
+
+TINY_TASK = "sppo_tiny_mc"
+TINY_FEWSHOT = 2
+# A small multiple-choice task written by this project (general knowledge, one correct choice of four).
+_TINY_ITEMS = [
+    ("What color is the sky on a clear day?", ["blue", "green", "red", "black"], 0),
+    ("How many legs does a dog have?", ["two", "four", "six", "eight"], 1),
+    ("Which of these is a fruit?", ["carrot", "potato", "apple", "onion"], 2),
+    ("What do bees make?", ["milk", "silk", "wool", "honey"], 3),
+    ("Which planet do we live on?", ["Earth", "Mars", "Venus", "Jupiter"], 0),
+    ("How many days are in a week?", ["five", "seven", "ten", "twelve"], 1),
+    ("What is frozen water called?", ["steam", "sand", "ice", "glass"], 2),
+    ("Which animal says 'meow'?", ["cow", "dog", "duck", "cat"], 3),
+    ("What is two plus two?", ["four", "three", "five", "six"], 0),
+    ("Which season is usually the coldest?", ["summer", "winter", "spring", "autumn"], 1),
+    ("What do you use to write on paper?", ["spoon", "shoe", "pencil", "cup"], 2),
+    ("Which of these can fly?", ["fish", "horse", "snake", "bird"], 3),
+    ("What is the opposite of hot?", ["cold", "big", "fast", "loud"], 0),
+    ("How many hours are in a day?", ["twelve", "twenty-four", "sixty", "seven"], 1),
+    ("Which shape has three sides?", ["square", "circle", "triangle", "hexagon"], 2),
+    ("What gas do people need to breathe?", ["helium", "neon", "argon", "oxygen"], 3),
+]
+_TINY_YAML = """task: {task}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+output_type: multiple_choice
+test_split: test
+fewshot_split: test
+doc_to_text: "Question: {{{{question}}}}\\nAnswer:"
+doc_to_target: "{{{{answer}}}}"
+doc_to_choice: "{{{{choices}}}}"
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+  - metric: acc_norm
+    aggregation: mean
+    higher_is_better: true
+metadata:
+  version: 1.0
+"""
+
+
+def write_tiny_task(directory: Path) -> Path:
+    """Write the project's small multiple-choice task (YAML + JSONL data) for lm-eval's ``include_path``."""
+    data = directory / f"{TINY_TASK}.jsonl"
+    write_jsonl(data, [{"question": q, "choices": c, "answer": a} for q, c, a in _TINY_ITEMS])
+    write_text(directory / f"{TINY_TASK}.yaml", _TINY_YAML.format(task=TINY_TASK, data=json.dumps(str(data.resolve()))))
+    return directory
+
+
+_LM_EVAL_READY: set[str] = set()
+
+
+def _quiet_git_hash() -> str | None:
+    """lm-eval 0.4.1's ``get_git_commit_hash`` (utils.py:461-472) without git's "fatal: not a git repository" on
+    the terminal when the command runs outside a git checkout."""
+    import subprocess
+
+    try:
+        return subprocess.check_output(["git", "describe", "--always"], stderr=subprocess.DEVNULL).strip().decode()
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        return None
+
+
+def _lm_eval_tasks_ready(extra_dir: Path | None) -> None:
+    from sppo.compat import ensure_lm_eval
+
+    ensure_lm_eval()
+    import lm_eval.evaluator
+    import lm_eval.tasks
+
+    lm_eval.evaluator.get_git_commit_hash = _quiet_git_hash
+
+    if "builtin" not in _LM_EVAL_READY:
+        lm_eval.tasks.initialize_tasks()
+        _LM_EVAL_READY.add("builtin")
+    if extra_dir is not None and str(extra_dir) not in _LM_EVAL_READY:
+        lm_eval.tasks.include_path(str(extra_dir))
+        _LM_EVAL_READY.add(str(extra_dir))
+
+
+def task_plan(task_set: str) -> dict[str, int]:
+    from benchmarks.scoring import lm_eval as le
+
+    if task_set == "v1":
+        return {task: shots for task, (_, shots) in le.TASKS.items()}
+    if task_set == "tiny":
+        return {TINY_TASK: TINY_FEWSHOT}
+    raise UserError(f"--lm-eval-tasks: unknown task set {task_set!r}; use v1 or tiny")
+
+
+def variant_of(task_set: str) -> str:
+    return DEFAULT_VARIANT if task_set == "v1" else "sppo-tiny-mc"
+
+
+def _json_default(o: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:
+        pass
+    return str(o)
+
+
+def run(ctx: RunContext, target: ModelTarget) -> SuiteResult:
+    """``lm_eval.simple_evaluate`` per task with its v1 few-shot count; the harness's results JSON (merged over the
+    tasks) and the samples are kept. Each finished task is kept, so a rerun resumes with the next one."""
+    import torch
+
+    plan = task_plan(ctx.lm_eval_tasks)
+    variant = variant_of(ctx.lm_eval_tasks)
+    work = ctx.work_dir("lm_eval", DEFAULT_VARIANT) / target.name
+    extra = write_tiny_task(ctx.results_dir / "lm_eval_tasks") if ctx.lm_eval_tasks == "tiny" else None
+    _lm_eval_tasks_ready(extra)
+    from lm_eval import simple_evaluate
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = "bfloat16" if device == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+    limit = ctx.answer_settings.limit
+    merged: dict[str, Any] = {"results": {}, "groups": {}, "configs": {}, "versions": {}, "n-shot": {}, "config": {}}
+    for task, shots in plan.items():
+        tpath = work / f"results_{task}.json"
+        run_key = {"model": target.path, "fingerprint": checkpoint_fingerprint(target.path), "num_fewshot": shots,
+                   "limit": limit, "dtype": dtype, "device": device, "batch_size": ctx.lm_eval_batch_size}
+        res = read_json(tpath) if tpath.exists() else None
+        if res is None or res.get("sppo_run_key") != run_key:
+            log.info("lm-eval %s (%d-shot) on %s", task, shots, target.name)
+            try:
+                res = simple_evaluate(model="hf", model_args=f"pretrained={target.path},dtype={dtype}", tasks=[task],
+                                      num_fewshot=shots, batch_size=ctx.lm_eval_batch_size, device=device,
+                                      limit=limit, log_samples=True)
+            except Exception as e:  # the harness raises plain exceptions (missing dataset, no network, ...)
+                raise UserError(f"lm-eval task {task} failed on {target.name}: {type(e).__name__}: "
+                                f"{str(e).splitlines()[0] if str(e) else ''}") from None
+            samples = res.pop("samples", {}) or {}
+            for name, rows in samples.items():
+                text = "".join(json.dumps(r, default=_json_default, ensure_ascii=False) + "\n" for r in rows)
+                write_text(work / f"samples_{name}.jsonl", text)
+            res["sppo_run_key"] = run_key
+            write_text(tpath, json.dumps(res, indent=2, default=_json_default, ensure_ascii=False) + "\n")
+        for key in ("results", "groups", "configs", "versions", "n-shot"):
+            merged[key].update(res.get(key) or {})
+        merged["config"] = res.get("config") or {}
+    merged["config"]["num_fewshot"] = plan
+    results_path = write_text(work / "results.json", json.dumps(merged, indent=2, default=_json_default) + "\n")
+    if ctx.lm_eval_tasks == "v1":
+        from benchmarks.scoring import lm_eval as le
+
+        metrics = le.score_results(merged, source=str(results_path))
+    else:
+        r = merged["results"][TINY_TASK]
+        metrics = {TINY_TASK: r["acc_norm,none"] * 100, f"{TINY_TASK}_acc": r["acc,none"] * 100,
+                   "average": r["acc_norm,none"] * 100, "n_shot": merged["n-shot"],
+                   "notes": [f"{TINY_TASK}: the project's own {len(_TINY_ITEMS)}-question multiple-choice task "
+                             "(offline smoke test), not an Open LLM Leaderboard task"]}
+    settings = {"task_set": ctx.lm_eval_tasks, "num_fewshot": plan, "limit": limit, "device": device, "dtype": dtype,
+                "batch_size": ctx.lm_eval_batch_size, "results_json": str(results_path)}
+    res = SuiteResult(model=target.name, suite="lm_eval", metrics=metrics, variant=variant, settings=settings,
+                      judge=None, checkpoint=target.checkpoint())
+    return res
+
+

@@ -1,0 +1,56 @@
+"""The local judge always yields a verdict: when its text has none, the label it finds most likely after the official
+opener, from its token probabilities (a re-computation written here, one unpadded forward pass per label)."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.judge import LocalJudge, OpenAIJudge
+from benchmarks.scoring import arena_hard as ah
+from benchmarks.suites.common import LOGPROB_VERDICT
+from benchmarks.suites.mt_bench import _mt_logprob_verdict
+
+MESSAGES = [{"role": "system", "content": "You judge answers."},
+            {"role": "user", "content": "Question: what is 2+2?\nAnswer: 4.\nRate the answer from 1 to 10."}]
+
+
+@pytest.fixture(scope="module")
+def judge():
+    return LocalJudge.load("embedded", max_new_tokens=16)
+
+
+def reference_choice(chat, messages, prefix, choices):
+    import torch
+
+    from sppo.generate import encode_prompt
+
+    tok = chat.tokenizer
+    scores = []
+    for c in choices:
+        base = encode_prompt(tok, messages) + tok(prefix, add_special_tokens=False)["input_ids"]
+        cont = tok(c, add_special_tokens=False)["input_ids"]
+        ids = torch.tensor([base + cont])
+        with torch.no_grad():
+            logp = torch.log_softmax(chat.model(input_ids=ids).logits[0].float(), dim=-1)
+        scores.append(sum(float(logp[len(base) + k - 1, t]) for k, t in enumerate(cont)))
+    return choices[max(range(len(choices)), key=scores.__getitem__)], scores
+
+
+@pytest.mark.parametrize("prefix, choices", [
+    ("The answer is correct. Rating: [[", [f"{r}]]" for r in range(1, 11)]),
+    ("Assistant B is better. [[", [v + "]]" for v in ah.VERDICTS]),
+])
+def test_verdict_is_the_most_likely_label(judge, prefix, choices):
+    want, scores = reference_choice(judge.chat_model, MESSAGES, prefix, choices)
+    assert len(set(scores)) > 1
+    assert judge.verdict_from_logprobs(MESSAGES, prefix, choices) == want
+
+
+def test_mt_bench_row_without_rating_gets_one_only_from_a_local_judge(judge):
+    row = {"judgment": "I think it is fine.", "score": -1}
+    got = _mt_logprob_verdict(judge, row, MESSAGES)
+    want, _ = reference_choice(judge.chat_model, MESSAGES, "I think it is fine.\n\nRating: [[",
+                               [f"{r}]]" for r in range(1, 11)])
+    assert got["score"] == int(want[:-2]) and got["verdict_source"] == LOGPROB_VERDICT
+    official = OpenAIJudge("gpt-4", base_url="http://127.0.0.1:9/v1", api_key_env=None)
+    assert _mt_logprob_verdict(official, row, MESSAGES) is row  # an official judge's invalid verdict stays invalid

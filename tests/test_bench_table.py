@@ -1,0 +1,107 @@
+"""What a reader of the results expects: Arena-Hard printed as show_result.py prints it, plots with error bars on an
+axis from 0, other models' judgments co-fitted on request, and Iter0 = the run's starting model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from benchmarks.cli import main as bench
+from benchmarks.store import ResultsStore, SuiteResult
+from benchmarks.table_cmd import TABLES, plot_series, suite_frames
+
+
+def _arena(model, score, q025, q975):
+    # the fields as benchmarks.scoring.arena_hard.leaderboard writes them
+    return SuiteResult(model=model, suite="arena_hard", metrics={
+        "score": score, "rating_q025": q025, "rating_q975": q975, "lower": round(q025 - score, 1),
+        "upper": round(q975 - score, 1), "CI": f"(-{score - q025:.2f}, +{q975 - score:.2f})", "avg_tokens": 100})
+
+
+def test_arena_hard_table_prints_as_show_result_and_plots_carry_error_bars(tmp_path):
+    store = ResultsStore(tmp_path)
+    store.write(_arena("Iter1", 23.34, 21.51, 25.13))
+    store.write(SuiteResult(model="Iter0", suite="alpaca_eval", metrics={
+        "length_controlled_winrate": None, "win_rate": 17.1, "standard_error": 1.3, "avg_length": 1500}))
+    store.write(SuiteResult(model="Iter2", suite="alpaca_eval", metrics={
+        "length_controlled_winrate": None, "win_rate": 31.0, "standard_error": 1.6, "avg_length": 2000}))
+    row = suite_frames(store)["arena_hard"].loc["Iter1"]
+    # show_result.py @e883410:252-253: round(score, 1) and str((round(lower - score, 1), round(upper - score, 1)))
+    score, lower, upper = 23.34, 21.51, 25.13
+    assert row["Score"] == round(score, 1) == 23.3
+    assert row["95% CI"] == str((round(lower - score, 1), round(upper - score, 1))) == "(-1.8, 1.8)"
+    results = store.results()
+    key = {suite: k for suite, _, _, k in TABLES}
+    metric, models, series = plot_series(results, "alpaca_eval", key["alpaca_eval"])
+    assert metric == "win_rate" and models == ["Iter0", "Iter2"]  # the starting model first
+    assert series["default"] == ([0, 1], [17.1, 31.0], [[1.3, 1.6], [1.3, 1.6]])
+    _, _, arena = plot_series(results, "arena_hard", key["arena_hard"])
+    xs, ys, yerr = arena["default"]
+    assert ys == [23.34] and yerr == [[pytest.approx(23.34 - 21.51)], [pytest.approx(25.13 - 23.34)]]
+    assert bench(["table", "--results-dir", str(tmp_path)]) == 0
+
+
+def _judgments(path, model, labels):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"question_id": f"q{i}", "model": model, "judge": "gpt-4-1106-preview",
+                                        "games": [{"score": a}, {"score": b}]}) + "\n"
+                            for i, (a, b) in enumerate(labels)))
+
+
+def test_with_judgments_fits_like_one_directory_in_sorted_order(tmp_path, capsys):
+    mine, others, together = tmp_path / "mine", tmp_path / "others", tmp_path / "together"
+    labels = ["A>B", "B>A", "A=B", "B>>A", "A>>B", "B>A"]
+    _judgments(mine / "m.jsonl", "m", list(zip(labels, reversed(labels))))
+    _judgments(others / "a.jsonl", "a", list(zip(labels[1:] + labels[:1], labels)))
+    _judgments(others / "z.jsonl", "z", list(zip(labels[2:] + labels[:2], labels[3:] + labels[:3])))
+    together.mkdir()
+    for f in [*mine.glob("*.jsonl"), *others.glob("*.jsonl")]:
+        shutil.copy(f, together / f.name)
+
+    def score(*argv):
+        assert bench(["score", "arena-hard", *map(str, argv), "--num-rounds", "20"]) == 0
+        return {r["model"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
+
+    alone, cofit, reference = score(mine), score(mine, "--with-judgments", others), score(together)
+    assert set(cofit) == {"m", "a", "z", "gpt-4-0314"}
+    assert cofit["m"] == reference["m"]  # same point estimate and same bootstrap as the one official directory
+    assert alone["m"]["rating_q025"] != cofit["m"]["rating_q025"]  # the CI depends on the co-fitted set
+
+
+def test_iter0_is_the_runs_starting_model(tmp_path, shared_data):
+    from bench_fake_judge import bench_args, tiny_checkpoints
+    from benchmarks.testing import FakeJudgeServer
+
+    (start,) = tiny_checkpoints(tmp_path, seeds=(0,))
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(f"model:\n  name: {start}\n")
+    with FakeJudgeServer() as server:
+        argv = bench_args(server, [], shared_data, run / "results", "--alpaca-eval", "Iter0", "--run-dir", str(run),
+                          limit=1)
+        assert bench(argv) == 0
+    r = ResultsStore(run / "results").read("Iter0", "alpaca_eval")
+    assert r.checkpoint["path"] == str(start) and r.checkpoint["ref"] == "Iter0"
+
+
+def test_run_with_judgments_cofits_and_notes_pooled_judges(tmp_path, shared_data):
+    from bench_fake_judge import bench_args, tiny_checkpoints
+    from benchmarks.testing import FakeJudgeServer
+    from sppo.files import read_jsonl
+
+    (ck,) = tiny_checkpoints(tmp_path, seeds=(0,))
+    qids = [q["question_id"] for q in read_jsonl(shared_data / "arena_hard_v0.1" / "question.jsonl")[:2]]
+    other = tmp_path / "official"
+    other.mkdir()
+    (other / "other-model.jsonl").write_text("".join(
+        json.dumps({"question_id": q, "model": "other-model", "judge": "gpt-4-1106-preview",
+                    "games": [{"score": "A>B"}, {"score": "A=B"}]}) + "\n" for q in qids))
+    results = tmp_path / "results"
+    with FakeJudgeServer() as server:
+        assert bench(bench_args(server, [ck], shared_data, results, "--arena-hard", "--with-judgments",
+                                str(other))) == 0
+    r = ResultsStore(results).read("tiny1", "arena_hard")
+    assert "other-model" in r.settings["models_fitted_together"]
+    assert any("several judges" in n and "fake-judge, gpt-4-1106-preview" in n for n in r.metrics["notes"])
