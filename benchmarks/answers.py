@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from sppo.errors import UserError
-from sppo.files import read_json
 from sppo.generate import SamplingParams
 
 from benchmarks.store import checkpoint_fingerprint, digest
@@ -69,10 +68,15 @@ class ModelAnswerer:
     def template_model(self) -> str:
         """The name FastChat's template lookup sees: the base model of a run checkpoint (its sppo_manifest.json),
         else the path or Hub id."""
-        manifest = Path(self.model_path) / "sppo_manifest.json"
-        data = read_json(manifest) if manifest.is_file() else None
-        base = data.get("base_model") if isinstance(data, dict) else None
-        return base if isinstance(base, str) and base else str(self.model_path)
+        from sppo.checkpoint import CheckpointManifest, is_finished
+
+        base = None
+        if is_finished(self.model_path):
+            try:
+                base = CheckpointManifest.read(self.model_path).base_model
+            except UserError:  # an unreadable manifest: the template lookup falls back to the path
+                base = None
+        return base or str(self.model_path)
 
     def identity(self) -> dict[str, Any]:
         """What determines this answerer's outputs besides the suite's settings (part of every answer key)."""

@@ -140,7 +140,6 @@ def load_model(name_or_path: str, dtype: str = "auto", device: str | None = None
                revision: str | None = None):
     """Load a causal LM. dtype: auto (bf16 on a bf16-capable GPU, else fp32), float32, bfloat16, float16.
     revision: a Hub branch, tag or commit to pin; None: the default branch."""
-    import torch
     from transformers import AutoModelForCausalLM
 
     from . import distributed
