@@ -289,6 +289,11 @@ def ranker_md(ranker: Any) -> str:
     return source_md(text)
 
 
+def locally_judged(result) -> bool:
+    """Judged by an in-process model rather than the suite's judge endpoint (the offline default)."""
+    return bool(result.judge) and result.judge.get("backend") == "local"
+
+
 def judge_md(judge: dict[str, Any]) -> str:
     """A judge as the results store records it (``benchmarks.judge.Judge.info``); never holds a secret."""
     text = f"`{judge.get('model')}`"
@@ -404,8 +409,8 @@ def eval_results(release: ReleaseInfo, it: Iteration, results: Results) -> list[
     for spec in TABLES:
         for variant in variants(results, spec):
             r = find_result(results, it.number, spec.suite, variant)
-            if r is None or not in_table(spec, r):
-                continue
+            if r is None or not in_table(spec, r) or locally_judged(r):
+                continue  # a local judge's figures stay in the card's tables, never in the leaderboard metadata
             source = f"results of {r.model} ({spec.suite}, {variant})"
             for i, col in enumerate(spec.columns):
                 if col.missing(r.metrics):

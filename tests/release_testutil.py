@@ -107,7 +107,8 @@ def embedded_manifest(n: int) -> dict:
 def make_embedded_run(root: Path) -> Path:
     """A run of the embedded default benchmarked offline as `sppo-bench --all` does it there: the local judge
     (`local:embedded`) for AlpacaEval and MT-Bench, lm-eval on the toolkit's small multiple-choice task."""
-    from benchmarks.suites import TINY_TASK, lm_eval_variant
+    from benchmarks.suites.lm_eval import TINY_TASK
+    from benchmarks.suites.lm_eval import variant_of as lm_eval_variant
 
     run = root / "embedded-run"
     store = ResultsStore(run / "results")
