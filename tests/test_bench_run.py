@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bench_fake_judge import bench_args, tiny_checkpoints
 from benchmarks.testing import FakeJudgeServer
 from benchmarks.cli import main as bench
 from benchmarks.scoring import alpaca_eval as ae
@@ -23,32 +24,11 @@ SUITES = ("alpaca_eval", "arena_hard", "mt_bench")
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     """Two tiny random Llama checkpoints with the embedded model's tokenizer (chat template included)."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from sppo.models import embedded_checkpoint
-
-    root = tmp_path_factory.mktemp("ckpts")
-    tok = AutoTokenizer.from_pretrained(embedded_checkpoint())
-    out = []
-    for seed in (0, 1):
-        torch.manual_seed(seed)
-        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                          num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
-                          bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=True)
-        path = root / f"tiny{seed + 1}"
-        LlamaForCausalLM(cfg).save_pretrained(path)
-        tok.save_pretrained(path)
-        out.append(path)
-    return out
+    return tiny_checkpoints(tmp_path_factory.mktemp("ckpts"))
 
 
 def args_for(server, checkpoints, shared_data, results, *extra):
-    return [*extra, *map(str, checkpoints), "--limit", "2", "--max-new-tokens", "8",
-            "--judge-base-url", server.url, "--judge-model", "fake-judge", "--judge-api-key-env", "BENCH_KEY",
-            "--judge-backoff", "0.01", "--judge-timeout", "0.5", "--data-dir", str(shared_data),
-            "--results-dir", str(results), "--lm-eval-tasks", "tiny", "--generation-backend", "hf",
-            "--batch-size", "4"]
+    return bench_args(server, checkpoints, shared_data, results, *extra)
 
 
 def metrics_of(store, model):
