@@ -47,20 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     rows = chunks.run_chunked(stage, items, fn, args.chunk_size, "perf generate")
     seconds = time.perf_counter() - t0
-    peak = _gather_max(peak_rss_mb()) if distributed.world_size() > 1 else peak_rss_mb()  # the largest rank
+    peak = distributed.max_over_ranks(peak_rss_mb())  # the fullest rank
     if distributed.is_main():
         Path(args.out).write_text(json.dumps({"seconds": seconds, "rows": len(rows), "peak_rss_mb": peak,
                                               "processes": distributed.world_size()}))
     distributed.teardown()
     return 0
-
-
-def _gather_max(value: float) -> float:
-    import torch
-
-    t = torch.tensor([value], dtype=torch.float64)
-    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-    return float(t.item())
 
 
 if __name__ == "__main__":

@@ -163,23 +163,29 @@ def main_first(label: str, fn: Callable[[], T]) -> T:
     return value if is_main() else fn()
 
 
+def _all_reduce(values: Sequence[float], op) -> list[float]:
+    """Element-wise reduction of `values` over all ranks (on the GPU under NCCL, which reduces nothing else)."""
+    if world_size() == 1:
+        return [float(v) for v in values]
+    where = device() if torch.distributed.get_backend() == "nccl" else "cpu"
+    t = torch.tensor([float(v) for v in values], dtype=torch.float64, device=where)
+    torch.distributed.all_reduce(t, op=op)
+    return t.tolist()
+
+
 def any_rank(flag: bool) -> bool:
     """True on every rank if `flag` is true on any rank (e.g. a SIGTERM that reached some ranks first)."""
-    if world_size() == 1:
-        return flag
-    t = torch.tensor([1 if flag else 0], device=device() if torch.distributed.get_backend() == "nccl" else "cpu")
-    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
-    return bool(t.item())
+    return _all_reduce([1.0 if flag else 0.0], torch.distributed.ReduceOp.MAX)[0] > 0
+
+
+def max_over_ranks(value: float) -> float:
+    """The largest `value` of any rank (e.g. the peak memory of the fullest rank)."""
+    return _all_reduce([value], torch.distributed.ReduceOp.MAX)[0]
 
 
 def mean_over_ranks(values: Sequence[float]) -> list[float]:
     """Element-wise mean of `values` over all ranks (for logging global figures)."""
-    if world_size() == 1:
-        return list(values)
-    t = torch.tensor(list(values), dtype=torch.float64,
-                     device=device() if torch.distributed.get_backend() == "nccl" else "cpu")
-    torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.SUM)
-    return (t / world_size()).tolist()
+    return [v / world_size() for v in _all_reduce(values, torch.distributed.ReduceOp.SUM)]
 
 
 @contextlib.contextmanager

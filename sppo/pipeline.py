@@ -145,7 +145,7 @@ def stage_prompts(run: Run, t: int) -> list[dict]:
             write_manifest(d, stage="prompts", iteration=t, split=run.cfg.prompts.splits[t - 1],
                            source=run.cfg.prompts.source, count=len(rows))
 
-        distributed.decide(f"iteration {t} prompts: rank 0 loads the split", write)
+        publish(f"iteration {t} prompts: rank 0 loads the split", write)
     return read_jsonl(d / "prompts.jsonl")
 
 
@@ -289,7 +289,7 @@ def stage_dataset(run: Run, t: int, generated: list[dict], ranked: list[dict]) -
                            mean_p_win=float(np.mean([r["p_win"] for r in rows])),
                            mean_p_lose=float(np.mean([r["p_lose"] for r in rows])))
 
-        distributed.decide(f"iteration {t} dataset: rank 0 builds sppo.jsonl", write)
+        publish(f"iteration {t} dataset: rank 0 builds sppo.jsonl", write)
     return read_jsonl(d / "sppo.jsonl")
 
 
@@ -345,14 +345,17 @@ def hyperparameters(cfg: Config, world_size: int, accumulation: int | None = Non
             "lora": t.lora.enabled}
 
 
-def _train_log(train_dir: Path, resume_step: int):
-    """The on_log callback appending to train/log.jsonl; records after `resume_step` (lost work) are dropped."""
+def _train_log(train_dir: Path):
+    """The on_log callback (rank 0) appending to train/log.jsonl. Its first record of this attempt drops the
+    records from that step on that an interrupted attempt logged after its last saved state (work redone)."""
     log_path = train_dir / "log.jsonl"
-    if distributed.is_main():
-        kept = [r for r in (read_jsonl(log_path) if log_path.exists() else []) if r.get("step", 0) <= resume_step]
-        write_jsonl(log_path, kept)
+    first = [True]
 
     def on_log(record: dict) -> None:
+        if first[0]:
+            first[0] = False
+            old = read_jsonl(log_path) if log_path.exists() else []
+            write_jsonl(log_path, [r for r in old if r.get("step", 0) < record["step"]])
         with open(log_path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -361,7 +364,6 @@ def _train_log(train_dir: Path, resume_step: int):
 
 def stage_train(run: Run, t: int, rows: list[dict]) -> Path:
     """Reference log-probs (once), then training (resumable), then the checkpoint IterN (atomically)."""
-    from . import train_state
     from .models import load_model, load_tokenizer, with_lora
     from .sequences import encode_examples
     from .train import train_iteration
@@ -379,8 +381,7 @@ def stage_train(run: Run, t: int, rows: list[dict]) -> Path:
     if tc.lora.enabled:
         model = with_lora(model, tc.lora)
     train_dir = run.stage(t, "train")
-    resume = train_state.latest(train_dir / "state")
-    on_log = _train_log(train_dir, int(resume.name.split("-")[1]) if resume else 0)
+    on_log = _train_log(train_dir)
     with Timer() as timer:
         result = train_iteration(model, examples, ref, tokenizer.pad_token_id, tc, cfg.run.seed + t, on_log,
                                  progress=distributed.is_main(), train_dir=train_dir,
