@@ -2,7 +2,7 @@
 
     sppo-train --config paper training.learning_rate=1e-6 generation.k=3
 
-`--config` takes a file path or the name of a shipped config (`embedded`, `paper`, `paper-repo`; see
+`--config` takes a file path or the name of a shipped config (`embedded`, `paper`, `paper-repo`, `llama-3`; see
 sppo/configs/).
 `sppo-train --print-config` prints the resolved config with each field's documentation.
 """
@@ -55,6 +55,13 @@ class ModelConfig:
                      "auto")
     revision: str | None = doc("Hub branch, tag or commit of `name` (model and tokenizer) to pin; null: the "
                                "default branch. Later iterations start from local checkpoints.", None)
+    tokenizer_config: str | None = doc("Chat template and special tokens of the published training: a template "
+                                       "shipped in sppo/data/templates/ (mistral-7b-instruct-v0.2, "
+                                       "meta-llama-3-8b-instruct; source and Hub revision in its README) or a "
+                                       "tokenizer_config.json path. They replace the tokenizer's own at every "
+                                       "iteration (generation, ranking, training), as the reference took the "
+                                       "base model's template each time. Ignored when model.revision pins a Hub "
+                                       "commit (that commit's files are used). null: the tokenizer's own.", None)
 
 
 @dataclass
@@ -75,6 +82,9 @@ class PromptsConfig:
                        ["train_iteration_1", "train_iteration_2", "train_iteration_3"])
     column: str = doc("Column holding the prompt text.", "prompt")
     limit: int | None = doc("Use at most this many prompts per split (null: all).", None)
+    rows: str = doc("clean: empty prompts, repeated prompt ids and prompts whose K responses all tie are "
+                    "dropped. reference: every row is kept, as uclaml/SPPO kept it (a tie trains chosen = "
+                    "rejected = the first response, P_win = P_lose); steps per epoch follow.", "clean")
 
 
 @dataclass
@@ -88,6 +98,9 @@ class GenerationConfig:
                               "training.max_length - training.max_prompt_length; with reference it may be longer "
                               "(training cuts long pairs as the reference did).", 512)
     batch_size: int = doc("Sequences generated at once (prompts per batch = batch_size // k, at least 1).", 8)
+    response_text: str = doc("strip: responses lose surrounding whitespace before ranking and training. "
+                             "verbatim: kept exactly as the backend returned them, as the reference trained "
+                             "on vLLM's text.", "strip")
 
 
 @dataclass
@@ -192,7 +205,8 @@ class Config:
 
 def _training_data_checks(cfg: Config) -> list[tuple[bool, str]]:
     """Checks of the loss, tokenization and ranking-input settings (names declared where implemented)."""
-    from .generate import SPECIAL_TOKENS_MODES
+    from .generate import RESPONSE_TEXT_MODES, SPECIAL_TOKENS_MODES
+    from .prompts import ROW_MODES
     from .loss import LOSSES
     from .sequences import TRUNCATION_MODES
 
@@ -203,6 +217,8 @@ def _training_data_checks(cfg: Config) -> list[tuple[bool, str]]:
          f"training.truncation: unknown {t.truncation!r}; use {' or '.join(TRUNCATION_MODES)}"),
         (t.special_tokens in SPECIAL_TOKENS_MODES,
          f"training.special_tokens: unknown {t.special_tokens!r}; use {' or '.join(SPECIAL_TOKENS_MODES)}"),
+        _choice(cfg.generation.response_text, RESPONSE_TEXT_MODES, "generation.response_text"),
+        _choice(cfg.prompts.rows, ROW_MODES, "prompts.rows"),
         (cfg.ranking.source in RANKING_SOURCES,
          f"ranking.source: unknown {cfg.ranking.source!r}; use {' or '.join(RANKING_SOURCES)}"),
     ]

@@ -81,18 +81,26 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Read a JSONL file; a bad line raises UserError naming file and line."""
+    return [row for _, row in read_jsonl_numbered(path)]
+
+
+def read_jsonl_numbered(path: str | os.PathLike) -> list[tuple[int, Any]]:
+    """(line number, parsed value) of each non-blank line; a bad line raises UserError naming file and line."""
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: file not found")
+    if not path.is_file():
+        raise UserError(f"{path}: file not found" + (" (it is a directory)" if path.is_dir() else ""))
     rows = []
     with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+        try:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    rows.append((lineno, json.loads(line)))
+                except json.JSONDecodeError as e:
+                    raise UserError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+        except UnicodeDecodeError:
+            raise UserError(f"{path}: not UTF-8 text") from None
     return rows
 
 

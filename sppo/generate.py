@@ -32,6 +32,15 @@ Conversation = list[dict]  # [{"role": "user", "content": ...}, ...]
 
 FINISH_STOP, FINISH_LENGTH = "stop", "length"  # vLLM's CompletionOutput.finish_reason values
 SPECIAL_TOKENS_MODES = ("clean", "reference")
+RESPONSE_TEXT_MODES = ("strip", "verbatim")
+
+
+def response_text(text: str, mode: str) -> str:
+    """A sampled response as training sees it. strip: without surrounding whitespace. verbatim: exactly as the
+    generator returned it, as uclaml/SPPO trained on vLLM's `outputs[0].text` (scripts/generate.py:99,
+    compute_prob.py:57-65): for Mistral that text usually starts with a space, which tokenizes into the
+    response's first token."""
+    return text if mode == "verbatim" else text.strip()
 
 
 @dataclass
@@ -52,11 +61,13 @@ class SamplingParams:
 class Generator(Protocol):
     def sample(self, conversations: Sequence[Conversation], params: SamplingParams,
                progress: bool = True) -> list[list[Sample]]:
-        """For each conversation, `params.n` assistant replies (text without special tokens, finish reason)."""
+        """For each conversation, `params.n` assistant replies (text without special tokens, exactly as
+        decoded, surrounding whitespace included; finish reason)."""
 
     def generate(self, conversations: Sequence[Conversation], params: SamplingParams,
                  progress: bool = True) -> list[list[str]]:
-        """For each conversation, `params.n` assistant replies (strings without special tokens)."""
+        """For each conversation, `params.n` assistant replies (strings without special tokens or surrounding
+        whitespace)."""
 
 
 def as_conversation(prompt: str | Conversation) -> Conversation:
@@ -131,7 +142,7 @@ class HFGenerator:
         self.special_tokens = special_tokens
 
     def generate(self, conversations, params: SamplingParams, progress: bool = True) -> list[list[str]]:
-        return [[s.text for s in row] for row in self.sample(conversations, params, progress)]
+        return [[response_text(s.text, "strip") for s in row] for row in self.sample(conversations, params, progress)]
 
     def sample(self, conversations, params: SamplingParams, progress: bool = True) -> list[list[Sample]]:
         import torch
@@ -164,7 +175,7 @@ class HFGenerator:
             reasons = [finish_reason(row.tolist(), eos) for row in new]
             for row, i in enumerate(batch):
                 span = range(row * params.n, (row + 1) * params.n)
-                out[i] = [Sample(texts[k].strip(), reasons[k]) for k in span]
+                out[i] = [Sample(texts[k], reasons[k]) for k in span]
         return out
 
 
@@ -173,7 +184,7 @@ class VLLMGenerator:
 
     def __init__(self, model_path: str, dtype: str = "auto", max_model_len: int | None = None,
                  gpu_memory_utilization: float = 0.9, tensor_parallel_size: int = 1, special_tokens: str = "clean",
-                 revision: str | None = None):
+                 revision: str | None = None, tokenizer=None):
         try:
             from vllm import LLM
         except ImportError:
@@ -184,7 +195,7 @@ class VLLMGenerator:
             self.llm = LLM(model=model_path, dtype=dtype, enable_prefix_caching=True, max_model_len=max_model_len,
                            gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
                            revision=revision, tokenizer_revision=revision)
-        self.tokenizer = self.llm.get_tokenizer()
+        self.tokenizer = tokenizer or self.llm.get_tokenizer()  # the prompt ids come from this tokenizer
         self.special_tokens = special_tokens
 
     def close(self) -> None:
@@ -206,7 +217,7 @@ class VLLMGenerator:
             torch.cuda.empty_cache()
 
     def generate(self, conversations, params: SamplingParams, progress: bool = True) -> list[list[str]]:
-        return [[s.text for s in row] for row in self.sample(conversations, params, progress)]
+        return [[response_text(s.text, "strip") for s in row] for row in self.sample(conversations, params, progress)]
 
     def sample(self, conversations, params: SamplingParams, progress: bool = True) -> list[list[Sample]]:
         from vllm import SamplingParams as VSP
@@ -215,7 +226,7 @@ class VLLMGenerator:
                  max_tokens=params.max_new_tokens, seed=params.seed)
         prompts = [{"prompt_token_ids": encode_prompt(self.tokenizer, c, self.special_tokens)} for c in conversations]
         results = self.llm.generate(prompts, sp, use_tqdm=progress)
-        return [[Sample(o.text.strip(), FINISH_LENGTH if o.finish_reason == FINISH_LENGTH else FINISH_STOP)
+        return [[Sample(o.text, FINISH_LENGTH if o.finish_reason == FINISH_LENGTH else FINISH_STOP)
                  for o in r.outputs] for r in results]
 
 
@@ -234,7 +245,7 @@ def make_generator(backend: str, model_name_or_path: str, *, model=None, tokeniz
         from .models import resolve_model
 
         return VLLMGenerator(resolve_model(model_name_or_path), dtype=dtype, special_tokens=special_tokens,
-                             revision=revision, **vllm_kwargs)
+                             revision=revision, tokenizer=tokenizer, **vllm_kwargs)
     if backend != "hf":
         raise UserError(f"generation.backend: unknown backend {backend!r}; use hf, vllm or auto")
     from .models import load_model, load_tokenizer

@@ -8,6 +8,8 @@
   run_sppo_mistral.sh:11, scripts/generate.py:64, 81).
 - a local .jsonl/.json/.parquet file with the prompt column and a `split` column.
 Each prompt gets a stable id (the dataset's `prompt_id` if present, else a hash of the text).
+`rows` (prompts.rows): "clean" drops empty prompts and repeated ids; "reference" keeps every row, as the
+reference's scripts/generate.py:81 did (a repeated id gets a `#n` suffix so each row stays addressable).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .errors import UserError
 log = logging.getLogger(__name__)
 
 EMBEDDED_PROMPTS = Path(__file__).parent / "data" / "prompts.jsonl"
+ROW_MODES = ("clean", "reference")
 
 
 def prompt_id(text: str) -> str:
@@ -85,8 +88,22 @@ def _records_from_hub(dataset: str, split: str, column: str, revision: str | Non
     return [{"id": ids[i] if ids else prompt_id(p), "prompt": p} for i, p in enumerate(ds[column])]
 
 
+def _kept(records: list[dict], keep_all: bool) -> list[dict]:
+    """clean: non-empty prompts, first of each id. keep_all: every string prompt, repeated ids made unique."""
+    seen: dict[str, int] = {}
+    out = []
+    for r in records:
+        text, rid = r["prompt"], str(r["id"])
+        if not isinstance(text, str) or (not keep_all and (not text.strip() or rid in seen)):
+            continue
+        seen[rid] = seen.get(rid, 0) + 1
+        out.append({"id": rid if seen[rid] == 1 else f"{rid}#{seen[rid] - 1}", "prompt": text})
+    return out
+
+
 def load_split(cfg: PromptsConfig, iteration: int) -> list[dict]:
-    """Prompts of iteration `iteration` (1-based): a list of {"id", "prompt"}, deduplicated, non-empty."""
+    """Prompts of iteration `iteration` (1-based): a list of {"id", "prompt"} (prompts.rows decides what is
+    dropped)."""
     split = cfg.splits[iteration - 1]
     if cfg.source == "embedded":
         records = _records_from_file(EMBEDDED_PROMPTS, split, "prompt")
@@ -94,13 +111,7 @@ def load_split(cfg: PromptsConfig, iteration: int) -> list[dict]:
         records = _records_from_hub(dataset_for(cfg, iteration), split, cfg.column, cfg.revision)
     else:
         records = _records_from_file(Path(cfg.source), split, cfg.column)
-    seen, out = set(), []
-    for r in records:
-        text = r["prompt"]
-        if not isinstance(text, str) or not text.strip() or r["id"] in seen:
-            continue
-        seen.add(r["id"])
-        out.append({"id": str(r["id"]), "prompt": text})
+    out = _kept(records, keep_all=cfg.rows == "reference")
     if cfg.limit:
         out = out[: cfg.limit]
     if not out:
