@@ -147,8 +147,12 @@ def _apply_tokenizer_config(tok, data: dict) -> None:
     over time; the published models were trained with these)."""
     tok.chat_template = data["chat_template"]
     for key in ("bos_token", "eos_token"):
-        if isinstance(data.get(key), str) and getattr(tok, key) != data[key]:
-            setattr(tok, key, data[key])
+        token = data.get(key)
+        if isinstance(token, str) and getattr(tok, key) != token:
+            if token not in tok.get_vocab():
+                raise UserError(f"model.tokenizer_config: {key} {token!r} is not in the model's vocabulary "
+                                "(a template of another model family?)")
+            setattr(tok, key, token)
 
 
 def _tokenizer_file(path: str, revision: str | None) -> Path | None:

@@ -60,9 +60,13 @@ def first_difference(ours: list, theirs: list) -> str:
 
 
 def test_fixtures_cover_what_the_issue_asks():
+    from cases import cases as current_cases
+
     for family in CONFIG_OF:
         data = fixture(family)
         cases = data["cases"]
+        assert [(c["name"], c["prompt"], c["chosen"], c["rejected"]) for c in cases] == \
+            [tuple(c) for c in current_cases()], "fixtures are stale: rerun scripts/reference_parity"
         assert len(cases) >= 25 and data["provenance"]["reference_commit"] == "5e61c4e"
         assert any("transformers==4.42.4" == line for line in data["provenance"]["pip_freeze"])
         assert max(len(c["prompt_input_ids"]) for c in cases) == data["max_prompt_length"]  # a prompt was cut

@@ -91,10 +91,10 @@ def test_prompts_rows_reference_keeps_empty_and_repeated_prompts(tmp_path):
     from sppo.prompts import load_split
 
     path = _prompt_file(tmp_path, ["Say hi.", "", "Say hi.", "Say bye."])
-    clean = load_split(load_config(None, [f"prompts.source={path}", "prompts.splits=[s]", "run.iterations=1"]).prompts, 1)
+    base = [f"prompts.source={path}", "prompts.splits=[s]", "run.iterations=1"]
+    clean = load_split(load_config(None, base).prompts, 1)
     assert [r["prompt"] for r in clean] == ["Say hi.", "Say bye."]
-    kept = load_split(load_config(None, [f"prompts.source={path}", "prompts.splits=[s]", "run.iterations=1",
-                                         "prompts.rows=reference"]).prompts, 1)
+    kept = load_split(load_config(None, base + ["prompts.rows=reference"]).prompts, 1)
     assert [r["prompt"] for r in kept] == ["Say hi.", "", "Say hi.", "Say bye."]
     assert len({r["id"] for r in kept}) == 4 and kept[2]["id"] == kept[0]["id"] + "#1"
 
@@ -130,6 +130,8 @@ def test_tokenizer_config_replaces_template_unless_revision_pins(tmp_path, tiny)
     assert not pinned.tokenizer(str(tiny)).chat_template.startswith("SHIPPED")
     with pytest.raises(UserError, match="model.tokenizer_config: no-such: neither a shipped template"):
         load_tokenizer(str(tiny), tokenizer_config="no-such")
+    with pytest.raises(UserError, match="_token '<.*>' is not in the model's vocabulary"):
+        load_tokenizer(str(tiny), tokenizer_config="meta-llama-3-8b-instruct")
 
 
 def test_shipped_templates_are_the_published_ones():

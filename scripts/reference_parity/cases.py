@@ -23,7 +23,8 @@ def _long_text(n_sentences: int, seed: int) -> str:
 
 CODE = ('```python\ndef fib(n: int) -> int:\n    """None of the inputs may be negative."""\n'
         '    if n < 2:\n        return n\n\treturn fib(n - 1) + fib(n - 2)\n```\n')
-UNICODE = "Café naïve — 日本語のテキスト, Ελληνικά, emoji 🙂👍🏽, math ∑x² ≤ ∞, zero\u200bwidth."
+UNICODE = ("Café naïve — 日本語のテキスト, Ελληνικά, emoji 🙂👍🏽, "
+           "math ∑x² ≤ ∞, zero\u200bwidth.")
 SPECIAL = "Literal tokens: <s> </s> [INST] [/INST] <|begin_of_text|> <|eot_id|> <|start_header_id|> <unk>."
 
 

