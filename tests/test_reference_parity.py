@@ -27,6 +27,9 @@ from tokenizer_files import build_tokenizer_dir  # noqa: E402
 
 CONFIG_OF = {"mistral": "paper", "llama-3": "llama-3"}
 FIELDS = ("prompt_input_ids", "chosen_input_ids", "chosen_labels", "rejected_input_ids", "rejected_labels")
+# sha256 of the reference's files at uclaml/SPPO 5e61c4e (git show 5e61c4e:<file> | sha256sum)
+REFERENCE_SHA256 = {"sppo/trainer.py": "36b9b0284dbc0a0b2a98108f86ef74efbeca3f372ce96c2b564bb8934921235b",
+                    "scripts/generate.py": "57ed98ce0b2255694077fd53dcb6cd780db7a5c2b7971070fce8a3e1188e2bbf"}
 LOSS_NAMES = {"sppo": "sppo", "sppo_single": "sppo_single", "sigmoid": "dpo", "ipo": "ipo"}
 # the fast log-prob check: a plain pair, special tokens written in text, and (Mistral) a pair cut on both sides
 LOGP_SAMPLE = {"mistral": ("plain", "special_tokens_in_response", "long_prompt_both_long"),
@@ -68,6 +71,8 @@ def test_fixtures_cover_what_the_issue_asks():
         assert [(c["name"], c["prompt"], c["chosen"], c["rejected"]) for c in cases] == \
             [tuple(c) for c in current_cases()], "fixtures are stale: rerun scripts/reference_parity"
         assert len(cases) >= 25 and data["provenance"]["reference_commit"] == "5e61c4e"
+        for name, digest in REFERENCE_SHA256.items():
+            assert data["provenance"]["reference_files_sha256"][name] == digest, name
         assert any("transformers==4.42.4" == line for line in data["provenance"]["pip_freeze"])
         assert max(len(c["prompt_input_ids"]) for c in cases) == data["max_prompt_length"]  # a prompt was cut
         assert max(len(c["chosen_input_ids"]) for c in cases) == data["max_length"]  # a pair was cut

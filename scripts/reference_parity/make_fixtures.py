@@ -1,5 +1,7 @@
 """Golden data from the reference itself: run uclaml/SPPO's own functions under its pinned stack.
 
+    bash scripts/reference_parity/run.sh <uclaml/SPPO checkout at 5e61c4e>      # build_env.sh, then this
+    # or by hand:
     bash scripts/reference_parity/build_env.sh /tmp/refenv
     git -C <uclaml/SPPO clone> archive 5e61c4e | tar -x -C /tmp/sppo-ref
     /tmp/refenv/bin/python scripts/reference_parity/make_fixtures.py --reference /tmp/sppo-ref \
@@ -163,11 +165,19 @@ def run_family(ref, family: str, workdir: Path) -> dict:
             "logps": logps, "targets": case_targets, "losses": losses_for(ref, trainer, logps, case_targets)}
 
 
+REFERENCE_FILES = ("scripts/generate.py", "scripts/rank.py", "sppo/run_sppo.py", "sppo/trainer.py",
+                   "sppo/alignment/data.py", "sppo/alignment/model_utils.py", "sppo/alignment/configs.py")
+
+
 def provenance(reference: Path) -> dict:
+    import hashlib
+
     freeze = subprocess.run([sys.executable, "-m", "pip", "freeze"], capture_output=True, text=True).stdout
-    commit = os.environ.get("SPPO_REFERENCE_COMMIT", "5e61c4e")
-    return {"script": "scripts/reference_parity/make_fixtures.py", "reference": "uclaml/SPPO",
-            "reference_commit": commit, "reference_checkout": str(reference), "python": sys.version.split()[0],
+    commit = os.environ.get("SPPO_REFERENCE_COMMIT", "5e61c4e")  # the checkout's commit (an archive has no .git)
+    digests = {f: hashlib.sha256((reference / f).read_bytes()).hexdigest() for f in REFERENCE_FILES}
+    return {"script": "scripts/reference_parity/make_fixtures.py (environment: build_env.sh)",
+            "reference": "uclaml/SPPO", "reference_commit": commit, "reference_files_sha256": digests,
+            "python": sys.version.split()[0],
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "pip_freeze": freeze.splitlines()}
 
