@@ -5,6 +5,7 @@ sample: the text and why it ended, "stop" at EOS or "length" at max_new_tokens);
 
 - `HFGenerator`: transformers `generate`, batched across prompts (sorted by length so a batch holds
   prompts of similar size, left-padded) with `num_return_sequences=n`, so each prompt is encoded once.
+  Responses are decoded after the prompt's last tokens, as vLLM's detokenizer does (`decode_in_context`).
 - `VLLMGenerator`: vLLM with `SamplingParams(n=K)` and prefix caching, when vLLM is installed (GPU).
 
 The reference implementation ran K separate passes with K seeds; here one pass returns all K samples.
@@ -126,6 +127,19 @@ def left_padded(rows: Sequence[list[int]], pad_id: int):
     return ids, mask
 
 
+DETOKENIZE_CONTEXT = 5  # prompt tokens a response is decoded after (vLLM's initial incremental offset)
+
+
+def decode_in_context(tokenizer, prompt_ids: Sequence[int], new_ids: Sequence[int]) -> str:
+    """The text of `new_ids` as it reads after the prompt. vLLM's incremental detokenizer decodes a response
+    relative to the prompt's last tokens, so a SentencePiece response ("▁Sure") keeps its leading space;
+    decoding the new ids alone would drop it. Special tokens are skipped."""
+    tail = list(prompt_ids[-DETOKENIZE_CONTEXT:])
+    before = tokenizer.decode(tail, skip_special_tokens=True)
+    full = tokenizer.decode(tail + list(new_ids), skip_special_tokens=True)
+    return full[len(before):] if full.startswith(before) else tokenizer.decode(new_ids, skip_special_tokens=True)
+
+
 def finish_reason(generated_ids, eos_id: int) -> str:
     """"stop" when the model produced its EOS, else "length" (it ran to max_new_tokens), as vLLM reports it."""
     return FINISH_STOP if eos_id in generated_ids else FINISH_LENGTH
@@ -170,12 +184,11 @@ class HFGenerator:
                 kwargs.update(temperature=None, top_p=None, top_k=None)
             with torch.no_grad():
                 gen = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
-            new = gen[:, width:]
-            texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-            reasons = [finish_reason(row.tolist(), eos) for row in new]
+            new = gen[:, width:].tolist()
             for row, i in enumerate(batch):
                 span = range(row * params.n, (row + 1) * params.n)
-                out[i] = [Sample(texts[k], reasons[k]) for k in span]
+                out[i] = [Sample(decode_in_context(self.tokenizer, encoded[i], new[k]), finish_reason(new[k], eos))
+                          for k in span]
         return out
 
 

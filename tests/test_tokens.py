@@ -142,3 +142,22 @@ def test_shipped_templates_are_the_published_ones():
     assert mistral["add_bos_token"] is True and mistral["legacy"] is True
     llama = shipped_tokenizer_config("meta-llama-3-8b-instruct")
     assert llama["eos_token"] == "<|eot_id|>" and "| trim" in llama["chat_template"]
+
+
+def test_hf_backend_decodes_a_response_as_vllm_returns_it(tmp_path):
+    """With the real Mistral tokenizer a response token "▁Sure" reads " Sure" after the prompt (vLLM's text,
+    which reference mode trains on verbatim); decoded alone it would lose the space."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "reference_parity"))
+    from tokenizer_files import build_tokenizer_dir
+
+    from sppo.generate import decode_in_context, encode_prompt
+    from sppo.models import load_tokenizer
+
+    tok = load_tokenizer(str(build_tokenizer_dir("mistral", tmp_path / "mistral")))
+    prompt = encode_prompt(tok, "Say yes.", "reference")
+    new = tok("Sure, yes.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    assert tok.convert_ids_to_tokens(new[0]) == "▁Sure"
+    assert tok.decode(new, skip_special_tokens=True) == "Sure, yes."
+    assert decode_in_context(tok, prompt, new) == " Sure, yes."
