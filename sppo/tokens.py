@@ -77,12 +77,10 @@ def token_record(tokenizer, cfg: Config, item: TokensInput) -> dict:
 
 
 def print_tokens(cfg: Config, path: str) -> int:
-    from .models import load_tokenizer
+    from .pipeline import Run
 
     items = read_inputs(Path(path))
-    m = cfg.model
-    tokenizer = load_tokenizer(m.name, padding_side="right", revision=m.revision,
-                               tokenizer_config=m.tokenizer_config if m.revision is None else None)
+    tokenizer = Run(cfg).tokenizer(cfg.model.name, padding_side="right")  # the tokenizer training loads
     for item in items:
         print(json.dumps(token_record(tokenizer, cfg, item), ensure_ascii=False))
     return 0
