@@ -51,7 +51,9 @@ def _main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     cfg = load_config(args.config, args.overrides)
     if args.print_config:
-        print(documented_yaml(cfg), end="")
+        from .train import batch_geometry
+
+        print(documented_yaml(cfg) + batch_geometry(cfg.training), end="")
         return 0
     setup_logging(args.verbose)
     from . import distributed

@@ -55,6 +55,9 @@ class ModelConfig:
                      "auto")
     revision: str | None = doc("Hub branch, tag or commit of `name` (model and tokenizer) to pin; null: the "
                                "default branch. Later iterations start from local checkpoints.", None)
+    attn_implementation: str | None = doc("Attention kernel of the HF model (generation, reference pass, training): "
+                                          "eager, sdpa, flash_attention_2; null: transformers' default. Gemma-2 "
+                                          "needs eager: only it applies the attention-logit soft-capping.", None)
 
 
 @dataclass
@@ -210,6 +213,7 @@ def _training_data_checks(cfg: Config) -> list[tuple[bool, str]]:
 
 # Choices of the config's enumerated fields (the one place they are declared).
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
 BACKENDS = ("auto", "hf", "vllm")
 RANKER_KINDS = ("pairrm", "local-judge")  # or python:module:Class
 PROBABILITIES = ("scores", "direct")
@@ -243,6 +247,9 @@ def _checks(cfg: "Config") -> list[tuple[bool, str]]:
         (run.chunk_size >= 1, f"run.chunk_size: must be >= 1, got {run.chunk_size}"),
         (bool(cfg.model.name.strip()), "model.name: must not be empty"),
         _choice(cfg.model.dtype, DTYPES, "model.dtype"),
+        (cfg.model.attn_implementation in (None, *ATTN_IMPLEMENTATIONS),
+         f"model.attn_implementation: unknown value {cfg.model.attn_implementation!r}; use "
+         f"{', '.join(ATTN_IMPLEMENTATIONS)} or null"),
         (bool(p.source.strip()), "prompts.source: must not be empty"),
         (len(p.splits) >= run.iterations, f"prompts.splits: {len(p.splits)} splits for {run.iterations} iterations"),
         (all(isinstance(s, str) and s for s in p.splits), "prompts.splits: every split must be a non-empty string"),

@@ -153,8 +153,9 @@ class HFGenerator:
             sample = params.temperature > 0
             kwargs = dict(do_sample=sample, max_new_tokens=params.max_new_tokens, num_return_sequences=params.n,
                           pad_token_id=pad_id, eos_token_id=eos)
-            if sample:
-                kwargs.update(temperature=params.temperature, top_p=params.top_p)
+            if sample:  # top_k=0: no top-k cut, as vLLM's default (transformers' own default is 50, and a
+                # model's generation_config.json may set one; explicit arguments override both)
+                kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
             else:
                 kwargs.update(temperature=None, top_p=None, top_k=None)
             with torch.no_grad():
@@ -221,7 +222,8 @@ class VLLMGenerator:
 
 def make_generator(backend: str, model_name_or_path: str, *, model=None, tokenizer=None, dtype: str = "auto",
                    batch_size: int = 8, max_prompt_length: int | None = None, special_tokens: str = "clean",
-                   revision: str | None = None, **vllm_kwargs) -> Generator:
+                   revision: str | None = None, attn_implementation: str | None = None,
+                   **vllm_kwargs) -> Generator:
     """Build a generator. backend: "hf", "vllm", or "auto" (vLLM if importable and CUDA present, else hf).
     max_prompt_length (hf): longer prompts keep their end; vLLM always sees the whole prompt."""
     if backend == "auto":
@@ -240,6 +242,7 @@ def make_generator(backend: str, model_name_or_path: str, *, model=None, tokeniz
     from .models import load_model, load_tokenizer
 
     tokenizer = tokenizer or load_tokenizer(model_name_or_path, revision=revision)
-    model = model or load_model(model_name_or_path, dtype=dtype, revision=revision)
+    model = model or load_model(model_name_or_path, dtype=dtype, revision=revision,
+                                attn_implementation=attn_implementation)
     return HFGenerator(model, tokenizer, batch_size=batch_size, max_prompt_length=max_prompt_length,
                        special_tokens=special_tokens)
