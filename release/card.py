@@ -196,13 +196,27 @@ class ReleaseInfo:
         return f"{HUB_URL}/{self.repo_id(it)}" if self.org else f"../{self.model_name(it)}/README.md"
 
 
+# Base model -> the family name its published SPPO models carry (all ranked by PairRM). uclaml/SPPO README.md:16,
+# 50-60 links UCLA-AGI/Mistral7B-PairRM-SPPO-IterN, Llama-3-Instruct-8B-SPPO-IterN and Gemma-2-9B-It-SPPO-IterN;
+# Gemma-2-27B has a recipe (run_sppo_gemma-2-27b.sh) but no published model, so it follows the Gemma-2-9B pattern.
+PUBLISHED_FAMILIES = {
+    "mistralai/Mistral-7B-Instruct-v0.2": "Mistral7B-PairRM-SPPO",
+    "meta-llama/Meta-Llama-3-8B-Instruct": "Llama-3-Instruct-8B-SPPO",
+    "google/gemma-2-9b-it": "Gemma-2-9B-It-SPPO",
+    "google/gemma-2-27b-it": "Gemma-2-27B-It-SPPO",
+}
+PUBLISHED_RANKER = "llm-blender/PairRM"
+
+
 def default_family(iterations: list[Iteration]) -> str:
-    """``<base model>-<ranker>-SPPO``, e.g. ``Mistral-7B-Instruct-v0.2-PairRM-SPPO``."""
+    """The published family name of a published recipe's base model ranked by PairRM (``Gemma-2-9B-It-SPPO``),
+    else ``<base model>-<ranker>-SPPO``, e.g. ``SmolLM2-135M-Instruct-LocalJudge-SPPO``."""
     m = iterations[0].manifest
-    ranker = str(m["ranker"])
+    ranker, base = str(m["ranker"]), str(m["base_model"])
+    if ranker == PUBLISHED_RANKER and base in PUBLISHED_FAMILIES:
+        return PUBLISHED_FAMILIES[base]
     ranker = "LocalJudge" if ranker.startswith("local-judge") else ranker.split("/")[-1]
-    base = str(m["base_model"]).split("/")[-1]
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{base}-{ranker}-SPPO")
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{base.split('/')[-1]}-{ranker}-SPPO")
 
 
 Results = dict[int, list[SuiteResult]]  # iteration number -> its results (all suites and variants)

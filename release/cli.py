@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("model_cards"), help="where cards are written (model_cards)")
     p.add_argument("--push", metavar="ORG/NAME", help="publish iteration N as ORG/NAME-IterN")
     p.add_argument("--name", metavar="[ORG/]NAME",
-                   help="release name of a dry run (default: the --push value, else <base>-<ranker>-SPPO)")
+                   help="release name of a dry run (default: the --push value, else the published family of a "
+                        "published recipe, e.g. Gemma-2-9B-It-SPPO, else <base>-<ranker>-SPPO)")
     p.add_argument("--iteration", type=int, action="append", metavar="N",
                    help="only this iteration (repeatable; default: all)")
     p.add_argument("--require", default=",".join(SUITES),

@@ -100,6 +100,27 @@ def test_gemma2_soft_capping_needs_eager_attention():
     assert (logits["eager"] - logits["sdpa"]).abs().max() > 1e-3
 
 
+# uclaml/SPPO README.md:16, 50-60: the published models' Hub names (UCLA-AGI/<family>-IterN)
+PUBLISHED_NAMES = {"paper": "Mistral7B-PairRM-SPPO-Iter3", "paper-repo": "Mistral7B-PairRM-SPPO-Iter3",
+                   "gemma-2": "Gemma-2-9B-It-SPPO-Iter3",
+                   "gemma-2-27b": "Gemma-2-27B-It-SPPO-Iter3"}  # unpublished: the 9B pattern
+
+
+@pytest.mark.parametrize("name", sorted(PUBLISHED_NAMES))
+def test_release_names_each_recipe_as_the_published_cards(name):
+    from release.card import ReleaseInfo, default_family
+    from release.run import Iteration
+    from sppo.pipeline import base_model_id
+
+    cfg = load_config(name)
+    manifest = {"base_model": base_model_id(cfg.model.name), "ranker": cfg.ranking.model}
+    it = Iteration(number=3, name="Iter3", manifest=manifest)
+    assert ReleaseInfo(family=default_family([it])).model_name(it) == PUBLISHED_NAMES[name]
+    # another ranker or base model is no published family: the generic <base>-<ranker>-SPPO
+    other = Iteration(3, "Iter3", dict(manifest, ranker="local-judge:embedded"))
+    assert default_family([other]) == f"{cfg.model.name.split('/')[-1]}-LocalJudge-SPPO"
+
+
 # ------------------------------------------------------------------------------------------ no clipping
 
 @pytest.fixture(scope="module")
