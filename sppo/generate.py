@@ -30,6 +30,12 @@ log = logging.getLogger(__name__)
 
 Conversation = list[dict]  # [{"role": "user", "content": ...}, ...]
 
+
+class PromptText(str):
+    """A prompt already rendered as text (e.g. by FastChat's conversation template): no chat template is applied,
+    and it is tokenized with the tokenizer's default special tokens, as FastChat's gen_model_answer.py
+    (`tokenizer([prompt]).input_ids`) and vLLM's text prompts did - a BOS for Mistral's tokenizer."""
+
 FINISH_STOP, FINISH_LENGTH = "stop", "length"  # vLLM's CompletionOutput.finish_reason values
 SPECIAL_TOKENS_MODES = ("clean", "reference")
 
@@ -80,6 +86,8 @@ def encode_prompt(tokenizer, conversation: Conversation, special_tokens: str = "
     """Token ids of the rendered prompt. clean: the template already writes the BOS the model expects, so the
     tokenizer adds no other. reference: the reference's prompt string tokenized as vLLM tokenizes a text prompt,
     with the tokenizer's special tokens (a second BOS for Mistral's tokenizer)."""
+    if isinstance(conversation, PromptText):
+        return tokenizer(str(conversation))["input_ids"]
     if special_tokens == "reference":
         return tokenizer(reference_prompt_text(tokenizer, conversation))["input_ids"]
     ids = tokenizer(render_prompt(tokenizer, conversation), add_special_tokens=False)["input_ids"]

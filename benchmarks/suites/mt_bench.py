@@ -6,12 +6,12 @@ file for every model, as FastChat writes it; updated under a lock so concurrent 
 
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 from sppo.files import read_jsonl, under, write_jsonl
+from sppo.generate import PromptText
 
 from benchmarks.answers import AnswerSettings, ModelAnswerer, answer_id, chunks, reusable
 from benchmarks.judge import Judge, JudgeReply, JudgeRequest
@@ -50,19 +50,6 @@ def fastchat_prompt(model_name: str, questions: Sequence[str], answers: Sequence
     return conv.get_prompt()
 
 
-@contextlib.contextmanager
-def _prompt_as_is(answerer: ModelAnswerer):
-    """While active, the generator's chat template writes the single user message's text unchanged (a prompt
-    already rendered with FastChat's template)."""
-    tok = answerer.generator.tokenizer
-    old = tok.chat_template
-    tok.chat_template = "{{ messages[0]['content'] }}"
-    try:
-        yield
-    finally:
-        tok.chat_template = old
-
-
 def _mt_turns(answerer: ModelAnswerer, qs: list[dict], temp: float, max_new: int, template: str | None):
     """First and second answers of each question (the second turn sees the first answer)."""
     if template is None:
@@ -72,11 +59,9 @@ def _mt_turns(answerer: ModelAnswerer, qs: list[dict], temp: float, max_new: int
                   for c, a, q in zip(convs, first, qs)]
         return first, answerer.answer(convs2, temp, max_new)
     name = answerer.template_model()
-    with _prompt_as_is(answerer):
-        first = answerer.answer([[{"role": "user", "content": fastchat_prompt(name, q["turns"][:1], [])}]
-                                 for q in qs], temp, max_new)
-        second = answerer.answer([[{"role": "user", "content": fastchat_prompt(name, q["turns"][:2], [a])}]
-                                  for q, a in zip(qs, first)], temp, max_new)
+    first = answerer.answer([PromptText(fastchat_prompt(name, q["turns"][:1], [])) for q in qs], temp, max_new)
+    second = answerer.answer([PromptText(fastchat_prompt(name, q["turns"][:2], [a])) for q, a in zip(qs, first)],
+                             temp, max_new)
     return first, second
 
 
@@ -87,7 +72,7 @@ def mt_bench_answers(answerer: ModelAnswerer, questions: list[dict], path: Path,
     max_new = settings.max_new_tokens or MT_BENCH_MAX_NEW_TOKENS
     template = fastchat_template(answerer.template_model()) if settings.chat_template == "fastchat" else None
     key = digest({**answerer.identity(), "temperature": mt.TEMPERATURE_CONFIG, "max_new_tokens": max_new,
-                  "suite": "mt_bench", "fastchat_template": template})
+                  "suite": "mt_bench", "fastchat_template": template, "prompt_tokens": "tokenizer default"})
     existing = reusable({r.get("question_id"): r for r in read_jsonl(path)} if path.exists() else {}, key)
     todo = [q for q in wanted if q["question_id"] not in existing]
     for chunk in chunks(todo):
