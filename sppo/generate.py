@@ -51,6 +51,7 @@ class SamplingParams:
     n: int = 1
     temperature: float = 0.7  # 0 means greedy
     top_p: float = 0.9
+    top_k: int = 0  # 0: no top-k cut (vLLM's default); FastChat's HF sampling for MT-Bench kept transformers' 50
     max_new_tokens: int = 512
     seed: int = 42
 
@@ -161,9 +162,9 @@ class HFGenerator:
             sample = params.temperature > 0
             kwargs = dict(do_sample=sample, max_new_tokens=params.max_new_tokens, num_return_sequences=params.n,
                           pad_token_id=pad_id, eos_token_id=eos)
-            if sample:  # top_k=0: no top-k cut, as vLLM's default (transformers' own default is 50, and a
-                # model's generation_config.json may set one; explicit arguments override both)
-                kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+            if sample:  # top_k always explicit: transformers' own default is 50 and a model's
+                # generation_config.json may set one; arguments override both (top_k=0: no cut, as vLLM)
+                kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
             else:
                 kwargs.update(temperature=None, top_p=None, top_k=None)
             with torch.no_grad():
@@ -221,6 +222,7 @@ class VLLMGenerator:
         from vllm import SamplingParams as VSP
 
         sp = VSP(n=params.n, temperature=params.temperature, top_p=params.top_p if params.temperature > 0 else 1.0,
+                 top_k=params.top_k if params.top_k > 0 else -1,
                  max_tokens=params.max_new_tokens, seed=params.seed)
         prompts = [{"prompt_token_ids": encode_prompt(self.tokenizer, c, self.special_tokens)} for c in conversations]
         results = self.llm.generate(prompts, sp, use_tqdm=progress)

@@ -179,10 +179,12 @@ def test_max_grad_norm_zero_trains_without_clipping(tiny):
 
 # ------------------------------------------------------------------------------------------ no top-k
 
-def test_hf_sampling_has_no_top_k_even_when_the_model_config_sets_one(tmp_path):
+@pytest.mark.parametrize("top_k", [0, 50])
+def test_hf_sampling_applies_exactly_the_requested_top_k(tmp_path, top_k):
     """transformers samples with top_k=50 unless told otherwise, and a model's generation_config.json may set its
     own; vLLM (the reference's sampler) applies none. 64 first tokens sampled from a near-uniform tiny model must
-    include tokens ranked below 50 and differ from one another although the checkpoint says top_k=1."""
+    differ from one another although the checkpoint says top_k=1, and include tokens ranked below the 50 most
+    likely exactly when no top-k was asked for (top_k=50: FastChat's MT-Bench sampling)."""
     from transformers import GenerationConfig
 
     from sppo.generate import HFGenerator, SamplingParams, encode_prompts
@@ -203,12 +205,12 @@ def test_hf_sampling_has_no_top_k_even_when_the_model_config_sets_one(tmp_path):
 
     model.generate = spy
     gen = HFGenerator(model, tok, batch_size=64)
-    gen.sample(["Name a colour."], SamplingParams(n=64, temperature=0.7, top_p=1.0, max_new_tokens=1, seed=1),
-               progress=False)
+    gen.sample(["Name a colour."], SamplingParams(n=64, temperature=0.7, top_p=1.0, top_k=top_k, max_new_tokens=1,
+                                                  seed=1), progress=False)
     (prompt_ids,) = encode_prompts(tok, ["Name a colour."], None)
     first = seen[0][:, len(prompt_ids)].tolist()
     with torch.no_grad():
         logits = model(torch.tensor([prompt_ids])).logits[0, -1]
     rank = {t: r for r, t in enumerate(torch.argsort(logits, descending=True).tolist())}
     assert len(set(first)) > 10
-    assert max(rank[t] for t in first) >= 50
+    assert (max(rank[t] for t in first) >= 50) == (top_k == 0)

@@ -22,6 +22,8 @@ from benchmarks.suites.common import (LOGPROB_VERDICT, Failures, ModelTarget, Ru
                                       require_judge, reused_counts, suite_result)
 
 MT_BENCH_MAX_NEW_TOKENS = 1024  # FastChat gen_model_answer.py --max-new-token default
+# gen_model_answer.py:123-128 samples with HF generate passing no top_k/top_p: transformers' defaults, top-k 50
+MT_BENCH_TOP_K = 50
 
 
 def mt_bench_temperature(category: str) -> float:
@@ -54,14 +56,15 @@ def _mt_turns(answerer: ModelAnswerer, qs: list[dict], temp: float, max_new: int
     """First and second answers of each question (the second turn sees the first answer)."""
     if template is None:
         convs = [[{"role": "user", "content": q["turns"][0]}] for q in qs]
-        first = answerer.answer(convs, temp, max_new)
+        first = answerer.answer(convs, temp, max_new, top_k=MT_BENCH_TOP_K)
         convs2 = [c + [{"role": "assistant", "content": a}, {"role": "user", "content": q["turns"][1]}]
                   for c, a, q in zip(convs, first, qs)]
-        return first, answerer.answer(convs2, temp, max_new)
+        return first, answerer.answer(convs2, temp, max_new, top_k=MT_BENCH_TOP_K)
     name = answerer.template_model()
-    first = answerer.answer([PromptText(fastchat_prompt(name, q["turns"][:1], [])) for q in qs], temp, max_new)
+    first = answerer.answer([PromptText(fastchat_prompt(name, q["turns"][:1], [])) for q in qs], temp, max_new,
+                            top_k=MT_BENCH_TOP_K)
     second = answerer.answer([PromptText(fastchat_prompt(name, q["turns"][:2], [a])) for q, a in zip(qs, first)],
-                             temp, max_new)
+                             temp, max_new, top_k=MT_BENCH_TOP_K)
     return first, second
 
 
@@ -72,7 +75,8 @@ def mt_bench_answers(answerer: ModelAnswerer, questions: list[dict], path: Path,
     max_new = settings.max_new_tokens or MT_BENCH_MAX_NEW_TOKENS
     template = fastchat_template(answerer.template_model()) if settings.chat_template == "fastchat" else None
     key = digest({**answerer.identity(), "temperature": mt.TEMPERATURE_CONFIG, "max_new_tokens": max_new,
-                  "suite": "mt_bench", "fastchat_template": template, "prompt_tokens": "tokenizer default"})
+                  "suite": "mt_bench", "fastchat_template": template, "prompt_tokens": "tokenizer default",
+                  "top_k": MT_BENCH_TOP_K})
     existing = reusable({r.get("question_id"): r for r in read_jsonl(path)} if path.exists() else {}, key)
     todo = [q for q in wanted if q["question_id"] not in existing]
     for chunk in chunks(todo):
@@ -86,7 +90,8 @@ def mt_bench_answers(answerer: ModelAnswerer, questions: list[dict], path: Path,
                                               "model_id": model_id, "choices": [{"index": 0, "turns": [a1, a2]}],
                                               "tstamp": time.time(), "sppo_key": key}
         write_jsonl(path, existing.values())
-    info = {"temperature": "per category (FastChat temperature_config)", "max_new_tokens": max_new,
+    info = {"temperature": "per category (FastChat temperature_config)", "top_k": MT_BENCH_TOP_K,
+            "max_new_tokens": max_new,
             "chat_template": f"fastchat:{template}" if template else "hf", "best_of": answerer.best_of,
             "n_generated": len(todo), "n_reused": len(wanted) - len(todo), "key": key}
     return {q["question_id"]: existing[q["question_id"]] for q in wanted}, info
