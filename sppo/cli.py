@@ -5,6 +5,7 @@ Examples:
     sppo-train --config paper                   # the published recipe (Mistral-7B-Instruct-v0.2, PairRM, K=5)
     sppo-train --config my.yaml training.learning_rate=1e-6 run.iterations=2
     sppo-train --print-config                   # the resolved config, every field documented
+    sppo-train --config gemma-2 --print-config  # a shipped recipe with its batch geometry and clipping
 Several GPUs (every stage runs on every GPU; training data parallel, or DeepSpeed ZeRO-3 in the paper config):
     accelerate launch --multi_gpu --num_processes 8 -m sppo.cli --config paper
     torchrun --nproc_per_node 8 -m sppo.cli --config paper
@@ -31,8 +32,11 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sppo-train", description=__doc__.split("\n\n")[0],
                                 epilog="\n".join(__doc__.split("\n")[2:]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    from .config import shipped_configs
+
     p.add_argument("--config", default=None,
-                   help="YAML config file, or a shipped config name: embedded (default), paper, paper-repo")
+                   help=f"YAML config file, or a shipped config name: {', '.join(shipped_configs())} "
+                        "(default: embedded)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="override config fields, e.g. training.learning_rate=1e-6 generation.k=3")
     p.add_argument("--print-config", action="store_true", help="print the resolved, documented config and exit")

@@ -2,8 +2,8 @@
 
     sppo-train --config paper training.learning_rate=1e-6 generation.k=3
 
-`--config` takes a file path or the name of a shipped config (`embedded`, `paper`, `paper-repo`; see
-sppo/configs/).
+`--config` takes a file path or the name of a shipped config (`embedded`, `paper`, `paper-repo`, `gemma-2`,
+`gemma-2-27b`, ...: every sppo/configs/*.yaml, listed by `sppo-train --help`).
 `sppo-train --print-config` prints the resolved config with each field's documentation.
 """
 
@@ -375,6 +375,11 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def shipped_configs() -> list[str]:
+    """Names of the shipped configs (sppo/configs/*.yaml), the default first."""
+    return sorted((p.stem for p in CONFIGS_DIR.glob("*.yaml")), key=lambda n: (n != "embedded", n))
+
+
 def resolve_config_path(name_or_path: str | None) -> Path:
     if name_or_path is None:
         return CONFIGS_DIR / "embedded.yaml"
@@ -386,7 +391,7 @@ def resolve_config_path(name_or_path: str | None) -> Path:
         return shipped
     if p.is_dir():
         raise UserError(f"{p}: --config expects a YAML file, got a directory")
-    names = ", ".join(sorted(x.stem for x in CONFIGS_DIR.glob("*.yaml")))
+    names = ", ".join(shipped_configs())
     raise UserError(f"{name_or_path}: config file not found (shipped configs: {names})")
 
 
