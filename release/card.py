@@ -39,7 +39,10 @@ eprint={2405.00675},
 archivePrefix={arXiv},
 primaryClass={cs.LG}
 }"""
-LICENSE_NAMES = {"apache-2.0": "Apache-2.0", "mit": "MIT", "cc-by-4.0": "CC-BY-4.0", "cc-by-nc-4.0": "CC-BY-NC-4.0"}
+LICENSE_NAMES = {"apache-2.0": "Apache-2.0", "mit": "MIT", "cc-by-4.0": "CC-BY-4.0", "cc-by-nc-4.0": "CC-BY-NC-4.0",
+                 "gemma": "Gemma"}
+# Gemma's terms carry over to models trained from it: the published Gemma-2-9B-It-SPPO cards say `license: gemma`
+BASE_LICENSES = {"google/gemma-2-9b-it": "gemma", "google/gemma-2-27b-it": "gemma"}
 
 
 DEFAULT_LM_EVAL_VERSION = "0.4.1"
@@ -77,6 +80,11 @@ class ReleaseInfo:
     def url(self, it: Iteration) -> str:
         """Hub page of an iteration, or the relative path of its local card when no org is set."""
         return f"{HUB_URL}/{self.repo_id(it)}" if self.org else f"../{self.model_name(it)}/README.md"
+
+
+def default_license(iterations: list[Iteration]) -> str:
+    """The license of the run's cards: its base model's where that binds derivatives (Gemma), else Apache-2.0."""
+    return BASE_LICENSES.get(str(iterations[0].manifest["base_model"]), "apache-2.0")
 
 
 def default_family(iterations: list[Iteration]) -> str:

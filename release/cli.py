@@ -26,7 +26,7 @@ from sppo.cli_util import run_cli, setup_logging
 from sppo.errors import UserError
 from sppo.files import current_run_dir, safe_name, under, write_text
 
-from .card import ReleaseInfo, default_family, render_card, results_from_store
+from .card import ReleaseInfo, default_family, default_license, render_card, results_from_store
 from .data import DataUpload, plan_data
 from .push import (Upload, checkpoint_problems, parse_release_name, plan_uploads, publish,
                    result_problems)
@@ -71,7 +71,7 @@ def _release(args: argparse.Namespace, iterations: list[Iteration]) -> ReleaseIn
         org, family = None, default_family(iterations)
     if args.datasets and org:
         parse_release_name(f"{org}/{family}-Iter{max(it.number for it in iterations)}-data", need_org=True)
-    return ReleaseInfo(family=family, org=org, datasets=args.datasets)
+    return ReleaseInfo(family=family, org=org, datasets=args.datasets, license=default_license(iterations))
 
 
 def _targets(iterations: list[Iteration], wanted: list[int] | None) -> list[Iteration]:

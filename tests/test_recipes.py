@@ -108,7 +108,7 @@ PUBLISHED_NAMES = {"paper": "Mistral7B-PairRM-SPPO-Iter3", "paper-repo": "Mistra
 
 @pytest.mark.parametrize("name", sorted(PUBLISHED_NAMES))
 def test_release_names_each_recipe_as_the_published_cards(name):
-    from release.card import ReleaseInfo, default_family
+    from release.card import ReleaseInfo, default_family, default_license
     from release.run import Iteration
     from sppo.pipeline import base_model_id
 
@@ -116,9 +116,17 @@ def test_release_names_each_recipe_as_the_published_cards(name):
     manifest = {"base_model": base_model_id(cfg.model.name), "ranker": cfg.ranking.model}
     it = Iteration(number=3, name="Iter3", manifest=manifest)
     assert ReleaseInfo(family=default_family([it])).model_name(it) == PUBLISHED_NAMES[name]
+    assert default_license([it]) == ("gemma" if name.startswith("gemma") else "apache-2.0")  # the cards' metadata
     # another ranker or base model is no published family: the generic <base>-<ranker>-SPPO
     other = Iteration(3, "Iter3", dict(manifest, ranker="local-judge:embedded"))
     assert default_family([other]) == f"{cfg.model.name.split('/')[-1]}-LocalJudge-SPPO"
+
+
+def test_llama3_runs_are_named_as_the_published_cards():
+    from benchmarks.card_layout import family_name
+
+    # uclaml/SPPO README.md:54-56: UCLA-AGI/Llama-3-Instruct-8B-SPPO-Iter{1,2,3}
+    assert family_name("meta-llama/Meta-Llama-3-8B-Instruct", "llm-blender/PairRM") == "Llama-3-Instruct-8B-SPPO"
 
 
 # ------------------------------------------------------------------------------------------ no clipping
