@@ -13,7 +13,11 @@ Prompt tokens (`special_tokens`): "clean" renders the chat template with the gen
 tokenizer special tokens (one BOS, from the template). "reference" reproduces uclaml/SPPO scripts/generate.py:
 the prompt string of its `apply_template` (the template of [user, assistant "None"] cut at the first "None",
 generate.py:40-44) handed to vLLM as text, which tokenizes it with the tokenizer's special tokens: a second BOS
-in front of the template's (generate.py:81, 98).
+in front of the template's (generate.py:81, 98). A `PromptText` is a prompt already rendered as text: no template,
+the tokenizer's default special tokens.
+
+Sampling: temperature, top-p and `top_k` (0, the default: no top-k cut, as vLLM; set explicitly on the HF backend,
+whose own default is 50).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ class PromptText(str):
     """A prompt already rendered as text (e.g. by FastChat's conversation template): no chat template is applied,
     and it is tokenized with the tokenizer's default special tokens, as FastChat's gen_model_answer.py
     (`tokenizer([prompt]).input_ids`) and vLLM's text prompts did - a BOS for Mistral's tokenizer."""
+
 
 FINISH_STOP, FINISH_LENGTH = "stop", "length"  # vLLM's CompletionOutput.finish_reason values
 SPECIAL_TOKENS_MODES = ("clean", "reference")
