@@ -2,8 +2,8 @@
 
     sppo-train --config paper training.learning_rate=1e-6 generation.k=3
 
-`--config` takes a file path or the name of a shipped config (`embedded`, `paper`, `paper-repo`, `llama-3`; see
-sppo/configs/).
+`--config` takes a file path or the name of a shipped config (`embedded`, `paper`, `paper-repo`, `llama-3`, `gemma-2`,
+`gemma-2-27b`, ...: every sppo/configs/*.yaml, listed by `sppo-train --help`).
 `sppo-train --print-config` prints the resolved config with each field's documentation.
 """
 
@@ -62,6 +62,9 @@ class ModelConfig:
                                        "iteration (generation, ranking, training), as the reference took the "
                                        "base model's template each time. Ignored when model.revision pins a Hub "
                                        "commit (that commit's files are used). null: the tokenizer's own.", None)
+    attn_implementation: str | None = doc("Attention kernel of the HF model (generation, reference pass, training): "
+                                          "eager, sdpa, flash_attention_2; null: transformers' default. Gemma-2 "
+                                          "needs eager: only it applies the attention-logit soft-capping.", None)
 
 
 @dataclass
@@ -226,6 +229,7 @@ def _training_data_checks(cfg: Config) -> list[tuple[bool, str]]:
 
 # Choices of the config's enumerated fields (the one place they are declared).
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
 BACKENDS = ("auto", "hf", "vllm")
 RANKER_KINDS = ("pairrm", "local-judge")  # or python:module:Class
 PROBABILITIES = ("scores", "direct")
@@ -259,6 +263,9 @@ def _checks(cfg: "Config") -> list[tuple[bool, str]]:
         (run.chunk_size >= 1, f"run.chunk_size: must be >= 1, got {run.chunk_size}"),
         (bool(cfg.model.name.strip()), "model.name: must not be empty"),
         _choice(cfg.model.dtype, DTYPES, "model.dtype"),
+        (cfg.model.attn_implementation in (None, *ATTN_IMPLEMENTATIONS),
+         f"model.attn_implementation: unknown value {cfg.model.attn_implementation!r}; use "
+         f"{', '.join(ATTN_IMPLEMENTATIONS)} or null"),
         (bool(p.source.strip()), "prompts.source: must not be empty"),
         (len(p.splits) >= run.iterations, f"prompts.splits: {len(p.splits)} splits for {run.iterations} iterations"),
         (all(isinstance(s, str) and s for s in p.splits), "prompts.splits: every split must be a non-empty string"),
@@ -384,6 +391,11 @@ def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
+def shipped_configs() -> list[str]:
+    """Names of the shipped configs (sppo/configs/*.yaml), the default first."""
+    return sorted((p.stem for p in CONFIGS_DIR.glob("*.yaml")), key=lambda n: (n != "embedded", n))
+
+
 def resolve_config_path(name_or_path: str | None) -> Path:
     if name_or_path is None:
         return CONFIGS_DIR / "embedded.yaml"
@@ -395,7 +407,7 @@ def resolve_config_path(name_or_path: str | None) -> Path:
         return shipped
     if p.is_dir():
         raise UserError(f"{p}: --config expects a YAML file, got a directory")
-    names = ", ".join(sorted(x.stem for x in CONFIGS_DIR.glob("*.yaml")))
+    names = ", ".join(shipped_configs())
     raise UserError(f"{name_or_path}: config file not found (shipped configs: {names})")
 
 

@@ -14,7 +14,11 @@ Prompt tokens (`special_tokens`): "clean" renders the chat template with the gen
 tokenizer special tokens (one BOS, from the template). "reference" reproduces uclaml/SPPO scripts/generate.py:
 the prompt string of its `apply_template` (the template of [user, assistant "None"] cut at the first "None",
 generate.py:40-44) handed to vLLM as text, which tokenizes it with the tokenizer's special tokens: a second BOS
-in front of the template's (generate.py:81, 98).
+in front of the template's (generate.py:81, 98). A `PromptText` is a prompt already rendered as text: no template,
+the tokenizer's default special tokens.
+
+Sampling: temperature, top-p and `top_k` (0, the default: no top-k cut, as vLLM; set explicitly on the HF backend,
+whose own default is 50).
 """
 
 from __future__ import annotations
@@ -30,6 +34,13 @@ from .errors import UserError
 log = logging.getLogger(__name__)
 
 Conversation = list[dict]  # [{"role": "user", "content": ...}, ...]
+
+
+class PromptText(str):
+    """A prompt already rendered as text (e.g. by FastChat's conversation template): no chat template is applied,
+    and it is tokenized with the tokenizer's default special tokens, as FastChat's gen_model_answer.py
+    (`tokenizer([prompt]).input_ids`) and vLLM's text prompts did - a BOS for Mistral's tokenizer."""
+
 
 FINISH_STOP, FINISH_LENGTH = "stop", "length"  # vLLM's CompletionOutput.finish_reason values
 SPECIAL_TOKENS_MODES = ("clean", "reference")
@@ -55,6 +66,7 @@ class SamplingParams:
     n: int = 1
     temperature: float = 0.7  # 0 means greedy
     top_p: float = 0.9
+    top_k: int = 0  # 0: no top-k cut (vLLM's default); FastChat's HF sampling for MT-Bench kept transformers' 50
     max_new_tokens: int = 512
     seed: int = 42
 
@@ -92,6 +104,8 @@ def encode_prompt(tokenizer, conversation: Conversation, special_tokens: str = "
     """Token ids of the rendered prompt. clean: the template already writes the BOS the model expects, so the
     tokenizer adds no other. reference: the reference's prompt string tokenized as vLLM tokenizes a text prompt,
     with the tokenizer's special tokens (a second BOS for Mistral's tokenizer)."""
+    if isinstance(conversation, PromptText):
+        return tokenizer(str(conversation))["input_ids"]
     if special_tokens == "reference":
         return tokenizer(reference_prompt_text(tokenizer, conversation))["input_ids"]
     ids = tokenizer(render_prompt(tokenizer, conversation), add_special_tokens=False)["input_ids"]
@@ -178,8 +192,9 @@ class HFGenerator:
             sample = params.temperature > 0
             kwargs = dict(do_sample=sample, max_new_tokens=params.max_new_tokens, num_return_sequences=params.n,
                           pad_token_id=pad_id, eos_token_id=eos)
-            if sample:
-                kwargs.update(temperature=params.temperature, top_p=params.top_p)
+            if sample:  # top_k always explicit: transformers' own default is 50 and a model's
+                # generation_config.json may set one; arguments override both (top_k=0: no cut, as vLLM)
+                kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
             else:
                 kwargs.update(temperature=None, top_p=None, top_k=None)
             with torch.no_grad():
@@ -236,6 +251,7 @@ class VLLMGenerator:
         from vllm import SamplingParams as VSP
 
         sp = VSP(n=params.n, temperature=params.temperature, top_p=params.top_p if params.temperature > 0 else 1.0,
+                 top_k=params.top_k if params.top_k > 0 else -1,
                  max_tokens=params.max_new_tokens, seed=params.seed)
         prompts = [{"prompt_token_ids": encode_prompt(self.tokenizer, c, self.special_tokens)} for c in conversations]
         results = self.llm.generate(prompts, sp, use_tqdm=progress)
@@ -245,7 +261,8 @@ class VLLMGenerator:
 
 def make_generator(backend: str, model_name_or_path: str, *, model=None, tokenizer=None, dtype: str = "auto",
                    batch_size: int = 8, max_prompt_length: int | None = None, special_tokens: str = "clean",
-                   revision: str | None = None, **vllm_kwargs) -> Generator:
+                   revision: str | None = None, attn_implementation: str | None = None,
+                   **vllm_kwargs) -> Generator:
     """Build a generator. backend: "hf", "vllm", or "auto" (vLLM if importable and CUDA present, else hf).
     max_prompt_length (hf): longer prompts keep their end; vLLM always sees the whole prompt."""
     if backend == "auto":
@@ -264,6 +281,7 @@ def make_generator(backend: str, model_name_or_path: str, *, model=None, tokeniz
     from .models import load_model, load_tokenizer
 
     tokenizer = tokenizer or load_tokenizer(model_name_or_path, revision=revision)
-    model = model or load_model(model_name_or_path, dtype=dtype, revision=revision)
+    model = model or load_model(model_name_or_path, dtype=dtype, revision=revision,
+                                attn_implementation=attn_implementation)
     return HFGenerator(model, tokenizer, batch_size=batch_size, max_prompt_length=max_prompt_length,
                        special_tokens=special_tokens)

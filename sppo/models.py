@@ -224,9 +224,10 @@ def load_tokenizer(name_or_path: str, padding_side: str = "left", revision: str 
 
 
 def load_model(name_or_path: str, dtype: str = "auto", device: str | None = None, gradient_checkpointing=False,
-               revision: str | None = None):
+               revision: str | None = None, attn_implementation: str | None = None):
     """Load a causal LM. dtype: auto (bf16 on a bf16-capable GPU, else fp32), float32, bfloat16, float16.
-    revision: a Hub branch, tag or commit to pin; None: the default branch."""
+    revision: a Hub branch, tag or commit to pin; None: the default branch. attn_implementation: eager, sdpa,
+    flash_attention_2; None: transformers' default."""
     from transformers import AutoModelForCausalLM
 
     from . import distributed
@@ -235,7 +236,8 @@ def load_model(name_or_path: str, dtype: str = "auto", device: str | None = None
     device = device or str(distributed.device())  # under a launcher: this rank's own GPU
     torch_dtype = resolve_dtype(dtype, device)
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, revision=revision)
+        extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, revision=revision, **extra)
     except (OSError, ValueError, KeyError) as e:  # missing files, unknown architecture, bad config
         raise UserError(f"{name_or_path}: cannot load model ({_first_line(e)})") from None
     except Exception as e:  # safetensors' SafetensorError (corrupt weights) derives from Exception only

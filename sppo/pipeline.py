@@ -180,6 +180,7 @@ def stage_generate(run: Run, t: int, prompts: list[dict]) -> list[dict]:
     with Timer() as timer:
         generator = make_generator(g.backend, policy, tokenizer=tokenizer, dtype=run.cfg.model.dtype,
                                    batch_size=g.batch_size, special_tokens=tc.special_tokens, revision=revision,
+                                   attn_implementation=run.cfg.model.attn_implementation,
                                    max_prompt_length=None if reference else tc.max_prompt_length)
 
         def fn(chunk):
@@ -388,7 +389,8 @@ def stage_train(run: Run, t: int, rows: list[dict]) -> Path:
     if truncated and distributed.is_main():
         log.warning("iteration %d: %d responses cut to fit training.max_length=%d tokens",
                     t, truncated, tc.max_length)
-    model = load_model(policy, dtype=cfg.model.dtype, revision=run.revision_of(policy))
+    model = load_model(policy, dtype=cfg.model.dtype, revision=run.revision_of(policy),
+                       attn_implementation=cfg.model.attn_implementation)
     save_dtype = next(model.parameters()).dtype
     ref = stage_reference(run, t, model, rows, examples, tokenizer.pad_token_id)
     if tc.lora.enabled:
