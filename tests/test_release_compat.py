@@ -54,22 +54,41 @@ def manifest() -> CheckpointManifest:
                               hyperparameters={}, versions={"test": "1"})
 
 
-def tiny_model(tokenizer, source_config: dict, dtype: str = "float32", **overrides):
-    """A tiny random Llama whose computation-relevant values (rope, eps, ids, tied embeddings) come from
-    `source_config`, with small sizes."""
+def tiny_model(tokenizer, source_config: dict, dtype: str = "float32", model_type: str = "llama"):
+    """A tiny random Llama (or Mistral) whose computation-relevant values (rope, eps, ids, tied embeddings) come
+    from `source_config`, with small sizes."""
     import torch
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, GenerationConfig
 
     keep = ("rms_norm_eps", "bos_token_id", "eos_token_id", "pad_token_id", "tie_word_embeddings",
-            "rope_parameters", "max_position_embeddings")
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=96, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2,
-                         **{k: source_config[k] for k in keep if k in source_config}, **overrides)
+            "rope_parameters", "max_position_embeddings", "sliding_window")
+    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), hidden_size=64, intermediate_size=96,
+                                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                                  **{k: source_config[k] for k in keep if k in source_config})
     torch.manual_seed(0)
-    model = LlamaForCausalLM(config).to(getattr(torch, dtype))
+    model = AutoModelForCausalLM.from_config(config).to(getattr(torch, dtype))
     model.generation_config = GenerationConfig(bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
                                                pad_token_id=config.pad_token_id)
     return model
+
+
+def llama_style_tokenizer():
+    """A tokenizer built the way Mistral-7B-Instruct's loads in transformers 5 (LlamaTokenizer: Metaspace
+    pre-tokenizer, byte fallback, BOS added by the post-processor), trained on the small test corpus."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import LlamaTokenizer
+
+    from sppo.testing import _CORPUS, CHAT_TEMPLATE
+
+    tok = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)
+    specials = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
+    tok.train_from_iterator(_CORPUS * 4, trainer=trainers.BpeTrainer(vocab_size=500, special_tokens=specials,
+                                                                     show_progress=False))
+    trained = json.loads(tok.to_str())["model"]
+    out = LlamaTokenizer(vocab=trained["vocab"], merges=[tuple(m) for m in trained["merges"]], add_bos_token=True)
+    out.chat_template = CHAT_TEMPLATE
+    return out
 
 
 def save_both(root: Path, name: str, model, tokenizer) -> tuple[Path, Path]:
@@ -84,7 +103,8 @@ def save_both(root: Path, name: str, model, tokenizer) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory) -> dict[str, Path]:
     """smol: the embedded SmolLM2 tokenizer and its config's rope_theta 100000 and eps (what a default run
-    writes); tiny: the test tokenizer with an extra special token and a linearly scaled rope, in bfloat16."""
+    writes); tiny: the test tokenizer with an extra special token and a linearly scaled rope, in bfloat16;
+    mistral: a Mistral model (rope_theta 1e6, untied) with a tokenizer built like Mistral-7B-Instruct's."""
     from sppo.models import embedded_checkpoint, load_tokenizer
     from sppo.testing import make_tiny_tokenizer
 
@@ -101,6 +121,11 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
               "bos_token_id": tiny_tok.bos_token_id, "eos_token_id": tiny_tok.eos_token_id,
               "pad_token_id": tiny_tok.pad_token_id, "rms_norm_eps": 1e-6}
     out["tiny-plain"], out["tiny"] = save_both(root, "tiny", tiny_model(tiny_tok, scaled, "bfloat16"), tiny_tok)
+    mistral_tok = llama_style_tokenizer()
+    mistral = {"rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0}, "sliding_window": None,
+               "bos_token_id": 1, "eos_token_id": 2, "rms_norm_eps": 1e-5, "tie_word_embeddings": False}
+    out["mistral-plain"], out["mistral"] = save_both(root, "mistral", tiny_model(mistral_tok, mistral,
+                                                                                 model_type="mistral"), mistral_tok)
     return out
 
 
@@ -117,6 +142,8 @@ def _mutated(root: Path, source: Path, name: str, file: str, change) -> Path:
 # and what transformers 4.42.4 then reads differently (a path into the probe's output).
 MUTATIONS = {
     "no-rope-theta": ("smol", "config.json", lambda d: d.pop("rope_theta"), "'rope_theta'", ("config", "rope_theta")),
+    "mistral-no-rope-theta": ("mistral", "config.json", lambda d: d.pop("rope_theta"), "'rope_theta'",
+                              ("model", "logits")),
     "no-rope-scaling": ("tiny", "config.json", lambda d: d.pop("rope_scaling"), "'rope_scaling'",
                         ("config", "rope_scaling")),
     "no-torch-dtype": ("tiny", "config.json", lambda d: d.pop("torch_dtype"), "'torch_dtype'", ("config", "torch_dtype")),
@@ -142,8 +169,7 @@ def readings(checkpoints, old_python, tmp_path_factory) -> dict:
     for name, (source, file, change, _, _) in MUTATIONS.items():
         paths[name] = _mutated(root, checkpoints[source], name, file, change)
     names = {str(p): n for n, p in paths.items()}
-    new = probe(sys.executable, "read", *[str(paths[n]) for n in ("smol-plain", "smol", "tiny-plain", "tiny")],
-                "--weights")
+    new = probe(sys.executable, "read", *[str(paths[n]) for n in checkpoints], "--weights")
     old = probe(old_python, "read", *map(str, paths.values()), "--weights")
     return {"new": {names[k]: v for k, v in new.items()}, "old": {names[k]: v for k, v in old.items()},
             "paths": paths}
@@ -165,9 +191,11 @@ def _same(old: dict, new: dict) -> None:
     assert old_model == new_model
 
 
-@pytest.mark.parametrize("name", ["smol", "tiny"])
+@pytest.mark.parametrize("name", ["smol", "tiny", "mistral"])
 def test_transformers_4_42_reads_what_the_toolkit_reads(readings, name):
     truth = readings["new"][f"{name}-plain"]  # the toolkit's transformers on plain save_pretrained files
+    if "ModuleNotFoundError" in str(truth["tokenizer"].get("error")):  # e.g. a broken optional mistral-common
+        pytest.skip(f"the toolkit's own environment cannot load this tokenizer: {truth['tokenizer']['error']}")
     assert readings["old"][name]["transformers"] == "4.42.4"
     _same(readings["new"][name], truth)  # the rewrite changes nothing the toolkit reads
     _same(readings["old"][name], truth)  # and transformers 4.42.4 reads exactly that
