@@ -9,6 +9,10 @@
                                                       also publish iteration N's scored synthetic data as the
                                                       dataset UCLA-AGI/Mistral7B-PairRM-SPPO-IterN-data
 
+Every checkpoint to upload is checked to read the same in transformers 4.42+ as in the toolkit's transformers 5
+(config, tokenizer, chat template, generation config, merged weights): the dry run prints one line per
+checkpoint, --push refuses one that would read differently.
+
 The run is --run-dir, else $SPPO_RUN_DIR, else ``runs/latest`` (the link sppo-train points at its run), else
 the most recently modified directory under ``runs/``. Results are read from --results-dir, by default
 ``<run-dir>/results``. The token comes from HF_TOKEN or the cached login (``hf auth login``).
