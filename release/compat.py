@@ -214,10 +214,17 @@ def safetensors_header(path: Path) -> dict | None:
     return header if isinstance(header, dict) else None
 
 
+def _why_merged(lora: bool) -> str:
+    return "training.lora merges the adapters; " if lora else ""
+
+
+def adapter_problems(checkpoint: Path, lora: bool) -> list[str]:
+    return [f"{name}: an adapter file; {_why_merged(lora)}a release uploads merged full weights only"
+            for name in ADAPTER_FILES if (checkpoint / name).exists()]
+
+
 def weight_problems(checkpoint: Path, config: dict, lora: bool) -> list[str]:
-    why = "training.lora merges the adapters; " if lora else ""
-    out = [f"{name}: an adapter file; {why}a release uploads merged full weights only"
-           for name in ADAPTER_FILES if (checkpoint / name).exists()]
+    out = []
     files = sorted(checkpoint.glob("*.safetensors"))
     if not files:
         out.append("model.safetensors: missing (a release uploads its weights as *.safetensors)")
@@ -227,8 +234,8 @@ def weight_problems(checkpoint: Path, config: dict, lora: bool) -> list[str]:
             if tensor == "__metadata__" or not isinstance(meta, dict):
                 continue
             if "lora_" in tensor or tensor.startswith("base_model.model."):
-                out.append(f"{path.name}: tensor {tensor!r} is a PEFT/LoRA weight; {why}a release uploads "
-                           "merged full weights")
+                out.append(f"{path.name}: tensor {tensor!r} is a PEFT/LoRA weight; {_why_merged(lora)}a release "
+                           "uploads merged full weights")
                 break
             stored = _DTYPES.get(meta.get("dtype"))
             if stored and dtype and stored != dtype:
@@ -243,9 +250,9 @@ def compat_problems(checkpoint: str | Path, lora: bool = False) -> list[str]:
     checkpoint = Path(checkpoint)
     loaded = {name: _load(checkpoint / name) for name in (CONFIG, TOKENIZER_CONFIG, TOKENIZER_JSON,
                                                            GENERATION_CONFIG)}
-    unreadable = [problem for _, problem in loaded.values() if problem]
-    if unreadable:
-        return unreadable
+    out = adapter_problems(checkpoint, lora) + [problem for _, problem in loaded.values() if problem]
+    if out:  # an adapter or an unreadable file: nothing else to read
+        return out
     config, tokenizer_config = loaded[CONFIG][0], loaded[TOKENIZER_CONFIG][0]
     tokenizer_json, generation = loaded[TOKENIZER_JSON][0], loaded[GENERATION_CONFIG][0]
     for name, data in ((CONFIG, config), (TOKENIZER_CONFIG, tokenizer_config)):

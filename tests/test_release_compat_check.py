@@ -174,3 +174,24 @@ def test_lora_run_names_the_merge(tmp_path):
     (ckpt / "adapter_model.safetensors").write_bytes(_safetensors("w", "BF16"))
     assert compat_problems(ckpt, lora=True)[0] == ("adapter_model.safetensors: an adapter file; training.lora "
                                                    "merges the adapters; a release uploads merged full weights only")
+
+
+def test_a_lora_checkpoint_is_released_as_merged_full_weights(saved, tmp_path):
+    """training.lora: the pipeline merges the adapters before save_checkpoint, which the check accepts; the
+    adapter as PEFT saves it is refused."""
+    from sppo.checkpoint import CheckpointManifest, save_checkpoint
+    from sppo.config import LoraConfig
+    from sppo.models import load_model, load_tokenizer, with_lora
+
+    peft_model = with_lora(load_model(str(saved[0]), device="cpu"), LoraConfig(enabled=True, r=4, alpha=8))
+    adapter = tmp_path / "adapter"
+    peft_model.save_pretrained(adapter)
+    manifest = CheckpointManifest(iteration=1, name="Iter1", base_model="tiny", prompt_dataset=None,
+                                  prompt_source_dataset=None, k=2, ranker="test", hyperparameters={"lora": True})
+    merged = save_checkpoint(tmp_path / "Iter1", peft_model.merge_and_unload(), load_tokenizer(str(saved[0])),
+                             None, manifest)
+    assert compat_problems(merged, lora=True) == []
+    assert not list(merged.glob("adapter*"))
+    problems = compat_problems(adapter, lora=True)
+    assert "adapter_config.json: an adapter file; training.lora merges the adapters; a release uploads merged " \
+           "full weights only" in problems, problems
