@@ -6,8 +6,8 @@ checkpoint loads without an error but as another model or tokenizer. `write_comp
 after `save_pretrained` so both generations read the same values; `sppo-release` checks them before a push
 (`release/compat.py`).
 
-- config.json: `rope_parameters` (5.x) also as top-level `rope_theta` and, when the rope is scaled,
-  `rope_scaling` in the 4.x form; `dtype` (5.x) also as `torch_dtype`; no machine-local keys.
+- config.json: `rope_parameters` (5.x) also as top-level `rope_theta` and `rope_scaling` (null for the default
+  rope, else the 4.x form); `dtype` (5.x) also as `torch_dtype`; no machine-local keys.
 - tokenizer_config.json: `tokenizer_class` PreTrainedTokenizerFast (both versions build it from tokenizer.json
   verbatim; 4.x does not know 5.x's TokenizersBackend), the chat template inline as well as in
   chat_template.jinja (4.x reads only the inline one), `clean_up_tokenization_spaces` explicit (4.42 defaults
