@@ -22,6 +22,10 @@ from release.compat import compat_problems
 from sppo.checkpoint import CheckpointManifest, save_checkpoint
 from sppo.export import RULES_FILE
 
+# Two stacks each load every checkpoint (about two minutes on 2 busy cores, plus a few minutes once to build the
+# environment), so the whole module is `slow`; .ci/run runs it.
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[1]
 PROBE = REPO / "scripts" / "compat_probe.py"
 LOGIT_TOLERANCE = 1e-4
@@ -233,7 +237,6 @@ def test_the_rules_file_is_what_transformers_4_42_reads(old_python):
     assert probe(old_python, "rules") == json.loads(RULES_FILE.read_text())
 
 
-@pytest.mark.slow
 def test_the_embedded_model_saved_as_a_checkpoint_computes_the_same_in_4_42(old_python, tmp_path):
     """The whole SmolLM2-135M-Instruct (what a default run's IterN is made of) written by save_checkpoint:
     transformers 4.42.4 reads the same config, ids and template and computes the same logits as the toolkit
