@@ -9,6 +9,10 @@
                                                       also publish iteration N's scored synthetic data as the
                                                       dataset UCLA-AGI/Mistral7B-PairRM-SPPO-IterN-data
 
+Every checkpoint to upload is checked to read the same in transformers 4.42+ as in the toolkit's transformers 5
+(config, tokenizer, chat template, generation config, merged weights): the dry run prints one line per
+checkpoint, --push refuses one that would read differently.
+
 The run is --run-dir, else $SPPO_RUN_DIR, else ``runs/latest`` (the link sppo-train points at its run), else
 the most recently modified directory under ``runs/``. Results are read from --results-dir, by default
 ``<run-dir>/results``. The token comes from HF_TOKEN or the cached login (``hf auth login``).
@@ -27,6 +31,7 @@ from sppo.errors import UserError
 from sppo.files import current_run_dir, safe_name, under, write_text
 
 from .card import ReleaseInfo, default_family, default_license, render_card, results_from_store
+from .compat import CompatReport, compat_problems
 from .data import DataUpload, plan_data
 from .push import (Upload, checkpoint_problems, parse_release_name, plan_uploads, publish,
                    result_problems)
@@ -108,6 +113,12 @@ def _print_plan(uploads: list[Upload], card_paths: dict[int, Path], data: list[D
             print("  (no checkpoint files found)")
 
 
+def compat_reports(targets: list[Iteration]) -> list[CompatReport]:
+    """Per checkpoint to upload: would transformers 4.42+ read its files as the toolkit's transformers does?"""
+    return [CompatReport(it.name, compat_problems(it.checkpoint, lora=bool(it.hyperparameters.get("lora"))))
+            for it in targets if it.checkpoint is not None and it.checkpoint.is_dir()]
+
+
 def card_path(out: Path, model_name: str) -> Path:
     """``<out>/<model name>/README.md``, the name one path component and the path inside `out`."""
     if out.exists() and not out.is_dir():
@@ -141,13 +152,17 @@ def _main(argv: list[str]) -> int:
         card_paths[it.number] = write_text(card_path(args.out, release.model_name(it)), str(cards[it.number]))
         log.debug("wrote %s", card_paths[it.number])
     uploads = plan_uploads(release, targets, cards)
-    problems = checkpoint_problems(targets) + result_problems(iterations, targets, results, require)
+    compat = compat_reports(targets)
+    problems = (checkpoint_problems(targets) + [f"{c.name}: {p}" for c in compat for p in c.problems]
+                + result_problems(iterations, targets, results, require))
 
     if not args.push:
         ignored = [f"--{k}" for k in ("tag", "collection", "force") if getattr(args, k)]
         if ignored:
             print(f"note: {', '.join(ignored)} only apply with --push")
         _print_plan(uploads, card_paths, data)
+        for c in compat:
+            print(c.line())
         for p in problems:
             print(f"warning: {p}")
         print("dry run: nothing uploaded" + (" (--push would refuse: see the warnings)" if problems

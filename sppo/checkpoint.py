@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
+from .export import write_compatible
 from .files import package_versions, read_json, safe_name, utc_now, write_json
 
 MANIFEST_NAME = "sppo_manifest.json"
@@ -105,12 +106,15 @@ def is_finished(checkpoint: str | os.PathLike) -> bool:
 
 
 def save_checkpoint(target: Path, model, tokenizer, state_dict, manifest: CheckpointManifest) -> Path:
-    """Write weights, tokenizer and manifest to a temporary sibling directory, then rename it onto `target`."""
+    """Write weights, tokenizer and manifest to a temporary sibling directory, then rename it onto `target`.
+    The config, tokenizer and generation files are written in the form transformers 4.42+ and 5 read alike."""
     tmp = target.parent / f".{target.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(tmp, state_dict=state_dict)
     tokenizer.padding_side = "left"
     tokenizer.save_pretrained(tmp)
+    # files every transformers from 4.42 on reads as this one does (sppo/export.py)
+    write_compatible(tmp, clean_up_tokenization_spaces=bool(getattr(tokenizer, "clean_up_tokenization_spaces", False)))
     manifest.versions = manifest.versions or package_versions()
     manifest.finished_at = utc_now()
     write_json(tmp / MANIFEST_NAME, manifest.to_dict())

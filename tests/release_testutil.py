@@ -57,6 +57,25 @@ def safetensors_bytes(n: int, size: int = 64) -> bytes:
     return len(header).to_bytes(8, "little") + header + bytes([n % 256]) * size
 
 
+def write_model_files(ckpt: Path, model_type: str, extra: dict | None = None) -> None:
+    """The config, tokenizer and generation files of a checkpoint in the form sppo-train writes them (readable
+    alike by transformers 4.42+ and 5): the release's compatibility check passes them."""
+    theta = 1000000.0
+    config = {"model_type": model_type, "rope_parameters": {"rope_theta": theta, "rope_type": "default"},
+              "rope_theta": theta, "rope_scaling": None, "dtype": "bfloat16", "torch_dtype": "bfloat16",
+              "bos_token_id": 1, "eos_token_id": 2, **(extra or {})}
+    tokens = [{"id": i, "content": t, "special": True} for i, t in enumerate(["<unk>", "<s>", "</s>"])]
+    files = {"config.json": config,
+             "tokenizer.json": {"added_tokens": tokens, "model": {"type": "BPE", "vocab": {}, "merges": []}},
+             "tokenizer_config.json": {"tokenizer_class": "PreTrainedTokenizerFast", "bos_token": "<s>",
+                                       "eos_token": "</s>", "clean_up_tokenization_spaces": False,
+                                       "chat_template": "{{ bos_token }}{{ messages[0]['content'] }}"},
+             "generation_config.json": {"bos_token_id": 1, "eos_token_id": 2}}
+    for name, data in files.items():
+        (ckpt / name).write_text(json.dumps(data))
+    (ckpt / "chat_template.jinja").write_text(files["tokenizer_config.json"]["chat_template"])
+
+
 def manifest(n: int) -> dict:
     return {"iteration": n, "name": f"Iter{n}", "base_model": "mistralai/Mistral-7B-Instruct-v0.2",
             "init_model": "mistralai/Mistral-7B-Instruct-v0.2" if n == 1 else f"checkpoints/Iter{n - 1}",
@@ -73,9 +92,8 @@ def make_run(root: Path, *, results: bool = True, all_suites: bool = False) -> P
     for n in (1, 2, 3):
         ckpt = run / "checkpoints" / f"Iter{n}"
         ckpt.mkdir(parents=True)
-        (ckpt / "config.json").write_text(json.dumps({"model_type": "mistral", "iteration": n}))
+        write_model_files(ckpt, "mistral", {"iteration": n})
         (ckpt / "model.safetensors").write_bytes(safetensors_bytes(n))
-        (ckpt / "tokenizer.json").write_text("{}")
         (ckpt / "sppo_manifest.json").write_text(json.dumps(manifest(n)))
         if not results:
             continue
@@ -116,9 +134,8 @@ def make_embedded_run(root: Path) -> Path:
     for n in (1, 2):
         ckpt = run / "checkpoints" / f"Iter{n}"
         ckpt.mkdir(parents=True)
-        (ckpt / "config.json").write_text(json.dumps({"model_type": "llama"}))
+        write_model_files(ckpt, "llama")
         (ckpt / "model.safetensors").write_bytes(safetensors_bytes(n))
-        (ckpt / "tokenizer.json").write_text("{}")
         (ckpt / "sppo_manifest.json").write_text(json.dumps(embedded_manifest(n)))
         fp = {"path": str(ckpt), "fingerprint": checkpoint_fingerprint(ckpt)}
         store.write(SuiteResult(model=f"Iter{n}", suite="alpaca_eval", metrics=_alpaca(40.0 + n, 45.5, 310.0),

@@ -92,7 +92,8 @@ def test_push_creates_repos_one_commit_each_tag_and_collection(hub, tmp_path, lo
         repo, ckpt = hub.repos[repo_id], run / "checkpoints" / f"Iter{n}"
         assert len(repo.commits) == 1  # weights and card in ONE commit
         commit = repo.commits[0]
-        assert sorted(commit["files"]) == ["README.md", "config.json", "model.safetensors", "tokenizer.json"]
+        assert sorted(commit["files"]) == ["README.md", "chat_template.jinja", "config.json", "generation_config.json",
+                                           "model.safetensors", "tokenizer.json", "tokenizer_config.json"]
         assert commit["files"]["model.safetensors"] == (ckpt / "model.safetensors").read_bytes()  # via LFS
         assert commit["files"]["config.json"] == (ckpt / "config.json").read_bytes()
         card = (tmp_path / "cards" / repo_id.split("/")[1] / "README.md").read_bytes()
