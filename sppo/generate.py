@@ -180,7 +180,8 @@ class VLLMGenerator:
             raise UserError("generation.backend: vllm is not installed (pip install 'sppo-toolkit[vllm]')") from None
         from . import distributed
 
-        with distributed.own_gpu_for_child_processes():  # under a launcher: the engine runs on this rank's GPU
+        # under a launcher: the engine runs on this rank's GPU(s); tensor parallelism over tensor_parallel_size GPUs
+        with distributed.own_gpu_for_child_processes(tensor_parallel_size):
             self.llm = LLM(model=model_path, dtype=dtype, enable_prefix_caching=True, max_model_len=max_model_len,
                            gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
                            revision=revision, tokenizer_revision=revision)

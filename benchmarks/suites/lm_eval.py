@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,18 +129,65 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
+@dataclass(frozen=True)
+class LmEvalJob:
+    """One lm-eval task on one model, run by every rank together (``benchmarks.parallel``)."""
+
+    path: str
+    dtype: str
+    task: str
+    num_fewshot: int
+    batch_size: int
+    limit: int | None
+    extra_dir: str | None  # the project's own task, for lm-eval's include_path
+
+
+def lm_eval_job(job: LmEvalJob) -> dict | None:
+    """``lm_eval.simple_evaluate`` of one task on this rank's device; the harness's results on rank 0, None on the
+    others. The HF model is built here with its arguments as values (no ``key=value,...`` string)."""
+    from lm_eval import simple_evaluate
+    from lm_eval.models.huggingface import HFLM
+
+    from sppo import distributed
+
+    _lm_eval_tasks_ready(Path(job.extra_dir) if job.extra_dir else None)
+    device = str(distributed.device())
+    lm = _shard_over_ranks(HFLM(pretrained=job.path, dtype=job.dtype, batch_size=job.batch_size, device=device))
+    return simple_evaluate(model=lm, model_args={"pretrained": job.path, "dtype": job.dtype}, tasks=[job.task],
+                           num_fewshot=job.num_fewshot, batch_size=job.batch_size, device=device.split(":")[0],
+                           limit=job.limit, log_samples=True)
+
+
+def _shard_over_ranks(lm):
+    """Every rank evaluates the share of its *global* rank. lm-eval 0.4.1 shares the work only with several GPUs
+    on one node and by local rank (models/huggingface.py:259-302: ``self._rank = local_process_index``), so on CPU
+    every rank would do all of it and on several nodes the ranks of equal local rank the same part; its evaluator
+    gathers through ``lm.accelerator`` (evaluator.py:311-443), which works on gloo as on NCCL."""
+    from sppo import distributed
+
+    if distributed.world_size() == 1:
+        return lm
+    from accelerate import Accelerator
+
+    if not hasattr(lm, "accelerator"):
+        lm.accelerator = Accelerator()
+    lm._rank, lm._world_size = distributed.rank(), distributed.world_size()
+    return lm
+
+
 def run(ctx: RunContext, target: ModelTarget) -> SuiteResult:
-    """``lm_eval.simple_evaluate`` per task with its v1 few-shot count; the harness's results JSON (merged over the
-    tasks) and the samples are kept. Each finished task is kept, so a rerun resumes with the next one."""
+    """``lm_eval.simple_evaluate`` per task with its v1 few-shot count, every rank taking its share; the harness's
+    results JSON (merged over the tasks) and the samples are kept. Each finished task is kept, so a rerun resumes
+    with the next one."""
     import torch
+
+    from benchmarks import parallel
 
     plan = task_plan(ctx.lm_eval_tasks)
     variant = variant_of(ctx.lm_eval_tasks)
     work = ctx.work_dir("lm_eval", DEFAULT_VARIANT) / target.name
     extra = write_tiny_task(ctx.results_dir / "lm_eval_tasks") if ctx.lm_eval_tasks == "tiny" else None
     _lm_eval_tasks_ready(extra)
-    from lm_eval import simple_evaluate
-
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = "bfloat16" if device == "cuda" and torch.cuda.is_bf16_supported() else "float32"
     limit = ctx.answer_settings.limit
@@ -151,10 +199,9 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteResult:
         res = read_json(tpath) if tpath.exists() else None
         if res is None or res.get("sppo_run_key") != run_key:
             log.info("lm-eval %s (%d-shot) on %s", task, shots, target.name)
+            job = LmEvalJob(target.path, dtype, task, shots, ctx.lm_eval_batch_size, limit, str(extra) if extra else None)
             try:
-                res = simple_evaluate(model="hf", model_args=f"pretrained={target.path},dtype={dtype}", tasks=[task],
-                                      num_fewshot=shots, batch_size=ctx.lm_eval_batch_size, device=device,
-                                      limit=limit, log_samples=True)
+                res = parallel.run("lm_eval", job)
             except Exception as e:  # the harness raises plain exceptions (missing dataset, no network, ...)
                 raise UserError(f"lm-eval task {task} failed on {target.name}: {type(e).__name__}: "
                                 f"{str(e).splitlines()[0] if str(e) else ''}") from None

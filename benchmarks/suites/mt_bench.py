@@ -6,14 +6,13 @@ file for every model, as FastChat writes it; updated under a lock so concurrent 
 
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 from sppo.files import read_jsonl, under, write_jsonl
 
-from benchmarks.answers import AnswerSettings, ModelAnswerer, answer_id, chunks, reusable
+from benchmarks.answers import AnswerSettings, ModelAnswerer, answer_id, reusable
 from benchmarks.judge import Judge, JudgeReply, JudgeRequest
 from benchmarks.scoring import mt_bench as mt
 from benchmarks.store import SuiteResult, digest
@@ -50,19 +49,6 @@ def fastchat_prompt(model_name: str, questions: Sequence[str], answers: Sequence
     return conv.get_prompt()
 
 
-@contextlib.contextmanager
-def _prompt_as_is(answerer: ModelAnswerer):
-    """While active, the generator's chat template writes the single user message's text unchanged (a prompt
-    already rendered with FastChat's template)."""
-    tok = answerer.generator.tokenizer
-    old = tok.chat_template
-    tok.chat_template = "{{ messages[0]['content'] }}"
-    try:
-        yield
-    finally:
-        tok.chat_template = old
-
-
 def _mt_turns(answerer: ModelAnswerer, qs: list[dict], temp: float, max_new: int, template: str | None):
     """First and second answers of each question (the second turn sees the first answer)."""
     if template is None:
@@ -72,11 +58,10 @@ def _mt_turns(answerer: ModelAnswerer, qs: list[dict], temp: float, max_new: int
                   for c, a, q in zip(convs, first, qs)]
         return first, answerer.answer(convs2, temp, max_new)
     name = answerer.template_model()
-    with _prompt_as_is(answerer):
-        first = answerer.answer([[{"role": "user", "content": fastchat_prompt(name, q["turns"][:1], [])}]
-                                 for q in qs], temp, max_new)
-        second = answerer.answer([[{"role": "user", "content": fastchat_prompt(name, q["turns"][:2], [a])}]
-                                  for q, a in zip(qs, first)], temp, max_new)
+    first = answerer.answer([[{"role": "user", "content": fastchat_prompt(name, q["turns"][:1], [])}] for q in qs],
+                            temp, max_new, prompt_as_is=True)
+    second = answerer.answer([[{"role": "user", "content": fastchat_prompt(name, q["turns"][:2], [a])}]
+                              for q, a in zip(qs, first)], temp, max_new, prompt_as_is=True)
     return first, second
 
 
@@ -90,16 +75,15 @@ def mt_bench_answers(answerer: ModelAnswerer, questions: list[dict], path: Path,
                   "suite": "mt_bench", "fastchat_template": template})
     existing = reusable({r.get("question_id"): r for r in read_jsonl(path)} if path.exists() else {}, key)
     todo = [q for q in wanted if q["question_id"] not in existing]
-    for chunk in chunks(todo):
-        by_temp: dict[float, list[dict]] = {}
-        for q in chunk:
-            by_temp.setdefault(mt_bench_temperature(q["category"]), []).append(q)
-        for temp, qs in by_temp.items():
-            first, second = _mt_turns(answerer, qs, temp, max_new, template)
-            for q, a1, a2 in zip(qs, first, second):
-                existing[q["question_id"]] = {"question_id": q["question_id"], "answer_id": answer_id(),
-                                              "model_id": model_id, "choices": [{"index": 0, "turns": [a1, a2]}],
-                                              "tstamp": time.time(), "sppo_key": key}
+    by_temp: dict[float, list[dict]] = {}
+    for q in todo:
+        by_temp.setdefault(mt_bench_temperature(q["category"]), []).append(q)
+    for temp, qs in by_temp.items():
+        first, second = _mt_turns(answerer, qs, temp, max_new, template)
+        for q, a1, a2 in zip(qs, first, second):
+            existing[q["question_id"]] = {"question_id": q["question_id"], "answer_id": answer_id(),
+                                          "model_id": model_id, "choices": [{"index": 0, "turns": [a1, a2]}],
+                                          "tstamp": time.time(), "sppo_key": key}
         write_jsonl(path, existing.values())
     info = {"temperature": "per category (FastChat temperature_config)", "max_new_tokens": max_new,
             "chat_template": f"fastchat:{template}" if template else "hf", "best_of": answerer.best_of,
