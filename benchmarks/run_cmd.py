@@ -331,9 +331,13 @@ def main(args: argparse.Namespace) -> int:
                 parallel.serve()
                 return 0
             try:
-                return _main(args)
-            finally:
-                parallel.stop()
+                code = _main(args)
+            except BaseException:
+                with contextlib.suppress(Exception):  # a rank that has died cannot be told; the error stands
+                    parallel.stop()
+                raise
+            parallel.stop()
+            return code
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sppo.cli_util import launched_rank, quiet_other_ranks
 from sppo.errors import UserError
 from sppo.files import read_json, write_jsonl, write_text
 
@@ -95,11 +96,12 @@ def _lm_eval_tasks_ready(extra_dir: Path | None) -> None:
     lm_eval.evaluator.get_git_commit_hash = _quiet_git_hash
 
     if "builtin" not in _LM_EVAL_READY:
-        lm_eval.tasks.initialize_tasks()
+        lm_eval.tasks.initialize_tasks(verbosity="INFO" if launched_rank() == 0 else "ERROR")
         _LM_EVAL_READY.add("builtin")
     if extra_dir is not None and str(extra_dir) not in _LM_EVAL_READY:
         lm_eval.tasks.include_path(str(extra_dir))
         _LM_EVAL_READY.add(str(extra_dir))
+    quiet_other_ranks()  # lm-eval's initialize_tasks sets its logger's level
 
 
 def task_plan(task_set: str) -> dict[str, int]:
@@ -145,12 +147,12 @@ class LmEvalJob:
 def lm_eval_job(job: LmEvalJob) -> dict | None:
     """``lm_eval.simple_evaluate`` of one task on this rank's device; the harness's results on rank 0, None on the
     others. The HF model is built here with its arguments as values (no ``key=value,...`` string)."""
+    _lm_eval_tasks_ready(Path(job.extra_dir) if job.extra_dir else None)  # before lm_eval is imported
     from lm_eval import simple_evaluate
     from lm_eval.models.huggingface import HFLM
 
     from sppo import distributed
 
-    _lm_eval_tasks_ready(Path(job.extra_dir) if job.extra_dir else None)
     device = str(distributed.device())
     lm = _shard_over_ranks(HFLM(pretrained=job.path, dtype=job.dtype, batch_size=job.batch_size, device=device))
     return simple_evaluate(model=lm, model_args={"pretrained": job.path, "dtype": job.dtype}, tasks=[job.task],
@@ -161,18 +163,54 @@ def lm_eval_job(job: LmEvalJob) -> dict | None:
 def _shard_over_ranks(lm):
     """Every rank evaluates the share of its *global* rank. lm-eval 0.4.1 shares the work only with several GPUs
     on one node and by local rank (models/huggingface.py:259-302: ``self._rank = local_process_index``), so on CPU
-    every rank would do all of it and on several nodes the ranks of equal local rank the same part; its evaluator
-    gathers through ``lm.accelerator`` (evaluator.py:311-443), which works on gloo as on NCCL."""
+    every rank would do all of it and on several nodes the ranks of equal local rank the same part. Its evaluator
+    gathers through ``lm.accelerator`` (evaluator.py:311-443): `_Gatherer` does that over torch.distributed."""
     from sppo import distributed
 
-    if distributed.world_size() == 1:
-        return lm
-    from accelerate import Accelerator
-
-    if not hasattr(lm, "accelerator"):
-        lm.accelerator = Accelerator()
-    lm._rank, lm._world_size = distributed.rank(), distributed.world_size()
+    if distributed.world_size() > 1:
+        lm.accelerator = _Gatherer()
+        lm._rank, lm._world_size = distributed.rank(), distributed.world_size()
     return lm
+
+
+class _Gatherer:
+    """The part of accelerate's ``Accelerator`` lm-eval's evaluator and HFLM use, over the process group as it is
+    (gloo or NCCL): ``gather`` concatenates every rank's tensor along dim 0 (a scalar counts as one element)."""
+
+    @property
+    def num_processes(self) -> int:
+        from sppo import distributed
+
+        return distributed.world_size()
+
+    def gather(self, tensor):
+        import torch
+
+        t = tensor.reshape(1) if tensor.dim() == 0 else tensor
+        parts = [torch.empty_like(t) for _ in range(self.num_processes)]
+        torch.distributed.all_gather(parts, t.contiguous())
+        return torch.cat(parts, dim=0)
+
+    def pad_across_processes(self, tensor, dim: int = 0, pad_index: int = 0, pad_first: bool = False):
+        import torch
+
+        sizes = self.gather(torch.tensor([tensor.shape[dim]], device=tensor.device))
+        width = int(sizes.max())
+        if tensor.shape[dim] == width:
+            return tensor
+        shape = list(tensor.shape)
+        shape[dim] = width - tensor.shape[dim]
+        pad = torch.full(shape, pad_index, dtype=tensor.dtype, device=tensor.device)
+        return torch.cat([pad, tensor] if pad_first else [tensor, pad], dim=dim)
+
+    def wait_for_everyone(self) -> None:
+        from sppo import distributed
+
+        distributed.wait("lm-eval")
+
+    @staticmethod
+    def unwrap_model(model):
+        return model
 
 
 def run(ctx: RunContext, target: ModelTarget) -> SuiteResult:
