@@ -35,6 +35,10 @@ def setup_logging(verbose: bool = False) -> None:
     quiet_other_ranks()
 
 
+def _errors_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
+
+
 def quiet_other_ranks() -> None:
     """On ranks other than 0: Python warnings ignored and library loggers at ERROR, so that a library warning is
     printed once (by rank 0), not once per rank. Idempotent; call again after importing a library that sets its
@@ -45,7 +49,10 @@ def quiet_other_ranks() -> None:
 
     warnings.filterwarnings("ignore")
     for name in LIBRARY_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.ERROR)
+        if _errors_only not in logger.filters:  # stays when a library resets the level at import (DeepSpeed)
+            logger.addFilter(_errors_only)
     if "transformers" in sys.modules:  # transformers keeps its own verbosity setting
         from transformers.utils import logging as hf_logging
 

@@ -20,6 +20,7 @@ import pytest
 from bench_fake_judge import bench_args, tiny_checkpoints
 from benchmarks.testing import FakeJudgeServer
 from sppo.files import read_json, read_jsonl
+from test_distributed import launch_two_nodes
 
 BIN = Path(sys.executable).parent
 TESTS = Path(__file__).parent
@@ -109,20 +110,16 @@ def test_two_ranks_answer_judge_and_score_as_one_process(checkpoints, shared_dat
 
 @pytest.mark.slow
 def test_two_nodes_with_a_local_judge_as_one_process(checkpoints, shared_data, tmp_path):
-    """Two one-process "nodes" (two torchrun launches, --nnodes 2, --node_rank 0 and 1, one shared results
-    directory): with the local judge, the AlpacaEval and MT-Bench answers, judgments and results equal one
+    """Two one-process "nodes" (scripts/slurm/launch-node.sh twice: torchrun --nnodes 2, --node_rank 0 and 1, one
+    shared results directory): with the local judge, the AlpacaEval and MT-Bench answers, judgments and results equal one
     process's; the node of rank 1 answers and judges its chunks; nothing is written twice."""
     data = ["--alpaca-eval", "--mt-bench", str(checkpoints[0]), "--limit", "2", "--max-new-tokens", "6",
             "--judge", f"local:{checkpoints[1]}", "--judge-max-new-tokens", "4", "--data-dir", str(shared_data),
             "--generation-backend", "hf", "--batch-size", "4"]
     bench(ONE, [*data, "--results-dir", str(tmp_path / "one")])
-    port = str(free_port())
-    nodes = [subprocess.Popen([str(BIN / "torchrun"), "--nnodes", "2", "--nproc_per_node", "1", "--node_rank",
-                               str(n), "--master_addr", "127.0.0.1", "--master_port", port, "-m", "benchmarks.cli",
-                               *data, "--results-dir", str(tmp_path / "two")], env=ENV, cwd=TESTS.parent,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in (0, 1)]
-    outs = [p.communicate(timeout=900) for p in nodes]
-    assert [p.returncode for p in nodes] == [0, 0], outs[0][1][-3000:] + outs[1][1][-3000:]
+    nodes = launch_two_nodes("benchmarks.cli", [*data, "--results-dir", str(tmp_path / "two")])
+    assert [rc for rc, _, _ in nodes] == [0, 0], nodes[0][2][-3000:] + nodes[1][2][-3000:]
+    outs = [(out, err) for _, out, err in nodes]
     one, two = artifacts(tmp_path / "one"), artifacts(tmp_path / "two")
     assert one.keys() == two.keys()
     for key in one:
