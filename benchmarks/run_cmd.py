@@ -73,7 +73,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ranker", default="pairrm", help="ranker kind for --best-of (sppo.rank.make_ranker)")
     g.add_argument("--ranker-model", help="ranker model for --best-of (default: the kind's default)")
     g.add_argument("--generation-backend", choices=("hf", "vllm", "auto"), default="auto")
-    g.add_argument("--batch-size", type=int, default=8, help="generation batch size (sequences in flight)")
+    g.add_argument("--batch-size", type=int, help="generation batch size (sequences in flight; default: chosen "
+                   "from the device's memory)")
     g.add_argument("--tensor-parallel-size", type=int, default=1, metavar="T",
                    help="vLLM: GPUs per model (tensor parallelism, for a model beyond one GPU's memory); under a "
                         "launcher start GPUs / T processes per node, rank r's engine on GPUs r*T .. r*T+T-1")
@@ -269,7 +270,7 @@ def _validate(args) -> None:
     if args.max_new_tokens is not None and args.max_new_tokens < 0:
         raise UserError("--max-new-tokens must be at least 1 (or 0 for the official limits)")
     for flag in ("best_of", "batch_size", "judge_concurrency", "lm_eval_batch_size", "tensor_parallel_size"):
-        if getattr(args, flag) < 1:
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1")
     if args.judge_max_retries < 0 or args.judge_timeout <= 0 or args.judge_backoff < 0:
         raise UserError("--judge-max-retries and --judge-backoff must be >= 0, --judge-timeout > 0")

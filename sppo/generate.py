@@ -120,10 +120,50 @@ def finish_reason(generated_ids, eos_id: int) -> str:
     return FINISH_STOP if eos_id in generated_ids else FINISH_LENGTH
 
 
-class HFGenerator:
-    """transformers `generate`, batched across prompts and samples."""
+# memory_batch_size: the share of the device's memory the sequences in flight may take, and their upper bound
+BATCH_MEMORY_SHARE = 0.25
+MAX_MEMORY_BATCH = 512
 
-    def __init__(self, model, tokenizer, batch_size: int = 8, max_prompt_length: int | None = None,
+
+def device_memory_bytes(device) -> int:
+    """The total memory of `device` (a GPU's, or the machine's RAM): fixed for a machine, so a batch chosen from
+    it does not change with what else happens to be running."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_properties(torch.device(device)).total_memory
+    import psutil
+
+    return psutil.virtual_memory().total
+
+
+def sequence_bytes(config, length: int, element_size: int) -> int:
+    """Memory one sequence of `length` tokens needs while generating: its key/value cache in every layer, the
+    prefill's largest activations (MLP and attention scores over the prompt) and fp32 logits."""
+    text = getattr(config, "text_config", None) or config
+    heads = text.num_attention_heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    kv_heads = getattr(text, "num_key_value_heads", None) or heads
+    cache = 2 * text.num_hidden_layers * kv_heads * head_dim * length * element_size
+    prefill = length * (getattr(text, "intermediate_size", 4 * text.hidden_size) + heads * length) * 4
+    return cache + prefill + 2 * text.vocab_size * 4
+
+
+def memory_batch_size(model, n_sequences: int, length: int) -> int:
+    """Sequences in flight chosen from memory: as many of `n_sequences` (at most MAX_MEMORY_BATCH) as fit in
+    BATCH_MEMORY_SHARE of the device's memory beside the weights, at least 1."""
+    params = next(model.parameters())
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    budget = BATCH_MEMORY_SHARE * device_memory_bytes(params.device) - weights
+    fit = int(budget // sequence_bytes(model.config, length, params.element_size()))
+    return max(1, min(n_sequences, MAX_MEMORY_BATCH, fit))
+
+
+class HFGenerator:
+    """transformers `generate`, batched across prompts and samples (`batch_size` sequences in flight; None:
+    `memory_batch_size` for each call)."""
+
+    def __init__(self, model, tokenizer, batch_size: int | None = 8, max_prompt_length: int | None = None,
                  special_tokens: str = "clean"):
         self.model, self.tokenizer = model, tokenizer
         self.batch_size = batch_size
@@ -141,7 +181,9 @@ class HFGenerator:
         encoded = encode_prompts(self.tokenizer, conversations, self.max_prompt_length, self.special_tokens)
         out: list[list[Sample]] = [[] for _ in encoded]
         # at most batch_size sequences in flight: prompts per batch = batch_size // n (at least 1)
-        batches = length_sorted_batches(encoded, max(1, self.batch_size // params.n))
+        size = self.batch_size or memory_batch_size(self.model, len(encoded) * params.n,
+                                                    max(map(len, encoded), default=0) + params.max_new_tokens)
+        batches = length_sorted_batches(encoded, max(1, size // params.n))
         pad_id = self.tokenizer.pad_token_id
         eos = self.tokenizer.eos_token_id
         device = next(self.model.parameters()).device
@@ -221,7 +263,7 @@ class VLLMGenerator:
 
 
 def make_generator(backend: str, model_name_or_path: str, *, model=None, tokenizer=None, dtype: str = "auto",
-                   batch_size: int = 8, max_prompt_length: int | None = None, special_tokens: str = "clean",
+                   batch_size: int | None = None, max_prompt_length: int | None = None, special_tokens: str = "clean",
                    revision: str | None = None, **vllm_kwargs) -> Generator:
     """Build a generator. backend: "hf", "vllm", or "auto" (vLLM if importable and CUDA present, else hf).
     max_prompt_length (hf): longer prompts keep their end; vLLM always sees the whole prompt."""

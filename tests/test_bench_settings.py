@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from bench_fake_judge import bench_args, tiny_checkpoints
-from benchmarks.answers import AnswerSettings
+from benchmarks.answers import AS_IS_TEMPLATE, AnswerSettings
 from benchmarks.suites.alpaca_eval import alpaca_eval_answers, alpaca_eval_sampling
 from benchmarks.cli import main as bench
 from benchmarks.store import ResultsStore
@@ -109,9 +109,32 @@ class _TemplateRecorder(_RecordingAnswerer):
     def template_model(self):
         return self.base_model
 
-    def answer(self, conversations, temperature, max_new_tokens, top_p=1.0):
-        self.prompts.append((self.generator.tokenizer.chat_template, conversations))
+    def answer(self, conversations, temperature, max_new_tokens, top_p=1.0, prompt_as_is=False):
+        self.prompts.append((AS_IS_TEMPLATE if prompt_as_is else self.generator.tokenizer.chat_template,
+                             conversations))
         return [f"A{len(self.prompts)}"] * len(conversations)
+
+
+def test_answerer_gives_a_rendered_prompt_to_the_model_unchanged():
+    """prompt_as_is: while the answer job runs, the tokenizer's chat template writes the message as it is (a
+    prompt FastChat's template rendered); afterwards the model's own template is back."""
+    from benchmarks.answers import ModelAnswerer
+
+    class Gen:
+        def __init__(self):
+            self.tokenizer, self.seen = _Tok(), []
+
+        def generate(self, conversations, params, progress=False):
+            self.seen.append((self.tokenizer.chat_template, conversations))
+            return [["x"] for _ in conversations]
+
+    answerer = ModelAnswerer("m")
+    answerer._generator = gen = Gen()
+    prompt = [{"role": "user", "content": "[INST] Q1 [/INST]"}]
+    assert answerer.answer([prompt], 0.0, 4, prompt_as_is=True) == ["x"]
+    assert answerer.answer([prompt], 0.0, 4) == ["x"]
+    assert gen.seen == [(AS_IS_TEMPLATE, [prompt]), (_Tok.chat_template, [prompt])]
+    assert gen.tokenizer.chat_template == _Tok.chat_template
 
 
 def test_mt_bench_prompts_use_fastchats_conversation_template(tmp_path):
@@ -125,7 +148,7 @@ def test_mt_bench_prompts_use_fastchats_conversation_template(tmp_path):
     (t1, c1), (t2, c2) = answerer.prompts
     assert c1 == [[{"role": "user", "content": "[INST] Q1 [/INST]"}]]
     assert c2 == [[{"role": "user", "content": "[INST] Q1 [/INST] A1</s>[INST] Q2 [/INST]"}]]
-    assert t1 == t2 == "{{ messages[0]['content'] }}" and answerer.generator.tokenizer.chat_template == _Tok.chat_template
+    assert t1 == t2 == AS_IS_TEMPLATE and answerer.generator.tokenizer.chat_template == _Tok.chat_template
     assert info["chat_template"] == "fastchat:mistral"
     # a model FastChat has no template for, or --chat-template hf: the model's own chat template and messages
     for base, chosen in (("HuggingFaceTB/SmolLM2-135M-Instruct", "fastchat"), ("mistralai/Mistral-7B-Instruct-v0.2", "hf")):

@@ -149,15 +149,21 @@ def lm_eval_job(job: LmEvalJob) -> dict | None:
     others. The HF model is built here with its arguments as values (no ``key=value,...`` string)."""
     _lm_eval_tasks_ready(Path(job.extra_dir) if job.extra_dir else None)  # before lm_eval is imported
     from lm_eval import simple_evaluate
-    from lm_eval.models.huggingface import HFLM
 
     from sppo import distributed
 
     device = str(distributed.device())
-    lm = _shard_over_ranks(HFLM(pretrained=job.path, dtype=job.dtype, batch_size=job.batch_size, device=device))
+    lm = _shard_over_ranks(hf_model(job, device))
     return simple_evaluate(model=lm, model_args={"pretrained": job.path, "dtype": job.dtype}, tasks=[job.task],
                            num_fewshot=job.num_fewshot, batch_size=job.batch_size, device=device.split(":")[0],
                            limit=job.limit, log_samples=True)
+
+
+def hf_model(job: LmEvalJob, device: str):
+    """lm-eval's HF model of a job, on this rank's device."""
+    from lm_eval.models.huggingface import HFLM
+
+    return HFLM(pretrained=job.path, dtype=job.dtype, batch_size=job.batch_size, device=device)
 
 
 def _shard_over_ranks(lm):
