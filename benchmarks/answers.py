@@ -6,9 +6,8 @@ Each suite module (``benchmarks.suites.<suite>``) holds its official generation 
 suite's generation settings); ``reusable`` keeps exactly the rows whose key is current, so a retrained checkpoint or a
 new ``--max-new-tokens`` never reuses an old answer.
 
-One ``answer`` call is one job of ``benchmarks.parallel``: the conversations are cut into chunks (at most
-``ANSWER_CHUNK`` each, and at least 8 chunks when there are that many conversations; never dependent on the number
-of processes), each chunk sampled with a seed of its own (``sppo.chunks.chunk_seed`` of the first conversation's
+One ``answer`` call is one job of ``benchmarks.parallel``: the conversations are cut into chunks (``ANSWER_CHUNK``
+at most, 8 chunks or more when each still holds ``ANSWER_MIN_CHUNK``; never dependent on the number of processes), each chunk sampled with a seed of its own (``sppo.chunks.chunk_seed`` of the first conversation's
 digest), spread over the ranks and written atomically under ``<results>/.chunks/``, so an interrupted run keeps the
 chunks it finished and 1, 2 or 8 processes give the same answers.
 
@@ -38,7 +37,9 @@ log = logging.getLogger(__name__)
 
 TEMPLATE_FILES = ("tokenizer_config.json", "chat_template.jinja", "chat_template.json")
 BEST_OF_TEMPERATURE = 0.7  # sampling temperature of best-of-N where the suite itself is greedy
-ANSWER_CHUNK = 32  # conversations per chunk of an answer job (fewer when a job has under 8 x this many)
+# conversations per chunk of an answer job: at most ANSWER_CHUNK, fewer when a job has under 8 x that many (so
+# that 8 processes share it), but at least ANSWER_MIN_CHUNK (a few answers generated in one batch)
+ANSWER_CHUNK, ANSWER_MIN_CHUNK = 32, 4
 AS_IS_TEMPLATE = "{{ messages[0]['content'] }}"  # a prompt already rendered (FastChat's template) passes unchanged
 
 
@@ -194,7 +195,7 @@ class ModelAnswerer:
                 texts = self._answer_chunk(convs, job, sppo_chunks.chunk_seed(self.seed, 0, chunk))
             return [{"id": x["id"], "answer": t} for x, t in zip(chunk, texts)]
 
-        rows = sppo_chunks.run_chunked(stage, items, fn, ANSWER_CHUNK, "answers")
+        rows = sppo_chunks.run_chunked(stage, items, fn, ANSWER_CHUNK, "answers", ANSWER_MIN_CHUNK)
         if distributed.is_main():
             sppo_chunks.clear(stage)
             with contextlib.suppress(OSError):

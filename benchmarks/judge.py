@@ -514,7 +514,9 @@ class LocalJudge(Judge):
                 done(indices[n], reply)
 
 
-LOCAL_JUDGE_CHUNK = 16  # requests per chunk of a local judge job (fewer when a job has under 8 x this many)
+# requests per chunk of a local judge job: at most LOCAL_JUDGE_CHUNK, fewer when a job has under 8 x that many,
+# at least LOCAL_JUDGE_MIN_CHUNK (batched together)
+LOCAL_JUDGE_CHUNK, LOCAL_JUDGE_MIN_CHUNK = 16, 4
 
 
 @dataclass(frozen=True)
@@ -542,7 +544,7 @@ def _local_judge_replies(chat_model, job: LocalJudgeJob) -> list[JudgeReply]:
         texts = chat_model.chat(convs, max_new_tokens=job.arg, progress=progress)
         return [{"id": x["id"], "text": t} for x, t in zip(chunk, texts)]
 
-    rows = chunks.share(items, fn, LOCAL_JUDGE_CHUNK, f"judge {job.kind}")
+    rows = chunks.share(items, fn, LOCAL_JUDGE_CHUNK, f"judge {job.kind}", LOCAL_JUDGE_MIN_CHUNK)
     if job.kind == "logprobs":
         return [JudgeReply(r["top"][0][0] if r["top"] else "", [{"token": t, "logprob": v} for t, v in r["top"]],
                            completion_tokens=1) for r in rows]

@@ -13,7 +13,6 @@ a fixed length (min_new_tokens = max_new_tokens), as Arena-Hard's. Rank 0 writes
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks import parallel
     from benchmarks.answers import ModelAnswerer
     from perf.fixtures import PROMPTS
-    from perf.timing import peak_rss_mb
+    from perf.timing import finish_ranks
     from sppo import distributed
 
     distributed.setup()
@@ -36,19 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     if not distributed.is_main():
         parallel.loaded("answerer", answerer.spec(), lambda: answerer)  # served with the model loaded above
     distributed.wait("perf: every rank has its model")
+    seconds, rows = 0.0, 0
     if not distributed.is_main():
         parallel.serve()
     else:
         convs = [[{"role": "user", "content": PROMPTS[i % len(PROMPTS)] + f" ({i})"}] for i in range(args.prompts)]
         t0 = time.perf_counter()
-        answers = answerer.answer(convs, 0.0, args.max_new_tokens)
+        rows = len(answerer.answer(convs, 0.0, args.max_new_tokens))
         seconds = time.perf_counter() - t0
         parallel.stop()
-    peak = distributed.max_over_ranks(peak_rss_mb())  # the fullest rank
-    if distributed.is_main():
-        Path(args.out).write_text(json.dumps({"seconds": seconds, "rows": len(answers), "peak_rss_mb": peak,
-                                              "processes": distributed.world_size()}))
-    distributed.teardown()
+    finish_ranks(args.out, seconds, rows)
     return 0
 
 

@@ -35,9 +35,11 @@ CHUNKS = "chunks"
 MIN_CHUNKS = 8
 
 
-def effective_chunk_size(n_items: int, chunk_size: int) -> int:
-    """`chunk_size`, or less for a small stage: min(chunk_size, ceil(n_items / MIN_CHUNKS)), at least 1."""
-    return max(1, min(chunk_size, -(-n_items // MIN_CHUNKS)))
+def effective_chunk_size(n_items: int, chunk_size: int, min_size: int = 1) -> int:
+    """`chunk_size`, or less for a small stage: min(chunk_size, max(min_size, ceil(n_items / MIN_CHUNKS))), at
+    least 1. `min_size` keeps a few items together where batching them matters more than spreading a tiny stage
+    (the benchmarks' answers on one process)."""
+    return max(1, min(chunk_size, max(min_size, -(-n_items // MIN_CHUNKS))))
 
 
 def plan(items: Sequence[dict], chunk_size: int) -> list[list[dict]]:
@@ -94,10 +96,10 @@ def _log_other_ranks(desc: str, made_by_rank: list[list[tuple[int, int, int]]]) 
 
 
 def run_chunked(stage_dir: Path, items: Sequence[dict], fn: Callable[[list[dict]], list[dict]],
-                chunk_size: int, desc: str) -> list[dict]:
+                chunk_size: int, desc: str, min_size: int = 1) -> list[dict]:
     """Apply `fn(chunk)` to every chunk of `items`, spread over all ranks; returns the outputs in
     the order of `items` (matched on "id") on every rank."""
-    chunk_size = effective_chunk_size(len(items), chunk_size)
+    chunk_size = effective_chunk_size(len(items), chunk_size, min_size)
     chunks = plan(items, chunk_size)
     todo = distributed.decide(f"{desc}: listing finished chunks", lambda: _todo(stage_dir, chunks, chunk_size))
     rank, world = distributed.rank(), distributed.world_size()
@@ -124,10 +126,11 @@ def run_chunked(stage_dir: Path, items: Sequence[dict], fn: Callable[[list[dict]
     return [done[x["id"]] for x in items]
 
 
-def share(items: Sequence[dict], fn: Callable[[list[dict]], list[dict]], chunk_size: int, desc: str) -> list[dict]:
+def share(items: Sequence[dict], fn: Callable[[list[dict]], list[dict]], chunk_size: int, desc: str,
+          min_size: int = 1) -> list[dict]:
     """`run_chunked` without files, for work whose results are kept elsewhere: the same chunks, rank r takes
     the r-th, (r+N)-th, ... chunk, and every rank gets all outputs in the order of `items` (matched on "id")."""
-    chunks = plan(items, effective_chunk_size(len(items), chunk_size))
+    chunks = plan(items, effective_chunk_size(len(items), chunk_size, min_size))
     rank, world = distributed.rank(), distributed.world_size()
     mine = list(range(len(chunks)))[rank::world]
     rows: dict[str, dict] = {}

@@ -200,7 +200,7 @@ class HFGenerator:
             else:
                 kwargs.update(temperature=None, top_p=None, top_k=None)
             with torch.no_grad():
-                gen = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
+                gen = self._generate(ids.to(device), mask.to(device), params.n, kwargs)
             new = gen[:, width:]
             texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
             reasons = [finish_reason(row.tolist(), eos) for row in new]
@@ -208,6 +208,25 @@ class HFGenerator:
                 span = range(row * params.n, (row + 1) * params.n)
                 out[i] = [Sample(texts[k].strip(), reasons[k]) for k in span]
         return out
+
+
+    def _generate(self, ids, mask, n: int, kwargs: dict):
+        """`generate` of n samples per prompt. A real model reads each prompt once: the prompt but its last token
+        goes through the model once per prompt, its key/value cache is repeated n times, and generation continues
+        from there (what `num_return_sequences` would otherwise do K times over, as vLLM's prefix caching
+        avoids). Other models (and one-token prompts) get `num_return_sequences`."""
+        import torch
+
+        if n == 1 or ids.shape[1] < 2 or not isinstance(self.model, torch.nn.Module) \
+                or not hasattr(self.model, "config"):
+            return self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        prefix = self.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
+                            use_cache=True, logits_to_keep=1)
+        cache = prefix.past_key_values
+        cache.batch_repeat_interleave(n)
+        return self.model.generate(input_ids=ids.repeat_interleave(n, 0), attention_mask=mask.repeat_interleave(n, 0),
+                                   past_key_values=cache, **{**kwargs, "num_return_sequences": 1})
 
 
 class VLLMGenerator:
