@@ -1,7 +1,7 @@
 """Generation: K samples per prompt.
 
-ours       sppo.generate.HFGenerator: prompts batched together (length-sorted, left-padded), one `generate` call
-           per batch with num_return_sequences=K. Timed three times: with the toolkit's default
+ours       sppo.generate.HFGenerator: prompts batched together (length-sorted, left-padded), each prompt read
+           once and its key/value cache repeated K times, then one `generate` call per batch. Timed three times: with the toolkit's default
            (generation.batch_size null: sequences in flight chosen from the device's memory), with the former
            fixed default of 8 sequences (8 // K prompts per call), and with every prompt x sample of the run in
            one batch (batch_size = prompts x K).
