@@ -343,7 +343,10 @@ def main(args: argparse.Namespace) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-        distributed.teardown()
+        try:
+            distributed.teardown()
+        except RuntimeError as e:  # a rank that died first: its own error is the one to report
+            log.warning("leaving the process group: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
 
 
 def _main(args) -> int:

@@ -226,3 +226,32 @@ def test_sigterm_saves_state_and_the_rerun_ends_with_the_same_weights(tmp_path, 
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     before = load_file(Path(tiny) / "model.safetensors")
     assert any(not torch.equal(a[k], before[k]) for k in a)  # training did change the weights
+
+
+_QUIET_PROBE = """
+import logging, warnings
+from sppo.cli_util import setup_logging
+setup_logging()
+warnings.warn("a library's FutureWarning", FutureWarning)
+ds = logging.getLogger("DeepSpeed")
+ds.setLevel(logging.INFO)  # as DeepSpeed does at import
+ds.addHandler(logging.StreamHandler())
+ds.warning("a DeepSpeed warning")
+logging.getLogger("sppo.probe").info("an info line")
+logging.getLogger("sppo.probe").warning("a warning of ours")
+"""
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_other_ranks_log_warnings_only_and_leave_library_warnings_to_rank0(rank):
+    r = subprocess.run([sys.executable, "-c", _QUIET_PROBE], env={**ENV, "RANK": rank}, capture_output=True,
+                       text=True, timeout=120, cwd=TESTS.parent)
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    if rank == "0":
+        assert "FutureWarning: a library's FutureWarning" in r.stderr and "a DeepSpeed warning" in lines
+        assert any(x.endswith("an info line") for x in lines) and not any(x.startswith("[rank") for x in lines)
+    else:
+        assert "FutureWarning" not in r.stderr and "a DeepSpeed warning" not in r.stderr
+        assert "an info line" not in r.stderr
+        assert [x for x in lines if x.endswith("a warning of ours")][0].startswith("[rank 1] ")
