@@ -4,17 +4,24 @@ Each suite module (``benchmarks.suites.<suite>``) holds its official generation 
 ``ModelAnswerer.answer``. Every answer row carries ``sppo_key``, a digest of what produced it
 (``ModelAnswerer.identity()`` - checkpoint fingerprint, chat template, backend, seed, best-of and ranker - plus the
 suite's generation settings); ``reusable`` keeps exactly the rows whose key is current, so a retrained checkpoint or a
-new ``--max-new-tokens`` never reuses an old answer. Files are rewritten atomically after each chunk of ``CHUNK``
-items, so an interrupted run keeps what it generated.
+new ``--max-new-tokens`` never reuses an old answer.
+
+One ``answer`` call is one job of ``benchmarks.parallel``: the conversations are cut into chunks (``ANSWER_CHUNK``
+at most, 8 chunks or more when each still holds ``ANSWER_MIN_CHUNK``; never dependent on the number of processes), each chunk sampled with a seed of its own (``sppo.chunks.chunk_seed`` of the first conversation's
+digest), spread over the ranks and written atomically under ``<results>/.chunks/``, so an interrupted run keeps the
+chunks it finished and 1, 2 or 8 processes give the same answers.
 
 Best-of-N: N samples per instruction (sampling at the suite's temperature, 0.7 where the suite is greedy), and the
 sample the ranker prefers is the answer: ``sppo.rank.make_ranker(kind, model).compare(prompts, candidates)`` gives
-one K x K comparison matrix per prompt, ``sppo.probs.scores_from_comparisons`` the scores, the argmax wins.
+one K x K comparison matrix per prompt, ``sppo.probs.scores_from_comparisons`` the scores, the argmax wins. Sampling
+and ranking run on the rank that owns the chunk.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,41 +30,88 @@ from typing import Any, Callable, Sequence
 from sppo.errors import UserError
 from sppo.generate import SamplingParams
 
+from benchmarks import parallel
 from benchmarks.store import checkpoint_fingerprint, digest
 
 log = logging.getLogger(__name__)
 
 TEMPLATE_FILES = ("tokenizer_config.json", "chat_template.jinja", "chat_template.json")
 BEST_OF_TEMPERATURE = 0.7  # sampling temperature of best-of-N where the suite itself is greedy
-CHUNK = 16
+# conversations per chunk of an answer job: at most ANSWER_CHUNK, fewer when a job has under 8 x that many (so
+# that 8 processes share it), but at least ANSWER_MIN_CHUNK (a few answers generated in one batch)
+ANSWER_CHUNK, ANSWER_MIN_CHUNK = 32, 4
 
 
 def answer_id() -> str:
     return uuid.uuid4().hex[:22]
 
 
-class ModelAnswerer:
-    """Generates with one checkpoint through sppo.generate (loaded on first use), optionally best-of-N."""
+@dataclass(frozen=True)
+class AnswererSpec:
+    """What a rank needs to build the same answerer (picklable: it travels to every rank)."""
 
-    def __init__(self, model_path: str, backend: str = "hf", batch_size: int = 8, best_of: int = 1,
-                 ranker_factory: Callable[[], Any] | None = None, seed: int = 42, progress: bool = False):
+    model_path: str
+    backend: str
+    batch_size: int | None
+    best_of: int
+    ranker: tuple | None  # (kind, model) of sppo.rank.make_ranker, for best-of-N
+    seed: int
+    tensor_parallel_size: int
+
+
+@dataclass(frozen=True)
+class AnswerJob:
+    answerer: AnswererSpec
+    conversations: tuple
+    temperature: float
+    top_p: float
+    top_k: int  # 0: no top-k cut
+    max_new_tokens: int
+    chunk_dir: str
+
+
+class ModelAnswerer:
+    """Generates with one checkpoint through sppo.generate (loaded on first use), optionally best-of-N. Under a
+    launcher every rank holds one (rank 0 this one, the others one built from ``spec()``)."""
+
+    def __init__(self, model_path: str, backend: str = "hf", batch_size: int | None = None, best_of: int = 1,
+                 ranker_factory: Callable[[], Any] | None = None, seed: int = 42, progress: bool = False,
+                 scratch_dir: Path | None = None, tensor_parallel_size: int = 1):
         self.model_path = model_path
         self.backend = backend
-        self.batch_size = batch_size
+        self.batch_size = batch_size  # None: chosen from the memory available (sppo.generate)
         self.best_of = best_of
         self.ranker_factory = ranker_factory
         self.seed = seed
         self.progress = progress
+        self.scratch_dir = scratch_dir  # where answer jobs keep their chunks (a temporary directory if None)
+        self.tensor_parallel_size = tensor_parallel_size
         self._generator = None
         self._ranker = None
+
+    @classmethod
+    def from_spec(cls, spec: AnswererSpec) -> "ModelAnswerer":
+        factory = default_ranker_factory(*spec.ranker) if spec.ranker else None
+        return cls(spec.model_path, spec.backend, spec.batch_size, spec.best_of, factory, spec.seed,
+                   tensor_parallel_size=spec.tensor_parallel_size)
+
+    def spec(self) -> AnswererSpec:
+        from sppo import distributed
+
+        ranker = getattr(self.ranker_factory, "spec", None) if self.best_of > 1 else None
+        if self.best_of > 1 and ranker is None and distributed.world_size() > 1:
+            raise UserError("--best-of on several processes needs a ranker named by --ranker")
+        return AnswererSpec(str(self.model_path), self.backend, self.batch_size, self.best_of,
+                            tuple(ranker) if ranker else None, self.seed, self.tensor_parallel_size)
 
     @property
     def generator(self):
         if self._generator is None:
             from sppo.generate import make_generator
 
+            extra = {"tensor_parallel_size": self.tensor_parallel_size} if self.tensor_parallel_size > 1 else {}
             try:
-                self._generator = make_generator(self.backend, self.model_path, batch_size=self.batch_size)
+                self._generator = make_generator(self.backend, self.model_path, batch_size=self.batch_size, **extra)
             except (UserError, KeyboardInterrupt, MemoryError):
                 raise
             except Exception as e:  # corrupt weights, missing tokenizer files, ...: one line naming the checkpoint
@@ -102,19 +156,95 @@ class ModelAnswerer:
 
     def answer(self, conversations: Sequence, temperature: float, max_new_tokens: int, top_p: float = 1.0,
                top_k: int = 0) -> list[str]:
-        """One answer per conversation (the ranker's favourite of ``best_of`` samples when best_of > 1); top_k 0:
-        no top-k cut."""
+        """One answer per conversation (the ranker's favourite of ``best_of`` samples when best_of > 1), the work
+        shared by every rank; top_k 0: no top-k cut. A conversation may be a ``sppo.generate.PromptText`` (a prompt
+        already rendered, e.g. by FastChat's template), given to the model as it is."""
         if not conversations:
             return []
+        convs = tuple(_frozen(c) for c in conversations)
+        fields = (self.spec(), convs, float(temperature), float(top_p), int(top_k), int(max_new_tokens))
+        with self._scratch() as scratch:
+            job = AnswerJob(*fields, chunk_dir=str(scratch / f"answers-{digest(repr(fields))}"))
+            rows = parallel.run("answer", job, here=self.run_job)
+        return [r["answer"] for r in rows]
+
+    @contextlib.contextmanager
+    def _scratch(self):
+        from sppo import distributed
+
+        if self.scratch_dir is not None:
+            yield Path(self.scratch_dir)
+            return
+        if distributed.world_size() > 1:
+            raise RuntimeError("an answerer shared by several processes needs a scratch_dir they all see")
+        with tempfile.TemporaryDirectory(prefix="sppo-answers-") as tmp:
+            yield Path(tmp)
+
+    def run_job(self, job: AnswerJob) -> list[dict]:
+        """This rank's part of an answer job (every rank returns all rows, in the order of the conversations)."""
+        from sppo import chunks as sppo_chunks
+        from sppo import distributed
+
+        items = _job_items(job.conversations)
+        stage = Path(job.chunk_dir)
+
+        def fn(chunk: list[dict]) -> list[dict]:
+            convs = [_thawed(job.conversations[x["index"]]) for x in chunk]
+            texts = self._answer_chunk(convs, job, sppo_chunks.chunk_seed(self.seed, 0, chunk))
+            return [{"id": x["id"], "answer": t} for x, t in zip(chunk, texts)]
+
+        rows = sppo_chunks.run_chunked(stage, items, fn, ANSWER_CHUNK, "answers", ANSWER_MIN_CHUNK)
+        if distributed.is_main():
+            sppo_chunks.clear(stage)
+            with contextlib.suppress(OSError):
+                stage.rmdir()
+        return rows
+
+    def _answer_chunk(self, conversations: list, job: AnswerJob, seed: int) -> list[str]:
+        from sppo import distributed
+
+        progress = self.progress and distributed.is_main()
         if self.best_of > 1:
-            t = temperature if temperature >= 1e-4 else BEST_OF_TEMPERATURE
-            params = SamplingParams(n=self.best_of, temperature=t, top_p=top_p, top_k=top_k,
-                                    max_new_tokens=max_new_tokens, seed=self.seed)
-            return self._rank(conversations, self.generator.generate(conversations, params, progress=self.progress))
-        t = temperature if temperature >= 1e-4 else 0.0
-        params = SamplingParams(n=1, temperature=t, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
-                                seed=self.seed)
-        return [r[0] for r in self.generator.generate(conversations, params, progress=self.progress)]
+            t = job.temperature if job.temperature >= 1e-4 else BEST_OF_TEMPERATURE
+            params = SamplingParams(n=self.best_of, temperature=t, top_p=job.top_p, top_k=job.top_k,
+                                    max_new_tokens=job.max_new_tokens, seed=seed)
+            return self._rank(conversations, self.generator.generate(conversations, params, progress=progress))
+        t = job.temperature if job.temperature >= 1e-4 else 0.0
+        params = SamplingParams(n=1, temperature=t, top_p=job.top_p, top_k=job.top_k,
+                                max_new_tokens=job.max_new_tokens, seed=seed)
+        return [r[0] for r in self.generator.generate(conversations, params, progress=progress)]
+
+
+def _frozen(conversation):
+    """A conversation as an immutable job field: a rendered prompt (str, PromptText) stays as it is."""
+    return conversation if isinstance(conversation, str) else tuple(dict(m) for m in conversation)
+
+
+def _thawed(conversation):
+    return conversation if isinstance(conversation, str) else [dict(m) for m in conversation]
+
+
+def _job_items(conversations: Sequence) -> list[dict]:
+    """One item per conversation, its id the conversation's digest (and its occurrence, for repeats): a chunk's
+    seed follows from what it holds, not from where the conversation stands in the list."""
+    seen: dict[str, int] = {}
+    items = []
+    for index, conv in enumerate(conversations):
+        d = digest(repr(conv))
+        seen[d] = seen.get(d, 0) + 1
+        items.append({"id": f"{d}-{seen[d]}", "index": index})
+    return items
+
+
+def serve_answer_job(job: AnswerJob) -> list[dict]:
+    """A serving rank's part of an answer job, with its own answerer for the job's spec; the model is kept while
+    jobs name it (the best-of-N variant uses the model of the plain one)."""
+    spec = job.answerer
+    answerer = parallel.loaded("answerer", spec, lambda: ModelAnswerer.from_spec(spec))
+    if answerer._generator is None:
+        model = (spec.model_path, spec.backend, spec.batch_size, spec.tensor_parallel_size)
+        answerer._generator = parallel.loaded("generator", model, lambda: answerer.generator)
+    return answerer.run_job(job)
 
 
 def default_ranker_factory(kind: str = "pairrm", model: str | None = None) -> Callable[[], Any]:
@@ -138,11 +268,6 @@ def _template_digest(model_path: str) -> str | None:
 def reusable(rows: dict, key: str) -> dict:
     """The rows whose ``sppo_key`` is ``key`` (answers produced exactly as they would be now)."""
     return {k: r for k, r in rows.items() if isinstance(r, dict) and r.get("sppo_key") == key}
-
-
-def chunks(items: list, n: int = CHUNK):
-    for i in range(0, len(items), n):
-        yield items[i:i + n]
 
 
 @dataclass

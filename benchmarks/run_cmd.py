@@ -4,6 +4,7 @@
     sppo-bench --alpaca-eval --limit 20 UCLA-AGI/Mistral7B-PairRM-SPPO-Iter3 ./my_checkpoint
     sppo-bench --all --judge-base-url http://localhost:8000/v1 --judge-model Qwen2.5-72B-Instruct Iter3
     sppo-bench --all --best-of 16 Iter1                       adds the "best-of-16" rows (ranker: PairRM)
+    torchrun --nproc_per_node 8 -m benchmarks.cli --all Iter1  every GPU shares the answers, local judge and lm-eval
 
 Models: ``IterN`` (or any name under ``<run_dir>/checkpoints/``) -> that checkpoint of the current run (``Iter0``: the
 model the run started from, ``model.name`` of its config.yaml, as the paper's tables compare against it); else a local
@@ -42,6 +43,7 @@ from benchmarks.suites import SUITES
 
 log = logging.getLogger(__name__)
 
+SCRATCH = ".chunks"  # under the results store: the chunks of answer jobs in progress
 LOCAL_JUDGE_MAX_NEW_TOKENS = 64
 # The offline default (local judge on a CPU) answers with at most this many tokens unless --max-new-tokens says
 # otherwise: the official limits (2048 / 4096 / 1024) take hours on a CPU when a small model does not stop.
@@ -72,7 +74,11 @@ def configure(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ranker", default="pairrm", help="ranker kind for --best-of (sppo.rank.make_ranker)")
     g.add_argument("--ranker-model", help="ranker model for --best-of (default: the kind's default)")
     g.add_argument("--generation-backend", choices=("hf", "vllm", "auto"), default="auto")
-    g.add_argument("--batch-size", type=int, default=8, help="generation batch size (sequences in flight)")
+    g.add_argument("--batch-size", type=int, help="generation batch size (sequences in flight; default: chosen "
+                   "from the device's memory)")
+    g.add_argument("--tensor-parallel-size", type=int, default=1, metavar="T",
+                   help="vLLM: GPUs per model (tensor parallelism, for a model beyond one GPU's memory); under a "
+                        "launcher start GPUs / T processes per node, rank r's engine on GPUs r*T .. r*T+T-1")
     j = p.add_argument_group("judge")
     j.add_argument("--judge", metavar="local[:MODEL]|openai",
                    help="'local' / 'local:MODEL': in-process chat model (default without --judge-base-url: the "
@@ -109,7 +115,10 @@ def configure(p: argparse.ArgumentParser) -> None:
                         "show_result.py fits its whole judgment directory: the CI depends on that set")
     d.add_argument("--df-gamed", help="local copy of AlpacaEval's df_gamed.csv (length-controlled win rate)")
     d.add_argument("--rerun", action="store_true", help="recompute results already in the store")
-    d.add_argument("--progress", action="store_true", help="progress bars")
+    d.add_argument("--progress", action="store_true", help="progress bars (rank 0 only)")
+    d.add_argument("--collective-timeout-minutes", type=float, default=24 * 60,
+                   help="several processes: the longest any rank waits for the others (the serving ranks wait while "
+                        "rank 0 talks to a judge endpoint)")
     d.add_argument("-v", "--verbose", action="store_true")
 
 
@@ -262,8 +271,8 @@ def _validate(args) -> None:
         raise UserError("--limit must be at least 1")
     if args.max_new_tokens is not None and args.max_new_tokens < 0:
         raise UserError("--max-new-tokens must be at least 1 (or 0 for the official limits)")
-    for flag in ("best_of", "batch_size", "judge_concurrency", "lm_eval_batch_size"):
-        if getattr(args, flag) < 1:
+    for flag in ("best_of", "batch_size", "judge_concurrency", "lm_eval_batch_size", "tensor_parallel_size"):
+        if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1")
     if args.judge_max_retries < 0 or args.judge_timeout <= 0 or args.judge_backoff < 0:
         raise UserError("--judge-max-retries and --judge-backoff must be >= 0, --judge-timeout > 0")
@@ -308,18 +317,37 @@ def _sigterm_as_interrupt():
 
 
 def main(args: argparse.Namespace) -> int:
+    """Every process runs this. Under a launcher, global rank 0 runs the plan (`_main`) and the other ranks serve
+    its jobs (`benchmarks.parallel`) until it is done, also when it fails."""
     setup_logging(args.verbose)
+    from benchmarks import parallel
     from benchmarks.judge import install_log_scrubber
+    from sppo import distributed
 
     install_log_scrubber()
     _validate(args)
+    distributed.setup(timeout_minutes=args.collective_timeout_minutes)
     previous = _sigterm_as_interrupt()
     try:
-        with _quiet_progress_bars(not args.progress):
-            return _main(args)
+        with _quiet_progress_bars(not (args.progress and distributed.is_main())):
+            if not distributed.is_main():
+                parallel.serve()
+                return 0
+            try:
+                code = _main(args)
+            except BaseException:
+                with contextlib.suppress(Exception):  # a rank that has died cannot be told; the error stands
+                    parallel.stop()
+                raise
+            parallel.stop()
+            return code
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        try:
+            distributed.teardown()
+        except RuntimeError as e:  # a rank that died first: its own error is the one to report
+            log.warning("leaving the process group: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
 
 
 def _main(args) -> int:
@@ -385,14 +413,15 @@ def _run_all(args, targets_spec, chosen: list[str], run: "_Run", S) -> None:
 
     variants = [DEFAULT_VARIANT] + ([f"best-of-{args.best_of}"] if args.best_of > 1 else [])
     ranker = default_ranker_factory(args.ranker, args.ranker_model) if args.best_of > 1 else None
+    common = dict(backend=args.generation_backend, batch_size=args.batch_size, progress=args.progress,
+                  scratch_dir=run.ctx.results_dir / SCRATCH, tensor_parallel_size=args.tensor_parallel_size)
     for ref, name, path in targets_spec:
-        base = ModelAnswerer(path, backend=args.generation_backend, batch_size=args.batch_size, progress=args.progress)
+        base = ModelAnswerer(path, **common)
         for suite in chosen:
             for variant in (variants if SUITES[suite].judged else [S.lm_eval.variant_of(args.lm_eval_tasks)]):
                 answerer = base
                 if variant != DEFAULT_VARIANT and SUITES[suite].judged:
-                    answerer = ModelAnswerer(path, backend=args.generation_backend, batch_size=args.batch_size,
-                                             best_of=args.best_of, ranker_factory=ranker, progress=args.progress)
+                    answerer = ModelAnswerer(path, best_of=args.best_of, ranker_factory=ranker, **common)
                     answerer._generator = base.generator
                 run.one(S.ModelTarget(name=name, ref=ref, path=path, answerer=answerer, variant=variant), suite)
         base._generator = None  # free the model before loading the next one

@@ -1,4 +1,4 @@
-"""Data-parallel generation: the generation stage on 2 ranks x 1 thread against 1 rank x 1 thread.
+"""Data parallelism: the generation stage, and sppo-bench's answers, on 2 ranks x 1 thread against 1 rank x 1 thread.
 
 ours       `torchrun --nproc_per_node 2 -m perf.dp_generate`: the prompts' chunks spread over 2 ranks
            (`sppo.chunks.run_chunked`), each rank with its own copy of the model and one torch thread.
@@ -8,6 +8,9 @@ reference  the same stage in one process with one thread (what an 8-GPU run did 
 Same prompts, K, fixed-length answers (min_new_tokens = max_new_tokens) and chunk size on both sides, so the
 work is identical; the timed part is the stage itself (chunks generated, written, merged), not process start or
 model load. Figure: prompts/s of the stage, 2 ranks over 1 (the speed-up), and the peak RSS of one rank.
+
+sppo-bench answers: `perf.dp_answers`, one answer job of `benchmarks.parallel` (what `sppo-bench` runs for each
+suite), greedy fixed-length answers, on 2 ranks against 1 process; answers/s of the job.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 from perf.fixtures import tiny_llama
 from perf.timing import case, interleaved, paired_ratio, rates, summary
 
-TARGET = 1.7  # issue 13: 2 ranks x 1 thread >= 1.7x the stage throughput of 1 rank x 1 thread
+TARGET = 1.7  # 2 ranks x 1 thread >= 1.7x the throughput of 1 rank x 1 thread
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -32,21 +35,47 @@ def _port() -> str:
         return str(s.getsockname()[1])
 
 
-def _launch(ranks: int, model: str, work: Path, n: int, k: int, max_new: int, chunk: int) -> dict:
-    out = work / f"dp{ranks}.json"
-    args = ["--model", model, "--prompts", str(n), "--k", str(k), "--max-new-tokens", str(max_new),
-            "--chunk-size", str(chunk), "--out", str(out), "--work", str(work / f"stage{ranks}")]
+def _launch(ranks: int, module: str, args: list[str], out: Path) -> dict:
+    """`module` (perf.dp_generate or perf.dp_answers) on `ranks` processes; its result file."""
     launcher = ([str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", str(ranks), "--master_port",
                  _port()] if ranks > 1 else [sys.executable])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([*launcher, "-m", "perf.dp_generate", *args], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=1200)
+    proc = subprocess.run([*launcher, "-m", module, *args, "--out", str(out)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=1200)
     if proc.returncode != 0:
-        raise RuntimeError(f"{ranks}-rank run failed: {proc.stderr[-1500:]}")
+        raise RuntimeError(f"{ranks}-rank run of {module} failed: {proc.stderr[-1500:]}")
     result = json.loads(out.read_text())
-    assert result["rows"] == n and result["processes"] == ranks
+    assert result["processes"] == ranks
     return result
+
+
+def _generation(ranks: int, model: str, work: Path, n: int, k: int, max_new: int, chunk: int) -> dict:
+    args = ["--model", model, "--prompts", str(n), "--k", str(k), "--max-new-tokens", str(max_new),
+            "--chunk-size", str(chunk), "--work", str(work / f"stage{ranks}")]
+    result = _launch(ranks, "perf.dp_generate", args, work / f"dp{ranks}.json")
+    assert result["rows"] == n
+    return result
+
+
+def _answers(ranks: int, model: str, work: Path, n: int, max_new: int) -> dict:
+    args = ["--model", model, "--prompts", str(n), "--max-new-tokens", str(max_new),
+            "--work", str(work / f"answers{ranks}")]
+    result = _launch(ranks, "perf.dp_answers", args, work / f"answers{ranks}.json")
+    assert result["rows"] == n
+    return result
+
+
+def _row(name: str, results: dict[int, list[dict]], n: int, unit: str, settings: dict, note: str) -> dict:
+    one = rates(n, [r["seconds"] for r in results[1]])  # items per second of stage time
+    two = rates(n, [r["seconds"] for r in results[2]])
+    ratio = paired_ratio(two, one)  # the speed-up of 2 ranks
+    rss = {r: [x["peak_rss_mb"] for x in results[r]] for r in (1, 2)}
+    return case(name, unit, two, one, ratio, higher_is_better=True, target=f">= {TARGET:g}x",
+                target_met=ratio["median"] >= TARGET, settings=settings,
+                notes=[note, "peak RSS: the largest rank"],
+                peak_rss_mb={"ours": summary(rss[2]), "reference": summary(rss[1]),
+                             "ratio": paired_ratio(rss[2], rss[1])})
 
 
 def run(opts: dict) -> dict:
@@ -54,22 +83,22 @@ def run(opts: dict) -> dict:
     quick = opts["quick"]
     model = str(tiny_llama(work / "tiny_llama")) if quick else "embedded"
     n, k, max_new, chunk = (8, 2, 4, 1) if quick else (16, 4, 24, 2)
-    results: dict[int, list[dict]] = {1: [], 2: []}
+    gen: dict[int, list[dict]] = {1: [], 2: []}
+    ans: dict[int, list[dict]] = {1: [], 2: []}
 
     def variant(ranks):
-        return lambda: results[ranks].append(_launch(ranks, model, work, n, k, max_new, chunk))
+        def both():
+            gen[ranks].append(_generation(ranks, model, work, n, k, max_new, chunk))
+            ans[ranks].append(_answers(ranks, model, work, n, max_new))
+        return both
 
     interleaved({"one_rank": variant(1), "two_ranks": variant(2)}, opts["repeats"], warmup=0)
-    one = rates(n, [r["seconds"] for r in results[1]])  # prompts per second of stage time
-    two = rates(n, [r["seconds"] for r in results[2]])
-    ratio = paired_ratio(two, one)  # the speed-up of 2 ranks
-    settings = {"model": "tiny" if quick else "embedded", "prompts": n, "k": k, "max_new_tokens": max_new,
-                "chunk_size": chunk, "threads_per_rank": 1}
-    rss = {r: [x["peak_rss_mb"] for x in results[r]] for r in (1, 2)}
-    row = case("ranks/generation stage, 2 ranks x 1 thread vs 1 rank x 1 thread", "prompts/s", two, one, ratio,
-               higher_is_better=True, target=f">= {TARGET:g}x", target_met=ratio["median"] >= TARGET,
-               settings=settings, notes=["reference way: the same stage on 1 rank; peak RSS: the largest rank"],
-               peak_rss_mb={"ours": summary(rss[2]), "reference": summary(rss[1]),
-                            "ratio": paired_ratio(rss[2], rss[1])})
-    return {"cases": [row]}
-
+    which = "tiny" if quick else "embedded"
+    return {"cases": [
+        _row("ranks/generation stage, 2 ranks x 1 thread vs 1 rank x 1 thread", gen, n, "prompts/s",
+             {"model": which, "prompts": n, "k": k, "max_new_tokens": max_new, "chunk_size": chunk,
+              "threads_per_rank": 1}, "reference way: the same stage on 1 rank"),
+        _row("ranks/sppo-bench answers, 2 ranks x 1 thread vs 1 rank x 1 thread", ans, n, "answers/s",
+             {"model": which, "answers": n, "max_new_tokens": max_new, "greedy": True, "threads_per_rank": 1,
+              "chunking": "benchmarks.answers (at least 8 chunks)"},
+             "reference way: the same answer job on 1 process (sppo-bench answered on one process before)")]}

@@ -11,7 +11,6 @@ Rank 0 writes {"seconds", "rows", "peak_rss_mb"} (peak RSS: the largest over the
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(name, type=kind, required=name != "--batch-size")
     args = p.parse_args(argv)
     from perf.fixtures import PROMPTS
-    from perf.timing import peak_rss_mb
+    from perf.timing import finish_ranks
     from sppo import chunks, distributed
     from sppo.generate import HFGenerator, SamplingParams
     from sppo.models import load_model, load_tokenizer
@@ -46,12 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     distributed.wait("perf: clean stage dir")
     t0 = time.perf_counter()
     rows = chunks.run_chunked(stage, items, fn, args.chunk_size, "perf generate")
-    seconds = time.perf_counter() - t0
-    peak = distributed.max_over_ranks(peak_rss_mb())  # the fullest rank
-    if distributed.is_main():
-        Path(args.out).write_text(json.dumps({"seconds": seconds, "rows": len(rows), "peak_rss_mb": peak,
-                                              "processes": distributed.world_size()}))
-    distributed.teardown()
+    finish_ranks(args.out, time.perf_counter() - t0, len(rows))
     return 0
 
 

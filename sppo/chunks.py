@@ -35,9 +35,11 @@ CHUNKS = "chunks"
 MIN_CHUNKS = 8
 
 
-def effective_chunk_size(n_items: int, chunk_size: int) -> int:
-    """`chunk_size`, or less for a small stage: min(chunk_size, ceil(n_items / MIN_CHUNKS)), at least 1."""
-    return max(1, min(chunk_size, -(-n_items // MIN_CHUNKS)))
+def effective_chunk_size(n_items: int, chunk_size: int, min_size: int = 1) -> int:
+    """`chunk_size`, or less for a small stage: min(chunk_size, max(min_size, ceil(n_items / MIN_CHUNKS))), at
+    least 1. `min_size` keeps a few items together where batching them matters more than spreading a tiny stage
+    (the benchmarks' answers on one process)."""
+    return max(1, min(chunk_size, max(min_size, -(-n_items // MIN_CHUNKS))))
 
 
 def plan(items: Sequence[dict], chunk_size: int) -> list[list[dict]]:
@@ -80,31 +82,70 @@ def _todo(stage_dir: Path, chunks: list[list[dict]], chunk_size: int) -> list[in
     return [i for i, c in enumerate(chunks) if any(x["id"] not in done for x in c)]
 
 
+# one line per chunk; rank 0 writes those of every rank (the others log warnings only)
+_CHUNK_LINE = "%s: chunk %d/%d on rank %d (%d items)"
+
+
+def _log_other_ranks(desc: str, made_by_rank: list[list[tuple[int, int, int]]]) -> None:
+    """Rank 0 logs the chunks the other ranks made, each with the rank that made it."""
+    if not distributed.is_main():
+        return
+    for r, made in enumerate(made_by_rank[1:], 1):
+        for n, total, size in made:
+            log.info(_CHUNK_LINE, desc, n, total, r, size)
+
+
 def run_chunked(stage_dir: Path, items: Sequence[dict], fn: Callable[[list[dict]], list[dict]],
-                chunk_size: int, desc: str) -> list[dict]:
+                chunk_size: int, desc: str, min_size: int = 1) -> list[dict]:
     """Apply `fn(chunk)` to every chunk of `items`, spread over all ranks; returns the outputs in
     the order of `items` (matched on "id") on every rank."""
-    chunk_size = effective_chunk_size(len(items), chunk_size)
+    chunk_size = effective_chunk_size(len(items), chunk_size, min_size)
     chunks = plan(items, chunk_size)
     todo = distributed.decide(f"{desc}: listing finished chunks", lambda: _todo(stage_dir, chunks, chunk_size))
     rank, world = distributed.rank(), distributed.world_size()
     mine = todo[rank::world]
     if len(todo) < len(chunks) and distributed.is_main():
         log.info("%s: resuming, %d of %d chunks already done", desc, len(chunks) - len(todo), len(chunks))
+    made = []
     for n, index in enumerate(mine, 1):
         chunk = chunks[index]
-        log.info("%s: chunk %d/%d on rank %d (%d items)", desc, n, len(mine), rank, len(chunk))
+        if rank == 0:
+            log.info(_CHUNK_LINE, desc, n, len(mine), rank, len(chunk))
         rows = fn(chunk)
         if [r["id"] for r in rows] != [x["id"] for x in chunk]:
             raise RuntimeError(f"{desc}: chunk {index} returned rows out of order")
         write_jsonl(_chunk_path(stage_dir, chunk_size, index), rows)
+        made.append((n, len(mine), len(chunk)))
     distributed.wait(f"{desc}: every rank's chunks")
+    _log_other_ranks(desc, distributed.gather(made))
     done = finished_rows(stage_dir, chunk_size)
     missing = [x["id"] for x in items if x["id"] not in done]
     if missing:
         raise UserError(f"{stage_dir}: {len(missing)} items have no output (first: {missing[0]}); rerun to redo them")
     distributed.wait(f"{desc}: every rank has read the chunks")  # before rank 0 may clear them
     return [done[x["id"]] for x in items]
+
+
+def share(items: Sequence[dict], fn: Callable[[list[dict]], list[dict]], chunk_size: int, desc: str,
+          min_size: int = 1) -> list[dict]:
+    """`run_chunked` without files, for work whose results are kept elsewhere: the same chunks, rank r takes
+    the r-th, (r+N)-th, ... chunk, and every rank gets all outputs in the order of `items` (matched on "id")."""
+    chunks = plan(items, effective_chunk_size(len(items), chunk_size, min_size))
+    rank, world = distributed.rank(), distributed.world_size()
+    mine = list(range(len(chunks)))[rank::world]
+    rows: dict[str, dict] = {}
+    made = []
+    for n, index in enumerate(mine, 1):
+        if rank == 0:
+            log.info(_CHUNK_LINE, desc, n, len(mine), rank, len(chunks[index]))
+        rows.update((r["id"], r) for r in fn(chunks[index]))
+        made.append((n, len(mine), len(chunks[index])))
+    distributed.wait(f"{desc}: every rank's chunks")
+    everyone: dict[str, dict] = {}
+    for part in distributed.gather(rows):
+        everyone.update(part)
+    _log_other_ranks(desc, distributed.gather(made))
+    return [everyone[x["id"]] for x in items]
 
 
 def clear(stage_dir: Path) -> None:

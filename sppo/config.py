@@ -100,7 +100,9 @@ class GenerationConfig:
     max_new_tokens: int = doc("Longest response, in tokens. With training.truncation toolkit it must fit "
                               "training.max_length - training.max_prompt_length; with reference it may be longer "
                               "(training cuts long pairs as the reference did).", 512)
-    batch_size: int = doc("Sequences generated at once (prompts per batch = batch_size // k, at least 1).", 8)
+    batch_size: int | None = doc("Sequences generated at once (prompts per batch = batch_size // k, at least 1); "
+                                 "null: chosen from the device's memory (sppo.generate.memory_batch_size), "
+                                 "which with ample memory is every prompt x sample of a chunk.", None)
     response_text: str = doc("strip: responses lose surrounding whitespace before ranking and training. "
                              "verbatim: kept exactly as the backend returned them, as the reference trained "
                              "on vLLM's text.", "strip")
@@ -275,7 +277,7 @@ def _checks(cfg: "Config") -> list[tuple[bool, str]]:
         (0 < g.temperature, "generation.temperature: must be > 0 for self-play sampling"),
         (0 < g.top_p <= 1, "generation.top_p: must be in (0, 1]"),
         (g.max_new_tokens >= 1, f"generation.max_new_tokens: must be >= 1, got {g.max_new_tokens}"),
-        (g.batch_size >= 1, f"generation.batch_size: must be >= 1, got {g.batch_size}"),
+        (g.batch_size is None or g.batch_size >= 1, f"generation.batch_size: must be >= 1 or null, got {g.batch_size}"),
         (_ranker_kind_ok(r.kind), f"ranking.kind: unknown ranker {r.kind!r}; use pairrm, local-judge or "
                                   "python:module:Class"),
         (r.batch_size >= 1, f"ranking.batch_size: must be >= 1, got {r.batch_size}"),

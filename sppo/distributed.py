@@ -157,6 +157,15 @@ def decide(label: str, fn: Callable[[], T]) -> T:
     return value
 
 
+def gather(value: T) -> list[T]:
+    """`value` of every rank, in rank order, on every rank (a picklable object; `[value]` with one process)."""
+    if world_size() == 1:
+        return [value]
+    out: list = [None] * world_size()
+    torch.distributed.all_gather_object(out, value)
+    return out
+
+
 def main_first(label: str, fn: Callable[[], T]) -> T:
     """Run `fn` on rank 0, then on the other ranks (a one-time conversion or download whose result is cached)."""
     value = decide(label, fn)
@@ -189,18 +198,23 @@ def mean_over_ranks(values: Sequence[float]) -> list[float]:
 
 
 @contextlib.contextmanager
-def own_gpu_for_child_processes():
-    """While a library starts worker processes of its own (vLLM's engine), make them see this rank's GPU only,
-    as a one-process job: CUDA_VISIBLE_DEVICES = this rank's physical GPU, LOCAL_RANK/RANK 0, WORLD_SIZE 1
-    (vLLM picks its device from LOCAL_RANK and would otherwise take GPU 0 on every rank). Restored afterwards.
-    A no-op with one process or without CUDA."""
+def own_gpu_for_child_processes(gpus: int = 1):
+    """While a library starts worker processes of its own (vLLM's engine), make them see this rank's GPUs only,
+    as a one-process job: CUDA_VISIBLE_DEVICES = this rank's `gpus` physical GPUs (local rank r: GPUs r*gpus ..
+    r*gpus+gpus-1 of its node, so tensor parallelism over `gpus` GPUs needs GPUs/gpus processes per node),
+    LOCAL_RANK/RANK 0, WORLD_SIZE 1 (vLLM picks its device from LOCAL_RANK and would otherwise take GPU 0 on every
+    rank). Restored afterwards. A no-op with one process or without CUDA."""
     if world_size() == 1 or not torch.cuda.is_available():
         yield
         return
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    index = torch.cuda.current_device()
-    physical = visible.split(",")[index] if visible else str(index)
-    changes = {"CUDA_VISIBLE_DEVICES": physical, "LOCAL_RANK": "0", "RANK": "0", "WORLD_SIZE": "1",
+    node_gpus = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
+    first = torch.cuda.current_device() * gpus
+    mine = node_gpus[first:first + gpus]
+    if len(mine) < gpus:
+        raise UserError(f"rank {rank()}: {gpus} GPUs per process need GPUs {first}..{first + gpus - 1} of this node, "
+                        f"which has {len(node_gpus)}; start (GPUs per node / {gpus}) processes per node")
+    changes = {"CUDA_VISIBLE_DEVICES": ",".join(mine), "LOCAL_RANK": "0", "RANK": "0", "WORLD_SIZE": "1",
                "LOCAL_WORLD_SIZE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
     saved = {k: os.environ.get(k) for k in changes}
     os.environ.update(changes)

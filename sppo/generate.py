@@ -159,10 +159,50 @@ def finish_reason(generated_ids, eos_id: int) -> str:
     return FINISH_STOP if eos_id in generated_ids else FINISH_LENGTH
 
 
-class HFGenerator:
-    """transformers `generate`, batched across prompts and samples."""
+# memory_batch_size: the share of the device's memory the sequences in flight may take, and their upper bound
+BATCH_MEMORY_SHARE = 0.25
+MAX_MEMORY_BATCH = 512
 
-    def __init__(self, model, tokenizer, batch_size: int = 8, max_prompt_length: int | None = None,
+
+def device_memory_bytes(device) -> int:
+    """The total memory of `device` (a GPU's, or the machine's RAM): fixed for a machine, so a batch chosen from
+    it does not change with what else happens to be running."""
+    import torch
+
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_properties(torch.device(device)).total_memory
+    import psutil
+
+    return psutil.virtual_memory().total
+
+
+def sequence_bytes(config, length: int, element_size: int) -> int:
+    """Memory one sequence of `length` tokens needs while generating: its key/value cache in every layer, the
+    prefill's largest activations (MLP and attention scores over the prompt) and fp32 logits."""
+    text = getattr(config, "text_config", None) or config
+    heads = text.num_attention_heads
+    head_dim = getattr(text, "head_dim", None) or text.hidden_size // heads
+    kv_heads = getattr(text, "num_key_value_heads", None) or heads
+    cache = 2 * text.num_hidden_layers * kv_heads * head_dim * length * element_size
+    prefill = length * (getattr(text, "intermediate_size", 4 * text.hidden_size) + heads * length) * 4
+    return cache + prefill + 2 * text.vocab_size * 4
+
+
+def memory_batch_size(model, n_sequences: int, length: int) -> int:
+    """Sequences in flight chosen from memory: as many of `n_sequences` (at most MAX_MEMORY_BATCH) as fit in
+    BATCH_MEMORY_SHARE of the device's memory beside the weights, at least 1."""
+    params = next(model.parameters())
+    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    budget = BATCH_MEMORY_SHARE * device_memory_bytes(params.device) - weights
+    fit = int(budget // sequence_bytes(model.config, length, params.element_size()))
+    return max(1, min(n_sequences, MAX_MEMORY_BATCH, fit))
+
+
+class HFGenerator:
+    """transformers `generate`, batched across prompts and samples (`batch_size` sequences in flight; None:
+    `memory_batch_size` for each call)."""
+
+    def __init__(self, model, tokenizer, batch_size: int | None = 8, max_prompt_length: int | None = None,
                  special_tokens: str = "clean"):
         self.model, self.tokenizer = model, tokenizer
         self.batch_size = batch_size
@@ -180,7 +220,9 @@ class HFGenerator:
         encoded = encode_prompts(self.tokenizer, conversations, self.max_prompt_length, self.special_tokens)
         out: list[list[Sample]] = [[] for _ in encoded]
         # at most batch_size sequences in flight: prompts per batch = batch_size // n (at least 1)
-        batches = length_sorted_batches(encoded, max(1, self.batch_size // params.n))
+        size = self.batch_size or memory_batch_size(self.model, len(encoded) * params.n,
+                                                    max(map(len, encoded), default=0) + params.max_new_tokens)
+        batches = length_sorted_batches(encoded, max(1, size // params.n))
         pad_id = self.tokenizer.pad_token_id
         eos = self.tokenizer.eos_token_id
         device = next(self.model.parameters()).device
@@ -198,13 +240,31 @@ class HFGenerator:
             else:
                 kwargs.update(temperature=None, top_p=None, top_k=None)
             with torch.no_grad():
-                gen = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
+                gen = self._generate(ids.to(device), mask.to(device), params.n, kwargs)
             new = gen[:, width:].tolist()
             for row, i in enumerate(batch):
                 span = range(row * params.n, (row + 1) * params.n)
                 out[i] = [Sample(decode_in_context(self.tokenizer, encoded[i], new[k]), finish_reason(new[k], eos))
                           for k in span]
         return out
+
+    def _generate(self, ids, mask, n: int, kwargs: dict):
+        """`generate` of n samples per prompt. A real model reads each prompt once: the prompt but its last token
+        goes through the model once per prompt, its key/value cache is repeated n times, and generation continues
+        from there (what `num_return_sequences` would otherwise do K times over, as vLLM's prefix caching
+        avoids). Other models (and one-token prompts) get `num_return_sequences`."""
+        import torch
+
+        if n == 1 or ids.shape[1] < 2 or not isinstance(self.model, torch.nn.Module) \
+                or not hasattr(self.model, "config"):
+            return self.model.generate(input_ids=ids, attention_mask=mask, **kwargs)
+        positions = (mask.cumsum(-1) - 1).clamp(min=0)
+        prefix = self.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1],
+                            use_cache=True, logits_to_keep=1)
+        cache = prefix.past_key_values
+        cache.batch_repeat_interleave(n)
+        return self.model.generate(input_ids=ids.repeat_interleave(n, 0), attention_mask=mask.repeat_interleave(n, 0),
+                                   past_key_values=cache, **{**kwargs, "num_return_sequences": 1})
 
 
 class VLLMGenerator:
@@ -219,7 +279,8 @@ class VLLMGenerator:
             raise UserError("generation.backend: vllm is not installed (pip install 'sppo-toolkit[vllm]')") from None
         from . import distributed
 
-        with distributed.own_gpu_for_child_processes():  # under a launcher: the engine runs on this rank's GPU
+        # under a launcher: the engine runs on this rank's GPU(s); tensor parallelism over tensor_parallel_size GPUs
+        with distributed.own_gpu_for_child_processes(tensor_parallel_size):
             self.llm = LLM(model=model_path, dtype=dtype, enable_prefix_caching=True, max_model_len=max_model_len,
                            gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
                            revision=revision, tokenizer_revision=revision)
@@ -260,7 +321,7 @@ class VLLMGenerator:
 
 
 def make_generator(backend: str, model_name_or_path: str, *, model=None, tokenizer=None, dtype: str = "auto",
-                   batch_size: int = 8, max_prompt_length: int | None = None, special_tokens: str = "clean",
+                   batch_size: int | None = None, max_prompt_length: int | None = None, special_tokens: str = "clean",
                    revision: str | None = None, attn_implementation: str | None = None,
                    **vllm_kwargs) -> Generator:
     """Build a generator. backend: "hf", "vllm", or "auto" (vLLM if importable and CUDA present, else hf).

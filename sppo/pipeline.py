@@ -219,6 +219,8 @@ def stage_rank(run: Run, t: int, generated: list[dict]) -> list[dict]:
     source_text = _ranking_source(run)
     with Timer() as timer:
         extra = {"revision": r.revision} if r.kind == "pairrm" and r.revision else {}
+        if r.kind in ("pairrm", "local-judge"):  # built-in rankers: progress bars on rank 0 only
+            extra["progress"] = distributed.is_main()
         ranker = make_ranker(r.kind, r.model, batch_size=r.batch_size, **extra)
         direct = r.probabilities == "direct"
 

@@ -178,7 +178,12 @@ def make_accelerator(cfg: TrainingConfig, schedule: Schedule, bf16: bool, loggin
     if cfg.distributed == "deepspeed_zero3":
         if not distributed.initialized():
             distributed.single_process_group_env()
+        from .cli_util import quiet_other_ranks
+        from .compat import skip_deepspeed_cpu_comm_op
+
+        skip_deepspeed_cpu_comm_op()
         plugin = DeepSpeedPlugin(hf_ds_config=deepspeed_config(cfg, schedule, bf16))
+        quiet_other_ranks()  # DeepSpeed sets its logger's level when first imported
     report = None if cfg.report_to == "none" else [cfg.report_to]
     project = ProjectConfiguration(project_dir=str(logging_dir or "."), logging_dir=str(logging_dir or "."))
     return Accelerator(mixed_precision="bf16" if bf16 else "no", gradient_accumulation_steps=schedule.accumulation,

@@ -65,6 +65,7 @@ def test_lm_eval_v1_settings_and_resume(tmp_path, monkeypatch):
                 "samples": {task: [{"doc_id": 0, "resps": [["x"]]}]}}
 
     monkeypatch.setattr(lm_eval, "simple_evaluate", fake_simple_evaluate)
+    monkeypatch.setattr(suites.lm_eval, "hf_model", lambda job, device: f"hf:{job.path}")  # no weights to load
     ck = tmp_path / "ck"
     ck.mkdir()
     (ck / "config.json").write_text("{}")

@@ -115,6 +115,30 @@ class _TemplateRecorder(_RecordingAnswerer):
         return [f"A{len(self.prompts)}"] * len(conversations)
 
 
+def test_answer_job_gives_a_rendered_prompt_to_the_model_unchanged():
+    """A PromptText (a prompt FastChat's template rendered) travels through the answer job as it is - still a
+    PromptText, so the generator applies no chat template - and a message list stays a message list."""
+    from benchmarks.answers import ModelAnswerer
+    from sppo.generate import PromptText
+
+    class Gen:
+        def __init__(self):
+            self.tokenizer, self.seen = _Tok(), []
+
+        def generate(self, conversations, params, progress=False):
+            self.seen.append((conversations, params.top_k))
+            return [["x"] for _ in conversations]
+
+    answerer = ModelAnswerer("m")
+    answerer._generator = gen = Gen()
+    prompt = [{"role": "user", "content": "[INST] Q1 [/INST]"}]
+    assert answerer.answer([PromptText("[INST] Q1 [/INST]")], 0.0, 4, top_k=50) == ["x"]
+    assert answerer.answer([prompt], 0.0, 4) == ["x"]
+    (first, k1), (second, k2) = gen.seen
+    assert first == ["[INST] Q1 [/INST]"] and isinstance(first[0], PromptText) and k1 == 50
+    assert second == [prompt] and k2 == 0
+
+
 def test_mt_bench_prompts_use_fastchats_conversation_template(tmp_path):
     from benchmarks.suites.mt_bench import mt_bench_answers
     from sppo.generate import PromptText

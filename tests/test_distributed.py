@@ -117,6 +117,44 @@ def test_two_ranks_zero3_match_one_process_with_accumulation(tmp_path, tiny, pro
     assert json.loads((tmp_path / "two" / "iter1" / "generate" / "manifest.json").read_text())["processes"] == 2
 
 
+def launch_two_nodes(module: str, args: list[str], timeout=900) -> list[tuple[int, str, str]]:
+    """Two one-process "nodes" on this machine through scripts/slurm/launch-node.sh (as srun starts it on each
+    node: torchrun --nnodes 2 --node_rank 0|1 --nproc_per_node 1, static rendezvous on 127.0.0.1); returns each
+    node's (exit status, stdout, stderr)."""
+    port = str(_free_port())
+    nodes = []
+    for node in (0, 1):
+        env = {**ENV, "SLURM_NNODES": "2", "SLURM_NODEID": str(node), "MASTER_ADDR": "127.0.0.1",
+               "MASTER_PORT": port, "GPUS_PER_NODE": "1", "SPPO_PYTHON": sys.executable}
+        nodes.append(subprocess.Popen(["bash", str(TESTS.parent / "scripts" / "slurm" / "launch-node.sh"), module,
+                                       *args], env=env, cwd=TESTS.parent, stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True))
+    outs = [p.communicate(timeout=timeout) for p in nodes]
+    return [(p.returncode, out, err) for p, (out, err) in zip(nodes, outs)]
+
+
+@pytest.mark.slow
+def test_two_nodes_train_as_one_process(tmp_path, tiny, prompt_file):
+    """Two one-process nodes sharing one run directory: rank 1 (node 1) generates, ranks and scores its chunks,
+    rank 0 (node 0) decides, merges and writes; the data stages equal one process's, the training log has every
+    step once, and the checkpoint records 2 processes."""
+    nodes = launch_two_nodes("sppo.cli", _args(tmp_path, tiny, prompt_file, "nodes"))
+    assert [rc for rc, _, _ in nodes] == [0, 0], nodes[0][2][-3000:] + nodes[1][2][-3000:]
+    for stage in ("generate", "rank", "reference"):
+        assert f"iteration 1 {stage}: chunk 4/4 on rank 1" in nodes[0][2]  # logged by rank 0, made by rank 1
+    assert not [x for x in nodes[1][2].splitlines() if " INFO " in x]  # rank 1 logs warnings only
+    one = run([sys.executable, "-m", "sppo.cli", *_args(tmp_path, tiny, prompt_file, "one")])
+    assert one.returncode == 0, one.stderr[-3000:]
+    for stage, name in STAGE_FILES:
+        assert read_jsonl(tmp_path / "nodes" / "iter1" / stage / name) == \
+            read_jsonl(tmp_path / "one" / "iter1" / stage / name), stage
+    steps = [r["step"] for r in read_jsonl(tmp_path / "nodes" / "iter1" / "train" / "log.jsonl")]
+    assert steps == sorted(set(steps)) and steps
+    manifest = json.loads((tmp_path / "nodes" / "checkpoints" / "Iter1" / "sppo_manifest.json").read_text())
+    assert manifest["hyperparameters"]["num_devices"] == 2
+    assert nodes[0][1].strip().endswith("Iter1") and not nodes[1][1].strip()  # the checkpoint, printed once
+
+
 def _start(cmd):
     return subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True, cwd=TESTS.parent)
@@ -188,3 +226,32 @@ def test_sigterm_saves_state_and_the_rerun_ends_with_the_same_weights(tmp_path, 
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     before = load_file(Path(tiny) / "model.safetensors")
     assert any(not torch.equal(a[k], before[k]) for k in a)  # training did change the weights
+
+
+_QUIET_PROBE = """
+import logging, warnings
+from sppo.cli_util import setup_logging
+setup_logging()
+warnings.warn("a library's FutureWarning", FutureWarning)
+ds = logging.getLogger("DeepSpeed")
+ds.setLevel(logging.INFO)  # as DeepSpeed does at import
+ds.addHandler(logging.StreamHandler())
+ds.warning("a DeepSpeed warning")
+logging.getLogger("sppo.probe").info("an info line")
+logging.getLogger("sppo.probe").warning("a warning of ours")
+"""
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_other_ranks_log_warnings_only_and_leave_library_warnings_to_rank0(rank):
+    r = subprocess.run([sys.executable, "-c", _QUIET_PROBE], env={**ENV, "RANK": rank}, capture_output=True,
+                       text=True, timeout=120, cwd=TESTS.parent)
+    assert r.returncode == 0, r.stderr
+    lines = r.stderr.splitlines()
+    if rank == "0":
+        assert "FutureWarning: a library's FutureWarning" in r.stderr and "a DeepSpeed warning" in lines
+        assert any(x.endswith("an info line") for x in lines) and not any(x.startswith("[rank") for x in lines)
+    else:
+        assert "FutureWarning" not in r.stderr and "a DeepSpeed warning" not in r.stderr
+        assert "an info line" not in r.stderr
+        assert [x for x in lines if x.endswith("a warning of ours")][0].startswith("[rank 1] ")

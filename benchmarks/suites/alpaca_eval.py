@@ -12,7 +12,7 @@ from typing import Any
 from sppo.errors import UserError
 from sppo.files import read_json, under, write_json
 
-from benchmarks.answers import AnswerSettings, ModelAnswerer, chunks, reusable
+from benchmarks.answers import AnswerSettings, ModelAnswerer, reusable
 from benchmarks.judge import Judge, JudgeReply, JudgeRequest
 from benchmarks.scoring import alpaca_eval as ae
 from benchmarks.store import SuiteResult, digest
@@ -64,14 +64,12 @@ def alpaca_eval_answers(answerer: ModelAnswerer, examples: list[dict], path: Pat
     key = digest({**answerer.identity(), **info, "suite": "alpaca_eval"})
     existing = reusable({r.get("instruction"): r for r in rows if isinstance(r, dict)}, key)
     todo = [ex for ex in wanted if ex["instruction"] not in existing]
-    for chunk in chunks(todo):
-        outs = answerer.answer([[{"role": "user", "content": ex["instruction"]}] for ex in chunk],
-                               temperature, max_new, top_p)
-        for ex, out in zip(chunk, outs):
-            existing[ex["instruction"]] = {"dataset": ex.get("dataset", "alpaca_eval"),
-                                           "instruction": ex["instruction"], "output": out,
-                                           "generator": generator_name, "sppo_key": key}
-        # every current answer (also beyond --limit), in evaluation-set order
+    outs = answerer.answer([[{"role": "user", "content": ex["instruction"]}] for ex in todo],
+                           temperature, max_new, top_p)
+    for ex, out in zip(todo, outs):
+        existing[ex["instruction"]] = {"dataset": ex.get("dataset", "alpaca_eval"), "instruction": ex["instruction"],
+                                       "output": out, "generator": generator_name, "sppo_key": key}
+    if todo:  # every current answer (also beyond --limit), in evaluation-set order
         write_json(path, [existing[ex["instruction"]] for ex in examples if ex["instruction"] in existing])
     info.update(best_of=answerer.best_of, n_generated=len(todo), n_reused=len(wanted) - len(todo), key=key)
     return [existing[ex["instruction"]] for ex in wanted], info

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 from sppo.errors import UserError
 from sppo.files import read_jsonl, under, write_jsonl
 
-from benchmarks.answers import AnswerSettings, ModelAnswerer, answer_id, chunks, reusable
+from benchmarks.answers import AnswerSettings, ModelAnswerer, answer_id, reusable
 from benchmarks.judge import Judge, JudgeRequest
 from benchmarks.scoring import arena_hard as ah
 from benchmarks.store import SuiteResult, digest
@@ -47,17 +47,16 @@ def arena_hard_answers(answerer: ModelAnswerer, questions: list[dict], path: Pat
     key = digest({**answerer.identity(), "temperature": 0.0, "max_new_tokens": max_new, "suite": "arena_hard"})
     existing = reusable({str(r.get("question_id")): r for r in read_jsonl(path)} if path.exists() else {}, key)
     todo = [q for q in wanted if str(q["question_id"]) not in existing]
-    for chunk in chunks(todo):
-        by_cap: dict[int, list[dict]] = {}
-        for q, cap in zip(chunk, arena_hard_caps(answerer, chunk, settings.max_new_tokens)):
-            by_cap.setdefault(cap, []).append(q)
-        for cap, qs in by_cap.items():
-            outs = answerer.answer([[{"role": "user", "content": q["turns"][0]["content"]}] for q in qs], 0.0, cap)
-            for q, out in zip(qs, outs):
-                existing[str(q["question_id"])] = {
-                    "question_id": q["question_id"], "answer_id": answer_id(), "model_id": model_id,
-                    "choices": [{"index": 0, "turns": [{"content": out, "token_len": count_tokens(out)}]}],
-                    "tstamp": time.time(), "sppo_key": key}
+    by_cap: dict[int, list[dict]] = {}
+    for q, cap in zip(todo, arena_hard_caps(answerer, todo, settings.max_new_tokens) if todo else []):
+        by_cap.setdefault(cap, []).append(q)
+    for cap, qs in by_cap.items():
+        outs = answerer.answer([[{"role": "user", "content": q["turns"][0]["content"]}] for q in qs], 0.0, cap)
+        for q, out in zip(qs, outs):
+            existing[str(q["question_id"])] = {
+                "question_id": q["question_id"], "answer_id": answer_id(), "model_id": model_id,
+                "choices": [{"index": 0, "turns": [{"content": out, "token_len": count_tokens(out)}]}],
+                "tstamp": time.time(), "sppo_key": key}
         write_jsonl(path, existing.values())
     info = {"temperature": 0.0, "max_new_tokens": max_new, "best_of": answerer.best_of, "n_generated": len(todo),
             "n_reused": len(wanted) - len(todo), "key": key}

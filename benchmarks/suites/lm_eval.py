@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sppo.cli_util import launched_rank, quiet_other_ranks
 from sppo.errors import UserError
 from sppo.files import read_json, write_jsonl, write_text
 
@@ -94,11 +96,12 @@ def _lm_eval_tasks_ready(extra_dir: Path | None) -> None:
     lm_eval.evaluator.get_git_commit_hash = _quiet_git_hash
 
     if "builtin" not in _LM_EVAL_READY:
-        lm_eval.tasks.initialize_tasks()
+        lm_eval.tasks.initialize_tasks(verbosity="INFO" if launched_rank() == 0 else "ERROR")
         _LM_EVAL_READY.add("builtin")
     if extra_dir is not None and str(extra_dir) not in _LM_EVAL_READY:
         lm_eval.tasks.include_path(str(extra_dir))
         _LM_EVAL_READY.add(str(extra_dir))
+    quiet_other_ranks()  # lm-eval's initialize_tasks sets its logger's level
 
 
 def task_plan(task_set: str) -> dict[str, int]:
@@ -128,18 +131,107 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
+@dataclass(frozen=True)
+class LmEvalJob:
+    """One lm-eval task on one model, run by every rank together (``benchmarks.parallel``)."""
+
+    path: str
+    dtype: str
+    task: str
+    num_fewshot: int
+    batch_size: int
+    limit: int | None
+    extra_dir: str | None  # the project's own task, for lm-eval's include_path
+
+
+def lm_eval_job(job: LmEvalJob) -> dict | None:
+    """``lm_eval.simple_evaluate`` of one task on this rank's device; the harness's results on rank 0, None on the
+    others. The HF model is built here with its arguments as values (no ``key=value,...`` string)."""
+    _lm_eval_tasks_ready(Path(job.extra_dir) if job.extra_dir else None)  # before lm_eval is imported
+    from lm_eval import simple_evaluate
+
+    from sppo import distributed
+
+    device = str(distributed.device())
+    lm = _shard_over_ranks(hf_model(job, device))
+    return simple_evaluate(model=lm, model_args={"pretrained": job.path, "dtype": job.dtype}, tasks=[job.task],
+                           num_fewshot=job.num_fewshot, batch_size=job.batch_size, device=device.split(":")[0],
+                           limit=job.limit, log_samples=True)
+
+
+def hf_model(job: LmEvalJob, device: str):
+    """lm-eval's HF model of a job, on this rank's device."""
+    from lm_eval.models.huggingface import HFLM
+
+    return HFLM(pretrained=job.path, dtype=job.dtype, batch_size=job.batch_size, device=device)
+
+
+def _shard_over_ranks(lm):
+    """Every rank evaluates the share of its *global* rank. lm-eval 0.4.1 shares the work only with several GPUs
+    on one node and by local rank (models/huggingface.py:259-302: ``self._rank = local_process_index``), so on CPU
+    every rank would do all of it and on several nodes the ranks of equal local rank the same part. Its evaluator
+    gathers through ``lm.accelerator`` (evaluator.py:311-443): `_Gatherer` does that over torch.distributed."""
+    from sppo import distributed
+
+    if distributed.world_size() > 1:
+        lm.accelerator = _Gatherer()
+        lm._rank, lm._world_size = distributed.rank(), distributed.world_size()
+    return lm
+
+
+class _Gatherer:
+    """The part of accelerate's ``Accelerator`` lm-eval's evaluator and HFLM use, over the process group as it is
+    (gloo or NCCL): ``gather`` concatenates every rank's tensor along dim 0 (a scalar counts as one element)."""
+
+    @property
+    def num_processes(self) -> int:
+        from sppo import distributed
+
+        return distributed.world_size()
+
+    def gather(self, tensor):
+        import torch
+
+        t = tensor.reshape(1) if tensor.dim() == 0 else tensor
+        parts = [torch.empty_like(t) for _ in range(self.num_processes)]
+        torch.distributed.all_gather(parts, t.contiguous())
+        return torch.cat(parts, dim=0)
+
+    def pad_across_processes(self, tensor, dim: int = 0, pad_index: int = 0, pad_first: bool = False):
+        import torch
+
+        sizes = self.gather(torch.tensor([tensor.shape[dim]], device=tensor.device))
+        width = int(sizes.max())
+        if tensor.shape[dim] == width:
+            return tensor
+        shape = list(tensor.shape)
+        shape[dim] = width - tensor.shape[dim]
+        pad = torch.full(shape, pad_index, dtype=tensor.dtype, device=tensor.device)
+        return torch.cat([pad, tensor] if pad_first else [tensor, pad], dim=dim)
+
+    def wait_for_everyone(self) -> None:
+        from sppo import distributed
+
+        distributed.wait("lm-eval")
+
+    @staticmethod
+    def unwrap_model(model):
+        return model
+
+
 def run(ctx: RunContext, target: ModelTarget) -> SuiteResult:
-    """``lm_eval.simple_evaluate`` per task with its v1 few-shot count; the harness's results JSON (merged over the
-    tasks) and the samples are kept. Each finished task is kept, so a rerun resumes with the next one."""
+    """``lm_eval.simple_evaluate`` per task with its v1 few-shot count, every rank taking its share; the harness's
+    results JSON (merged over the tasks) and the samples are kept. Each finished task is kept, so a rerun resumes
+    with the next one."""
     import torch
+
+    from benchmarks import parallel
 
     plan = task_plan(ctx.lm_eval_tasks)
     variant = variant_of(ctx.lm_eval_tasks)
     work = ctx.work_dir("lm_eval", DEFAULT_VARIANT) / target.name
     extra = write_tiny_task(ctx.results_dir / "lm_eval_tasks") if ctx.lm_eval_tasks == "tiny" else None
     _lm_eval_tasks_ready(extra)
-    from lm_eval import simple_evaluate
-
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = "bfloat16" if device == "cuda" and torch.cuda.is_bf16_supported() else "float32"
     limit = ctx.answer_settings.limit
@@ -151,10 +243,9 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteResult:
         res = read_json(tpath) if tpath.exists() else None
         if res is None or res.get("sppo_run_key") != run_key:
             log.info("lm-eval %s (%d-shot) on %s", task, shots, target.name)
+            job = LmEvalJob(target.path, dtype, task, shots, ctx.lm_eval_batch_size, limit, str(extra) if extra else None)
             try:
-                res = simple_evaluate(model="hf", model_args=f"pretrained={target.path},dtype={dtype}", tasks=[task],
-                                      num_fewshot=shots, batch_size=ctx.lm_eval_batch_size, device=device,
-                                      limit=limit, log_samples=True)
+                res = parallel.run("lm_eval", job)
             except Exception as e:  # the harness raises plain exceptions (missing dataset, no network, ...)
                 raise UserError(f"lm-eval task {task} failed on {target.name}: {type(e).__name__}: "
                                 f"{str(e).splitlines()[0] if str(e) else ''}") from None

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 from sppo.files import read_jsonl, under, write_jsonl
 from sppo.generate import PromptText
 
-from benchmarks.answers import AnswerSettings, ModelAnswerer, answer_id, chunks, reusable
+from benchmarks.answers import AnswerSettings, ModelAnswerer, answer_id, reusable
 from benchmarks.judge import Judge, JudgeReply, JudgeRequest
 from benchmarks.scoring import mt_bench as mt
 from benchmarks.store import SuiteResult, digest
@@ -79,16 +79,15 @@ def mt_bench_answers(answerer: ModelAnswerer, questions: list[dict], path: Path,
                   "top_k": MT_BENCH_TOP_K})
     existing = reusable({r.get("question_id"): r for r in read_jsonl(path)} if path.exists() else {}, key)
     todo = [q for q in wanted if q["question_id"] not in existing]
-    for chunk in chunks(todo):
-        by_temp: dict[float, list[dict]] = {}
-        for q in chunk:
-            by_temp.setdefault(mt_bench_temperature(q["category"]), []).append(q)
-        for temp, qs in by_temp.items():
-            first, second = _mt_turns(answerer, qs, temp, max_new, template)
-            for q, a1, a2 in zip(qs, first, second):
-                existing[q["question_id"]] = {"question_id": q["question_id"], "answer_id": answer_id(),
-                                              "model_id": model_id, "choices": [{"index": 0, "turns": [a1, a2]}],
-                                              "tstamp": time.time(), "sppo_key": key}
+    by_temp: dict[float, list[dict]] = {}
+    for q in todo:
+        by_temp.setdefault(mt_bench_temperature(q["category"]), []).append(q)
+    for temp, qs in by_temp.items():
+        first, second = _mt_turns(answerer, qs, temp, max_new, template)
+        for q, a1, a2 in zip(qs, first, second):
+            existing[q["question_id"]] = {"question_id": q["question_id"], "answer_id": answer_id(),
+                                          "model_id": model_id, "choices": [{"index": 0, "turns": [a1, a2]}],
+                                          "tstamp": time.time(), "sppo_key": key}
         write_jsonl(path, existing.values())
     info = {"temperature": "per category (FastChat temperature_config)", "top_k": MT_BENCH_TOP_K,
             "max_new_tokens": max_new,
