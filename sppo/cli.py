@@ -61,6 +61,11 @@ def _main(argv: list[str]) -> int:
     if distributed.is_main():
         for c in checkpoints:
             print(c)
+        if cfg.learning_check.enabled:
+            from .learning_check import plot_path, read_summary, report
+
+            print(report(read_summary(cfg.run.output_dir)))
+            print(f"plot: {plot_path(cfg.run.output_dir)}")
     distributed.teardown()
     return 0
 

@@ -3,6 +3,8 @@
 `make_tiny_checkpoint(path)` writes a Llama-architecture causal LM (a few hundred thousand parameters) with a
 byte-level BPE tokenizer trained on a small built-in corpus and a Mistral-style chat template
 (`<s>[INST] ... [/INST]` ... `</s>`): a checkpoint directory every loader of the toolkit accepts.
+`make_word_tokenizer(words)` is a whole-word tokenizer over a few words, for a tiny model whose EOS is likely
+from the start (a vocabulary of ~20 instead of ~400), so that response lengths vary.
 """
 
 from __future__ import annotations
@@ -41,12 +43,31 @@ def make_tiny_tokenizer(vocab_size: int = 384):
     return fast
 
 
-def make_tiny_checkpoint(path: str | Path, seed: int = 0, hidden_size: int = 64, layers: int = 2) -> Path:
+def make_word_tokenizer(words):
+    """A whole-word tokenizer: `words` (split at whitespace, decoded joined by spaces), the chat template's
+    `[INST]` and `[/INST]`, and the special tokens; any other word reads as `<unk>`."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {}
+    for w in ["<pad>", "<s>", "</s>", "<unk>", "[INST]", "[/INST]", *words]:
+        vocab.setdefault(w, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>")
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def make_tiny_checkpoint(path: str | Path, seed: int = 0, hidden_size: int = 64, layers: int = 2,
+                         tokenizer=None) -> Path:
+    """A random tiny Llama with `tokenizer` (default: `make_tiny_tokenizer()`)."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     path = Path(path)
-    tokenizer = make_tiny_tokenizer()
+    tokenizer = tokenizer if tokenizer is not None else make_tiny_tokenizer()
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
                          num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
