@@ -5,6 +5,7 @@ Examples:
     sppo-train --config paper                   # the published recipe (Mistral-7B-Instruct-v0.2, PairRM, K=5)
     sppo-train --config my.yaml training.learning_rate=1e-6 run.iterations=2
     sppo-train --print-config                   # the resolved config, every field documented
+    sppo-train --config learning-check          # does it learn? a length-preferring ranker, length per iteration
 Several GPUs (every stage runs on every GPU; training data parallel, or DeepSpeed ZeRO-3 in the paper config):
     accelerate launch --multi_gpu --num_processes 8 -m sppo.cli --config paper
     torchrun --nproc_per_node 8 -m sppo.cli --config paper
@@ -32,7 +33,8 @@ def parser() -> argparse.ArgumentParser:
                                 epilog="\n".join(__doc__.split("\n")[2:]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=None,
-                   help="YAML config file, or a shipped config name: embedded (default), paper, paper-repo")
+                   help="YAML config file, or a shipped config name: embedded (default), paper, paper-repo, "
+                        "learning-check")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="override config fields, e.g. training.learning_rate=1e-6 generation.k=3")
     p.add_argument("--print-config", action="store_true", help="print the resolved, documented config and exit")

@@ -2,7 +2,7 @@
 
     sppo-train --config paper training.learning_rate=1e-6 generation.k=3
 
-`--config` takes a file path or the name of a shipped config (`embedded`, `paper`, `paper-repo`; see
+`--config` takes a file path or the name of a shipped config (`embedded`, `paper`, `paper-repo`, `learning-check`; see
 sppo/configs/).
 `sppo-train --print-config` prints the resolved config with each field's documentation.
 """
