@@ -132,3 +132,29 @@ def test_report_and_plot(tmp_path):
     assert "Iter0 210.0 → Iter1 150.3" in text
     path = write_plot(summary, tmp_path / "plot.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_stage_measures_each_checkpoint_once(tmp_path, monkeypatch):
+    """The stage measures Iter0 (model.name) and every checkpoint on the held-out split, writes the summary and
+    the plot, and reuses a stored figure while the settings that produced it hold."""
+    from sppo import learning_check
+    from sppo.pipeline import Run
+
+    calls = []
+
+    def fake_measure(cfg, name, policy, revision, prompts):
+        calls.append((name, policy, len(prompts), cfg.learning_check.samples))
+        return Figure(name, policy, 100.0 - 10 * len(calls), 1.0, len(prompts) * cfg.learning_check.samples, 0.5)
+
+    monkeypatch.setattr(learning_check, "measure_checkpoint", fake_measure)
+    cfg = load_config("learning-check", [f"run.output_dir={tmp_path}", "run.iterations=2"])
+    ckpts = [tmp_path / "checkpoints" / "Iter1", tmp_path / "checkpoints" / "Iter2"]
+    summary = learning_check.stage_learning_check(Run(cfg), ckpts)
+    assert calls == [("Iter0", "embedded", 12, 4), ("Iter1", str(ckpts[0]), 12, 4), ("Iter2", str(ckpts[1]), 12, 4)]
+    assert read_summary(tmp_path) == summary and [f.mean for f in summary.figures] == [90.0, 80.0, 70.0]
+    assert (tmp_path / "learning_check" / "learning_check.png").read_bytes()[:4] == b"\x89PNG"
+    learning_check.stage_learning_check(Run(cfg), ckpts)
+    assert len(calls) == 3  # nothing measured again
+    more = load_config("learning-check", [f"run.output_dir={tmp_path}", "run.iterations=2", "learning_check.samples=2"])
+    learning_check.stage_learning_check(Run(more), ckpts)
+    assert [c[3] for c in calls[3:]] == [2, 2, 2]  # other settings: every checkpoint measured again
