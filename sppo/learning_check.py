@@ -46,6 +46,7 @@ class Figure:
 
 @dataclass
 class Summary:
+    ranker: str  # ranking.kind of the run
     measure: str
     split: str
     prompts: int
@@ -122,7 +123,7 @@ def stage_learning_check(run, checkpoints: list[Path]) -> Summary:
         prompts = held_out_prompts(cfg)
         models = [("Iter0", cfg.model.name)] + [(Path(c).name, str(c)) for c in checkpoints]
         figures = [_figure(run, name, policy, prompts) for name, policy in models]
-        summary = Summary(cfg.learning_check.measure, cfg.learning_check.split, len(prompts),
+        summary = Summary(cfg.ranking.kind, cfg.learning_check.measure, cfg.learning_check.split, len(prompts),
                           cfg.learning_check.samples, figures)
         write_json(run.dir / DIRNAME / "summary.json", summary.to_dict())
         write_plot(summary, plot_path(run.dir))
@@ -150,7 +151,7 @@ def title(summary: Summary) -> str:
 
 def report(summary: Summary) -> str:
     """A few lines for people: the figure per iteration, then the whole path in one line."""
-    lines = [f"learning check: {title(summary)}"]
+    lines = [f"learning check ({summary.ranker}): {title(summary)}"]
     for f in summary.figures:
         lines.append(f"  {f.name:<6} {f.mean:8.1f} ± {f.stderr:.1f}   ({f.stopped:.0%} ended before "
                      "max_new_tokens)")
@@ -172,10 +173,11 @@ def write_plot(summary: Summary, path: Path) -> Path:
     for x, f in enumerate(summary.figures):
         ax.annotate(f"{f.mean:.1f}", (x, f.mean), textcoords="offset points", xytext=(8, 6))
     ax.set_xticks(range(len(names)), names)
-    ax.set_ylim(bottom=0)
+    ax.margins(x=0.15)
+    ax.set_ylim(0, 1.15 * max(f.mean + f.stderr for f in summary.figures) or 1.0)
     ax.set_xlabel("checkpoint")
     ax.set_ylabel(f"mean {MEASURES[summary.measure].label}")
-    ax.set_title(f"Learning check: {summary.prompts} held-out prompts x {summary.samples} samples")
+    ax.set_title(f"{summary.ranker}\n{summary.prompts} held-out prompts x {summary.samples} samples", fontsize=10)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     with atomic_path(path) as tmp:

@@ -125,10 +125,11 @@ def test_learning_check_needs_held_out_prompts():
 
 
 def test_report_and_plot(tmp_path):
-    summary = Summary("chars", "held_out", 12, 4, [Figure("Iter0", "m", 210.0, 6.5, 48, 0.1),
-                                                  Figure("Iter1", "c1", 150.31, 5.0, 48, 0.5)])
+    figures = [Figure("Iter0", "m", 210.0, 6.5, 48, 0.1), Figure("Iter1", "c1", 150.31, 5.0, 48, 0.5)]
+    summary = Summary("python:sppo.rankers:PreferShorter", "chars", "held_out", 12, 4, figures)
     text = report(summary)
-    assert "mean response length (characters) on 12 held-out prompts (held_out) x 4 samples" in text
+    assert ("learning check (python:sppo.rankers:PreferShorter): mean response length (characters) on 12 held-out "
+            "prompts (held_out) x 4 samples") in text
     assert "Iter0 210.0 → Iter1 150.3" in text
     path = write_plot(summary, tmp_path / "plot.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
