@@ -4,12 +4,14 @@
 byte-level BPE tokenizer trained on a small built-in corpus and a Mistral-style chat template
 (`<s>[INST] ... [/INST]` ... `</s>`): a checkpoint directory every loader of the toolkit accepts.
 `make_word_tokenizer(words)` is a whole-word tokenizer over a few words, for a tiny model whose EOS is likely
-from the start (a vocabulary of ~20 instead of ~400), so that response lengths vary.
+from the start (a vocabulary of a few dozen instead of ~400), so that response lengths vary.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from .rankers import PreferLonger
 
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"
@@ -83,25 +85,19 @@ def make_tiny_checkpoint(path: str | Path, seed: int = 0, hidden_size: int = 64,
     return path
 
 
-class LengthRanker:
-    """A deterministic plug-in ranker for tests and benchmarks: longer responses win.
-    C[i, j] = (len_i - len_j) / scale. Use as ranking.kind = python:sppo.testing:LengthRanker."""
+class LengthRanker(PreferLonger):
+    """A deterministic plug-in ranker for tests and benchmarks: longer responses win (`PreferLonger`), and
+    it counts its calls. Use as ranking.kind = python:sppo.testing:LengthRanker."""
 
     name = "length"
 
     def __init__(self, model=None, batch_size: int = 16, scale: float = 10.0):
-        self.scale = scale
+        super().__init__(model, batch_size, scale)
         self.calls = 0
 
     def compare(self, prompts, candidates):
-        import numpy as np
-
         self.calls += 1
-        out = []
-        for cands in candidates:
-            lengths = np.array([len(c) for c in cands], dtype=np.float64)
-            out.append((lengths[:, None] - lengths[None, :]) / self.scale)
-        return out
+        return super().compare(prompts, candidates)
 
 
 class TieRanker(LengthRanker):
