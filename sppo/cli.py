@@ -7,6 +7,7 @@ Examples:
     sppo-train --print-config                   # the resolved config, every field documented
     sppo-train --tokens pairs.jsonl --config paper   # the ids and labels and labels training uses for given texts
     sppo-train --config gemma-2 --print-config  # a shipped recipe with its batch geometry and clipping
+    sppo-train --config learning-check          # does it learn? a length-preferring ranker, length per iteration
 Several GPUs (every stage runs on every GPU; training data parallel, or DeepSpeed ZeRO-3 in the paper config):
     accelerate launch --multi_gpu --num_processes 8 -m sppo.cli --config paper
     torchrun --nproc_per_node 8 -m sppo.cli --config paper
@@ -76,6 +77,11 @@ def _main(argv: list[str]) -> int:
     if distributed.is_main():
         for c in checkpoints:
             print(c)
+        if cfg.learning_check.enabled:
+            from .learning_check import plot_path, read_summary, report
+
+            print(report(read_summary(cfg.run.output_dir)))
+            print(f"plot: {plot_path(cfg.run.output_dir)}")
     distributed.teardown()
     return 0
 

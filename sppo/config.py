@@ -3,7 +3,7 @@
     sppo-train --config paper training.learning_rate=1e-6 generation.k=3
 
 `--config` takes a file path or the name of a shipped config (`embedded`, `paper`, `paper-repo`, `llama-3`, `gemma-2`,
-`gemma-2-27b`, ...: every sppo/configs/*.yaml, listed by `sppo-train --help`).
+`gemma-2-27b`, `learning-check`, ...: every sppo/configs/*.yaml, listed by `sppo-train --help`).
 `sppo-train --print-config` prints the resolved config with each field's documentation.
 """
 
@@ -184,6 +184,19 @@ class TrainingConfig:
 
 
 @dataclass
+class LearningCheckConfig:
+    enabled: bool = doc("After the last iteration, measure `measure` on the responses of every checkpoint (Iter0 = "
+                        "model.name, Iter1, ...) to held-out prompts, print it per iteration and plot it "
+                        "(<run>/learning_check/). Sampling as generation.*, with run.seed for every checkpoint.",
+                        False)
+    split: str = doc("Prompt split of prompts.source to measure on; none of the splits trained on.", "held_out")
+    limit: int | None = doc("Use at most this many held-out prompts (null: all).", None)
+    samples: int = doc("Responses sampled per held-out prompt.", 4)
+    measure: str = doc("The property: chars (response length in characters) or words (whitespace-separated "
+                       "words).", "chars")
+
+
+@dataclass
 class Config:
     run: RunConfig = field(default_factory=RunConfig, metadata={"doc": "Run layout and seeds."})
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"doc": "The initial policy."})
@@ -194,6 +207,9 @@ class Config:
                                    metadata={"doc": "Step 2: pairwise preferences among the K responses."})
     training: TrainingConfig = field(default_factory=TrainingConfig,
                                      metadata={"doc": "Steps 4-5: the SPPO loss and its optimisation."})
+    learning_check: LearningCheckConfig = field(
+        default_factory=LearningCheckConfig,
+        metadata={"doc": "Does training learn? A property of every checkpoint's responses to held-out prompts."})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -226,6 +242,21 @@ def _training_data_checks(cfg: Config) -> list[tuple[bool, str]]:
         _choice(cfg.prompts.rows, ROW_MODES, "prompts.rows"),
         (cfg.ranking.source in RANKING_SOURCES,
          f"ranking.source: unknown {cfg.ranking.source!r}; use {' or '.join(RANKING_SOURCES)}"),
+    ]
+
+
+def _learning_check_checks(cfg: Config) -> list[tuple[bool, str]]:
+    from .rankers import MEASURES
+
+    c = cfg.learning_check
+    trained = cfg.prompts.splits[:cfg.run.iterations]
+    return [
+        (bool(c.split.strip()), "learning_check.split: must not be empty"),
+        (not c.enabled or c.split not in trained,
+         f"learning_check.split: {c.split!r} is trained on (prompts.splits); the check needs held-out prompts"),
+        (c.limit is None or c.limit >= 1, "learning_check.limit: must be >= 1 or null"),
+        (c.samples >= 1, f"learning_check.samples: must be >= 1, got {c.samples}"),
+        _choice(c.measure, tuple(MEASURES), "learning_check.measure"),
     ]
 
 
@@ -283,6 +314,7 @@ def _checks(cfg: "Config") -> list[tuple[bool, str]]:
         (r.batch_size >= 1, f"ranking.batch_size: must be >= 1, got {r.batch_size}"),
         _choice(r.probabilities, PROBABILITIES, "ranking.probabilities"),
         *_training_data_checks(cfg),
+        *_learning_check_checks(cfg),
         (t.eta > 0, "training.eta: must be positive"),
         _choice(t.optimizer, OPTIMIZERS, "training.optimizer"),
         (t.learning_rate > 0, f"training.learning_rate: must be > 0, got {t.learning_rate}"),

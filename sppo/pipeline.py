@@ -10,6 +10,8 @@ Run directory layout (everything written atomically; a stage is finished when it
     <run>/iter1/reference/ logps.jsonl      log pi_ref of chosen and rejected (pi_ref = pi_t, computed once)
     <run>/iter1/train/     log.jsonl        training metrics per logged step (state/: resumable training state)
     <run>/checkpoints/Iter1/                the policy after iteration 1 (+ sppo_manifest.json)
+    <run>/learning_check/                   with learning_check.enabled: a property of every checkpoint's
+                                            responses to held-out prompts, and its plot (sppo.learning_check)
 
 Rerunning the same command after a crash or Ctrl-C resumes at the first unfinished stage (inside generation,
 ranking and the reference pass at the first unfinished chunk, inside training at the last saved state) and
@@ -23,6 +25,7 @@ taken by rank 0 and shared (`distributed.decide`), so all ranks meet every colle
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import logging
@@ -36,7 +39,7 @@ import yaml
 
 from . import chunks, distributed, probs
 from .checkpoint import CheckpointManifest, is_finished, save_checkpoint
-from .config import Config
+from .config import Config, LearningCheckConfig
 from .errors import UserError
 from .files import RUNS_ROOT, Timer, checkpoint_dir, read_jsonl, stage_done, write_jsonl, write_manifest, write_text
 
@@ -44,7 +47,9 @@ log = logging.getLogger(__name__)
 
 # config fields that may change between invocations of the same run without changing its results
 _FREE_FIELDS = {"run.iterations", "run.first_iteration", "run.chunk_size", "generation.batch_size",
-                "generation.backend", "ranking.batch_size", "training.logging_steps"}
+                "generation.backend", "ranking.batch_size", "training.logging_steps",
+                # learning-check figures are stored with the settings that produced them
+                *(f"learning_check.{f.name}" for f in dataclasses.fields(LearningCheckConfig))}
 
 
 def _flatten(d: dict, prefix: str = "") -> dict:
@@ -472,4 +477,9 @@ def run_pipeline(cfg: Config) -> list[Path]:
     distributed.main_first("resolving the model", lambda: resolve_model(cfg.model.name))
     run = Run(cfg)
     distributed.decide("rank 0 prepares the run directory", run.prepare)
-    return [run_iteration(run, t) for t in range(cfg.run.first_iteration, cfg.run.iterations + 1)]
+    checkpoints = [run_iteration(run, t) for t in range(cfg.run.first_iteration, cfg.run.iterations + 1)]
+    if cfg.learning_check.enabled:
+        from .learning_check import stage_learning_check
+
+        stage_learning_check(run, [run.checkpoint(t) for t in range(1, cfg.run.iterations + 1)])
+    return checkpoints

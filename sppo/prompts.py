@@ -1,7 +1,8 @@
 """Prompt splits, one per SPPO iteration.
 
 - source "embedded": the project's own 45 varied instructions (sppo/data/prompts.jsonl), split in 3 like the
-  UltraFeedback prompts that snorkelai/Snorkel-Mistral-PairRM-DPO-Dataset splits into train_iteration_1..3.
+  UltraFeedback prompts that snorkelai/Snorkel-Mistral-PairRM-DPO-Dataset splits into train_iteration_1..3,
+  and 12 more in the split `held_out`, never trained on (the learning check's, `sppo.learning_check`).
 - source "hub": `datasets.load_dataset(dataset, split=..., revision=...)`, column `prompt` (needs a network or a
   warm cache). `{iteration}` in `dataset` names one dataset per iteration: the reference scripts read
   UCLA-AGI/data-mistral-7b-instruct-sppo-iter{1,2,3}, split "train", column "prompt" (uclaml/SPPO

@@ -3,11 +3,15 @@
 `make_tiny_checkpoint(path)` writes a Llama-architecture causal LM (a few hundred thousand parameters) with a
 byte-level BPE tokenizer trained on a small built-in corpus and a Mistral-style chat template
 (`<s>[INST] ... [/INST]` ... `</s>`): a checkpoint directory every loader of the toolkit accepts.
+`make_word_tokenizer(words)` is a whole-word tokenizer over a few words, for a tiny model whose EOS is likely
+from the start (a vocabulary of a few dozen instead of ~400), so that response lengths vary.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from .rankers import PreferLonger
 
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"
@@ -41,12 +45,31 @@ def make_tiny_tokenizer(vocab_size: int = 384):
     return fast
 
 
-def make_tiny_checkpoint(path: str | Path, seed: int = 0, hidden_size: int = 64, layers: int = 2) -> Path:
+def make_word_tokenizer(words):
+    """A whole-word tokenizer: `words` (split at whitespace, decoded joined by spaces), the chat template's
+    `[INST]` and `[/INST]`, and the special tokens; any other word reads as `<unk>`."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {}
+    for w in ["<pad>", "<s>", "</s>", "<unk>", "[INST]", "[/INST]", *words]:
+        vocab.setdefault(w, len(vocab))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>")
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def make_tiny_checkpoint(path: str | Path, seed: int = 0, hidden_size: int = 64, layers: int = 2,
+                         tokenizer=None) -> Path:
+    """A random tiny Llama with `tokenizer` (default: `make_tiny_tokenizer()`)."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
 
     path = Path(path)
-    tokenizer = make_tiny_tokenizer()
+    tokenizer = tokenizer if tokenizer is not None else make_tiny_tokenizer()
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
                          num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
@@ -62,25 +85,19 @@ def make_tiny_checkpoint(path: str | Path, seed: int = 0, hidden_size: int = 64,
     return path
 
 
-class LengthRanker:
-    """A deterministic plug-in ranker for tests and benchmarks: longer responses win.
-    C[i, j] = (len_i - len_j) / scale. Use as ranking.kind = python:sppo.testing:LengthRanker."""
+class LengthRanker(PreferLonger):
+    """A deterministic plug-in ranker for tests and benchmarks: longer responses win (`PreferLonger`), and
+    it counts its calls. Use as ranking.kind = python:sppo.testing:LengthRanker."""
 
     name = "length"
 
     def __init__(self, model=None, batch_size: int = 16, scale: float = 10.0):
-        self.scale = scale
+        super().__init__(model, batch_size, scale)
         self.calls = 0
 
     def compare(self, prompts, candidates):
-        import numpy as np
-
         self.calls += 1
-        out = []
-        for cands in candidates:
-            lengths = np.array([len(c) for c in cands], dtype=np.float64)
-            out.append((lengths[:, None] - lengths[None, :]) / self.scale)
-        return out
+        return super().compare(prompts, candidates)
 
 
 class TieRanker(LengthRanker):
