@@ -5,7 +5,7 @@ Examples:
     sppo-train --config paper                   # the published recipe (Mistral-7B-Instruct-v0.2, PairRM, K=5)
     sppo-train --config my.yaml training.learning_rate=1e-6 run.iterations=2
     sppo-train --print-config                   # the resolved config, every field documented
-    sppo-train --tokens pairs.jsonl --config paper   # the ids and labels and labels training uses for given texts
+    sppo-train --tokens pairs.jsonl --config paper   # the ids and labels training uses for given texts
     sppo-train --config gemma-2 --print-config  # a shipped recipe with its batch geometry and clipping
     sppo-train --config learning-check          # does it learn? a length-preferring ranker, length per iteration
 Several GPUs (every stage runs on every GPU; training data parallel, or DeepSpeed ZeRO-3 in the paper config):
