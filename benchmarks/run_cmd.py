@@ -103,6 +103,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="v1: the Open LLM Leaderboard v1 tasks (Hub data); tiny: the project's own small "
                         "multiple-choice task (offline). Default: v1 with an endpoint judge, tiny with a local judge")
     d.add_argument("--lm-eval-batch-size", type=int, default=4)
+    d.add_argument("--trust-remote-code", action="store_true",
+                   help="let lm-eval run a checkpoint's own Python modelling code (its config's auto_map); off by "
+                        "default: only the architectures built into transformers are loaded")
     d.add_argument("--with-judgments", action="append", type=Path, default=[], metavar="DIR",
                    help="Arena-Hard: also fit the official judgment files of other models in DIR (repeatable; "
                         "model_judgment/gpt-4-1106-preview of arena-hard-auto), read in sorted name order, as "
@@ -248,7 +251,8 @@ class Judges:
 def _run_key(args, judges: "Judges | None", suite: str, ctx) -> dict[str, Any]:
     """What a stored result depends on besides the checkpoint: a result under another key is recomputed."""
     if not SUITES[suite].judged:
-        return {"limit": args.limit, "lm_eval_tasks": args.lm_eval_tasks, "batch_size": args.lm_eval_batch_size}
+        return {"limit": args.limit, "lm_eval_tasks": args.lm_eval_tasks, "batch_size": args.lm_eval_batch_size,
+                **({"trust_remote_code": True} if args.trust_remote_code else {})}
     return {"limit": args.limit, "max_new_tokens": args.max_new_tokens,
             "alpaca_eval_sampling": [args.alpaca_eval_temperature, args.alpaca_eval_top_p] if suite == "alpaca_eval"
             else None, "chat_template": args.chat_template if suite == "mt_bench" else None, "data_dir": str(args.data_dir) if args.data_dir else None,
@@ -366,7 +370,7 @@ def _main(args) -> int:
                                                       args.alpaca_eval_top_p, args.chat_template),
                        progress=args.progress, lm_eval_tasks=args.lm_eval_tasks,
                        lm_eval_batch_size=args.lm_eval_batch_size, df_gamed=args.df_gamed,
-                       with_judgments=list(args.with_judgments))
+                       with_judgments=list(args.with_judgments), trust_remote_code=args.trust_remote_code)
     run = _Run(args, store, ctx, judges, S)
     try:
         _run_all(args, targets_spec, chosen, run, S)

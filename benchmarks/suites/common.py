@@ -44,6 +44,7 @@ class RunContext:
     lm_eval_batch_size: int = 4
     df_gamed: str | None = None  # local AlpacaEval df_gamed.csv for LC (else the Hub, else LC is None)
     with_judgments: list[Path] = field(default_factory=list)  # other models' Arena-Hard judgment dirs to co-fit
+    trust_remote_code: bool = False  # lm-eval may run a checkpoint's own modelling code (auto_map) only when set
 
     def work_dir(self, suite: str, variant: str) -> Path:
         return under(self.results_dir, suite if variant == DEFAULT_VARIANT else f"{suite}.{variant}",

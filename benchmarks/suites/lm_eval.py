@@ -128,6 +128,16 @@ def _json_default(o: Any) -> Any:
     return str(o)
 
 
+def load_hf_model(path: str, dtype: str, device: str, batch_size: int, trust_remote_code: bool):
+    """lm-eval's ``HFLM`` on exactly ``path``, its arguments passed as values: never a ``key=value,...`` string
+    (lm-eval 0.4.1 ``utils.simple_parse_args_string`` splits on commas, so a path containing one would add
+    settings). The checkpoint's own modelling code (``auto_map``) runs only when ``trust_remote_code``."""
+    from lm_eval.models.huggingface import HFLM
+
+    return HFLM(pretrained=path, dtype=dtype, device=device, batch_size=batch_size,
+                trust_remote_code=trust_remote_code)
+
+
 def run(ctx: RunContext, target: ModelTarget) -> SuiteResult:
     """``lm_eval.simple_evaluate`` per task with its v1 few-shot count; the harness's results JSON (merged over the
     tasks) and the samples are kept. Each finished task is kept, so a rerun resumes with the next one."""
@@ -143,18 +153,21 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteResult:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = "bfloat16" if device == "cuda" and torch.cuda.is_bf16_supported() else "float32"
     limit = ctx.answer_settings.limit
+    model = None  # loaded when the first task needs it
     merged: dict[str, Any] = {"results": {}, "groups": {}, "configs": {}, "versions": {}, "n-shot": {}, "config": {}}
     for task, shots in plan.items():
         tpath = work / f"results_{task}.json"
         run_key = {"model": target.path, "fingerprint": checkpoint_fingerprint(target.path), "num_fewshot": shots,
-                   "limit": limit, "dtype": dtype, "device": device, "batch_size": ctx.lm_eval_batch_size}
+                   "limit": limit, "dtype": dtype, "device": device, "batch_size": ctx.lm_eval_batch_size,
+                   **({"trust_remote_code": True} if ctx.trust_remote_code else {})}
         res = read_json(tpath) if tpath.exists() else None
         if res is None or res.get("sppo_run_key") != run_key:
             log.info("lm-eval %s (%d-shot) on %s", task, shots, target.name)
             try:
-                res = simple_evaluate(model="hf", model_args=f"pretrained={target.path},dtype={dtype}", tasks=[task],
-                                      num_fewshot=shots, batch_size=ctx.lm_eval_batch_size, device=device,
-                                      limit=limit, log_samples=True)
+                if model is None:
+                    model = load_hf_model(target.path, dtype, device, ctx.lm_eval_batch_size, ctx.trust_remote_code)
+                res = simple_evaluate(model=model, tasks=[task], num_fewshot=shots, batch_size=ctx.lm_eval_batch_size,
+                                      device=device, limit=limit, log_samples=True)
             except Exception as e:  # the harness raises plain exceptions (missing dataset, no network, ...)
                 raise UserError(f"lm-eval task {task} failed on {target.name}: {type(e).__name__}: "
                                 f"{str(e).splitlines()[0] if str(e) else ''}") from None
@@ -163,6 +176,8 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteResult:
                 text = "".join(json.dumps(r, default=_json_default, ensure_ascii=False) + "\n" for r in rows)
                 write_text(work / f"samples_{name}.jsonl", text)
             res["sppo_run_key"] = run_key
+            res.setdefault("config", {})["model_args"] = {"pretrained": target.path, "dtype": dtype,
+                                                          "trust_remote_code": ctx.trust_remote_code}
             write_text(tpath, json.dumps(res, indent=2, default=_json_default, ensure_ascii=False) + "\n")
         for key in ("results", "groups", "configs", "versions", "n-shot"):
             merged[key].update(res.get(key) or {})
@@ -180,7 +195,8 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteResult:
                    "notes": [f"{TINY_TASK}: the project's own {len(_TINY_ITEMS)}-question multiple-choice task "
                              "(offline smoke test), not an Open LLM Leaderboard task"]}
     settings = {"task_set": ctx.lm_eval_tasks, "num_fewshot": plan, "limit": limit, "device": device, "dtype": dtype,
-                "batch_size": ctx.lm_eval_batch_size, "results_json": str(results_path)}
+                "batch_size": ctx.lm_eval_batch_size, "trust_remote_code": ctx.trust_remote_code,
+                "results_json": str(results_path)}
     res = SuiteResult(model=target.name, suite="lm_eval", metrics=metrics, variant=variant, settings=settings,
                       judge=None, checkpoint=target.checkpoint())
     return res

@@ -1,0 +1,86 @@
+"""Hostile input and broken machines: no code execution, no symlink followed, no secret written, one line and a
+clean exit status (1 environment, 2 input) for every I/O failure, nothing half-written."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env(**extra) -> dict:
+    return {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            "HF_HUB_OFFLINE": "1", **extra}
+
+
+def _run(args: list[str], cwd: Path, timeout: int = 300, user: int | None = None, **env) -> subprocess.CompletedProcess:
+    """A console script in a fresh interpreter (``python -m MODULE ...``), optionally as another user."""
+    preexec = None
+    if user is not None:
+        def preexec():
+            os.setgid(user)
+            os.setgroups([])
+            os.setuid(user)
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=_env(**env), capture_output=True, text=True,
+                          timeout=timeout, preexec_fn=preexec)
+
+
+def _one_line_error(proc: subprocess.CompletedProcess, code: int, *words: str) -> str:
+    """The command failed with exit `code` and exactly one ``error:`` line containing `words`, no traceback."""
+    assert proc.returncode == code, (proc.returncode, proc.stderr[-3000:])
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr[-3000:]
+    for w in words:
+        assert w in errors[0], errors[0]
+    return errors[0]
+
+
+# --------------------------------------------------------------------------- 1. code execution through lm-eval
+def test_lm_eval_path_with_comma_loads_that_directory_and_runs_no_remote_code(tmp_path):
+    """A checkpoint path `DIR,trust_remote_code=True` beside a directory `DIR` whose config maps the model class to
+    its own Python file: exactly the named directory is evaluated, keyed by its fingerprint, and no code runs."""
+    from benchmarks.store import checkpoint_fingerprint
+    from sppo.testing import make_tiny_checkpoint
+
+    named = make_tiny_checkpoint(tmp_path / "ck,trust_remote_code=True")
+    sibling = make_tiny_checkpoint(tmp_path / "ck", seed=1)
+    cfg = json.loads((sibling / "config.json").read_text())
+    cfg["auto_map"] = {"AutoConfig": "evil.EvilConfig", "AutoModelForCausalLM": "evil.Evil"}
+    (sibling / "config.json").write_text(json.dumps(cfg))
+    marker = tmp_path / "REMOTE_CODE_RAN"
+    (sibling / "evil.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n"
+                                     "from transformers import LlamaConfig as EvilConfig, LlamaForCausalLM as Evil\n")
+    results = tmp_path / "results"
+    proc = _run(["-m", "benchmarks.cli", "--lm-eval", str(named), "--lm-eval-tasks", "tiny", "--limit", "2",
+                 "--results-dir", str(results)], cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not marker.exists(), "the sibling directory's auto_map module was imported"
+    stored = json.loads(next(results.glob("*/lm_eval.sppo-tiny-mc.json")).read_text())
+    assert stored["checkpoint"]["path"] == str(named)
+    assert stored["checkpoint"]["fingerprint"] == checkpoint_fingerprint(named) != checkpoint_fingerprint(sibling)
+    assert stored["settings"]["trust_remote_code"] is False
+
+
+def test_lm_eval_model_arguments_are_values_and_remote_code_needs_the_flag(monkeypatch):
+    """The harness's model is built from values (a path with commas and '=' stays one path), and
+    ``trust_remote_code`` is what the user asked for, nothing else."""
+    from sppo.compat import ensure_lm_eval
+
+    ensure_lm_eval()
+    import lm_eval.models.huggingface as hf
+
+    from benchmarks.suites.lm_eval import load_hf_model
+
+    seen = {}
+    monkeypatch.setattr(hf, "HFLM", lambda **kw: seen.update(kw) or "lm")
+    assert load_hf_model("/m/a,b=c,trust_remote_code=True", "float32", "cpu", 4, False) == "lm"
+    assert seen["pretrained"] == "/m/a,b=c,trust_remote_code=True" and seen["trust_remote_code"] is False
+    load_hf_model("/m/x", "float32", "cpu", 4, True)
+    assert seen["trust_remote_code"] is True
