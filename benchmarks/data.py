@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from sppo.errors import UserError
-from sppo.files import read_json, read_jsonl, write_text
+from sppo.files import atomic_path, read_json, read_jsonl, write_text
 
 log = logging.getLogger(__name__)
 
@@ -174,10 +174,8 @@ def _hub_copy(repo_id: str, filename: str, repo_type: str, target: Path) -> None
     from huggingface_hub import hf_hub_download
 
     src = hf_hub_download(repo_id=repo_id, filename=filename, repo_type=repo_type, revision=HUB_REVISIONS[repo_id])
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.part")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:
+        shutil.copyfile(src, tmp)
 
 
 def _download_alpaca_baseline(target: Path) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import UserError
-from .files import package_versions, read_json, safe_name, utc_now, write_json
+from .files import fresh_dir, package_versions, read_json, safe_name, utc_now, write_json
 
 MANIFEST_NAME = "sppo_manifest.json"
 SCHEMA_VERSION = 2  # 2: real world size, global batch, mixed precision; 1 (unversioned): num_devices from config
@@ -106,8 +106,7 @@ def is_finished(checkpoint: str | os.PathLike) -> bool:
 
 def save_checkpoint(target: Path, model, tokenizer, state_dict, manifest: CheckpointManifest) -> Path:
     """Write weights, tokenizer and manifest to a temporary sibling directory, then rename it onto `target`."""
-    tmp = target.parent / f".{target.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = fresh_dir(target.parent / f".{target.name}.tmp")
     model.save_pretrained(tmp, state_dict=state_dict)
     tokenizer.padding_side = "left"
     tokenizer.save_pretrained(tmp)

@@ -8,9 +8,12 @@ manifest exists (the manifest is written last).
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import platform
+import shutil
+import stat
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -37,6 +40,41 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def open_no_follow(path: str | os.PathLike, flags: int = os.O_RDWR | os.O_CREAT, mode: int = 0o644) -> int:
+    """``os.open`` for writing a file the toolkit keeps in place (lock files, append-only logs): never through a
+    symbolic link (``O_NOFOLLOW``) and only onto a regular file. Returns the descriptor, else UserError naming
+    the path."""
+    try:
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UserError(f"{path}: is a symbolic link; refusing to write through it (remove the link)") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserError(f"{path}: not a regular file; refusing to write to it (remove it)")
+    return fd
+
+
+def append_text(path: str | os.PathLike, text: str) -> None:
+    """Append `text` to `path` (created if missing) without following a symbolic link."""
+    fd = open_no_follow(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    with os.fdopen(fd, "a", encoding="utf-8") as f:
+        f.write(text)
+
+
+def fresh_dir(path: str | os.PathLike) -> Path:
+    """An empty directory at `path` made by this process: whatever was there (a directory left by a crash, a file,
+    a symbolic link, which is removed, never followed) is removed first."""
+    path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -38,7 +38,8 @@ from . import chunks, distributed, probs
 from .checkpoint import CheckpointManifest, is_finished, save_checkpoint
 from .config import Config
 from .errors import UserError
-from .files import RUNS_ROOT, Timer, checkpoint_dir, read_jsonl, stage_done, write_jsonl, write_manifest, write_text
+from .files import (RUNS_ROOT, Timer, append_text, checkpoint_dir, read_jsonl, stage_done, write_jsonl, write_manifest,
+                    write_text)
 
 log = logging.getLogger(__name__)
 
@@ -356,8 +357,7 @@ def _train_log(train_dir: Path):
             first[0] = False
             old = read_jsonl(log_path) if log_path.exists() else []
             write_jsonl(log_path, [r for r in old if r.get("step", 0) < record["step"]])
-        with open(log_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        append_text(log_path, json.dumps(record) + "\n")
 
     return on_log
 

@@ -16,6 +16,7 @@ import signal
 from pathlib import Path
 
 from . import distributed
+from .files import fresh_dir
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +59,7 @@ def save(accelerator, state_dir: Path, step: int, keep: int) -> Path:
     target = state_dir / f"step-{step:06d}"
     tmp = state_dir / f".step-{step:06d}.tmp"
     if distributed.is_main():
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        fresh_dir(tmp)
     distributed.wait("training state: temporary directory")
     accelerator.save_state(str(tmp))
     distributed.wait("training state: every rank's files")

@@ -84,3 +84,31 @@ def test_lm_eval_model_arguments_are_values_and_remote_code_needs_the_flag(monke
     assert seen["pretrained"] == "/m/a,b=c,trust_remote_code=True" and seen["trust_remote_code"] is False
     load_hf_model("/m/x", "float32", "cpu", 4, True)
     assert seen["trust_remote_code"] is True
+
+
+# --------------------------------------------------------------------------- 2. writers never follow a symlink
+def test_writers_in_place_refuse_symlinks(tmp_path):
+    """The shared-file lock of the bench, the training log and the temporary checkpoint directory never write
+    through a link someone planted."""
+    from benchmarks.suites.common import replace_model_rows
+    from sppo.errors import UserError
+    from sppo.files import append_text, fresh_dir
+
+    victim = tmp_path / "victim"
+    victim.write_text("keep\n")
+    shared = tmp_path / "mt_bench.jsonl"
+    (tmp_path / "mt_bench.jsonl.lock").symlink_to(victim)
+    with pytest.raises(UserError, match="symbolic link"):
+        replace_model_rows(shared, "m", [{"model": "m", "id": 1}], order=lambda r: r["id"])
+    log = tmp_path / "log.jsonl"
+    log.symlink_to(victim)
+    with pytest.raises(UserError, match="symbolic link"):
+        append_text(log, "{}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    tmp = tmp_path / ".Iter1.tmp"
+    tmp.symlink_to(elsewhere)
+    made = fresh_dir(tmp)
+    assert made.is_dir() and not made.is_symlink() and elsewhere.is_dir()
+    (made / "w").write_text("x")
+    assert victim.read_text() == "keep\n" and list(elsewhere.iterdir()) == []

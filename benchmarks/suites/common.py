@@ -4,13 +4,14 @@ and the lock for files several models share."""
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from sppo.errors import UserError
-from sppo.files import read_jsonl, safe_name, under, write_jsonl
+from sppo.files import open_no_follow, read_jsonl, safe_name, under, write_jsonl
 
 from benchmarks.answers import AnswerSettings, ModelAnswerer
 from benchmarks.data import DataSource
@@ -123,7 +124,7 @@ def _locked(path: Path):
     import fcntl
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as f:
+    with open(open_no_follow(path.with_name(path.name + ".lock"), os.O_WRONLY | os.O_CREAT), "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
