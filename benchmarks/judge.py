@@ -12,7 +12,9 @@ never answers from this one's replies. Failed requests (after retries) and empty
 
 Ctrl-C / SIGTERM while a batch is in flight: no further request is sent (queued ones are cancelled, retries stop),
 every reply that has arrived is already cached, and ``complete`` raises KeyboardInterrupt at once.
-Every error text and log line passes through ``scrub`` (the API key's value and ``Authorization`` values removed).
+Every reply, cached row, error text and log line passes through ``sppo.scrub`` (the API key in any encoding,
+``Authorization`` values, URL passwords removed); a base URL's userinfo is used for the requests only, never
+recorded (``base_url`` in results, keys and logs is the URL without it).
 
 - ``OpenAIJudge``: httpx POST ``{base_url}/chat/completions``; a thread pool bounds the requests in flight;
   429, 5xx, timeouts and connection errors are retried with exponential backoff (honouring ``Retry-After``);
@@ -31,7 +33,6 @@ import hashlib
 import json
 import logging
 import os
-import re
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -41,6 +42,9 @@ from typing import Any, Sequence
 
 from sppo.errors import UserError
 from sppo.files import utc_now
+from sppo.scrub import install_log_scrubber, public_url, register_secret, scrub, scrub_obj
+
+__all__ = ["install_log_scrubber", "register_secret", "scrub"]  # the shared scrubber, as the suites import it
 
 log = logging.getLogger(__name__)
 
@@ -115,45 +119,6 @@ def cache_key(judge_identity: dict[str, Any], request: JudgeRequest) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-# --- secrets never leave the process ----------------------------------------------------------------------------
-
-_SECRETS: set[str] = set()
-_AUTH_VALUE = re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(?:bearer\s+)?[^\s\"',}]+|\bbearer\s+[^\s\"',}]+")
-_REDACTED = "[REDACTED]"
-
-
-def register_secret(value: str | None) -> None:
-    """Remember a secret value (an API key) so that ``scrub`` removes it from every text."""
-    if value and len(value) >= 4:
-        _SECRETS.add(value)
-
-
-def scrub(text: str) -> str:
-    """``text`` without any registered secret and without ``Authorization`` / ``Bearer`` values: the one filter
-    for error bodies, stored error messages and log lines."""
-    for secret in sorted(_SECRETS, key=len, reverse=True):
-        text = text.replace(secret, _REDACTED)
-    return _AUTH_VALUE.sub(lambda m: (m.group(1) or "Bearer ") + _REDACTED, text)
-
-
-class ScrubFilter(logging.Filter):
-    """A logging filter that passes every record's final message through ``scrub``."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        clean = scrub(message)
-        if clean != message:
-            record.msg, record.args = clean, None
-        return True
-
-
-def install_log_scrubber() -> None:
-    """Put ``ScrubFilter`` on every handler of the root logger (idempotent)."""
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, ScrubFilter) for f in handler.filters):
-            handler.addFilter(ScrubFilter())
-
-
 class JudgeCache:
     """SQLite key -> reply. Every insert is committed on its own (WAL journal): crash-safe, many threads."""
 
@@ -177,9 +142,10 @@ class JudgeCache:
         return JudgeReply(**{**d, "cached": True})
 
     def put(self, key: str, judge_model: str, request: JudgeRequest, reply: JudgeReply) -> None:
-        d = asdict(reply)
+        d = scrub_obj(asdict(reply))
         d.pop("cached")
-        req = json.dumps({"messages": list(request.messages), "params": request.params()}, ensure_ascii=False)
+        req = json.dumps(scrub_obj({"messages": list(request.messages), "params": request.params()}),
+                         ensure_ascii=False)
         with self._lock:
             self._db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?)",
                              (key, judge_model, req, json.dumps(d, ensure_ascii=False), utc_now()))
@@ -228,6 +194,7 @@ class Judge:
 
             def done(j: int, reply: JudgeReply) -> None:  # called as soon as each reply arrives
                 k = keys[j]
+                reply = JudgeReply(**scrub_obj(asdict(reply)))  # a judge or proxy may echo the key
                 self._account(reply)
                 if reply.ok and self.cache is not None:
                     self.cache.put(k, self.model, requests[j], reply)
@@ -277,7 +244,8 @@ class OpenAIJudge(Judge):
                  backoff_base: float = 1.0, backoff_max: float = 60.0,
                  price_per_million: tuple[float, float] | None = None):
         super().__init__(model, cache, price_per_million)
-        self.base_url = base_url.rstrip("/")
+        self._request_url = base_url.rstrip("/")  # may carry user:password (basic authentication); never recorded
+        self.base_url = public_url(self._request_url)
         self.api_key_env = api_key_env
         self.max_concurrency = max(1, int(max_concurrency))
         self.max_retries = max(0, int(max_retries))
@@ -361,7 +329,7 @@ class OpenAIJudge(Judge):
                 self.stats.calls += 1
             try:
                 try:
-                    resp = self._http().post(f"{self.base_url}/chat/completions", json=payload,
+                    resp = self._http().post(f"{self._request_url}/chat/completions", json=payload,
                                              headers=self._headers())
                 except httpx.TimeoutException:
                     raise _Retryable("timeout") from None

@@ -36,6 +36,7 @@ from typing import Any
 from sppo.cli_util import setup_logging
 from sppo.errors import UserError
 from sppo.files import checkpoint_dir, current_run_dir, safe_name
+from sppo.scrub import public_url
 
 from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteResult, checkpoint_fingerprint
 from benchmarks.suites import SUITES
@@ -224,7 +225,7 @@ class Judges:
         if self.kind == "local":
             return {"backend": "local", "model": self._local_name}
         return {"backend": "openai", "model": self.model(suite),
-                "base_url": (self.args.judge_base_url or "https://api.openai.com/v1").rstrip("/")}
+                "base_url": public_url((self.args.judge_base_url or "https://api.openai.com/v1").rstrip("/"))}
 
     def get(self, suite: str):
         model = self.model(suite)
@@ -312,9 +313,6 @@ def _sigterm_as_interrupt():
 
 def main(args: argparse.Namespace) -> int:
     setup_logging(args.verbose)
-    from benchmarks.judge import install_log_scrubber
-
-    install_log_scrubber()
     _validate(args)
     previous = _sigterm_as_interrupt()
     try:

@@ -8,11 +8,13 @@ import sys
 from typing import Callable
 
 from .errors import UserError
+from .scrub import install_log_scrubber
 
 
 def setup_logging(verbose: bool = False) -> None:
     level = logging.DEBUG if verbose else getattr(logging, os.environ.get("SPPO_LOG_LEVEL", "INFO").upper(), 20)
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    install_log_scrubber()
 
 
 def run_cli(fn: Callable[[list[str]], int | None], argv: list[str]) -> int:

@@ -1,7 +1,7 @@
 """Atomic file writes, JSON/JSONL helpers and stage manifests shared by every layer.
 
 Everything the toolkit writes goes to a temporary file in the same directory and is renamed into
-place, so a crash never leaves a half-written file. A stage is finished exactly when its
+place, so a crash never leaves a half-written file; no registered secret (``sppo.scrub``) is ever written. A stage is finished exactly when its
 manifest exists (the manifest is written last).
 """
 
@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from .errors import UserError
+from .scrub import scrub, scrub_obj
 
 MANIFEST = "manifest.json"
 
@@ -79,7 +80,7 @@ def fresh_dir(path: str | os.PathLike) -> Path:
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+        tmp.write_text(scrub(text, patterns=False), encoding="utf-8")
     return Path(path)
 
 
@@ -95,7 +96,7 @@ def _finite(obj: Any) -> Any:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    text = json.dumps(_finite(obj), indent=2, ensure_ascii=False, default=str, allow_nan=False)
+    text = json.dumps(scrub_obj(_finite(obj), patterns=False), indent=2, ensure_ascii=False, default=str, allow_nan=False)
     return write_text(path, text + "\n")
 
 
@@ -103,7 +104,7 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                f.write(json.dumps(scrub_obj(row, patterns=False), ensure_ascii=False) + "\n")
     return Path(path)
 
 

@@ -112,3 +112,84 @@ def test_writers_in_place_refuse_symlinks(tmp_path):
     assert made.is_dir() and not made.is_symlink() and elsewhere.is_dir()
     (made / "w").write_text("x")
     assert victim.read_text() == "keep\n" and list(elsewhere.iterdir()) == []
+
+
+# --------------------------------------------------------------------------- 3. secrets are never written
+KEY = 'sk-h"ard\\ened/key+9=%41'  # a quote and a backslash: JSON-escaping changes it
+USER, PASSWORD = "alice", "pw-s3cr@t"  # '@' is URL-encoded in the URL's userinfo
+
+
+def _secret_forms() -> list[bytes]:
+    """The key and the password as a leak would show them: raw, JSON-escaped, URL-encoded, base64 (alone and
+    as HTTP basic authentication's user:password)."""
+    import base64
+    from urllib.parse import quote
+
+    out = []
+    for s in (KEY, PASSWORD):
+        out += [s, json.dumps(s)[1:-1], quote(s, safe=""), base64.b64encode(s.encode()).decode()]
+    out += [base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()]
+    return [f.encode() for f in out]
+
+
+def _leaks(*blobs: bytes) -> list[bytes]:
+    return [f for f in _secret_forms() if any(f in b for b in blobs)]
+
+
+def test_echoed_key_and_url_password_never_reach_cache_replies_or_logs(tmp_path, monkeypatch, caplog):
+    """A judge that echoes the Authorization header inside a 200 reply: the reply, the SQLite cache (with its
+    journal), the judge's recorded identity and every log line are free of the key and of the URL password."""
+    from urllib.parse import quote
+
+    from benchmarks.judge import JudgeCache, JudgeRequest, OpenAIJudge
+    from benchmarks.testing import FakeJudgeServer
+    from sppo.files import write_json
+
+    monkeypatch.setenv("HARDEN_KEY", KEY)
+    cache_path = tmp_path / "cache.sqlite3"
+    cache = JudgeCache(cache_path)
+    with FakeJudgeServer() as server:
+        server.always = "echo-auth"
+        with_password = server.url.replace("http://", f"http://{USER}:{quote(PASSWORD, safe='')}@")
+        replies = []
+        for url, q in ((server.url, "q1"), (with_password, "q2")):  # Bearer key, then basic authentication
+            judge = OpenAIJudge("m", base_url=url, api_key_env="HARDEN_KEY", cache=cache, backoff_base=0.01)
+            replies += judge.complete([JudgeRequest.make([{"role": "user", "content": q}], 16)])
+            assert judge.base_url == server.url and PASSWORD not in json.dumps([judge.info(), judge.identity()])
+        sent = [h.get("Authorization", "") for h in server.headers]
+    assert sent[0] == f"Bearer {KEY}" and sent[1].startswith("Basic "), "the fake server did not see the secrets"
+    assert all(r.ok and "[[" in r.text and "[REDACTED]" in r.text for r in replies), replies
+    cache.close()
+    write_json(tmp_path / "replies.json", [r.text for r in replies])
+    files = [p.read_bytes() for p in tmp_path.iterdir() if p.is_file()]
+    assert _leaks(*files, caplog.text.encode(), json.dumps([r.text for r in replies]).encode()) == []
+
+
+def test_bench_run_with_url_password_and_echoing_judge_writes_no_secret(tmp_path, shared_data, monkeypatch, capsys,
+                                                                     caplog):
+    """End to end: `sppo-bench --mt-bench` with a base URL carrying user:password and a judge echoing the
+    Authorization header: no file of the results store (judgments, cache, results) and no output line holds
+    the key or the password; the result records the URL without its userinfo."""
+    from urllib.parse import quote
+
+    from bench_fake_judge import bench_args, tiny_checkpoints
+    from benchmarks.cli import main as bench
+    from benchmarks.testing import FakeJudgeServer
+
+    ckpt = tiny_checkpoints(tmp_path / "ck", seeds=(0,))
+    monkeypatch.setenv("BENCH_KEY", KEY)
+    results = tmp_path / "results"
+    with FakeJudgeServer() as server:
+        server.always = "echo-auth"
+        argv = bench_args(server, ckpt, shared_data, results, "--mt-bench", limit=1, max_new_tokens=4)
+        url = argv.index("--judge-base-url") + 1
+        argv[url] = argv[url].replace("http://", f"http://{USER}:{quote(PASSWORD, safe='')}@")
+        assert bench(argv) == 0
+        assert any("Basic " in h.get("Authorization", "") for h in server.headers)
+    out = capsys.readouterr()
+    stored = json.loads((results / "tiny1" / "mt_bench.json").read_text())
+    assert stored["judge"]["base_url"] == server.url
+    judgments = b"".join(p.read_bytes() for p in results.rglob("*") if "judgment" in str(p) and p.is_file())
+    assert b"REDACTED" in judgments  # the echo was recorded, scrubbed
+    files = [p.read_bytes() for p in results.rglob("*") if p.is_file()]
+    assert _leaks(*files, out.out.encode(), out.err.encode(), caplog.text.encode()) == []
