@@ -29,6 +29,7 @@ completion tokens, cost in USD (from a price table or ``price_per_million``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -40,7 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from sppo.errors import UserError
+from sppo.errors import UserError, io_errors
 from sppo.files import utc_now
 from sppo.scrub import install_log_scrubber, public_url, register_secret, scrub, scrub_obj
 
@@ -120,21 +121,36 @@ def cache_key(judge_identity: dict[str, Any], request: JudgeRequest) -> str:
 
 
 class JudgeCache:
-    """SQLite key -> reply. Every insert is committed on its own (WAL journal): crash-safe, many threads."""
+    """SQLite key -> reply. Every insert is committed on its own (WAL journal): crash-safe, many threads. A file
+    the machine cannot write (full disk, read-only, no permission) is one line naming it (``MachineError``); a
+    failed insert is rolled back, so the cache never holds half a row."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=60)
-        with self._lock:
+        with self._errors():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.is_symlink():
+                raise UserError(f"{self.path}: is a symbolic link; refusing to write through it (remove the link)")
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=60)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, judge TEXT NOT NULL, "
                              "request TEXT NOT NULL, reply TEXT NOT NULL, created_at TEXT NOT NULL)")
             self._db.commit()
 
+    @contextlib.contextmanager
+    def _errors(self):
+        """SQLite's errors as one line naming the cache file; a corrupt file is the user's to remove."""
+        try:
+            with io_errors(self.path):
+                yield
+        except sqlite3.DatabaseError as e:
+            if getattr(self, "_db", None) is not None:
+                self._db.rollback()
+            raise UserError(f"{self.path}: unusable judge cache ({e}); remove it to start a new one") from None
+
     def get(self, key: str) -> JudgeReply | None:
-        with self._lock:
+        with self._lock, self._errors():
             row = self._db.execute("SELECT reply FROM replies WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
@@ -146,13 +162,17 @@ class JudgeCache:
         d.pop("cached")
         req = json.dumps(scrub_obj({"messages": list(request.messages), "params": request.params()}),
                          ensure_ascii=False)
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?)",
-                             (key, judge_model, req, json.dumps(d, ensure_ascii=False), utc_now()))
-            self._db.commit()
+        with self._lock, self._errors():
+            try:
+                self._db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?)",
+                                 (key, judge_model, req, json.dumps(d, ensure_ascii=False), utc_now()))
+                self._db.commit()
+            except sqlite3.Error:
+                self._db.rollback()
+                raise
 
     def __len__(self) -> int:
-        with self._lock:
+        with self._lock, self._errors():
             return self._db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
 
     def close(self) -> None:

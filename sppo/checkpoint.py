@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .errors import UserError, io_errors
 from .files import fresh_dir, package_versions, read_json, safe_name, utc_now, write_json
 
 MANIFEST_NAME = "sppo_manifest.json"
@@ -105,15 +105,21 @@ def is_finished(checkpoint: str | os.PathLike) -> bool:
 
 
 def save_checkpoint(target: Path, model, tokenizer, state_dict, manifest: CheckpointManifest) -> Path:
-    """Write weights, tokenizer and manifest to a temporary sibling directory, then rename it onto `target`."""
-    tmp = fresh_dir(target.parent / f".{target.name}.tmp")
-    model.save_pretrained(tmp, state_dict=state_dict)
-    tokenizer.padding_side = "left"
-    tokenizer.save_pretrained(tmp)
-    manifest.versions = manifest.versions or package_versions()
-    manifest.finished_at = utc_now()
-    write_json(tmp / MANIFEST_NAME, manifest.to_dict())
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    """Write weights, tokenizer and manifest to a temporary sibling directory, then rename it onto `target`. A
+    failed write (full disk, ...) removes the temporary directory and is one line naming `target`."""
+    tmp = target.parent / f".{target.name}.tmp"
+    with io_errors(target):
+        try:
+            fresh_dir(tmp)
+            model.save_pretrained(tmp, state_dict=state_dict)
+            tokenizer.padding_side = "left"
+            tokenizer.save_pretrained(tmp)
+            manifest.versions = manifest.versions or package_versions()
+            manifest.finished_at = utc_now()
+            write_json(tmp / MANIFEST_NAME, manifest.to_dict())
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return target

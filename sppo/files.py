@@ -21,7 +21,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .errors import UserError
+from .errors import UserError, io_errors
 from .scrub import scrub, scrub_obj
 
 MANIFEST = "manifest.json"
@@ -29,18 +29,20 @@ MANIFEST = "manifest.json"
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds. An I/O failure
+    (full disk, read-only or forbidden directory) becomes one line naming `path` (``errors.io_errors``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+    with io_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        try:
+            yield tmp_path
+            os.replace(tmp_path, path)
+        finally:
+            if tmp_path.exists():
+                tmp_path.unlink()
 
 
 def open_no_follow(path: str | os.PathLike, flags: int = os.O_RDWR | os.O_CREAT, mode: int = 0o644) -> int:
@@ -60,10 +62,18 @@ def open_no_follow(path: str | os.PathLike, flags: int = os.O_RDWR | os.O_CREAT,
 
 
 def append_text(path: str | os.PathLike, text: str) -> None:
-    """Append `text` to `path` (created if missing) without following a symbolic link."""
-    fd = open_no_follow(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    with os.fdopen(fd, "a", encoding="utf-8") as f:
-        f.write(text)
+    """Append `text` to `path` (created if missing) in one write, without following a symbolic link; a failed
+    write leaves the file as it was."""
+    with io_errors(path):
+        fd = open_no_follow(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        size = os.fstat(fd).st_size
+        try:
+            os.write(fd, text.encode("utf-8"))
+        except OSError:
+            os.ftruncate(fd, size)  # no half line left behind
+            raise
+        finally:
+            os.close(fd)
 
 
 def fresh_dir(path: str | os.PathLike) -> Path:
@@ -116,6 +126,8 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise UserError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not UTF-8 text") from None
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
@@ -124,12 +136,14 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
     if not path.exists():
         raise UserError(f"{path}: file not found")
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
             try:
-                rows.append(json.loads(line))
+                line = raw.decode("utf-8")
+                if line.strip():
+                    rows.append(json.loads(line))
+            except UnicodeDecodeError:
+                raise UserError(f"{path}:{lineno}: not UTF-8 text") from None
             except json.JSONDecodeError as e:
                 raise UserError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
     return rows

@@ -193,3 +193,156 @@ def test_bench_run_with_url_password_and_echoing_judge_writes_no_secret(tmp_path
     assert b"REDACTED" in judgments  # the echo was recorded, scrubbed
     files = [p.read_bytes() for p in results.rglob("*") if p.is_file()]
     assert _leaks(*files, out.out.encode(), out.err.encode(), caplog.text.encode()) == []
+
+
+# --------------------------------------------------------------------------- 4/5. full disk, read-only, unreadable
+def _mount_tmpfs(where: Path, *options: str) -> Path:
+    """A small tmpfs at `where` (``size=...``, ``ro``), unmounted by the caller; skipped where mounting is
+    impossible (not root, no mount namespace)."""
+    where.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(where)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.strip() or proc.returncode}")
+    return where
+
+
+@pytest.fixture
+def disks(tmp_path):
+    """``disks(name, *options)`` mounts a tmpfs under tmp_path; all are unmounted afterwards."""
+    mounted = []
+
+    def mount(name: str, *options: str) -> Path:
+        mounted.append(_mount_tmpfs(tmp_path / name, *options))
+        return mounted[-1]
+
+    yield mount
+    for d in mounted:
+        subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def _as_unprivileged() -> list[str]:
+    """A command prefix under which file modes count: root keeps its uid but loses the capabilities that let it
+    ignore them (as a process run by any other user)."""
+    if os.geteuid() != 0:
+        return []
+    if subprocess.run(["setpriv", "--version"], capture_output=True).returncode != 0:
+        pytest.skip("running as root without setpriv: cannot drop the capability to ignore file modes")
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
+
+
+def _run_cli(args: list[str], cwd: Path, unprivileged: bool = False, timeout: int = 300):
+    prefix = _as_unprivileged() if unprivileged else []
+    return subprocess.run([*prefix, sys.executable, *args], cwd=cwd, env=_env(), capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _train_args(tmp_path: Path, run: Path) -> list[str]:
+    from sppo.testing import make_tiny_checkpoint
+
+    model = tmp_path / "model"
+    if not model.exists():
+        make_tiny_checkpoint(model, seed=2)
+    prompts = tmp_path / "prompts.jsonl"
+    prompts.write_text('{"prompt": "Explain why the sky is blue.", "split": "train_iteration_1"}\n')
+    return ["-m", "sppo.cli", f"run.output_dir={run}", "run.iterations=1", f"model.name={model}",
+            f"prompts.source={prompts}", "generation.backend=hf", "generation.k=2", "generation.max_new_tokens=4",
+            "ranking.kind=python:sppo.testing:LengthRanker", "ranking.model=none", "training.max_length=96",
+            "training.max_prompt_length=48"]
+
+
+def _no_temporary_files(root: Path) -> None:
+    left = [p for p in root.rglob(".*") if p.name != ".lock"]
+    assert left == [], left
+
+
+def test_sppo_train_on_a_full_disk_and_a_read_only_one(tmp_path, disks):
+    full = disks("full", "size=8k")
+    proc = _run_cli(_train_args(tmp_path, full / "run"), tmp_path)
+    _one_line_error(proc, 1, str(full / "run"), "no space left on device")
+    _no_temporary_files(full)
+    ro = disks("ro", "size=64k", "ro")
+    proc = _run_cli(_train_args(tmp_path, ro / "run"), tmp_path)
+    _one_line_error(proc, 1, str(ro / "run"), "read-only file system")
+
+
+def test_judge_cache_on_a_full_disk_is_one_line_and_keeps_what_it_had(tmp_path, disks):
+    """SQLite's "database or disk is full" names the cache file (exit 1 from the CLI); the rows committed
+    before stay readable and no half row is left."""
+    from benchmarks.judge import JudgeCache, JudgeReply, JudgeRequest
+    from sppo.errors import MachineError
+
+    disk = disks("disk", "size=128k")
+    cache = JudgeCache(disk / "judge_cache.sqlite3")
+    request = JudgeRequest.make([{"role": "user", "content": "q"}], 8)
+    cache.put("first", "m", request, JudgeReply("Rating: [[5]]"))
+    with pytest.raises(MachineError, match=r"judge_cache.sqlite3: (no space left on device|input/output error)"):
+        for i in range(1000):
+            cache.put(f"k{i}", "m", request, JudgeReply(f"{i} " * 2000))
+    assert cache.get("first").text == "Rating: [[5]]"
+    stored = [cache.get(f"k{j}") for j in range(i)]
+    assert all(r is not None and r.text == f"{j} " * 2000 for j, r in enumerate(stored))  # whole rows only
+    cache.close()
+
+
+def test_bench_table_only_reads_and_works_on_a_read_only_store(tmp_path):
+    """`sppo-bench table` prints the tables of a store it may not write to, and writes nothing; plots only when
+    asked, and then a store it cannot write is one line."""
+    import shutil
+
+    sys.path.insert(0, str(REPO / "tests"))
+    from release_testutil import make_run
+
+    run = make_run(tmp_path)
+    results = run / "results"
+    before = sorted(p.relative_to(results) for p in results.rglob("*"))
+    for p in [results, *results.rglob("*")]:
+        p.chmod(0o555 if p.is_dir() else 0o444)
+    try:
+        proc = _run_cli(["-m", "benchmarks.cli", "table", "--results-dir", str(results)], tmp_path,
+                        unprivileged=True)
+        assert proc.returncode == 0 and "AlpacaEval 2" in proc.stdout, proc.stderr[-2000:]
+        assert sorted(p.relative_to(results) for p in results.rglob("*")) == before
+        proc = _run_cli(["-m", "benchmarks.cli", "table", "--results-dir", str(results), "--plots"], tmp_path,
+                        unprivileged=True)
+        _one_line_error(proc, 1, str(results / "plots"), "permission denied")
+    finally:
+        for p in [results, *results.rglob("*")]:
+            p.chmod(0o755 if p.is_dir() else 0o644)
+    shutil.rmtree(run)
+
+
+def test_unreadable_files_are_permission_errors_not_tracebacks(tmp_path):
+    """score, table and sppo-release on files this user may not read: one line naming the file, exit 1; an
+    unreadable model.safetensors is "permission denied", not "corrupt or truncated"."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from release_testutil import make_run
+
+    run = make_run(tmp_path)
+    annotations = tmp_path / "annotations.json"
+    annotations.write_text("[]")
+    locked = [annotations, run / "results" / "Iter2" / "mt_bench.json",
+              run / "checkpoints" / "Iter3" / "model.safetensors"]
+    for p in locked:
+        p.chmod(0)
+    proc = _run_cli(["-m", "benchmarks.cli", "score", "alpaca-eval", str(annotations)], tmp_path, unprivileged=True)
+    _one_line_error(proc, 1, str(annotations), "permission denied")
+    proc = _run_cli(["-m", "benchmarks.cli", "table", "--results-dir", str(run / "results")], tmp_path,
+                    unprivileged=True)
+    _one_line_error(proc, 1, str(locked[1]), "permission denied")
+    locked[1].chmod(0o644)
+    proc = _run_cli(["-m", "release.cli", "--run-dir", str(run), "--out", str(tmp_path / "cards")], tmp_path,
+                    unprivileged=True)
+    _one_line_error(proc, 1, str(locked[2]), "permission denied")
+
+
+def test_sppo_release_into_a_full_or_read_only_directory(tmp_path, disks):
+    sys.path.insert(0, str(REPO / "tests"))
+    from release_testutil import make_run
+
+    run = make_run(tmp_path)
+    for options, words in ((("size=4k",), "no space left on device"), (("size=64k", "ro"), "read-only file system")):
+        out = disks(f"out-{len(options)}", *options)
+        proc = _run_cli(["-m", "release.cli", "--run-dir", str(run), "--out", str(out)], tmp_path)
+        _one_line_error(proc, 1, str(out), words)
+        _no_temporary_files(out)
