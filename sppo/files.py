@@ -126,8 +126,8 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise UserError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
-    except UnicodeDecodeError:
-        raise UserError(f"{path}: not UTF-8 text") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not a UTF-8 text file (byte {e.start})") from None
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
@@ -143,7 +143,7 @@ def read_jsonl(path: str | os.PathLike) -> list[dict]:
                 if line.strip():
                     rows.append(json.loads(line))
             except UnicodeDecodeError:
-                raise UserError(f"{path}:{lineno}: not UTF-8 text") from None
+                raise UserError(f"{path}:{lineno}: not a UTF-8 text file") from None
             except json.JSONDecodeError as e:
                 raise UserError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
     return rows
