@@ -36,7 +36,7 @@ import yaml
 
 from . import chunks, distributed, probs
 from .checkpoint import CheckpointManifest, is_finished, save_checkpoint
-from .config import Config
+from .config import Config, read_yaml_mapping
 from .errors import UserError
 from .files import (RUNS_ROOT, Timer, append_text, checkpoint_dir, read_jsonl, stage_done, write_jsonl, write_manifest,
                     write_text)
@@ -92,7 +92,7 @@ class Run:
         path = self.dir / "config.yaml"
         new = self.cfg.to_dict()
         if path.exists():
-            old = _flatten(yaml.safe_load(path.read_text()) or {})
+            old = _flatten(read_yaml_mapping(path))
             changed = [k for k, v in _flatten(new).items() if k not in _FREE_FIELDS and k in old and old[k] != v]
             finished = sorted(self.dir.glob("iter*/*/manifest.json")) + sorted(
                 self.dir.glob("checkpoints/*/sppo_manifest.json"))
