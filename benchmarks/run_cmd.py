@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import logging
 import os
 import re
@@ -119,13 +120,27 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def store_name(ref: str) -> str:
     """A results-store name for a model reference: IterN stays, paths give their directory name, Hub ids
-    ``org/name`` give ``org__name``."""
+    ``org/name`` give ``org__name``. A name that had to be cleaned (characters other than letters, digits,
+    ``.``, ``_``, ``-``) gets a short digest of the exact name, so two names never share an entry
+    (``we ird;name`` -> ``we_ird_name-<digest>``, ``we_ird_name`` stays)."""
     p = Path(ref)
     base = p.name if (p.exists() or ref.startswith((".", "/", "~"))) else ref.replace("/", "__")
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._-")
     if not name:
         raise UserError(f"{ref}: cannot derive a model name")
+    if name != base:
+        name += "-" + hashlib.sha256(base.encode("utf-8", "surrogateescape")).hexdigest()[:8]
     return name
+
+
+def refuse_other_checkpoint(old: SuiteResult, path: str, where: Path) -> None:
+    """A stored result of another checkpoint that still exists is never replaced: two directories of the same
+    name (``a/ck``, ``b/ck``) would otherwise share one entry. A checkpoint that moved may take its entry over."""
+    was = (old.checkpoint or {}).get("path")
+    if not was or was == path or not Path(was).exists() or Path(was).resolve() == Path(path).resolve():
+        return
+    raise UserError(f"{where}: holds the results of {was}, another checkpoint of the same name as {path}; "
+                    "rename one directory or use another --results-dir")
 
 
 class _Resolver:
@@ -414,6 +429,8 @@ class _Run:
         S = self.S
         key = _run_key(self.args, self.judges, suite, self.ctx)
         old = self.store.read(target.name, suite, target.variant)
+        if old is not None:
+            refuse_other_checkpoint(old, target.path, self.store.path(target.name, suite, target.variant))
         if (old is not None and not self.args.rerun and old.settings.get("run_key") == key
                 and old.checkpoint.get("fingerprint") == checkpoint_fingerprint(target.path)):
             self.skipped.append(f"{target.name}/{suite}" + ("" if target.variant == DEFAULT_VARIANT

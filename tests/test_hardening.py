@@ -346,3 +346,46 @@ def test_sppo_release_into_a_full_or_read_only_directory(tmp_path, disks):
         proc = _run_cli(["-m", "release.cli", "--run-dir", str(run), "--out", str(out)], tmp_path)
         _one_line_error(proc, 1, str(out), words)
         _no_temporary_files(out)
+
+
+# --------------------------------------------------------------------------- 8. one results entry per checkpoint
+def test_checkpoints_whose_names_clean_alike_keep_separate_results(tmp_path, shared_data, monkeypatch, capsys):
+    """`we ird;name` and `we_ird_name` both clean to `we_ird_name`: each keeps its own entry, and the table
+    shows both."""
+    import shutil
+
+    from bench_fake_judge import bench_args, tiny_checkpoints
+    from benchmarks.cli import main as bench
+    from benchmarks.store import ResultsStore
+    from benchmarks.testing import FakeJudgeServer
+
+    a, b = tiny_checkpoints(tmp_path, seeds=(0, 1))
+    a, b = Path(shutil.move(a, tmp_path / "we ird;name")), Path(shutil.move(b, tmp_path / "we_ird_name"))
+    monkeypatch.setenv("BENCH_KEY", "k-123456")
+    results = tmp_path / "results"
+    with FakeJudgeServer() as server:
+        assert bench(bench_args(server, [a, b], shared_data, results, "--mt-bench", limit=1, max_new_tokens=4)) == 0
+    store = ResultsStore(results)
+    by_path = {r.checkpoint["path"]: r.model for r in store.results()}
+    assert set(by_path) == {str(a), str(b)} and len(set(by_path.values())) == 2, by_path
+    assert by_path[str(b)] == "we_ird_name"
+    capsys.readouterr()
+    assert bench(["table", "--results-dir", str(results)]) == 0
+    table = capsys.readouterr().out
+    assert all(name in table for name in by_path.values())
+
+
+def test_a_stored_result_of_another_existing_checkpoint_is_never_replaced(tmp_path):
+    from benchmarks.run_cmd import refuse_other_checkpoint
+    from benchmarks.store import SuiteResult
+    from sppo.errors import UserError
+
+    first, second = tmp_path / "a" / "ck", tmp_path / "b" / "ck"
+    first.mkdir(parents=True)
+    second.mkdir(parents=True)
+    old = SuiteResult(model="ck", suite="mt_bench", metrics={}, checkpoint={"path": str(first)})
+    with pytest.raises(UserError, match=f"holds the results of {first}"):
+        refuse_other_checkpoint(old, str(second), tmp_path / "results" / "ck" / "mt_bench.json")
+    refuse_other_checkpoint(old, str(first), tmp_path / "r.json")  # the same checkpoint: its own entry
+    first.rename(tmp_path / "moved")
+    refuse_other_checkpoint(old, str(second), tmp_path / "r.json")  # the old one is gone: the entry moves on
