@@ -135,7 +135,8 @@ class DataSource:
         bpath = self.file(ARENA_DIR, ARENA_BASELINE, _hub_space_download(ARENA_HUB_SPACE, ARENA_HUB_FILES[ARENA_BASELINE]))
         cpath = self.file(ARENA_DIR, ARENA_CONFIG, _download_url(ARENA_GITHUB_CONFIG))
         questions = read_jsonl(qpath)
-        baseline = {str(a["question_id"]): a for a in read_jsonl(bpath)}
+        by_id(questions, "question_id", qpath)
+        baseline = {str(k): a for k, a in by_id(read_jsonl(bpath), "question_id", bpath).items()}
         try:
             config = yaml.safe_load(cpath.read_text(encoding="utf-8"))
         except yaml.YAMLError as e:
@@ -149,8 +150,26 @@ class DataSource:
         qpath = self.file(MT_DIR, MT_QUESTIONS, _hub_space_download(MT_HUB_SPACE, MT_HUB_FILES[MT_QUESTIONS]))
         rpath = self.file(MT_DIR, MT_REFERENCES, _hub_space_download(MT_HUB_SPACE, MT_HUB_FILES[MT_REFERENCES]))
         ppath = self.file(MT_DIR, MT_PROMPTS, _hub_space_download(MT_HUB_SPACE, MT_HUB_FILES[MT_PROMPTS]))
-        return MTBenchData(read_jsonl(qpath), {r["question_id"]: r for r in read_jsonl(rpath)},
-                           {p["name"]: p for p in read_jsonl(ppath)}, str(qpath.parent))
+        questions = read_jsonl(qpath)
+        by_id(questions, "question_id", qpath)
+        return MTBenchData(questions, by_id(read_jsonl(rpath), "question_id", rpath),
+                           by_id(read_jsonl(ppath), "name", ppath), str(qpath.parent))
+
+
+def by_id(rows: list, key: str, path: Path) -> dict:
+    """``{row[key]: row}``; a record without `key`, or two records sharing one, is one line naming the file and the
+    id (a benchmark file whose ids repeat would silently lose a question)."""
+    out: dict = {}
+    for i, row in enumerate(rows, 1):
+        if not isinstance(row, dict) or key not in row:
+            raise UserError(f"{path}: record {i}: missing field {key!r}")
+        value = row[key]
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise UserError(f"{path}: record {i}: field {key!r} must be a string or an integer")
+        if value in out:
+            raise UserError(f"{path}: record {i}: {key} {value!r} is used twice")
+        out[value] = row
+    return out
 
 
 def packaged_alpaca_prompt() -> str:

@@ -27,12 +27,14 @@ import argparse
 import contextlib
 import hashlib
 import logging
+import math
 import os
 import re
 import signal
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sppo.cli_util import setup_logging
 from sppo.errors import UserError
@@ -214,7 +216,39 @@ def _price(args) -> tuple[float, float] | None:
         a, b = (float(x) for x in args.judge_price.split(","))
     except ValueError:
         raise UserError(f"--judge-price: expected IN,OUT (USD per 1M tokens), got {args.judge_price!r}") from None
+    if not all(math.isfinite(x) and x >= 0 for x in (a, b)):
+        raise UserError(f"--judge-price: prices must be finite and >= 0, got {args.judge_price!r}")
     return a, b
+
+
+def _check_base_url(url: str) -> None:
+    """An http(s) URL with a host, refused at once otherwise (it would be retried for minutes)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as e:
+        raise UserError(f"--judge-base-url: {public_url(url)!r} is not a valid URL ({e})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(f"--judge-base-url: {public_url(url)!r} is not an http(s) URL with a host "
+                        "(e.g. https://api.openai.com/v1)")
+
+
+def is_local_url(url: str) -> bool:
+    """An endpoint on this machine (``vllm serve``, llama.cpp, ...), which often takes no key."""
+    return (urlsplit(url).hostname or "") in ("localhost", "127.0.0.1", "::1")
+
+
+def _check_api_key(args) -> None:
+    """The endpoint judge's key variable must be set, except for an endpoint on this machine (then a warning)."""
+    name = args.judge_api_key_env
+    if os.environ.get(name):
+        return
+    url = args.judge_base_url or "https://api.openai.com/v1"
+    if is_local_url(url):
+        log.warning("$%s is not set: requests to %s go without an API key", name, public_url(url))
+        return
+    raise UserError(f"--judge-api-key-env: the environment variable {name} is not set; export the API key "
+                    f"of {public_url(url)} in it (or name another variable)")
 
 
 class Judges:
@@ -284,8 +318,17 @@ def _validate(args) -> None:
     for flag in ("best_of", "batch_size", "judge_concurrency", "lm_eval_batch_size"):
         if getattr(args, flag) < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1")
-    if args.judge_max_retries < 0 or args.judge_timeout <= 0 or args.judge_backoff < 0:
-        raise UserError("--judge-max-retries and --judge-backoff must be >= 0, --judge-timeout > 0")
+    if args.judge_max_retries < 0 or not args.judge_timeout > 0 or not args.judge_backoff >= 0 \
+            or not math.isfinite(args.judge_timeout + args.judge_backoff):
+        raise UserError("--judge-max-retries and --judge-backoff must be >= 0, --judge-timeout > 0 (finite)")
+    t, p = args.alpaca_eval_temperature, args.alpaca_eval_top_p
+    if t is not None and not (math.isfinite(t) and t >= 0):
+        raise UserError(f"--alpaca-eval-temperature must be a finite number >= 0, got {t}")
+    if p is not None and not 0 < p <= 1:
+        raise UserError(f"--alpaca-eval-top-p must be in (0, 1], got {p}")
+    if args.judge_base_url is not None:
+        _check_base_url(args.judge_base_url)
+    _price(args)
     if args.data_dir is not None and not args.data_dir.is_dir():
         raise UserError(f"{args.data_dir}: --data-dir does not exist or is not a directory")
     for d in args.with_judgments:
@@ -374,6 +417,8 @@ def _main(args) -> int:
         args.max_new_tokens = None
     for s in judged:
         judges.model(s)  # a judge model name that cannot name a file is refused before anything runs
+    if openai_judge:
+        _check_api_key(args)
 
     cache = JudgeCache(results_dir / CACHE_FILE) if judged else None
     if judges is not None:

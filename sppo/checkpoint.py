@@ -76,6 +76,12 @@ def _is_int(value: Any) -> bool:
 def _check(data: Any, source: str) -> None:
     if not isinstance(data, dict):
         raise UserError(f"{source}: expected a JSON object")
+    version = data.get("schema_version", 1)
+    if not _is_int(version) or version < 1:
+        raise UserError(f"{source}: field 'schema_version' must be a positive integer")
+    if version > SCHEMA_VERSION:
+        raise UserError(f"{source}: schema_version {version} is newer than this toolkit's {SCHEMA_VERSION}; "
+                        "upgrade sppo-toolkit")
     required = [f.name for f in dataclasses.fields(CheckpointManifest)
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     for key in required:

@@ -85,6 +85,30 @@ def _records_from_hub(dataset: str, split: str, column: str, revision: str | Non
     return [{"id": ids[i] if ids else prompt_id(p), "prompt": p} for i, p in enumerate(ds[column])]
 
 
+def _unique_ids(records: list[dict], source: str) -> list[dict]:
+    """Non-empty prompts with distinct ids: a repeated prompt (same id, same text) is kept once; a different
+    prompt under an id already taken is kept too, as ``<id>#2``, ``<id>#3``, ... (a warning says how many)."""
+    seen: set[tuple[str, str]] = set()
+    taken: set[str] = set()
+    out, renamed = [], []
+    for r in records:
+        text, pid = r["prompt"], str(r["id"])
+        if not isinstance(text, str) or not text.strip() or (pid, text) in seen:
+            continue
+        seen.add((pid, text))
+        new, n = pid, 2
+        while new in taken:
+            new, n = f"{pid}#{n}", n + 1
+        if new != pid:
+            renamed.append(pid)
+        taken.add(new)
+        out.append({"id": new, "prompt": text})
+    if renamed:
+        log.warning("prompts: %s: %d prompts share an id with a different prompt (first: %r); all are kept, the "
+                    "later ones as <id>#2, <id>#3, ...", source, len(renamed), renamed[0])
+    return out
+
+
 def load_split(cfg: PromptsConfig, iteration: int) -> list[dict]:
     """Prompts of iteration `iteration` (1-based): a list of {"id", "prompt"}, deduplicated, non-empty."""
     split = cfg.splits[iteration - 1]
@@ -94,13 +118,7 @@ def load_split(cfg: PromptsConfig, iteration: int) -> list[dict]:
         records = _records_from_hub(dataset_for(cfg, iteration), split, cfg.column, cfg.revision)
     else:
         records = _records_from_file(Path(cfg.source), split, cfg.column)
-    seen, out = set(), []
-    for r in records:
-        text = r["prompt"]
-        if not isinstance(text, str) or not text.strip() or r["id"] in seen:
-            continue
-        seen.add(r["id"])
-        out.append({"id": str(r["id"]), "prompt": text})
+    out = _unique_ids(records, cfg.source)
     if cfg.limit:
         out = out[: cfg.limit]
     if not out:

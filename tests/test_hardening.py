@@ -389,3 +389,34 @@ def test_a_stored_result_of_another_existing_checkpoint_is_never_replaced(tmp_pa
     refuse_other_checkpoint(old, str(first), tmp_path / "r.json")  # the same checkpoint: its own entry
     first.rename(tmp_path / "moved")
     refuse_other_checkpoint(old, str(second), tmp_path / "r.json")  # the old one is gone: the entry moves on
+
+
+# --------------------------------------------------------------------------- 9. the smaller refusals
+def test_manifest_of_a_newer_schema_is_refused(tmp_path):
+    """A checkpoint manifest written by a newer toolkit is refused with one line, as the results store does."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from release_testutil import manifest
+
+    from sppo.checkpoint import SCHEMA_VERSION, CheckpointManifest
+    from sppo.errors import UserError
+
+    for version, words in ((SCHEMA_VERSION + 1, "newer than this toolkit"), ("2", "positive integer")):
+        with pytest.raises(UserError, match=words) as e:
+            CheckpointManifest.from_dict({**manifest(1), "schema_version": version}, "m.json")
+        assert str(e.value).startswith("m.json: schema_version") or "'schema_version'" in str(e.value)
+    assert CheckpointManifest.from_dict({**manifest(1), "schema_version": SCHEMA_VERSION}, "m.json").iteration == 1
+
+
+def test_prompts_sharing_an_id_are_all_kept(tmp_path, caplog):
+    """Two different prompts under one id are both trained on (the later one as <id>#2) and a warning says so;
+    the same prompt twice is kept once."""
+    from sppo.config import PromptsConfig
+    from sppo.prompts import load_split
+
+    path = tmp_path / "p.jsonl"
+    rows = [("a", "first"), ("a", "second"), ("b", "third"), ("a", "first"), ("a#2", "fourth"), ("a", "fifth")]
+    path.write_text("".join(json.dumps({"id": i, "prompt": t, "split": "s"}) + "\n" for i, t in rows))
+    got = load_split(PromptsConfig(source=str(path), splits=["s"]), 1)
+    assert [g["prompt"] for g in got] == ["first", "second", "third", "fourth", "fifth"]
+    assert len({g["id"] for g in got}) == 5 and got[0]["id"] == "a" and got[1]["id"] == "a#2"
+    assert "share an id" in caplog.text and str(path) in caplog.text
