@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sppo.errors import UserError, io_errors
-from sppo.files import utc_now
+from sppo.files import refuse_symlink, utc_now
 from sppo.scrub import install_log_scrubber, public_url, register_secret, scrub, scrub_obj
 
 __all__ = ["install_log_scrubber", "register_secret", "scrub"]  # the shared scrubber, as the suites import it
@@ -130,8 +130,7 @@ class JudgeCache:
         self._lock = threading.Lock()
         with self._errors():
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            if self.path.is_symlink():
-                raise UserError(f"{self.path}: is a symbolic link; refusing to write through it (remove the link)")
+            refuse_symlink(self.path)
             self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=60)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, judge TEXT NOT NULL, "

@@ -1,8 +1,8 @@
 """Atomic file writes, JSON/JSONL helpers and stage manifests shared by every layer.
 
 Everything the toolkit writes goes to a temporary file in the same directory and is renamed into
-place, so a crash never leaves a half-written file; no registered secret (``sppo.scrub``) is ever written. A stage is finished exactly when its
-manifest exists (the manifest is written last).
+place, so a crash never leaves a half-written file; no registered secret (``sppo.scrub``) is ever
+written. A stage is finished exactly when its manifest exists (the manifest is written last).
 """
 
 from __future__ import annotations
@@ -45,6 +45,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
                 tmp_path.unlink()
 
 
+def refuse_symlink(path: str | os.PathLike) -> None:
+    """UserError when `path` is a symbolic link (a file kept in place is never written through one)."""
+    if Path(path).is_symlink():
+        raise UserError(f"{path}: is a symbolic link; refusing to write through it (remove the link)")
+
+
 def open_no_follow(path: str | os.PathLike, flags: int = os.O_RDWR | os.O_CREAT, mode: int = 0o644) -> int:
     """``os.open`` for writing a file the toolkit keeps in place (lock files, append-only logs): never through a
     symbolic link (``O_NOFOLLOW``) and only onto a regular file. Returns the descriptor, else UserError naming
@@ -53,7 +59,7 @@ def open_no_follow(path: str | os.PathLike, flags: int = os.O_RDWR | os.O_CREAT,
         fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
     except OSError as e:
         if e.errno == errno.ELOOP:
-            raise UserError(f"{path}: is a symbolic link; refusing to write through it (remove the link)") from None
+            refuse_symlink(path)
         raise
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
@@ -89,8 +95,12 @@ def fresh_dir(path: str | os.PathLike) -> Path:
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
+    return _write_clean(path, scrub(text, patterns=False))
+
+
+def _write_clean(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
-        tmp.write_text(scrub(text, patterns=False), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
     return Path(path)
 
 
@@ -106,8 +116,9 @@ def _finite(obj: Any) -> Any:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    text = json.dumps(scrub_obj(_finite(obj), patterns=False), indent=2, ensure_ascii=False, default=str, allow_nan=False)
-    return write_text(path, text + "\n")
+    clean = scrub_obj(_finite(obj), patterns=False)  # strings scrubbed before escaping: every encoding matches
+    text = json.dumps(clean, indent=2, ensure_ascii=False, default=str, allow_nan=False)
+    return _write_clean(path, text + "\n")
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:

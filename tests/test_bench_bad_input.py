@@ -138,7 +138,8 @@ def test_benchmark_file_with_a_repeated_id_is_one_line(tmp_path, shared_data, wh
     lines = path.read_text().splitlines()
     path.write_text("\n".join([*lines, lines[0]]) + "\n")
     first = json.loads(lines[0])[key]
-    with pytest.raises(UserError, match=re.escape(f"{path}: record {len(lines) + 1}: {key} {first!r} is used twice")):
+    message = f"{path}: record {len(lines) + 1}: {key} {first!r} is used twice"
+    with pytest.raises(UserError, match=re.escape(message)):
         DataSource(tmp_path).mt_bench()
 
 

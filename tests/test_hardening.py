@@ -136,6 +136,28 @@ def _leaks(*blobs: bytes) -> list[bytes]:
     return [f for f in _secret_forms() if any(f in b for b in blobs)]
 
 
+def test_scrub_removes_a_key_in_every_encoding_and_leaves_other_text_alone():
+    import base64
+    from urllib.parse import quote, quote_plus
+
+    from sppo.scrub import public_url, register_secret, scrub
+
+    key = 'sk-\u00e9n"co\\ded/+%=key-2468'
+    register_secret(key)
+    assert public_url("https://bob:h%40ppy-pass@example.com:8443/v1?x=1") == "https://example.com:8443/v1?x=1"
+    forms = [key, json.dumps(key)[1:-1], json.dumps(key, ensure_ascii=False)[1:-1], quote(key, safe=""),
+             quote_plus(key), "h@ppy-pass", "h%40ppy-pass", base64.b64encode(b"bob:h@ppy-pass").decode()]
+    for prefix in (b"", b"B", b"Be", b"Bearer "):  # base64 of the key inside a longer base64 text, any alignment
+        forms.append(base64.b64encode(prefix + key.encode()).decode())
+        forms.append(base64.urlsafe_b64encode(prefix + key.encode() + b" tail").decode())
+    for form in forms:
+        text = scrub(f"before {form} after")
+        assert "[REDACTED]" in text and text.startswith("before ") and text.endswith(" after"), (form, text)
+        assert "ppy-pass" not in text and "co\\ded" not in text, (form, text)
+    plain = "A basic answer: see http://example.com/docs (Bearer bonds are old)."
+    assert scrub(plain) == plain
+
+
 def test_echoed_key_and_url_password_never_reach_cache_replies_or_logs(tmp_path, monkeypatch, caplog):
     """A judge that echoes the Authorization header inside a 200 reply: the reply, the SQLite cache (with its
     journal), the judge's recorded identity and every log line are free of the key and of the URL password."""

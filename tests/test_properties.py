@@ -15,8 +15,8 @@ from benchmarks.cli import main as bench_main
 from sppo.config import Config, load_config
 from sppo.errors import UserError
 
-FAST = settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                        HealthCheck.too_slow])
+FAST = settings(max_examples=40, deadline=None, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 # Scalars as they come out of JSON/YAML, with the awkward ones made likely.
 SCALARS = st.one_of(st.none(), st.booleans(), st.integers(min_value=-2**70, max_value=2**70),
