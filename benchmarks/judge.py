@@ -43,7 +43,7 @@ from typing import Any, Sequence
 
 from sppo.errors import UserError, io_errors
 from sppo.files import refuse_symlink, utc_now
-from sppo.scrub import install_log_scrubber, public_url, register_secret, scrub, scrub_obj
+from sppo.scrub import install_log_scrubber, public_url, register_secret, scrub, scrub_obj, url_credentials
 
 __all__ = ["install_log_scrubber", "register_secret", "scrub"]  # the shared scrubber, as the suites import it
 
@@ -263,8 +263,8 @@ class OpenAIJudge(Judge):
                  backoff_base: float = 1.0, backoff_max: float = 60.0,
                  price_per_million: tuple[float, float] | None = None):
         super().__init__(model, cache, price_per_million)
-        self._request_url = base_url.rstrip("/")  # may carry user:password (basic authentication); never recorded
-        self.base_url = public_url(self._request_url)
+        self.base_url = public_url(base_url.rstrip("/"))  # without user:password, which never reaches a record,
+        self._auth = url_credentials(base_url)  # a key or a log line: it goes as basic authentication
         self.api_key_env = api_key_env
         self.max_concurrency = max(1, int(max_concurrency))
         self.max_retries = max(0, int(max_retries))
@@ -348,8 +348,8 @@ class OpenAIJudge(Judge):
                 self.stats.calls += 1
             try:
                 try:
-                    resp = self._http().post(f"{self._request_url}/chat/completions", json=payload,
-                                             headers=self._headers())
+                    resp = self._http().post(f"{self.base_url}/chat/completions", json=payload,
+                                             headers=self._headers(), auth=self._auth)
                 except httpx.TimeoutException:
                     raise _Retryable("timeout") from None
                 except (httpx.TransportError, RuntimeError, AttributeError) as e:  # also: client closed on Ctrl-C

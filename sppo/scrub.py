@@ -79,6 +79,16 @@ def public_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=host))
 
 
+def url_credentials(url: str) -> tuple[str, str] | None:
+    """(user, password) of a URL's userinfo, decoded, for HTTP basic authentication (registered as secrets by
+    ``public_url``); None without userinfo."""
+    netloc = urlsplit(url).netloc
+    if "@" not in netloc:
+        return None
+    user, _, password = netloc.rpartition("@")[0].partition(":")
+    return unquote(user), unquote(password)
+
+
 def scrub(text: str, patterns: bool = True) -> str:
     """`text` without any registered secret in any encoding; with `patterns`, also without ``Authorization`` /
     ``Bearer`` values and the userinfo of URLs."""

@@ -167,6 +167,9 @@ def test_echoed_key_and_url_password_never_reach_cache_replies_or_logs(tmp_path,
     from benchmarks.testing import FakeJudgeServer
     from sppo.files import write_json
 
+    import logging
+
+    caplog.set_level(logging.INFO)  # the HTTP client's request lines too
     monkeypatch.setenv("HARDEN_KEY", KEY)
     cache_path = tmp_path / "cache.sqlite3"
     cache = JudgeCache(cache_path)
@@ -184,6 +187,7 @@ def test_echoed_key_and_url_password_never_reach_cache_replies_or_logs(tmp_path,
     cache.close()
     write_json(tmp_path / "replies.json", [r.text for r in replies])
     files = [p.read_bytes() for p in tmp_path.iterdir() if p.is_file()]
+    assert "HTTP Request" in caplog.text
     assert _leaks(*files, caplog.text.encode(), json.dumps([r.text for r in replies]).encode()) == []
 
 
