@@ -311,6 +311,27 @@ def test_judge_cache_on_a_full_disk_is_one_line_and_keeps_what_it_had(tmp_path, 
     cache.close()
 
 
+@pytest.mark.parametrize("options, words", [(("size=48k",), "no space left on device"),
+                                            (("size=64k", "ro"), "read-only file system")])
+def test_bench_run_on_a_full_or_read_only_store(tmp_path, shared_data, disks, monkeypatch, capsys, options, words):
+    """`sppo-bench` whose results store fills up (SQLite: "database or disk is full") or is read-only: one line
+    naming the file, exit 1, no temporary file left."""
+    from bench_fake_judge import bench_args, tiny_checkpoints
+    from benchmarks.cli import main as bench
+    from benchmarks.testing import FakeJudgeServer
+
+    ckpt = tiny_checkpoints(tmp_path / "ck", seeds=(0,))
+    store = disks("store", *options)
+    monkeypatch.setenv("BENCH_KEY", "k-123456")
+    with FakeJudgeServer() as server:
+        capsys.readouterr()
+        code = bench(bench_args(server, ckpt, shared_data, store / "results", "--mt-bench", "--alpaca-eval",
+                                limit=1, max_new_tokens=4))
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert code == 1 and len(err) == 1 and str(store) in err[0] and words in err[0], err
+    _no_temporary_files(store)
+
+
 def test_bench_table_only_reads_and_works_on_a_read_only_store(tmp_path):
     """`sppo-bench table` prints the tables of a store it may not write to, and writes nothing; plots only when
     asked, and then a store it cannot write is one line."""
