@@ -311,8 +311,8 @@ def test_judge_cache_on_a_full_disk_is_one_line_and_keeps_what_it_had(tmp_path, 
     cache.close()
 
 
-@pytest.mark.parametrize("options, words", [(("size=48k",), "no space left on device"),
-                                            (("size=64k", "ro"), "read-only file system")])
+@pytest.mark.parametrize("options, words", [(("size=48k",), ("no space left on device", "input/output error")),
+                                            (("size=64k", "ro"), ("read-only file system",))])
 def test_bench_run_on_a_full_or_read_only_store(tmp_path, shared_data, disks, monkeypatch, capsys, options, words):
     """`sppo-bench` whose results store fills up (SQLite: "database or disk is full") or is read-only: one line
     naming the file, exit 1, no temporary file left."""
@@ -328,7 +328,7 @@ def test_bench_run_on_a_full_or_read_only_store(tmp_path, shared_data, disks, mo
         code = bench(bench_args(server, ckpt, shared_data, store / "results", "--mt-bench", "--alpaca-eval",
                                 limit=1, max_new_tokens=4))
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
-    assert code == 1 and len(err) == 1 and str(store) in err[0] and words in err[0], err
+    assert code == 1 and len(err) == 1 and str(store) in err[0] and any(w in err[0] for w in words), err
     _no_temporary_files(store)
 
 
