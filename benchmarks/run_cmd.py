@@ -89,7 +89,8 @@ def configure(p: argparse.ArgumentParser) -> None:
             j.add_argument(f"{suite.flag}-judge-model", dest=f"{suite.name}_judge_model", metavar="MODEL",
                            help=f"judge model of {suite.name} only")
     j.add_argument("--judge-api-key-env", default="OPENAI_API_KEY",
-                   help="name of the environment variable holding the API key (the key is never printed)")
+                   help="name of the environment variable holding the API key (the key is never printed or "
+                        "written); unset: an error, or a warning for an endpoint on this machine")
     j.add_argument("--judge-concurrency", type=int, default=8, help="requests in flight")
     j.add_argument("--judge-max-retries", type=int, default=6)
     j.add_argument("--judge-timeout", type=float, default=120.0, help="seconds per request")
