@@ -100,17 +100,20 @@ class ModelAnswerer:
         matrices = checked_compare(self._ranker, prompts, candidates)
         return [cands[int(np.argmax(scores_from_comparisons(m)))] for cands, m in zip(candidates, matrices)]
 
-    def answer(self, conversations: Sequence, temperature: float, max_new_tokens: int, top_p: float = 1.0) -> list[str]:
-        """One answer per conversation (the ranker's favourite of ``best_of`` samples when best_of > 1)."""
+    def answer(self, conversations: Sequence, temperature: float, max_new_tokens: int, top_p: float = 1.0,
+               top_k: int = 0) -> list[str]:
+        """One answer per conversation (the ranker's favourite of ``best_of`` samples when best_of > 1); top_k 0:
+        no top-k cut."""
         if not conversations:
             return []
         if self.best_of > 1:
             t = temperature if temperature >= 1e-4 else BEST_OF_TEMPERATURE
-            params = SamplingParams(n=self.best_of, temperature=t, top_p=top_p, max_new_tokens=max_new_tokens,
-                                    seed=self.seed)
+            params = SamplingParams(n=self.best_of, temperature=t, top_p=top_p, top_k=top_k,
+                                    max_new_tokens=max_new_tokens, seed=self.seed)
             return self._rank(conversations, self.generator.generate(conversations, params, progress=self.progress))
         t = temperature if temperature >= 1e-4 else 0.0
-        params = SamplingParams(n=1, temperature=t, top_p=top_p, max_new_tokens=max_new_tokens, seed=self.seed)
+        params = SamplingParams(n=1, temperature=t, top_p=top_p, top_k=top_k, max_new_tokens=max_new_tokens,
+                                seed=self.seed)
         return [r[0] for r in self.generator.generate(conversations, params, progress=self.progress)]
 
 

@@ -306,7 +306,8 @@ def _run_key(args, judges: "Judges | None", suite: str, ctx) -> dict[str, Any]:
                 **({"trust_remote_code": True} if args.trust_remote_code else {})}
     return {"limit": args.limit, "max_new_tokens": args.max_new_tokens,
             "alpaca_eval_sampling": [args.alpaca_eval_temperature, args.alpaca_eval_top_p] if suite == "alpaca_eval"
-            else None, "chat_template": args.chat_template if suite == "mt_bench" else None, "data_dir": str(args.data_dir) if args.data_dir else None,
+            else None, "chat_template": args.chat_template if suite == "mt_bench" else None,
+            "data": ctx.data.digest(suite),
             "judge": judges.identity(suite), "prompt_version": SUITES[suite].prompt_version(ctx),
             "with_judgments": [str(d) for d in args.with_judgments] if suite == "arena_hard" else None}
 

@@ -1,12 +1,16 @@
 """`sppo-bench table`: the seed model card's four tables from the results store, and one plot per benchmark.
 
-    sppo-bench table [--results-dir DIR | --run-dir RUN] [--plots | --plots-dir DIR] [--format markdown|csv]
+    sppo-bench table [--results-dir DIR | --run-dir RUN] [--family NAME] [--plots | --plots-dir DIR]
+                     [--format markdown|csv]
 
-Tables (pandas DataFrames printed as Markdown): AlpacaEval 2 (LC win rate, win rate, avg. length), Arena-Hard v0.1
-(score, 95% CI, avg. tokens), Open LLM Leaderboard (lm-eval v0.4.1: the six tasks and their average; the offline
-``sppo-tiny-mc`` task when that is what was run), MT-Bench (1st turn, 2nd turn, average). One row per model and
-variant (``Iter0`` - the run's starting model -, ``Iter1``, ``Iter1 (best-of-16)``). Arena-Hard score and CI print as
-arena-hard-auto's show_result.py prints them (``23.3``, ``(-1.8, 1.8)``). Plots: ``<plots-dir>/<suite>.png``, the
+Tables (pandas DataFrames printed as Markdown) with the model card's columns, rounding and row names
+(``benchmarks.card_layout``): AlpacaEval 2 (LC win rate, win rate to two decimals, avg. length), Arena-Hard v0.1
+(score, 95% CI, avg. tokens; score and CI as arena-hard-auto's show_result.py prints them, ``23.3``, ``(-1.8, 1.8)``),
+Open LLM Leaderboard (lm-eval v0.4.1: the six tasks and their average - ``mmlu`` is v0.4.1's group figure, subjects
+weighted by size, with the unweighted mean of the subjects beside it -; the offline ``sppo-tiny-mc`` task when that
+is what was run), MT-Bench (1st turn, 2nd turn, average, two decimals). One row per model and variant: the run's
+iterations as the card names them (``Mistral7B-PairRM-SPPO Iter 1``, ``... Iter 1 (best-of-16)``), ``Iter0`` - the
+run's starting model - by its name, other models by their results-store name. Plots: ``<plots-dir>/<suite>.png``, the
 headline figure of each benchmark across the models (iterations in order), one line per variant, with error bars
 where the benchmark has them (AlpacaEval standard error, Arena-Hard 95% CI), on an axis that starts at 0, written only
 when asked for (``--plots``, ``--plots-dir``): the tables alone only read, so they work on a read-only results store.
@@ -16,25 +20,28 @@ from __future__ import annotations
 
 import argparse
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from sppo.errors import UserError
 from sppo.files import atomic_path, current_run_dir
 
+from benchmarks.card_layout import TABLES as CARD_TABLES
+from benchmarks.card_layout import Column, TableSpec, card_row_label, family_name, fmt_short
 from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteResult
 
-# (suite, title, [(column header, metric key)], headline metric for the plot)
-TABLES: list[tuple[str, str, list[tuple[str, str]], str]] = [
-    ("alpaca_eval", "AlpacaEval 2", [("LC. Win Rate", "length_controlled_winrate"), ("Win Rate", "win_rate"),
-                                     ("Avg. Length", "avg_length")], "length_controlled_winrate"),
-    ("arena_hard", "Arena-Hard v0.1", [("Score", "score"), ("95% CI", "CI"), ("average # Tokens", "avg_tokens")],
-     "score"),
-    ("lm_eval", "Open LLM Leaderboard (lm-evaluation-harness v0.4.1)",
-     [("arc_challenge", "arc_challenge"), ("truthfulqa_mc2", "truthfulqa_mc2"), ("winogrande", "winogrande"),
-      ("gsm8k", "gsm8k"), ("hellaswag", "hellaswag"), ("mmlu", "mmlu"), ("average", "average")], "average"),
-    ("mt_bench", "MT-Bench", [("1st Turn", "turn_1"), ("2nd Turn", "turn_2"), ("Average", "average")], "average"),
+# (suite, title, headline metric for the plot); the columns, their rounding and the row names are the model card's
+# (benchmarks.card_layout)
+TABLES: list[tuple[str, str, str]] = [
+    ("alpaca_eval", "AlpacaEval 2", "length_controlled_winrate"),
+    ("arena_hard", "Arena-Hard v0.1", "score"),
+    ("lm_eval", "Open LLM Leaderboard (lm-evaluation-harness v0.4.1)", "average"),
+    ("mt_bench", "MT-Bench", "average"),
 ]
+# beside the card's mmlu (v0.4.1's group figure, subjects weighted by size): the Open LLM Leaderboard v1's unweighted
+# mean of the 57 subjects
+MMLU_UNWEIGHTED = Column("mmlu (unweighted)", ("mmlu_unweighted",), fmt_short, "acc", "mmlu_unweighted")
 PLOT_FALLBACK = {"alpaca_eval": "win_rate"}  # LC needs df_gamed.csv; without it plot the win rate
 AXIS_TOP = {"alpaca_eval": 100, "arena_hard": 100, "lm_eval": 100, "mt_bench": 10}  # each figure's full scale
 ERROR_KEYS = {("alpaca_eval", "length_controlled_winrate"): "lc_standard_error",
@@ -62,59 +69,82 @@ LOGPROB_MARK = " *"  # rows with verdicts read from a local judge's token probab
 LOGPROB_FOOTNOTE = "\\* some verdicts read from the local judge's token probabilities (its text had no valid one)"
 
 
-def row_label(r: SuiteResult) -> str:
-    label = r.model if r.variant == DEFAULT_VARIANT else f"{r.model} ({r.variant})"
+@dataclass(frozen=True)
+class RunNames:
+    """What names the rows: the run's family (``Mistral7B-PairRM-SPPO``, as ``sppo-release`` names its cards) and
+    its base model (the ``Iter0`` row); None where the results belong to no run with checkpoints."""
+
+    family: str | None = None
+    base_model: str | None = None
+
+
+def run_names(run_dir: Path | None, family: str | None = None) -> RunNames:
+    """The family and base model recorded in the run's first checkpoint manifest (`family` overrides)."""
+    from sppo.checkpoint import MANIFEST_NAME, CheckpointManifest
+
+    manifests = sorted(run_dir.glob(f"checkpoints/Iter*/{MANIFEST_NAME}")) if run_dir and run_dir.is_dir() else []
+    if not manifests:
+        return RunNames(family)
+    try:
+        m = CheckpointManifest.read(manifests[0].parent)
+    except UserError:
+        return RunNames(family)
+    return RunNames(family or family_name(m.base_model, m.ranker), m.base_model)
+
+
+def row_label(spec: TableSpec, r: SuiteResult, names: RunNames) -> str:
+    """The card's row name for a run's iteration (``Mistral7B-PairRM-SPPO Iter 2 (best-of-16)``), the base model's
+    name for Iter0, else the results-store name; `` *`` marks verdicts read from token probabilities."""
+    m = re.fullmatch(r"Iter(\d+)", r.model)
+    if m and int(m.group(1)) > 0 and names.family:
+        label = card_row_label(spec, names.family, int(m.group(1)), r.variant)
+    else:
+        model = names.base_model.split("/")[-1] if r.model == "Iter0" and names.base_model else r.model
+        label = model if r.variant == DEFAULT_VARIANT else f"{model} ({r.variant})"
     return label + (LOGPROB_MARK if r.metrics.get("n_logprob_verdicts") else "")
 
 
-def _cell(value: Any) -> Any:
-    if isinstance(value, float):
-        return round(value, 2)
-    return value
+def table_columns(spec: TableSpec, rs: list[SuiteResult]) -> list[Column]:
+    """The card's columns; lm-eval adds the unweighted MMLU beside ``mmlu``, or shows what the offline task
+    measured when only that was run."""
+    cols = list(spec.columns)
+    if spec.suite != "lm_eval":
+        return cols
+    if all(r.metrics.get("arc_challenge") is None for r in rs):
+        measured = sorted({k for r in rs for k, v in r.metrics.items()
+                           if isinstance(v, (int, float)) and not k.startswith("n_") and k != "average"})
+        return [Column(k, (k,), fmt_short, "", k) for k in measured] + [cols[-1]]
+    at = next(i for i, c in enumerate(cols) if c.keys == ("mmlu",)) + 1
+    return cols[:at] + [MMLU_UNWEIGHTED] + cols[at:]
 
 
-def arena_hard_cells(metrics: dict[str, Any]) -> dict[str, Any]:
-    """Score and CI as show_result.py prints them: ``round(score, 1)`` and ``str((round(lower - score, 1),
-    round(upper - score, 1)))`` (arena-hard-auto show_result.py @e883410:245,252-253; the metrics' ``lower`` /
-    ``upper`` are those rounded offsets)."""
-    score, lower, upper = metrics.get("score"), metrics.get("lower"), metrics.get("upper")
-    return {"Score": None if score is None else round(score, 1),
-            "95% CI": None if lower is None or upper is None else str((lower, upper))}
-
-
-def suite_frames(store: ResultsStore) -> dict[str, Any]:
-    """``{suite: DataFrame}`` with one row per (model, variant); suites without results are left out."""
+def suite_frames(store: ResultsStore, names: RunNames = RunNames()) -> dict[str, Any]:
+    """``{suite: DataFrame}`` with one row per (model, variant), every cell printed as the model card prints it;
+    suites without results are left out."""
     import pandas as pd
 
     results = store.results()
     frames = {}
-    for suite, _title, columns, _ in TABLES:
-        rs = sorted((r for r in results if r.suite == suite),
+    for spec in CARD_TABLES:
+        rs = sorted((r for r in results if r.suite == spec.suite),
                     key=lambda r: (r.variant != DEFAULT_VARIANT, r.variant, model_sort_key(r.model)))
         if not rs:
             continue
-        cols = list(columns)
-        if suite == "lm_eval" and all(r.metrics.get("arc_challenge") is None for r in rs):
-            # only the project's offline task was run: show what was measured
-            extra = sorted({k for r in rs for k, v in r.metrics.items()
-                            if isinstance(v, (int, float)) and not k.startswith("n_") and k != "average"})
-            cols = [(k, k) for k in extra] + [("average", "average")]
-        rows = {row_label(r): {h: _cell(r.metrics.get(k)) for h, k in cols} for r in rs}
-        if suite == "arena_hard":
-            for r in rs:
-                rows[row_label(r)].update(arena_hard_cells(r.metrics))
-        frames[suite] = pd.DataFrame.from_dict(rows, orient="index", columns=[h for h, _ in cols])
+        cols = table_columns(spec, rs)
+        rows = {row_label(spec, r, names): {c.header: c.cell(r.metrics, f"results of {r.model} ({spec.suite})")
+                                            for c in cols} for r in rs}
+        frames[spec.suite] = pd.DataFrame.from_dict(rows, orient="index", columns=[c.header for c in cols])
     return frames
 
 
 def render(frames: dict[str, Any], fmt: str = "markdown") -> str:
     out = []
-    for suite, title, _, _ in TABLES:
+    for suite, title, _ in TABLES:
         if suite not in frames:
             continue
         df = frames[suite]
         out.append(f"## {title}\n")
-        out.append(df.to_markdown(missingval="n/a") if fmt == "markdown" else df.to_csv())
+        out.append(df.to_markdown(disable_numparse=True) if fmt == "markdown" else df.to_csv())
         if fmt == "markdown" and any(str(i).endswith(LOGPROB_MARK) for i in df.index):
             out.append("\n" + LOGPROB_FOOTNOTE)
         out.append("")
@@ -150,7 +180,7 @@ def write_plots(store: ResultsStore, plots_dir: Path) -> list[Path]:
 
     results = store.results()
     written = []
-    for suite, title, _, key in TABLES:
+    for suite, title, key in TABLES:
         if not any(r.suite == suite for r in results):
             continue
         metric, models, series = plot_series(results, suite, key)
@@ -181,12 +211,15 @@ def configure(p: argparse.ArgumentParser) -> None:
                    "<results-dir>/plots)")
     p.add_argument("--no-plots", action="store_true", help=argparse.SUPPRESS)  # the default; kept for old scripts
     p.add_argument("--format", choices=("markdown", "csv"), default="markdown")
+    p.add_argument("--family", metavar="NAME", help="row names '<NAME> Iter N' (default: the run's family as "
+                   "sppo-release names its cards, e.g. Mistral7B-PairRM-SPPO; plain IterN without a run)")
 
 
 def main(args: argparse.Namespace) -> int:
-    results_dir = args.results_dir or current_run_dir(args.run_dir) / "results"
+    run_dir = None if args.results_dir else current_run_dir(args.run_dir)
+    results_dir = args.results_dir or run_dir / "results"
     store = ResultsStore(results_dir)
-    frames = suite_frames(store)
+    frames = suite_frames(store, run_names(run_dir or results_dir.parent, args.family))
     if not frames:
         raise UserError(f"{results_dir}: no benchmark results (run `sppo-bench --all ...` first)")
     print(render(frames, args.format))

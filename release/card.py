@@ -15,11 +15,12 @@ import re
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import jinja2
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from benchmarks.card_layout import TABLES, Column, TableSpec, card_row_label, family_name, fmt_int, fmt_short
 from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteResult
 from sppo.errors import UserError
 from sppo.scrub import public_url
@@ -39,127 +40,12 @@ eprint={2405.00675},
 archivePrefix={arXiv},
 primaryClass={cs.LG}
 }"""
-LICENSE_NAMES = {"apache-2.0": "Apache-2.0", "mit": "MIT", "cc-by-4.0": "CC-BY-4.0", "cc-by-nc-4.0": "CC-BY-NC-4.0"}
+LICENSE_NAMES = {"apache-2.0": "Apache-2.0", "mit": "MIT", "cc-by-4.0": "CC-BY-4.0", "cc-by-nc-4.0": "CC-BY-NC-4.0",
+                 "gemma": "Gemma"}
+# Gemma's terms carry over to models trained from it: the published Gemma-2-9B-It-SPPO cards say `license: gemma`
+BASE_LICENSES = {"google/gemma-2-9b-it": "gemma", "google/gemma-2-27b-it": "gemma"}
 
 
-# --------------------------------------------------------------------------------------------- number formats
-
-def fmt_fixed(digits: int) -> Callable[[Any], str]:
-    """Fixed decimals: ``fmt_fixed(2)(7.9) == "7.90"`` (percentages, MT-Bench scores)."""
-    return lambda x: f"{float(x):.{digits}f}"
-
-
-def fmt_short(x: Any) -> str:
-    """Rounded to 2 decimals without trailing zeros, as Python prints ``round(x, 2)``: 69.40 -> "69.4"."""
-    s = f"{float(x):.2f}".rstrip("0")
-    return s + "0" if s.endswith(".") else s
-
-
-def fmt_int(x: Any) -> str:
-    """Whole number (lengths in characters or tokens)."""
-    return str(int(round(float(x))))
-
-
-def fmt_ci(lower: Any, upper: Any) -> str:
-    """Arena-Hard 95% interval from the offsets around the score: ``(-1.8, 1.8)``."""
-    return f"({float(lower):.1f}, {float(upper):.1f})"
-
-
-# ---------------------------------------------------------------------------------------------- table layout
-
-@dataclass(frozen=True)
-class Column:
-    """One table column: header, the metric key(s) it reads, how it prints, and its model-index entry."""
-
-    header: str
-    keys: tuple[str, ...]
-    fmt: Callable[..., str]
-    metric_type: str
-    metric_name: str
-    numeric: bool = True
-    aggregate: bool = False  # computed from the other columns: alone it does not put a result in the table
-
-    def missing(self, metrics: dict[str, Any]) -> list[str]:
-        return [k for k in self.keys if metrics.get(k) is None]
-
-    def cell(self, metrics: dict[str, Any], source: str) -> str:
-        """The printed value; ``n/a`` when a metric is missing (see `missing_metrics`)."""
-        if self.missing(metrics):
-            return MISSING
-        try:
-            return self.fmt(*(metrics[k] for k in self.keys))
-        except (TypeError, ValueError):
-            raise UserError(f"{source}: metric {self.keys[0]!r} is not a number ({metrics[self.keys[0]]!r})") from None
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """What a figure was measured on, for the model-index."""
-
-    type: str
-    name: str
-    config: str | None = None
-
-
-@dataclass(frozen=True)
-class TableSpec:
-    """One benchmark table of the card."""
-
-    suite: str
-    title: str
-    url: str
-    first_header: str
-    columns: tuple[Column, ...]
-    datasets: tuple[Dataset, ...]  # one for the whole suite, or one per column
-    label: str = "spaced"  # "spaced": "<family> Iter 2"; "repo": "<family>-Iter2"
-    intro: str = ""
-
-
-P2 = fmt_fixed(2)
-MISSING = "n/a"
-TABLES: tuple[TableSpec, ...] = (
-    TableSpec(
-        suite="alpaca_eval", title="AlpacaEval Leaderboard Evaluation Results",
-        url="https://tatsu-lab.github.io/alpaca_eval/", first_header="Model",
-        columns=(Column("LC. Win Rate", ("length_controlled_winrate",), P2, "lc_win_rate", "LC Win Rate"),
-                 Column("Win Rate", ("win_rate",), P2, "win_rate", "Win Rate"),
-                 Column("Avg. Length", ("avg_length",), fmt_int, "avg_length", "Avg. Length (characters)")),
-        datasets=(Dataset("tatsu-lab/alpaca_eval", "AlpacaEval 2.0", "alpaca_eval_gpt4_baseline"),)),
-    TableSpec(
-        suite="arena_hard", title="Arena-Hard Evaluation Results", url="https://github.com/lm-sys/arena-hard",
-        first_header="Model", label="repo",
-        columns=(Column("Score", ("score",), fmt_fixed(1), "score", "Score"),
-                 Column("95% CI", ("lower", "upper"), fmt_ci, "ci_95", "95% CI", numeric=False),
-                 Column("average \\# Tokens", ("avg_tokens",), fmt_int, "avg_tokens", "Average # Tokens")),
-        datasets=(Dataset("lmarena-ai/arena-hard-auto-v0.1", "Arena-Hard v0.1"),)),
-    TableSpec(
-        suite="lm_eval", title="Open LLM Leaderboard Evaluation Results",
-        url="https://github.com/EleutherAI/lm-evaluation-harness", first_header="",
-        intro="Results are reported by using [lm-evaluation-harness](https://github.com/EleutherAI/"
-              "lm-evaluation-harness) v{version}",
-        columns=(Column("arc_challenge", ("arc_challenge",), fmt_short, "acc_norm", "arc_challenge"),
-                 Column("truthfulqa_mc2", ("truthfulqa_mc2",), fmt_short, "mc2", "truthfulqa_mc2"),
-                 Column("winogrande", ("winogrande",), fmt_short, "acc", "winogrande"),
-                 Column("gsm8k", ("gsm8k",), fmt_short, "exact_match", "gsm8k"),
-                 Column("hellaswag", ("hellaswag",), fmt_short, "acc_norm", "hellaswag"),
-                 Column("mmlu", ("mmlu",), fmt_short, "acc", "mmlu"),
-                 Column("average", ("average",), fmt_short, "average", "Open LLM Leaderboard average",
-                        aggregate=True)),
-        datasets=(Dataset("allenai/ai2_arc", "AI2 Reasoning Challenge", "ARC-Challenge"),
-                  Dataset("truthfulqa/truthful_qa", "TruthfulQA", "multiple_choice"),
-                  Dataset("allenai/winogrande", "Winogrande", "winogrande_xl"),
-                  Dataset("openai/gsm8k", "GSM8k", "main"),
-                  Dataset("Rowan/hellaswag", "HellaSwag"),
-                  Dataset("cais/mmlu", "MMLU", "all"),
-                  Dataset("open-llm-leaderboard", "Open LLM Leaderboard (average of the 6 tasks)"))),
-    TableSpec(
-        suite="mt_bench", title="MT-Bench Evaluation Results",
-        url="https://github.com/lm-sys/FastChat/tree/main/fastchat/llm_judge", first_header="",
-        columns=(Column("1st Turn", ("turn_1",), P2, "score_turn_1", "MT-Bench 1st turn"),
-                 Column("2nd Turn", ("turn_2",), P2, "score_turn_2", "MT-Bench 2nd turn"),
-                 Column("Average", ("average",), P2, "score", "MT-Bench average")),
-        datasets=(Dataset("lmsys/mt_bench", "MT-Bench"),)),
-)
 DEFAULT_LM_EVAL_VERSION = "0.4.1"
 
 
@@ -197,13 +83,15 @@ class ReleaseInfo:
         return f"{HUB_URL}/{self.repo_id(it)}" if self.org else f"../{self.model_name(it)}/README.md"
 
 
+def default_license(iterations: list[Iteration]) -> str:
+    """The license of the run's cards: its base model's where that binds derivatives (Gemma), else Apache-2.0."""
+    return BASE_LICENSES.get(str(iterations[0].manifest["base_model"]), "apache-2.0")
+
+
 def default_family(iterations: list[Iteration]) -> str:
-    """``<base model>-<ranker>-SPPO``, e.g. ``Mistral-7B-Instruct-v0.2-PairRM-SPPO``."""
+    """The run's family name (``benchmarks.card_layout.family_name`` of its base model and ranker)."""
     m = iterations[0].manifest
-    ranker = str(m["ranker"])
-    ranker = "LocalJudge" if ranker.startswith("local-judge") else ranker.split("/")[-1]
-    base = str(m["base_model"]).split("/")[-1]
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{base}-{ranker}-SPPO")
+    return family_name(str(m["base_model"]), str(m["ranker"]))
 
 
 Results = dict[int, list[SuiteResult]]  # iteration number -> its results (all suites and variants)
@@ -339,8 +227,7 @@ def other_results(results: Results, iterations: list[Iteration]) -> list[str]:
 # ---------------------------------------------------------------------------------------------------- tables
 
 def row_label(spec: TableSpec, release: ReleaseInfo, it: Iteration, variant: str) -> str:
-    label = release.model_name(it) if spec.label == "repo" else f"{release.family} Iter {it.number}"
-    return label if variant == DEFAULT_VARIANT else f"{label} ({variant})"
+    return card_row_label(spec, release.family, it.number, variant)
 
 
 def table_markdown(header: list[str], rows: list[list[str]]) -> str:

@@ -26,7 +26,7 @@ from sppo.cli_util import run_cli, setup_logging
 from sppo.errors import UserError
 from sppo.files import current_run_dir, safe_name, under, write_text
 
-from .card import ReleaseInfo, default_family, render_card, results_from_store
+from .card import ReleaseInfo, default_family, default_license, render_card, results_from_store
 from .data import DataUpload, plan_data
 from .push import (Upload, checkpoint_problems, parse_release_name, plan_uploads, publish,
                    result_problems)
@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=Path("model_cards"), help="where cards are written (model_cards)")
     p.add_argument("--push", metavar="ORG/NAME", help="publish iteration N as ORG/NAME-IterN")
     p.add_argument("--name", metavar="[ORG/]NAME",
-                   help="release name of a dry run (default: the --push value, else <base>-<ranker>-SPPO)")
+                   help="release name of a dry run (default: the --push value, else the published family of a "
+                        "published recipe, e.g. Gemma-2-9B-It-SPPO, else <base>-<ranker>-SPPO)")
     p.add_argument("--iteration", type=int, action="append", metavar="N",
                    help="only this iteration (repeatable; default: all)")
     p.add_argument("--require", default=",".join(SUITES),
@@ -70,7 +71,7 @@ def _release(args: argparse.Namespace, iterations: list[Iteration]) -> ReleaseIn
         org, family = None, default_family(iterations)
     if args.datasets and org:
         parse_release_name(f"{org}/{family}-Iter{max(it.number for it in iterations)}-data", need_org=True)
-    return ReleaseInfo(family=family, org=org, datasets=args.datasets)
+    return ReleaseInfo(family=family, org=org, datasets=args.datasets, license=default_license(iterations))
 
 
 def _targets(iterations: list[Iteration], wanted: list[int] | None) -> list[Iteration]:

@@ -5,6 +5,8 @@ Examples:
     sppo-train --config paper                   # the published recipe (Mistral-7B-Instruct-v0.2, PairRM, K=5)
     sppo-train --config my.yaml training.learning_rate=1e-6 run.iterations=2
     sppo-train --print-config                   # the resolved config, every field documented
+    sppo-train --tokens pairs.jsonl --config paper   # the ids and labels and labels training uses for given texts
+    sppo-train --config gemma-2 --print-config  # a shipped recipe with its batch geometry and clipping
 Several GPUs (every stage runs on every GPU; training data parallel, or DeepSpeed ZeRO-3 in the paper config):
     accelerate launch --multi_gpu --num_processes 8 -m sppo.cli --config paper
     torchrun --nproc_per_node 8 -m sppo.cli --config paper
@@ -31,11 +33,18 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sppo-train", description=__doc__.split("\n\n")[0],
                                 epilog="\n".join(__doc__.split("\n")[2:]),
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    from .config import shipped_configs
+
     p.add_argument("--config", default=None,
-                   help="YAML config file, or a shipped config name: embedded (default), paper, paper-repo")
+                   help=f"YAML config file, or a shipped config name: {', '.join(shipped_configs())} "
+                        "(default: embedded)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="override config fields, e.g. training.learning_rate=1e-6 generation.k=3")
     p.add_argument("--print-config", action="store_true", help="print the resolved, documented config and exit")
+    p.add_argument("--tokens", metavar="IN.jsonl", default=None,
+                   help='print, one JSON line per input line {"prompt", "chosen", "rejected"} (raw generator '
+                        "texts), the generation prompt and the ids and labels training uses after truncation "
+                        "(loads only model.name's tokenizer), and exit")
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
@@ -51,8 +60,14 @@ def _main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     cfg = load_config(args.config, args.overrides)
     if args.print_config:
-        print(documented_yaml(cfg), end="")
+        from .train import batch_geometry
+
+        print(documented_yaml(cfg) + batch_geometry(cfg.training), end="")
         return 0
+    if args.tokens:
+        from .tokens import print_tokens
+
+        return print_tokens(cfg, args.tokens)
     setup_logging(args.verbose)
     from . import distributed
     from .pipeline import run_pipeline

@@ -2,8 +2,8 @@
 
     sppo-train --config paper training.learning_rate=1e-6 generation.k=3
 
-`--config` takes a file path or the name of a shipped config (`embedded`, `paper`, `paper-repo`; see
-sppo/configs/).
+`--config` takes a file path or the name of a shipped config (`embedded`, `paper`, `paper-repo`, `llama-3`, `gemma-2`,
+`gemma-2-27b`, ...: every sppo/configs/*.yaml, listed by `sppo-train --help`).
 `sppo-train --print-config` prints the resolved config with each field's documentation.
 """
 
@@ -56,6 +56,16 @@ class ModelConfig:
                      "auto")
     revision: str | None = doc("Hub branch, tag or commit of `name` (model and tokenizer) to pin; null: the "
                                "default branch. Later iterations start from local checkpoints.", None)
+    tokenizer_config: str | None = doc("Chat template and special tokens of the published training: a template "
+                                       "shipped in sppo/data/templates/ (mistral-7b-instruct-v0.2, "
+                                       "meta-llama-3-8b-instruct; source and Hub revision in its README) or a "
+                                       "tokenizer_config.json path. They replace the tokenizer's own at every "
+                                       "iteration (generation, ranking, training), as the reference took the "
+                                       "base model's template each time. Ignored when model.revision pins a Hub "
+                                       "commit (that commit's files are used). null: the tokenizer's own.", None)
+    attn_implementation: str | None = doc("Attention kernel of the HF model (generation, reference pass, training): "
+                                          "eager, sdpa, flash_attention_2; null: transformers' default. Gemma-2 "
+                                          "needs eager: only it applies the attention-logit soft-capping.", None)
 
 
 @dataclass
@@ -76,6 +86,9 @@ class PromptsConfig:
                        ["train_iteration_1", "train_iteration_2", "train_iteration_3"])
     column: str = doc("Column holding the prompt text.", "prompt")
     limit: int | None = doc("Use at most this many prompts per split (null: all).", None)
+    rows: str = doc("clean: empty prompts, repeated prompts (same id and text) and prompts whose K responses all "
+                    "tie are dropped (a different prompt under a repeated id is kept as <id>#1). reference: every row is kept, as uclaml/SPPO kept it (a tie trains chosen = "
+                    "rejected = the first response, P_win = P_lose); steps per epoch follow.", "clean")
 
 
 @dataclass
@@ -89,6 +102,9 @@ class GenerationConfig:
                               "training.max_length - training.max_prompt_length; with reference it may be longer "
                               "(training cuts long pairs as the reference did).", 512)
     batch_size: int = doc("Sequences generated at once (prompts per batch = batch_size // k, at least 1).", 8)
+    response_text: str = doc("strip: responses lose surrounding whitespace before ranking and training. "
+                             "verbatim: kept exactly as the backend returned them, as the reference trained "
+                             "on vLLM's text.", "strip")
 
 
 @dataclass
@@ -193,7 +209,8 @@ class Config:
 
 def _training_data_checks(cfg: Config) -> list[tuple[bool, str]]:
     """Checks of the loss, tokenization and ranking-input settings (names declared where implemented)."""
-    from .generate import SPECIAL_TOKENS_MODES
+    from .generate import RESPONSE_TEXT_MODES, SPECIAL_TOKENS_MODES
+    from .prompts import ROW_MODES
     from .loss import LOSSES
     from .sequences import TRUNCATION_MODES
 
@@ -204,6 +221,8 @@ def _training_data_checks(cfg: Config) -> list[tuple[bool, str]]:
          f"training.truncation: unknown {t.truncation!r}; use {' or '.join(TRUNCATION_MODES)}"),
         (t.special_tokens in SPECIAL_TOKENS_MODES,
          f"training.special_tokens: unknown {t.special_tokens!r}; use {' or '.join(SPECIAL_TOKENS_MODES)}"),
+        _choice(cfg.generation.response_text, RESPONSE_TEXT_MODES, "generation.response_text"),
+        _choice(cfg.prompts.rows, ROW_MODES, "prompts.rows"),
         (cfg.ranking.source in RANKING_SOURCES,
          f"ranking.source: unknown {cfg.ranking.source!r}; use {' or '.join(RANKING_SOURCES)}"),
     ]
@@ -211,6 +230,7 @@ def _training_data_checks(cfg: Config) -> list[tuple[bool, str]]:
 
 # Choices of the config's enumerated fields (the one place they are declared).
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
 BACKENDS = ("auto", "hf", "vllm")
 RANKER_KINDS = ("pairrm", "local-judge")  # or python:module:Class
 PROBABILITIES = ("scores", "direct")
@@ -245,6 +265,9 @@ def _checks(cfg: "Config") -> list[tuple[bool, str]]:
         (run.chunk_size >= 1, f"run.chunk_size: must be >= 1, got {run.chunk_size}"),
         (bool(cfg.model.name.strip()), "model.name: must not be empty"),
         _choice(cfg.model.dtype, DTYPES, "model.dtype"),
+        (cfg.model.attn_implementation in (None, *ATTN_IMPLEMENTATIONS),
+         f"model.attn_implementation: unknown value {cfg.model.attn_implementation!r}; use "
+         f"{', '.join(ATTN_IMPLEMENTATIONS)} or null"),
         (bool(p.source.strip()), "prompts.source: must not be empty"),
         (len(p.splits) >= run.iterations, f"prompts.splits: {len(p.splits)} splits for {run.iterations} iterations"),
         (all(isinstance(s, str) and s for s in p.splits), "prompts.splits: every split must be a non-empty string"),
@@ -371,6 +394,11 @@ def _set_dotted(tree: dict, dotted: str, value: Any, item: str) -> None:
     node[parts[-1]] = value
 
 
+def shipped_configs() -> list[str]:
+    """Names of the shipped configs (sppo/configs/*.yaml), the default first."""
+    return sorted((p.stem for p in CONFIGS_DIR.glob("*.yaml")), key=lambda n: (n != "embedded", n))
+
+
 def resolve_config_path(name_or_path: str | None) -> Path:
     if name_or_path is None:
         return CONFIGS_DIR / "embedded.yaml"
@@ -382,7 +410,7 @@ def resolve_config_path(name_or_path: str | None) -> Path:
         return shipped
     if p.is_dir():
         raise UserError(f"{p}: --config expects a YAML file, got a directory")
-    names = ", ".join(sorted(x.stem for x in CONFIGS_DIR.glob("*.yaml")))
+    names = ", ".join(shipped_configs())
     raise UserError(f"{name_or_path}: config file not found (shipped configs: {names})")
 
 

@@ -143,16 +143,21 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """Read a JSONL file; a bad line raises UserError naming file and line."""
+    return [row for _, row in read_jsonl_numbered(path)]
+
+
+def read_jsonl_numbered(path: str | os.PathLike) -> list[tuple[int, Any]]:
+    """(line number, parsed value) of each non-blank line; a bad line raises UserError naming file and line."""
     path = Path(path)
-    if not path.exists():
-        raise UserError(f"{path}: file not found")
+    if not path.is_file():
+        raise UserError(f"{path}: file not found" + (" (it is a directory)" if path.is_dir() else ""))
     rows = []
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, 1):
             try:
                 line = raw.decode("utf-8")
                 if line.strip():
-                    rows.append(json.loads(line))
+                    rows.append((lineno, json.loads(line)))
             except UnicodeDecodeError:
                 raise UserError(f"{path}:{lineno}: not a UTF-8 text file") from None
             except json.JSONDecodeError as e:

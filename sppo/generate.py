@@ -5,6 +5,7 @@ sample: the text and why it ended, "stop" at EOS or "length" at max_new_tokens);
 
 - `HFGenerator`: transformers `generate`, batched across prompts (sorted by length so a batch holds
   prompts of similar size, left-padded) with `num_return_sequences=n`, so each prompt is encoded once.
+  Responses are decoded after the prompt's last tokens, as vLLM's detokenizer does (`decode_in_context`).
 - `VLLMGenerator`: vLLM with `SamplingParams(n=K)` and prefix caching, when vLLM is installed (GPU).
 
 The reference implementation ran K separate passes with K seeds; here one pass returns all K samples.
@@ -13,7 +14,11 @@ Prompt tokens (`special_tokens`): "clean" renders the chat template with the gen
 tokenizer special tokens (one BOS, from the template). "reference" reproduces uclaml/SPPO scripts/generate.py:
 the prompt string of its `apply_template` (the template of [user, assistant "None"] cut at the first "None",
 generate.py:40-44) handed to vLLM as text, which tokenizes it with the tokenizer's special tokens: a second BOS
-in front of the template's (generate.py:81, 98).
+in front of the template's (generate.py:81, 98). A `PromptText` is a prompt already rendered as text: no template,
+the tokenizer's default special tokens.
+
+Sampling: temperature, top-p and `top_k` (0, the default: no top-k cut, as vLLM; set explicitly on the HF backend,
+whose own default is 50).
 """
 
 from __future__ import annotations
@@ -30,8 +35,24 @@ log = logging.getLogger(__name__)
 
 Conversation = list[dict]  # [{"role": "user", "content": ...}, ...]
 
+
+class PromptText(str):
+    """A prompt already rendered as text (e.g. by FastChat's conversation template): no chat template is applied,
+    and it is tokenized with the tokenizer's default special tokens, as FastChat's gen_model_answer.py
+    (`tokenizer([prompt]).input_ids`) and vLLM's text prompts did - a BOS for Mistral's tokenizer."""
+
+
 FINISH_STOP, FINISH_LENGTH = "stop", "length"  # vLLM's CompletionOutput.finish_reason values
 SPECIAL_TOKENS_MODES = ("clean", "reference")
+RESPONSE_TEXT_MODES = ("strip", "verbatim")
+
+
+def response_text(text: str, mode: str) -> str:
+    """A sampled response as training sees it. strip: without surrounding whitespace. verbatim: exactly as the
+    generator returned it, as uclaml/SPPO trained on vLLM's `outputs[0].text` (scripts/generate.py:99,
+    compute_prob.py:57-65): for Mistral that text usually starts with a space, which tokenizes into the
+    response's first token."""
+    return text if mode == "verbatim" else text.strip()
 
 
 @dataclass
@@ -45,6 +66,7 @@ class SamplingParams:
     n: int = 1
     temperature: float = 0.7  # 0 means greedy
     top_p: float = 0.9
+    top_k: int = 0  # 0: no top-k cut (vLLM's default); FastChat's HF sampling for MT-Bench kept transformers' 50
     max_new_tokens: int = 512
     seed: int = 42
 
@@ -52,11 +74,13 @@ class SamplingParams:
 class Generator(Protocol):
     def sample(self, conversations: Sequence[Conversation], params: SamplingParams,
                progress: bool = True) -> list[list[Sample]]:
-        """For each conversation, `params.n` assistant replies (text without special tokens, finish reason)."""
+        """For each conversation, `params.n` assistant replies (text without special tokens, exactly as
+        decoded, surrounding whitespace included; finish reason)."""
 
     def generate(self, conversations: Sequence[Conversation], params: SamplingParams,
                  progress: bool = True) -> list[list[str]]:
-        """For each conversation, `params.n` assistant replies (strings without special tokens)."""
+        """For each conversation, `params.n` assistant replies (strings without special tokens or surrounding
+        whitespace)."""
 
 
 def as_conversation(prompt: str | Conversation) -> Conversation:
@@ -80,6 +104,8 @@ def encode_prompt(tokenizer, conversation: Conversation, special_tokens: str = "
     """Token ids of the rendered prompt. clean: the template already writes the BOS the model expects, so the
     tokenizer adds no other. reference: the reference's prompt string tokenized as vLLM tokenizes a text prompt,
     with the tokenizer's special tokens (a second BOS for Mistral's tokenizer)."""
+    if isinstance(conversation, PromptText):
+        return tokenizer(str(conversation))["input_ids"]
     if special_tokens == "reference":
         return tokenizer(reference_prompt_text(tokenizer, conversation))["input_ids"]
     ids = tokenizer(render_prompt(tokenizer, conversation), add_special_tokens=False)["input_ids"]
@@ -115,6 +141,19 @@ def left_padded(rows: Sequence[list[int]], pad_id: int):
     return ids, mask
 
 
+DETOKENIZE_CONTEXT = 5  # prompt tokens a response is decoded after (vLLM's initial incremental offset)
+
+
+def decode_in_context(tokenizer, prompt_ids: Sequence[int], new_ids: Sequence[int]) -> str:
+    """The text of `new_ids` as it reads after the prompt. vLLM's incremental detokenizer decodes a response
+    relative to the prompt's last tokens, so a SentencePiece response ("▁Sure") keeps its leading space;
+    decoding the new ids alone would drop it. Special tokens are skipped."""
+    tail = list(prompt_ids[-DETOKENIZE_CONTEXT:])
+    before = tokenizer.decode(tail, skip_special_tokens=True)
+    full = tokenizer.decode(tail + list(new_ids), skip_special_tokens=True)
+    return full[len(before):] if full.startswith(before) else tokenizer.decode(new_ids, skip_special_tokens=True)
+
+
 def finish_reason(generated_ids, eos_id: int) -> str:
     """"stop" when the model produced its EOS, else "length" (it ran to max_new_tokens), as vLLM reports it."""
     return FINISH_STOP if eos_id in generated_ids else FINISH_LENGTH
@@ -131,7 +170,7 @@ class HFGenerator:
         self.special_tokens = special_tokens
 
     def generate(self, conversations, params: SamplingParams, progress: bool = True) -> list[list[str]]:
-        return [[s.text for s in row] for row in self.sample(conversations, params, progress)]
+        return [[response_text(s.text, "strip") for s in row] for row in self.sample(conversations, params, progress)]
 
     def sample(self, conversations, params: SamplingParams, progress: bool = True) -> list[list[Sample]]:
         import torch
@@ -153,18 +192,18 @@ class HFGenerator:
             sample = params.temperature > 0
             kwargs = dict(do_sample=sample, max_new_tokens=params.max_new_tokens, num_return_sequences=params.n,
                           pad_token_id=pad_id, eos_token_id=eos)
-            if sample:
-                kwargs.update(temperature=params.temperature, top_p=params.top_p)
+            if sample:  # top_k always explicit: transformers' own default is 50 and a model's
+                # generation_config.json may set one; arguments override both (top_k=0: no cut, as vLLM)
+                kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
             else:
                 kwargs.update(temperature=None, top_p=None, top_k=None)
             with torch.no_grad():
                 gen = self.model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
-            new = gen[:, width:]
-            texts = self.tokenizer.batch_decode(new, skip_special_tokens=True)
-            reasons = [finish_reason(row.tolist(), eos) for row in new]
+            new = gen[:, width:].tolist()
             for row, i in enumerate(batch):
                 span = range(row * params.n, (row + 1) * params.n)
-                out[i] = [Sample(texts[k].strip(), reasons[k]) for k in span]
+                out[i] = [Sample(decode_in_context(self.tokenizer, encoded[i], new[k]), finish_reason(new[k], eos))
+                          for k in span]
         return out
 
 
@@ -173,7 +212,7 @@ class VLLMGenerator:
 
     def __init__(self, model_path: str, dtype: str = "auto", max_model_len: int | None = None,
                  gpu_memory_utilization: float = 0.9, tensor_parallel_size: int = 1, special_tokens: str = "clean",
-                 revision: str | None = None):
+                 revision: str | None = None, tokenizer=None):
         try:
             from vllm import LLM
         except ImportError:
@@ -184,7 +223,7 @@ class VLLMGenerator:
             self.llm = LLM(model=model_path, dtype=dtype, enable_prefix_caching=True, max_model_len=max_model_len,
                            gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
                            revision=revision, tokenizer_revision=revision)
-        self.tokenizer = self.llm.get_tokenizer()
+        self.tokenizer = tokenizer or self.llm.get_tokenizer()  # the prompt ids come from this tokenizer
         self.special_tokens = special_tokens
 
     def close(self) -> None:
@@ -206,22 +245,24 @@ class VLLMGenerator:
             torch.cuda.empty_cache()
 
     def generate(self, conversations, params: SamplingParams, progress: bool = True) -> list[list[str]]:
-        return [[s.text for s in row] for row in self.sample(conversations, params, progress)]
+        return [[response_text(s.text, "strip") for s in row] for row in self.sample(conversations, params, progress)]
 
     def sample(self, conversations, params: SamplingParams, progress: bool = True) -> list[list[Sample]]:
         from vllm import SamplingParams as VSP
 
         sp = VSP(n=params.n, temperature=params.temperature, top_p=params.top_p if params.temperature > 0 else 1.0,
+                 top_k=params.top_k if params.top_k > 0 else -1,
                  max_tokens=params.max_new_tokens, seed=params.seed)
         prompts = [{"prompt_token_ids": encode_prompt(self.tokenizer, c, self.special_tokens)} for c in conversations]
         results = self.llm.generate(prompts, sp, use_tqdm=progress)
-        return [[Sample(o.text.strip(), FINISH_LENGTH if o.finish_reason == FINISH_LENGTH else FINISH_STOP)
+        return [[Sample(o.text, FINISH_LENGTH if o.finish_reason == FINISH_LENGTH else FINISH_STOP)
                  for o in r.outputs] for r in results]
 
 
 def make_generator(backend: str, model_name_or_path: str, *, model=None, tokenizer=None, dtype: str = "auto",
                    batch_size: int = 8, max_prompt_length: int | None = None, special_tokens: str = "clean",
-                   revision: str | None = None, **vllm_kwargs) -> Generator:
+                   revision: str | None = None, attn_implementation: str | None = None,
+                   **vllm_kwargs) -> Generator:
     """Build a generator. backend: "hf", "vllm", or "auto" (vLLM if importable and CUDA present, else hf).
     max_prompt_length (hf): longer prompts keep their end; vLLM always sees the whole prompt."""
     if backend == "auto":
@@ -234,12 +275,13 @@ def make_generator(backend: str, model_name_or_path: str, *, model=None, tokeniz
         from .models import resolve_model
 
         return VLLMGenerator(resolve_model(model_name_or_path), dtype=dtype, special_tokens=special_tokens,
-                             revision=revision, **vllm_kwargs)
+                             revision=revision, tokenizer=tokenizer, **vllm_kwargs)
     if backend != "hf":
         raise UserError(f"generation.backend: unknown backend {backend!r}; use hf, vllm or auto")
     from .models import load_model, load_tokenizer
 
     tokenizer = tokenizer or load_tokenizer(model_name_or_path, revision=revision)
-    model = model or load_model(model_name_or_path, dtype=dtype, revision=revision)
+    model = model or load_model(model_name_or_path, dtype=dtype, revision=revision,
+                                attn_implementation=attn_implementation)
     return HFGenerator(model, tokenizer, batch_size=batch_size, max_prompt_length=max_prompt_length,
                        special_tokens=special_tokens)

@@ -123,15 +123,102 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def load_tokenizer(name_or_path: str, padding_side: str = "left", revision: str | None = None):
-    """revision: a Hub branch, tag or commit to pin (model.revision in the config); None: the default branch."""
+TEMPLATES_DIR = Path(__file__).parent / "data" / "templates"
+
+
+def shipped_tokenizer_config(name: str) -> dict:
+    """A tokenizer_config.json shipped with the toolkit (sppo/data/templates/NAME/, see its README) or at a
+    path: the chat template and special tokens of a published training."""
+    import json
+
+    path = TEMPLATES_DIR / name / "tokenizer_config.json"
+    if not path.is_file():
+        path = Path(name).expanduser()
+    if not path.is_file():
+        shipped = ", ".join(sorted(p.name for p in TEMPLATES_DIR.iterdir() if p.is_dir()))
+        raise UserError(f"model.tokenizer_config: {name}: neither a shipped template ({shipped}) nor a file")
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: not a JSON tokenizer config ({_first_line(e)})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("chat_template"), str):
+        raise UserError(f"{path}: field 'chat_template' must be a string")
+    return data
+
+
+def _apply_tokenizer_config(tok, data: dict) -> None:
+    """The shipped config's chat template and BOS/EOS replace the tokenizer's own (the Hub's files change
+    over time; the published models were trained with these)."""
+    tok.chat_template = data["chat_template"]
+    for key in ("bos_token", "eos_token"):
+        token = data.get(key)
+        if isinstance(token, str) and getattr(tok, key) != token:
+            if token not in tok.get_vocab():
+                raise UserError(f"model.tokenizer_config: {key} {token!r} is not in the model's vocabulary "
+                                "(a template of another model family?)")
+            setattr(tok, key, token)
+
+
+def _tokenizer_file(path: str, revision: str | None) -> Path | None:
+    """The tokenizer.json the tokenizer was loaded from (a local directory, or the Hub cache)."""
+    local = Path(path) / "tokenizer.json"
+    if local.is_file():
+        return local
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        cached = try_to_load_from_cache(path, "tokenizer.json", revision=revision)
+    except Exception:  # not a repo id
+        return None
+    return Path(cached) if isinstance(cached, str) else None
+
+
+def _keep_file_pipeline(tok, path: str, revision: str | None) -> None:
+    """Tokenize as the model's tokenizer.json says. transformers 5 rebuilds some tokenizers' text pipeline
+    from the class instead (LlamaTokenizer: a Metaspace pre-tokenizer replacing the file's Prepend + Replace
+    normalizer, so a leading space, or a space after a special token written in text, is dropped; transformers
+    4, which trained the published models, used the file as is). The file's normalizer, pre-tokenizer and
+    decoder are put back; the post-processor (BOS/EOS) stays the class's."""
+    file = _tokenizer_file(path, revision)
+    backend = getattr(tok, "backend_tokenizer", None)
+    if file is None or backend is None:
+        return
+    from tokenizers import Tokenizer
+
+    try:
+        original = Tokenizer.from_file(str(file))
+    except Exception:  # a file this tokenizers version cannot read: keep what transformers built
+        return
+    backend.normalizer = original.normalizer
+    backend.pre_tokenizer = original.pre_tokenizer
+    backend.decoder = original.decoder
+
+
+def _tokenizer_source(name_or_path: str) -> str:
+    """A local directory holding only a tokenizer is enough to load one; anything else resolves as a model."""
+    p = Path(name_or_path).expanduser()
+    if p.is_dir() and not (p / "config.json").is_file():
+        if not any((p / name).is_file() for name in TOKENIZER_FILES):
+            raise UserError(f"{p}: no tokenizer (none of {', '.join(TOKENIZER_FILES)})")
+        return str(p)
+    return resolve_model(name_or_path)
+
+
+def load_tokenizer(name_or_path: str, padding_side: str = "left", revision: str | None = None,
+                   tokenizer_config: str | None = None):
+    """revision: a Hub branch, tag or commit to pin (model.revision in the config); None: the default branch.
+    tokenizer_config: a shipped template name or a tokenizer_config.json path whose chat template and special
+    tokens replace the tokenizer's own (model.tokenizer_config)."""
     from transformers import AutoTokenizer
 
-    path = resolve_model(name_or_path)
+    path = _tokenizer_source(name_or_path)
     try:
         tok = AutoTokenizer.from_pretrained(path, revision=revision)
     except (OSError, ValueError, TypeError, KeyError) as e:  # missing/corrupt files, unknown tokenizer class
         raise UserError(f"{name_or_path}: cannot load tokenizer ({_first_line(e)})") from None
+    _keep_file_pipeline(tok, path, revision)
+    if tokenizer_config:
+        _apply_tokenizer_config(tok, shipped_tokenizer_config(tokenizer_config))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     tok.padding_side = padding_side
@@ -141,9 +228,10 @@ def load_tokenizer(name_or_path: str, padding_side: str = "left", revision: str 
 
 
 def load_model(name_or_path: str, dtype: str = "auto", device: str | None = None, gradient_checkpointing=False,
-               revision: str | None = None):
+               revision: str | None = None, attn_implementation: str | None = None):
     """Load a causal LM. dtype: auto (bf16 on a bf16-capable GPU, else fp32), float32, bfloat16, float16.
-    revision: a Hub branch, tag or commit to pin; None: the default branch."""
+    revision: a Hub branch, tag or commit to pin; None: the default branch. attn_implementation: eager, sdpa,
+    flash_attention_2; None: transformers' default."""
     from transformers import AutoModelForCausalLM
 
     from . import distributed
@@ -152,7 +240,8 @@ def load_model(name_or_path: str, dtype: str = "auto", device: str | None = None
     device = device or str(distributed.device())  # under a launcher: this rank's own GPU
     torch_dtype = resolve_dtype(dtype, device)
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, revision=revision)
+        extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, revision=revision, **extra)
     except (OSError, ValueError, KeyError) as e:  # missing files, unknown architecture, bad config
         raise UserError(f"{name_or_path}: cannot load model ({_first_line(e)})") from None
     except Exception as e:  # safetensors' SafetensorError (corrupt weights) derives from Exception only

@@ -82,6 +82,14 @@ class Run:
         """model.revision pins the configured model; the run's own checkpoints have none."""
         return self.cfg.model.revision if policy == self.cfg.model.name else None
 
+    def tokenizer(self, policy: str, padding_side: str = "left"):
+        """The tokenizer of `policy` with model.tokenizer_config's template (unless model.revision pins one)."""
+        from .models import load_tokenizer
+
+        m = self.cfg.model
+        return load_tokenizer(policy, padding_side=padding_side, revision=self.revision_of(policy),
+                              tokenizer_config=m.tokenizer_config if m.revision is None else None)
+
     def prepare(self) -> None:
         """Lock the run dir (one sppo-train per run), record the config, refuse a config that would change
         finished results. While no stage has finished, a corrected config replaces the recorded one (chunks
@@ -151,8 +159,7 @@ def stage_prompts(run: Run, t: int) -> list[dict]:
 
 
 def stage_generate(run: Run, t: int, prompts: list[dict]) -> list[dict]:
-    from .generate import SamplingParams, encode_prompt, make_generator
-    from .models import load_tokenizer
+    from .generate import SamplingParams, encode_prompt, make_generator, response_text
 
     d = run.stage(t, "generate")
     if finished(run, t, "generate"):
@@ -160,7 +167,7 @@ def stage_generate(run: Run, t: int, prompts: list[dict]) -> list[dict]:
     g, tc = run.cfg.generation, run.cfg.training
     policy = run.policy_for(t)
     revision = run.revision_of(policy)
-    tokenizer = load_tokenizer(policy, revision=revision)
+    tokenizer = run.tokenizer(policy)
     # reference truncation drops nothing and generates from the whole prompt, as vLLM did in uclaml/SPPO
     # (scripts/generate.py:81-98: no length filter, no prompt truncation); training then left-truncates it
     reference = tc.truncation == "reference"
@@ -174,13 +181,15 @@ def stage_generate(run: Run, t: int, prompts: list[dict]) -> list[dict]:
     with Timer() as timer:
         generator = make_generator(g.backend, policy, tokenizer=tokenizer, dtype=run.cfg.model.dtype,
                                    batch_size=g.batch_size, special_tokens=tc.special_tokens, revision=revision,
+                                   attn_implementation=run.cfg.model.attn_implementation,
                                    max_prompt_length=None if reference else tc.max_prompt_length)
 
         def fn(chunk):
             params = SamplingParams(n=g.k, temperature=g.temperature, top_p=g.top_p,
                                     max_new_tokens=g.max_new_tokens, seed=chunks.chunk_seed(run.cfg.run.seed, t, chunk))
             outs = generator.sample([c["prompt"] for c in chunk], params, progress=distributed.is_main())
-            return [{"id": c["id"], "prompt": c["prompt"], "responses": [s.text for s in o],
+            return [{"id": c["id"], "prompt": c["prompt"],
+                     "responses": [response_text(s.text, g.response_text) for s in o],
                      "finish_reasons": [s.finish_reason for s in o]} for c, o in zip(chunk, outs)]
 
         rows = chunks.run_chunked(d, kept, fn, run.cfg.run.chunk_size, f"iteration {t} generate")
@@ -246,14 +255,16 @@ def _ranking_source(run: Run) -> Callable[[str], str]:
     if run.cfg.ranking.source != "template":
         return lambda prompt: prompt
     from .generate import reference_prompt_text
-    from .models import load_tokenizer
 
-    tokenizer = load_tokenizer(run.cfg.model.name, revision=run.cfg.model.revision)
+    tokenizer = run.tokenizer(run.cfg.model.name)
     return lambda prompt: reference_prompt_text(tokenizer, prompt)
 
 
-def build_dataset_rows(generated: list[dict], ranked: list[dict], use_direct: bool) -> tuple[list[dict], int]:
-    """Join responses and comparisons into SPPO training rows; prompts whose scores all tie are dropped."""
+def build_dataset_rows(generated: list[dict], ranked: list[dict], use_direct: bool,
+                       keep_ties: bool = False) -> tuple[list[dict], int]:
+    """Join responses and comparisons into SPPO training rows. Prompts whose scores all tie are dropped and
+    counted, or with keep_ties (prompts.rows reference) kept as uclaml/SPPO kept them: argmax = argmin = the
+    first response (scripts/compute_prob.py:85-92), so chosen = rejected and P_win = P_lose."""
     by_id = {r["id"]: r for r in ranked}
     rows, ties = [], 0
     for g in generated:
@@ -264,7 +275,8 @@ def build_dataset_rows(generated: list[dict], ranked: list[dict], use_direct: bo
         tg = probs.targets(P, scores)
         if tg.pop("tie"):
             ties += 1
-            continue
+            if not keep_ties:
+                continue
         finish = g.get("finish_reasons")  # absent in runs generated before finish reasons were recorded
         rows.append({"id": g["id"], "prompt": g["prompt"], "chosen": g["responses"][tg["chosen_index"]],
                      "rejected": g["responses"][tg["rejected_index"]], "responses": g["responses"],
@@ -278,15 +290,17 @@ def stage_dataset(run: Run, t: int, generated: list[dict], ranked: list[dict]) -
     d = run.stage(t, "dataset")
     if not finished(run, t, "dataset"):
         def write():
-            rows, ties = build_dataset_rows(generated, ranked, run.cfg.ranking.probabilities == "direct")
-            if ties:
+            keep_ties = run.cfg.prompts.rows == "reference"
+            rows, ties = build_dataset_rows(generated, ranked, run.cfg.ranking.probabilities == "direct", keep_ties)
+            if ties and not keep_ties:
                 log.warning("iteration %d: %d of %d prompts have all-equal scores (no preference) and are skipped",
                             t, ties, len(generated))
             if not rows:
                 raise UserError(f"iteration {t}: all {len(generated)} prompts have tied scores; nothing to train "
                                 f"on (check the ranker, or sample more responses with generation.k)")
             write_jsonl(d / "sppo.jsonl", rows)
-            write_manifest(d, stage="dataset", iteration=t, rows=len(rows), ties_skipped=ties,
+            write_manifest(d, stage="dataset", iteration=t, rows=len(rows), ties_skipped=0 if keep_ties else ties,
+                           ties_kept=ties if keep_ties else 0,
                            mean_p_win=float(np.mean([r["p_win"] for r in rows])),
                            mean_p_lose=float(np.mean([r["p_lose"] for r in rows])))
 
@@ -364,18 +378,19 @@ def _train_log(train_dir: Path):
 
 def stage_train(run: Run, t: int, rows: list[dict]) -> Path:
     """Reference log-probs (once), then training (resumable), then the checkpoint IterN (atomically)."""
-    from .models import load_model, load_tokenizer, with_lora
+    from .models import load_model, with_lora
     from .sequences import encode_examples
     from .train import train_iteration
 
     cfg, tc = run.cfg, run.cfg.training
     policy = run.policy_for(t)
-    tokenizer = load_tokenizer(policy, padding_side="right", revision=run.revision_of(policy))
+    tokenizer = run.tokenizer(policy, padding_side="right")
     examples, truncated = encode_examples(tokenizer, rows, tc)
     if truncated and distributed.is_main():
         log.warning("iteration %d: %d responses cut to fit training.max_length=%d tokens",
                     t, truncated, tc.max_length)
-    model = load_model(policy, dtype=cfg.model.dtype, revision=run.revision_of(policy))
+    model = load_model(policy, dtype=cfg.model.dtype, revision=run.revision_of(policy),
+                       attn_implementation=cfg.model.attn_implementation)
     save_dtype = next(model.parameters()).dtype
     ref = stage_reference(run, t, model, rows, examples, tokenizer.pad_token_id)
     if tc.lora.enabled:

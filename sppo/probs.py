@@ -27,7 +27,7 @@ def targets(P: np.ndarray, scores: np.ndarray) -> dict:
     """Chosen/rejected indices and the SPPO targets from a K x K probability matrix and the scores.
 
     Ties: argmax/argmin take the first index; when all scores are equal, chosen == rejected would be
-    meaningless, so `tie` is True and the caller drops the prompt."""
+    meaningless, so `tie` is True and the caller drops the prompt (unless prompts.rows is reference)."""
     P = np.asarray(P, dtype=np.float64)
     s = np.asarray(scores, dtype=np.float64)
     chosen, rejected = int(np.argmax(s)), int(np.argmin(s))

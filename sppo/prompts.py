@@ -8,6 +8,9 @@
   run_sppo_mistral.sh:11, scripts/generate.py:64, 81).
 - a local .jsonl/.json/.parquet file with the prompt column and a `split` column.
 Each prompt gets a stable id (the dataset's `prompt_id` if present, else a hash of the text).
+`rows` (prompts.rows): "clean" drops empty prompts and repeated prompts (same id, same text); "reference" keeps
+every row, as the reference's scripts/generate.py:81 did. A repeated id gets a `#n` suffix so each row stays
+addressable (in "clean" mode only a different prompt under an id already taken, with a warning).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from .errors import UserError
 log = logging.getLogger(__name__)
 
 EMBEDDED_PROMPTS = Path(__file__).parent / "data" / "prompts.jsonl"
+ROW_MODES = ("clean", "reference")
 
 
 def prompt_id(text: str) -> str:
@@ -85,32 +89,31 @@ def _records_from_hub(dataset: str, split: str, column: str, revision: str | Non
     return [{"id": ids[i] if ids else prompt_id(p), "prompt": p} for i, p in enumerate(ds[column])]
 
 
-def _unique_ids(records: list[dict], source: str) -> list[dict]:
-    """Non-empty prompts with distinct ids: a repeated prompt (same id, same text) is kept once; a different
-    prompt under an id already taken is kept too, as ``<id>#2``, ``<id>#3``, ... (a warning says how many)."""
-    seen: set[tuple[str, str]] = set()
-    taken: set[str] = set()
+def _kept(records: list[dict], keep_all: bool, source: str) -> list[dict]:
+    """clean: non-empty prompts, each (id, text) once. keep_all: every string prompt. A repeated id gets a ``#n``
+    suffix so each row stays addressable; in clean mode that happens only to a different prompt under an id already
+    taken (never lost), with a warning."""
+    seen: dict[str, int] = {}
+    pairs: set[tuple[str, str]] = set()
     out, renamed = [], []
     for r in records:
-        text, pid = r["prompt"], str(r["id"])
-        if not isinstance(text, str) or not text.strip() or (pid, text) in seen:
+        text, rid = r["prompt"], str(r["id"])
+        if not isinstance(text, str) or (not keep_all and (not text.strip() or (rid, text) in pairs)):
             continue
-        seen.add((pid, text))
-        new, n = pid, 2
-        while new in taken:
-            new, n = f"{pid}#{n}", n + 1
-        if new != pid:
-            renamed.append(pid)
-        taken.add(new)
-        out.append({"id": new, "prompt": text})
+        pairs.add((rid, text))
+        seen[rid] = seen.get(rid, 0) + 1
+        if seen[rid] > 1 and not keep_all:
+            renamed.append(rid)
+        out.append({"id": rid if seen[rid] == 1 else f"{rid}#{seen[rid] - 1}", "prompt": text})
     if renamed:
         log.warning("prompts: %s: %d prompts share an id with a different prompt (first: %r); all are kept, the "
-                    "later ones as <id>#2, <id>#3, ...", source, len(renamed), renamed[0])
+                    "later ones as <id>#1, <id>#2, ...", source, len(renamed), renamed[0])
     return out
 
 
 def load_split(cfg: PromptsConfig, iteration: int) -> list[dict]:
-    """Prompts of iteration `iteration` (1-based): a list of {"id", "prompt"}, deduplicated, non-empty."""
+    """Prompts of iteration `iteration` (1-based): a list of {"id", "prompt"} (prompts.rows decides what is
+    dropped)."""
     split = cfg.splits[iteration - 1]
     if cfg.source == "embedded":
         records = _records_from_file(EMBEDDED_PROMPTS, split, "prompt")
@@ -118,7 +121,7 @@ def load_split(cfg: PromptsConfig, iteration: int) -> list[dict]:
         records = _records_from_hub(dataset_for(cfg, iteration), split, cfg.column, cfg.revision)
     else:
         records = _records_from_file(Path(cfg.source), split, cfg.column)
-    out = _unique_ids(records, cfg.source)
+    out = _kept(records, keep_all=cfg.rows == "reference", source=cfg.source)
     if cfg.limit:
         out = out[: cfg.limit]
     if not out:

@@ -177,7 +177,8 @@ def collate(batch: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
 def summed_logps(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
     """Sum over masked positions t of log p(input_ids[t] | input_ids[<t]); logits are the model's outputs
     for the same input_ids (position t-1 predicts token t). Returns one value per sequence."""
-    logits = logits[:, :-1, :].float()
+    logits = logits[:, :-1, :]
+    logits = logits if logits.dtype == torch.float64 else logits.float()  # at least fp32
     targets = input_ids[:, 1:]
     mask = loss_mask[:, 1:]
     logps = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)

@@ -67,6 +67,21 @@ def accumulation_steps(cfg: TrainingConfig, world_size: int) -> int:
     return cfg.global_batch_size // per_step
 
 
+def batch_geometry(cfg: TrainingConfig, world_sizes: Sequence[int] = (1, 2, 4, 8)) -> str:
+    """One comment line per process count: per-device batch x accumulation x processes = pairs per step, and
+    the gradient clipping (what `sppo-train --print-config` ends with)."""
+    lines = []
+    for world in world_sizes:
+        try:
+            acc = accumulation_steps(cfg, world)
+        except UserError:
+            continue  # the global batch does not divide over this many processes
+        lines.append(f"# {world} process{'es' if world > 1 else ''}: {cfg.per_device_train_batch_size} per device "
+                     f"x accumulation {acc} x {world} = {cfg.per_device_train_batch_size * acc * world} pairs per step")
+    clip = f"at norm {cfg.max_grad_norm:g}" if cfg.max_grad_norm else "none"
+    return "# batch geometry:\n" + "\n".join(lines) + f"\n# gradient clipping: {clip}\n"
+
+
 def make_schedule(n_examples: int, cfg: TrainingConfig, world_size: int = 1) -> Schedule:
     """Optimizer steps. The paper lays a linear schedule over 18 epochs and stops after 1: the learning rate
     then never leaves warmup (warmup = 10% of 18 epochs = 1.8 epochs). Reproduced exactly."""

@@ -83,25 +83,55 @@ def test_lm_eval_v1_settings_and_resume(tmp_path, monkeypatch):
     assert len(calls) == 6 and again.metrics == r.metrics
 
 
-def test_hub_downloads_pass_the_pinned_revision(tmp_path, monkeypatch):
-    import huggingface_hub
+def test_pinned_files_are_the_official_copies(shared_data):
+    """Every download is pinned to a full commit, and its SHA-256 is that of the official file (the copies in
+    ../shared/data, taken from the same repositories)."""
+    from benchmarks import data
+
+    for (sub, name), pin in data.PINNED.items():
+        assert len(pin.commit) == 40 and pin.url.startswith(f"https://raw.githubusercontent.com/{pin.repo}/{pin.commit}/")
+        assert data._sha256(shared_data / sub / name) == pin.sha256, f"{sub}/{name}"
+    assert {f for files in data.SUITE_FILES.values() for f in files} == set(data.PINNED)
+
+
+def test_download_fetches_the_pinned_commit_and_refuses_other_bytes(tmp_path, monkeypatch):
+    import hashlib
+    from types import SimpleNamespace
+
+    import httpx
 
     from benchmarks import data
 
-    calls = []
+    body = {"content": b'{"question_id": 81}\n'}
+    urls = []
 
-    def fake_download(**kwargs):
-        calls.append(kwargs)
-        src = tmp_path / "src.jsonl"
-        src.write_text('{"question_id": 81}\n')
-        return str(src)
+    def fake_get(url, **kw):
+        urls.append(url)
+        return SimpleNamespace(content=body["content"], raise_for_status=lambda: None)
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
-    monkeypatch.setitem(data.HUB_REVISIONS, data.MT_HUB_SPACE, "0123abc")
+    monkeypatch.setattr(httpx, "get", fake_get)
+    pin = data.Pinned("lm-sys/FastChat", "a" * 40, "x/question.jsonl",
+                      hashlib.sha256(b'{"question_id": 81}\n').hexdigest())
+    monkeypatch.setitem(data.PINNED, (data.MT_DIR, data.MT_QUESTIONS), pin)
     source = data.DataSource(None, cache=tmp_path / "cache")
-    path = source.file(data.MT_DIR, data.MT_QUESTIONS,
-                       data._hub_space_download(data.MT_HUB_SPACE, data.MT_HUB_FILES[data.MT_QUESTIONS]))
-    assert calls == [{"repo_id": "lmsys/mt-bench", "filename": "data/mt_bench/question.jsonl", "repo_type": "space",
-                      "revision": "0123abc"}]
+    body["content"] = b"tampered\n"
+    with pytest.raises(UserError, match="SHA-256"):
+        source.file(data.MT_DIR, data.MT_QUESTIONS)
+    assert not any((tmp_path / "cache").rglob("*"))  # nothing written, not even a partial file
+    body["content"] = b'{"question_id": 81}\n'
+    path = source.file(data.MT_DIR, data.MT_QUESTIONS)
+    assert urls == [f"https://raw.githubusercontent.com/lm-sys/FastChat/{'a' * 40}/x/question.jsonl"] * 2
     assert path.read_text() == '{"question_id": 81}\n'
+
+
+def test_data_digest_follows_the_content_not_the_directory(shared_data, tmp_path):
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(shared_data / "mt_bench", copy / "mt_bench")
+    assert DataSource(copy).digest("mt_bench") == DataSource(shared_data).digest("mt_bench")
+    assert DataSource(copy).digest("lm_eval") is None
+    with open(copy / "mt_bench" / "judge_prompts.jsonl", "a") as f:
+        f.write("\n")
+    assert DataSource(copy).digest("mt_bench") != DataSource(shared_data).digest("mt_bench")

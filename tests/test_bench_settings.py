@@ -31,7 +31,7 @@ class _RecordingAnswerer:
     def identity(self):
         return {"model": "x"}
 
-    def answer(self, conversations, temperature, max_new_tokens, top_p=1.0):
+    def answer(self, conversations, temperature, max_new_tokens, top_p=1.0, top_k=0):
         self.calls.append((temperature, top_p, max_new_tokens))
         return ["answer"] * len(conversations)
 
@@ -109,23 +109,27 @@ class _TemplateRecorder(_RecordingAnswerer):
     def template_model(self):
         return self.base_model
 
-    def answer(self, conversations, temperature, max_new_tokens, top_p=1.0):
+    def answer(self, conversations, temperature, max_new_tokens, top_p=1.0, top_k=0):
         self.prompts.append((self.generator.tokenizer.chat_template, conversations))
+        self.top_ks = getattr(self, "top_ks", []) + [top_k]
         return [f"A{len(self.prompts)}"] * len(conversations)
 
 
 def test_mt_bench_prompts_use_fastchats_conversation_template(tmp_path):
     from benchmarks.suites.mt_bench import mt_bench_answers
+    from sppo.generate import PromptText
 
     question = {"question_id": 81, "category": "writing", "turns": ["Q1", "Q2"]}
     answerer = _TemplateRecorder("mistralai/Mistral-7B-Instruct-v0.2")
     _, info = mt_bench_answers(answerer, [question], tmp_path / "a.jsonl", "m", AnswerSettings())
     # FastChat's "mistral" template (fschat 0.2.36 conversation.py: LLAMA2 style, "[INST]"/"[/INST]", sep2 "</s>"),
-    # filled as gen_model_answer.py does; the generator writes the text unchanged
-    (t1, c1), (t2, c2) = answerer.prompts
-    assert c1 == [[{"role": "user", "content": "[INST] Q1 [/INST]"}]]
-    assert c2 == [[{"role": "user", "content": "[INST] Q1 [/INST] A1</s>[INST] Q2 [/INST]"}]]
-    assert t1 == t2 == "{{ messages[0]['content'] }}" and answerer.generator.tokenizer.chat_template == _Tok.chat_template
+    # filled as gen_model_answer.py does; the text goes to the generator as it is, no chat template applied
+    # (its token ids: tests/test_bench_fastchat_tokens.py)
+    (_, c1), (_, c2) = answerer.prompts
+    assert c1 == ["[INST] Q1 [/INST]"] and c2 == ["[INST] Q1 [/INST] A1</s>[INST] Q2 [/INST]"]
+    assert all(isinstance(c, PromptText) for c in c1 + c2)
+    # gen_model_answer.py:123-128 passes no top_k to HF generate: transformers' default top-k 50
+    assert answerer.top_ks == [50, 50] and info["top_k"] == 50
     assert info["chat_template"] == "fastchat:mistral"
     # a model FastChat has no template for, or --chat-template hf: the model's own chat template and messages
     for base, chosen in (("HuggingFaceTB/SmolLM2-135M-Instruct", "fastchat"), ("mistralai/Mistral-7B-Instruct-v0.2", "hf")):

@@ -30,10 +30,10 @@ def test_arena_hard_table_prints_as_show_result_and_plots_carry_error_bars(tmp_p
     row = suite_frames(store)["arena_hard"].loc["Iter1"]
     # show_result.py @e883410:252-253: round(score, 1) and str((round(lower - score, 1), round(upper - score, 1)))
     score, lower, upper = 23.34, 21.51, 25.13
-    assert row["Score"] == round(score, 1) == 23.3
+    assert row["Score"] == str(round(score, 1)) == "23.3"
     assert row["95% CI"] == str((round(lower - score, 1), round(upper - score, 1))) == "(-1.8, 1.8)"
     results = store.results()
-    key = {suite: k for suite, _, _, k in TABLES}
+    key = {suite: k for suite, _, k in TABLES}
     metric, models, series = plot_series(results, "alpaca_eval", key["alpaca_eval"])
     assert metric == "win_rate" and models == ["Iter0", "Iter2"]  # the starting model first
     assert series["default"] == ([0, 1], [17.1, 31.0], [[1.3, 1.6], [1.3, 1.6]])
@@ -105,3 +105,31 @@ def test_run_with_judgments_cofits_and_notes_pooled_judges(tmp_path, shared_data
     r = ResultsStore(results).read("tiny1", "arena_hard")
     assert "other-model" in r.settings["models_fitted_together"]
     assert any("several judges" in n and "fake-judge, gpt-4-1106-preview" in n for n in r.metrics["notes"])
+
+
+def test_table_prints_the_cards_row_names_and_figures(tmp_path, shared_data, capsys):
+    """Every row of the published card (../shared/data/reference/Mistral7B-PairRM-SPPO-Iter2.README.md) appears in
+    `sppo-bench table` under the card's name with the card's figures, from a run holding those results; lm-eval's
+    unweighted MMLU stands beside the weighted one."""
+    from release.card import parse_tables
+    from release_testutil import make_run
+
+    run = make_run(tmp_path)
+    assert bench(["table", "--run-dir", str(run), "--no-plots"]) == 0
+    ours = {t["title"]: t for t in parse_tables(capsys.readouterr().out)}
+    card = parse_tables((shared_data / "reference" / "Mistral7B-PairRM-SPPO-Iter2.README.md").read_text())
+    titles = {"AlpacaEval": "AlpacaEval 2", "Arena-Hard": "Arena-Hard v0.1", "Open LLM": "Open LLM Leaderboard "
+              "(lm-evaluation-harness v0.4.1)", "MT-Bench": "MT-Bench"}
+    checked = 0
+    for table in card:
+        mine = ours[next(v for k, v in titles.items() if table["title"].startswith(k))]
+        rows = {r[0]: dict(zip(mine["header"][1:], r[1:])) for r in mine["rows"]}
+        for row in table["rows"]:
+            for header, cell in zip(table["header"][1:], row[1:]):
+                assert rows[row[0]][header] == cell, (table["title"], row[0], header)
+                checked += 1
+    assert checked == 6 * 3 + 3 + 3 * 7 + 3 * 3
+    lm = {r[0]: dict(zip(ours[titles["Open LLM"]]["header"][1:], r[1:])) for r in ours[titles["Open LLM"]]["rows"]}
+    header = ours[titles["Open LLM"]]["header"]
+    assert header[header.index("mmlu") + 1] == "mmlu (unweighted)"
+    assert lm["Mistral7B-PairRM-SPPO Iter 1"]["mmlu (unweighted)"] == "59.14"  # 58.8402 + 0.3, as the card rounds

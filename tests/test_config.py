@@ -228,6 +228,29 @@ def test_config_may_change_until_a_stage_finishes(tmp_path):
     _prepared(tmp_path, "generation.k=4", "run.chunk_size=2")  # free fields may still change
 
 
+def test_llama3_is_the_public_llama3_script(capsys):
+    """uclaml/SPPO run_sppo_llama-3.sh (5e61c4e) with scripts/pipeline.sh's defaults and config_full.yaml."""
+    from sppo.cli import main
+
+    assert main(["--config", "llama-3", "--print-config"]) == 0
+    printed = capsys.readouterr().out
+    assert "meta-llama/Meta-Llama-3-8B-Instruct" in printed
+    cfg = load_config("llama-3")
+    t = cfg.training
+    assert cfg.model.name == "meta-llama/Meta-Llama-3-8B-Instruct"  # run_sppo_llama-3.sh:5
+    assert cfg.prompts.dataset == "UCLA-AGI/data-mistral-7b-instruct-sppo-iter{iteration}"  # :10
+    assert cfg.prompts.splits == ["train"] * 3 and cfg.run.iterations == 3  # :2, generate.py:64
+    assert (cfg.generation.k, cfg.generation.temperature, cfg.generation.top_p, cfg.generation.max_new_tokens) == \
+        (5, 0.7, 0.9, 2048)  # generate.sh:11, generate.py:93-95
+    assert (t.loss, t.eta, t.optimizer, t.learning_rate) == ("sppo", 1000, "rmsprop", 5e-7)  # pipeline.sh:6-10
+    assert (t.per_device_train_batch_size, t.global_batch_size) == (8, 64)  # pipeline.sh:15-16, 8 GPUs
+    assert (t.num_train_epochs, t.stop_at_epoch, t.lr_scheduler_type, t.warmup_ratio) == (1, None, "linear", 0.1)
+    assert (t.max_length, t.max_prompt_length, t.max_grad_norm) == (1024, 512, 0)
+    assert (t.truncation, t.special_tokens, cfg.ranking.source, cfg.prompts.rows, cfg.generation.response_text) == \
+        ("reference", "reference", "template", "reference", "verbatim")
+    assert cfg.model.tokenizer_config == "meta-llama-3-8b-instruct"
+
+
 # Overrides that are not YAML, or that YAML cannot read safely, or that are wrong for their field: one line naming
 # the override (never the config file it was applied to).
 @pytest.mark.parametrize("override, words", [

@@ -455,15 +455,15 @@ def test_manifest_of_a_newer_schema_is_refused(tmp_path):
 
 
 def test_prompts_sharing_an_id_are_all_kept(tmp_path, caplog):
-    """Two different prompts under one id are both trained on (the later one as <id>#2) and a warning says so;
+    """Two different prompts under one id are both trained on (the later one as <id>#1) and a warning says so;
     the same prompt twice is kept once."""
     from sppo.config import PromptsConfig
     from sppo.prompts import load_split
 
     path = tmp_path / "p.jsonl"
-    rows = [("a", "first"), ("a", "second"), ("b", "third"), ("a", "first"), ("a#2", "fourth"), ("a", "fifth")]
+    rows = [("a", "first"), ("a", "second"), ("b", "third"), ("a", "first"), ("c", "fourth"), ("a", "fifth")]
     path.write_text("".join(json.dumps({"id": i, "prompt": t, "split": "s"}) + "\n" for i, t in rows))
     got = load_split(PromptsConfig(source=str(path), splits=["s"]), 1)
     assert [g["prompt"] for g in got] == ["first", "second", "third", "fourth", "fifth"]
-    assert len({g["id"] for g in got}) == 5 and got[0]["id"] == "a" and got[1]["id"] == "a#2"
+    assert [g["id"] for g in got] == ["a", "a#1", "b", "c", "a#2"]
     assert "share an id" in caplog.text and str(path) in caplog.text

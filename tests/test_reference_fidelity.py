@@ -283,7 +283,9 @@ def test_vllm_generator_finish_reasons_and_prompt_tokens(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", SimpleNamespace(LLM=LLM, SamplingParams=lambda **kw: kw))
     gen = VLLMGenerator("model-dir", special_tokens="reference", revision="abc123")
     (out,) = gen.sample(["Hi"], SamplingParams(n=2))
-    assert [(s.text, s.finish_reason) for s in out] == [("Blue", "stop"), ("Blu", "length")]
+    # sample() keeps vLLM's text verbatim (generation.response_text decides); generate() strips it
+    assert [(s.text, s.finish_reason) for s in out] == [(" Blue ", "stop"), ("Blu", "length")]
+    assert gen.generate(["Hi"], SamplingParams(n=2))[0] == ["Blue", "Blu"]
     ids = seen["prompts"][0]["prompt_token_ids"]
     assert ids[:2] == [tok.bos_token_id, tok.bos_token_id]
     assert seen["init"]["revision"] == "abc123" and seen["init"]["tokenizer_revision"] == "abc123"

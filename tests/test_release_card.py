@@ -187,7 +187,7 @@ def test_cli_dry_run_default_names_and_warnings(tmp_path, capsys):
     (run / "checkpoints" / "Iter1" / "model.safetensors").write_bytes(safetensors_bytes(9, 72))  # results now stale
     assert cli.main(["--run-dir", str(run), "--out", str(tmp_path / "cards")]) == 0
     out = capsys.readouterr().out
-    name = "Mistral-7B-Instruct-v0.2-PairRM-SPPO"
+    name = "Mistral7B-PairRM-SPPO"  # the published family of Mistral-7B-Instruct-v0.2 ranked by PairRM
     assert (tmp_path / "cards" / f"{name}-Iter1" / "README.md").exists()
     assert "warning: Iter1: alpaca_eval results are stale" in out
     assert "warning: Iter1: arena_hard results missing" in out

@@ -104,6 +104,20 @@ def test_means_by_hand(questions):
     assert got["b"]["turn_1"] == 2.0 and got["b"]["turn_2"] is None and got["b"]["average"] == 2.0
 
 
+def test_ratings_outside_1_to_10_are_kept_as_fastchat_keeps_them(questions):
+    """FastChat's parser takes any digits in [[..]] (common.py:36, 175-181) and show_result.py averages every score
+    but -1: a judge's [[0]] or [[11]] counts as 0 or 11."""
+    texts = ["Poor. Rating: [[0]]", "Superb. Rating: [[11]]", "Rating: [[7]]", "no rating"]
+    rows = [mt.judgment_record(qid, "a", "single-v1" if t == 1 else "single-v1-multi-turn", "..", text, t, 0.0)
+            for (qid, t), text in zip([(81, 1), (81, 2), (82, 1), (82, 2)], texts)]
+    assert [r["score"] for r in rows] == [0.0, 11.0, 7.0, -1.0]
+    a = mt.score_judgments(rows, questions=questions)["a"]
+    assert a["turn_1"] == pytest.approx((0 + 7) / 2) and a["turn_2"] == 11.0
+    assert a["average"] == pytest.approx((0 + 11 + 7) / 3)
+    assert (a["n_scores"], a["n_invalid"], a["n_out_of_range"]) == (3, 1, 2)
+    assert any("2 ratings outside 1-10 were kept" in n for n in a["notes"])
+
+
 def test_without_questions_no_categories():
     got = mt.score_judgments([row(81, 1, 8), row(81, 2, 6)])["a"]
     assert got["categories"] == {} and got["n_missing"] is None and got["average"] == 7.0

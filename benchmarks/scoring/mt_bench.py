@@ -4,7 +4,8 @@
   categories math, reasoning and coding use ``single-math-v1`` / ``single-math-v1-multi-turn`` with the GPT-4
   reference answers. Messages: the prompt's system message, then the filled user prompt.
 * Parsing: ``[[rating]]`` (regex ``\\[\\[(\\d+\\.?\\d*)\\]\\]``), else ``[rating]``, else -1 (invalid).
-* Scores (``show_result.py --mode single``): invalid ratings (-1) are excluded; turn_1 / turn_2 are the means of the
+* Scores (``show_result.py --mode single``): invalid ratings (-1) are excluded, ratings outside 1-10 (a judge's
+  ``[[0]]`` or ``[[11]]``) are kept; turn_1 / turn_2 are the means of the
   valid ratings of each turn, ``average`` the mean of all valid ratings (both turns pooled); per-category means
   pool both turns in the same way.
 * Judgment rows: ``{question_id, model, judge: [judge model, prompt name], user_prompt, judgment, score, turn,
@@ -14,6 +15,7 @@
 from __future__ import annotations
 
 import ast
+import math
 import re
 from collections import defaultdict
 from statistics import fmean
@@ -97,16 +99,17 @@ def judgment_record(question_id: Any, model: str, prompt_name: str, user_prompt:
 
 # --- scoring ------------------------------------------------------------------------------------------------------
 
-RATING_RANGE = (1.0, 10.0)  # the judge prompts ask for "a scale of 1 to 10"
+RATING_RANGE = (1.0, 10.0)  # the judge prompts ask for "a scale of 1 to 10"; judges sometimes answer 0 or 11
 
 
 def _score_value(value: Any, where: str) -> float:
-    """A rating: a number in [1, 10], or -1 (FastChat's invalid); anything else (-5, Infinity, true) is an error."""
+    """A rating: any finite number >= 0 - FastChat's parser (common.py:36-37, 175-183) turns whatever digits the
+    judge wrote into the score and show_result.py averages every score but -1, so 0 or 11 are kept - or -1
+    (invalid). Anything its parser cannot produce (-5, Infinity, true) is an error."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise UserError(f"{where}: score {value!r} is not a number")
-    if value != INVALID and not RATING_RANGE[0] <= value <= RATING_RANGE[1]:
-        raise UserError(f"{where}: score {value!r} is outside {RATING_RANGE[0]:g}..{RATING_RANGE[1]:g} "
-                        f"(or {INVALID} for no rating)")
+    if value != INVALID and not (math.isfinite(value) and value >= 0):
+        raise UserError(f"{where}: score {value!r} is not a rating (a number >= 0, or {INVALID} for no rating)")
     return float(value)
 
 
@@ -158,6 +161,7 @@ def _model_metrics(rows: list[tuple[str, int, float]], category: dict[str, str] 
         "categories": {},
         "n_scores": len(valid),
         "n_invalid": len(rows) - len(valid),
+        "n_out_of_range": sum(not RATING_RANGE[0] <= s <= RATING_RANGE[1] for _, _, s in valid),
         "n_missing": None,
         "judge": sorted(judges)[0] if len(judges) == 1 else sorted(judges) or None,
     }
@@ -172,6 +176,9 @@ def _model_metrics(rows: list[tuple[str, int, float]], category: dict[str, str] 
             notes.append(f"{out['n_missing']} of {2 * len(category)} (question, turn) judgments are missing")
     if out["n_invalid"]:
         notes.append(f"{out['n_invalid']} judgments without a rating were excluded (as FastChat does)")
+    if out["n_out_of_range"]:
+        notes.append(f"{out['n_out_of_range']} ratings outside {RATING_RANGE[0]:g}-{RATING_RANGE[1]:g} were kept "
+                     "in the means (as FastChat does)")
     if len(judges) > 1:
         notes.append(f"judgments from several judges pooled: {', '.join(sorted(judges))}")
     out["notes"] = notes

@@ -6,12 +6,12 @@ file for every model, as FastChat writes it; updated under a lock so concurrent 
 
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 from sppo.files import read_jsonl, under, write_jsonl
+from sppo.generate import PromptText
 
 from benchmarks.answers import AnswerSettings, ModelAnswerer, answer_id, chunks, reusable
 from benchmarks.judge import Judge, JudgeReply, JudgeRequest
@@ -22,6 +22,8 @@ from benchmarks.suites.common import (LOGPROB_VERDICT, Failures, ModelTarget, Ru
                                       require_judge, reused_counts, suite_result)
 
 MT_BENCH_MAX_NEW_TOKENS = 1024  # FastChat gen_model_answer.py --max-new-token default
+# gen_model_answer.py:123-128 samples with HF generate passing no top_k/top_p: transformers' defaults, top-k 50
+MT_BENCH_TOP_K = 50
 
 
 def mt_bench_temperature(category: str) -> float:
@@ -50,33 +52,19 @@ def fastchat_prompt(model_name: str, questions: Sequence[str], answers: Sequence
     return conv.get_prompt()
 
 
-@contextlib.contextmanager
-def _prompt_as_is(answerer: ModelAnswerer):
-    """While active, the generator's chat template writes the single user message's text unchanged (a prompt
-    already rendered with FastChat's template)."""
-    tok = answerer.generator.tokenizer
-    old = tok.chat_template
-    tok.chat_template = "{{ messages[0]['content'] }}"
-    try:
-        yield
-    finally:
-        tok.chat_template = old
-
-
 def _mt_turns(answerer: ModelAnswerer, qs: list[dict], temp: float, max_new: int, template: str | None):
     """First and second answers of each question (the second turn sees the first answer)."""
     if template is None:
         convs = [[{"role": "user", "content": q["turns"][0]}] for q in qs]
-        first = answerer.answer(convs, temp, max_new)
+        first = answerer.answer(convs, temp, max_new, top_k=MT_BENCH_TOP_K)
         convs2 = [c + [{"role": "assistant", "content": a}, {"role": "user", "content": q["turns"][1]}]
                   for c, a, q in zip(convs, first, qs)]
-        return first, answerer.answer(convs2, temp, max_new)
+        return first, answerer.answer(convs2, temp, max_new, top_k=MT_BENCH_TOP_K)
     name = answerer.template_model()
-    with _prompt_as_is(answerer):
-        first = answerer.answer([[{"role": "user", "content": fastchat_prompt(name, q["turns"][:1], [])}]
-                                 for q in qs], temp, max_new)
-        second = answerer.answer([[{"role": "user", "content": fastchat_prompt(name, q["turns"][:2], [a])}]
-                                  for q, a in zip(qs, first)], temp, max_new)
+    first = answerer.answer([PromptText(fastchat_prompt(name, q["turns"][:1], [])) for q in qs], temp, max_new,
+                            top_k=MT_BENCH_TOP_K)
+    second = answerer.answer([PromptText(fastchat_prompt(name, q["turns"][:2], [a])) for q, a in zip(qs, first)],
+                             temp, max_new, top_k=MT_BENCH_TOP_K)
     return first, second
 
 
@@ -87,7 +75,8 @@ def mt_bench_answers(answerer: ModelAnswerer, questions: list[dict], path: Path,
     max_new = settings.max_new_tokens or MT_BENCH_MAX_NEW_TOKENS
     template = fastchat_template(answerer.template_model()) if settings.chat_template == "fastchat" else None
     key = digest({**answerer.identity(), "temperature": mt.TEMPERATURE_CONFIG, "max_new_tokens": max_new,
-                  "suite": "mt_bench", "fastchat_template": template})
+                  "suite": "mt_bench", "fastchat_template": template, "prompt_tokens": "tokenizer default",
+                  "top_k": MT_BENCH_TOP_K})
     existing = reusable({r.get("question_id"): r for r in read_jsonl(path)} if path.exists() else {}, key)
     todo = [q for q in wanted if q["question_id"] not in existing]
     for chunk in chunks(todo):
@@ -101,7 +90,8 @@ def mt_bench_answers(answerer: ModelAnswerer, questions: list[dict], path: Path,
                                               "model_id": model_id, "choices": [{"index": 0, "turns": [a1, a2]}],
                                               "tstamp": time.time(), "sppo_key": key}
         write_jsonl(path, existing.values())
-    info = {"temperature": "per category (FastChat temperature_config)", "max_new_tokens": max_new,
+    info = {"temperature": "per category (FastChat temperature_config)", "top_k": MT_BENCH_TOP_K,
+            "max_new_tokens": max_new,
             "chat_template": f"fastchat:{template}" if template else "hf", "best_of": answerer.best_of,
             "n_generated": len(todo), "n_reused": len(wanted) - len(todo), "key": key}
     return {q["question_id"]: existing[q["question_id"]] for q in wanted}, info
