@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from sppo.errors import UserError
-from sppo.files import read_json, read_jsonl
+from sppo.files import atomic_path, read_json, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,8 @@ class DataSource:
 
         qpath, bpath, cpath = (self.file(sub, name) for sub, name in SUITE_FILES["arena_hard"])
         questions = read_jsonl(qpath)
-        baseline = {str(a["question_id"]): a for a in read_jsonl(bpath)}
+        by_id(questions, "question_id", qpath)
+        baseline = {str(k): a for k, a in by_id(read_jsonl(bpath), "question_id", bpath).items()}
         try:
             config = yaml.safe_load(cpath.read_text(encoding="utf-8"))
         except yaml.YAMLError as e:
@@ -183,8 +184,26 @@ class DataSource:
 
     def mt_bench(self) -> MTBenchData:
         qpath, rpath, ppath = (self.file(sub, name) for sub, name in SUITE_FILES["mt_bench"])
-        return MTBenchData(read_jsonl(qpath), {r["question_id"]: r for r in read_jsonl(rpath)},
-                           {p["name"]: p for p in read_jsonl(ppath)}, str(qpath.parent))
+        questions = read_jsonl(qpath)
+        by_id(questions, "question_id", qpath)
+        return MTBenchData(questions, by_id(read_jsonl(rpath), "question_id", rpath),
+                           by_id(read_jsonl(ppath), "name", ppath), str(qpath.parent))
+
+
+def by_id(rows: list, key: str, path: Path) -> dict:
+    """``{row[key]: row}``; a record without `key`, or two records sharing one, is one line naming the file and the
+    id (a benchmark file whose ids repeat would silently lose a question)."""
+    out: dict = {}
+    for i, row in enumerate(rows, 1):
+        if not isinstance(row, dict) or key not in row:
+            raise UserError(f"{path}: record {i}: missing field {key!r}")
+        value = row[key]
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise UserError(f"{path}: record {i}: field {key!r} must be a string or an integer")
+        if value in out:
+            raise UserError(f"{path}: record {i}: {key} {value!r} is used twice")
+        out[value] = row
+    return out
 
 
 def packaged_alpaca_prompt() -> str:
@@ -219,7 +238,5 @@ def _download_pinned(pin: Pinned, target: Path) -> None:
     got = hashlib.sha256(resp.content).hexdigest()
     if got != pin.sha256:
         raise UserError(f"{pin.url}: SHA-256 {got[:12]}... is not the pinned {pin.sha256[:12]}...; nothing written")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.part")
-    tmp.write_bytes(resp.content)
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(resp.content)

@@ -12,7 +12,9 @@ never answers from this one's replies. Failed requests (after retries) and empty
 
 Ctrl-C / SIGTERM while a batch is in flight: no further request is sent (queued ones are cancelled, retries stop),
 every reply that has arrived is already cached, and ``complete`` raises KeyboardInterrupt at once.
-Every error text and log line passes through ``scrub`` (the API key's value and ``Authorization`` values removed).
+Every reply, cached row, error text and log line passes through ``sppo.scrub`` (the API key in any encoding,
+``Authorization`` values, URL passwords removed); a base URL's userinfo is used for the requests only, never
+recorded (``base_url`` in results, keys and logs is the URL without it).
 
 - ``OpenAIJudge``: httpx POST ``{base_url}/chat/completions``; a thread pool bounds the requests in flight;
   429, 5xx, timeouts and connection errors are retried with exponential backoff (honouring ``Retry-After``);
@@ -27,11 +29,11 @@ completion tokens, cost in USD (from a price table or ``price_per_million``).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
-import re
 import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -39,8 +41,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from sppo.errors import UserError
-from sppo.files import utc_now
+from sppo.errors import UserError, io_errors
+from sppo.files import refuse_symlink, utc_now
+from sppo.scrub import install_log_scrubber, public_url, register_secret, scrub, scrub_obj, url_credentials
+
+__all__ = ["install_log_scrubber", "register_secret", "scrub"]  # the shared scrubber, as the suites import it
 
 log = logging.getLogger(__name__)
 
@@ -115,61 +120,36 @@ def cache_key(judge_identity: dict[str, Any], request: JudgeRequest) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-# --- secrets never leave the process ----------------------------------------------------------------------------
-
-_SECRETS: set[str] = set()
-_AUTH_VALUE = re.compile(r"(?i)(authorization[\"']?\s*[:=]\s*[\"']?)(?:bearer\s+)?[^\s\"',}]+|\bbearer\s+[^\s\"',}]+")
-_REDACTED = "[REDACTED]"
-
-
-def register_secret(value: str | None) -> None:
-    """Remember a secret value (an API key) so that ``scrub`` removes it from every text."""
-    if value and len(value) >= 4:
-        _SECRETS.add(value)
-
-
-def scrub(text: str) -> str:
-    """``text`` without any registered secret and without ``Authorization`` / ``Bearer`` values: the one filter
-    for error bodies, stored error messages and log lines."""
-    for secret in sorted(_SECRETS, key=len, reverse=True):
-        text = text.replace(secret, _REDACTED)
-    return _AUTH_VALUE.sub(lambda m: (m.group(1) or "Bearer ") + _REDACTED, text)
-
-
-class ScrubFilter(logging.Filter):
-    """A logging filter that passes every record's final message through ``scrub``."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        clean = scrub(message)
-        if clean != message:
-            record.msg, record.args = clean, None
-        return True
-
-
-def install_log_scrubber() -> None:
-    """Put ``ScrubFilter`` on every handler of the root logger (idempotent)."""
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, ScrubFilter) for f in handler.filters):
-            handler.addFilter(ScrubFilter())
-
-
 class JudgeCache:
-    """SQLite key -> reply. Every insert is committed on its own (WAL journal): crash-safe, many threads."""
+    """SQLite key -> reply. Every insert is committed on its own (WAL journal): crash-safe, many threads. A file
+    the machine cannot write (full disk, read-only, no permission) is one line naming it (``MachineError``); a
+    failed insert is rolled back, so the cache never holds half a row."""
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=60)
-        with self._lock:
+        with self._errors():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            refuse_symlink(self.path)
+            self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=60)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("CREATE TABLE IF NOT EXISTS replies (key TEXT PRIMARY KEY, judge TEXT NOT NULL, "
                              "request TEXT NOT NULL, reply TEXT NOT NULL, created_at TEXT NOT NULL)")
             self._db.commit()
 
+    @contextlib.contextmanager
+    def _errors(self):
+        """SQLite's errors as one line naming the cache file; a corrupt file is the user's to remove."""
+        try:
+            with io_errors(self.path):
+                yield
+        except sqlite3.DatabaseError as e:
+            if getattr(self, "_db", None) is not None:
+                self._db.rollback()
+            raise UserError(f"{self.path}: unusable judge cache ({e}); remove it to start a new one") from None
+
     def get(self, key: str) -> JudgeReply | None:
-        with self._lock:
+        with self._lock, self._errors():
             row = self._db.execute("SELECT reply FROM replies WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
@@ -177,16 +157,21 @@ class JudgeCache:
         return JudgeReply(**{**d, "cached": True})
 
     def put(self, key: str, judge_model: str, request: JudgeRequest, reply: JudgeReply) -> None:
-        d = asdict(reply)
+        d = scrub_obj(asdict(reply))
         d.pop("cached")
-        req = json.dumps({"messages": list(request.messages), "params": request.params()}, ensure_ascii=False)
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?)",
-                             (key, judge_model, req, json.dumps(d, ensure_ascii=False), utc_now()))
-            self._db.commit()
+        req = json.dumps(scrub_obj({"messages": list(request.messages), "params": request.params()}),
+                         ensure_ascii=False)
+        with self._lock, self._errors():
+            try:
+                self._db.execute("INSERT OR REPLACE INTO replies VALUES (?, ?, ?, ?, ?)",
+                                 (key, judge_model, req, json.dumps(d, ensure_ascii=False), utc_now()))
+                self._db.commit()
+            except sqlite3.Error:
+                self._db.rollback()
+                raise
 
     def __len__(self) -> int:
-        with self._lock:
+        with self._lock, self._errors():
             return self._db.execute("SELECT COUNT(*) FROM replies").fetchone()[0]
 
     def close(self) -> None:
@@ -228,6 +213,7 @@ class Judge:
 
             def done(j: int, reply: JudgeReply) -> None:  # called as soon as each reply arrives
                 k = keys[j]
+                reply = JudgeReply(**scrub_obj(asdict(reply)))  # a judge or proxy may echo the key
                 self._account(reply)
                 if reply.ok and self.cache is not None:
                     self.cache.put(k, self.model, requests[j], reply)
@@ -277,7 +263,8 @@ class OpenAIJudge(Judge):
                  backoff_base: float = 1.0, backoff_max: float = 60.0,
                  price_per_million: tuple[float, float] | None = None):
         super().__init__(model, cache, price_per_million)
-        self.base_url = base_url.rstrip("/")
+        self.base_url = public_url(base_url.rstrip("/"))  # without user:password, which never reaches a record,
+        self._auth = url_credentials(base_url)  # a key or a log line: it goes as basic authentication
         self.api_key_env = api_key_env
         self.max_concurrency = max(1, int(max_concurrency))
         self.max_retries = max(0, int(max_retries))
@@ -362,7 +349,7 @@ class OpenAIJudge(Judge):
             try:
                 try:
                     resp = self._http().post(f"{self.base_url}/chat/completions", json=payload,
-                                             headers=self._headers())
+                                             headers=self._headers(), auth=self._auth)
                 except httpx.TimeoutException:
                     raise _Retryable("timeout") from None
                 except (httpx.TransportError, RuntimeError, AttributeError) as e:  # also: client closed on Ctrl-C

@@ -26,17 +26,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import logging
+import math
 import os
 import re
 import signal
 import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from sppo.cli_util import setup_logging
 from sppo.errors import UserError
 from sppo.files import checkpoint_dir, current_run_dir, safe_name
+from sppo.scrub import public_url
 
 from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteResult, checkpoint_fingerprint
 from benchmarks.suites import SUITES
@@ -91,7 +95,8 @@ def configure(p: argparse.ArgumentParser) -> None:
             j.add_argument(f"{suite.flag}-judge-model", dest=f"{suite.name}_judge_model", metavar="MODEL",
                            help=f"judge model of {suite.name} only")
     j.add_argument("--judge-api-key-env", default="OPENAI_API_KEY",
-                   help="name of the environment variable holding the API key (the key is never printed)")
+                   help="name of the environment variable holding the API key (the key is never printed or "
+                        "written); unset: an error, or a warning for an endpoint on this machine")
     j.add_argument("--judge-concurrency", type=int, default=8, help="requests in flight")
     j.add_argument("--judge-max-retries", type=int, default=6)
     j.add_argument("--judge-timeout", type=float, default=120.0, help="seconds per request")
@@ -109,6 +114,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="v1: the Open LLM Leaderboard v1 tasks (Hub data); tiny: the project's own small "
                         "multiple-choice task (offline). Default: v1 with an endpoint judge, tiny with a local judge")
     d.add_argument("--lm-eval-batch-size", type=int, default=4)
+    d.add_argument("--trust-remote-code", action="store_true",
+                   help="let lm-eval run a checkpoint's own Python modelling code (its config's auto_map); off by "
+                        "default: only the architectures built into transformers are loaded")
     d.add_argument("--with-judgments", action="append", type=Path, default=[], metavar="DIR",
                    help="Arena-Hard: also fit the official judgment files of other models in DIR (repeatable; "
                         "model_judgment/gpt-4-1106-preview of arena-hard-auto), read in sorted name order, as "
@@ -124,13 +132,27 @@ def configure(p: argparse.ArgumentParser) -> None:
 
 def store_name(ref: str) -> str:
     """A results-store name for a model reference: IterN stays, paths give their directory name, Hub ids
-    ``org/name`` give ``org__name``."""
+    ``org/name`` give ``org__name``. A name that had to be cleaned (characters other than letters, digits,
+    ``.``, ``_``, ``-``) gets a short digest of the exact name, so two names never share an entry
+    (``we ird;name`` -> ``we_ird_name-<digest>``, ``we_ird_name`` stays)."""
     p = Path(ref)
     base = p.name if (p.exists() or ref.startswith((".", "/", "~"))) else ref.replace("/", "__")
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._-")
     if not name:
         raise UserError(f"{ref}: cannot derive a model name")
+    if name != base:
+        name += "-" + hashlib.sha256(base.encode("utf-8", "surrogateescape")).hexdigest()[:8]
     return name
+
+
+def refuse_other_checkpoint(old: SuiteResult, path: str, where: Path) -> None:
+    """A stored result of another checkpoint that still exists is never replaced: two directories of the same
+    name (``a/ck``, ``b/ck``) would otherwise share one entry. A checkpoint that moved may take its entry over."""
+    was = (old.checkpoint or {}).get("path")
+    if not was or was == path or not Path(was).exists() or Path(was).resolve() == Path(path).resolve():
+        return
+    raise UserError(f"{where}: holds the results of {was}, another checkpoint of the same name as {path}; "
+                    "rename one directory or use another --results-dir")
 
 
 class _Resolver:
@@ -204,7 +226,39 @@ def _price(args) -> tuple[float, float] | None:
         a, b = (float(x) for x in args.judge_price.split(","))
     except ValueError:
         raise UserError(f"--judge-price: expected IN,OUT (USD per 1M tokens), got {args.judge_price!r}") from None
+    if not all(math.isfinite(x) and x >= 0 for x in (a, b)):
+        raise UserError(f"--judge-price: prices must be finite and >= 0, got {args.judge_price!r}")
     return a, b
+
+
+def _check_base_url(url: str) -> None:
+    """An http(s) URL with a host, refused at once otherwise (it would be retried for minutes)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as e:
+        raise UserError(f"--judge-base-url: {public_url(url)!r} is not a valid URL ({e})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UserError(f"--judge-base-url: {public_url(url)!r} is not an http(s) URL with a host "
+                        "(e.g. https://api.openai.com/v1)")
+
+
+def is_local_url(url: str) -> bool:
+    """An endpoint on this machine (``vllm serve``, llama.cpp, ...), which often takes no key."""
+    return (urlsplit(url).hostname or "") in ("localhost", "127.0.0.1", "::1")
+
+
+def _check_api_key(args) -> None:
+    """The endpoint judge's key variable must be set, except for an endpoint on this machine (then a warning)."""
+    name = args.judge_api_key_env
+    if os.environ.get(name):
+        return
+    url = args.judge_base_url or "https://api.openai.com/v1"
+    if is_local_url(url):
+        log.warning("$%s is not set: requests to %s go without an API key", name, public_url(url))
+        return
+    raise UserError(f"--judge-api-key-env: the environment variable {name} is not set; export the API key "
+                    f"of {public_url(url)} in it (or name another variable)")
 
 
 class Judges:
@@ -230,7 +284,7 @@ class Judges:
         if self.kind == "local":
             return {"backend": "local", "model": self._local_name}
         return {"backend": "openai", "model": self.model(suite),
-                "base_url": (self.args.judge_base_url or "https://api.openai.com/v1").rstrip("/")}
+                "base_url": public_url((self.args.judge_base_url or "https://api.openai.com/v1").rstrip("/"))}
 
     def get(self, suite: str):
         model = self.model(suite)
@@ -257,7 +311,8 @@ class Judges:
 def _run_key(args, judges: "Judges | None", suite: str, ctx) -> dict[str, Any]:
     """What a stored result depends on besides the checkpoint: a result under another key is recomputed."""
     if not SUITES[suite].judged:
-        return {"limit": args.limit, "lm_eval_tasks": args.lm_eval_tasks, "batch_size": args.lm_eval_batch_size}
+        return {"limit": args.limit, "lm_eval_tasks": args.lm_eval_tasks, "batch_size": args.lm_eval_batch_size,
+                **({"trust_remote_code": True} if args.trust_remote_code else {})}
     return {"limit": args.limit, "max_new_tokens": args.max_new_tokens,
             "alpaca_eval_sampling": [args.alpaca_eval_temperature, args.alpaca_eval_top_p] if suite == "alpaca_eval"
             else None, "chat_template": args.chat_template if suite == "mt_bench" else None,
@@ -274,8 +329,17 @@ def _validate(args) -> None:
     for flag in ("best_of", "batch_size", "judge_concurrency", "lm_eval_batch_size", "tensor_parallel_size"):
         if getattr(args, flag) is not None and getattr(args, flag) < 1:
             raise UserError(f"--{flag.replace('_', '-')} must be at least 1")
-    if args.judge_max_retries < 0 or args.judge_timeout <= 0 or args.judge_backoff < 0:
-        raise UserError("--judge-max-retries and --judge-backoff must be >= 0, --judge-timeout > 0")
+    if args.judge_max_retries < 0 or not args.judge_timeout > 0 or not args.judge_backoff >= 0 \
+            or not math.isfinite(args.judge_timeout + args.judge_backoff):
+        raise UserError("--judge-max-retries and --judge-backoff must be >= 0, --judge-timeout > 0 (finite)")
+    t, p = args.alpaca_eval_temperature, args.alpaca_eval_top_p
+    if t is not None and not (math.isfinite(t) and t >= 0):
+        raise UserError(f"--alpaca-eval-temperature must be a finite number >= 0, got {t}")
+    if p is not None and not 0 < p <= 1:
+        raise UserError(f"--alpaca-eval-top-p must be in (0, 1], got {p}")
+    if args.judge_base_url is not None:
+        _check_base_url(args.judge_base_url)
+    _price(args)
     if args.data_dir is not None and not args.data_dir.is_dir():
         raise UserError(f"{args.data_dir}: --data-dir does not exist or is not a directory")
     for d in args.with_judgments:
@@ -321,10 +385,8 @@ def main(args: argparse.Namespace) -> int:
     its jobs (`benchmarks.parallel`) until it is done, also when it fails."""
     setup_logging(args.verbose)
     from benchmarks import parallel
-    from benchmarks.judge import install_log_scrubber
     from sppo import distributed
 
-    install_log_scrubber()
     _validate(args)
     distributed.setup(timeout_minutes=args.collective_timeout_minutes)
     previous = _sigterm_as_interrupt()
@@ -386,6 +448,8 @@ def _main(args) -> int:
         args.max_new_tokens = None
     for s in judged:
         judges.model(s)  # a judge model name that cannot name a file is refused before anything runs
+    if openai_judge:
+        _check_api_key(args)
 
     cache = JudgeCache(results_dir / CACHE_FILE) if judged else None
     if judges is not None:
@@ -395,7 +459,7 @@ def _main(args) -> int:
                                                       args.alpaca_eval_top_p, args.chat_template),
                        progress=args.progress, lm_eval_tasks=args.lm_eval_tasks,
                        lm_eval_batch_size=args.lm_eval_batch_size, df_gamed=args.df_gamed,
-                       with_judgments=list(args.with_judgments))
+                       with_judgments=list(args.with_judgments), trust_remote_code=args.trust_remote_code)
     run = _Run(args, store, ctx, judges, S)
     try:
         _run_all(args, targets_spec, chosen, run, S)
@@ -442,6 +506,8 @@ class _Run:
         S = self.S
         key = _run_key(self.args, self.judges, suite, self.ctx)
         old = self.store.read(target.name, suite, target.variant)
+        if old is not None:
+            refuse_other_checkpoint(old, target.path, self.store.path(target.name, suite, target.variant))
         if (old is not None and not self.args.rerun and old.settings.get("run_key") == key
                 and old.checkpoint.get("fingerprint") == checkpoint_fingerprint(target.path)):
             self.skipped.append(f"{target.name}/{suite}" + ("" if target.variant == DEFAULT_VARIANT

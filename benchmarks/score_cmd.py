@@ -155,13 +155,17 @@ def score_lm_eval(args: argparse.Namespace) -> list[SuiteResult]:
 
 
 def _lm_eval_model_name(data: dict, path: Path) -> str:
-    """The ``pretrained=`` model of the results' config (last path component), else the file's stem."""
+    """The ``pretrained`` model of the results' config (last path component), else the file's stem. The harness
+    records ``model_args`` as its ``key=value,...`` string; ``sppo-bench`` records the values themselves."""
     config = data.get("config") or {}
-    model_args = str(config.get("model_args") or "") if isinstance(config, dict) else ""
-    for part in model_args.split(","):
-        key, _, value = part.partition("=")
-        if key.strip() == "pretrained" and value.strip():
-            return Path(value.strip().rstrip("/")).name
+    model_args = config.get("model_args") if isinstance(config, dict) else None
+    if isinstance(model_args, dict):
+        pretrained = model_args.get("pretrained")
+    else:
+        parts = (part.partition("=") for part in str(model_args or "").split(","))
+        pretrained = next((value for key, _, value in parts if key.strip() == "pretrained"), None)
+    if isinstance(pretrained, str) and pretrained.strip().rstrip("/"):
+        return Path(pretrained.strip().rstrip("/")).name
     return path.stem
 
 

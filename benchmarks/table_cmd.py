@@ -1,6 +1,6 @@
 """`sppo-bench table`: the seed model card's four tables from the results store, and one plot per benchmark.
 
-    sppo-bench table [--results-dir DIR | --run-dir RUN] [--family NAME] [--plots-dir DIR] [--no-plots]
+    sppo-bench table [--results-dir DIR | --run-dir RUN] [--family NAME] [--plots | --plots-dir DIR]
                      [--format markdown|csv]
 
 Tables (pandas DataFrames printed as Markdown) with the model card's columns, rounding and row names
@@ -12,7 +12,8 @@ is what was run), MT-Bench (1st turn, 2nd turn, average, two decimals). One row 
 iterations as the card names them (``Mistral7B-PairRM-SPPO Iter 1``, ``... Iter 1 (best-of-16)``), ``Iter0`` - the
 run's starting model - by its name, other models by their results-store name. Plots: ``<plots-dir>/<suite>.png``, the
 headline figure of each benchmark across the models (iterations in order), one line per variant, with error bars
-where the benchmark has them (AlpacaEval standard error, Arena-Hard 95% CI), on an axis that starts at 0.
+where the benchmark has them (AlpacaEval standard error, Arena-Hard 95% CI), on an axis that starts at 0, written only
+when asked for (``--plots``, ``--plots-dir``): the tables alone only read, so they work on a read-only results store.
 """
 
 from __future__ import annotations
@@ -205,8 +206,10 @@ def configure(p: argparse.ArgumentParser) -> None:
     """The arguments of ``sppo-bench table``."""
     p.add_argument("--results-dir", type=Path, help="results store (default <run_dir>/results)")
     p.add_argument("--run-dir", help="training run (default: $SPPO_RUN_DIR, runs/latest, newest under runs/)")
-    p.add_argument("--plots-dir", type=Path, help="where the PNG plots go (default <results-dir>/plots)")
-    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("--plots", action="store_true", help="also write one PNG plot per benchmark (into --plots-dir)")
+    p.add_argument("--plots-dir", type=Path, help="write the PNG plots there (implies --plots; default "
+                   "<results-dir>/plots)")
+    p.add_argument("--no-plots", action="store_true", help=argparse.SUPPRESS)  # the default; kept for old scripts
     p.add_argument("--format", choices=("markdown", "csv"), default="markdown")
     p.add_argument("--family", metavar="NAME", help="row names '<NAME> Iter N' (default: the run's family as "
                    "sppo-release names its cards, e.g. Mistral7B-PairRM-SPPO; plain IterN without a run)")
@@ -220,7 +223,7 @@ def main(args: argparse.Namespace) -> int:
     if not frames:
         raise UserError(f"{results_dir}: no benchmark results (run `sppo-bench --all ...` first)")
     print(render(frames, args.format))
-    if not args.no_plots:
+    if (args.plots or args.plots_dir) and not args.no_plots:
         for path in write_plots(store, args.plots_dir or results_dir / "plots"):
             print(f"plot: {path}")
     return 0

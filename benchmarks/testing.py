@@ -10,9 +10,10 @@ Faults are injected with ``server.faults``: a list consumed one per request, ite
 (sleeps past the client's timeout), ``"garbage"`` (HTTP 200 with a body that is not a completion), ``"no-verdict"``
 (a reply without any verdict/rating), ``"empty"`` (HTTP 200 whose message content is null), ``401`` (an error body
 that echoes the request headers, API key included, as some endpoints do), ``"no-logprobs"`` (the verdict token
-without any logprobs), ``"empty-top-logprobs"`` (logprobs with an empty ``top_logprobs`` list), or ``None``
-(normal). ``server.always``
-applies one fault to every request; ``server.delay`` makes every reply wait that many seconds.
+without any logprobs), ``"empty-top-logprobs"`` (logprobs with an empty ``top_logprobs`` list), ``"echo-auth"`` (a
+normal HTTP 200 verdict whose text also echoes the ``Authorization`` header raw, URL-encoded and inside the request
+headers as JSON, as a careless proxy might), or ``None`` (normal). ``server.always`` applies one fault to every
+request; ``server.delay`` makes every reply wait that many seconds.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import json
 import math
 import threading
 import time
+import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ARENA_LABELS = ["A>>B", "A>B", "A=B", "B>A", "B>>A"]
@@ -96,6 +98,10 @@ class FakeJudgeServer:
                         v = {"text": "I cannot decide."}
                     if fault == "empty":
                         v = {"text": None}
+                    if fault == "echo-auth":
+                        auth = self.headers.get("Authorization") or ""
+                        v["text"] += (f" (your headers: {json.dumps(dict(self.headers))}; raw {auth}; "
+                                      f"url-encoded {urllib.parse.quote(auth, safe='')})")
                     if fault == "no-logprobs":
                         v.pop("logprobs", None)
                     if fault == "empty-top-logprobs" and "logprobs" in v:

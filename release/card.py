@@ -23,6 +23,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from benchmarks.card_layout import TABLES, Column, TableSpec, card_row_label, family_name, fmt_int, fmt_short
 from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteResult
 from sppo.errors import UserError
+from sppo.scrub import public_url
 
 from .run import HYPERPARAMETERS, Iteration
 
@@ -183,10 +184,11 @@ def locally_judged(result) -> bool:
 
 
 def judge_md(judge: dict[str, Any]) -> str:
-    """A judge as the results store records it (``benchmarks.judge.Judge.info``); never holds a secret."""
+    """A judge as the results store records it (``benchmarks.judge.Judge.info``); a URL's userinfo (from a store
+    written before URLs were recorded without it) is never shown."""
     text = f"`{judge.get('model')}`"
     if judge.get("base_url"):
-        text += f" at {judge['base_url']}"
+        text += f" at {public_url(str(judge['base_url']))}"
     if judge.get("backend") == "local":
         text += " (a local model, in process)"
     return text

@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable
 
 from benchmarks.store import DEFAULT_VARIANT, SUITES, checkpoint_fingerprint
 from sppo.errors import UserError
+from sppo.scrub import register_secret, scrub
 
 from .card import ReleaseInfo, Results, card_figures, find_result, missing_metrics
 from .data import DataUpload
@@ -128,12 +129,8 @@ def resolve_token() -> str:
     token = get_token()
     if not token:
         raise UserError("no Hugging Face token: set HF_TOKEN or run `hf auth login`")
+    register_secret(token)
     return token
-
-
-def scrub(text: str, token: str | None) -> str:
-    """`text` with the token (if any) replaced by ``***``."""
-    return text.replace(token, "***") if token else text
 
 
 def hub_error(what: str, token: str, e: BaseException) -> UserError:
@@ -149,7 +146,8 @@ def hub_error(what: str, token: str, e: BaseException) -> UserError:
     elif status is None:  # not an HTTP error: the exception type tells what happened
         detail = f"{type(e).__name__}: {detail}" if detail else type(e).__name__
     hint = " (check that your token may write to this namespace)" if status in (401, 403) else ""
-    return UserError(scrub(f"{what} failed: {detail}{hint}", token))
+    register_secret(token)
+    return UserError(scrub(f"{what} failed: {detail}{hint}"))
 
 
 def hub_call(what: str, token: str, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

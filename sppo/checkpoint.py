@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .errors import UserError, io_errors
 from .export import write_compatible
-from .files import package_versions, read_json, safe_name, utc_now, write_json
+from .files import fresh_dir, package_versions, read_json, safe_name, utc_now, write_json
 
 MANIFEST_NAME = "sppo_manifest.json"
 SCHEMA_VERSION = 2  # 2: real world size, global batch, mixed precision; 1 (unversioned): num_devices from config
@@ -77,6 +77,12 @@ def _is_int(value: Any) -> bool:
 def _check(data: Any, source: str) -> None:
     if not isinstance(data, dict):
         raise UserError(f"{source}: expected a JSON object")
+    version = data.get("schema_version", 1)
+    if not _is_int(version) or version < 1:
+        raise UserError(f"{source}: field 'schema_version' must be a positive integer")
+    if version > SCHEMA_VERSION:
+        raise UserError(f"{source}: schema_version {version} is newer than this toolkit's {SCHEMA_VERSION}; "
+                        "upgrade sppo-toolkit")
     required = [f.name for f in dataclasses.fields(CheckpointManifest)
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     for key in required:
@@ -106,19 +112,25 @@ def is_finished(checkpoint: str | os.PathLike) -> bool:
 
 
 def save_checkpoint(target: Path, model, tokenizer, state_dict, manifest: CheckpointManifest) -> Path:
-    """Write weights, tokenizer and manifest to a temporary sibling directory, then rename it onto `target`.
-    The config, tokenizer and generation files are written in the form transformers 4.42+ and 5 read alike."""
+    """Write weights, tokenizer and manifest to a temporary sibling directory, then rename it onto `target`. The
+    config, tokenizer and generation files are written in the form transformers 4.42+ and 5 read alike. A failed
+    write (full disk, ...) removes the temporary directory and is one line naming `target`."""
     tmp = target.parent / f".{target.name}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp, state_dict=state_dict)
-    tokenizer.padding_side = "left"
-    tokenizer.save_pretrained(tmp)
-    # files every transformers from 4.42 on reads as this one does (sppo/export.py)
-    write_compatible(tmp, clean_up_tokenization_spaces=bool(getattr(tokenizer, "clean_up_tokenization_spaces", False)))
-    manifest.versions = manifest.versions or package_versions()
-    manifest.finished_at = utc_now()
-    write_json(tmp / MANIFEST_NAME, manifest.to_dict())
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    with io_errors(target):
+        try:
+            fresh_dir(tmp)
+            model.save_pretrained(tmp, state_dict=state_dict)
+            tokenizer.padding_side = "left"
+            tokenizer.save_pretrained(tmp)
+            # files every transformers from 4.42 on reads as this one does (sppo/export.py)
+            write_compatible(tmp, clean_up_tokenization_spaces=bool(getattr(tokenizer, "clean_up_tokenization_spaces",
+                                                                              False)))
+            manifest.versions = manifest.versions or package_versions()
+            manifest.finished_at = utc_now()
+            write_json(tmp / MANIFEST_NAME, manifest.to_dict())
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -7,7 +7,8 @@ import os
 import sys
 from typing import Callable
 
-from .errors import UserError
+from .errors import MachineError, UserError, io_failure
+from .scrub import install_log_scrubber, scrub
 
 
 # loggers of the libraries we drive: on ranks other than 0 they say only errors (rank 0 says the rest once)
@@ -32,6 +33,7 @@ def setup_logging(verbose: bool = False) -> None:
     if rank > 0:
         level, fmt = (level if verbose else max(level, logging.WARNING)), f"[rank {rank}] {fmt}"
     logging.basicConfig(level=level, format=fmt, datefmt="%H:%M:%S")
+    install_log_scrubber()
     quiet_other_ranks()
 
 
@@ -60,12 +62,23 @@ def quiet_other_ranks() -> None:
 
 
 def run_cli(fn: Callable[[list[str]], int | None], argv: list[str]) -> int:
-    """Call `fn(argv)`; turn UserError into one line on stderr with exit code 2, Ctrl-C into 130."""
+    """Call `fn(argv)`; turn UserError into one line on stderr with exit code 2, MachineError and any other I/O
+    failure (full disk, read-only file system, no permission: ``errors.io_failure``) into one line with exit code
+    1, Ctrl-C into 130."""
     try:
         return int(fn(argv) or 0)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {scrub(str(e))}", file=sys.stderr)
         return 2
+    except MachineError as e:
+        print(f"error: {scrub(str(e))}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        err = io_failure(e)
+        if err is None:
+            raise
+        print(f"error: {scrub(str(err))}", file=sys.stderr)
+        return 2 if isinstance(err, UserError) else 1
     except KeyboardInterrupt:
         print("interrupted: finished stages are kept; rerun the same command to resume", file=sys.stderr)
         return 130

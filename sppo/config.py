@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .errors import UserError
+from .errors import UserError, io_failure
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
 RANKING_SOURCES = ("prompt", "template")
@@ -85,8 +86,8 @@ class PromptsConfig:
                        ["train_iteration_1", "train_iteration_2", "train_iteration_3"])
     column: str = doc("Column holding the prompt text.", "prompt")
     limit: int | None = doc("Use at most this many prompts per split (null: all).", None)
-    rows: str = doc("clean: empty prompts, repeated prompt ids and prompts whose K responses all tie are "
-                    "dropped. reference: every row is kept, as uclaml/SPPO kept it (a tie trains chosen = "
+    rows: str = doc("clean: empty prompts, repeated prompts (same id and text) and prompts whose K responses all "
+                    "tie are dropped (a different prompt under a repeated id is kept as <id>#1). reference: every row is kept, as uclaml/SPPO kept it (a tie trains chosen = "
                     "rejected = the first response, P_win = P_lose); steps per epoch follow.", "clean")
 
 
@@ -292,6 +293,7 @@ def _checks(cfg: "Config") -> list[tuple[bool, str]]:
     return [
         (bool(run.output_dir.strip()), "run.output_dir: must not be empty"),
         (run.iterations >= 1, "run.iterations: must be at least 1"),
+        (0 <= run.seed < 2**32, f"run.seed: must be in 0..4294967295, got {run.seed}"),
         (1 <= run.first_iteration <= run.iterations, "run.first_iteration: must be in 1..iterations"),
         (run.chunk_size >= 1, f"run.chunk_size: must be >= 1, got {run.chunk_size}"),
         (bool(cfg.model.name.strip()), "model.name: must not be empty"),
@@ -372,7 +374,7 @@ def _check_types(obj: Any, prefix: str) -> None:
         value, path = getattr(obj, f.name), f"{prefix}{f.name}"
         if dataclasses.is_dataclass(f.type) or dataclasses.is_dataclass(value):
             if not dataclasses.is_dataclass(value):
-                raise UserError(f"config key '{path}' must be a mapping, got {value!r}")
+                raise UserError(f"config key {path!r} must be a mapping, got {value!r}")
             _check_types(value, path + ".")
             continue
         kinds = [k.strip() for k in str(f.type).split("|")]
@@ -380,18 +382,18 @@ def _check_types(obj: Any, prefix: str) -> None:
             continue  # training.bf16 reads auto/true/false; YAML turns true/false into booleans
         main = next((k for k in kinds if k != "None"), "object")
         if not _type_ok(value, main):
-            raise UserError(f"config key '{path}' must be {_TYPE_NAMES.get(main, main)}, got {value!r}")
+            raise UserError(f"config key {path!r} must be {_TYPE_NAMES.get(main, main)}, got {value!r}")
 
 
 def _build(cls, data: dict, where: str, source: str):
     if not isinstance(data, dict):
-        raise UserError(f"{source}: '{where or 'top level'}' must be a mapping")
+        raise UserError(f"{source}: {where or 'top level'!r} must be a mapping")
     known = {f.name: f for f in fields(cls)}
     kwargs = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else key
         if key not in known:
-            raise UserError(f"{source}: unknown config key '{path}'")
+            raise UserError(f"{source}: unknown config key {path!r}")
         ftype = known[key].default_factory if dataclasses.is_dataclass(known[key].default_factory) else None
         kwargs[key] = _build(ftype, value or {}, path, source) if ftype else _coerce(known[key], value, path, source)
     return cls(**kwargs)
@@ -402,26 +404,27 @@ def _coerce(f, value: Any, path: str, source: str) -> Any:
     kind = str(f.type)
     if value is None or isinstance(value, bool):
         if value is None and "None" not in kind:
-            raise UserError(f"{source}: config key '{path}' cannot be null")
+            raise UserError(f"{source}: config key {path!r} cannot be null")
         return value
     for name, cast in (("float", float), ("int", int)):
         if kind.startswith(name) and isinstance(value, (str, int, float)):
+            what = "a number" if name == "float" else "an integer"
             try:
                 return cast(value) if name == "float" or float(value) == int(float(value)) else cast("x")
             except (ValueError, OverflowError):
-                raise UserError(f"{source}: config key '{path}' must be a number, got {value!r}") from None
+                raise UserError(f"{source}: config key {path!r} must be {what}, got {value!r}") from None
     if kind.startswith("bool"):
-        raise UserError(f"{source}: config key '{path}' must be true or false, got {value!r}")
+        raise UserError(f"{source}: config key {path!r} must be true or false, got {value!r}")
     return value
 
 
-def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+def _set_dotted(tree: dict, dotted: str, value: Any, item: str) -> None:
     parts = dotted.split(".")
     node = tree
     for p in parts[:-1]:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
-            raise UserError(f"override {dotted}: '{p}' is not a section")
+            raise UserError(f"override {item!r}: {p!r} is not a section")
     node[parts[-1]] = value
 
 
@@ -445,9 +448,8 @@ def resolve_config_path(name_or_path: str | None) -> Path:
     raise UserError(f"{name_or_path}: config file not found (shipped configs: {names})")
 
 
-def load_config(name_or_path: str | None = None, overrides: list[str] | None = None) -> Config:
-    """Load a YAML config, apply `key.sub=value` overrides (values parsed as YAML), validate."""
-    path = resolve_config_path(name_or_path)
+def read_yaml_mapping(path: Path) -> dict:
+    """A YAML file whose top level is a mapping (empty file: {}); anything else is one line naming the file."""
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
@@ -455,20 +457,54 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | None = N
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not a UTF-8 text file (byte {e.start})") from None
     except OSError as e:
-        raise UserError(f"{path}: cannot read the config ({e.strerror or type(e).__name__})") from None
+        raise io_failure(e, path) from None
     data = {} if data is None else data
     if not isinstance(data, dict):
         raise UserError(f"{path}: a config must be a YAML mapping of sections, got {type(data).__name__} {data!r:.60}")
-    for item in overrides or []:
-        if "=" not in item:
-            raise UserError(f"override {item!r}: expected key.sub=value")
-        key, value = item.split("=", 1)
-        _set_dotted(data, key.strip(), yaml.safe_load(value) if value.strip() else None)
+    return data
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``key.sub=value`` -> (``key.sub``, the value read as YAML); a malformed one is one line naming it."""
+    if "=" not in item:
+        raise UserError(f"override {item!r}: expected key.sub=value")
+    key, value = item.split("=", 1)
+    key = key.strip()
+    if not all(part.strip() for part in key.split(".")):
+        raise UserError(f"override {item!r}: expected key.sub=value")
     try:
-        cfg = _build(Config, data, "", str(path))
-    except TypeError as e:
-        raise UserError(f"{path}: {e}") from None
-    return cfg.validate()
+        return key, (yaml.safe_load(value) if value.strip() else None)
+    except yaml.YAMLError as e:
+        problem = str(getattr(e, "problem", None) or str(e).splitlines()[0])
+        raise UserError(f"override {item!r}: invalid YAML value ({problem})") from None
+
+
+def _blame(e: UserError, overrides: list[tuple[str, str]], path: Path) -> UserError:
+    """A validation error names the override that set the field it is about, else the config file."""
+    message = str(e)
+    for about in (lambda key: re.match(rf"(config key )?'?{re.escape(key)}\b", message), message.__contains__):
+        for item, key in reversed(overrides):
+            if about(key):
+                return UserError(f"override {item!r}: {message}")
+    return UserError(f"{path}: {message}")
+
+
+def load_config(name_or_path: str | None = None, overrides: list[str] | None = None) -> Config:
+    """Load a YAML config, apply `key.sub=value` overrides (values parsed as YAML), validate. Every error is
+    one line naming its source: the override that caused it, else the config file."""
+    path = resolve_config_path(name_or_path)
+    data = read_yaml_mapping(path)
+    cfg = _build(Config, data, "", str(path))
+    applied = []
+    for item in overrides or []:
+        key, value = parse_override(item)
+        _set_dotted(data, key, value, item)
+        cfg = _build(Config, data, "", f"override {item!r}")
+        applied.append((item, key))
+    try:
+        return cfg.validate()
+    except UserError as e:
+        raise _blame(e, applied, path) from None
 
 
 def documented_yaml(cfg: Config) -> str:

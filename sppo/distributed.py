@@ -23,7 +23,7 @@ from typing import Callable, Sequence, TypeVar
 
 import torch
 
-from .errors import UserError
+from .errors import MachineError, UserError, io_failure
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -139,21 +139,24 @@ def wait(label: str) -> None:
 
 
 def decide(label: str, fn: Callable[[], T]) -> T:
-    """`fn()` evaluated on rank 0 only and its result given to every rank (after a `wait`). A UserError
-    raised by `fn` is raised on every rank."""
+    """`fn()` evaluated on rank 0 only and its result given to every rank (after a `wait`). A UserError, a
+    MachineError or an I/O failure (``errors.io_failure``) raised by `fn` is raised on every rank."""
     if world_size() == 1:
         return fn()
     result: list = [None]
     if is_main():
         try:
             result[0] = ("ok", fn())
-        except UserError as e:
-            result[0] = ("error", str(e))
+        except Exception as e:
+            err = io_failure(e)
+            if err is None:
+                raise
+            result[0] = (type(err).__name__, str(err))
     wait(label)
     torch.distributed.broadcast_object_list(result, src=0)
     status, value = result[0]
-    if status == "error":
-        raise UserError(value)
+    if status != "ok":
+        raise (MachineError if status == "MachineError" else UserError)(value)
     return value
 
 

@@ -1,16 +1,19 @@
 """Atomic file writes, JSON/JSONL helpers and stage manifests shared by every layer.
 
 Everything the toolkit writes goes to a temporary file in the same directory and is renamed into
-place, so a crash never leaves a half-written file. A stage is finished exactly when its
-manifest exists (the manifest is written last).
+place, so a crash never leaves a half-written file; no registered secret (``sppo.scrub``) is ever
+written. A stage is finished exactly when its manifest exists (the manifest is written last).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import platform
+import shutil
+import stat
 import tempfile
 import time
 from datetime import datetime, timezone
@@ -18,28 +21,84 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .errors import UserError
+from .errors import UserError, io_errors
+from .scrub import scrub, scrub_obj
 
 MANIFEST = "manifest.json"
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds."""
+    """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds. An I/O failure
+    (full disk, read-only or forbidden directory) becomes one line naming `path` (``errors.io_errors``)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    with io_errors(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
+        try:
+            yield tmp_path
+            os.replace(tmp_path, path)
+        finally:
+            if tmp_path.exists():
+                tmp_path.unlink()
+
+
+def refuse_symlink(path: str | os.PathLike) -> None:
+    """UserError when `path` is a symbolic link (a file kept in place is never written through one)."""
+    if Path(path).is_symlink():
+        raise UserError(f"{path}: is a symbolic link; refusing to write through it (remove the link)")
+
+
+def open_no_follow(path: str | os.PathLike, flags: int = os.O_RDWR | os.O_CREAT, mode: int = 0o644) -> int:
+    """``os.open`` for writing a file the toolkit keeps in place (lock files, append-only logs): never through a
+    symbolic link (``O_NOFOLLOW``) and only onto a regular file. Returns the descriptor, else UserError naming
+    the path."""
     try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        if tmp_path.exists():
-            tmp_path.unlink()
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            refuse_symlink(path)
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserError(f"{path}: not a regular file; refusing to write to it (remove it)")
+    return fd
+
+
+def append_text(path: str | os.PathLike, text: str) -> None:
+    """Append `text` to `path` (created if missing) in one write, without following a symbolic link; a failed
+    write leaves the file as it was."""
+    with io_errors(path):
+        fd = open_no_follow(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+        size = os.fstat(fd).st_size
+        try:
+            os.write(fd, text.encode("utf-8"))
+        except OSError:
+            os.ftruncate(fd, size)  # no half line left behind
+            raise
+        finally:
+            os.close(fd)
+
+
+def fresh_dir(path: str | os.PathLike) -> Path:
+    """An empty directory at `path` made by this process: whatever was there (a directory left by a crash, a file,
+    a symbolic link, which is removed, never followed) is removed first."""
+    path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_dir()):
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+    return path
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
+    return _write_clean(path, scrub(text, patterns=False))
+
+
+def _write_clean(path: str | os.PathLike, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
@@ -57,15 +116,16 @@ def _finite(obj: Any) -> Any:
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    text = json.dumps(_finite(obj), indent=2, ensure_ascii=False, default=str, allow_nan=False)
-    return write_text(path, text + "\n")
+    clean = scrub_obj(_finite(obj), patterns=False)  # strings scrubbed before escaping: every encoding matches
+    text = json.dumps(clean, indent=2, ensure_ascii=False, default=str, allow_nan=False)
+    return _write_clean(path, text + "\n")
 
 
 def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
     with atomic_path(path) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                f.write(json.dumps(scrub_obj(row, patterns=False), ensure_ascii=False) + "\n")
     return Path(path)
 
 
@@ -77,6 +137,8 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
         raise UserError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path}: not a UTF-8 text file (byte {e.start})") from None
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
@@ -90,17 +152,16 @@ def read_jsonl_numbered(path: str | os.PathLike) -> list[tuple[int, Any]]:
     if not path.is_file():
         raise UserError(f"{path}: file not found" + (" (it is a directory)" if path.is_dir() else ""))
     rows = []
-    with open(path, encoding="utf-8") as f:
-        try:
-            for lineno, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+                if line.strip():
                     rows.append((lineno, json.loads(line)))
-                except json.JSONDecodeError as e:
-                    raise UserError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
-        except UnicodeDecodeError:
-            raise UserError(f"{path}: not UTF-8 text") from None
+            except UnicodeDecodeError:
+                raise UserError(f"{path}:{lineno}: not a UTF-8 text file") from None
+            except json.JSONDecodeError as e:
+                raise UserError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
     return rows
 
 

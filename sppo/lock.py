@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 from .errors import UserError
+from .files import open_no_follow
 
 LOCK_NAME = ".lock"
 
@@ -33,6 +34,11 @@ def _rank(rank: int | None) -> int:
         return 0
 
 
+def _lock_path(run_dir: str | os.PathLike) -> Path:
+    """The lock file of a run directory (the directory resolved, the lock file itself never)."""
+    return Path(run_dir).resolve() / LOCK_NAME
+
+
 def acquire_run_lock(run_dir: str | os.PathLike, rank: int | None = None) -> Path | None:
     """Lock `run_dir` for the rest of this process (rank 0 only; other ranks return None). Creates the
     directory. Raises UserError when another process holds the lock. Returns the lock file's path."""
@@ -42,10 +48,10 @@ def acquire_run_lock(run_dir: str | os.PathLike, rank: int | None = None) -> Pat
     if run_dir.exists() and not run_dir.is_dir():
         raise UserError(f"{run_dir}: run.output_dir is a file, not a directory")
     run_dir.mkdir(parents=True, exist_ok=True)
-    path = (run_dir / LOCK_NAME).resolve()
+    path = _lock_path(run_dir)
     if path in _held:
         return path
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_no_follow(path)  # a link planted at <run>/.lock is refused, never followed
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -61,8 +67,7 @@ def acquire_run_lock(run_dir: str | os.PathLike, rank: int | None = None) -> Pat
 
 def release_run_lock(run_dir: str | os.PathLike) -> None:
     """Give the lock back before the process ends (closing the file releases the flock)."""
-    path = (Path(run_dir) / LOCK_NAME).resolve()
-    fd = _held.pop(path, None)
+    fd = _held.pop(_lock_path(run_dir), None)
     if fd is not None:
         os.close(fd)
 
@@ -71,7 +76,7 @@ def release_run_lock(run_dir: str | os.PathLike) -> None:
 def hold_run_lock(run_dir: str | os.PathLike, rank: int | None = None) -> Iterator[Path | None]:
     """``with hold_run_lock(run_dir): ...`` — the lock for the block; if this process already held it (taken
     earlier, e.g. by `Run.prepare`), it keeps holding it afterwards."""
-    path = (Path(run_dir) / LOCK_NAME).resolve() if _rank(rank) == 0 else None
+    path = _lock_path(run_dir) if _rank(rank) == 0 else None
     already = path in _held
     acquired = acquire_run_lock(run_dir, rank)
     try:

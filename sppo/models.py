@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import UserError
+from .errors import UserError, io_errors
 
 log = logging.getLogger(__name__)
 
@@ -98,13 +98,17 @@ TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt
 def check_checkpoint(path: Path) -> None:
     """A local checkpoint directory is complete and readable: config.json, a tokenizer file, and every
     ``*.safetensors`` file with a valid header covering the whole file (a truncated or corrupt download fails
-    here, before a run writes anything). Raises UserError naming the file."""
+    here, before a run writes anything). Raises UserError naming the file (MachineError for an unreadable one)."""
     if not (path / "config.json").is_file():
         raise UserError(f"{path}: not a model checkpoint (no config.json)")
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
         raise UserError(f"{path}: checkpoint has no tokenizer (none of {', '.join(TOKENIZER_FILES)})")
     from safetensors import safe_open
 
+    for f in sorted(path.iterdir()):
+        if f.is_file():
+            with io_errors(f), open(f, "rb"):  # unreadable: permission denied, not "corrupt"
+                pass
     for f in sorted(path.glob("*.safetensors")):
         try:
             with safe_open(str(f), framework="pt"):

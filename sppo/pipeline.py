@@ -39,9 +39,10 @@ import yaml
 
 from . import chunks, distributed, probs
 from .checkpoint import CheckpointManifest, is_finished, save_checkpoint
-from .config import Config, LearningCheckConfig
+from .config import Config, LearningCheckConfig, read_yaml_mapping
 from .errors import UserError
-from .files import RUNS_ROOT, Timer, checkpoint_dir, read_jsonl, stage_done, write_jsonl, write_manifest, write_text
+from .files import (RUNS_ROOT, Timer, append_text, checkpoint_dir, read_jsonl, stage_done, write_jsonl, write_manifest,
+                    write_text)
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class Run:
         path = self.dir / "config.yaml"
         new = self.cfg.to_dict()
         if path.exists():
-            old = _flatten(yaml.safe_load(path.read_text()) or {})
+            old = _flatten(read_yaml_mapping(path))
             changed = [k for k, v in _flatten(new).items() if k not in _FREE_FIELDS and k in old and old[k] != v]
             finished = sorted(self.dir.glob("iter*/*/manifest.json")) + sorted(
                 self.dir.glob("checkpoints/*/sppo_manifest.json"))
@@ -377,8 +378,7 @@ def _train_log(train_dir: Path):
             first[0] = False
             old = read_jsonl(log_path) if log_path.exists() else []
             write_jsonl(log_path, [r for r in old if r.get("step", 0) < record["step"]])
-        with open(log_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        append_text(log_path, json.dumps(record) + "\n")
 
     return on_log
 

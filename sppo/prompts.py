@@ -9,8 +9,9 @@
   run_sppo_mistral.sh:11, scripts/generate.py:64, 81).
 - a local .jsonl/.json/.parquet file with the prompt column and a `split` column.
 Each prompt gets a stable id (the dataset's `prompt_id` if present, else a hash of the text).
-`rows` (prompts.rows): "clean" drops empty prompts and repeated ids; "reference" keeps every row, as the
-reference's scripts/generate.py:81 did (a repeated id gets a `#n` suffix so each row stays addressable).
+`rows` (prompts.rows): "clean" drops empty prompts and repeated prompts (same id, same text); "reference" keeps
+every row, as the reference's scripts/generate.py:81 did. A repeated id gets a `#n` suffix so each row stays
+addressable (in "clean" mode only a different prompt under an id already taken, with a warning).
 """
 
 from __future__ import annotations
@@ -89,16 +90,25 @@ def _records_from_hub(dataset: str, split: str, column: str, revision: str | Non
     return [{"id": ids[i] if ids else prompt_id(p), "prompt": p} for i, p in enumerate(ds[column])]
 
 
-def _kept(records: list[dict], keep_all: bool) -> list[dict]:
-    """clean: non-empty prompts, first of each id. keep_all: every string prompt, repeated ids made unique."""
+def _kept(records: list[dict], keep_all: bool, source: str) -> list[dict]:
+    """clean: non-empty prompts, each (id, text) once. keep_all: every string prompt. A repeated id gets a ``#n``
+    suffix so each row stays addressable; in clean mode that happens only to a different prompt under an id already
+    taken (never lost), with a warning."""
     seen: dict[str, int] = {}
-    out = []
+    pairs: set[tuple[str, str]] = set()
+    out, renamed = [], []
     for r in records:
         text, rid = r["prompt"], str(r["id"])
-        if not isinstance(text, str) or (not keep_all and (not text.strip() or rid in seen)):
+        if not isinstance(text, str) or (not keep_all and (not text.strip() or (rid, text) in pairs)):
             continue
+        pairs.add((rid, text))
         seen[rid] = seen.get(rid, 0) + 1
+        if seen[rid] > 1 and not keep_all:
+            renamed.append(rid)
         out.append({"id": rid if seen[rid] == 1 else f"{rid}#{seen[rid] - 1}", "prompt": text})
+    if renamed:
+        log.warning("prompts: %s: %d prompts share an id with a different prompt (first: %r); all are kept, the "
+                    "later ones as <id>#1, <id>#2, ...", source, len(renamed), renamed[0])
     return out
 
 
@@ -112,7 +122,7 @@ def load_split(cfg: PromptsConfig, iteration: int) -> list[dict]:
         records = _records_from_hub(dataset_for(cfg, iteration), split, cfg.column, cfg.revision)
     else:
         records = _records_from_file(Path(cfg.source), split, cfg.column)
-    out = _kept(records, keep_all=cfg.rows == "reference")
+    out = _kept(records, keep_all=cfg.rows == "reference", source=cfg.source)
     if cfg.limit:
         out = out[: cfg.limit]
     if not out:

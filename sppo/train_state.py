@@ -16,6 +16,8 @@ import signal
 from pathlib import Path
 
 from . import distributed
+from .errors import MachineError, UserError, io_errors
+from .files import fresh_dir
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +60,14 @@ def save(accelerator, state_dir: Path, step: int, keep: int) -> Path:
     target = state_dir / f"step-{step:06d}"
     tmp = state_dir / f".step-{step:06d}.tmp"
     if distributed.is_main():
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        fresh_dir(tmp)
     distributed.wait("training state: temporary directory")
-    accelerator.save_state(str(tmp))
+    try:
+        with io_errors(target):
+            accelerator.save_state(str(tmp))
+    except (UserError, MachineError):
+        shutil.rmtree(tmp, ignore_errors=True)  # a full disk leaves no partial snapshot behind
+        raise
     distributed.wait("training state: every rank's files")
     if distributed.is_main():
         if target.exists():

@@ -4,6 +4,7 @@ or flag), exit status 2, no traceback, and nothing half-written."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -74,6 +75,22 @@ CASES = [
      ["judge model"]),
     ("bench --judge-concurrency 0", {}, ["--mt-bench", "embedded", "--results-dir", "{tmp}/res",
                                          "--judge-concurrency", "0"], ["--judge-concurrency"]),
+    *[(f"bench --alpaca-eval-temperature {v}", {}, ["--alpaca-eval", "embedded", "--results-dir", "{tmp}/res",
+                                                    "--alpaca-eval-temperature", v], ["--alpaca-eval-temperature"])
+      for v in ("nan", "inf", "-0.5")],
+    ("bench --alpaca-eval-top-p 0", {}, ["--alpaca-eval", "embedded", "--results-dir", "{tmp}/res",
+                                         "--alpaca-eval-top-p", "0"], ["--alpaca-eval-top-p"]),
+    *[(f"bench --judge-base-url {v}", {}, ["--mt-bench", "embedded", "--results-dir", "{tmp}/res",
+                                           "--judge-base-url", v], ["--judge-base-url"])
+      for v in ("notaurl", "ftp://host/v1", "http://", "http://host:99999/v1")],
+    ("bench --judge-base-url password not echoed", {},
+     ["--mt-bench", "embedded", "--results-dir", "{tmp}/res", "--judge-base-url", "notaurl://u:pw-hidden@h:x/v1"],
+     ["--judge-base-url"]),
+    *[(f"bench --judge-price {v}", {}, ["--mt-bench", "embedded", "--results-dir", "{tmp}/res",
+                                        f"--judge-price={v}"], ["--judge-price"]) for v in ("-1,2", "1,nan", "1,inf")],
+    ("bench unset --judge-api-key-env", {},
+     ["--mt-bench", "embedded", "--results-dir", "{tmp}/res", "--judge-base-url", "https://api.example.com/v1",
+      "--judge-api-key-env", "SPPO_TEST_KEY_THAT_IS_NOT_SET"], ["SPPO_TEST_KEY_THAT_IS_NOT_SET", "not set"]),
 ]
 
 
@@ -90,7 +107,40 @@ def test_bad_input_is_one_line_exit_2(files, argv, words, tmp_path, capsys):
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
     assert "Traceback" not in err and out == ""
     assert all(w in lines[0] for w in words), lines[0]
+    assert "pw-hidden" not in err
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_unset_key_for_an_endpoint_on_this_machine_is_a_warning(monkeypatch, caplog):
+    """A local server (vllm serve, llama.cpp) often takes no key: a missing variable is a warning, not an error."""
+    import argparse
+
+    from benchmarks.run_cmd import _check_api_key
+
+    monkeypatch.delenv("SPPO_TEST_KEY_THAT_IS_NOT_SET", raising=False)
+    _check_api_key(argparse.Namespace(judge_api_key_env="SPPO_TEST_KEY_THAT_IS_NOT_SET",
+                                      judge_base_url="http://u:pw@127.0.0.1:8000/v1"))
+    assert "SPPO_TEST_KEY_THAT_IS_NOT_SET is not set" in caplog.text and "pw" not in caplog.text
+
+
+@pytest.mark.parametrize("which, key", [("question.jsonl", "question_id"),
+                                        ("reference_answer.gpt-4.jsonl", "question_id"), ("judge_prompts.jsonl", "name")])
+def test_benchmark_file_with_a_repeated_id_is_one_line(tmp_path, shared_data, which, key):
+    """Two MT-Bench questions (or reference answers) sharing an id would lose one silently: refused, naming the
+    file, the record and the id."""
+    import shutil
+
+    from benchmarks.data import DataSource
+    from sppo.errors import UserError
+
+    shutil.copytree(shared_data / "mt_bench", tmp_path / "mt_bench")
+    path = tmp_path / "mt_bench" / which
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines, lines[0]]) + "\n")
+    first = json.loads(lines[0])[key]
+    message = f"{path}: record {len(lines) + 1}: {key} {first!r} is used twice"
+    with pytest.raises(UserError, match=re.escape(message)):
+        DataSource(tmp_path).mt_bench()
 
 
 def _checkpoint(tmp_path, corrupt: bool):

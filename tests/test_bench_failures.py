@@ -204,7 +204,7 @@ def test_two_processes_sharing_the_mt_bench_judgment_file_lose_nothing(tmp_path)
 
 
 def test_log_lines_are_scrubbed(caplog):
-    from benchmarks.judge import ScrubFilter, register_secret
+    from sppo.scrub import ScrubFilter, register_secret
 
     register_secret(SECRET)
     logger = logging.getLogger("bench-scrub-test")

@@ -124,7 +124,7 @@ def test_all_suites_end_to_end_then_cached(checkpoints, shared_data, tmp_path, m
         assert {m: metrics_of(store, m) for m in ("tiny1", "tiny2")} == first
 
     # the card's tables and the plots
-    assert bench(["table", "--results-dir", str(results)]) == 0
+    assert bench(["table", "--results-dir", str(results), "--plots"]) == 0
     out = capsys.readouterr().out
     for title in ("AlpacaEval 2", "Arena-Hard v0.1", "Open LLM Leaderboard", "MT-Bench"):
         assert f"## {title}" in out
@@ -241,7 +241,7 @@ def test_embedded_default_offline(shared_data, tmp_path, capsys):
     capsys.readouterr()
     assert bench(argv) == 0  # up to date
     assert "up to date" in capsys.readouterr().out
-    assert bench(["table", "--run-dir", str(run)]) == 0
+    assert bench(["table", "--run-dir", str(run), "--plots"]) == 0
     out = capsys.readouterr().out
     assert out.count("## ") == 4 and "| Iter3" in out
     # every table has numbers: where the small judge wrote no valid verdict, it was read from its logprobs

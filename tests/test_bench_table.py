@@ -40,7 +40,7 @@ def test_arena_hard_table_prints_as_show_result_and_plots_carry_error_bars(tmp_p
     _, _, arena = plot_series(results, "arena_hard", key["arena_hard"])
     xs, ys, yerr = arena["default"]
     assert ys == [23.34] and yerr == [[pytest.approx(23.34 - 21.51)], [pytest.approx(25.13 - 23.34)]]
-    assert bench(["table", "--results-dir", str(tmp_path)]) == 0
+    assert bench(["table", "--results-dir", str(tmp_path), "--plots"]) == 0
 
 
 def _judgments(path, model, labels):

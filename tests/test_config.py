@@ -71,7 +71,7 @@ def test_paper_recipe_matches_seed_card(shared_data):
 def test_numbers_are_coerced_and_checked():
     cfg = load_config("embedded", ["training.learning_rate=1e-6", "training.eta='500'"])
     assert cfg.training.learning_rate == 1e-6 and cfg.training.eta == 500.0
-    with pytest.raises(UserError, match="'generation.k' must be a number"):
+    with pytest.raises(UserError, match="'generation.k' must be an integer"):
         load_config("embedded", ["generation.k=many"])
     with pytest.raises(UserError, match="'training.gradient_checkpointing' must be true or false"):
         load_config("embedded", ["training.gradient_checkpointing=maybe"])
@@ -249,3 +249,51 @@ def test_llama3_is_the_public_llama3_script(capsys):
     assert (t.truncation, t.special_tokens, cfg.ranking.source, cfg.prompts.rows, cfg.generation.response_text) == \
         ("reference", "reference", "template", "reference", "verbatim")
     assert cfg.model.tokenizer_config == "meta-llama-3-8b-instruct"
+
+
+# Overrides that are not YAML, or that YAML cannot read safely, or that are wrong for their field: one line naming
+# the override (never the config file it was applied to).
+@pytest.mark.parametrize("override, words", [
+    ("run.seed=[1,", ["override 'run.seed=[1,'", "invalid YAML"]),
+    ("run.seed=!!python/object/apply:os.system [echo hi]", ["override 'run.seed=!!python", "invalid YAML"]),
+    (b"run.seed=\xff".decode("utf-8", "surrogateescape"), ["override 'run.seed=\\udcff'", "invalid YAML"]),
+    ("training.learnig_rate=1e-6", ["override 'training.learnig_rate=1e-6'", "unknown config key"]),
+    ("run.iterations=2.5", ["override 'run.iterations=2.5'", "must be an integer"]),
+    ("run.iterations=0", ["override 'run.iterations=0'", "run.iterations"]),
+    ("run.seed=-1", ["override 'run.seed=-1'", "run.seed"]),
+    ("training=5", ["override 'training=5'", "mapping"]),
+    ("=5", ["override '=5'", "key.sub=value"]),
+])
+def test_override_errors_name_the_override(override, words):
+    with pytest.raises(UserError) as e:
+        load_config("embedded", ["generation.k=3", override])
+    message = str(e.value)
+    assert "\n" not in message and "embedded.yaml" not in message, message
+    for w in words:
+        assert w in message, message
+
+
+def test_config_file_errors_name_the_file(tmp_path):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("run:\n  iterations: 0\n")
+    with pytest.raises(UserError, match=re.escape(f"{bad}: run.iterations: must be at least 1")):
+        load_config(str(bad), ["generation.k=3"])
+
+
+@pytest.mark.parametrize("content", [b"5", b"run: [", b"\xff\xfe", b"- a\n- b\n"])
+def test_corrupt_run_config_names_the_file(tmp_path, content):
+    """A damaged <run>/config.yaml (the run's recorded config) is one line naming it, not a traceback."""
+    from sppo.pipeline import Run
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_bytes(content)
+    cfg = load_config("embedded", [f"run.output_dir={run}"])
+    try:
+        with pytest.raises(UserError, match=re.escape(str(run / "config.yaml"))):
+            Run(cfg).prepare()
+    finally:
+        from sppo.lock import release_run_lock
+
+        release_run_lock(run)
+    assert (run / "config.yaml").read_bytes() == content

@@ -128,3 +128,29 @@ def test_second_sppo_train_on_a_held_run_dir_is_refused(tmp_path, capsys):
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait(timeout=30)
+
+
+def test_lock_never_follows_a_symlink(tmp_path):
+    """A link planted at <run>/.lock is refused with one line; the file it points to is left untouched."""
+    victim = tmp_path / "precious.txt"
+    victim.write_text("keep me\n")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LOCK_NAME).symlink_to(victim)
+    with pytest.raises(UserError, match="symbolic link"):
+        acquire_run_lock(run)
+    assert victim.read_text() == "keep me\n"
+    (run / LOCK_NAME).unlink()
+    (run / LOCK_NAME).symlink_to(tmp_path / "missing")  # a dangling link is not created through either
+    with pytest.raises(UserError, match="symbolic link"):
+        acquire_run_lock(run)
+    assert not (tmp_path / "missing").exists()
+
+
+def test_run_dir_reached_through_a_symlink_is_locked_once(tmp_path):
+    """The run directory itself may be a link (runs/latest): both names are the same lock."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (tmp_path / "latest").symlink_to(run)
+    assert acquire_run_lock(tmp_path / "latest") == acquire_run_lock(run)
+    release_run_lock(run)

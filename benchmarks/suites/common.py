@@ -4,13 +4,14 @@ and the lock for files several models share."""
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from sppo.errors import UserError
-from sppo.files import read_jsonl, safe_name, under, write_jsonl
+from sppo.files import open_no_follow, read_jsonl, safe_name, under, write_jsonl
 
 from benchmarks.answers import AnswerSettings, ModelAnswerer
 from benchmarks.data import DataSource
@@ -44,6 +45,7 @@ class RunContext:
     lm_eval_batch_size: int = 4
     df_gamed: str | None = None  # local AlpacaEval df_gamed.csv for LC (else the Hub, else LC is None)
     with_judgments: list[Path] = field(default_factory=list)  # other models' Arena-Hard judgment dirs to co-fit
+    trust_remote_code: bool = False  # lm-eval may run a checkpoint's own modelling code (auto_map) only when set
 
     def work_dir(self, suite: str, variant: str) -> Path:
         return under(self.results_dir, suite if variant == DEFAULT_VARIANT else f"{suite}.{variant}",
@@ -122,7 +124,7 @@ def _locked(path: Path):
     import fcntl
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as f:
+    with open(open_no_follow(path.with_name(path.name + ".lock"), os.O_WRONLY | os.O_CREAT), "a") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield

@@ -142,6 +142,7 @@ class LmEvalJob:
     batch_size: int
     limit: int | None
     extra_dir: str | None  # the project's own task, for lm-eval's include_path
+    trust_remote_code: bool = False  # run the checkpoint's own modelling code (auto_map)
 
 
 def lm_eval_job(job: LmEvalJob) -> dict | None:
@@ -154,16 +155,21 @@ def lm_eval_job(job: LmEvalJob) -> dict | None:
 
     device = str(distributed.device())
     lm = _shard_over_ranks(hf_model(job, device))
-    return simple_evaluate(model=lm, model_args={"pretrained": job.path, "dtype": job.dtype}, tasks=[job.task],
+    return simple_evaluate(model=lm, model_args={"pretrained": job.path, "dtype": job.dtype,
+                                                 "trust_remote_code": job.trust_remote_code}, tasks=[job.task],
                            num_fewshot=job.num_fewshot, batch_size=job.batch_size, device=device.split(":")[0],
                            limit=job.limit, log_samples=True)
 
 
 def hf_model(job: LmEvalJob, device: str):
-    """lm-eval's HF model of a job, on this rank's device."""
+    """lm-eval's ``HFLM`` on exactly ``job.path``, on this rank's device, its arguments passed as values: never a
+    ``key=value,...`` string (lm-eval 0.4.1 ``utils.simple_parse_args_string`` splits on commas, so a path
+    containing one would add settings). The checkpoint's own modelling code (``auto_map``) runs only when
+    ``job.trust_remote_code``."""
     from lm_eval.models.huggingface import HFLM
 
-    return HFLM(pretrained=job.path, dtype=job.dtype, batch_size=job.batch_size, device=device)
+    return HFLM(pretrained=job.path, dtype=job.dtype, batch_size=job.batch_size, device=device,
+                trust_remote_code=job.trust_remote_code)
 
 
 def _shard_over_ranks(lm):
@@ -239,11 +245,13 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteResult:
     for task, shots in plan.items():
         tpath = work / f"results_{task}.json"
         run_key = {"model": target.path, "fingerprint": checkpoint_fingerprint(target.path), "num_fewshot": shots,
-                   "limit": limit, "dtype": dtype, "device": device, "batch_size": ctx.lm_eval_batch_size}
+                   "limit": limit, "dtype": dtype, "device": device, "batch_size": ctx.lm_eval_batch_size,
+                   **({"trust_remote_code": True} if ctx.trust_remote_code else {})}
         res = read_json(tpath) if tpath.exists() else None
         if res is None or res.get("sppo_run_key") != run_key:
             log.info("lm-eval %s (%d-shot) on %s", task, shots, target.name)
-            job = LmEvalJob(target.path, dtype, task, shots, ctx.lm_eval_batch_size, limit, str(extra) if extra else None)
+            job = LmEvalJob(target.path, dtype, task, shots, ctx.lm_eval_batch_size, limit, str(extra) if extra else None,
+                            ctx.trust_remote_code)
             try:
                 res = parallel.run("lm_eval", job)
             except Exception as e:  # the harness raises plain exceptions (missing dataset, no network, ...)
@@ -254,6 +262,8 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteResult:
                 text = "".join(json.dumps(r, default=_json_default, ensure_ascii=False) + "\n" for r in rows)
                 write_text(work / f"samples_{name}.jsonl", text)
             res["sppo_run_key"] = run_key
+            res.setdefault("config", {})["model_args"] = {"pretrained": target.path, "dtype": dtype,
+                                                          "trust_remote_code": ctx.trust_remote_code}
             write_text(tpath, json.dumps(res, indent=2, default=_json_default, ensure_ascii=False) + "\n")
         for key in ("results", "groups", "configs", "versions", "n-shot"):
             merged[key].update(res.get(key) or {})
@@ -271,7 +281,8 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteResult:
                    "notes": [f"{TINY_TASK}: the project's own {len(_TINY_ITEMS)}-question multiple-choice task "
                              "(offline smoke test), not an Open LLM Leaderboard task"]}
     settings = {"task_set": ctx.lm_eval_tasks, "num_fewshot": plan, "limit": limit, "device": device, "dtype": dtype,
-                "batch_size": ctx.lm_eval_batch_size, "results_json": str(results_path)}
+                "batch_size": ctx.lm_eval_batch_size, "trust_remote_code": ctx.trust_remote_code,
+                "results_json": str(results_path)}
     res = SuiteResult(model=target.name, suite="lm_eval", metrics=metrics, variant=variant, settings=settings,
                       judge=None, checkpoint=target.checkpoint())
     return res

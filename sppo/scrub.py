@@ -1,0 +1,131 @@
+"""The one secret scrubber of the toolkit: API keys, Hub tokens and URL passwords never reach a log line, an error
+message or a file.
+
+A secret is registered once where it is read (``register_secret``: the judge's API key, the Hub token, the
+password of a URL's userinfo, found by ``public_url``). ``scrub`` then removes it in every encoding it may take on
+the way out: raw, JSON-escaped (a key containing ``"`` or ``\\``), URL-encoded, and base64 (of the key alone and
+of ``user:password``, as HTTP basic authentication sends it, at any alignment inside a longer base64 text).
+``scrub`` also removes what it can recognise without being told: ``Authorization``/``Bearer`` values and the
+userinfo of URLs (``http://user:pass@host/v1`` -> ``http://host/v1``). The file writers of ``sppo.files`` pass
+everything they write through ``scrub_obj(..., patterns=False)`` (registered secrets only: data such as prompts
+that merely mention a URL with a user name is kept as it is).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import re
+from typing import Any
+from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
+
+REDACTED = "[REDACTED]"
+MIN_SECRET = 4  # shorter values are not secrets worth scrubbing (and would match everywhere)
+
+_SECRETS: set[str] = set()
+_forms: re.Pattern | None = None  # every encoded form of every registered secret, longest first
+_AUTH_VALUE = re.compile(r"((?i:authorization)[\"']?\s*[:=]\s*[\"']?)(?:(?i:bearer|basic)\s+)?[^\s\"',}]+"
+                         r"|\bBearer\s+[A-Za-z0-9._~+/=-]{12,}")
+_URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s@\"'<>]+@")
+
+
+def _base64_fragments(raw: bytes) -> set[str]:
+    """The base64 characters that encode only `raw`, whatever bytes precede it in the encoded text (three byte
+    alignments, standard and URL-safe alphabets)."""
+    out = {base64.b64encode(raw).decode("ascii"), base64.urlsafe_b64encode(raw).decode("ascii")}
+    for shift in range(3):
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            text = encode(b"\0" * shift + raw).decode("ascii").rstrip("=")
+            start = -(-shift * 4 // 3)  # characters that also carry bits of the preceding bytes
+            end = len(text) - (1 if (shift + len(raw)) % 3 else 0)  # the last one may carry following bytes
+            if end - start >= MIN_SECRET:
+                out.add(text[start:end])
+    return out
+
+
+def encoded_forms(secret: str) -> set[str]:
+    """`secret` as it may appear in text: raw, JSON-escaped, URL-encoded, base64."""
+    forms = {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1],
+             quote(secret, safe=""), quote(secret), quote_plus(secret, safe="")}
+    forms |= _base64_fragments(secret.encode("utf-8"))
+    return {f for f in forms if len(f) >= MIN_SECRET}
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret so that ``scrub`` removes it (in every encoding) from every later text."""
+    global _forms
+    if not value or len(value) < MIN_SECRET or value in _SECRETS:
+        return
+    _SECRETS.add(value)
+    forms = set().union(*(encoded_forms(s) for s in _SECRETS))
+    _forms = re.compile("|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)))
+
+
+def public_url(url: str) -> str:
+    """`url` without its userinfo (``http://user:pass@host/v1`` -> ``http://host/v1``), the form every record and
+    key uses; the password (and ``user:pass``, as basic authentication encodes it) is registered as a secret."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    userinfo, _, host = parts.netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    register_secret(userinfo)
+    if password:
+        register_secret(password)
+        register_secret(unquote(password))
+        register_secret(f"{user}:{password}")
+        register_secret(f"{unquote(user)}:{unquote(password)}")
+    return urlunsplit(parts._replace(netloc=host))
+
+
+def url_credentials(url: str) -> tuple[str, str] | None:
+    """(user, password) of a URL's userinfo, decoded, for HTTP basic authentication (registered as secrets by
+    ``public_url``); None without userinfo."""
+    netloc = urlsplit(url).netloc
+    if "@" not in netloc:
+        return None
+    user, _, password = netloc.rpartition("@")[0].partition(":")
+    return unquote(user), unquote(password)
+
+
+def scrub(text: str, patterns: bool = True) -> str:
+    """`text` without any registered secret in any encoding; with `patterns`, also without ``Authorization`` /
+    ``Bearer`` values and the userinfo of URLs."""
+    if _forms is not None:
+        text = _forms.sub(REDACTED, text)
+    if patterns:
+        text = _URL_USERINFO.sub(r"\1", text)
+        text = _AUTH_VALUE.sub(lambda m: (m.group(1) or "Bearer ") + REDACTED, text)
+    return text
+
+
+def scrub_obj(obj: Any, patterns: bool = True) -> Any:
+    """``scrub`` applied to every string (keys included) of a JSON-like object; other values unchanged."""
+    if not patterns and _forms is None:
+        return obj
+    if isinstance(obj, str):
+        return scrub(obj, patterns)
+    if isinstance(obj, dict):
+        return {scrub_obj(k, patterns): scrub_obj(v, patterns) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [scrub_obj(v, patterns) for v in obj]
+    return obj
+
+
+class ScrubFilter(logging.Filter):
+    """A logging filter that passes every record's final message through ``scrub``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        clean = scrub(message)
+        if clean != message:
+            record.msg, record.args = clean, None
+        return True
+
+
+def install_log_scrubber() -> None:
+    """Put ``ScrubFilter`` on every handler of the root logger (idempotent)."""
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, ScrubFilter) for f in handler.filters):
+            handler.addFilter(ScrubFilter())
