@@ -76,13 +76,14 @@ def test_lm_eval_model_arguments_are_values_and_remote_code_needs_the_flag(monke
     ensure_lm_eval()
     import lm_eval.models.huggingface as hf
 
-    from benchmarks.suites.lm_eval import load_hf_model
+    from benchmarks.suites.lm_eval import LmEvalJob, hf_model
 
     seen = {}
     monkeypatch.setattr(hf, "HFLM", lambda **kw: seen.update(kw) or "lm")
-    assert load_hf_model("/m/a,b=c,trust_remote_code=True", "float32", "cpu", 4, False) == "lm"
+    job = LmEvalJob("/m/a,b=c,trust_remote_code=True", "float32", "arc", 0, 4, None, None)
+    assert hf_model(job, "cpu") == "lm"
     assert seen["pretrained"] == "/m/a,b=c,trust_remote_code=True" and seen["trust_remote_code"] is False
-    load_hf_model("/m/x", "float32", "cpu", 4, True)
+    hf_model(LmEvalJob("/m/x", "float32", "arc", 0, 4, None, None, trust_remote_code=True), "cpu")
     assert seen["trust_remote_code"] is True
 
 
