@@ -186,9 +186,12 @@ def make_accelerator(cfg: TrainingConfig, schedule: Schedule, bf16: bool, loggin
         quiet_other_ranks()  # DeepSpeed sets its logger's level when first imported
     report = None if cfg.report_to == "none" else [cfg.report_to]
     project = ProjectConfiguration(project_dir=str(logging_dir or "."), logging_dir=str(logging_dir or "."))
+    # without CUDA accelerate sets up several processes only when told cpu=True (else every rank trains alone,
+    # as rank 0, and gradients are never averaged); DeepSpeed brings its own engine
+    cpu = plugin is None and not torch.cuda.is_available()
     return Accelerator(mixed_precision="bf16" if bf16 else "no", gradient_accumulation_steps=schedule.accumulation,
                        deepspeed_plugin=plugin, log_with=report, project_config=project,
-                       step_scheduler_with_optimizer=False)
+                       step_scheduler_with_optimizer=False, cpu=cpu)
 
 
 def with_fp32_master_weights(model):

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from safetensors.torch import load_file
+
 from sppo.files import read_jsonl
 
 from test_pipeline import overrides, prompt_file, tiny  # noqa: F401 (fixtures)
@@ -91,18 +93,20 @@ STAGE_FILES = [("generate", "responses.jsonl"), ("rank", "comparisons.jsonl"), (
 
 
 @pytest.mark.slow
-def test_two_ranks_zero3_match_one_process_with_accumulation(tmp_path, tiny, prompt_file):
-    """torchrun, 2 ranks, DeepSpeed ZeRO-3: both ranks generate, rank and score their chunks; the merged files
-    equal those of one process with the same seeds; training with per-device batch 2 on 2 ranks follows the
-    loss trajectory of one process with accumulation 2 (same examples per step)."""
+@pytest.mark.parametrize("mode", ["deepspeed_zero3", "none"])
+def test_two_ranks_match_one_process_with_accumulation(tmp_path, tiny, prompt_file, mode):
+    """torchrun, 2 ranks, DeepSpeed ZeRO-3 or DDP (`none`): both ranks generate, rank and score their chunks; the
+    merged files equal those of one process with the same seeds; training with per-device batch 2 on 2 ranks
+    follows the loss trajectory of one process with accumulation 2 (same examples per step, gradients averaged
+    over the ranks) and saves the same weights."""
     two = run(torchrun("-m", "sppo.cli", *_args(tmp_path, tiny, prompt_file, "two",
-                                                  **{"training.distributed": "deepspeed_zero3"})))
+                                                  **{"training.distributed": mode})))
     assert two.returncode == 0, two.stderr[-3000:]
     for stage in ("generate", "rank", "reference"):  # 8 items in 8 chunks: 4 per rank
         assert f"iteration 1 {stage}: chunk 4/4 on rank 1" in two.stderr
         assert f"iteration 1 {stage}: chunk 4/4 on rank 0" in two.stderr
     one = run([sys.executable, "-m", "sppo.cli", *_args(tmp_path, tiny, prompt_file, "one", **{
-        "training.distributed": "deepspeed_zero3", "training.gradient_accumulation_steps": 2})])
+        "training.distributed": mode, "training.gradient_accumulation_steps": 2})])
     assert one.returncode == 0, one.stderr[-3000:]
     for stage, name in STAGE_FILES:
         assert read_jsonl(tmp_path / "two" / "iter1" / stage / name) == \
@@ -113,8 +117,11 @@ def test_two_ranks_zero3_match_one_process_with_accumulation(tmp_path, tiny, pro
     manifest = json.loads((tmp_path / "two" / "checkpoints" / "Iter1" / "sppo_manifest.json").read_text())
     hp = manifest["hyperparameters"]
     assert (hp["num_devices"], hp["per_device_train_batch_size"], hp["gradient_accumulation_steps"],
-            hp["total_train_batch_size"], hp["distributed_type"]) == (2, 2, 1, 4, "deepspeed_zero3")
+            hp["total_train_batch_size"], hp["distributed_type"]) == (2, 2, 1, 4, {"none": "multi_process"}.get(mode, mode))
     assert json.loads((tmp_path / "two" / "iter1" / "generate" / "manifest.json").read_text())["processes"] == 2
+    weights = [load_file(tmp_path / d / "checkpoints" / "Iter1" / "model.safetensors") for d in ("one", "two")]
+    for name, w in weights[0].items():
+        torch.testing.assert_close(weights[1][name], w, rtol=1e-4, atol=1e-6, msg=name)
 
 
 def launch_two_nodes(module: str, args: list[str], timeout=900) -> list[tuple[int, str, str]]:
