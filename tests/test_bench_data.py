@@ -58,7 +58,8 @@ def test_lm_eval_v1_settings_and_resume(tmp_path, monkeypatch):
 
     def fake_simple_evaluate(model, tasks, num_fewshot, model_args=None, limit=None, log_samples=False, **kw):
         (task,) = tasks
-        assert model == ("HFLM", str(ck)) and model_args is None  # the model object, never an argument string
+        # the model object, never an argument string (model_args only records the values)
+        assert model == f"hf:{ck}" and not isinstance(model_args, str)
         calls.append((task, num_fewshot, limit, log_samples))
         metric = le.TASKS[task][0]
         return {"results": {task: {metric: 0.25 + 0.1 * len(calls), "alias": task}}, "configs": {task: {}},

@@ -170,7 +170,8 @@ def test_echoed_key_and_url_password_never_reach_cache_replies_or_logs(tmp_path,
 
     import logging
 
-    caplog.set_level(logging.INFO)  # the HTTP client's request lines too
+    caplog.set_level(logging.INFO)
+    caplog.set_level(logging.INFO, logger="httpx")  # the HTTP client's request lines too (another test may quiet it)
     monkeypatch.setenv("HARDEN_KEY", KEY)
     cache_path = tmp_path / "cache.sqlite3"
     cache = JudgeCache(cache_path)
