@@ -58,9 +58,9 @@ class ModelConfig:
                                "default branch. Later iterations start from local checkpoints.", None)
     tokenizer_config: str | None = doc("Chat template and special tokens of the published training: a template "
                                        "shipped in sppo/data/templates/ (mistral-7b-instruct-v0.2, "
-                                       "meta-llama-3-8b-instruct; source and Hub revision in its README) or a "
-                                       "tokenizer_config.json path. They replace the tokenizer's own at every "
-                                       "iteration (generation, ranking, training), as the reference took the "
+                                       "meta-llama-3-8b-instruct, gemma-2-9b-it; source and Hub revision in its "
+                                       "README) or a tokenizer_config.json path. They replace the tokenizer's own "
+                                       "at every iteration (generation, ranking, training), as the reference took the "
                                        "base model's template each time. Ignored when model.revision pins a Hub "
                                        "commit (that commit's files are used). null: the tokenizer's own.", None)
     attn_implementation: str | None = doc("Attention kernel of the HF model (generation, reference pass, training): "

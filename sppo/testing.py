@@ -30,17 +30,21 @@ _CORPUS = [
 ]
 
 
-def make_tiny_tokenizer(vocab_size: int = 384):
+def make_tiny_tokenizer(vocab_size: int = 384, bos: str = "<s>", eos: str = "</s>", pad: str = "<pad>",
+                        extra_special: tuple[str, ...] = ()):
+    """A byte-level BPE tokenizer; `bos`, `eos`, `pad` and `extra_special` (e.g. Gemma's `<start_of_turn>`) are
+    single special tokens, also when written in text."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<s>", "</s>"],
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[pad, bos, eos, *extra_special],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>")
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos, pad_token=pad,
+                                   additional_special_tokens=list(extra_special))
     fast.chat_template = CHAT_TEMPLATE
     return fast
 

@@ -142,6 +142,9 @@ def test_shipped_templates_are_the_published_ones():
     assert mistral["add_bos_token"] is True and mistral["legacy"] is True
     llama = shipped_tokenizer_config("meta-llama-3-8b-instruct")
     assert llama["eos_token"] == "<|eot_id|>" and "| trim" in llama["chat_template"]
+    gemma = shipped_tokenizer_config("gemma-2-9b-it")
+    assert (gemma["bos_token"], gemma["eos_token"], gemma["add_bos_token"]) == ("<bos>", "<eos>", True)
+    assert "'<start_of_turn>' + role + '\\n' + message['content'] | trim + '<end_of_turn>\\n'" in gemma["chat_template"]
 
 
 def test_hf_backend_decodes_a_response_as_vllm_returns_it(tmp_path):
@@ -161,3 +164,71 @@ def test_hf_backend_decodes_a_response_as_vllm_returns_it(tmp_path):
     assert tok.convert_ids_to_tokens(new[0]) == "▁Sure"
     assert tok.decode(new, skip_special_tokens=True) == "Sure, yes."
     assert decode_in_context(tok, prompt, new) == " Sure, yes."
+
+
+GEMMA_TURN_TOKENS = ("<start_of_turn>", "<end_of_turn>")
+
+
+@pytest.fixture(scope="module")
+def gemma_like(tmp_path_factory) -> Path:
+    """A tiny tokenizer with Gemma's special tokens (no real Gemma tokenizer is available offline) and a
+    Mistral-style template of its own, which --config gemma-2 replaces with the shipped gemma-2-9b-it one."""
+    from sppo.testing import make_tiny_tokenizer
+
+    path = tmp_path_factory.mktemp("gemma") / "tokenizer"
+    make_tiny_tokenizer(bos="<bos>", eos="<eos>", extra_special=GEMMA_TURN_TOKENS).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("config", ["gemma-2", "gemma-2-27b"])
+def test_gemma_tokens_are_the_reference_layout(capsys, tmp_path, gemma_like, config):
+    """Expected strings written by hand from uclaml/SPPO 5e61c4e and the gemma-2-9b-it template (which trims each
+    message): scripts/generate.py:40-44 renders [user, assistant "None"] and cuts at "None"; alignment/data.py:57-65
+    (`add_generate_prompt` misspelt, so no generation prompt) makes the prompt text the user turn alone and the
+    response text the rest of the [user, assistant] rendering; trainer.py:637-640 puts a BOS in front of the
+    prompt, trainer.py:646-651 an EOS after the response; only response tokens are labelled."""
+    from transformers import AutoTokenizer
+
+    path = tmp_path / "in.jsonl"
+    path.write_text(json.dumps({"prompt": "  Why is the sky blue? ", "chosen": " Rayleigh scattering.\n",
+                                "rejected": "Because."}) + "\n")
+    capsys.readouterr()
+    assert train_main(["--tokens", str(path), "--config", config, f"model.name={gemma_like}"]) == 0
+    (out,) = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+    assert out["generation_prompt"] == "<bos><start_of_turn>user\nWhy is the sky blue?<end_of_turn>\n" \
+                                       "<start_of_turn>model\n"
+    tok = AutoTokenizer.from_pretrained(str(gemma_like))
+    enc = lambda text: tok(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+    bos, eos = tok.convert_tokens_to_ids(["<bos>", "<eos>"])
+    prompt = [bos] + enc("<bos><start_of_turn>user\nWhy is the sky blue?<end_of_turn>\n")
+    chosen = enc("<start_of_turn>model\nRayleigh scattering.<end_of_turn>\n") + [eos]
+    rejected = enc("<start_of_turn>model\nBecause.<end_of_turn>\n") + [eos]
+    assert out["prompt_input_ids"] == prompt
+    assert out["chosen_input_ids"] == prompt + chosen and out["rejected_input_ids"] == prompt + rejected
+    assert out["chosen_labels"] == [-100] * len(prompt) + chosen
+    assert out["rejected_labels"] == [-100] * len(prompt) + rejected
+    pieces = tok.convert_ids_to_tokens(out["chosen_input_ids"])
+    assert pieces[:3] == ["<bos>", "<bos>", "<start_of_turn>"] and pieces[-3:] == ["<end_of_turn>", "Ċ", "<eos>"]
+
+
+def test_gemma_recipes_keep_the_reference_settings_of_llama3():
+    """The Gemma-2 recipes reproduce the reference exactly as `llama-3` does; they differ only in the model, its
+    template, the per-device batch of their scripts and Gemma-2's attention and precision."""
+    import dataclasses
+
+    def flat(name):
+        sections = dataclasses.asdict(load_config(name))
+        return {f"{s}.{k}": v for s, d in sections.items() if isinstance(d, dict) for k, v in d.items()}
+
+    intended = {"run.output_dir", "model.name", "model.tokenizer_config", "model.attn_implementation",
+                "training.per_device_train_batch_size", "training.gradient_accumulation_steps", "training.bf16"}
+    llama = flat("llama-3")
+    for name in ("gemma-2", "gemma-2-27b"):
+        gemma = flat(name)
+        assert {k for k in llama.keys() | gemma.keys() if llama.get(k) != gemma.get(k)} == intended, name
+        assert gemma["model.tokenizer_config"] == "gemma-2-9b-it"  # generate.py:70-71, rank.py:58-59
+        for key, value in [("training.special_tokens", "reference"), ("training.truncation", "reference"),
+                           ("prompts.rows", "reference"), ("generation.response_text", "verbatim"),
+                           ("ranking.source", "template"), ("training.max_grad_norm", 0)]:
+            assert gemma[key] == value, (name, key)
