@@ -204,15 +204,12 @@ class ModelAnswerer:
         from sppo import distributed
 
         progress = self.progress and distributed.is_main()
-        if self.best_of > 1:
-            t = job.temperature if job.temperature >= 1e-4 else BEST_OF_TEMPERATURE
-            params = SamplingParams(n=self.best_of, temperature=t, top_p=job.top_p, top_k=job.top_k,
-                                    max_new_tokens=job.max_new_tokens, seed=seed)
-            return self._rank(conversations, self.generator.generate(conversations, params, progress=progress))
-        t = job.temperature if job.temperature >= 1e-4 else 0.0
-        params = SamplingParams(n=1, temperature=t, top_p=job.top_p, top_k=job.top_k,
-                                max_new_tokens=job.max_new_tokens, seed=seed)
-        return [r[0] for r in self.generator.generate(conversations, params, progress=progress)]
+        best_of = self.best_of > 1
+        greedy = BEST_OF_TEMPERATURE if best_of else 0.0  # best-of-N samples where the suite itself is greedy
+        params = SamplingParams(n=self.best_of, temperature=job.temperature if job.temperature >= 1e-4 else greedy,
+                                top_p=job.top_p, top_k=job.top_k, max_new_tokens=job.max_new_tokens, seed=seed)
+        samples = self.generator.generate(conversations, params, progress=progress)
+        return self._rank(conversations, samples) if best_of else [r[0] for r in samples]
 
 
 def _frozen(conversation):

@@ -86,6 +86,21 @@ def _todo(stage_dir: Path, chunks: list[list[dict]], chunk_size: int) -> list[in
 _CHUNK_LINE = "%s: chunk %d/%d on rank %d (%d items)"
 
 
+def _run_mine(desc: str, chunks: list[list[dict]], mine: list[int], fn: Callable[[list[dict]], list[dict]],
+              keep: Callable[[int, list[dict]], None]) -> None:
+    """This rank's chunks through `fn`, each output handed to `keep(index, rows)`; then every rank waits for the
+    others and rank 0 logs the chunks they made."""
+    rank = distributed.rank()
+    made = []
+    for n, index in enumerate(mine, 1):
+        if rank == 0:
+            log.info(_CHUNK_LINE, desc, n, len(mine), rank, len(chunks[index]))
+        keep(index, fn(chunks[index]))
+        made.append((n, len(mine), len(chunks[index])))
+    distributed.wait(f"{desc}: every rank's chunks")
+    _log_other_ranks(desc, distributed.gather(made))
+
+
 def _log_other_ranks(desc: str, made_by_rank: list[list[tuple[int, int, int]]]) -> None:
     """Rank 0 logs the chunks the other ranks made, each with the rank that made it."""
     if not distributed.is_main():
@@ -106,18 +121,13 @@ def run_chunked(stage_dir: Path, items: Sequence[dict], fn: Callable[[list[dict]
     mine = todo[rank::world]
     if len(todo) < len(chunks) and distributed.is_main():
         log.info("%s: resuming, %d of %d chunks already done", desc, len(chunks) - len(todo), len(chunks))
-    made = []
-    for n, index in enumerate(mine, 1):
-        chunk = chunks[index]
-        if rank == 0:
-            log.info(_CHUNK_LINE, desc, n, len(mine), rank, len(chunk))
-        rows = fn(chunk)
-        if [r["id"] for r in rows] != [x["id"] for x in chunk]:
+
+    def keep(index: int, rows: list[dict]) -> None:
+        if [r["id"] for r in rows] != [x["id"] for x in chunks[index]]:
             raise RuntimeError(f"{desc}: chunk {index} returned rows out of order")
         write_jsonl(_chunk_path(stage_dir, chunk_size, index), rows)
-        made.append((n, len(mine), len(chunk)))
-    distributed.wait(f"{desc}: every rank's chunks")
-    _log_other_ranks(desc, distributed.gather(made))
+
+    _run_mine(desc, chunks, mine, fn, keep)
     done = finished_rows(stage_dir, chunk_size)
     missing = [x["id"] for x in items if x["id"] not in done]
     if missing:
@@ -131,20 +141,12 @@ def share(items: Sequence[dict], fn: Callable[[list[dict]], list[dict]], chunk_s
     """`run_chunked` without files, for work whose results are kept elsewhere: the same chunks, rank r takes
     the r-th, (r+N)-th, ... chunk, and every rank gets all outputs in the order of `items` (matched on "id")."""
     chunks = plan(items, effective_chunk_size(len(items), chunk_size, min_size))
-    rank, world = distributed.rank(), distributed.world_size()
-    mine = list(range(len(chunks)))[rank::world]
+    mine = list(range(len(chunks)))[distributed.rank()::distributed.world_size()]
     rows: dict[str, dict] = {}
-    made = []
-    for n, index in enumerate(mine, 1):
-        if rank == 0:
-            log.info(_CHUNK_LINE, desc, n, len(mine), rank, len(chunks[index]))
-        rows.update((r["id"], r) for r in fn(chunks[index]))
-        made.append((n, len(mine), len(chunks[index])))
-    distributed.wait(f"{desc}: every rank's chunks")
+    _run_mine(desc, chunks, mine, fn, lambda index, out: rows.update((r["id"], r) for r in out))
     everyone: dict[str, dict] = {}
     for part in distributed.gather(rows):
         everyone.update(part)
-    _log_other_ranks(desc, distributed.gather(made))
     return [everyone[x["id"]] for x in items]
 
 
