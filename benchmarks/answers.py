@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from sppo.errors import UserError
+from sppo.errors import UserError, described
 from sppo.generate import SamplingParams
 
 from benchmarks import parallel
@@ -115,8 +115,7 @@ class ModelAnswerer:
             except (UserError, KeyboardInterrupt, MemoryError):
                 raise
             except Exception as e:  # corrupt weights, missing tokenizer files, ...: one line naming the checkpoint
-                first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-                raise UserError(f"{self.model_path}: cannot load the checkpoint ({type(e).__name__}: {first})") from None
+                raise UserError(f"{self.model_path}: cannot load the checkpoint ({described(e)})") from None
         return self._generator
 
     def template_model(self) -> str:

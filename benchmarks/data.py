@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sppo.errors import UserError
+from sppo.errors import UserError, described, first_line
 from sppo.files import atomic_path, read_json, read_jsonl
 
 log = logging.getLogger(__name__)
@@ -136,7 +136,7 @@ class DataSource:
             except UserError:
                 raise
             except Exception as e:  # no network, moved file, ...
-                raise UserError(f"cannot download {sub}/{name} ({type(e).__name__}: {str(e).splitlines()[0]}); "
+                raise UserError(f"cannot download {sub}/{name} ({described(e)}); "
                                 "pass --data-dir with local copies") from None
         return p
 
@@ -176,7 +176,7 @@ class DataSource:
         try:
             config = yaml.safe_load(cpath.read_text(encoding="utf-8"))
         except yaml.YAMLError as e:
-            raise UserError(f"{cpath}: invalid YAML ({str(e).splitlines()[0]})") from None
+            raise UserError(f"{cpath}: invalid YAML ({first_line(e)})") from None
         for key in ("system_prompt", "prompt_template", "regex_pattern"):
             if key not in (config or {}):
                 raise UserError(f"{cpath}: missing field {key!r}")

@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from sppo.errors import UserError, io_errors
+from sppo.errors import UserError, described, io_errors
 from sppo.files import refuse_symlink, utc_now
 from sppo.scrub import install_log_scrubber, public_url, register_secret, scrub, scrub_obj, url_credentials
 
@@ -437,9 +437,7 @@ class LocalJudge(Judge):
         except (UserError, KeyboardInterrupt, MemoryError):
             raise
         except Exception as e:  # corrupt weights, missing tokenizer files, unknown Hub id, ...
-            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-            raise UserError(f"--judge local:{name_or_path}: cannot load the judge model ({type(e).__name__}: "
-                            f"{first})") from None
+            raise UserError(f"--judge local:{name_or_path}: cannot load the judge model ({described(e)})") from None
         return cls(chat, name=local_judge_name(name_or_path), cache=cache, max_new_tokens=max_new_tokens,
                    source=(name_or_path, batch_size))
 

@@ -38,7 +38,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sppo.cli_util import setup_logging
-from sppo.errors import UserError
+from sppo.errors import UserError, first_line
 from sppo.files import checkpoint_dir, current_run_dir, safe_name
 from sppo.scrub import public_url
 
@@ -409,7 +409,7 @@ def main(args: argparse.Namespace) -> int:
         try:
             distributed.teardown()
         except RuntimeError as e:  # a rank that died first: its own error is the one to report
-            log.warning("leaving the process group: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
+            log.warning("leaving the process group: %s", first_line(e))
 
 
 def _main(args) -> int:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from benchmarks.store import DEFAULT_VARIANT, SUITES, checkpoint_fingerprint
-from sppo.errors import UserError
+from sppo.errors import UserError, first_line
 from sppo.scrub import register_secret, scrub
 
 from .card import ReleaseInfo, Results, card_figures, find_result, missing_metrics
@@ -59,7 +59,7 @@ def parse_release_name(value: str, *, need_org: bool) -> tuple[str | None, str]:
     try:
         validate_repo_id(value + "-Iter1")
     except HFValidationError as e:
-        raise UserError(f"invalid repository name {value!r}: {str(e).splitlines()[0]}") from None
+        raise UserError(f"invalid repository name {value!r}: {first_line(e)}") from None
     return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .errors import UserError, io_failure
+from .errors import UserError, first_line, io_failure
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
 RANKING_SOURCES = ("prompt", "template")
@@ -453,7 +453,7 @@ def read_yaml_mapping(path: Path) -> dict:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
-        raise UserError(f"{path}: invalid YAML ({str(e).splitlines()[0]})") from None
+        raise UserError(f"{path}: invalid YAML ({first_line(e)})") from None
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not a UTF-8 text file (byte {e.start})") from None
     except OSError as e:
@@ -475,7 +475,7 @@ def parse_override(item: str) -> tuple[str, Any]:
     try:
         return key, (yaml.safe_load(value) if value.strip() else None)
     except yaml.YAMLError as e:
-        problem = str(getattr(e, "problem", None) or str(e).splitlines()[0])
+        problem = str(getattr(e, "problem", None) or first_line(e))
         raise UserError(f"override {item!r}: invalid YAML value ({problem})") from None
 
 

@@ -85,3 +85,15 @@ def io_errors(path: str | os.PathLike) -> Iterator[None]:
         if err is None:
             raise
         raise err from None
+
+
+def first_line(e: BaseException) -> str:
+    """The first line of `e`'s message, or its type name when the message is empty: what a one-line error
+    quotes from the exception it replaces."""
+    text = str(e).strip()
+    return text.splitlines()[0].strip() if text else type(e).__name__
+
+
+def described(e: BaseException) -> str:
+    """``Type: first line`` of `e` (only the type name when the message is empty)."""
+    return f"{type(e).__name__}: {first_line(e)}" if str(e).strip() else type(e).__name__

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import UserError, io_errors
+from .errors import UserError, first_line, io_errors
 
 log = logging.getLogger(__name__)
 
@@ -114,13 +114,7 @@ def check_checkpoint(path: Path) -> None:
             with safe_open(str(f), framework="pt"):
                 pass
         except Exception as e:  # SafetensorError (bad header, truncated file), OSError
-            detail = str(e).splitlines()[0] if str(e) else type(e).__name__
-            raise UserError(f"{f}: corrupt or truncated safetensors file ({detail})") from None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
+            raise UserError(f"{f}: corrupt or truncated safetensors file ({first_line(e)})") from None
 
 
 TEMPLATES_DIR = Path(__file__).parent / "data" / "templates"
@@ -140,7 +134,7 @@ def shipped_tokenizer_config(name: str) -> dict:
     try:
         data = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not a JSON tokenizer config ({_first_line(e)})") from None
+        raise UserError(f"{path}: not a JSON tokenizer config ({first_line(e)})") from None
     if not isinstance(data, dict) or not isinstance(data.get("chat_template"), str):
         raise UserError(f"{path}: field 'chat_template' must be a string")
     return data
@@ -215,7 +209,7 @@ def load_tokenizer(name_or_path: str, padding_side: str = "left", revision: str 
     try:
         tok = AutoTokenizer.from_pretrained(path, revision=revision)
     except (OSError, ValueError, TypeError, KeyError) as e:  # missing/corrupt files, unknown tokenizer class
-        raise UserError(f"{name_or_path}: cannot load tokenizer ({_first_line(e)})") from None
+        raise UserError(f"{name_or_path}: cannot load tokenizer ({first_line(e)})") from None
     _keep_file_pipeline(tok, path, revision)
     if tokenizer_config:
         _apply_tokenizer_config(tok, shipped_tokenizer_config(tokenizer_config))
@@ -243,11 +237,11 @@ def load_model(name_or_path: str, dtype: str = "auto", device: str | None = None
         extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
         model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, revision=revision, **extra)
     except (OSError, ValueError, KeyError) as e:  # missing files, unknown architecture, bad config
-        raise UserError(f"{name_or_path}: cannot load model ({_first_line(e)})") from None
+        raise UserError(f"{name_or_path}: cannot load model ({first_line(e)})") from None
     except Exception as e:  # safetensors' SafetensorError (corrupt weights) derives from Exception only
         if type(e).__name__ != "SafetensorError":
             raise
-        raise UserError(f"{name_or_path}: corrupt or truncated weights ({_first_line(e)})") from None
+        raise UserError(f"{name_or_path}: corrupt or truncated weights ({first_line(e)})") from None
     if gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False

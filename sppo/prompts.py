@@ -21,7 +21,7 @@ import logging
 from pathlib import Path
 
 from .config import PromptsConfig
-from .errors import UserError
+from .errors import UserError, described, first_line
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def _records_from_file(path: Path, split: str, column: str) -> list[dict]:
         else:
             raise UserError(f"{path}: unsupported prompt file type (use .jsonl, .json or .parquet)")
     except (ValueError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: cannot read prompts ({str(e).splitlines()[0]})") from None
+        raise UserError(f"{path}: cannot read prompts ({first_line(e)})") from None
     except OSError as e:  # a directory, unreadable file, corrupt parquet
         raise UserError(f"{path}: cannot read prompts ({e.strerror or type(e).__name__})") from None
     for col in (column, "split"):
@@ -82,8 +82,7 @@ def _records_from_hub(dataset: str, split: str, column: str, revision: str | Non
     try:
         ds = datasets.load_dataset(dataset, split=split, revision=revision)
     except Exception as e:  # offline, unknown split, ... : one line, the cause named
-        raise UserError(f"prompts.dataset: cannot load {dataset} split {split} ({type(e).__name__}: "
-                        f"{str(e).splitlines()[0] if str(e) else ''})") from None
+        raise UserError(f"prompts.dataset: cannot load {dataset} split {split} ({described(e)})") from None
     if column not in ds.column_names:
         raise UserError(f"prompts.column: {dataset} has no column '{column}' (columns: {', '.join(ds.column_names)})")
     ids = ds["prompt_id"] if "prompt_id" in ds.column_names else None

@@ -35,7 +35,7 @@ from typing import Protocol, Sequence, runtime_checkable
 import numpy as np
 from tqdm.auto import tqdm
 
-from .errors import UserError
+from .errors import UserError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +170,7 @@ def _resolve_pairrm(model: str, revision: str | None = None) -> Path:
     try:
         return Path(snapshot_download(repo_id=model, revision=revision))
     except Exception as e:  # offline, unknown repo, gated...
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"{model}: cannot download the PairRM ranker ({first}); "
+        raise UserError(f"{model}: cannot download the PairRM ranker ({first_line(e)}); "
                         "give ranking.model a local copy of it") from None
 
 
@@ -215,8 +214,7 @@ class PairRMRanker:
                 warnings.filterwarnings("ignore", category=RuntimeWarning, module="dataclasses_json")
                 blender.loadranker(str(path), device=self.device, **overrides)
         except (OSError, ValueError, RuntimeError) as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise UserError(f"{model}: cannot load the PairRM ranker ({first})") from None
+            raise UserError(f"{model}: cannot load the PairRM ranker ({first_line(e)})") from None
         cfg = blender.ranker_config
         if cfg.ranker_type != "pairranker":
             raise UserError(f"{model}: ranker_type is {cfg.ranker_type!r}, PairRMRanker needs 'pairranker'")

@@ -469,3 +469,13 @@ def test_prompts_sharing_an_id_are_all_kept(tmp_path, caplog):
     assert [g["prompt"] for g in got] == ["first", "second", "third", "fourth", "fifth"]
     assert [g["id"] for g in got] == ["a", "a#1", "b", "c", "a#2"]
     assert "share an id" in caplog.text and str(path) in caplog.text
+
+
+def test_first_line_of_an_exception_never_fails():
+    from sppo.errors import described, first_line
+
+    assert first_line(ValueError("bad value\nsecond line")) == "bad value"
+    assert first_line(ValueError("")) == "ValueError"          # an empty message: the type, not IndexError
+    assert first_line(KeyError()) == "KeyError"
+    assert described(OSError("  \n  ")) == "OSError"
+    assert described(RuntimeError("\n  boom \nmore")) == "RuntimeError: boom"

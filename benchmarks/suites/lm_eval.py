@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from sppo.cli_util import launched_rank, quiet_other_ranks
-from sppo.errors import UserError
+from sppo.errors import UserError, described
 from sppo.files import read_json, write_jsonl, write_text
 
 from benchmarks.store import DEFAULT_VARIANT, SuiteResult, checkpoint_fingerprint
@@ -255,8 +255,7 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteResult:
             try:
                 res = parallel.run("lm_eval", job)
             except Exception as e:  # the harness raises plain exceptions (missing dataset, no network, ...)
-                raise UserError(f"lm-eval task {task} failed on {target.name}: {type(e).__name__}: "
-                                f"{str(e).splitlines()[0] if str(e) else ''}") from None
+                raise UserError(f"lm-eval task {task} failed on {target.name}: {described(e)}") from None
             samples = res.pop("samples", {}) or {}
             for name, rows in samples.items():
                 text = "".join(json.dumps(r, default=_json_default, ensure_ascii=False) + "\n" for r in rows)
