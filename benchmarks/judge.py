@@ -201,7 +201,7 @@ class Judge:
         for i, (k, r) in enumerate(zip(keys, requests)):
             hit = self.cache.get(k) if self.cache is not None else None
             if hit is not None and not hit.text and not hit.top_logprobs:
-                hit = None  # an empty reply cached by an older version: ask again
+                hit = None  # an empty reply is never an answer: ask again
             if hit is not None:
                 out[i] = hit
                 with self._stats_lock:

@@ -21,7 +21,7 @@ import numpy as np
 from perf.fixtures import RANKER_SIZES, candidates, pairrm_like_ranker
 from perf.timing import case, interleaved, paired_ratio, rates
 
-TARGET_CPU = 1.0  # issue 8: >= 1x on CPU, >= 8x on a GPU
+TARGET_CPU = 1.0  # goal: >= 1x on CPU, >= 8x on a GPU
 
 
 def bench_size(size: str, work: Path, n_prompts: int, k: int, repeats: int, batch_size: int) -> dict:

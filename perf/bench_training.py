@@ -32,7 +32,7 @@ from perf.fixtures import PROMPTS, RESPONSES, tiny_llama
 from perf.timing import (case, current_rss_mb, interleaved, paired_ratio, peak_rss_mb, reset_peak_rss, summary,
                          window_peak_rss_mb)
 
-TARGET = 0.8  # issue 8: training step <= 0.8x the reference's time
+TARGET = 0.8  # goal: a training step <= 0.8x the reference's time
 
 
 def model_path(which: str, work: Path) -> str:

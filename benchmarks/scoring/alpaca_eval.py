@@ -125,7 +125,7 @@ def annotation_record(instruction: str, baseline_output: str, model_output: str,
 # --- scoring ------------------------------------------------------------------------------------------------------
 
 def _checked_preference(value: Any, where: str) -> float:
-    """A preference as float (NaN for missing); anything outside [1, 2] (0 = legacy draw) is an error."""
+    """A preference as float (NaN for missing); anything outside [1, 2] (except 0, which alpaca_eval's annotation files use for a draw) is an error."""
     if value is None:
         return math.nan
     if isinstance(value, bool):
