@@ -59,8 +59,7 @@ class Judge:
                 hit = None  # an empty reply is never an answer: ask again
             if hit is not None:
                 out[i] = hit
-                with self._stats_lock:
-                    self.stats.cache_hits += 1
+                self._tally(cache_hits=1)
             else:
                 todo.setdefault(k, []).append(i)
         if todo:
@@ -86,9 +85,21 @@ class Judge:
         """What makes two judges the same judge: part of every cache key and results key."""
         return {"backend": self.backend, "model": self.model}
 
+    def cost(self, reply: JudgeReply) -> float:
+        """USD one reply cost at this judge's price: nothing when it came from the cache or no price is known."""
+        if not self.price or reply.cached:
+            return 0.0
+        return (reply.prompt_tokens * self.price[0] + reply.completion_tokens * self.price[1]) / 1e6
+
     # -- for backends ------------------------------------------------------------------------------------------------
     def _complete_uncached(self, requests, indices, done, progress) -> None:
         raise NotImplementedError
+
+    def _tally(self, **counts: int) -> None:
+        """Add to counters of ``stats`` (``calls=1``, ``retries=1``, ...); backends count from several threads."""
+        with self._stats_lock:
+            for name, n in counts.items():
+                setattr(self.stats, name, getattr(self.stats, name) + n)
 
     def _account(self, reply: JudgeReply) -> None:
         with self._stats_lock:
@@ -96,6 +107,4 @@ class Judge:
             self.stats.completion_tokens += reply.completion_tokens
             if reply.error:
                 self.stats.errors += 1
-            if self.price:
-                self.stats.cost_usd += (reply.prompt_tokens * self.price[0]
-                                        + reply.completion_tokens * self.price[1]) / 1e6
+            self.stats.cost_usd += self.cost(reply)

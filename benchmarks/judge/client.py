@@ -123,11 +123,7 @@ class OpenAIJudge(Judge):
         for attempt in range(self.max_retries + 1):
             if self._stop.is_set():
                 return JudgeReply(None, error="interrupted")
-            if attempt:
-                with self._stats_lock:
-                    self.stats.retries += 1
-            with self._stats_lock:
-                self.stats.calls += 1
+            self._tally(calls=1, retries=1 if attempt else 0)
             try:
                 try:
                     resp = self._http().post(f"{self.base_url}/chat/completions", json=payload,

@@ -93,8 +93,7 @@ class LocalJudge(Judge):
         for n, r in enumerate(requests):
             groups.setdefault(("logprobs", r.top_logprobs) if r.top_logprobs else ("text", r.max_tokens), []).append(n)
         for (kind, arg), members in groups.items():
-            with self._stats_lock:
-                self.stats.calls += len(members)
+            self._tally(calls=len(members))
             limit = min(arg, self.max_new_tokens) if kind == "text" and self.max_new_tokens else arg
             job = LocalJudgeJob(self.source, kind, limit, tuple(tuple(requests[n].messages) for n in members),
                                 progress)
