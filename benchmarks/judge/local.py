@@ -54,32 +54,11 @@ class LocalJudge(Judge):
         turn starting with ``prefix`` (its verdict text and the official verdict opener, ``[[`` / ``Rating: [[``),
         each choice scored by the summed log-probability of its tokens. Only local judges offer this: a small
         model that writes no valid label still yields a verdict (recorded as ``verdict_source: logprobs``)."""
-        import torch
-
-        from sppo.generate import encode_prompt, left_padded
-
-        tok, model = self.chat_model.tokenizer, self.chat_model.model
-        base = encode_prompt(tok, list(messages)) + tok(prefix, add_special_tokens=False)["input_ids"]
-        base = base[-self.chat_model.max_prompt_length:]
-        conts = [tok(c, add_special_tokens=False)["input_ids"] for c in choices]
-        ids, mask = left_padded([base + c for c in conts], tok.pad_token_id)
-        keep = max(len(c) for c in conts) + 1
-        device = next(model.parameters()).device
-        with torch.no_grad():
-            logits = model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                           position_ids=((mask.cumsum(-1) - 1).clamp(min=0)).to(device),
-                           logits_to_keep=keep).logits.float()
-        logprobs = torch.log_softmax(logits, dim=-1)  # position j predicts the token at keep - 1 - ... + j + 1
-        scores = []
-        for row, c in enumerate(conts):
-            steps = range(keep - 1 - len(c), keep - 1)
-            scores.append(sum(float(logprobs[row, j, t]) for j, t in zip(steps, c)))
+        scores = self.chat_model.continuation_logprobs(messages, prefix, choices)
         return choices[max(range(len(choices)), key=lambda i: scores[i])]
 
     def _prompt_tokens(self, messages) -> int:
-        from sppo.generate import encode_prompt
-
-        return min(len(encode_prompt(self.chat_model.tokenizer, list(messages))), self.chat_model.max_prompt_length)
+        return self.chat_model.prompt_length(list(messages))
 
     def _complete_uncached(self, requests, indices, done, progress) -> None:
         """Requests grouped by kind (first-token logprobs, or text up to a length), each group one job shared
