@@ -20,6 +20,7 @@ from pathlib import Path
 
 from perf.report import render
 from perf.worker import STAGES
+from sppo.files import package_versions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,18 +33,6 @@ def choose_threads(requested: int | None) -> tuple[int, str]:
     if load > cores:  # a shared machine: spinning OpenMP threads waiting on each other make timings erratic
         return 1, f"auto: load average {load:.1f} > {cores} cores, one thread per process"
     return cores, f"auto: all {cores} cores"
-
-
-def versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "llm-blender", "sppo-toolkit"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def git_commit() -> str | None:
@@ -91,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores ({platform.platform()})",
             "threads": threads, "threads_reason": reason, "load_average_start": round(os.getloadavg()[0], 2),
             "quick": args.quick, "repeats": args.repeats, "stages": stages, "git_commit": git_commit(),
-            "versions": versions(), "gpu": gpu_line()}
+            "versions": package_versions(("torch", "transformers", "llm-blender", "sppo-toolkit")), "gpu": gpu_line()}
     results = {"meta": meta, "stages": {}}
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
