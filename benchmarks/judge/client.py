@@ -54,7 +54,7 @@ class OpenAIJudge(Judge):
         self.backoff_base, self.backoff_max = float(backoff_base), float(backoff_max)
         self._client = None
         self._stop = threading.Event()  # set on Ctrl-C / SIGTERM: no new request, no retry
-        register_secret(os.environ.get(api_key_env) if api_key_env else None)
+        self._api_key()  # registered as a secret before anything could print it
 
     def __repr__(self) -> str:  # no key here, ever
         return f"OpenAIJudge(model={self.model!r}, base_url={self.base_url!r}, api_key_env={self.api_key_env!r})"
@@ -66,11 +66,16 @@ class OpenAIJudge(Judge):
     def identity(self) -> dict[str, Any]:
         return {**super().identity(), "base_url": self.base_url}
 
+    def _api_key(self) -> str | None:
+        """The key in the environment variable named ``api_key_env`` (registered with ``sppo.scrub``), or None."""
+        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        register_secret(key)
+        return key
+
     def _headers(self) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.api_key_env) if self.api_key_env else None
+        key = self._api_key()
         if key:
-            register_secret(key)
             headers["Authorization"] = "Bearer " + key
         return headers
 

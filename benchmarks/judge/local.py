@@ -17,6 +17,7 @@ from .cache import JudgeCache
 from .spec import local_judge_name
 from .types import JudgeReply
 
+
 class LocalJudge(Judge):
     """A local chat model in-process (``sppo.local_judge.LocalChatModel``); costs nothing, works offline.
 
