@@ -35,6 +35,11 @@ def choose_threads(requested: int | None) -> tuple[int, str]:
     return cores, f"auto: all {cores} cores"
 
 
+def versions() -> dict:
+    """The package versions a report records."""
+    return package_versions(("torch", "transformers", "llm-blender", "sppo-toolkit"))
+
+
 def git_commit() -> str | None:
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
@@ -80,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
             "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores ({platform.platform()})",
             "threads": threads, "threads_reason": reason, "load_average_start": round(os.getloadavg()[0], 2),
             "quick": args.quick, "repeats": args.repeats, "stages": stages, "git_commit": git_commit(),
-            "versions": package_versions(("torch", "transformers", "llm-blender", "sppo-toolkit")), "gpu": gpu_line()}
+            "versions": versions(), "gpu": gpu_line()}
     results = {"meta": meta, "stages": {}}
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
