@@ -1,0 +1,71 @@
+"""How a card names where things came from, in Markdown: base model, prompt sets, ranker and judges. Only Hub ids
+are linked; local paths, the embedded prompt set and local models are named plainly."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from benchmarks.store import SuiteResult
+from sppo.scrub import public_url
+
+from .naming import HUB_URL, hub_id
+
+
+def source_md(name: Any, kind: str = "model") -> str:
+    """A Markdown link to a Hub model or dataset (``kind="dataset"``); anything else named plainly."""
+    hub = hub_id(name)
+    if hub:
+        return f"[{hub}]({HUB_URL}/{'datasets/' if kind == 'dataset' else ''}{hub})"
+    return "the toolkit's embedded prompt set" if (kind == "dataset" and name == "embedded") else f"`{name}`"
+
+
+def prompts_md(m: dict[str, Any], num_iterations: int) -> str:
+    """Where the prompts came from, linking only real Hub datasets."""
+    src, split_by = m["prompt_source_dataset"], m["prompt_dataset"]
+    if hub_id(src) and hub_id(split_by):
+        return (f"We utilized the prompt sets from the {source_md(src, 'dataset')} dataset, split into "
+                f"{num_iterations} parts for {num_iterations} iterations by {source_md(split_by, 'dataset')}.")
+    if hub_id(split_by):
+        return f"We utilized the prompt sets of the {source_md(split_by, 'dataset')} dataset, one split per iteration."
+    origin = f", which come from the {source_md(src, 'dataset')} dataset" if hub_id(src) else ""
+    where = source_md(split_by, "dataset")
+    where = where if where.startswith("the ") else f"the local prompt file {where}"
+    return f"We utilized the prompts of {where}{origin}, one split per iteration (not a Hub dataset)."
+
+
+def ranker_md(ranker: Any) -> str:
+    """The ranker as the manifest records it: a PairRM model (Hub id or path), ``local-judge:MODEL`` or a
+    plug-in ``python:module:Class[:model]``."""
+    text = str(ranker)
+    if text.startswith("local-judge:"):
+        return f"a local chat-model judge ({source_md(text.split(':', 1)[1])})"
+    return source_md(text)
+
+
+def locally_judged(result) -> bool:
+    """Judged by an in-process model rather than the suite's judge endpoint (the offline default)."""
+    return bool(result.judge) and result.judge.get("backend") == "local"
+
+
+def judge_md(judge: dict[str, Any]) -> str:
+    """A judge as the results store records it (``benchmarks.judge.Judge.info``); a URL's userinfo (from a store
+    written before URLs were recorded without it) is never shown."""
+    text = f"`{judge.get('model')}`"
+    if judge.get("base_url"):
+        text += f" at {public_url(str(judge['base_url']))}"
+    if judge.get("backend") == "local":
+        text += " (a local model, in process)"
+    return text
+
+
+def evaluation_note(results: list[SuiteResult]) -> str:
+    """Which judge (and, for AlpacaEval, which annotator config) produced these figures, as recorded in the
+    results store; empty when the results record none (figures transcribed from a published card)."""
+    judges = sorted({judge_md(r.judge) for r in results if r.judge})
+    annotators = sorted({f"`{r.settings['annotator']}`" for r in results if r.settings.get("annotator")})
+    parts = []
+    if judges:
+        parts.append(f"Judge{'s' if len(judges) > 1 else ''}: {', '.join(judges)}.")
+    if annotators:
+        parts.append(f"AlpacaEval annotator config{'s' if len(annotators) > 1 else ''}: {', '.join(annotators)}.")
+    return " ".join(parts)
