@@ -3,9 +3,12 @@ are linked; local paths, the embedded prompt set and local models are named plai
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
+from benchmarks.judge import LocalJudge
 from benchmarks.store import SuiteResult
+from sppo.checkpoint import local_judge_model
 from sppo.scrub import public_url
 
 from .naming import HUB_URL, hub_id
@@ -34,34 +37,58 @@ def prompts_md(m: dict[str, Any], num_iterations: int) -> str:
 
 
 def ranker_md(ranker: Any) -> str:
-    """The ranker as the manifest records it: a PairRM model (Hub id or path), ``local-judge:MODEL`` or a
-    plug-in ``python:module:Class[:model]``."""
+    """The ranker as the manifest records it: a PairRM model (Hub id or path), a local judge
+    (``sppo.checkpoint.ranker_record``) or a plug-in ``python:module:Class[:model]``."""
     text = str(ranker)
-    if text.startswith("local-judge:"):
-        return f"a local chat-model judge ({source_md(text.split(':', 1)[1])})"
-    return source_md(text)
+    model = local_judge_model(text)
+    return source_md(text) if model is None else f"a local chat-model judge ({source_md(model)})"
 
 
-def locally_judged(result) -> bool:
-    """Judged by an in-process model rather than the suite's judge endpoint (the offline default)."""
-    return bool(result.judge) and result.judge.get("backend") == "local"
+@dataclass(frozen=True)
+class JudgeRecord:
+    """A judge as the results store records it (``benchmarks.judge.Judge.info``)."""
+
+    model: Any
+    backend: str | None = None
+    base_url: str | None = None
+
+    @classmethod
+    def of(cls, result: SuiteResult) -> "JudgeRecord | None":
+        """The judge behind a result; None when it records none (figures transcribed from a published card)."""
+        j = result.judge
+        return cls(j.get("model"), j.get("backend"), j.get("base_url")) if j else None
+
+    @property
+    def local(self) -> bool:
+        """An in-process model rather than the suite's judge endpoint (the offline default)."""
+        return self.backend == LocalJudge.backend
+
+    def markdown(self) -> str:
+        """The judge named in a card; a URL's userinfo (from a store written before URLs were recorded without
+        it) is never shown."""
+        text = f"`{self.model}`"
+        if self.base_url:
+            text += f" at {public_url(str(self.base_url))}"
+        if self.local:
+            text += " (a local model, in process)"
+        return text
 
 
-def judge_md(judge: dict[str, Any]) -> str:
-    """A judge as the results store records it (``benchmarks.judge.Judge.info``); a URL's userinfo (from a store
-    written before URLs were recorded without it) is never shown."""
-    text = f"`{judge.get('model')}`"
-    if judge.get("base_url"):
-        text += f" at {public_url(str(judge['base_url']))}"
-    if judge.get("backend") == "local":
-        text += " (a local model, in process)"
-    return text
+def locally_judged(result: SuiteResult) -> bool:
+    judge = JudgeRecord.of(result)
+    return judge is not None and judge.local
+
+
+def judge_md(result: SuiteResult) -> str:
+    """The judge of a result in Markdown; empty when it records none."""
+    judge = JudgeRecord.of(result)
+    return judge.markdown() if judge else ""
 
 
 def evaluation_note(results: list[SuiteResult]) -> str:
     """Which judge (and, for AlpacaEval, which annotator config) produced these figures, as recorded in the
     results store; empty when the results record none (figures transcribed from a published card)."""
-    judges = sorted({judge_md(r.judge) for r in results if r.judge})
+    judges = sorted({judge_md(r) for r in results if r.judge})
     annotators = sorted({f"`{r.settings['annotator']}`" for r in results if r.settings.get("annotator")})
     parts = []
     if judges:

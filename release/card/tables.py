@@ -58,7 +58,7 @@ def other_results(results: Results, iterations: list[Iteration]) -> list[str]:
             figures = ", ".join(f"{k} {fmt_short(v)}" for k, v in r.metrics.items()
                                 if isinstance(v, (int, float)) and not isinstance(v, bool))
             notes = " ".join(str(n) for n in r.metrics.get("notes") or [])
-            judge = f"; judge {judge_md(r.judge)}" if r.judge else ""
+            judge = f"; judge {judge_md(r)}" if r.judge else ""
             out.append(f"{it.name}, {r.suite}{variant_suffix(r.variant)}: {figures or 'no figures'}{judge}"
                        + (f". {notes}" if notes else ""))
     return out
