@@ -246,7 +246,7 @@ def test_only_hub_ids_are_linked():
     assert ranker_md("llm-blender/PairRM") == "[llm-blender/PairRM](https://huggingface.co/llm-blender/PairRM)"
     assert ranker_md("local-judge:Qwen/Qwen2.5-7B-Instruct") == \
         "a local chat-model judge ([Qwen/Qwen2.5-7B-Instruct](https://huggingface.co/Qwen/Qwen2.5-7B-Instruct))"
-    text = prompts_md({"prompt_source_dataset": "openbmb/UltraFeedback", "prompt_dataset": "my/prompts.jsonl"}, 3)
+    text = prompts_md("openbmb/UltraFeedback", "my/prompts.jsonl", 3)
     assert "[openbmb/UltraFeedback](https://huggingface.co/datasets/openbmb/UltraFeedback)" in text
     assert "the local prompt file `my/prompts.jsonl`" in text and "/datasets/my" not in text
 

@@ -51,11 +51,11 @@ def eval_results(it: Iteration, results: Results) -> list[EvalResult]:
 def card_data(release: ReleaseInfo, it: Iteration, results: Results) -> ModelCardData:
     """The card's YAML metadata."""
     m = it.manifest
-    datasets = [d for d in (hub_id(m["prompt_source_dataset"]) or hub_id(m["prompt_dataset"]),
+    datasets = [d for d in (hub_id(m.prompt_source_dataset) or hub_id(m.prompt_dataset),
                             release.data_repo_id(it)) if d]
     return ModelCardData(
         license=release.license,
-        base_model=hub_id(m["base_model"]),  # the metadata names Hub models only
+        base_model=hub_id(m.base_model),  # the metadata names Hub models only
         datasets=datasets or None,
         language=list(release.language),
         pipeline_tag=release.pipeline_tag,

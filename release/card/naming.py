@@ -60,13 +60,13 @@ class ReleaseInfo:
 
 def default_license(iterations: list[Iteration]) -> str:
     """The license of the run's cards: its base model's where that binds derivatives (Gemma), else Apache-2.0."""
-    return BASE_LICENSES.get(str(iterations[0].manifest["base_model"]), "apache-2.0")
+    return BASE_LICENSES.get(iterations[0].manifest.base_model, "apache-2.0")
 
 
 def default_family(iterations: list[Iteration]) -> str:
     """The run's family name (``benchmarks.card_layout.family_name`` of its base model and ranker)."""
     m = iterations[0].manifest
-    return family_name(str(m["base_model"]), str(m["ranker"]))
+    return family_name(m.base_model, m.ranker)
 
 
 def hub_id(name: Any) -> str | None:

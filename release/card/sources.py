@@ -22,9 +22,9 @@ def source_md(name: Any, kind: str = "model") -> str:
     return "the toolkit's embedded prompt set" if (kind == "dataset" and name == "embedded") else f"`{name}`"
 
 
-def prompts_md(m: dict[str, Any], num_iterations: int) -> str:
-    """Where the prompts came from, linking only real Hub datasets."""
-    src, split_by = m["prompt_source_dataset"], m["prompt_dataset"]
+def prompts_md(src: str | None, split_by: str | None, num_iterations: int) -> str:
+    """Where the prompts came from (the manifest's ``prompt_source_dataset`` split by ``prompt_dataset``),
+    linking only real Hub datasets."""
     if hub_id(src) and hub_id(split_by):
         return (f"We utilized the prompt sets from the {source_md(src, 'dataset')} dataset, split into "
                 f"{num_iterations} parts for {num_iterations} iterations by {source_md(split_by, 'dataset')}.")

@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.store import DEFAULT_VARIANT, SuiteResult
+from sppo.checkpoint import CheckpointManifest
 from sppo.errors import UserError
 from sppo.files import read_json, safe_name, under, write_text
 
 from ..card import ReleaseInfo, Results, render_all
-from ..run import Iteration, validate_manifest
+from ..run import Iteration
 
 SOURCE_NAME = "mistral7b_pairrm_sppo.json"
 
@@ -58,8 +59,8 @@ def load_published(path: str | os.PathLike | None = None) -> tuple[ReleaseInfo, 
     for key in ("release", "iterations", "results"):
         if key not in doc:
             raise UserError(f"{path}: missing field {key!r}")
-    iterations = [Iteration(number=m["iteration"], name=m["name"], manifest=m)
-                  for m in (validate_manifest(m, f"{path}: iterations[{i}]") for i, m in enumerate(doc["iterations"]))]
+    iterations = [Iteration.of(CheckpointManifest.from_dict(m, f"{path}: iterations[{i}]"))
+                  for i, m in enumerate(doc["iterations"])]
     iterations.sort(key=lambda it: it.number)
     return _release_info(doc["release"], str(path)), iterations, _results(doc, iterations, str(path))
 
