@@ -6,6 +6,7 @@ Layout::
     <run_dir>/checkpoints/Iter1/sppo_manifest.json
     <run_dir>/checkpoints/Iter2/ ...
     <run_dir>/results/                  benchmark results store (see benchmarks.store)
+    <run_dir>/cards/<name>/README.md    the cards sppo-release renders (its default --out)
 
 Each manifest is read as a `sppo.checkpoint.CheckpointManifest`; keys it does not declare are ignored.
 """
@@ -41,6 +42,11 @@ class Iteration:
     @property
     def hyperparameters(self) -> dict[str, Any]:
         return self.manifest.hyperparameters
+
+
+def cards_dir(run_dir: str | os.PathLike) -> Path:
+    """Where sppo-release writes a run's cards unless told otherwise: ``<run_dir>/cards``."""
+    return Path(run_dir) / "cards"
 
 
 def read_manifest(checkpoint: str | os.PathLike) -> CheckpointManifest:

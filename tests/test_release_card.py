@@ -174,12 +174,13 @@ def test_cli_dry_run_renders_cards_and_lists_uploads(tmp_path, monkeypatch, caps
     assert cli.main(["--name", "UCLA-AGI/Mistral7B-PairRM-SPPO", "--require", "alpaca_eval,mt_bench,lm_eval"]) == 0
     out = capsys.readouterr().out
     for n in (1, 2, 3):
-        card = tmp_path / "model_cards" / f"Mistral7B-PairRM-SPPO-Iter{n}" / "README.md"
+        card = run / "cards" / f"Mistral7B-PairRM-SPPO-Iter{n}" / "README.md"  # the default --out: <run-dir>/cards
         assert card.exists()
         assert f"Iter{n} -> UCLA-AGI/Mistral7B-PairRM-SPPO-Iter{n}" in out
     assert "model.safetensors" in out and "config.json" in out and "sppo_manifest.json" not in out
     assert "dry run: nothing uploaded; pass --push" in out
     assert "warning" not in out
+    assert not (tmp_path / "model_cards").exists()  # model_cards/ holds only the published cards
 
 
 def test_cli_dry_run_default_names_and_warnings(tmp_path, capsys):
