@@ -64,8 +64,8 @@ class JudgeRecord:
         return self.backend == LocalJudge.backend
 
     def markdown(self) -> str:
-        """The judge named in a card; a URL's userinfo (from a store written before URLs were recorded without
-        it) is never shown."""
+        """The judge named in a card; the userinfo of its URL, should a results store hold one, is never
+        shown."""
         text = f"`{self.model}`"
         if self.base_url:
             text += f" at {public_url(str(self.base_url))}"
