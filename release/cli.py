@@ -31,9 +31,9 @@ from huggingface_hub import ModelCard
 from benchmarks.store import SUITES, ResultsStore
 from sppo.cli_util import run_cli, setup_logging
 from sppo.errors import UserError
-from sppo.files import current_run_dir, safe_name, under, write_text
+from sppo.files import current_run_dir, write_text
 
-from .card import ReleaseInfo, default_family, default_license, render_card, results_from_store
+from .card import ReleaseInfo, card_path, default_family, default_license, render_card, results_from_store
 from .compat import CompatReport, compat_problems
 from .data import DataUpload, plan_data
 from .push import (Upload, checkpoint_problems, parse_release_name, plan_uploads, publish,
@@ -130,13 +130,6 @@ def compat_reports(targets: list[Iteration]) -> list[CompatReport]:
     """Per checkpoint to upload: would transformers 4.42+ read its files as the toolkit's transformers does?"""
     return [CompatReport(it.name, compat_problems(it.checkpoint, lora=bool(it.hyperparameters.get("lora"))))
             for it in targets if it.checkpoint is not None and it.checkpoint.is_dir()]
-
-
-def card_path(out: Path, model_name: str) -> Path:
-    """``<out>/<model name>/README.md``, the name one path component and the path inside `out`."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out: {out} is a file, expected a directory")
-    return under(out, safe_name(model_name, "model name"), "README.md", what="model card")
 
 
 def write_cards(out: Path, release: ReleaseInfo, targets: list[Iteration], cards: dict[int, ModelCard]) -> dict[int, Path]:

@@ -1,17 +1,22 @@
-"""How a release names things: the family, each iteration's model name and Hub ids, the license, and which
-names are Hugging Face Hub ids at all."""
+"""How a release names things: the family, each iteration's model name, Hub ids and card file, the license, and
+which names are Hugging Face Hub ids at all."""
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from benchmarks.card_layout import family_name
+from sppo.errors import UserError
+from sppo.files import safe_name, under
 
 from ..run import Iteration
 
 HUB_URL = "https://huggingface.co"
+CARD_FILE = "README.md"  # a card's file, in its model's directory as on the Hub
 LICENSE_NAMES = {"apache-2.0": "Apache-2.0", "mit": "MIT", "cc-by-4.0": "CC-BY-4.0", "cc-by-nc-4.0": "CC-BY-NC-4.0",
                  "gemma": "Gemma"}
 # Gemma's terms carry over to models trained from it: the published Gemma-2-9B-It-SPPO cards say `license: gemma`
@@ -56,6 +61,14 @@ class ReleaseInfo:
     def license_name(self) -> str:
         """The license as the card's prose names it (``Apache-2.0``)."""
         return LICENSE_NAMES.get(self.license, self.license)
+
+
+def card_path(out: str | os.PathLike, model_name: str) -> Path:
+    """``<out>/<model name>/README.md``, the name one path component and the path inside `out`."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out: {out} is a file, expected a directory")
+    return under(out, safe_name(model_name, "model name"), CARD_FILE, what="model card")
 
 
 def default_license(iterations: list[Iteration]) -> str:
