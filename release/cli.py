@@ -132,7 +132,8 @@ def compat_reports(targets: list[Iteration]) -> list[CompatReport]:
             for it in targets if it.checkpoint is not None and it.checkpoint.is_dir()]
 
 
-def write_cards(out: Path, release: ReleaseInfo, targets: list[Iteration], cards: dict[int, ModelCard]) -> dict[int, Path]:
+def write_cards(out: Path, release: ReleaseInfo, targets: list[Iteration],
+                cards: dict[int, ModelCard]) -> dict[int, Path]:
     """Write every target's card under `out`; returns where each went."""
     paths = {}
     for it in targets:
@@ -157,7 +158,7 @@ def dry_run(uploads: list[Upload], card_paths: dict[int, Path], data: list[DataU
 
 
 def publish_release(uploads: list[Upload], data: list[DataUpload], problems: list[str], tag: str | None,
-         collection: str | None, force: bool) -> int:
+                    collection: str | None, force: bool) -> int:
     """Publish, unless there is any problem (then refuse, naming the first)."""
     if problems:
         raise UserError(f"refusing to push: {problems[0]}" + (f" (and {len(problems) - 1} more problem(s))"

@@ -28,16 +28,19 @@ HYPERPARAMETERS = CARD_HYPERPARAMETERS
 
 @dataclass
 class Iteration:
-    """One SPPO iteration of a run: its number, checkpoint name (``IterN``), manifest and checkpoint dir."""
+    """One SPPO iteration of a run: its manifest and, when read from a run, its checkpoint directory."""
 
-    number: int
-    name: str
     manifest: CheckpointManifest
     checkpoint: Path | None = None
 
-    @classmethod
-    def of(cls, manifest: CheckpointManifest, checkpoint: Path | None = None) -> "Iteration":
-        return cls(number=manifest.iteration, name=manifest.name, manifest=manifest, checkpoint=checkpoint)
+    @property
+    def number(self) -> int:
+        return self.manifest.iteration
+
+    @property
+    def name(self) -> str:
+        """The checkpoint's name, ``IterN``."""
+        return self.manifest.name
 
     @property
     def hyperparameters(self) -> dict[str, Any]:
@@ -65,7 +68,7 @@ def read_manifest(checkpoint: str | os.PathLike) -> CheckpointManifest:
 
 def load_iteration(checkpoint: str | os.PathLike) -> Iteration:
     """Read ``<checkpoint>/sppo_manifest.json``."""
-    return Iteration.of(read_manifest(checkpoint), Path(checkpoint))
+    return Iteration(read_manifest(checkpoint), Path(checkpoint))
 
 
 def load_run(run_dir: str | os.PathLike) -> list[Iteration]:

@@ -119,11 +119,11 @@ def test_release_names_each_recipe_as_the_published_cards(name):
     cfg = load_config(name)
     manifest = CheckpointManifest.from_dict(
         dict(seed_manifest(3), base_model=base_model_id(cfg.model.name), ranker=cfg.ranking.model), name)
-    it = Iteration.of(manifest)
+    it = Iteration(manifest)
     assert ReleaseInfo(family=default_family([it])).model_name(it) == PUBLISHED_NAMES[name]
     assert default_license([it]) == ("gemma" if name.startswith("gemma") else "apache-2.0")  # the cards' metadata
     # another ranker or base model is no published family: the generic <base>-<ranker>-SPPO
-    other = Iteration.of(dataclasses.replace(manifest, ranker="local-judge:embedded"))
+    other = Iteration(dataclasses.replace(manifest, ranker="local-judge:embedded"))
     assert default_family([other]) == f"{cfg.model.name.split('/')[-1]}-LocalJudge-SPPO"
 
 

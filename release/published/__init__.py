@@ -59,7 +59,7 @@ def load_published(path: str | os.PathLike | None = None) -> tuple[ReleaseInfo, 
     for key in ("release", "iterations", "results"):
         if key not in doc:
             raise UserError(f"{path}: missing field {key!r}")
-    iterations = [Iteration.of(CheckpointManifest.from_dict(m, f"{path}: iterations[{i}]"))
+    iterations = [Iteration(CheckpointManifest.from_dict(m, f"{path}: iterations[{i}]"))
                   for i, m in enumerate(doc["iterations"])]
     iterations.sort(key=lambda it: it.number)
     return _release_info(doc["release"], str(path)), iterations, _results(doc, iterations, str(path))
