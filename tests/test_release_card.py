@@ -281,3 +281,23 @@ def test_a_benchmark_without_any_figure_is_an_na_row_not_another_evaluation(tmp_
     card = (tmp_path / "cards" / "SmolLM2-135M-Instruct-LocalJudge-SPPO-Iter1" / "README.md").read_text()
     assert "| SmolLM2-135M-Instruct-LocalJudge-SPPO Iter 1 | n/a | n/a | n/a |" in card
     assert "mt_bench" not in card.split("## Other evaluations")[1]
+
+
+def test_an_endpoint_judge_is_named_by_its_url_without_userinfo(tmp_path):
+    """Figures judged at an endpoint: the table names the judge model and its URL, never the URL's user:password,
+    and the figures are leaderboard metadata (a local judge's are not, see above)."""
+    run = make_run(tmp_path)
+    store = ResultsStore(run / "results")
+    judge = {"backend": "openai", "model": "gpt-4-1106-preview", "base_url": "https://alice:pw@judge.example/v1"}
+    for r in store.results("Iter1"):
+        if r.suite == "mt_bench":
+            r.judge = judge
+            store.write(r)
+    iterations = load_run(run)
+    results = results_from_store(store, iterations, RELEASE)
+    assert [r.judge for r in results[1] if r.suite == "mt_bench"] == [judge]
+    card = str(render_card(RELEASE, iterations, iterations[0], results))
+    mt_bench = card.split("## [MT-Bench")[1].split("\n## ")[0]
+    assert "Judge: `gpt-4-1106-preview` at https://judge.example/v1." in mt_bench
+    assert "alice" not in card and "pw@" not in card
+    assert card_figures(card)["model-index | lmsys/mt_bench  | score "] == 7.21  # Iter1's MT-Bench average
