@@ -199,14 +199,10 @@ def test_config_file_errors(tmp_path):
 
 
 def _prepared(tmp_path, *overrides):
-    from sppo.lock import release_run_lock
     from sppo.pipeline import Run
 
     cfg = load_config("embedded", [f"run.output_dir={tmp_path / 'run'}", *overrides])
-    try:
-        Run(cfg).prepare()
-    finally:
-        release_run_lock(tmp_path / "run")
+    Run(cfg).prepare()
     return (tmp_path / "run" / "config.yaml").read_text()
 
 
@@ -289,11 +285,6 @@ def test_corrupt_run_config_names_the_file(tmp_path, content):
     run.mkdir()
     (run / "config.yaml").write_bytes(content)
     cfg = load_config("embedded", [f"run.output_dir={run}"])
-    try:
-        with pytest.raises(UserError, match=re.escape(str(run / "config.yaml"))):
-            Run(cfg).prepare()
-    finally:
-        from sppo.lock import release_run_lock
-
-        release_run_lock(run)
+    with pytest.raises(UserError, match=re.escape(str(run / "config.yaml"))):
+        Run(cfg).prepare()
     assert (run / "config.yaml").read_bytes() == content
