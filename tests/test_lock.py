@@ -102,7 +102,7 @@ def test_run_dir_that_is_a_file(tmp_path):
 def test_second_sppo_train_on_a_held_run_dir_is_refused(tmp_path, capsys):
     """The real CLI: while another process holds the run, sppo-train stops with one line and writes nothing."""
     from sppo.cli import main as train_main
-    from sppo.testing import make_tiny_checkpoint
+    from perf.fixtures import make_tiny_checkpoint
 
     model = make_tiny_checkpoint(tmp_path / "model", seed=2)
     prompts = tmp_path / "prompts.jsonl"
@@ -113,7 +113,7 @@ def test_second_sppo_train_on_a_held_run_dir_is_refused(tmp_path, capsys):
     try:
         rc = train_main([f"run.output_dir={run}", "run.iterations=1", f"model.name={model}",
                          f"prompts.source={prompts}", "generation.backend=hf", "generation.k=2",
-                         "generation.max_new_tokens=4", "ranking.kind=python:sppo.testing:LengthRanker",
+                         "generation.max_new_tokens=4", "ranking.kind=python:sppo_doubles:LengthRanker",
                          "ranking.model=none", "training.max_length=96", "training.max_prompt_length=48"])
         err = capsys.readouterr().err.strip().splitlines()
         assert rc == 2 and len(err) == 1 and "another sppo-train" in err[0] and f"pid {holder.pid}" in err[0], err

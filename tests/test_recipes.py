@@ -8,11 +8,11 @@ toolkit's own configs.
 import pytest
 import torch
 
+from perf.fixtures import make_tiny_checkpoint
 from sppo.config import TrainingConfig, load_config
 from sppo.errors import UserError
 from sppo.models import load_model, load_tokenizer
 from sppo.sequences import encode_examples
-from sppo.testing import make_tiny_checkpoint
 from sppo.train import accumulation_steps, deepspeed_config, make_schedule, micro_batch_loss, reference_logps, \
     train_iteration
 

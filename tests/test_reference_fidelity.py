@@ -11,9 +11,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from perf.fixtures import make_tiny_tokenizer
 from sppo.generate import HFGenerator, SamplingParams, VLLMGenerator, encode_prompt, reference_prompt_text
 from sppo.sequences import collate, encode_examples, encode_pair, encode_preference, summed_logps
-from sppo.testing import make_tiny_tokenizer
 
 LABEL_PAD = -100  # the reference's label_pad_token_id
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from perf.fixtures import make_tiny_checkpoint
 from sppo.cli import main as train_main
 from sppo.config import load_config
 from sppo.errors import UserError
-from sppo.testing import make_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +173,7 @@ GEMMA_TURN_TOKENS = ("<start_of_turn>", "<end_of_turn>")
 def gemma_like(tmp_path_factory) -> Path:
     """A tiny tokenizer with Gemma's special tokens (no real Gemma tokenizer is available offline) and a
     Mistral-style template of its own, which --config gemma-2 replaces with the shipped gemma-2-9b-it one."""
-    from sppo.testing import make_tiny_tokenizer
+    from perf.fixtures import make_tiny_tokenizer
 
     path = tmp_path_factory.mktemp("gemma") / "tokenizer"
     make_tiny_tokenizer(bos="<bos>", eos="<eos>", extra_special=GEMMA_TURN_TOKENS).save_pretrained(path)
