@@ -7,7 +7,7 @@ import pytest
 
 from sppo.config import Config, documented_yaml, load_config
 from sppo.errors import UserError
-from sppo.pipeline import hyperparameters
+from sppo.checkpoint import hyperparameters
 
 
 def _all_fields(obj, prefix=""):
@@ -199,7 +199,7 @@ def test_config_file_errors(tmp_path):
 
 
 def _prepared(tmp_path, *overrides):
-    from sppo.pipeline import Run
+    from sppo.run_dir import Run
 
     cfg = load_config("embedded", [f"run.output_dir={tmp_path / 'run'}", *overrides])
     Run(cfg).prepare()
@@ -279,7 +279,7 @@ def test_config_file_errors_name_the_file(tmp_path):
 @pytest.mark.parametrize("content", [b"5", b"run: [", b"\xff\xfe", b"- a\n- b\n"])
 def test_corrupt_run_config_names_the_file(tmp_path, content):
     """A damaged <run>/config.yaml (the run's recorded config) is one line naming it, not a traceback."""
-    from sppo.pipeline import Run
+    from sppo.run_dir import Run
 
     run = tmp_path / "run"
     run.mkdir()

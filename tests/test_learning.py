@@ -140,7 +140,7 @@ def test_stage_measures_each_checkpoint_once(tmp_path, monkeypatch):
     """The stage measures Iter0 (model.name) and every checkpoint on the held-out split, writes the summary and
     the plot, and reuses a stored figure while the settings that produced it hold."""
     from sppo import learning_check
-    from sppo.pipeline import Run
+    from sppo.run_dir import Run
 
     calls = []
 

@@ -110,7 +110,7 @@ PUBLISHED_NAMES = {"paper": "Mistral7B-PairRM-SPPO-Iter3", "paper-repo": "Mistra
 def test_release_names_each_recipe_as_the_published_cards(name):
     from release.card import ReleaseInfo, default_family, default_license
     from release.run import Iteration
-    from sppo.pipeline import base_model_id
+    from sppo.checkpoint import base_model_id
 
     cfg = load_config(name)
     manifest = {"base_model": base_model_id(cfg.model.name), "ranker": cfg.ranking.model}

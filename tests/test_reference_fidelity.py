@@ -298,7 +298,7 @@ def test_model_revision_pins_the_configured_model_only(monkeypatch):
 
     from sppo.config import load_config
     from sppo.models import load_tokenizer
-    from sppo.pipeline import Run
+    from sppo.run_dir import Run
 
     run = Run(load_config("embedded", ["model.name=org/model", "model.revision=abc123"]))
     assert run.revision_of("org/model") == "abc123"
