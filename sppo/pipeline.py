@@ -21,7 +21,7 @@ import numpy as np
 
 from . import distributed, probs
 from .checkpoint import is_finished
-from .config import Config
+from .config import BuiltinRanker, Config, choices
 from .errors import UserError
 from .files import Timer
 from .rows import ComparisonRow, DatasetRow, PromptRow, ResponseRow
@@ -116,7 +116,7 @@ def stage_rank(run: Run, t: int, generated: list[ResponseRow]) -> list[Compariso
         source_text = _ranking_source(run)
         with Timer() as timer:
             extra = {"revision": r.revision} if r.kind == "pairrm" and r.revision else {}
-            if r.kind in ("pairrm", "local-judge"):  # built-in rankers: progress bars on rank 0 only
+            if r.kind in choices(BuiltinRanker):  # built-in rankers: progress bars on rank 0 only
                 extra["progress"] = distributed.is_main()
             ranker = make_ranker(r.kind, r.model, batch_size=r.batch_size, **extra)
             rows = stage.chunked(generated, lambda chunk: fn(ranker, source_text, chunk))

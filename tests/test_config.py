@@ -288,3 +288,15 @@ def test_corrupt_run_config_names_the_file(tmp_path, content):
     with pytest.raises(UserError, match=re.escape(str(run / "config.yaml"))):
         Run(cfg).prepare()
     assert (run / "config.yaml").read_bytes() == content
+
+
+def test_choice_types_match_their_implementations():
+    """The losses and learning-check measures the config accepts are the ones sppo.loss and sppo.rankers
+    implement."""
+    from typing import get_args
+
+    from sppo.config import LearningMeasure, Loss
+    from sppo.loss import LOSSES
+    from sppo.rankers import MEASURES
+
+    assert get_args(Loss) == LOSSES and get_args(LearningMeasure) == tuple(MEASURES)
