@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from sppo.cli_util import setup_logging
 from sppo.errors import UserError
-from sppo.files import _finite as finite  # NaN / infinities -> null: the one definition, shared with write_json
+from sppo.files import finite  # NaN / infinities -> null: the one definition, shared with write_json
 
 from benchmarks.scoring import read_json_file, read_jsonl_lines
 from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteResult

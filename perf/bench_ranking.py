@@ -28,7 +28,7 @@ def bench_size(size: str, work: Path, n_prompts: int, k: int, repeats: int, batc
     import torch
 
     from sppo.probs import scores_from_comparisons
-    from sppo.rank import PairRMRanker, _LastCall
+    from sppo.rank import LastCall, PairRMRanker
 
     ranker_dir = pairrm_like_ranker(work / f"pairrm_{size}", size)
     ours = PairRMRanker(str(ranker_dir), device="cpu", batch_size=batch_size, progress=False)
@@ -36,7 +36,7 @@ def bench_size(size: str, work: Path, n_prompts: int, k: int, repeats: int, batc
     blender = ours.blender
 
     def run_ours():
-        ours._last = _LastCall()  # compare() remembers its last input; every round must compute
+        ours.last_call = LastCall()  # compare() remembers its last input; every round must compute
         return ours.compare(prompts, cands)
 
     def run_reference():

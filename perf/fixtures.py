@@ -1,4 +1,7 @@
-"""Models and inputs for the benchmarks, built offline: tiny random Llama chat models (sppo.testing), a randomly
+"""Models and inputs for the benchmarks and the tests, built offline: tiny random Llama chat models (the one
+tiny-checkpoint builder, `make_tiny_checkpoint`: a Llama-architecture causal LM of a few hundred thousand
+parameters with a byte-level BPE tokenizer trained on a small built-in corpus and a Mistral-style chat template
+`<s>[INST] ... [/INST] ... </s>`, a checkpoint directory every loader of the toolkit accepts), a randomly
 initialised ranker of PairRM's architecture (DeBERTa-v2 backbone + llm-blender's pair head, in llm-blender's
 directory layout, so it loads through the same code path as llm-blender/PairRM), and fixed prompts/responses."""
 
@@ -33,10 +36,67 @@ RESPONSES = [
 ]
 
 
-def tiny_llama(path: Path, seed: int = 0, hidden_size: int = 64, layers: int = 2) -> Path:
-    """A tiny random Llama chat checkpoint (sppo.testing.make_tiny_checkpoint), built once per path."""
-    from sppo.testing import make_tiny_checkpoint
+CHAT_TEMPLATE = (
+    "{{ bos_token }}{% for message in messages %}"
+    "{% if message['role'] == 'user' %}[INST] {{ message['content'] }} [/INST]"
+    "{% elif message['role'] == 'assistant' %}{{ message['content'] }}{{ eos_token }}"
+    "{% else %}{{ message['content'] }}\n{% endif %}{% endfor %}"
+)
 
+TOKENIZER_CORPUS = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Explain why the sky is blue. Write a short poem about the sea.",
+    "Which response is better? Answer with a single letter: A or B.",
+    "Hello! How can I help you today? Thank you, goodbye.",
+    "def add(a, b): return a + b  # numbers 0 1 2 3 4 5 6 7 8 9",
+    "[INST] [/INST] Assistant A Assistant B [[A>B]] [[B>A]] [[A=B]] [[5]] Rating: m M",
+]
+
+
+def make_tiny_tokenizer(vocab_size: int = 384, bos: str = "<s>", eos: str = "</s>", pad: str = "<pad>",
+                        extra_special: tuple[str, ...] = ()):
+    """A byte-level BPE tokenizer; `bos`, `eos`, `pad` and `extra_special` (e.g. Gemma's `<start_of_turn>`) are
+    single special tokens, also when written in text."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=[pad, bos, eos, *extra_special],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tok.train_from_iterator(TOKENIZER_CORPUS * 4, trainer=trainer)
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos, pad_token=pad,
+                                   additional_special_tokens=list(extra_special))
+    fast.chat_template = CHAT_TEMPLATE
+    return fast
+
+
+def make_tiny_checkpoint(path: str | Path, seed: int = 0, hidden_size: int = 64, layers: int = 2,
+                         tokenizer=None) -> Path:
+    """A random tiny Llama with `tokenizer` (default: `make_tiny_tokenizer()`)."""
+    import torch
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    path = Path(path)
+    tokenizer = tokenizer if tokenizer is not None else make_tiny_tokenizer()
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size, intermediate_size=hidden_size * 2,
+                         num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=1024, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                         tie_word_embeddings=True)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(bos_token_id=tokenizer.bos_token_id,
+                                               eos_token_id=tokenizer.eos_token_id,
+                                               pad_token_id=tokenizer.pad_token_id)
+    model.save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def tiny_llama(path: Path, seed: int = 0, hidden_size: int = 64, layers: int = 2) -> Path:
+    """`make_tiny_checkpoint`, built once per path."""
     path = Path(path)
     if not (path / "config.json").exists():
         make_tiny_checkpoint(path, seed=seed, hidden_size=hidden_size, layers=layers)

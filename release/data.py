@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import DatasetCard, DatasetCardData
+from huggingface_hub import DatasetCardData
 
 from sppo.errors import UserError
-from sppo.files import read_jsonl, under
+from sppo.files import MANIFEST, read_jsonl, under
+from sppo.run_dir import stage_output
 
 from .card import HUB_URL, ReleaseInfo, ranker_md, source_md
 from .run import Iteration
@@ -49,8 +50,8 @@ class DataUpload:
 
 def dataset_file(run_dir: Path, it: Iteration) -> Path:
     """``<run>/iterN/dataset/sppo.jsonl``; the stage must be finished (its manifest.json written)."""
-    path = under(run_dir, f"iter{it.number}", "dataset", "sppo.jsonl", what="dataset")
-    if not (path.parent / "manifest.json").is_file() or not path.is_file():
+    path = under(run_dir, *stage_output(it.number, "dataset").parts, what="dataset")
+    if not (path.parent / MANIFEST).is_file() or not path.is_file():
         raise UserError(f"{path}: no finished dataset of {it.name} in this run (needed by --datasets)")
     return path
 

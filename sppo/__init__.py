@@ -10,7 +10,12 @@ One file per idea:
   sequences.py - tokenization (one BOS, one EOS) and summed response log-probs
   loss.py      - the SPPO loss, a pure function
   train.py     - the optimisation loop (single process, or DeepSpeed ZeRO-3)
-  pipeline.py  - iterations over prompt splits, stages, manifests, resume
+  run_dir.py   - the run directory: layout, recorded config, runs/latest
+  rows.py      - the typed rows each stage writes
+  stage.py     - the stage pattern: finished? -> compute -> publish rows and manifest -> clear chunks
+  pipeline.py  - iterations over prompt splits: prompts, generate, rank, dataset
+  train_stage.py - reference log-probs, training, the checkpoint
+  checkpoint.py  - checkpoints and their manifest (the contract with sppo-release)
 """
 
 __version__ = "0.1.0"

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .config import Config
 from .errors import UserError, io_errors
 from .export import write_compatible
 from .files import fresh_dir, package_versions, read_json, safe_name, utc_now, write_json
@@ -146,3 +147,49 @@ def save_checkpoint(target: Path, model, tokenizer, state_dict, manifest: Checkp
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def hyperparameters(cfg: Config, world_size: int, accumulation: int | None = None) -> dict:
+    """What the manifest and the card record: the geometry of the processes that actually ran."""
+    from .train import accumulation_steps
+
+    t = cfg.training
+    ga = accumulation if accumulation is not None else accumulation_steps(t, world_size)
+    if t.distributed == "deepspeed_zero3":
+        distributed_type = "deepspeed_zero3"
+    else:  # accelerate's names: DDP over several processes, or none
+        distributed_type = "multi_process" if world_size > 1 else "single_process"
+    return {"learning_rate": t.learning_rate, "eta": t.eta, "loss": t.loss,
+            "per_device_train_batch_size": t.per_device_train_batch_size,
+            "gradient_accumulation_steps": ga,
+            "total_train_batch_size": t.per_device_train_batch_size * ga * world_size,
+            "seed": cfg.run.seed, "distributed_type": distributed_type, "num_devices": world_size,
+            "optimizer": {"rmsprop": "RMSProp", "adamw": "AdamW"}[t.optimizer],
+            "lr_scheduler_type": t.lr_scheduler_type, "lr_scheduler_warmup_ratio": t.warmup_ratio,
+            "num_train_epochs": float(t.num_train_epochs),
+            "stop_at_epoch": float(t.stop_at_epoch) if t.stop_at_epoch is not None else None,
+            "max_length": t.max_length, "max_prompt_length": t.max_prompt_length, "truncation": t.truncation,
+            "special_tokens": t.special_tokens, "ranking_source": cfg.ranking.source, "k": cfg.generation.k,
+            "lora": t.lora.enabled}
+
+
+def base_model_id(name: str) -> str:
+    """The base model as the Hub knows it (the embedded model is HuggingFaceTB/SmolLM2-135M-Instruct)."""
+    from .models import EMBEDDED_ALIASES, EMBEDDED_HUB_ID
+
+    return EMBEDDED_HUB_ID if name in EMBEDDED_ALIASES else name
+
+
+def manifest_for(cfg: Config, iteration: int, init_model: str, summary: dict, **counts) -> CheckpointManifest:
+    """What produced checkpoint IterN (trained from `init_model`), with the geometry of the processes that
+    actually trained it (`summary`: the training summary)."""
+    from .prompts import dataset_for
+
+    p, r = cfg.prompts, cfg.ranking
+    return CheckpointManifest(
+        iteration=iteration, name=f"Iter{iteration}", base_model=base_model_id(cfg.model.name),
+        init_model=init_model, prompt_dataset=dataset_for(p, iteration) if p.source == "hub" else p.source,
+        prompt_source_dataset=p.source_dataset, prompt_split=p.splits[iteration - 1], k=cfg.generation.k,
+        ranker=ranker_record(r.kind, r.model),
+        hyperparameters=hyperparameters(cfg, summary["world_size"], summary["schedule"]["accumulation"]),
+        training=summary, config=cfg.to_dict(), **counts)

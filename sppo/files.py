@@ -105,19 +105,19 @@ def _write_clean(path: str | os.PathLike, text: str) -> Path:
     return Path(path)
 
 
-def _finite(obj: Any) -> Any:
+def finite(obj: Any) -> Any:
     """NaN and infinities become null: strict JSON readers reject the bare NaN Python would write."""
     if isinstance(obj, float) and (obj != obj or obj in (float("inf"), float("-inf"))):
         return None
     if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
+        return {k: finite(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_finite(v) for v in obj]
+        return [finite(v) for v in obj]
     return obj
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> Path:
-    clean = scrub_obj(_finite(obj), patterns=False)  # strings scrubbed before escaping: every encoding matches
+    clean = scrub_obj(finite(obj), patterns=False)  # strings scrubbed before escaping: every encoding matches
     text = json.dumps(clean, indent=2, ensure_ascii=False, default=str, allow_nan=False)
     return _write_clean(path, text + "\n")
 

@@ -43,8 +43,6 @@ class PromptText(str):
 
 
 FINISH_STOP, FINISH_LENGTH = "stop", "length"  # vLLM's CompletionOutput.finish_reason values
-SPECIAL_TOKENS_MODES = ("clean", "reference")
-RESPONSE_TEXT_MODES = ("strip", "verbatim")
 
 
 def response_text(text: str, mode: str) -> str:

@@ -11,11 +11,9 @@ Taking the lock again in the process that holds it is a no-op, so the pipeline a
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 from pathlib import Path
-from typing import Iterator
 
 from .errors import UserError
 from .files import open_no_follow
@@ -63,24 +61,3 @@ def acquire_run_lock(run_dir: str | os.PathLike, rank: int | None = None) -> Pat
     os.pwrite(fd, str(os.getpid()).encode(), 0)
     _held[path] = fd
     return path
-
-
-def release_run_lock(run_dir: str | os.PathLike) -> None:
-    """Give the lock back before the process ends (closing the file releases the flock)."""
-    fd = _held.pop(_lock_path(run_dir), None)
-    if fd is not None:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def hold_run_lock(run_dir: str | os.PathLike, rank: int | None = None) -> Iterator[Path | None]:
-    """``with hold_run_lock(run_dir): ...`` — the lock for the block; if this process already held it (taken
-    earlier, e.g. by `Run.prepare`), it keeps holding it afterwards."""
-    path = _lock_path(run_dir) if _rank(rank) == 0 else None
-    already = path in _held
-    acquired = acquire_run_lock(run_dir, rank)
-    try:
-        yield acquired
-    finally:
-        if acquired is not None and not already:
-            release_run_lock(run_dir)

@@ -221,8 +221,8 @@ def load_tokenizer(name_or_path: str, padding_side: str = "left", revision: str 
     return tok
 
 
-def load_model(name_or_path: str, dtype: str = "auto", device: str | None = None, gradient_checkpointing=False,
-               revision: str | None = None, attn_implementation: str | None = None):
+def load_model(name_or_path: str, dtype: str = "auto", device: str | None = None, revision: str | None = None,
+               attn_implementation: str | None = None):
     """Load a causal LM. dtype: auto (bf16 on a bf16-capable GPU, else fp32), float32, bfloat16, float16.
     revision: a Hub branch, tag or commit to pin; None: the default branch. attn_implementation: eager, sdpa,
     flash_attention_2; None: transformers' default."""
@@ -242,9 +242,6 @@ def load_model(name_or_path: str, dtype: str = "auto", device: str | None = None
         if type(e).__name__ != "SafetensorError":
             raise
         raise UserError(f"{name_or_path}: corrupt or truncated weights ({first_line(e)})") from None
-    if gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-        model.config.use_cache = False
     return model.to(device)
 
 

@@ -26,7 +26,6 @@ from .errors import UserError, described, first_line
 log = logging.getLogger(__name__)
 
 EMBEDDED_PROMPTS = Path(__file__).parent / "data" / "prompts.jsonl"
-ROW_MODES = ("clean", "reference")
 
 
 def prompt_id(text: str) -> str:

@@ -116,10 +116,6 @@ def checked_probabilities(ranker: Ranker, prompts: Sequence[str],
     return mats
 
 
-def has_direct_probabilities(ranker) -> bool:
-    return callable(getattr(ranker, "pairwise_probabilities", None))
-
-
 def _name(ranker) -> str:
     return str(getattr(ranker, "name", type(ranker).__name__))
 
@@ -137,7 +133,7 @@ def _device(device: str | None) -> str:
     return device
 
 
-class _LastCall:
+class LastCall:
     """Remembers the result of the last (prompts, candidates) so compare + pairwise_probabilities on the same
     input run the model once."""
 
@@ -227,7 +223,7 @@ class PairRMRanker:
         tok = blender.ranker_tokenizer
         self._markers = [t for t in (tok.source_prefix, tok.candidate1_prefix, tok.candidate2_prefix,
                                      tok.candidate_prefix) if t]
-        self._last = _LastCall()
+        self.last_call = LastCall()
 
     @property
     def name(self) -> str:
@@ -290,7 +286,7 @@ class PairRMRanker:
         """C[i, j]: PairRM's logit for "i (shown first) beats j (shown second)". C is not antisymmetric; the
         score (1/K) sum_j (C_ij - C_ji) averages both orders, as llm-blender's `rank` does."""
         check_inputs(prompts, candidates)
-        return [m.copy() for m in self._last.get(prompts, candidates, lambda: self._raw(prompts, candidates))]
+        return [m.copy() for m in self.last_call.get(prompts, candidates, lambda: self._raw(prompts, candidates))]
 
     def pairwise_probabilities(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[np.ndarray]:
         """P[i, j] = sigmoid((C_ij - C_ji) / 2): PairRM's probability with both presentation orders averaged in
@@ -374,7 +370,7 @@ class LocalJudgeRanker:
         self.a_ids, self.b_ids = answer_token_ids(tok, "A"), answer_token_ids(tok, "B")
         if not self.a_ids or not self.b_ids or set(self.a_ids) & set(self.b_ids):
             raise UserError(f"{self.model}: the tokenizer has no distinct single tokens for the answers A and B")
-        self._last = _LastCall()
+        self.last_call = LastCall()
 
     @property
     def name(self) -> str:
@@ -423,7 +419,7 @@ class LocalJudgeRanker:
 
     def pairwise_probabilities(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[np.ndarray]:
         check_inputs(prompts, candidates)
-        return [P.copy() for P in self._last.get(prompts, candidates,
+        return [P.copy() for P in self.last_call.get(prompts, candidates,
                                                  lambda: self._probabilities(prompts, candidates))]
 
     def compare(self, prompts: Sequence[str], candidates: Sequence[Sequence[str]]) -> list[np.ndarray]:

@@ -35,8 +35,6 @@ import torch
 from .errors import UserError
 from .generate import FINISH_LENGTH, Conversation, as_conversation, encode_prompt
 
-TRUNCATION_MODES = ("toolkit", "reference")
-
 
 @dataclass
 class Encoded:

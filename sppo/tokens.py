@@ -77,7 +77,7 @@ def token_record(tokenizer, cfg: Config, item: TokensInput) -> dict:
 
 
 def print_tokens(cfg: Config, path: str) -> int:
-    from .pipeline import Run
+    from .run_dir import Run
 
     items = read_inputs(Path(path))
     tokenizer = Run(cfg).tokenizer(cfg.model.name, padding_side="right")  # the tokenizer training loads

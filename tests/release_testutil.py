@@ -109,9 +109,9 @@ def make_run(root: Path, *, results: bool = True, all_suites: bool = False) -> P
 
 def embedded_manifest(n: int) -> dict:
     """The manifest sppo-train writes for the shipped `embedded` config (its prompt source, ranker and base model
-    taken from that config the way sppo.pipeline.stage_train records them)."""
+    taken from that config the way sppo.train_stage.stage_train records them)."""
     from sppo.config import load_config
-    from sppo.pipeline import base_model_id, hyperparameters
+    from sppo.checkpoint import base_model_id, hyperparameters
 
     cfg = load_config("embedded")
     return {"iteration": n, "name": f"Iter{n}", "base_model": base_model_id(cfg.model.name),

@@ -11,9 +11,9 @@ from typing import Callable
 import pytest
 from release_testutil import make_run
 
+from perf.fixtures import make_tiny_checkpoint
 from release import cli as release_cli
 from sppo.cli import main as train_main
-from sppo.testing import make_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def _train(tmp_path: Path, tiny: Path, *extra: str, model: Path | None = None, p
     prompts = prompts or _prompts(tmp_path, [{"prompt": "Explain why the sky is blue."}])
     return [f"run.output_dir={tmp_path / 'run'}", "run.iterations=1", f"model.name={model or tiny}",
             f"prompts.source={prompts}", "generation.backend=hf", "generation.k=2", "generation.max_new_tokens=4",
-            "ranking.kind=python:sppo.testing:LengthRanker", "ranking.model=none", "training.max_length=96",
+            "ranking.kind=python:sppo_doubles:LengthRanker", "ranking.model=none", "training.max_length=96",
             "training.max_prompt_length=48", *extra]
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from sppo.config import Config, documented_yaml, load_config
 from sppo.errors import UserError
-from sppo.pipeline import hyperparameters
+from sppo.checkpoint import hyperparameters
 
 
 def _all_fields(obj, prefix=""):
@@ -199,14 +199,10 @@ def test_config_file_errors(tmp_path):
 
 
 def _prepared(tmp_path, *overrides):
-    from sppo.lock import release_run_lock
-    from sppo.pipeline import Run
+    from sppo.run_dir import Run
 
     cfg = load_config("embedded", [f"run.output_dir={tmp_path / 'run'}", *overrides])
-    try:
-        Run(cfg).prepare()
-    finally:
-        release_run_lock(tmp_path / "run")
+    Run(cfg).prepare()
     return (tmp_path / "run" / "config.yaml").read_text()
 
 
@@ -283,17 +279,24 @@ def test_config_file_errors_name_the_file(tmp_path):
 @pytest.mark.parametrize("content", [b"5", b"run: [", b"\xff\xfe", b"- a\n- b\n"])
 def test_corrupt_run_config_names_the_file(tmp_path, content):
     """A damaged <run>/config.yaml (the run's recorded config) is one line naming it, not a traceback."""
-    from sppo.pipeline import Run
+    from sppo.run_dir import Run
 
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_bytes(content)
     cfg = load_config("embedded", [f"run.output_dir={run}"])
-    try:
-        with pytest.raises(UserError, match=re.escape(str(run / "config.yaml"))):
-            Run(cfg).prepare()
-    finally:
-        from sppo.lock import release_run_lock
-
-        release_run_lock(run)
+    with pytest.raises(UserError, match=re.escape(str(run / "config.yaml"))):
+        Run(cfg).prepare()
     assert (run / "config.yaml").read_bytes() == content
+
+
+def test_choice_types_match_their_implementations():
+    """The losses and learning-check measures the config accepts are the ones sppo.loss and sppo.rankers
+    implement."""
+    from typing import get_args
+
+    from sppo.config import LearningMeasure, Loss
+    from sppo.loss import LOSSES
+    from sppo.rankers import MEASURES
+
+    assert get_args(Loss) == LOSSES and get_args(LearningMeasure) == tuple(MEASURES)

@@ -15,7 +15,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _env(**extra) -> dict:
-    return {**os.environ, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    path = os.pathsep.join([str(REPO), str(REPO / "tests"), os.environ.get("PYTHONPATH", "")])
+    return {**os.environ, "PYTHONPATH": path,
             "HF_HUB_OFFLINE": "1", **extra}
 
 
@@ -47,7 +48,7 @@ def test_lm_eval_path_with_comma_loads_that_directory_and_runs_no_remote_code(tm
     """A checkpoint path `DIR,trust_remote_code=True` beside a directory `DIR` whose config maps the model class to
     its own Python file: exactly the named directory is evaluated, keyed by its fingerprint, and no code runs."""
     from benchmarks.store import checkpoint_fingerprint
-    from sppo.testing import make_tiny_checkpoint
+    from perf.fixtures import make_tiny_checkpoint
 
     named = make_tiny_checkpoint(tmp_path / "ck,trust_remote_code=True")
     sibling = make_tiny_checkpoint(tmp_path / "ck", seed=1)
@@ -266,7 +267,7 @@ def _run_cli(args: list[str], cwd: Path, unprivileged: bool = False, timeout: in
 
 
 def _train_args(tmp_path: Path, run: Path) -> list[str]:
-    from sppo.testing import make_tiny_checkpoint
+    from perf.fixtures import make_tiny_checkpoint
 
     model = tmp_path / "model"
     if not model.exists():
@@ -275,7 +276,7 @@ def _train_args(tmp_path: Path, run: Path) -> list[str]:
     prompts.write_text('{"prompt": "Explain why the sky is blue.", "split": "train_iteration_1"}\n')
     return ["-m", "sppo.cli", f"run.output_dir={run}", "run.iterations=1", f"model.name={model}",
             f"prompts.source={prompts}", "generation.backend=hf", "generation.k=2", "generation.max_new_tokens=4",
-            "ranking.kind=python:sppo.testing:LengthRanker", "ranking.model=none", "training.max_length=96",
+            "ranking.kind=python:sppo_doubles:LengthRanker", "ranking.model=none", "training.max_length=96",
             "training.max_prompt_length=48"]
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sppo.testing import make_tiny_checkpoint
+from perf.fixtures import make_tiny_checkpoint
 
 from test_pipeline import PROMPTS, overrides
 
@@ -26,7 +26,9 @@ def test_sigkill_then_rerun_resumes(tmp_path, stage):
     args = overrides(tmp_path, tiny, prompts, iterations=1, **{"run.chunk_size": 2,
                                                                "generation.max_new_tokens": 24})
     cmd = [sys.executable, "-m", "sppo.cli", *args]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    tests = Path(__file__).resolve().parent  # the ranker plug-in (sppo_doubles) is imported from here
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+           "PYTHONPATH": os.pathsep.join([str(tests.parent), str(tests), os.environ.get("PYTHONPATH", "")])}
     run = tmp_path / "run" / "iter1"
     # the moment to kill: a chunk of the stage is on disk (generate/rank), or training has started
     chunk_dir = {"generate": run / "generate" / "chunks", "rank": run / "rank" / "chunks"}.get(stage)

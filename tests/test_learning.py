@@ -4,7 +4,7 @@ margin, while the opposite ranker moves it the other way. A sign error anywhere 
 (scores, chosen/rejected, win probabilities, the loss, the response mask) turns a direction around or stops
 the movement, and fails this test.
 
-The policy is a random tiny Llama over a vocabulary of ~40 whole words (sppo.testing.make_word_tokenizer), so
+The policy is a random tiny Llama over a vocabulary of ~40 whole words (sppo_doubles.make_word_tokenizer), so
 its EOS is likely from the start and response lengths vary: the shortest of K=8 responses often ends early,
 the longest never does and uses long words. Everything is seeded; one torch thread keeps it fast and
 repeatable.
@@ -17,12 +17,13 @@ import json
 import pytest
 import torch
 
+from perf.fixtures import make_tiny_checkpoint
 from sppo.cli import main as train_main
 from sppo.config import load_config
 from sppo.errors import UserError
 from sppo.learning_check import Figure, Summary, mean_and_stderr, read_summary, report, write_plot
 from sppo.rankers import PreferLonger, PreferShorter, response_chars
-from sppo.testing import make_tiny_checkpoint, make_word_tokenizer
+from sppo_doubles import make_word_tokenizer
 
 TRAIN = ["why is the sky blue", "write a poem about the sea", "how can i help you", "which answer is better",
          "the quick brown fox", "add the numbers", "thank you goodbye", "explain the numbers"]
@@ -139,7 +140,7 @@ def test_stage_measures_each_checkpoint_once(tmp_path, monkeypatch):
     """The stage measures Iter0 (model.name) and every checkpoint on the held-out split, writes the summary and
     the plot, and reuses a stored figure while the settings that produced it hold."""
     from sppo import learning_check
-    from sppo.pipeline import Run
+    from sppo.run_dir import Run
 
     calls = []
 

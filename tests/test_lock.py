@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from sppo.errors import UserError
-from sppo.lock import LOCK_NAME, acquire_run_lock, hold_run_lock, release_run_lock
+from sppo.lock import LOCK_NAME, acquire_run_lock
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -78,19 +78,12 @@ def test_lock_released_when_the_holder_exits_normally(tmp_path):
     assert _try(run).returncode == 0
 
 
-def test_same_process_may_ask_twice_and_context_manager_releases(tmp_path):
+def test_same_process_may_ask_twice(tmp_path):
     run = tmp_path / "run"
-    with hold_run_lock(run) as path:
-        assert path == (run / LOCK_NAME).resolve()
-        assert acquire_run_lock(run) == path  # re-entrant within the holding process
-        assert _try(run).returncode == 2
-    assert _try(run).returncode == 0  # released at the end of the block
-    acquire_run_lock(run)
-    with hold_run_lock(run):
-        pass
-    assert _try(run).returncode == 2  # taken before the block: still held after it
-    release_run_lock(run)
-    assert _try(run).returncode == 0
+    path = acquire_run_lock(run)
+    assert path == (run / LOCK_NAME).resolve()
+    assert acquire_run_lock(run) == path  # re-entrant within the holding process
+    assert _try(run).returncode == 2
 
 
 def test_rank_from_environment(tmp_path, monkeypatch):
@@ -109,7 +102,7 @@ def test_run_dir_that_is_a_file(tmp_path):
 def test_second_sppo_train_on_a_held_run_dir_is_refused(tmp_path, capsys):
     """The real CLI: while another process holds the run, sppo-train stops with one line and writes nothing."""
     from sppo.cli import main as train_main
-    from sppo.testing import make_tiny_checkpoint
+    from perf.fixtures import make_tiny_checkpoint
 
     model = make_tiny_checkpoint(tmp_path / "model", seed=2)
     prompts = tmp_path / "prompts.jsonl"
@@ -120,7 +113,7 @@ def test_second_sppo_train_on_a_held_run_dir_is_refused(tmp_path, capsys):
     try:
         rc = train_main([f"run.output_dir={run}", "run.iterations=1", f"model.name={model}",
                          f"prompts.source={prompts}", "generation.backend=hf", "generation.k=2",
-                         "generation.max_new_tokens=4", "ranking.kind=python:sppo.testing:LengthRanker",
+                         "generation.max_new_tokens=4", "ranking.kind=python:sppo_doubles:LengthRanker",
                          "ranking.model=none", "training.max_length=96", "training.max_prompt_length=48"])
         err = capsys.readouterr().err.strip().splitlines()
         assert rc == 2 and len(err) == 1 and "another sppo-train" in err[0] and f"pid {holder.pid}" in err[0], err
@@ -153,4 +146,3 @@ def test_run_dir_reached_through_a_symlink_is_locked_once(tmp_path):
     run.mkdir()
     (tmp_path / "latest").symlink_to(run)
     assert acquire_run_lock(tmp_path / "latest") == acquire_run_lock(run)
-    release_run_lock(run)

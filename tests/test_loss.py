@@ -125,7 +125,7 @@ def test_unknown_loss():
 # ------------------------------------------------------------------------ each loss trains a tiny model
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    from sppo.testing import make_tiny_checkpoint
+    from perf.fixtures import make_tiny_checkpoint
 
     return str(make_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "model", seed=2))
 

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from perf.fixtures import make_tiny_checkpoint
 from sppo import pipeline
 from sppo.cli import main as train_main
 from sppo.config import TrainingConfig, load_config
 from sppo.files import read_jsonl
 from sppo.models import load_model, load_tokenizer
 from sppo.sequences import encode_examples, sequence_logps
-from sppo.testing import make_tiny_checkpoint
 from sppo.train import pair_batch
 
 PROMPTS = ["Explain why the sky is blue.", "Write a short poem about the sea.", "Hello! How can I help you?",
@@ -39,7 +39,7 @@ def overrides(tmp_path, tiny, prompt_file, iterations=2, **extra):
     o = {"run.output_dir": str(tmp_path / "run"), "run.iterations": iterations, "run.chunk_size": 3,
          "model.name": tiny, "model.dtype": "float32", "prompts.source": str(prompt_file),
          "generation.backend": "hf", "generation.k": 3, "generation.max_new_tokens": 12,
-         "ranking.kind": "python:sppo.testing:LengthRanker", "ranking.model": "none",
+         "ranking.kind": "python:sppo_doubles:LengthRanker", "ranking.model": "none",
          "training.learning_rate": 1e-3, "training.eta": 10, "training.optimizer": "adamw",
          "training.num_train_epochs": 3, "training.stop_at_epoch": "null", "training.warmup_ratio": 0.0,
          "training.per_device_train_batch_size": 4, "training.max_length": 96,
@@ -92,7 +92,8 @@ class Boom(RuntimeError):  # a crash at that point (Ctrl-C unwinds the same way)
 @pytest.mark.parametrize("where", ["generate", "rank", "train"])
 def test_interrupted_run_resumes(tmp_path, tiny, prompt_file, monkeypatch, where):
     cfg = load_config(None, overrides(tmp_path, tiny, prompt_file, iterations=1))
-    from sppo import generate, testing, train
+    import sppo_doubles
+    from sppo import generate, train
 
     calls = {"generate": 0, "rank": 0}
     armed = [True]
@@ -103,7 +104,7 @@ def test_interrupted_run_resumes(tmp_path, tiny, prompt_file, monkeypatch, where
             raise Boom()
 
     real_generate = generate.HFGenerator.sample
-    real_compare = testing.LengthRanker.compare
+    real_compare = sppo_doubles.LengthRanker.compare
 
     def counting_generate(self, conversations, params, progress=True):
         calls["generate"] += len(conversations)
@@ -118,7 +119,7 @@ def test_interrupted_run_resumes(tmp_path, tiny, prompt_file, monkeypatch, where
         return real_compare(self, prompts, candidates)
 
     monkeypatch.setattr(generate.HFGenerator, "sample", counting_generate)
-    monkeypatch.setattr(testing.LengthRanker, "compare", counting_compare)
+    monkeypatch.setattr(sppo_doubles.LengthRanker, "compare", counting_compare)
     if where == "train":
         real_train = train.train_iteration
 
@@ -149,7 +150,7 @@ def test_interrupted_run_resumes(tmp_path, tiny, prompt_file, monkeypatch, where
 
 
 def test_all_ties_is_a_clear_error(tmp_path, tiny, prompt_file, capsys):
-    args = overrides(tmp_path, tiny, prompt_file, iterations=1, **{"ranking.kind": "python:sppo.testing:TieRanker"})
+    args = overrides(tmp_path, tiny, prompt_file, iterations=1, **{"ranking.kind": "python:sppo_doubles:TieRanker"})
     assert train_main(args) == 2
     err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
     assert len(err) == 1 and "tied scores" in err[0]

@@ -13,7 +13,7 @@ import pytest
 
 from sppo.errors import UserError
 from sppo.rank import (LocalJudgeRanker, PairRMRanker, answer_token_ids, candidate_logprobs, check_inputs,
-                       checked_compare, checked_probabilities, has_direct_probabilities, make_ranker)
+                       checked_compare, checked_probabilities, make_ranker)
 
 PROMPTS = [
     "What is 2+2?",
@@ -92,7 +92,6 @@ def test_pairrm_shapes_and_names(pairrm, pairrm_dir):
         assert np.abs(C).max() > 1e-3  # the random head is not degenerate
     assert pairrm.name == f"pairrm:{pairrm_dir}"
     assert (pairrm.source_max_length, pairrm.candidate_max_length) == (48, 24)  # read from the ranker's config
-    assert has_direct_probabilities(pairrm)
 
 
 def test_pairrm_batched_across_prompts_equals_one_prompt_at_a_time(pairrm_dir):
@@ -361,7 +360,6 @@ def test_factory_plugin(plugin_module):
     assert (r.model, r.scale, r.name) == ("my-rm", 2.0, f"python:{plugin_module}:LengthReward")
     C = checked_compare(r, ["p"], [["a", "abc"]])[0]
     np.testing.assert_allclose(C, [[0, -4], [4, 0]])
-    assert not has_direct_probabilities(r)
     with pytest.raises(UserError, match="no direct pairwise probabilities"):
         checked_probabilities(r, ["p"], [["a", "abc"]])
     with pytest.raises(UserError, match=r"expected 2x2"):

@@ -10,11 +10,11 @@ import dataclasses
 import pytest
 import torch
 
+from perf.fixtures import make_tiny_checkpoint
 from sppo.config import TrainingConfig, load_config
 from sppo.errors import UserError
 from sppo.models import load_model, load_tokenizer
 from sppo.sequences import encode_examples
-from sppo.testing import make_tiny_checkpoint
 from sppo.train import accumulation_steps, deepspeed_config, make_schedule, micro_batch_loss, reference_logps, \
     train_iteration
 
@@ -114,7 +114,7 @@ def test_release_names_each_recipe_as_the_published_cards(name):
     from release.run import Iteration
     from release_testutil import manifest as seed_manifest
     from sppo.checkpoint import CheckpointManifest
-    from sppo.pipeline import base_model_id
+    from sppo.checkpoint import base_model_id
 
     cfg = load_config(name)
     manifest = CheckpointManifest.from_dict(

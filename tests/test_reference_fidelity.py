@@ -11,9 +11,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from perf.fixtures import make_tiny_tokenizer
 from sppo.generate import HFGenerator, SamplingParams, VLLMGenerator, encode_prompt, reference_prompt_text
 from sppo.sequences import collate, encode_examples, encode_pair, encode_preference, summed_logps
-from sppo.testing import make_tiny_tokenizer
 
 LABEL_PAD = -100  # the reference's label_pad_token_id
 
@@ -298,7 +298,7 @@ def test_model_revision_pins_the_configured_model_only(monkeypatch):
 
     from sppo.config import load_config
     from sppo.models import load_tokenizer
-    from sppo.pipeline import Run
+    from sppo.run_dir import Run
 
     run = Run(load_config("embedded", ["model.name=org/model", "model.revision=abc123"]))
     assert run.revision_of("org/model") == "abc123"

@@ -82,12 +82,12 @@ def llama_style_tokenizer():
     from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import LlamaTokenizer
 
-    from sppo.testing import _CORPUS, CHAT_TEMPLATE
+    from perf.fixtures import CHAT_TEMPLATE, TOKENIZER_CORPUS
 
     tok = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="first", split=False)
     specials = ["<unk>", "<s>", "</s>"] + [f"<0x{i:02X}>" for i in range(256)]
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainers.BpeTrainer(vocab_size=500, special_tokens=specials,
+    tok.train_from_iterator(TOKENIZER_CORPUS * 4, trainer=trainers.BpeTrainer(vocab_size=500, special_tokens=specials,
                                                                      show_progress=False))
     trained = json.loads(tok.to_str())["model"]
     out = LlamaTokenizer(vocab=trained["vocab"], merges=[tuple(m) for m in trained["merges"]], add_bos_token=True)
@@ -110,7 +110,7 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
     writes); tiny: the test tokenizer with an extra special token and a linearly scaled rope, in bfloat16;
     mistral: a Mistral model (rope_theta 1e6, untied) with a tokenizer built like Mistral-7B-Instruct's."""
     from sppo.models import embedded_checkpoint, load_tokenizer
-    from sppo.testing import make_tiny_tokenizer
+    from perf.fixtures import make_tiny_tokenizer
 
     root = tmp_path_factory.mktemp("compat")
     embedded = embedded_checkpoint()

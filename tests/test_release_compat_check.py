@@ -23,7 +23,7 @@ def saved(tmp_path_factory) -> tuple[Path, Path]:
     sppo-train loads a policy and saved as its checkpoint)."""
     from sppo.checkpoint import CheckpointManifest, save_checkpoint
     from sppo.models import load_model, load_tokenizer
-    from sppo.testing import make_tiny_checkpoint
+    from perf.fixtures import make_tiny_checkpoint
 
     root = tmp_path_factory.mktemp("saved")
     src = make_tiny_checkpoint(root / "src")

@@ -3,9 +3,9 @@
 import pytest
 import torch
 
+from perf.fixtures import make_tiny_tokenizer
 from sppo.generate import encode_prompt
 from sppo.sequences import collate, encode_pair, summed_logps
-from sppo.testing import make_tiny_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from perf.fixtures import make_tiny_checkpoint
 from sppo.cli import main as train_main
 from sppo.config import load_config
 from sppo.errors import UserError
-from sppo.testing import make_tiny_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -102,22 +102,21 @@ def test_prompts_rows_reference_keeps_empty_and_repeated_prompts(tmp_path):
 def test_tied_prompts_train_as_the_reference_kept_them():
     """compute_prob.py:85-92: argmax = argmin = the first response, so chosen = rejected, P_win = P_lose."""
     from sppo.pipeline import build_dataset_rows
+    from sppo.rows import ComparisonRow, ResponseRow
 
-    generated = [{"id": "a", "prompt": "p", "responses": ["x", "y", "z"]},
-                 {"id": "b", "prompt": "q", "responses": ["u", "v", "w"]}]
-    ranked = [{"id": "a", "comparisons": np.zeros((3, 3)).tolist()},
-              {"id": "b", "comparisons": [[0, 1, 1], [0, 0, 1], [0, 0, 0]]}]
+    generated = [ResponseRow("a", "p", ["x", "y", "z"]), ResponseRow("b", "q", ["u", "v", "w"])]
+    ranked = [ComparisonRow("a", np.zeros((3, 3)).tolist()), ComparisonRow("b", [[0, 1, 1], [0, 0, 1], [0, 0, 0]])]
     rows, ties = build_dataset_rows(generated, ranked, use_direct=False)
-    assert ties == 1 and [r["id"] for r in rows] == ["b"]
+    assert ties == 1 and [r.id for r in rows] == ["b"]
     rows, ties = build_dataset_rows(generated, ranked, use_direct=False, keep_ties=True)
-    assert ties == 1 and [r["id"] for r in rows] == ["a", "b"]
+    assert ties == 1 and [r.id for r in rows] == ["a", "b"]
     tie = rows[0]
-    assert tie["chosen"] == tie["rejected"] == "x" and tie["p_win"] == tie["p_lose"] == 0.5
+    assert tie.chosen == tie.rejected == "x" and tie.p_win == tie.p_lose == 0.5
 
 
 def test_tokenizer_config_replaces_template_unless_revision_pins(tmp_path, tiny):
     from sppo.models import load_tokenizer
-    from sppo.pipeline import Run
+    from sppo.run_dir import Run
 
     custom = tmp_path / "tokenizer_config.json"
     custom.write_text(json.dumps({"chat_template": "SHIPPED {{ messages[0]['content'] }}"}))
@@ -173,7 +172,7 @@ GEMMA_TURN_TOKENS = ("<start_of_turn>", "<end_of_turn>")
 def gemma_like(tmp_path_factory) -> Path:
     """A tiny tokenizer with Gemma's special tokens (no real Gemma tokenizer is available offline) and a
     Mistral-style template of its own, which --config gemma-2 replaces with the shipped gemma-2-9b-it one."""
-    from sppo.testing import make_tiny_tokenizer
+    from perf.fixtures import make_tiny_tokenizer
 
     path = tmp_path_factory.mktemp("gemma") / "tokenizer"
     make_tiny_tokenizer(bos="<bos>", eos="<eos>", extra_special=GEMMA_TURN_TOKENS).save_pretrained(path)

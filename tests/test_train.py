@@ -6,10 +6,10 @@ import math
 import pytest
 import torch
 
+from perf.fixtures import make_tiny_checkpoint
 from sppo.config import TrainingConfig
 from sppo.models import load_model, load_tokenizer
 from sppo.sequences import encode_examples, sequence_logps
-from sppo.testing import make_tiny_checkpoint
 from sppo.train import make_lr_scheduler, make_optimizer, make_schedule, pair_batch, reference_logps, train_iteration
 
 
