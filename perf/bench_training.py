@@ -126,6 +126,24 @@ class Trainer:
         loss, _ = micro_batch_loss(self.model, self.examples, self.ref, self.pad, self.cfg, "cpu")
         return self._update(loss)
 
+    def step_ours_full_head(self):
+        """Our step (precomputed reference) with the policy's log-probs the reference's way: logits at every
+        position and a full log_softmax. Against step_ours: what the head-only log-probs buy."""
+        import torch
+
+        from sppo.loss import LOSS_TARGETS, compute_loss
+        from sppo.train import pair_batch
+
+        if self.ref is None:
+            self.precompute()
+        n = len(self.examples)
+        self.model.train()
+        logps = reference_way_logps(self.model, pair_batch(self.examples, self.pad)).float()
+        ref_w, ref_l = (torch.tensor(side) for side in zip(*self.ref))
+        targets = {k: torch.tensor([getattr(e, k) for e in self.examples]) for k in LOSS_TARGETS[self.cfg.loss]}
+        losses, _, _ = compute_loss(self.cfg.loss, logps[:n], logps[n:], ref_w, ref_l, targets, self.cfg.eta)
+        return self._update(losses.mean())
+
     def step_reference(self):
         import torch
 
@@ -200,7 +218,8 @@ def bench_model(which: str, work: Path, repeats: int, rss_runs: int, threads: in
                 rss_steps: int = 3) -> dict:
     path = model_path(which, work)
     t = Trainer(path, n_pairs, gradient_checkpointing, response_repeat=response_repeat)
-    times = interleaved({"reference": t.step_reference, "ours": t.step_ours, "precompute": t.precompute}, repeats)
+    times = interleaved({"reference": t.step_reference, "ours": t.step_ours, "precompute": t.precompute,
+                         "ours_full_head": t.step_ours_full_head}, repeats)
     ratio = paired_ratio(times["ours"], times["reference"])
     amortised = paired_ratio([a + b for a, b in zip(times["ours"], times["precompute"])], times["reference"])
     memory = (memory_figures(path, n_pairs, rss_runs, rss_steps, gradient_checkpointing, threads, response_repeat)
@@ -214,7 +233,11 @@ def bench_model(which: str, work: Path, repeats: int, rss_runs: int, threads: in
                   "tokens_per_step": t.tokens(), "optimizer": t.cfg.optimizer,
                   "gradient_checkpointing": gradient_checkpointing, "dtype": "float32", "device": "cpu"},
         amortised_ratio=amortised, precompute_seconds=summary(times["precompute"]), peak_rss_mb=memory,
+        full_head_ratio=paired_ratio(times["ours_full_head"], times["reference"]),
+        head_only_gain=paired_ratio(times["ours"], times["ours_full_head"]),
         notes=["amortised_ratio adds our one-time reference_logps pass over the step's pairs to each of our steps",
+               "full_head_ratio: our step with the policy's log-probs the reference's way (logits at every "
+               "position, full log_softmax) / the reference's step; head_only_gain: our step / that step",
                MEMORY_NOTE if memory else "peak_rss_mb not measured for this case"])
 
 
