@@ -10,12 +10,15 @@ train   per iteration: generate, rank, reference, train — the `seconds` each s
 bench   per checkpoint x suite: answers, judging, scoring — from the arrival time of each line (and progress-bar
         update) of the command's output: a suite starts at its "IterN: suite" log line; its judging runs from
         the first to the last update of a `judge` progress bar; answers are what comes before, scoring what comes
-        after, up to the next suite (the last suite: up to its last output line). Arena-Hard is fitted over all
+        after, up to the next suite (the last suite: up to its last output line); "scoring" therefore includes
+        whatever a suite does after its judge's last progress update (a local judge's log-probability verdicts
+        for replies without a valid label, the official scoring, writing the result). Arena-Hard is fitted over all
         checkpoints at once after the last suite, before the summary is printed: that gap is its own row (a
         silent tail of the last suite would count there too).
 
     python -m perf --stages e2e                      (the default settings, ~16 min on a quiet 2-core machine)
-    python -m perf.bench_e2e --out DIR [--train KEY=VALUE ...] [--limit N] [--bench-arg ARG ...]
+    python -m perf.bench_e2e --out DIR [--train KEY=VALUE ...] [--limit N] [--bench-arg ARG ...] [--keep-work]
+    python -m perf.bench_e2e --out DIR --reparse WORK    the table again from a kept work directory
 """
 
 from __future__ import annotations
@@ -84,6 +87,15 @@ def run_logged(argv: list[str], cwd: Path, log_path: Path, env: dict) -> Command
             lines.append(Line(round(time.monotonic() - t0, 3), buf.decode(errors="replace").rstrip()))
             log.write(f"{lines[-1].t:.3f}\t{lines[-1].text}\n")
     return Command(argv, rc, round(time.monotonic() - t0, 3), lines)
+
+
+def read_logged(log_path: Path, rc: int, seconds: float, argv: list[str]) -> Command:
+    """A command's record back from its log (for --reparse)."""
+    lines = []
+    for raw in log_path.read_text().splitlines():
+        t, _, text = raw.partition("\t")
+        lines.append(Line(float(t), text))
+    return Command(argv, rc, seconds, lines)
 
 
 def train_rows(run_dir: Path, wall: float) -> list[Row]:
@@ -156,10 +168,25 @@ def run_e2e(work: Path, limit: int = 3, train_args: list[str] | None = None,
     done: dict[str, Command] = {}
     for name, argv in commands(limit, train_args or [], bench_args or []).items():
         print(f"[perf e2e] {name} ...", file=sys.stderr, flush=True)
-        done[name] = run_logged(argv, work, work / f"{name}.log", env)
-        print(f"[perf e2e] {name}: {done[name].seconds:.0f} s, exit {done[name].rc}", file=sys.stderr, flush=True)
-        if done[name].rc != 0:
+        done[name] = c = run_logged(argv, work, work / f"{name}.log", env)
+        (work / f"{name}.json").write_text(json.dumps({"argv": c.argv, "rc": c.rc, "seconds": c.seconds}) + "\n")
+        print(f"[perf e2e] {name}: {c.seconds:.0f} s, exit {c.rc}", file=sys.stderr, flush=True)
+        if c.rc != 0:
             break
+    return e2e_result(work, done)
+
+
+def reparse(work: Path) -> dict:
+    """The table again from a kept work directory (its logs, <name>.json records and run directory)."""
+    done = {}
+    for name in ("sppo-train", "sppo-bench"):
+        if (work / f"{name}.json").is_file():
+            rec = json.loads((work / f"{name}.json").read_text())
+            done[name] = read_logged(work / f"{name}.log", rec["rc"], rec["seconds"], rec["argv"])
+    return e2e_result(work, done)
+
+
+def e2e_result(work: Path, done: dict[str, Command]) -> dict:
     run_dir = work / "runs" / "embedded"
     rows = (train_rows(run_dir, done["sppo-train"].seconds) if run_dir.is_dir() else []) + \
         (bench_rows(done["sppo-bench"]) if "sppo-bench" in done else [])
@@ -190,17 +217,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="a config override for sppo-train (smaller settings for a quick proof run)")
     p.add_argument("--bench-arg", action="append", default=[], metavar="ARG", help="one more sppo-bench argument")
     p.add_argument("--keep-work", action="store_true", help="keep the temporary run directory")
+    p.add_argument("--reparse", metavar="WORK", help="no run: the table again from a work directory kept earlier")
     a = p.parse_args(argv)
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="sppo-e2e-"))
+    work = Path(a.reparse) if a.reparse else Path(tempfile.mkdtemp(prefix="sppo-e2e-"))
     load_start = os.getloadavg()[0]
     try:
-        result = run_e2e(work, a.limit, a.train, a.bench_arg)
+        result = reparse(work) if a.reparse else run_e2e(work, a.limit, a.train, a.bench_arg)
         for log in work.glob("*.log"):
             shutil.copy(log, out / log.name)
     finally:
-        if not a.keep_work:
+        if not (a.keep_work or a.reparse):
             shutil.rmtree(work, ignore_errors=True)
     result["meta"] = {"load_average_start": round(load_start, 2), "load_average_end": round(os.getloadavg()[0], 2),
                       "train": a.train, "bench": a.bench_arg, "limit": a.limit}
