@@ -8,13 +8,13 @@ train   per iteration: generate, rank, reference, train — the `seconds` each s
         (<run>/iterN/<stage>/manifest.json; train: the checkpoint's sppo_manifest.json); "other" is the rest of
         the command's wall time (start-up, model loads, the dataset stage, saving checkpoints).
 bench   per checkpoint x suite: answers, judging, scoring — from the arrival time of each line (and progress-bar
-        update) of the command's output: a suite starts at its "IterN: suite" log line; its judging runs from
-        the first to the last update of a `judge` progress bar; answers are what comes before, scoring what comes
-        after, up to the next suite (the last suite: up to its last output line); "scoring" therefore includes
-        whatever a suite does after its judge's last progress update (a local judge's log-probability verdicts
-        for replies without a valid label, the official scoring, writing the result). Arena-Hard is fitted over all
-        checkpoints at once after the last suite, before the summary is printed: that gap is its own row (a
-        silent tail of the last suite would count there too).
+        update) of the command's output: a suite starts at its "IterN: suite" log line; its judging runs from its
+        first `judge ...: chunk` log line (sppo.chunks) to the last progress update after its last one; answers
+        are what comes before, scoring what comes after, up to the next suite (the last suite: up to its last
+        output line). "scoring" therefore holds whatever a suite does after its judge jobs (a local judge's
+        log-probability verdicts for replies without a valid label, the official scoring, writing the result).
+        Arena-Hard is fitted over all checkpoints at once after the last suite, before the summary is printed:
+        that gap is its own row (a silent tail of the last suite would count there too).
 
     python -m perf --stages e2e                      (the default settings, ~16 min on a quiet 2-core machine)
     python -m perf.bench_e2e --out DIR [--train KEY=VALUE ...] [--limit N] [--bench-arg ARG ...] [--keep-work]
@@ -39,7 +39,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = ROOT.parent / "shared" / "data"
 TRAIN_STAGES = ("generate", "rank", "reference")
 SUITE_START = re.compile(r"INFO benchmarks\.run_cmd: (?P<model>\S+): (?P<suite>[a-z_]+)(?: \((?P<variant>.+)\))?$")
-JUDGE_BAR = re.compile(r"^judge\b.*\|")  # a tqdm line of the local or endpoint judge ("judge ...: 40%|...")
+JUDGE_CHUNK = re.compile(r"INFO sppo\.chunks: judge [^:]*: chunk \d+/\d+")  # a chunk of a local judge job
+PROGRESS = re.compile(r"\d+%\|")  # a tqdm update
 SUMMARY = re.compile(r"^(\S+/(alpaca_eval|arena_hard|mt_bench|lm_eval)\b|up to date, kept:|results: )")  # print_summary
 
 
@@ -113,11 +114,23 @@ def train_rows(run_dir: Path, wall: float) -> list[Row]:
     return rows
 
 
+def judging_span(lines: list[Line]) -> tuple[float, float] | None:
+    """(start, end) of a suite's judge jobs: from the first `judge ...: chunk` log line to the last progress
+    update that follows the last such line."""
+    marks = [i for i, ln in enumerate(lines) if JUDGE_CHUNK.search(ln.text)]
+    if not marks:
+        return None
+    j = marks[-1] + 1
+    while j < len(lines) and PROGRESS.search(lines[j].text):
+        j += 1
+    return lines[marks[0]].t, lines[j - 1].t
+
+
 def _suite_rows(name: str, suite: str, lines: list[Line], start: float, end: float) -> list[Row]:
-    judged = [ln.t for ln in lines if JUDGE_BAR.match(ln.text)]
-    if not judged:
+    span = judging_span(lines)
+    if span is None:
         return [Row("bench", name, f"{suite}/evaluation (no judge)", round(end - start, 2))]
-    first, last = judged[0], judged[-1]
+    first, last = span
     return [Row("bench", name, f"{suite}/answers", round(first - start, 2)),
             Row("bench", name, f"{suite}/judging", round(last - first, 2)),
             Row("bench", name, f"{suite}/scoring", round(end - last, 2))]
