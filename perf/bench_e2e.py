@@ -129,7 +129,8 @@ def judging_span(lines: list[Line]) -> tuple[float, float] | None:
 def _suite_rows(name: str, suite: str, lines: list[Line], start: float, end: float) -> list[Row]:
     span = judging_span(lines)
     if span is None:
-        return [Row("bench", name, f"{suite}/evaluation (no judge)", round(end - start, 2))]
+        return [Row("bench", name, f"{suite}/all (no judge job ran: lm-eval, or every verdict cached)",
+                    round(end - start, 2))]
     first, last = span
     return [Row("bench", name, f"{suite}/answers", round(first - start, 2)),
             Row("bench", name, f"{suite}/judging", round(last - first, 2)),
@@ -243,8 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not (a.keep_work or a.reparse):
             shutil.rmtree(work, ignore_errors=True)
-    result["meta"] = {"load_average_start": round(load_start, 2), "load_average_end": round(os.getloadavg()[0], 2),
-                      "train": a.train, "bench": a.bench_arg, "limit": a.limit}
+    result["meta"] = ({"reparsed_from": str(work)} if a.reparse else
+                      {"load_average_start": round(load_start, 2), "load_average_end": round(os.getloadavg()[0], 2),
+                       "train": a.train, "bench": a.bench_arg, "limit": a.limit})
     (out / "e2e.json").write_text(json.dumps(result, indent=1) + "\n")
     (out / "e2e.md").write_text(result["report_md"])
     print(result["report_md"])

@@ -28,7 +28,7 @@ def test_bench_output_cut_into_answers_judging_scoring():
     assert rows == {("all", "start-up (imports, data, judge load)"): 4.0,
                     ("Iter1", "alpaca_eval/answers"): 5.0, ("Iter1", "alpaca_eval/judging"): 6.0,
                     ("Iter1", "alpaca_eval/scoring"): 1.5,
-                    ("Iter1", "lm_eval/evaluation (no judge)"): 3.5,
+                    ("Iter1", "lm_eval/all (no judge job ran: lm-eval, or every verdict cached)"): 3.5,
                     ("all", "after the last suite's output: Arena-Hard fit over all checkpoints"): 10.0,
                     ("all", "summary and exit"): 1.0}
 
