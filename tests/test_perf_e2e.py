@@ -44,3 +44,22 @@ def test_train_stages_from_manifests(tmp_path):
     rows = rows_of(train_rows(run, wall=200.0))
     assert rows[("iter1", "rank")] == 20 and rows[("iter2", "train")] == 32
     assert rows[("all", "other")] == 200 - (10 + 20 + 3 + 31) - (11 + 21 + 4 + 32)
+
+
+def test_the_stage_reports_the_table_under_its_name(tmp_path, monkeypatch):
+    """`python -m perf --stages e2e` plumbing: the stage's case and table reach latest.md (run_e2e stubbed: the
+    real run takes minutes)."""
+    import perf.bench_e2e as e2e
+    from perf.__main__ import write_results
+
+    fake = {"commands": {"sppo-train": {"argv": [], "rc": 0, "seconds": 400.0},
+                         "sppo-bench": {"argv": [], "rc": 0, "seconds": 300.0}},
+            "rows": [], "report_md": "| tool | iteration / checkpoint | stage | seconds |\n", "error": None}
+    monkeypatch.setattr(e2e, "run_e2e", lambda work: fake)
+    stage = e2e.run({"work": str(tmp_path)})
+    assert stage["cases"][0]["ours"]["median"] == 700.0 and stage["cases"][0]["target_met"] is False
+    meta = {"date": "d", "machine": "m", "threads": 1, "threads_reason": "r", "load_average_start": 0.0,
+            "quick": False, "repeats": 1, "gpu": "none", "total_seconds": 700.0}
+    md = write_results({"meta": meta, "stages": {"e2e": {"stage": "e2e", **stage}}}, tmp_path)
+    assert "## e2e" in md and "| tool | iteration / checkpoint | stage | seconds |" in md
+    assert (tmp_path / "latest.md").read_text() == md
