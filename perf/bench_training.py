@@ -1,16 +1,20 @@
 """Training: one SPPO optimizer step.
 
 ours       sppo.train: log pi_ref is computed once, before training, by the policy itself (`reference_logps`);
-           a step is the policy's forward + backward + optimizer step, with no reference model
-           in memory.
+           a step is `micro_batch_loss` (the policy's forward, the language-model head only over the positions
+           that predict response tokens, log-probs by logsumexp + gather) + backward + optimizer step, with no
+           reference model in memory.
 reference  uclaml/SPPO sppo/trainer.py (TRL's DPOTrainer, precompute_ref_log_probs=False): a second, frozen copy
            of the model (`create_reference_model`: a deep copy, eval mode) stays resident, and every step runs
            it forward (no grad) on the same concatenated chosen+rejected batch before the policy's forward +
-           backward + optimizer step.
+           backward + optimizer step; both forwards compute logits at every position and a full log_softmax
+           (`concatenated_forward` and `get_batch_logps`, trainer.py:921-990).
 
-Both sides use the toolkit's training defaults (RMSprop, gradient checkpointing on, fp32 on CPU) and the same
-batch of preference pairs; the step is built from sppo.train's own pieces (pair_batch, sequence_logps,
-sppo_loss, optimizer step), the inner loop of `train_iteration`. Reported:
+Like for like: both sides run the same model, batch, optimizer, loss, dropout off and the same
+gradient-checkpointing setting (`sppo.train.prepare_model`: non-reentrant, as the reference's
+config_full.yaml:22-24), both with use_cache=False. Two settings are measured: the embedded config's own
+training section (sppo/configs/embedded.yaml: 4 pairs per step, gradient checkpointing off) and the same with
+gradient checkpointing on (the reference recipe's setting). Reported:
 - step-time ratio ours / reference (target <= 0.8);
 - the same with our one-time `reference_logps` pass over the step's pairs added to our step ("amortised over one
   epoch": with the paper's one epoch, each pair's reference log-probs are computed exactly once either way);
@@ -21,9 +25,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import gc
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,6 +41,15 @@ TARGET = 0.8  # goal: a training step <= 0.8x the reference's time
 
 def model_path(which: str, work: Path) -> str:
     return "embedded" if which == "embedded" else str(tiny_llama(work / "tiny_llama"))
+
+
+def training_config(pairs: int | None, gradient_checkpointing: bool):
+    """The embedded config's training section, with the batch and gradient checkpointing set."""
+    from sppo.config import load_config
+
+    cfg = load_config("embedded").training
+    return dataclasses.replace(cfg, per_device_train_batch_size=pairs or cfg.per_device_train_batch_size,
+                               gradient_checkpointing=gradient_checkpointing)
 
 
 def make_examples(tokenizer, n: int, response_repeat: int = 2):
@@ -54,29 +67,32 @@ def make_examples(tokenizer, n: int, response_repeat: int = 2):
     return out
 
 
+def reference_way_logps(model, batch):
+    """The reference's summed log-probs: logits at every position, a full log_softmax, gather
+    (uclaml/SPPO sppo/trainer.py:948-956, concatenated_forward :982-986)."""
+    import torch
+
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    targets, mask = batch["input_ids"][:, 1:], batch["loss_mask"][:, 1:]
+    per_token = torch.gather(logits[:, :-1, :].log_softmax(-1), dim=2, index=targets.unsqueeze(2)).squeeze(2)
+    return (per_token * mask).sum(-1)
+
+
 class Trainer:
-    """The policy, its engine and the step both ways (ours: precomputed reference; reference: model forward)."""
+    """The policy, its optimizer and the step both ways (ours: precomputed reference; reference: model forward)."""
 
-    def __init__(self, path: str, n_pairs: int, gradient_checkpointing: bool = True, keep_reference: bool = True,
+    def __init__(self, path: str, n_pairs: int | None, gradient_checkpointing: bool, keep_reference: bool = True,
                  response_repeat: int = 2):
-        import torch  # noqa: F401
-
-        from sppo.config import TrainingConfig
         from sppo.models import load_model, load_tokenizer
-        from sppo.train import make_optimizer
+        from sppo.train import make_optimizer, prepare_model
 
+        self.cfg = training_config(n_pairs, gradient_checkpointing)
         self.tokenizer = load_tokenizer(path, padding_side="right")
-        self.model = load_model(path, dtype="float32", device="cpu")
-        self.cfg = TrainingConfig(per_device_train_batch_size=n_pairs, gradient_checkpointing=gradient_checkpointing)
-        if gradient_checkpointing:  # as train_iteration does
-            self.model.gradient_checkpointing_enable()
-            self.model.config.use_cache = False
-        self.examples = make_examples(self.tokenizer, n_pairs, response_repeat)
+        self.model = prepare_model(load_model(path, dtype="float32", device="cpu"), self.cfg, bf16=False)
+        self.examples = make_examples(self.tokenizer, self.cfg.per_device_train_batch_size, response_repeat)
         self.pad = self.tokenizer.pad_token_id
         self.optimizer = make_optimizer(self.model.parameters(), self.cfg)
-        self.ref_model = None
-        if keep_reference:
-            self.ref_model = self._frozen_copy()
+        self.ref_model = self._frozen_copy() if keep_reference else None
         self.ref = None
 
     def _frozen_copy(self):
@@ -92,42 +108,56 @@ class Trainer:
                                    progress=False)
         return self.ref
 
-    def _step(self, ref_w, ref_l):
+    def _update(self, loss) -> float:
         import torch
 
-        from sppo.loss import sppo_loss
-        from sppo.sequences import sequence_logps
-        from sppo.train import pair_batch
-
-        self.model.train()
-        n = len(self.examples)
-        logps = sequence_logps(self.model, pair_batch(self.examples, self.pad)).float()
-        p_win = torch.tensor([e.p_win for e in self.examples])
-        p_lose = torch.tensor([e.p_lose for e in self.examples])
-        losses, _, _ = sppo_loss(logps[:n], logps[n:], ref_w, ref_l, p_win, p_lose, self.cfg.eta)
-        losses.mean().backward()
+        loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
         self.optimizer.step()  # one optimizer step per call
         self.optimizer.zero_grad(set_to_none=True)
-        return float(losses.mean())
+        return float(loss)
 
     def step_ours(self):
-        import torch
+        from sppo.train import micro_batch_loss
 
         if self.ref is None:
             self.precompute()
-        return self._step(torch.tensor([r[0] for r in self.ref]), torch.tensor([r[1] for r in self.ref]))
+        self.model.train()
+        loss, _ = micro_batch_loss(self.model, self.examples, self.ref, self.pad, self.cfg, "cpu")
+        return self._update(loss)
+
+    def step_ours_full_head(self):
+        """Our step (precomputed reference) with the policy's log-probs the reference's way: logits at every
+        position and a full log_softmax. Against step_ours: what the head-only log-probs buy."""
+        import torch
+
+        from sppo.loss import LOSS_TARGETS, compute_loss
+        from sppo.train import pair_batch
+
+        if self.ref is None:
+            self.precompute()
+        n = len(self.examples)
+        self.model.train()
+        logps = reference_way_logps(self.model, pair_batch(self.examples, self.pad)).float()
+        ref_w, ref_l = (torch.tensor(side) for side in zip(*self.ref))
+        targets = {k: torch.tensor([getattr(e, k) for e in self.examples]) for k in LOSS_TARGETS[self.cfg.loss]}
+        losses, _, _ = compute_loss(self.cfg.loss, logps[:n], logps[n:], ref_w, ref_l, targets, self.cfg.eta)
+        return self._update(losses.mean())
 
     def step_reference(self):
         import torch
 
-        from sppo.sequences import sequence_logps
+        from sppo.loss import LOSS_TARGETS, compute_loss
         from sppo.train import pair_batch
 
-        n = len(self.examples)
+        n, batch = len(self.examples), pair_batch(self.examples, self.pad)
         with torch.no_grad():
-            ref = sequence_logps(self.ref_model, pair_batch(self.examples, self.pad)).float()
-        return self._step(ref[:n], ref[n:])
+            ref = reference_way_logps(self.ref_model, batch).float()
+        self.model.train()
+        logps = reference_way_logps(self.model, batch).float()
+        targets = {k: torch.tensor([getattr(e, k) for e in self.examples]) for k in LOSS_TARGETS[self.cfg.loss]}
+        losses, _, _ = compute_loss(self.cfg.loss, logps[:n], logps[n:], ref[:n], ref[n:], targets, self.cfg.eta)
+        return self._update(losses.mean())
 
     def n_params(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
@@ -139,8 +169,8 @@ class Trainer:
 def rss_child(variant: str, path: str, n_pairs: int, steps: int, gradient_checkpointing: bool, threads: int | None,
               response_repeat: int):
     """Peak RSS (MiB) of a fresh process that loads the model and trains `steps` steps the given way."""
-    cmd = [sys.executable, "-m", "perf.bench_training", "--rss", variant, "--model", path, "--pairs", str(n_pairs),
-           "--steps", str(steps), "--response-repeat", str(response_repeat)]
+    cmd = [sys.executable, "-m", "perf.bench_training", "--rss", variant, "--model", path, "--steps", str(steps),
+           "--response-repeat", str(response_repeat)] + (["--pairs", str(n_pairs)] if n_pairs else [])
     if not gradient_checkpointing:
         cmd.append("--no-gradient-checkpointing")
     if threads:
@@ -152,63 +182,76 @@ def rss_child(variant: str, path: str, n_pairs: int, steps: int, gradient_checkp
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def bench_model(which: str, work: Path, n_pairs: int, repeats: int, rss_runs: int, threads: int | None,
-                gradient_checkpointing: bool = True, response_repeat: int = 2, rss_steps: int = 3) -> dict:
-    path = model_path(which, work)
-    t = Trainer(path, n_pairs, gradient_checkpointing, response_repeat=response_repeat)
-    times = interleaved({"reference": t.step_reference, "ours": t.step_ours, "precompute": t.precompute}, repeats)
-    ratio = paired_ratio(times["ours"], times["reference"])
-    amortised = paired_ratio([a + b for a, b in zip(times["ours"], times["precompute"])], times["reference"])
-    memory = None
-    if rss_runs:
-        rss = {"ours": [], "reference": []}
-        for r in range(rss_runs):
-            for variant in (("ours", "reference") if r % 2 == 0 else ("reference", "ours")):
-                rss[variant].append(rss_child(variant, path, n_pairs, rss_steps, gradient_checkpointing,
-                                                threads, response_repeat))
-        key = "train_peak_rss_mb" if all(x["train_peak_rss_mb"] for x in rss["ours"] + rss["reference"]) \
-            else "process_peak_rss_mb"
-        peak_ours = [x[key] for x in rss["ours"]]
-        peak_ref = [x[key] for x in rss["reference"]]
-        base_ours = [x["baseline_rss_mb"] for x in rss["ours"]]
-        base_ref = [x["baseline_rss_mb"] for x in rss["reference"]]
-        above_ours = [max(0.0, a - b) for a, b in zip(peak_ours, base_ours)]
-        above_ref = [max(0.0, a - b) for a, b in zip(peak_ref, base_ref)]
-        memory = {"measured": "peak RSS while training (after loading)" if key == "train_peak_rss_mb"
-                  else "process peak RSS (loading included)",
-                  "ours": summary(peak_ours), "reference": summary(peak_ref),
-                  "process_baseline": summary(base_ours + base_ref), "ratio": paired_ratio(peak_ours, peak_ref),
-                  "above_baseline_ours": summary(above_ours), "above_baseline_reference": summary(above_ref),
-                  "above_baseline_ratio": (paired_ratio(above_ours, above_ref) if min(above_ref) > 0 else None),
-                  "loaded_rss_mb": {v: summary([x["loaded_rss_mb"] for x in rss[v]]) for v in rss},
-                  "process_peak_rss_mb": {v: summary([x["process_peak_rss_mb"] for x in rss[v]]) for v in rss}}
-    label = "" if gradient_checkpointing else "/no-grad-checkpointing"
-    return case(
-        f"training/{which}{label}", "s/step", times["ours"], times["reference"], ratio, higher_is_better=False,
-        target=f"<= {TARGET:g}x", target_met=ratio["median"] <= TARGET,
-        settings={"model": which, "parameters": t.n_params(), "pairs_per_step": n_pairs,
-                  "tokens_per_step": t.tokens(), "optimizer": t.cfg.optimizer,
-                  "gradient_checkpointing": gradient_checkpointing, "dtype": "float32", "device": "cpu"},
-        amortised_ratio=amortised, precompute_seconds=summary(times["precompute"]),
-        peak_rss_mb=memory,
-        notes=["amortised_ratio adds our one-time reference_logps pass over the step's pairs to each of our steps",
-               "peak_rss_mb: a fresh process per variant (imports, load, a few steps); the peak is taken over the "
+def memory_figures(path: str, n_pairs: int | None, rss_runs: int, rss_steps: int, gradient_checkpointing: bool,
+                   threads: int | None, response_repeat: int) -> dict:
+    """Peak RSS of fresh processes training each way (alternating order), summarised and compared."""
+    rss = {"ours": [], "reference": []}
+    for r in range(rss_runs):
+        for variant in (("ours", "reference") if r % 2 == 0 else ("reference", "ours")):
+            rss[variant].append(rss_child(variant, path, n_pairs, rss_steps, gradient_checkpointing, threads,
+                                          response_repeat))
+    key = "train_peak_rss_mb" if all(x["train_peak_rss_mb"] for x in rss["ours"] + rss["reference"]) \
+        else "process_peak_rss_mb"
+    peak = {v: [x[key] for x in rss[v]] for v in rss}
+    base = {v: [x["baseline_rss_mb"] for x in rss[v]] for v in rss}
+    above = {v: [max(0.0, a - b) for a, b in zip(peak[v], base[v])] for v in rss}
+    return {"measured": "peak RSS while training (after loading)" if key == "train_peak_rss_mb"
+            else "process peak RSS (loading included)",
+            "ours": summary(peak["ours"]), "reference": summary(peak["reference"]),
+            "process_baseline": summary(base["ours"] + base["reference"]),
+            "ratio": paired_ratio(peak["ours"], peak["reference"]),
+            "above_baseline_ours": summary(above["ours"]), "above_baseline_reference": summary(above["reference"]),
+            "above_baseline_ratio": (paired_ratio(above["ours"], above["reference"])
+                                     if min(above["reference"]) > 0 else None),
+            "loaded_rss_mb": {v: summary([x["loaded_rss_mb"] for x in rss[v]]) for v in rss},
+            "process_peak_rss_mb": {v: summary([x["process_peak_rss_mb"] for x in rss[v]]) for v in rss}}
+
+
+MEMORY_NOTE = ("peak_rss_mb: a fresh process per variant (imports, load, a few steps); the peak is taken over the "
                "training steps only (VmHWM reset after loading; ours includes the reference_logps pass); "
                "process_baseline is the RSS after imports, before loading; above_baseline_* is what the model(s) "
-               "and training add"
-               if memory else "peak_rss_mb not measured for this model (a fresh process per variant; the model is "
-               "too small for its memory to show)"])
+               "and training add")
+
+
+def bench_model(which: str, work: Path, repeats: int, rss_runs: int, threads: int | None,
+                gradient_checkpointing: bool, n_pairs: int | None = None, response_repeat: int = 2,
+                rss_steps: int = 3) -> dict:
+    path = model_path(which, work)
+    t = Trainer(path, n_pairs, gradient_checkpointing, response_repeat=response_repeat)
+    times = interleaved({"reference": t.step_reference, "ours": t.step_ours, "precompute": t.precompute,
+                         "ours_full_head": t.step_ours_full_head}, repeats)
+    ratio = paired_ratio(times["ours"], times["reference"])
+    amortised = paired_ratio([a + b for a, b in zip(times["ours"], times["precompute"])], times["reference"])
+    memory = (memory_figures(path, n_pairs, rss_runs, rss_steps, gradient_checkpointing, threads, response_repeat)
+              if rss_runs else None)
+    pairs = t.cfg.per_device_train_batch_size
+    return case(
+        f"training/{which}/{pairs} pairs, grad-ckpt {'on' if gradient_checkpointing else 'off'}", "s/step",
+        times["ours"], times["reference"], ratio, higher_is_better=False,
+        target=f"<= {TARGET:g}x", target_met=ratio["median"] <= TARGET,
+        settings={"model": which, "parameters": t.n_params(), "pairs_per_step": pairs,
+                  "tokens_per_step": t.tokens(), "optimizer": t.cfg.optimizer,
+                  "gradient_checkpointing": gradient_checkpointing, "dtype": "float32", "device": "cpu"},
+        amortised_ratio=amortised, precompute_seconds=summary(times["precompute"]), peak_rss_mb=memory,
+        full_head_ratio=paired_ratio(times["ours_full_head"], times["reference"]),
+        head_only_gain=paired_ratio(times["ours"], times["ours_full_head"]),
+        notes=["amortised_ratio adds our one-time reference_logps pass over the step's pairs to each of our steps",
+               "full_head_ratio: our step with the policy's log-probs the reference's way (logits at every "
+               "position, full log_softmax) / the reference's step; head_only_gain: our step / that step",
+               MEMORY_NOTE if memory else "peak_rss_mb not measured for this case"])
 
 
 def run(opts: dict) -> dict:
-    work = Path(opts["work"])
-    quick = opts["quick"]
-    # no RSS children for the tiny model: its ~0.1M parameters vanish in the process's own ~0.5 GiB
-    cases = [bench_model("tiny", work, 4, opts["repeats"], 0, opts.get("threads"))]
-    if not quick:
-        # one short pair per step: a step of the 135M model takes seconds on 2 shared cores
-        cases.append(bench_model("embedded", work, 1, opts["repeats"], 1, opts.get("threads"), response_repeat=1,
-                                 rss_steps=2))
+    work, repeats, threads = Path(opts["work"]), opts["repeats"], opts.get("threads")
+    # the embedded config's training section (4 pairs per step, gradient checkpointing off) on every model; no
+    # RSS children for the tiny model: its ~0.1M parameters vanish in the process's own ~0.5 GiB
+    cases = [bench_model("tiny", work, repeats, 0, threads, gradient_checkpointing=False)]
+    if not opts["quick"]:
+        cases.append(bench_model("embedded", work, repeats, 1, threads, gradient_checkpointing=False,
+                                 response_repeat=1, rss_steps=2))
+        # the reference recipe's setting (config_full.yaml:22), on both sides
+        cases.append(bench_model("embedded", work, repeats, 0, threads, gradient_checkpointing=True,
+                                 response_repeat=1))
     return {"cases": cases}
 
 
@@ -216,7 +259,7 @@ def _rss_main(argv: list[str]) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--rss", choices=("ours", "reference"), required=True)
     p.add_argument("--model", required=True)
-    p.add_argument("--pairs", type=int, required=True)
+    p.add_argument("--pairs", type=int)
     p.add_argument("--steps", type=int, default=3)
     p.add_argument("--response-repeat", type=int, default=2)
     p.add_argument("--threads", type=int)

@@ -46,6 +46,11 @@ def render(results: dict) -> str:
             if "amortised_ratio" in c:
                 extra.append(f"| {c['name']} | step incl. our one-time reference pass (amortised, 1 epoch) "
                              f"| {span(c['amortised_ratio'], '×')} |")
+            if "head_only_gain" in c:
+                extra.append(f"| {c['name']} | our step with the reference's full-logits log-probs / reference "
+                             f"| {span(c['full_head_ratio'], '×')} |")
+                extra.append(f"| {c['name']} | our step / the same with the reference's full-logits log-probs "
+                             f"| {span(c['head_only_gain'], '×')} |")
             rss = c.get("peak_rss_mb")
             if rss:
                 extra.append(f"| {c['name']} | peak RSS MiB, ours / reference way (fresh process each) "

@@ -22,6 +22,7 @@ STAGES = {
     "training": "perf.bench_training",
     "scoring": "perf.bench_scoring",
     "ranks": "perf.bench_ranks",
+    "e2e": "perf.bench_e2e",
 }
 
 

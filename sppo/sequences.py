@@ -27,6 +27,7 @@ Only response tokens count in the log-probability.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -172,19 +173,62 @@ def collate(batch: list[Encoded], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": ids, "attention_mask": attn, "loss_mask": loss_mask}
 
 
+def token_logps(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """log p(target) for each row of logits (last dimension: the vocabulary), computed in at least fp32 as the
+    target's logit minus the row's logsumexp: the value a log_softmax + gather gives, without writing a
+    log-probability for every vocabulary entry."""
+    logits = logits if logits.dtype == torch.float64 else logits.float()
+    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+
+
 def summed_logps(logits: torch.Tensor, input_ids: torch.Tensor, loss_mask: torch.Tensor) -> torch.Tensor:
     """Sum over masked positions t of log p(input_ids[t] | input_ids[<t]); logits are the model's outputs
     for the same input_ids (position t-1 predicts token t). Returns one value per sequence."""
-    logits = logits[:, :-1, :]
-    logits = logits if logits.dtype == torch.float64 else logits.float()  # at least fp32
-    targets = input_ids[:, 1:]
-    mask = loss_mask[:, 1:]
-    logps = torch.log_softmax(logits, dim=-1).gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-    return (logps * mask).sum(-1)
+    return (token_logps(logits[:, :-1, :], input_ids[:, 1:]) * loss_mask[:, 1:]).sum(-1)
+
+
+def predicting_positions(loss_mask: torch.Tensor) -> torch.Tensor:
+    """[batch, seq] bool: the positions whose logits predict a response token (position t-1 predicts t)."""
+    select = torch.zeros_like(loss_mask, dtype=torch.bool)
+    select[:, :-1] = loss_mask[:, 1:]
+    return select
+
+
+@contextmanager
+def head_only_at(model, select: torch.Tensor):
+    """Within the block the model's language-model head sees only the final hidden states at `select`, so
+    its logits come back as [1, n_selected, vocab]: the prompt's and the padding's positions never reach the
+    head. Yields a list that holds True once the head ran that way. Exact for every transformers causal LM:
+    the head is `get_output_embeddings()` and what follows it (soft-capping, scaling) is elementwise."""
+    inner = getattr(model, "module", model)  # DDP / DeepSpeed engine
+    head = inner.get_output_embeddings() if hasattr(inner, "get_output_embeddings") else None
+    fired: list[bool] = []
+
+    def pick(_module, args):
+        if fired or not args or args[0].shape[:2] != select.shape:
+            return None  # not the final hidden states of this batch: leave the call alone
+        fired.append(True)
+        return (args[0][select].unsqueeze(0), *args[1:])
+
+    handle = head.register_forward_pre_hook(pick) if head is not None else None
+    try:
+        yield fired
+    finally:
+        if handle is not None:
+            handle.remove()
 
 
 def sequence_logps(model, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """Summed response log-probs of a collated batch (see `summed_logps`), with the language-model head run
+    only at the positions that predict a response token (`head_only_at`)."""
     device = next(model.parameters()).device
     ids = batch["input_ids"].to(device)
-    out = model(input_ids=ids, attention_mask=batch["attention_mask"].to(device), use_cache=False)
-    return summed_logps(out.logits, ids, batch["loss_mask"].to(device))
+    loss_mask = batch["loss_mask"].to(device)
+    select = predicting_positions(loss_mask)
+    with head_only_at(model, select) as selected:
+        logits = model(input_ids=ids, attention_mask=batch["attention_mask"].to(device), use_cache=False).logits
+    if not selected:  # a model whose head is not its output embeddings: logits at every position
+        return summed_logps(logits, ids, loss_mask)
+    per_token = token_logps(logits[0], ids[:, 1:][loss_mask[:, 1:]])
+    rows = torch.arange(ids.shape[0], device=device).unsqueeze(1).expand_as(select)[select]
+    return torch.zeros(ids.shape[0], dtype=per_token.dtype, device=device).index_add(0, rows, per_token)

@@ -263,7 +263,7 @@ class TrainResult:
         unset_hf_deepspeed_config()
 
 
-def _prepare_model(model, cfg: TrainingConfig, bf16: bool):
+def prepare_model(model, cfg: TrainingConfig, bf16: bool):
     disable_dropout(model)
     if cfg.gradient_checkpointing and hasattr(model, "gradient_checkpointing_enable"):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -310,7 +310,7 @@ def train_iteration(model, examples: Sequence[PairExample], ref: Sequence[tuple[
     rank, world = distributed.rank(), distributed.world_size()
     bf16 = use_bf16(cfg, distributed.device())
     schedule = make_schedule(len(examples), cfg, world)
-    model = _prepare_model(model, cfg, bf16)
+    model = prepare_model(model, cfg, bf16)
     accelerator = make_accelerator(cfg, schedule, bf16, train_dir / "tracking" if train_dir else None)
     optimizer = make_optimizer(model.parameters(), cfg)
     scheduler = make_lr_scheduler(optimizer, cfg, schedule)

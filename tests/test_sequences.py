@@ -51,3 +51,26 @@ def test_summed_logps_matches_direct_sum(tok):
         lp = torch.log_softmax(logits[row], -1)
         expected = sum(lp[t - 1, e.input_ids[t]].item() for t in range(e.response_start, len(e.input_ids)))
         assert got[row].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_sequence_logps_run_the_head_only_where_a_response_token_is_predicted(tok, tmp_path):
+    """Expected: the model's logits at every position, log_softmax, the response tokens' entries summed by hand
+    (in float64, so only the order of the sums differs); the head sees one row per predicted response token."""
+    from sppo.models import load_model
+    from sppo.sequences import sequence_logps
+    from sppo.testing import make_tiny_checkpoint
+
+    model = load_model(str(make_tiny_checkpoint(tmp_path / "m")), dtype="float32").double().eval()
+    pairs = [("Hi", "Hello there"), ("Explain the sea in a few more words", "Blue"), ("Why?", "Because.")]
+    encoded = [encode_pair(tok, p, r, 128) for p, r in pairs]
+    batch = collate(encoded, tok.pad_token_id)
+    rows_seen = []
+    hook = model.get_output_embeddings().register_forward_hook(lambda m, a, out: rows_seen.append(out.shape[:2]))
+    with torch.no_grad():
+        got = sequence_logps(model, batch)
+        hook.remove()
+        full = torch.log_softmax(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits, -1)
+    for row, e in enumerate(encoded):
+        expected = sum(full[row, t - 1, e.input_ids[t]].item() for t in range(e.response_start, len(e.input_ids)))
+        assert got[row].item() == pytest.approx(expected, abs=1e-9, rel=0)
+    assert rows_seen == [(1, sum(len(e.input_ids) - e.response_start for e in encoded))]
