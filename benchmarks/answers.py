@@ -118,6 +118,19 @@ class ModelAnswerer:
                 raise UserError(f"{self.model_path}: cannot load the checkpoint ({described(e)})") from None
         return self._generator
 
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is loaded (or adopted)."""
+        return self._generator is not None
+
+    def adopt(self, generator) -> None:
+        """Generate with an already loaded model (the best-of-N answerer of a checkpoint uses the plain one's)."""
+        self._generator = generator
+
+    def release(self) -> None:
+        """Free the model (loaded again on next use)."""
+        self._generator = None
+
     def template_model(self) -> str:
         """The name FastChat's template lookup sees: the base model of a run checkpoint (its sppo_manifest.json),
         else the path or Hub id."""
@@ -237,9 +250,9 @@ def serve_answer_job(job: AnswerJob) -> list[dict]:
     jobs name it (the best-of-N variant uses the model of the plain one)."""
     spec = job.answerer
     answerer = parallel.loaded("answerer", spec, lambda: ModelAnswerer.from_spec(spec))
-    if answerer._generator is None:
+    if not answerer.loaded:
         model = (spec.model_path, spec.backend, spec.batch_size, spec.tensor_parallel_size)
-        answerer._generator = parallel.loaded("generator", model, lambda: answerer.generator)
+        answerer.adopt(parallel.loaded("generator", model, lambda: answerer.generator))
     return answerer.run_job(job)
 
 

@@ -486,9 +486,9 @@ def _run_all(args, targets_spec, chosen: list[str], run: "_Run", S) -> None:
                 answerer = base
                 if variant != DEFAULT_VARIANT and SUITES[suite].judged:
                     answerer = ModelAnswerer(path, best_of=args.best_of, ranker_factory=ranker, **common)
-                    answerer._generator = base.generator
+                    answerer.adopt(base.generator)
                 run.one(S.ModelTarget(name=name, ref=ref, path=path, answerer=answerer, variant=variant), suite)
-        base._generator = None  # free the model before loading the next one
+        base.release()  # free the model before loading the next one
     run.score_together()
 
 

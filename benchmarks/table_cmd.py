@@ -209,7 +209,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plots", action="store_true", help="also write one PNG plot per benchmark (into --plots-dir)")
     p.add_argument("--plots-dir", type=Path, help="write the PNG plots there (implies --plots; default "
                    "<results-dir>/plots)")
-    p.add_argument("--no-plots", action="store_true", help=argparse.SUPPRESS)  # the default; kept for old scripts
+    p.add_argument("--no-plots", action="store_true", help=argparse.SUPPRESS)  # the default
     p.add_argument("--format", choices=("markdown", "csv"), default="markdown")
     p.add_argument("--family", metavar="NAME", help="row names '<NAME> Iter N' (default: the run's family as "
                    "sppo-release names its cards, e.g. Mistral7B-PairRM-SPPO; plain IterN without a run)")

@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench_fake_judge import bench_args, tiny_checkpoints
+from bench_fake_judge import FakeJudgeServer, bench_args, tiny_checkpoints
 from benchmarks.answers import AnswerSettings
 from benchmarks.suites.alpaca_eval import alpaca_eval_answers, alpaca_eval_sampling
 from benchmarks.cli import main as bench
 from benchmarks.store import ResultsStore
-from benchmarks.testing import FakeJudgeServer
 from sppo.files import read_json
 
 

@@ -71,8 +71,7 @@ def test_with_judgments_fits_like_one_directory_in_sorted_order(tmp_path, capsys
 
 
 def test_iter0_is_the_runs_starting_model(tmp_path, shared_data):
-    from bench_fake_judge import bench_args, tiny_checkpoints
-    from benchmarks.testing import FakeJudgeServer
+    from bench_fake_judge import FakeJudgeServer, bench_args, tiny_checkpoints
 
     (start,) = tiny_checkpoints(tmp_path, seeds=(0,))
     run = tmp_path / "run"
@@ -87,8 +86,7 @@ def test_iter0_is_the_runs_starting_model(tmp_path, shared_data):
 
 
 def test_run_with_judgments_cofits_and_notes_pooled_judges(tmp_path, shared_data):
-    from bench_fake_judge import bench_args, tiny_checkpoints
-    from benchmarks.testing import FakeJudgeServer
+    from bench_fake_judge import FakeJudgeServer, bench_args, tiny_checkpoints
     from sppo.files import read_jsonl
 
     (ck,) = tiny_checkpoints(tmp_path, seeds=(0,))
