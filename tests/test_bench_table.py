@@ -10,7 +10,8 @@ import pytest
 
 from benchmarks.cli import main as bench
 from benchmarks.store import ResultsStore, SuiteResult
-from benchmarks.table_cmd import TABLES, plot_series, suite_frames
+from benchmarks.card_layout import table_spec
+from benchmarks.table_cmd import plot_series, suite_frames
 
 
 def _arena(model, score, q025, q975):
@@ -33,11 +34,10 @@ def test_arena_hard_table_prints_as_show_result_and_plots_carry_error_bars(tmp_p
     assert row["Score"] == str(round(score, 1)) == "23.3"
     assert row["95% CI"] == str((round(lower - score, 1), round(upper - score, 1))) == "(-1.8, 1.8)"
     results = store.results()
-    key = {suite: k for suite, _, k in TABLES}
-    metric, models, series = plot_series(results, "alpaca_eval", key["alpaca_eval"])
+    metric, models, series = plot_series(results, table_spec("alpaca_eval"))
     assert metric == "win_rate" and models == ["Iter0", "Iter2"]  # the starting model first
     assert series["default"] == ([0, 1], [17.1, 31.0], [[1.3, 1.6], [1.3, 1.6]])
-    _, _, arena = plot_series(results, "arena_hard", key["arena_hard"])
+    _, _, arena = plot_series(results, table_spec("arena_hard"))
     xs, ys, yerr = arena["default"]
     assert ys == [23.34] and yerr == [[pytest.approx(23.34 - 21.51)], [pytest.approx(25.13 - 23.34)]]
     assert bench(["table", "--results-dir", str(tmp_path), "--plots"]) == 0

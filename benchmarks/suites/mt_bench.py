@@ -16,10 +16,12 @@ from sppo.generate import PromptText
 from benchmarks.answers import AnswerSettings, ModelAnswerer, answer_id, reusable
 from benchmarks.judge import Judge, JudgeReply, JudgeRequest
 from benchmarks.scoring import mt_bench as mt
-from benchmarks.store import SuiteResult, digest
-from benchmarks.suites.common import (LOGPROB_VERDICT, Failures, ModelTarget, RunContext, complete_in_batches,
-                                      judge_label, judgment_key, prompt_version as _digest_prompt, replace_model_rows,
-                                      require_judge, reused_counts, suite_result)
+from benchmarks.card_layout import table_spec
+from benchmarks.store import digest
+from benchmarks.suites.common import (LOGPROB_VERDICT, Failures, ModelTarget, RunContext, Suite, SuiteOutcome,
+                                      complete_in_batches, figure, judge_label, judgment_key,
+                                      prompt_version as _digest_prompt, replace_model_rows, require_judge,
+                                      reused_counts, suite_result)
 
 MT_BENCH_MAX_NEW_TOKENS = 1024  # FastChat gen_model_answer.py --max-new-token default
 # gen_model_answer.py:123-128 samples with HF generate passing no top_k/top_p: transformers' defaults, top-k 50
@@ -116,7 +118,7 @@ def _mt_logprob_verdict(judge: Judge, row: dict, msgs: list[dict]) -> dict:
     return {**row, "score": int(rating[:-2]), "verdict_source": LOGPROB_VERDICT}
 
 
-def run(ctx: RunContext, target: ModelTarget) -> SuiteResult:
+def run(ctx: RunContext, target: ModelTarget) -> SuiteOutcome:
     judge = require_judge(ctx, "mt_bench")
     before = judge.stats.as_dict()
     data = ctx.data.mt_bench()
@@ -172,6 +174,11 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteResult:
                 "prompt_version": prompt_version(ctx),
                 "reused": reused_counts(gen_info, n_reused, 2 * len(wanted)),
                 "answers": str(work / "model_answer")}
-    return suite_result(target, "mt_bench", metrics, settings, judge, before)
+    return SuiteOutcome(suite_result(target, "mt_bench", metrics, settings, judge, before))
 
 
+def headline(m: dict[str, Any]) -> str:
+    return f"turn1 {figure(m, 'turn_1')}  turn2 {figure(m, 'turn_2')}  avg {figure(m, 'average')}"
+
+
+SUITE = Suite("mt_bench", run, table_spec("mt_bench"), headline, prompt_version)
