@@ -31,6 +31,7 @@ from sppo.errors import UserError, described
 from sppo.generate import SamplingParams
 
 from benchmarks import parallel
+from benchmarks.config import ChatTemplate
 from benchmarks.store import checkpoint_fingerprint, digest
 
 log = logging.getLogger(__name__)
@@ -285,6 +286,7 @@ class AnswerSettings:
     max_new_tokens: int | None = None  # overrides each suite's official limit
     alpaca_eval_temperature: float | None = None  # override the AlpacaEval sampling settings
     alpaca_eval_top_p: float | None = None
-    chat_template: str = "fastchat"  # MT-Bench prompts: FastChat's template where it has one ("hf": the model's)
+    chat_template: ChatTemplate = "fastchat"  # MT-Bench prompts: FastChat's template where it has one ("hf": the
+    # model's)
 
 

@@ -195,14 +195,14 @@ def configure(p: argparse.ArgumentParser) -> None:
         name = cli_name(suite)
         s = sub.add_parser(name, help=help_, description=help_)
         s.set_defaults(suite=suite)
-        s.add_argument("path", metavar="DIR" if name == "arena-hard" else "FILE", help=help_)
+        s.add_argument("path", metavar="DIR" if suite == "arena_hard" else "FILE", help=help_)
         s.add_argument("--results-dir", help="also write the figures to this results store")
         s.add_argument("--variant", default=DEFAULT_VARIANT, help="variant name in the store (e.g. best-of-16)")
-        if name == "alpaca-eval":
+        if suite == "alpaca_eval":
             s.add_argument("--df-gamed", help="local copy of df_gamed.csv (Hub dataset tatsu-lab/alpaca_eval); "
                                               "without it the file is downloaded once and cached, if reachable")
             s.add_argument("--no-lc", action="store_true", help="skip the length-controlled win rate")
-        if name == "arena-hard":
+        if suite == "arena_hard":
             s.add_argument("--questions", help="question.jsonl (default: ../../question.jsonl beside DIR)")
             s.add_argument("--answers", help="model_answer/ directory for avg_tokens (default: ../../model_answer)")
             s.add_argument("--baseline", default="gpt-4-0314", help="baseline model (default: %(default)s)")
@@ -211,10 +211,10 @@ def configure(p: argparse.ArgumentParser) -> None:
             s.add_argument("--with-judgments", action="append", default=[], metavar="DIR2",
                            help="also fit the judgment files of DIR2 (repeatable); every directory is read in sorted "
                                 "file-name order")
-        if name == "mt-bench":
+        if suite == "mt_bench":
             s.add_argument("--questions", help="MT-Bench question.jsonl for per-category means "
                                                "(default: ../../question.jsonl beside FILE)")
-        if name in ("mt-bench", "lm-eval"):
+        if suite in ("mt_bench", "lm_eval"):
             s.add_argument("--model", action="append",
                            help="mt-bench: only these models (repeatable); lm-eval: the model's name "
                                 "(default: pretrained= of the results' config)")

@@ -5,8 +5,8 @@ Layout::
     <root>/<model>/<suite>.json              # variant "default"
     <root>/<model>/<suite>.<variant>.json    # e.g. alpaca_eval.best-of-16.json
 
-Suites: ``SuiteName`` (``alpaca_eval``, ``arena_hard``, ``mt_bench``, ``lm_eval``). Metric keys are named as in the official
-leaderboards (see each suite's scoring module). The release layer reads this store and nothing else.
+Suites: ``SuiteName`` (``alpaca_eval``, ``arena_hard``, ``mt_bench``, ``lm_eval``). Metric keys are named as in the
+official leaderboards (see each suite's scoring module). The release layer reads this store and nothing else.
 """
 
 from __future__ import annotations

@@ -131,3 +131,21 @@ def test_table_prints_the_cards_row_names_and_figures(tmp_path, shared_data, cap
     header = ours[titles["Open LLM"]]["header"]
     assert header[header.index("mmlu") + 1] == "mmlu (unweighted)"
     assert lm["Mistral7B-PairRM-SPPO Iter 1"]["mmlu (unweighted)"] == "59.14"  # 58.8402 + 0.3, as the card rounds
+
+
+def test_one_name_per_suite_everywhere():
+    """The run registry, the scorers, the card's tables and the results store name the same four suites; the
+    command line spells them with dashes (``--alpaca-eval``, ``score alpaca-eval``)."""
+    from benchmarks.card_layout import TABLES
+    from benchmarks.cli import build_parser
+    from benchmarks.score_cmd import SCORERS
+    from benchmarks.store import SUITES
+    from benchmarks.suites import REGISTRY
+
+    assert SUITES == ("alpaca_eval", "arena_hard", "mt_bench", "lm_eval")
+    assert tuple(REGISTRY) == tuple(SCORERS) == SUITES
+    assert sorted(t.suite for t in TABLES) == sorted(SUITES)
+    assert all(REGISTRY[s].table.suite == s and REGISTRY[s].name == s for s in SUITES)
+    args = build_parser().parse_args(["score", "alpaca-eval", "a.json"])
+    assert args.suite == "alpaca_eval"
+    assert build_parser().parse_args(["run", "--arena-hard", "--lm-eval", "x"]).suites == ["arena_hard", "lm_eval"]

@@ -154,23 +154,12 @@ def judge_one(ctx: RunContext, target: ModelTarget) -> SuiteOutcome:
         else:
             todo.append([{**g, "key": key} for g in games])
     n_reused = len(rows) - len(old.keys() - wanted_ids)
-    failures = Failures("arena_hard", target.name)
 
     def write_rows() -> None:
         write_jsonl(jpath, [rows[str(q["question_id"])] for q in data.questions if str(q["question_id"]) in rows])
 
-    for start in range(0, len(todo), common.JUDGE_BATCH // 2):
-        chunk = todo[start:start + common.JUDGE_BATCH // 2]
-        _arena_judge_chunk(judge, [st for pair in chunk for st in pair], cfg, failures, ctx.progress)
-        _arena_logprob_verdicts(judge, [st for pair in chunk for st in pair])
-        for pair in chunk:
-            if any(st.get("failed") for st in pair):
-                continue  # not written: a rerun judges this question again
-            rows[pair[0]["qid"]] = {"question_id": pair[0]["qid"], "model": target.name, "judge": judge.model,
-                                    "games": [_arena_game(st) for st in pair], "sppo_key": pair[0]["key"]}
-        write_rows()
-    write_rows()
-    failures.raise_if_any()
+    _judge_questions(judge, todo, cfg, rows, write_rows, Failures("arena_hard", target.name), ctx.progress,
+                     target.name)
     settings = {"limit": ctx.answer_settings.limit, "n_questions": len(wanted), "generation": gen_info,
                 "judge_config": {k: cfg.get(k) for k in ("judge_model", "baseline_model", "temperature", "max_tokens",
                                                          "regex_pattern", "number_of_judgment_attempts")},
@@ -181,6 +170,25 @@ def judge_one(ctx: RunContext, target: ModelTarget) -> SuiteOutcome:
                for g in rows[qid]["games"])
     return SuiteOutcome(suite_result(target, "arena_hard", {}, settings, judge, before),
                         JointFit(tuple(str(q["question_id"]) for q in wanted), n_lp))
+
+
+def _judge_questions(judge: Judge, todo: list[list[dict]], cfg: dict, rows: dict[str, dict], write_rows,
+                     failures: Failures, progress: bool, model: str) -> None:
+    """Judge the two games of every question in ``todo`` in chunks, each question's row added to ``rows`` and the
+    judgment file rewritten after each chunk; ends with JudgeFailed when a request failed (that question is not
+    written: a rerun judges it again)."""
+    for start in range(0, len(todo), common.JUDGE_BATCH // 2):
+        chunk = todo[start:start + common.JUDGE_BATCH // 2]
+        _arena_judge_chunk(judge, [st for pair in chunk for st in pair], cfg, failures, progress)
+        _arena_logprob_verdicts(judge, [st for pair in chunk for st in pair])
+        for pair in chunk:
+            if any(st.get("failed") for st in pair):
+                continue
+            rows[pair[0]["qid"]] = {"question_id": pair[0]["qid"], "model": model, "judge": judge.model,
+                                    "games": [_arena_game(st) for st in pair], "sppo_key": pair[0]["key"]}
+        write_rows()
+    write_rows()
+    failures.raise_if_any()
 
 
 def arena_judgment_dir(ctx: RunContext, variant: str, judge: Judge) -> Path:

@@ -15,6 +15,7 @@ from sppo.files import open_no_follow, read_jsonl, safe_name, under, write_jsonl
 
 from benchmarks.answers import AnswerSettings, ModelAnswerer
 from benchmarks.card_layout import TableSpec
+from benchmarks.config import LmEvalTaskSet
 from benchmarks.data import DataSource
 from benchmarks.judge import Judge, JudgeReply, JudgeRequest, cache_key, scrub
 from benchmarks.store import DEFAULT_VARIANT, SuiteName, SuiteResult, checkpoint_fingerprint, digest
@@ -42,7 +43,7 @@ class RunContext:
     judges: dict[str, Judge] = field(default_factory=dict)  # suite -> its judge
     answer_settings: AnswerSettings = field(default_factory=AnswerSettings)
     progress: bool = False
-    lm_eval_tasks: str = "v1"  # "v1" (Open LLM Leaderboard v1, data from the Hub) or "tiny" (generated here)
+    lm_eval_tasks: LmEvalTaskSet = "v1"  # "v1" (Open LLM Leaderboard v1, data from the Hub) or "tiny" (generated here)
     lm_eval_batch_size: int = 4
     df_gamed: str | None = None  # local AlpacaEval df_gamed.csv for LC (else the Hub, else LC is None)
     with_judgments: list[Path] = field(default_factory=list)  # other models' Arena-Hard judgment dirs to co-fit

@@ -16,6 +16,7 @@ from sppo.errors import UserError, described
 from sppo.files import read_json, write_jsonl, write_text
 
 from benchmarks.card_layout import table_spec
+from benchmarks.config import LmEvalTaskSet
 from benchmarks.store import DEFAULT_VARIANT, SuiteResult, checkpoint_fingerprint
 from benchmarks.suites.common import ModelTarget, RunContext, Suite, SuiteOutcome, figure
 
@@ -105,7 +106,7 @@ def _lm_eval_tasks_ready(extra_dir: Path | None) -> None:
     quiet_other_ranks()  # lm-eval's initialize_tasks sets its logger's level
 
 
-def task_plan(task_set: str) -> dict[str, int]:
+def task_plan(task_set: LmEvalTaskSet) -> dict[str, int]:
     from benchmarks.scoring import lm_eval as le
 
     if task_set == "v1":
@@ -115,7 +116,7 @@ def task_plan(task_set: str) -> dict[str, int]:
     raise UserError(f"--lm-eval-tasks: unknown task set {task_set!r}; use v1 or tiny")
 
 
-def variant_of(task_set: str) -> str:
+def variant_of(task_set: LmEvalTaskSet) -> str:
     return DEFAULT_VARIANT if task_set == "v1" else "sppo-tiny-mc"
 
 

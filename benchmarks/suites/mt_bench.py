@@ -132,19 +132,7 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteOutcome:
            if r.get("model") == target.name}
     wanted_ids = {q["question_id"] for q in wanted}
     beyond = [r for k, r in old.items() if k[0] not in wanted_ids]  # judgments beyond --limit: kept in the file
-    mine: dict[tuple, dict] = {}
-    pending: list[tuple[dict, int, str, list[dict], str]] = []
-    for q in wanted:
-        ref = data.references.get(q["question_id"])
-        for turn in (1, 2):
-            name, msgs = mt.judge_messages(q, answers[q["question_id"]]["choices"][0]["turns"], turn,
-                                           data.judge_prompts, ref["choices"][0]["turns"] if ref else None)
-            key = judgment_key(judge, [JudgeRequest.make(msgs, **mt.JUDGE_PARAMS)])
-            prev = old.get((q["question_id"], turn))
-            if prev is not None and prev.get("sppo_key") == key:
-                mine[q["question_id"], turn] = prev
-            else:
-                pending.append((q, turn, name, msgs, key))
+    mine, pending = _judgment_plan(data, wanted, answers, judge, old)
     n_reused = len(mine)
     order = {q["question_id"]: i for i, q in enumerate(data.questions)}
     failures = Failures("mt_bench", target.name)
@@ -161,20 +149,46 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteOutcome:
     complete_in_batches(judge, [JudgeRequest.make(p[3], **mt.JUDGE_PARAMS) for p in pending], on_batch, ctx.progress)
     failures.raise_if_any()
     rows = sorted(mine.values(), key=lambda r: (r["turn"], order.get(r["question_id"], 1 << 30)))
-    scored = mt.score_judgments(rows, questions=wanted, source=str(jpath))
-    metrics = scored.get(target.name) or {"average": None, "notes": ["no judgments"]}
-    metrics.pop("judge", None)
-    n_lp = sum(r.get("verdict_source") == LOGPROB_VERDICT for r in rows)
-    if n_lp:
-        metrics["n_logprob_verdicts"] = n_lp
-        metrics["notes"] = [*metrics.get("notes", []), f"{n_lp} ratings read from the local judge's token "
-                            "probabilities (its text had no valid rating)"]
+    metrics = _metrics(rows, wanted, jpath, target.name)
     settings = {"limit": ctx.answer_settings.limit, "n_questions": len(wanted), "generation": gen_info,
                 "judge_params": mt.JUDGE_PARAMS, "data": data.source, "judgments": str(jpath),
                 "prompt_version": prompt_version(ctx),
                 "reused": reused_counts(gen_info, n_reused, 2 * len(wanted)),
                 "answers": str(work / "model_answer")}
     return SuiteOutcome(suite_result(target, "mt_bench", metrics, settings, judge, before))
+
+
+def _judgment_plan(data, wanted: list[dict], answers: dict[int, dict], judge: Judge,
+                   old: dict[tuple, dict]) -> tuple[dict[tuple, dict], list[tuple[dict, int, str, list[dict], str]]]:
+    """The judgments of both turns of every wanted question reused under the same key ({(question_id, turn): row}),
+    and the (question, turn, prompt name, messages, key) of those still to judge."""
+    mine: dict[tuple, dict] = {}
+    pending: list[tuple[dict, int, str, list[dict], str]] = []
+    for q in wanted:
+        ref = data.references.get(q["question_id"])
+        for turn in (1, 2):
+            name, msgs = mt.judge_messages(q, answers[q["question_id"]]["choices"][0]["turns"], turn,
+                                           data.judge_prompts, ref["choices"][0]["turns"] if ref else None)
+            key = judgment_key(judge, [JudgeRequest.make(msgs, **mt.JUDGE_PARAMS)])
+            prev = old.get((q["question_id"], turn))
+            if prev is not None and prev.get("sppo_key") == key:
+                mine[q["question_id"], turn] = prev
+            else:
+                pending.append((q, turn, name, msgs, key))
+    return mine, pending
+
+
+def _metrics(rows: list[dict], wanted: list[dict], jpath: Path, model: str) -> dict[str, Any]:
+    """FastChat's scores of the model's judgments, with a note on ratings read from token probabilities."""
+    scored = mt.score_judgments(rows, questions=wanted, source=str(jpath))
+    metrics = scored.get(model) or {"average": None, "notes": ["no judgments"]}
+    metrics.pop("judge", None)
+    n_lp = sum(r.get("verdict_source") == LOGPROB_VERDICT for r in rows)
+    if n_lp:
+        metrics["n_logprob_verdicts"] = n_lp
+        metrics["notes"] = [*metrics.get("notes", []), f"{n_lp} ratings read from the local judge's token "
+                            "probabilities (its text had no valid rating)"]
+    return metrics
 
 
 def headline(m: dict[str, Any]) -> str:
