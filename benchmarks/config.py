@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
-from sppo.config import BACKENDS, doc, read_yaml_mapping
+from sppo.config import BACKENDS as GENERATION_BACKENDS  # the training config's choices: one declaration
+from sppo.config import doc, read_yaml_mapping
 from sppo.errors import UserError
 from sppo.scrub import public_url
 
@@ -156,8 +157,9 @@ class BenchConfig:
             ("alpaca_eval_top_p", p is None or 0 < p <= 1, f"--alpaca-eval-top-p must be in (0, 1], got {p}"),
             ("chat_template", self.chat_template in get_args(ChatTemplate),
              f"--chat-template: unknown value {self.chat_template!r}; use {', '.join(get_args(ChatTemplate))}"),
-            ("generation_backend", self.generation_backend in BACKENDS,
-             f"--generation-backend: unknown value {self.generation_backend!r}; use {', '.join(BACKENDS)}"),
+            ("generation_backend", self.generation_backend in GENERATION_BACKENDS,
+             f"--generation-backend: unknown value {self.generation_backend!r}; use "
+             f"{', '.join(GENERATION_BACKENDS)}"),
             ("lm_eval_tasks", self.lm_eval_tasks in (None, *get_args(LmEvalTaskSet)),
              f"--lm-eval-tasks: unknown task set {self.lm_eval_tasks!r}; use v1 or tiny"),
             ("suites", set(self.suites) <= set(SUITES),

@@ -42,8 +42,8 @@ from sppo.errors import UserError, first_line
 from sppo.files import checkpoint_dir, current_run_dir, safe_name
 from sppo.scrub import public_url
 
-from benchmarks.config import (LOCAL_JUDGE_MAX_NEW_TOKENS, OFFLINE_MAX_NEW_TOKENS, BenchConfig, ChatTemplate,
-                               LmEvalTaskSet, add_arguments, is_local_url)
+from benchmarks.config import (GENERATION_BACKENDS, LOCAL_JUDGE_MAX_NEW_TOKENS, OFFLINE_MAX_NEW_TOKENS, BenchConfig,
+                               ChatTemplate, LmEvalTaskSet, add_arguments, is_local_url)
 from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteName, SuiteResult, checkpoint_fingerprint, cli_name
 from benchmarks.suites import REGISTRY, JudgeFailed, ModelTarget, RunContext, SuiteOutcome, lm_eval
 
@@ -55,8 +55,6 @@ SCRATCH = ".chunks"  # under the results store: the chunks of answer jobs in pro
 def configure(p: argparse.ArgumentParser) -> None:
     """The arguments of ``sppo-bench [run]`` (the `run` subcommand, also taken when no subcommand is named): one
     per `BenchConfig` field, its help the field's documentation."""
-    from sppo.config import BACKENDS
-
     p.add_argument("models", nargs="*", metavar="MODEL", default=argparse.SUPPRESS, help=(
         "IterN of the current run, a checkpoint path, 'embedded', or a Hub id (or `models` in --config)"))
     p.add_argument("--config", metavar="FILE", help="YAML file of settings, keys named as the options with '_' "
@@ -73,7 +71,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     add_arguments(g, "chat_template", choices=get_args(ChatTemplate))
     add_arguments(g, "best_of", type=int, metavar="N")
     add_arguments(g, "ranker", "ranker_model")
-    add_arguments(g, "generation_backend", choices=BACKENDS)
+    add_arguments(g, "generation_backend", choices=GENERATION_BACKENDS)
     add_arguments(g, "batch_size", type=int)
     add_arguments(g, "tensor_parallel_size", type=int, metavar="T")
     _judge_arguments(p.add_argument_group("judge"))
