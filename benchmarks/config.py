@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
-from dataclasses import MISSING, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
@@ -250,11 +250,6 @@ class _FieldError(UserError):
 def help_of(name: str) -> str:
     """A field's documentation (its ``--help`` text)."""
     return next(f.metadata["doc"] for f in fields(BenchConfig) if f.name == name)
-
-
-def default_of(name: str) -> Any:
-    f = next(f for f in fields(BenchConfig) if f.name == name)
-    return f.default if f.default is not MISSING else f.default_factory()
 
 
 def _environment_checks(cfg: BenchConfig) -> list[tuple[str, bool, str]]:
