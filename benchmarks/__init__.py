@@ -1,7 +1,7 @@
 """Benchmarks: AlpacaEval 2, Arena-Hard v0.1, MT-Bench and lm-evaluation-harness v0.4.1 on SPPO checkpoints.
 
   scoring/      - the official scoring methods as pure functions on plain records
-  judge.py      - the judge client (OpenAI-compatible endpoint with cache and retries, or a local model)
+  judge/        - the judge clients (OpenAI-compatible endpoint with cache and retries, or a local model)
   data.py       - benchmark data: --data-dir copies, or Hub downloads cached once
   answers.py    - answer generation shared by the suites (one checkpoint, best-of-N, artifact keys)
   suites/       - one module per suite (answer settings, judge loop, scoring call) behind the Suite interface

@@ -5,11 +5,11 @@ a run's models carry.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from sppo.errors import UserError
+from sppo.files import clean_name
 
 from benchmarks.store import DEFAULT_VARIANT, SuiteName
 
@@ -167,7 +167,7 @@ def family_name(base_model: str, ranker: str) -> str:
     if ranker == PUBLISHED_RANKER and base_model in PUBLISHED_FAMILIES:
         return PUBLISHED_FAMILIES[base_model]
     ranker = "LocalJudge" if ranker.startswith("local-judge") else ranker.split("/")[-1]
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", f"{base_model.split('/')[-1]}-{ranker}-SPPO")
+    return clean_name(f"{base_model.split('/')[-1]}-{ranker}-SPPO", "-")
 
 
 def card_row_label(spec: TableSpec, family: str, iteration: int, variant: str = DEFAULT_VARIANT) -> str:

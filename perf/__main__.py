@@ -20,6 +20,7 @@ from pathlib import Path
 
 from perf.report import render
 from perf.worker import STAGES
+from sppo.files import package_versions
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,15 +36,8 @@ def choose_threads(requested: int | None) -> tuple[int, str]:
 
 
 def versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for name in ("torch", "transformers", "llm-blender", "sppo-toolkit"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
-    return out
+    """The package versions a report records."""
+    return package_versions(("torch", "transformers", "llm-blender", "sppo-toolkit"))
 
 
 def git_commit() -> str | None:

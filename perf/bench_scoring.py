@@ -68,36 +68,35 @@ def write_lm_eval_results(directory: Path) -> list[Path]:
     return paths
 
 
-def run(opts: dict) -> dict:
+SUITES = ("alpaca_eval", "arena_hard", "mt_bench")  # the judged suites the runner is timed on
+
+
+def wipe_judgments(results: Path) -> None:
+    """Store records, annotations and judgment files gone: a rerun recomputes them from the judge cache alone."""
     from benchmarks.store import ResultsStore
 
-    work = Path(opts["work"]) / "scoring"
-    quick = opts["quick"]
-    data = shared_data_dir()
-    if not data.is_dir():
-        raise RuntimeError(f"reference benchmark data not found at {data} (set SPPO_SHARED_DATA)")
-    ckpts = [tiny_llama(work / "checkpoints" / m, seed=i, hidden_size=32, layers=1) for i, m in enumerate(MODELS)]
-    results = work / "results"
-    shutil.rmtree(results, ignore_errors=True)
-    limit = 1 if quick else 3
+    store = ResultsStore(results)
+    for model in MODELS:
+        for suite in SUITES:
+            store.path(model, suite).unlink(missing_ok=True)
+        (results / "alpaca_eval" / model / "annotations.json").unlink(missing_ok=True)
+    shutil.rmtree(results / "arena_hard" / "model_judgment", ignore_errors=True)
+    shutil.rmtree(results / "mt_bench" / "model_judgment", ignore_errors=True)
+
+
+def run_benchmarks(ckpts: list[Path], data: Path, results: Path, limit: int) -> dict:
+    """The runner three times (first run, up to date, recompute from the cache): exit code, judge calls and
+    seconds of each."""
     os.environ.setdefault(KEY_ENV, "not-a-secret")
-    suites = ("alpaca_eval", "arena_hard", "mt_bench")
     runner = {}
     with FakeJudgeServer() as judge:
         argv = ["--alpaca-eval", "--arena-hard", "--mt-bench", *map(str, ckpts), "--limit", str(limit),
                 "--max-new-tokens", "8", "--judge-base-url", judge.url, "--judge-model", JUDGE,
                 "--judge-api-key-env", KEY_ENV, "--judge-backoff", "0.01", "--data-dir", str(data),
                 "--results-dir", str(results), "--generation-backend", "hf", "--batch-size", "8"]
-        for label, extra, prepare in (("first_run", [], None), ("rerun_up_to_date", [], None),
-                                      ("rerun_recompute_from_cache", ["--rerun"], "wipe")):
-            if prepare == "wipe":
-                store = ResultsStore(results)
-                for model in MODELS:
-                    for suite in suites:
-                        store.path(model, suite).unlink(missing_ok=True)
-                    (results / "alpaca_eval" / model / "annotations.json").unlink(missing_ok=True)
-                shutil.rmtree(results / "arena_hard" / "model_judgment", ignore_errors=True)
-                shutil.rmtree(results / "mt_bench" / "model_judgment", ignore_errors=True)
+        for label, extra in (("first_run", []), ("rerun_up_to_date", []), ("rerun_recompute_from_cache", ["--rerun"])):
+            if label == "rerun_recompute_from_cache":
+                wipe_judgments(results)
             before = judge.count()
             t0 = time.perf_counter()
             rc, out = _bench(argv + extra)
@@ -105,11 +104,13 @@ def run(opts: dict) -> dict:
                              "seconds": round(time.perf_counter() - t0, 3)}
             if rc != 0:
                 raise RuntimeError(f"sppo-bench {label} exited {rc}: {out.strip()[-300:]}")
+    return runner
 
-    rounds = 10 if quick else 100  # Arena-Hard bootstrap rounds (the official 100 in the default suite)
-    lm_paths = write_lm_eval_results(work / "lm_eval")
+
+def score_commands(results: Path, data: Path, lm_paths: list[Path], rounds: int) -> dict[str, list[list[str]]]:
+    """The `sppo-bench score` command lines of each suite on the files the runner wrote."""
     jdir = results / "arena_hard" / "model_judgment" / JUDGE
-    commands = {
+    return {
         "alpaca_eval": [["score", "alpaca-eval", str(results / "alpaca_eval" / m / "annotations.json"), "--no-lc"]
                         for m in MODELS],
         "arena_hard": [["score", "arena-hard", str(jdir), "--questions",
@@ -120,26 +121,45 @@ def run(opts: dict) -> dict:
         "lm_eval": [["score", "lm-eval", str(p), "--model", m] for p, m in zip(lm_paths, MODELS)],
     }
 
-    def scorer(suite):
-        def go():
-            for argv in commands[suite]:
-                rc, out = _bench(argv)
-                if rc != 0:
-                    raise RuntimeError(f"sppo-bench {' '.join(argv[:2])} exited {rc}")
-        return go
 
-    times = interleaved({s: scorer(s) for s in commands}, opts["repeats"])
-    total = [sum(times[s][i] for s in commands) for i in range(opts["repeats"])]
+def scorer(command_lines: list[list[str]]):
+    """A timed function running the given `sppo-bench score` commands."""
+    def go():
+        for argv in command_lines:
+            rc, _ = _bench(argv)
+            if rc != 0:
+                raise RuntimeError(f"sppo-bench {' '.join(argv[:2])} exited {rc}")
+    return go
+
+
+def result_cases(times: dict, repeats: int, runner: dict, settings: dict) -> list[dict]:
+    total = [sum(times[s][i] for s in times) for i in range(repeats)]
     rerun_calls = runner["rerun_up_to_date"]["judge_calls"] + runner["rerun_recompute_from_cache"]["judge_calls"]
+    return [case("scoring/all four suites x 3 iterations", "s", total, None, None, higher_is_better=False,
+                 settings=settings, per_suite={s: case(f"scoring/{s}", "s", times[s], None, None, False)["ours"]
+                                               for s in times},
+                 notes=["lm-eval scored from written v1 results files (no judge involved)"]),
+            {"name": "scoring/judge calls on rerun", "metric": "calls", "higher_is_better": False,
+             "ours": {"median": rerun_calls, "min": rerun_calls, "max": rerun_calls, "n": 1},
+             "reference": None, "ratio": None, "target": "0", "target_met": rerun_calls == 0,
+             "settings": settings, "runner": runner, "notes": [
+                 "calls counted by the fake judge server; first_run is the cost the cache saves on reruns"]}]
+
+
+def run(opts: dict) -> dict:
+    work = Path(opts["work"]) / "scoring"
+    quick = opts["quick"]
+    data = shared_data_dir()
+    if not data.is_dir():
+        raise RuntimeError(f"reference benchmark data not found at {data} (set SPPO_SHARED_DATA)")
+    ckpts = [tiny_llama(work / "checkpoints" / m, seed=i, hidden_size=32, layers=1) for i, m in enumerate(MODELS)]
+    results = work / "results"
+    shutil.rmtree(results, ignore_errors=True)
+    limit = 1 if quick else 3
+    runner = run_benchmarks(ckpts, data, results, limit)
+    rounds = 10 if quick else 100  # Arena-Hard bootstrap rounds (the official 100 in the default suite)
+    commands = score_commands(results, data, write_lm_eval_results(work / "lm_eval"), rounds)
+    times = interleaved({s: scorer(lines) for s, lines in commands.items()}, opts["repeats"])
     settings = {"iterations": list(MODELS), "limit_per_benchmark": limit, "judge": f"fake ({JUDGE}, 127.0.0.1)",
                 "arena_hard_bootstrap_rounds": rounds}
-    cases = [case("scoring/all four suites x 3 iterations", "s", total, None, None, higher_is_better=False,
-                  settings=settings, per_suite={s: case(f"scoring/{s}", "s", times[s], None, None, False)["ours"]
-                                                for s in commands},
-                  notes=["lm-eval scored from written v1 results files (no judge involved)"]),
-             {"name": "scoring/judge calls on rerun", "metric": "calls", "higher_is_better": False,
-              "ours": {"median": rerun_calls, "min": rerun_calls, "max": rerun_calls, "n": 1},
-              "reference": None, "ratio": None, "target": "0", "target_met": rerun_calls == 0,
-              "settings": settings, "runner": runner, "notes": [
-                  "calls counted by the fake judge server; first_run is the cost the cache saves on reruns"]}]
-    return {"cases": cases, "runner": runner}
+    return {"cases": result_cases(times, opts["repeats"], runner, settings), "runner": runner}

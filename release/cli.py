@@ -1,7 +1,7 @@
 """`sppo-release`: render the model cards of a training run and publish its iterations on the Hub.
 
-    sppo-release                                      dry run: write model_cards/<name>/README.md for every
-                                                      iteration and list what would be uploaded
+    sppo-release                                      dry run: write <run-dir>/cards/<name>/README.md for
+                                                      every iteration and list what would be uploaded
     sppo-release --push UCLA-AGI/Mistral7B-PairRM-SPPO
                                                       publish iteration N as UCLA-AGI/Mistral7B-PairRM-SPPO-IterN
                                                       (weights + card in one commit)
@@ -15,7 +15,8 @@ checkpoint, --push refuses one that would read differently.
 
 The run is --run-dir, else $SPPO_RUN_DIR, else ``runs/latest`` (the link sppo-train points at its run), else
 the most recently modified directory under ``runs/``. Results are read from --results-dir, by default
-``<run-dir>/results``. The token comes from HF_TOKEN or the cached login (``hf auth login``).
+``<run-dir>/results``, cards written under --out, by default ``<run-dir>/cards`` (``model_cards/`` holds only
+the published release's cards). The token comes from HF_TOKEN or the cached login (``hf auth login``).
 """
 
 from __future__ import annotations
@@ -25,17 +26,19 @@ import logging
 import sys
 from pathlib import Path
 
+from huggingface_hub import ModelCard
+
 from benchmarks.store import SUITES, ResultsStore
 from sppo.cli_util import run_cli, setup_logging
 from sppo.errors import UserError
-from sppo.files import current_run_dir, safe_name, under, write_text
+from sppo.files import current_run_dir, write_text
 
-from .card import ReleaseInfo, default_family, default_license, render_card, results_from_store
+from .card import ReleaseInfo, card_path, default_family, default_license, render_card, results_from_store
 from .compat import CompatReport, compat_problems
 from .data import DataUpload, plan_data
 from .push import (Upload, checkpoint_problems, parse_release_name, plan_uploads, publish,
                    result_problems)
-from .run import Iteration, load_run
+from .run import Iteration, cards_dir, load_run
 
 log = logging.getLogger("release")
 
@@ -47,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run-dir", type=Path, help="training run (default: $SPPO_RUN_DIR, runs/latest, else the newest directory in runs/)")
     p.add_argument("--results-dir", type=Path, help="benchmark results store (default: <run-dir>/results)")
     p.add_argument("--template", type=Path, help="Jinja template of the card (default: the packaged one)")
-    p.add_argument("--out", type=Path, default=Path("model_cards"), help="where cards are written (model_cards)")
+    p.add_argument("--out", type=Path, help="where cards are written (default: <run-dir>/cards)")
     p.add_argument("--push", metavar="ORG/NAME", help="publish iteration N as ORG/NAME-IterN")
     p.add_argument("--name", metavar="[ORG/]NAME",
                    help="release name of a dry run (default: the --push value, else the published family of a "
@@ -67,16 +70,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _release(args: argparse.Namespace, iterations: list[Iteration]) -> ReleaseInfo:
-    if args.push:
-        org, family = parse_release_name(args.push, need_org=True)
-    elif args.name:
-        org, family = parse_release_name(args.name, need_org=False)
+def release_info(iterations: list[Iteration], push: str | None, name: str | None, datasets: bool) -> ReleaseInfo:
+    """The release named by --push, else --name, else the run's default family (no org: a local dry run)."""
+    if push:
+        org, family = parse_release_name(push, need_org=True)
+    elif name:
+        org, family = parse_release_name(name, need_org=False)
     else:
         org, family = None, default_family(iterations)
-    if args.datasets and org:
+    if datasets and org:
         parse_release_name(f"{org}/{family}-Iter{max(it.number for it in iterations)}-data", need_org=True)
-    return ReleaseInfo(family=family, org=org, datasets=args.datasets, license=default_license(iterations))
+    return ReleaseInfo(family=family, org=org, datasets=datasets, license=default_license(iterations))
+
+
+def required_suites(text: str) -> list[str]:
+    """The suites of --require (comma-separated), each one of benchmarks.store.SUITES."""
+    require = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = sorted(set(require) - set(SUITES))
+    if unknown:
+        raise UserError(f"--require: unknown suite {unknown[0]!r}; expected some of {', '.join(SUITES)}")
+    return require
 
 
 def _targets(iterations: list[Iteration], wanted: list[int] | None) -> list[Iteration]:
@@ -119,11 +132,40 @@ def compat_reports(targets: list[Iteration]) -> list[CompatReport]:
             for it in targets if it.checkpoint is not None and it.checkpoint.is_dir()]
 
 
-def card_path(out: Path, model_name: str) -> Path:
-    """``<out>/<model name>/README.md``, the name one path component and the path inside `out`."""
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out: {out} is a file, expected a directory")
-    return under(out, safe_name(model_name, "model name"), "README.md", what="model card")
+def write_cards(out: Path, release: ReleaseInfo, targets: list[Iteration],
+                cards: dict[int, ModelCard]) -> dict[int, Path]:
+    """Write every target's card under `out`; returns where each went."""
+    paths = {}
+    for it in targets:
+        paths[it.number] = write_text(card_path(out, release.model_name(it)), str(cards[it.number]))
+        log.debug("wrote %s", paths[it.number])
+    return paths
+
+
+def dry_run(uploads: list[Upload], card_paths: dict[int, Path], data: list[DataUpload], compat: list[CompatReport],
+            problems: list[str], ignored: list[str]) -> int:
+    """Print what --push would upload, the compatibility check and every problem; upload nothing."""
+    if ignored:
+        print(f"note: {', '.join(ignored)} only apply with --push")
+    _print_plan(uploads, card_paths, data)
+    for c in compat:
+        print(c.line())
+    for p in problems:
+        print(f"warning: {p}")
+    print("dry run: nothing uploaded" + (" (--push would refuse: see the warnings)" if problems
+                                          else "; pass --push ORG/NAME to publish"))
+    return 0
+
+
+def publish_release(uploads: list[Upload], data: list[DataUpload], problems: list[str], tag: str | None,
+                    collection: str | None, force: bool) -> int:
+    """Publish, unless there is any problem (then refuse, naming the first)."""
+    if problems:
+        raise UserError(f"refusing to push: {problems[0]}" + (f" (and {len(problems) - 1} more problem(s))"
+                                                               if len(problems) > 1 else ""))
+    for repo_id, oid in publish(uploads, tag=tag, collection=collection, force=force, data=data).items():
+        print(f"published {repo_id} at {oid}" if oid else f"{repo_id}: already published, unchanged")
+    return 0
 
 
 def _main(argv: list[str]) -> int:
@@ -136,45 +178,22 @@ def _main(argv: list[str]) -> int:
             raise UserError(f"{flag}: {path} is a file, expected a directory")
     run_dir = current_run_dir(args.run_dir)
     iterations = load_run(run_dir)
-    release = _release(args, iterations)
+    release = release_info(iterations, args.push, args.name, args.datasets)
     targets = _targets(iterations, args.iteration)
-    store = ResultsStore(args.results_dir or Path(run_dir) / "results")
-    results = results_from_store(store, iterations, release)
-
-    require = [s.strip() for s in args.require.split(",") if s.strip()]
-    unknown = sorted(set(require) - set(SUITES))
-    if unknown:
-        raise UserError(f"--require: unknown suite {unknown[0]!r}; expected some of {', '.join(SUITES)}")
+    results = results_from_store(ResultsStore(args.results_dir or Path(run_dir) / "results"), iterations, release)
+    require = required_suites(args.require)
     cards = {it.number: render_card(release, iterations, it, results, args.template) for it in targets}
     data = plan_data(release, Path(run_dir), targets) if args.datasets else []
-    card_paths = {}
-    for it in targets:  # every card rendered and every dataset read before anything is written
-        card_paths[it.number] = write_text(card_path(args.out, release.model_name(it)), str(cards[it.number]))
-        log.debug("wrote %s", card_paths[it.number])
+    # every card rendered and every dataset read before anything is written
+    card_paths = write_cards(args.out or cards_dir(run_dir), release, targets, cards)
     uploads = plan_uploads(release, targets, cards)
     compat = compat_reports(targets)
     problems = (checkpoint_problems(targets) + [f"{c.name}: {p}" for c in compat for p in c.problems]
                 + result_problems(iterations, targets, results, require))
-
     if not args.push:
-        ignored = [f"--{k}" for k in ("tag", "collection", "force") if getattr(args, k)]
-        if ignored:
-            print(f"note: {', '.join(ignored)} only apply with --push")
-        _print_plan(uploads, card_paths, data)
-        for c in compat:
-            print(c.line())
-        for p in problems:
-            print(f"warning: {p}")
-        print("dry run: nothing uploaded" + (" (--push would refuse: see the warnings)" if problems
-                                              else "; pass --push ORG/NAME to publish"))
-        return 0
-    if problems:
-        raise UserError(f"refusing to push: {problems[0]}" + (f" (and {len(problems) - 1} more problem(s))"
-                                                               if len(problems) > 1 else ""))
-    for repo_id, oid in publish(uploads, tag=args.tag, collection=args.collection, force=args.force,
-                                data=data).items():
-        print(f"published {repo_id} at {oid}" if oid else f"{repo_id}: already published, unchanged")
-    return 0
+        return dry_run(uploads, card_paths, data, compat, problems,
+                       ignored=[f"--{k}" for k in ("tag", "collection", "force") if getattr(args, k)])
+    return publish_release(uploads, data, problems, tag=args.tag, collection=args.collection, force=args.force)
 
 
 def main(argv: list[str] | None = None) -> int:

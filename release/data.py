@@ -98,15 +98,15 @@ def dataset_card(release: ReleaseInfo, it: Iteration, rows: int, test_rows: int,
                                {"split": s, "path": SPLIT_FILE.format(split=s)} for s in ("train", "test")]}])
     model = release.repo_id(it)
     model_md = f"[{model}]({HUB_URL}/{model})" if model else f"`{release.model_name(it)}`"
-    split = f"split `{m['prompt_split']}`" if m.get("prompt_split") else "the iteration's prompt split"
+    split = f"split `{m.prompt_split}`" if m.prompt_split else "the iteration's prompt split"
     text = f"""---
 {data.to_yaml()}
 ---
 # {release.model_name(it)} scored synthetic data
 
 The data {model_md} was trained on in SPPO iteration {it.number}: for each prompt of {split},
-K={m['k']} responses sampled from the iteration's starting policy
-({source_md(m.get('init_model', m['base_model']))}), ranked pairwise by {ranker_md(m['ranker'])}.
+K={m.k} responses sampled from the iteration's starting policy
+({source_md(m.init_model or m.base_model)}), ranked pairwise by {ranker_md(m.ranker)}.
 
 Columns: `prompt`, `chosen` and `rejected` (the responses with the highest and lowest score), `responses` (all K),
 `scores` (s_i = (1/K) sum_j (C_ij - C_ji)), `probabilities` (the K x K matrix P(i beats j)), `p_win`/`p_lose`

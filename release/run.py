@@ -6,14 +6,15 @@ Layout::
     <run_dir>/checkpoints/Iter1/sppo_manifest.json
     <run_dir>/checkpoints/Iter2/ ...
     <run_dir>/results/                  benchmark results store (see benchmarks.store)
+    <run_dir>/cards/<name>/README.md    the cards sppo-release renders (its default --out)
 
-Only the manifest fields a model card needs are required; extra keys are kept and ignored.
+Each manifest is read as a `sppo.checkpoint.CheckpointManifest`; keys it does not declare are ignored.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,44 +28,47 @@ HYPERPARAMETERS = CARD_HYPERPARAMETERS
 
 @dataclass
 class Iteration:
-    """One SPPO iteration of a run: its number, checkpoint name (``IterN``), checkpoint dir and manifest."""
+    """One SPPO iteration of a run: its manifest and, when read from a run, its checkpoint directory."""
 
-    number: int
-    name: str
-    manifest: dict[str, Any]
+    manifest: CheckpointManifest
     checkpoint: Path | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def number(self) -> int:
+        return self.manifest.iteration
+
+    @property
+    def name(self) -> str:
+        """The checkpoint's name, ``IterN``."""
+        return self.manifest.name
 
     @property
     def hyperparameters(self) -> dict[str, Any]:
-        return self.manifest["hyperparameters"]
+        return self.manifest.hyperparameters
 
 
-def validate_manifest(manifest: Any, source: str) -> dict[str, Any]:
-    """Check the fields a model card needs against the manifest contract (`sppo.checkpoint.CheckpointManifest`);
-    raise UserError naming `source` and the first bad field. Returns the manifest, extra keys kept."""
-    CheckpointManifest.from_dict(manifest, source)
-    return manifest
+def cards_dir(run_dir: str | os.PathLike) -> Path:
+    """Where sppo-release writes a run's cards unless told otherwise: ``<run_dir>/cards``."""
+    return Path(run_dir) / "cards"
 
 
-def read_manifest(checkpoint: str | os.PathLike) -> dict[str, Any]:
-    """The training manifest of a checkpoint, ``<checkpoint>/sppo_manifest.json``, as sppo-train writes it: the
-    one place release reads that file."""
+def read_manifest(checkpoint: str | os.PathLike) -> CheckpointManifest:
+    """The training manifest of a checkpoint, ``<checkpoint>/sppo_manifest.json``, as sppo-train writes it,
+    checked against the contract (`sppo.checkpoint.CheckpointManifest`): a bad one raises UserError naming the
+    file and its first bad field. The one place release reads that file."""
     path = Path(checkpoint) / MANIFEST_NAME
     try:
-        return read_json(path)
+        data = read_json(path)
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not a UTF-8 text file (byte {e.start})") from None
     except IsADirectoryError:
         raise UserError(f"{path}: is a directory, expected a JSON file") from None
+    return CheckpointManifest.from_dict(data, str(path))
 
 
 def load_iteration(checkpoint: str | os.PathLike) -> Iteration:
     """Read ``<checkpoint>/sppo_manifest.json``."""
-    checkpoint = Path(checkpoint)
-    manifest = validate_manifest(read_manifest(checkpoint), str(checkpoint / MANIFEST_NAME))
-    return Iteration(number=manifest["iteration"], name=str(manifest["name"]), manifest=manifest,
-                     checkpoint=checkpoint)
+    return Iteration(read_manifest(checkpoint), Path(checkpoint))
 
 
 def load_run(run_dir: str | os.PathLike) -> list[Iteration]:

@@ -70,6 +70,18 @@ class CheckpointManifest:
         return cls.from_dict(read_json(path), str(path))
 
 
+def ranker_record(kind: str, model: str) -> str:
+    """The manifest's ``ranker``: a PairRM model's id or path as is, any other ranker ``KIND:MODEL``
+    (``local-judge:embedded``)."""
+    return model if kind == "pairrm" else f"{kind}:{model}"
+
+
+def local_judge_model(ranker: str) -> str | None:
+    """The chat model of a local-judge ranker as `ranker_record` writes it, else None."""
+    kind, sep, model = ranker.partition(":")
+    return model if sep and kind == "local-judge" else None
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 

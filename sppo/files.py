@@ -12,6 +12,7 @@ import errno
 import json
 import os
 import platform
+import re
 import shutil
 import stat
 import tempfile
@@ -222,6 +223,12 @@ def current_run_dir(explicit: str | os.PathLike | None = None, runs_root: str | 
     if not candidates:
         raise UserError(f"no training run found under {root}/ (run sppo-train first, or pass --run-dir)")
     return max(candidates, key=lambda d: d.stat().st_mtime)
+
+
+def clean_name(text: str, fill: str = "_") -> str:
+    """`text` with every run of characters other than ASCII letters, digits, ``.``, ``_`` and ``-`` replaced by
+    `fill`: the one rule by which a model id or judge name becomes a file or repository name."""
+    return re.sub(r"[^A-Za-z0-9._-]+", fill, text)
 
 
 def safe_name(name: object, what: str) -> str:

@@ -1,9 +1,12 @@
 """A local chat model used as a judge, in-process: the offline default for ranking and benchmarking.
 
-Two primitives, both batched and length-sorted:
+Primitives, batched (the first two length-sorted):
 - `first_token_logprobs(conversations, top_k)`: the model's distribution over the first token of its reply,
-  the top-k as (token text, log-prob), the way an OpenAI endpoint reports `top_logprobs`.
-- `chat(conversations, max_new_tokens)`: greedy replies (for judges that write a verdict in text).
+  the top-k as (token text, log-prob), the way an OpenAI endpoint reports `top_logprobs`
+  (`token_logprobs`: the log-probabilities of given token ids there);
+- `chat(conversations, max_new_tokens)`: greedy replies (for judges that write a verdict in text);
+- `continuation_logprobs(conversation, prefix, continuations)`: how likely each continuation is after a reply's
+  opening `prefix` (a verdict label when the text gave none).
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from typing import Sequence
 
 from tqdm.auto import tqdm
 
-from .generate import (Conversation, HFGenerator, SamplingParams, encode_prompts, left_padded,
+from .generate import (Conversation, HFGenerator, SamplingParams, encode_prompt, encode_prompts, left_padded,
                        length_sorted_batches)
 
 
@@ -32,21 +35,30 @@ class LocalChatModel:
     def name(self) -> str:
         return getattr(self.model.config, "_name_or_path", "local") or "local"
 
-    def _last_logprobs(self, conversations: Sequence[Conversation], progress: bool = False):
-        """Yield (indices of the batch, log-softmax over the vocabulary at the last prompt position)."""
+    def prompt_length(self, conversation: Conversation) -> int:
+        """Tokens of the prompt the model reads for `conversation` (its end kept up to `max_prompt_length`)."""
+        return len(encode_prompts(self.tokenizer, [conversation], self.max_prompt_length)[0])
+
+    def _logprobs(self, rows: Sequence[list[int]], keep: int):
+        """Log-softmax over the vocabulary at the last `keep` positions of each row (token ids), the rows left-padded
+        into one batch: a tensor (rows, keep, vocabulary)."""
         import torch
 
-        encoded = encode_prompts(self.tokenizer, conversations, self.max_prompt_length)
+        ids, mask = left_padded(rows, self.tokenizer.pad_token_id)
+        position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
         device = next(self.model.parameters()).device
+        with torch.no_grad():
+            logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                position_ids=position_ids.to(device), logits_to_keep=keep).logits
+        return torch.log_softmax(logits.float(), dim=-1)
+
+    def _last_logprobs(self, conversations: Sequence[Conversation], progress: bool = False):
+        """Yield (indices of the batch, log-softmax over the vocabulary at the last prompt position)."""
+        encoded = encode_prompts(self.tokenizer, conversations, self.max_prompt_length)
         self.model.eval()
         batches = length_sorted_batches(encoded, self.batch_size)
         for batch in tqdm(batches, desc="judge", unit="batch", disable=not progress):
-            ids, mask = left_padded([encoded[i] for i in batch], self.tokenizer.pad_token_id)
-            position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-            with torch.no_grad():
-                logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                    position_ids=position_ids.to(device), logits_to_keep=1).logits[:, -1, :]
-            yield batch, torch.log_softmax(logits.float(), dim=-1)
+            yield batch, self._logprobs([encoded[i] for i in batch], keep=1)[:, -1, :]
 
     def first_token_logprobs(self, conversations: Sequence[Conversation], top_k: int = 5,
                              progress: bool = False) -> list[list[tuple[str, float]]]:
@@ -69,6 +81,22 @@ class LocalChatModel:
             for row, i in enumerate(batch):
                 result[i] = picked[row]
         return result
+
+    def continuation_logprobs(self, conversation: Conversation, prefix: str,
+                              continuations: Sequence[str]) -> list[float]:
+        """Each continuation's summed token log-probability right after `prefix` at the start of the model's reply
+        to `conversation` (one batch: the prompt, `prefix`, then each continuation)."""
+        tok = self.tokenizer
+        base = encode_prompt(tok, list(conversation)) + tok(prefix, add_special_tokens=False)["input_ids"]
+        base = base[-self.max_prompt_length:]
+        conts = [tok(c, add_special_tokens=False)["input_ids"] for c in continuations]
+        keep = max(len(c) for c in conts) + 1
+        logprobs = self._logprobs([base + c for c in conts], keep)  # position j predicts token j + 1
+        scores = []
+        for row, c in enumerate(conts):
+            steps = range(keep - 1 - len(c), keep - 1)
+            scores.append(sum(float(logprobs[row, j, t]) for j, t in zip(steps, c)))
+        return scores
 
     def chat(self, conversations: Sequence[Conversation], max_new_tokens: int = 256,
              progress: bool = False) -> list[str]:

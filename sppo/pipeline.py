@@ -38,7 +38,7 @@ import numpy as np
 import yaml
 
 from . import chunks, distributed, probs
-from .checkpoint import CheckpointManifest, is_finished, save_checkpoint
+from .checkpoint import CheckpointManifest, is_finished, ranker_record, save_checkpoint
 from .config import Config, LearningCheckConfig, read_yaml_mapping
 from .errors import UserError
 from .files import (RUNS_ROOT, Timer, append_text, checkpoint_dir, read_jsonl, stage_done, write_jsonl, write_manifest,
@@ -437,7 +437,7 @@ def _manifest(run: Run, t: int, summary: dict, **counts) -> CheckpointManifest:
         iteration=t, name=f"Iter{t}", base_model=base_model_id(cfg.model.name), init_model=run.policy_for(t),
         prompt_dataset=dataset_for(p, t) if p.source == "hub" else p.source,
         prompt_source_dataset=p.source_dataset, prompt_split=p.splits[t - 1], k=cfg.generation.k,
-        ranker=r.model if r.kind == "pairrm" else f"{r.kind}:{r.model}",
+        ranker=ranker_record(r.kind, r.model),
         hyperparameters=hyperparameters(cfg, summary["world_size"], summary["schedule"]["accumulation"]),
         training=summary, config=cfg.to_dict(), **counts)
 

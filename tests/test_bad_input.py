@@ -185,4 +185,5 @@ def test_sppo_release_bad_input(case, tmp_path, capsys, monkeypatch):
     _one_error_line(capsys, RELEASE_MESSAGES[case], RELEASE_DETAILS.get(case, ""))
     assert sentinel.read_text() == "the user's own README\n"
     if "--push" not in argv:
-        assert not (tmp_path / "model_cards").exists()  # no card is written when one of them is refused
+        assert not (tmp_path / "run" / "cards").exists()  # no card is written when one of them is refused
+        assert not (tmp_path / "model_cards").exists()

@@ -5,6 +5,8 @@ Expected numbers are read from the reference repository's scripts (file:line bes
 toolkit's own configs.
 """
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -110,15 +112,18 @@ PUBLISHED_NAMES = {"paper": "Mistral7B-PairRM-SPPO-Iter3", "paper-repo": "Mistra
 def test_release_names_each_recipe_as_the_published_cards(name):
     from release.card import ReleaseInfo, default_family, default_license
     from release.run import Iteration
+    from release_testutil import manifest as seed_manifest
+    from sppo.checkpoint import CheckpointManifest
     from sppo.pipeline import base_model_id
 
     cfg = load_config(name)
-    manifest = {"base_model": base_model_id(cfg.model.name), "ranker": cfg.ranking.model}
-    it = Iteration(number=3, name="Iter3", manifest=manifest)
+    manifest = CheckpointManifest.from_dict(
+        dict(seed_manifest(3), base_model=base_model_id(cfg.model.name), ranker=cfg.ranking.model), name)
+    it = Iteration(manifest)
     assert ReleaseInfo(family=default_family([it])).model_name(it) == PUBLISHED_NAMES[name]
     assert default_license([it]) == ("gemma" if name.startswith("gemma") else "apache-2.0")  # the cards' metadata
     # another ranker or base model is no published family: the generic <base>-<ranker>-SPPO
-    other = Iteration(3, "Iter3", dict(manifest, ranker="local-judge:embedded"))
+    other = Iteration(dataclasses.replace(manifest, ranker="local-judge:embedded"))
     assert default_family([other]) == f"{cfg.model.name.split('/')[-1]}-LocalJudge-SPPO"
 
 

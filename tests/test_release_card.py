@@ -174,12 +174,13 @@ def test_cli_dry_run_renders_cards_and_lists_uploads(tmp_path, monkeypatch, caps
     assert cli.main(["--name", "UCLA-AGI/Mistral7B-PairRM-SPPO", "--require", "alpaca_eval,mt_bench,lm_eval"]) == 0
     out = capsys.readouterr().out
     for n in (1, 2, 3):
-        card = tmp_path / "model_cards" / f"Mistral7B-PairRM-SPPO-Iter{n}" / "README.md"
+        card = run / "cards" / f"Mistral7B-PairRM-SPPO-Iter{n}" / "README.md"  # the default --out: <run-dir>/cards
         assert card.exists()
         assert f"Iter{n} -> UCLA-AGI/Mistral7B-PairRM-SPPO-Iter{n}" in out
     assert "model.safetensors" in out and "config.json" in out and "sppo_manifest.json" not in out
     assert "dry run: nothing uploaded; pass --push" in out
     assert "warning" not in out
+    assert not (tmp_path / "model_cards").exists()  # model_cards/ holds only the published cards
 
 
 def test_cli_dry_run_default_names_and_warnings(tmp_path, capsys):
@@ -246,7 +247,7 @@ def test_only_hub_ids_are_linked():
     assert ranker_md("llm-blender/PairRM") == "[llm-blender/PairRM](https://huggingface.co/llm-blender/PairRM)"
     assert ranker_md("local-judge:Qwen/Qwen2.5-7B-Instruct") == \
         "a local chat-model judge ([Qwen/Qwen2.5-7B-Instruct](https://huggingface.co/Qwen/Qwen2.5-7B-Instruct))"
-    text = prompts_md({"prompt_source_dataset": "openbmb/UltraFeedback", "prompt_dataset": "my/prompts.jsonl"}, 3)
+    text = prompts_md("openbmb/UltraFeedback", "my/prompts.jsonl", 3)
     assert "[openbmb/UltraFeedback](https://huggingface.co/datasets/openbmb/UltraFeedback)" in text
     assert "the local prompt file `my/prompts.jsonl`" in text and "/datasets/my" not in text
 
@@ -280,3 +281,23 @@ def test_a_benchmark_without_any_figure_is_an_na_row_not_another_evaluation(tmp_
     card = (tmp_path / "cards" / "SmolLM2-135M-Instruct-LocalJudge-SPPO-Iter1" / "README.md").read_text()
     assert "| SmolLM2-135M-Instruct-LocalJudge-SPPO Iter 1 | n/a | n/a | n/a |" in card
     assert "mt_bench" not in card.split("## Other evaluations")[1]
+
+
+def test_an_endpoint_judge_is_named_by_its_url_without_userinfo(tmp_path):
+    """Figures judged at an endpoint: the table names the judge model and its URL, never the URL's user:password,
+    and the figures are leaderboard metadata (a local judge's are not, see above)."""
+    run = make_run(tmp_path)
+    store = ResultsStore(run / "results")
+    judge = {"backend": "openai", "model": "gpt-4-1106-preview", "base_url": "https://alice:pw@judge.example/v1"}
+    for r in store.results("Iter1"):
+        if r.suite == "mt_bench":
+            r.judge = judge
+            store.write(r)
+    iterations = load_run(run)
+    results = results_from_store(store, iterations, RELEASE)
+    assert [r.judge for r in results[1] if r.suite == "mt_bench"] == [judge]
+    card = str(render_card(RELEASE, iterations, iterations[0], results))
+    mt_bench = card.split("## [MT-Bench")[1].split("\n## ")[0]
+    assert "Judge: `gpt-4-1106-preview` at https://judge.example/v1." in mt_bench
+    assert "alice" not in card and "pw@" not in card
+    assert card_figures(card)["model-index | lmsys/mt_bench  | score "] == 7.21  # Iter1's MT-Bench average

@@ -134,12 +134,22 @@ def test_lc_of_the_baseline_against_itself_is_50():
     assert got["length_controlled_winrate"] == 50.0 and got["lc_standard_error"] == 0.0
 
 
+def lc_winrate_from_weights(weights, instruction_difficulty, baseline_weights=None) -> float:
+    """LC win rate (percent) predicted from published GLM weights, as ``glm_winrate.predict_winrate``: mean over
+    instructions of ``logistic(Δw_not_gamed + Δw_difficulty * difficulty)``."""
+    base = baseline_weights or {}
+    d_ng = weights["not_gamed_baseline.astype(float)"] - base.get("not_gamed_baseline.astype(float)", 0.0)
+    d_id = weights["instruction_difficulty"] - base.get("instruction_difficulty", 0.0)
+    x = d_ng + d_id * np.asarray(instruction_difficulty, dtype=float)
+    return float(np.mean(np.exp(-np.logaddexp(0, -x))) * 100)
+
+
 def test_lc_from_weights_by_hand():
     w = {"not_gamed_baseline.astype(float)": math.log(3), "instruction_difficulty": 0.0}
-    assert ae.lc_winrate_from_weights(w, [0.1, 0.5]) == pytest.approx(75.0)
+    assert lc_winrate_from_weights(w, [0.1, 0.5]) == pytest.approx(75.0)
     w = {"not_gamed_baseline.astype(float)": 0.0, "instruction_difficulty": 1.0}
-    assert ae.lc_winrate_from_weights(w, [-math.log(3), math.log(3)]) == pytest.approx(50.0)
-    assert ae.lc_winrate_from_weights(w, [math.log(3)], baseline_weights=w) == pytest.approx(50.0)
+    assert lc_winrate_from_weights(w, [-math.log(3), math.log(3)]) == pytest.approx(50.0)
+    assert lc_winrate_from_weights(w, [math.log(3)], baseline_weights=w) == pytest.approx(50.0)
 
 
 @pytest.mark.parametrize("bad, message", [
@@ -183,9 +193,9 @@ def test_lc_matches_the_leaderboard_with_hub_files(annotations, leaderboard, sha
     row = leaderboard.loc[MODEL]
     assert got["length_controlled_winrate"] == pytest.approx(row["length_controlled_winrate"], abs=1e-4)
     weights = pd.read_csv(shared_data / "alpaca_eval" / "lc_weights_baseline_gpt4_1106_preview.csv", index_col=0)
-    difficulty = ae.read_instruction_difficulty(ae.hub_file(ae.INSTRUCTION_DIFFICULTY))
-    lc = ae.lc_winrate_from_weights(weights.loc[MODEL].to_dict(), difficulty.to_numpy(),
-                                    weights.loc[ae.BASELINE].to_dict())
+    difficulty = pd.read_csv(ae.hub_file("instruction_difficulty.csv"), index_col=0).squeeze("columns")
+    lc = lc_winrate_from_weights(weights.loc[MODEL].to_dict(), difficulty.to_numpy(),
+                                 weights.loc[ae.BASELINE].to_dict())
     assert lc == pytest.approx(row["length_controlled_winrate"], abs=1e-6)
 
 
@@ -205,6 +215,8 @@ def test_judge_settings_follow_the_official_config(shared_data):
 
 
 def test_annotation_records_round_trip():
-    recs = [ae.annotation_record(f"q{i}", "base out", "model out", "mine", p) for i, p in enumerate([1.0, 2.0])]
+    recs = [{"instruction": f"q{i}", "output_1": "base out", "generator_1": ae.BASELINE, "dataset": None,
+             "output_2": "model out", "generator_2": "mine", "annotator": ae.ANNOTATOR, "preference": p,
+             "raw_completion": None} for i, p in enumerate([1.0, 2.0])]
     got = ae.score_annotations(recs)["mine"]
     assert got["win_rate"] == 50.0 and got["baseline"] == ae.BASELINE

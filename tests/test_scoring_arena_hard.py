@@ -207,12 +207,14 @@ def test_judge_settings_and_records_follow_the_official_config(shared_data):
     assert ah.JUDGE_PARAMS == {"max_tokens": cfg["max_tokens"], "temperature": cfg["temperature"]}
     assert ah.JUDGMENT_ATTEMPTS == cfg["number_of_judgment_attempts"]
     assert ah.VERDICT_PATTERN.pattern == cfg["regex_pattern"]
-    # a first reply without a label, then the continuation: texts joined as gen_judgment does
-    g1 = ah.game_record("p", ["thinking...", "My final verdict: [[B>A]]"])
-    assert g1 == {"user_prompt": "p", "judgment": "\nthinking...\nMy final verdict: [[B>A]]", "score": "B>A"}
-    g2 = ah.game_record("p", ["[[A>B]] no wait [[B>A]]"])
-    assert g2["score"] is None
-    battles, counts = ah.battles_from_judgments([ah.judgment_record("q", "m", [g1, g2])])
+    # a first reply without a label, then the continuation (texts joined as gen_judgment does); two labels
+    g1 = {"user_prompt": "p", "judgment": "\nthinking...\nMy final verdict: [[B>A]]"}
+    g2 = {"user_prompt": "p", "judgment": "\n[[A>B]] no wait [[B>A]]"}
+    for g in (g1, g2):
+        g["score"] = ah.parse_verdict(g["judgment"])[0]
+    assert (g1["score"], g2["score"]) == ("B>A", None)
+    judgment = {"question_id": "q", "model": "m", "judge": ah.JUDGE, "games": [g1, g2]}
+    battles, counts = ah.battles_from_judgments([judgment])
     assert battles["winner"].tolist() == ["model_b"] and counts["m"]["n_null_verdicts"] == 1
 
 
@@ -221,13 +223,13 @@ def test_percentile_with_diverged_bootstrap_rounds():
     import numpy as np
     import pandas as pd
 
-    from benchmarks.scoring.arena_hard import _percentile
+    from benchmarks.scoring.arena_hard import bootstrap_percentile
 
     finite = pd.Series([3.0, 1.0, 2.0, 4.0, 5.0])
     for q in (2.5, 50, 97.5):  # no infinity: numpy's linear percentile, unchanged
-        assert _percentile(finite, q) == np.percentile(finite.to_numpy(), q)
+        assert bootstrap_percentile(finite, q) == np.percentile(finite.to_numpy(), q)
     with_inf = pd.Series([1.0, np.inf, 2.0])  # sorted 1, 2, inf; q=50 sits exactly on 2 (by hand)
-    assert np.isnan(np.percentile(with_inf.to_numpy(), 50))  # what the CI showed before: "+nan"
-    assert _percentile(with_inf, 50) == 2.0
-    assert _percentile(with_inf, 97.5) == np.inf  # between 2 and inf: the infinite side
-    assert _percentile(pd.Series([-np.inf, 0.0, 1.0]), 25) == -np.inf  # between -inf and 0
+    assert np.isnan(np.percentile(with_inf.to_numpy(), 50))  # numpy alone: the CI would read "+nan"
+    assert bootstrap_percentile(with_inf, 50) == 2.0
+    assert bootstrap_percentile(with_inf, 97.5) == np.inf  # between 2 and inf: the infinite side
+    assert bootstrap_percentile(pd.Series([-np.inf, 0.0, 1.0]), 25) == -np.inf  # between -inf and 0

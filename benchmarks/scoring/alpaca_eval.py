@@ -28,7 +28,6 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
 from sppo.errors import UserError
@@ -45,7 +44,6 @@ ANNOTATOR = "weighted_alpaca_eval_gpt4_turbo"
 BASELINE = "gpt4_1106_preview"
 HUB_DATASET = "tatsu-lab/alpaca_eval"
 DF_GAMED = "df_gamed.csv"
-INSTRUCTION_DIFFICULTY = "instruction_difficulty.csv"
 GLM_NAME = "length_controlled_v1"
 NUMERATOR_TOKEN = "m"
 DENOMINATOR_TOKENS = ("m", "M")
@@ -111,15 +109,6 @@ def annotate_preference(instruction: str, baseline_output: str, model_output: st
     if top_logprobs is None:
         return None
     return unswitch_preference(preference_from_top_logprobs(top_logprobs), is_switched_outputs(instruction))
-
-
-def annotation_record(instruction: str, baseline_output: str, model_output: str, model: str,
-                      preference: float | None, raw_completion: Any = None, dataset: str | None = None,
-                      baseline: str = BASELINE) -> dict[str, Any]:
-    """One annotation in alpaca_eval's ``annotations.json`` format (what ``score_annotations`` reads)."""
-    return {"instruction": instruction, "output_1": baseline_output, "generator_1": baseline, "dataset": dataset,
-            "output_2": model_output, "generator_2": model, "annotator": ANNOTATOR, "preference": preference,
-            "raw_completion": raw_completion}
 
 
 # --- scoring ------------------------------------------------------------------------------------------------------
@@ -219,11 +208,6 @@ def read_df_gamed(path: str | os.PathLike) -> pd.DataFrame:
     return df.drop(columns=["model"], errors="ignore")
 
 
-def read_instruction_difficulty(path: str | os.PathLike) -> pd.Series:
-    """``instruction_difficulty.csv``: the per-instruction difficulty, indexed by instruction position."""
-    return pd.read_csv(path, index_col=0).squeeze("columns")
-
-
 def _glm_design(df: pd.DataFrame, df_gamed: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:
     """Training design matrix (gamed baselines + this model), test matrix (Δlen = 0) and sample weights, as
     ``alpaca_eval.metrics.glm_winrate._get_featurized_data`` builds them for ``length_controlled_v1``."""
@@ -273,17 +257,6 @@ def length_controlled_winrate(df: pd.DataFrame, df_gamed: pd.DataFrame) -> dict[
     return {"length_controlled_winrate": float(predicted.mean() * 100),
             "lc_standard_error": float(predicted.sem() * 100),
             "lc_weights": {c: float(w) for c, w in zip(x_test.columns, model.coef_[0])}}
-
-
-def lc_winrate_from_weights(weights: Mapping[str, float], instruction_difficulty: Sequence[float],
-                            baseline_weights: Mapping[str, float] | None = None) -> float:
-    """LC win rate (percent) predicted from stored GLM weights, as ``glm_winrate.predict_winrate``:
-    mean over instructions of ``logistic(Δw_not_gamed + Δw_difficulty * difficulty)``."""
-    base = baseline_weights or {}
-    d_ng = weights["not_gamed_baseline.astype(float)"] - base.get("not_gamed_baseline.astype(float)", 0.0)
-    d_id = weights["instruction_difficulty"] - base.get("instruction_difficulty", 0.0)
-    x = d_ng + d_id * np.asarray(instruction_difficulty, dtype=float)
-    return float(np.mean(np.exp(-np.logaddexp(0, -x))) * 100)
 
 
 def score_model(df: pd.DataFrame, df_gamed: pd.DataFrame | None = None,

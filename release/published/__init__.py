@@ -15,11 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.store import DEFAULT_VARIANT, SuiteResult
+from sppo.checkpoint import CheckpointManifest
 from sppo.errors import UserError
-from sppo.files import read_json, safe_name, under, write_text
+from sppo.files import read_json, write_text
 
-from ..card import ReleaseInfo, Results, render_all
-from ..run import Iteration, validate_manifest
+from ..card import CARD_FILE, ReleaseInfo, Results, card_path, render_all
+from ..run import Iteration
 
 SOURCE_NAME = "mistral7b_pairrm_sppo.json"
 
@@ -58,8 +59,8 @@ def load_published(path: str | os.PathLike | None = None) -> tuple[ReleaseInfo, 
     for key in ("release", "iterations", "results"):
         if key not in doc:
             raise UserError(f"{path}: missing field {key!r}")
-    iterations = [Iteration(number=m["iteration"], name=m["name"], manifest=m)
-                  for m in (validate_manifest(m, f"{path}: iterations[{i}]") for i, m in enumerate(doc["iterations"]))]
+    iterations = [Iteration(CheckpointManifest.from_dict(m, f"{path}: iterations[{i}]"))
+                  for i, m in enumerate(doc["iterations"])]
     iterations.sort(key=lambda it: it.number)
     return _release_info(doc["release"], str(path)), iterations, _results(doc, iterations, str(path))
 
@@ -68,7 +69,7 @@ def render_published(path: str | os.PathLike | None = None) -> dict[str, str]:
     """``{"<model name>/README.md": card text}`` for every iteration of the published release."""
     release, iterations, results = load_published(path)
     cards = render_all(release, iterations, results)
-    return {f"{release.model_name(it)}/README.md": str(cards[it.number]) for it in iterations}
+    return {f"{release.model_name(it)}/{CARD_FILE}": str(cards[it.number]) for it in iterations}
 
 
 def main(argv: list[str]) -> int:
@@ -79,8 +80,7 @@ def main(argv: list[str]) -> int:
     args = p.parse_args(argv)
     changed = []
     for rel, text in render_published(args.source).items():
-        name, _, file = rel.partition("/")
-        target = under(args.out, safe_name(name, "model name"), file, what="model card")
+        target = card_path(args.out, rel.partition("/")[0])
         if target.exists() and target.read_text(encoding="utf-8") == text:
             continue
         changed.append(str(target))
