@@ -129,7 +129,8 @@ def test_answer_job_gives_a_rendered_prompt_to_the_model_unchanged():
             return [["x"] for _ in conversations]
 
     answerer = ModelAnswerer("m")
-    answerer._generator = gen = Gen()
+    gen = Gen()
+    answerer.adopt(gen)
     prompt = [{"role": "user", "content": "[INST] Q1 [/INST]"}]
     assert answerer.answer([PromptText("[INST] Q1 [/INST]")], 0.0, 4, top_k=50) == ["x"]
     assert answerer.answer([prompt], 0.0, 4) == ["x"]

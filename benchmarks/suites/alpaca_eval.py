@@ -152,7 +152,7 @@ def _annotate(judge: Judge, annotations: list[dict], pending: list[tuple[dict, J
                                                        reply.top_logprobs)
             rec["is_switched_outputs"] = switched
             rec["raw_completion"] = {"text": reply.text, "top_logprobs": reply.top_logprobs}
-            rec["price_per_example"] = _price(judge, reply)
+            rec["price_per_example"] = judge.cost(reply)
         save()
 
     complete_in_batches(judge, [req for _, req, _ in pending], on_batch, progress)
@@ -169,12 +169,6 @@ def _df_gamed(ctx: RunContext):
     if path is None:
         return None, f"{ae.DF_GAMED} unavailable (no local copy, Hub dataset {ae.HUB_DATASET} unreachable)"
     return ae.read_df_gamed(path), None
-
-
-def _price(judge: Judge, reply: JudgeReply) -> float:
-    if not judge.price or reply.cached:
-        return 0.0
-    return (reply.prompt_tokens * judge.price[0] + reply.completion_tokens * judge.price[1]) / 1e6
 
 
 def headline(m: dict[str, Any]) -> str:
