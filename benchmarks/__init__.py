@@ -6,8 +6,10 @@
   answers.py    - answer generation shared by the suites (one checkpoint, best-of-N, artifact keys)
   suites/       - one module per suite (answer settings, judge loop, scoring call) behind the Suite interface
   store.py      - the results store every suite writes and `release` reads
+  config.py     - BenchConfig: the settings of `sppo-bench [run]` (command line and --config YAML), documented
   run_cmd.py    - `sppo-bench --all MODEL...`
   score_cmd.py  - `sppo-bench score SUITE FILE`
   table_cmd.py  - `sppo-bench table`
+  card_layout.py - the model card's tables (columns, rounding, row names), shared with `release`
   cli.py        - `sppo-bench` argparse subcommands run (default), score, table
 """

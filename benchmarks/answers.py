@@ -31,6 +31,7 @@ from sppo.errors import UserError, described
 from sppo.generate import SamplingParams
 
 from benchmarks import parallel
+from benchmarks.config import ChatTemplate
 from benchmarks.store import checkpoint_fingerprint, digest
 
 log = logging.getLogger(__name__)
@@ -117,6 +118,19 @@ class ModelAnswerer:
             except Exception as e:  # corrupt weights, missing tokenizer files, ...: one line naming the checkpoint
                 raise UserError(f"{self.model_path}: cannot load the checkpoint ({described(e)})") from None
         return self._generator
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is loaded (or adopted)."""
+        return self._generator is not None
+
+    def adopt(self, generator) -> None:
+        """Generate with an already loaded model (the best-of-N answerer of a checkpoint uses the plain one's)."""
+        self._generator = generator
+
+    def release(self) -> None:
+        """Free the model (loaded again on next use)."""
+        self._generator = None
 
     def template_model(self) -> str:
         """The name FastChat's template lookup sees: the base model of a run checkpoint (its sppo_manifest.json),
@@ -237,9 +251,9 @@ def serve_answer_job(job: AnswerJob) -> list[dict]:
     jobs name it (the best-of-N variant uses the model of the plain one)."""
     spec = job.answerer
     answerer = parallel.loaded("answerer", spec, lambda: ModelAnswerer.from_spec(spec))
-    if answerer._generator is None:
+    if not answerer.loaded:
         model = (spec.model_path, spec.backend, spec.batch_size, spec.tensor_parallel_size)
-        answerer._generator = parallel.loaded("generator", model, lambda: answerer.generator)
+        answerer.adopt(parallel.loaded("generator", model, lambda: answerer.generator))
     return answerer.run_job(job)
 
 
@@ -272,6 +286,7 @@ class AnswerSettings:
     max_new_tokens: int | None = None  # overrides each suite's official limit
     alpaca_eval_temperature: float | None = None  # override the AlpacaEval sampling settings
     alpaca_eval_top_p: float | None = None
-    chat_template: str = "fastchat"  # MT-Bench prompts: FastChat's template where it has one ("hf": the model's)
+    chat_template: ChatTemplate = "fastchat"  # MT-Bench prompts: FastChat's template where it has one ("hf": the
+    # model's)
 
 

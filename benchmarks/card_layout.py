@@ -11,7 +11,7 @@ from typing import Any, Callable
 from sppo.errors import UserError
 from sppo.files import clean_name
 
-from benchmarks.store import DEFAULT_VARIANT
+from benchmarks.store import DEFAULT_VARIANT, SuiteName
 
 # --------------------------------------------------------------------------------------------- number formats
 
@@ -76,7 +76,7 @@ class Dataset:
 class TableSpec:
     """One benchmark table of the card."""
 
-    suite: str
+    suite: SuiteName
     title: str
     url: str
     first_header: str
@@ -84,6 +84,10 @@ class TableSpec:
     datasets: tuple[Dataset, ...]  # one for the whole suite, or one per column
     label: str = "spaced"  # "spaced": "<family> Iter 2"; "repo": "<family>-Iter2"
     intro: str = ""
+    heading: str = ""  # the table's title in `sppo-bench table`
+    plot_metric: str = ""  # the headline figure plotted across the models
+    plot_fallback: str | None = None  # plotted when no model has `plot_metric`
+    axis_top: float | None = None  # the figure's full scale (the plot's y axis ends there)
 
 
 P2 = fmt_fixed(2)
@@ -95,14 +99,17 @@ TABLES: tuple[TableSpec, ...] = (
         columns=(Column("LC. Win Rate", ("length_controlled_winrate",), P2, "lc_win_rate", "LC Win Rate"),
                  Column("Win Rate", ("win_rate",), P2, "win_rate", "Win Rate"),
                  Column("Avg. Length", ("avg_length",), fmt_int, "avg_length", "Avg. Length (characters)")),
-        datasets=(Dataset("tatsu-lab/alpaca_eval", "AlpacaEval 2.0", "alpaca_eval_gpt4_baseline"),)),
+        datasets=(Dataset("tatsu-lab/alpaca_eval", "AlpacaEval 2.0", "alpaca_eval_gpt4_baseline"),),
+        heading="AlpacaEval 2", plot_metric="length_controlled_winrate", axis_top=100,
+        plot_fallback="win_rate"),  # LC needs df_gamed.csv; without it the plot shows the win rate
     TableSpec(
         suite="arena_hard", title="Arena-Hard Evaluation Results", url="https://github.com/lm-sys/arena-hard",
         first_header="Model", label="repo",
         columns=(Column("Score", ("score",), fmt_fixed(1), "score", "Score"),
                  Column("95% CI", ("lower", "upper"), fmt_ci, "ci_95", "95% CI", numeric=False),
                  Column("average \\# Tokens", ("avg_tokens",), fmt_int, "avg_tokens", "Average # Tokens")),
-        datasets=(Dataset("lmarena-ai/arena-hard-auto-v0.1", "Arena-Hard v0.1"),)),
+        datasets=(Dataset("lmarena-ai/arena-hard-auto-v0.1", "Arena-Hard v0.1"),),
+        heading="Arena-Hard v0.1", plot_metric="score", axis_top=100),
     TableSpec(
         suite="lm_eval", title="Open LLM Leaderboard Evaluation Results",
         url="https://github.com/EleutherAI/lm-evaluation-harness", first_header="",
@@ -122,15 +129,22 @@ TABLES: tuple[TableSpec, ...] = (
                   Dataset("openai/gsm8k", "GSM8k", "main"),
                   Dataset("Rowan/hellaswag", "HellaSwag"),
                   Dataset("cais/mmlu", "MMLU", "all"),
-                  Dataset("open-llm-leaderboard", "Open LLM Leaderboard (average of the 6 tasks)"))),
+                  Dataset("open-llm-leaderboard", "Open LLM Leaderboard (average of the 6 tasks)")),
+        heading="Open LLM Leaderboard (lm-evaluation-harness v0.4.1)", plot_metric="average", axis_top=100),
     TableSpec(
         suite="mt_bench", title="MT-Bench Evaluation Results",
         url="https://github.com/lm-sys/FastChat/tree/main/fastchat/llm_judge", first_header="",
         columns=(Column("1st Turn", ("turn_1",), P2, "score_turn_1", "MT-Bench 1st turn"),
                  Column("2nd Turn", ("turn_2",), P2, "score_turn_2", "MT-Bench 2nd turn"),
                  Column("Average", ("average",), P2, "score", "MT-Bench average")),
-        datasets=(Dataset("lmsys/mt_bench", "MT-Bench"),)),
+        datasets=(Dataset("lmsys/mt_bench", "MT-Bench"),),
+        heading="MT-Bench", plot_metric="average", axis_top=10),
 )
+
+
+def table_spec(suite: SuiteName) -> TableSpec:
+    """The card's table of one suite."""
+    return next(t for t in TABLES if t.suite == suite)
 
 
 # ------------------------------------------------------------------------------------------------ row names

@@ -5,6 +5,7 @@
     sppo-bench --all --judge-base-url http://localhost:8000/v1 --judge-model Qwen2.5-72B-Instruct Iter3
     sppo-bench --all --best-of 16 Iter1                       adds the "best-of-16" rows (ranker: PairRM)
     torchrun --nproc_per_node 8 -m benchmarks.cli --all Iter1  every GPU shares the answers, local judge and lm-eval
+    sppo-bench --config bench.yaml --limit 5 Iter3             settings from a YAML file, flags over it
 
 Models: ``IterN`` (or any name under ``<run_dir>/checkpoints/``) -> that checkpoint of the current run (``Iter0``: the
 model the run started from, ``model.name`` of its config.yaml, as the paper's tables compare against it); else a local
@@ -28,106 +29,76 @@ import argparse
 import contextlib
 import hashlib
 import logging
-import math
 import os
 import re
 import signal
 import sys
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+from typing import Any, get_args
 
 from sppo.cli_util import setup_logging
 from sppo.errors import UserError, first_line
 from sppo.files import checkpoint_dir, current_run_dir, safe_name
 from sppo.scrub import public_url
 
-from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteResult, checkpoint_fingerprint
-from benchmarks.suites import SUITES
+from benchmarks.config import (GENERATION_BACKENDS, LOCAL_JUDGE_MAX_NEW_TOKENS, OFFLINE_MAX_NEW_TOKENS, BenchConfig,
+                               ChatTemplate, LmEvalTaskSet, add_arguments, is_local_url)
+from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteName, SuiteResult, checkpoint_fingerprint, cli_name
+from benchmarks.suites import REGISTRY, JudgeFailed, ModelTarget, RunContext, SuiteOutcome, lm_eval
 
 log = logging.getLogger(__name__)
 
 SCRATCH = ".chunks"  # under the results store: the chunks of answer jobs in progress
-LOCAL_JUDGE_MAX_NEW_TOKENS = 64
-# The offline default (local judge on a CPU) answers with at most this many tokens unless --max-new-tokens says
-# otherwise: the official limits (2048 / 4096 / 1024) take hours on a CPU when a small model does not stop.
-OFFLINE_MAX_NEW_TOKENS = 128
 
 
 def configure(p: argparse.ArgumentParser) -> None:
-    """The arguments of ``sppo-bench [run]`` (the `run` subcommand, also taken when no subcommand is named)."""
-    p.add_argument("models", nargs="+", metavar="MODEL", help="IterN of the current run, a checkpoint path, "
-                   "'embedded', or a Hub id")
+    """The arguments of ``sppo-bench [run]`` (the `run` subcommand, also taken when no subcommand is named): one
+    per `BenchConfig` field, its help the field's documentation."""
+    p.add_argument("models", nargs="*", metavar="MODEL", default=argparse.SUPPRESS, help=(
+        "IterN of the current run, a checkpoint path, 'embedded', or a Hub id (or `models` in --config)"))
+    p.add_argument("--config", metavar="FILE", help="YAML file of settings, keys named as the options with '_' "
+                   "(judge_base_url: ...; also models, suites); an option given here overrides the file's value")
     s = p.add_argument_group("suites (default: all)")
-    s.add_argument("--all", action="store_true", help="AlpacaEval 2, Arena-Hard v0.1, MT-Bench and lm-eval")
-    for suite in SUITES.values():
-        s.add_argument(suite.flag, dest=suite.name, action="store_true")
+    s.add_argument("--all", action="store_true", default=argparse.SUPPRESS,
+                   help="AlpacaEval 2, Arena-Hard v0.1, MT-Bench and lm-eval")
+    for suite in REGISTRY.values():
+        s.add_argument(f"--{cli_name(suite.name)}", dest="suites", action="append_const", const=suite.name,
+                       default=argparse.SUPPRESS)
     g = p.add_argument_group("generation")
-    g.add_argument("--limit", type=int, help="only the first N items of each benchmark (quick look)")
-    g.add_argument("--max-new-tokens", type=int,
-                   help="override every suite's answer length limit (quick runs); 0 = the official limits. Default: "
-                        f"official with an endpoint judge, {OFFLINE_MAX_NEW_TOKENS} with the local (offline) judge")
-    g.add_argument("--alpaca-eval-temperature", type=float, help="AlpacaEval sampling temperature (default: "
-                   "alpaca_eval's config of the model, else the SPPO models' 0.7)")
-    g.add_argument("--alpaca-eval-top-p", type=float, help="AlpacaEval top_p (default: as the temperature, 0.9)")
-    g.add_argument("--chat-template", choices=("fastchat", "hf"), default="fastchat",
-                   help="MT-Bench prompts: FastChat's conversation template for the model where FastChat has one, "
-                        "as the official answers were generated (default), or the checkpoint's own chat template")
-    g.add_argument("--best-of", type=int, default=1, metavar="N",
-                   help="also run the 'best-of-N' variant: N samples per instruction, the ranker's favourite answers")
-    g.add_argument("--ranker", default="pairrm", help="ranker kind for --best-of (sppo.rank.make_ranker)")
-    g.add_argument("--ranker-model", help="ranker model for --best-of (default: the kind's default)")
-    g.add_argument("--generation-backend", choices=("hf", "vllm", "auto"), default="auto")
-    g.add_argument("--batch-size", type=int, help="generation batch size (sequences in flight; default: chosen "
-                   "from the device's memory)")
-    g.add_argument("--tensor-parallel-size", type=int, default=1, metavar="T",
-                   help="vLLM: GPUs per model (tensor parallelism, for a model beyond one GPU's memory); under a "
-                        "launcher start GPUs / T processes per node, rank r's engine on GPUs r*T .. r*T+T-1")
-    j = p.add_argument_group("judge")
-    j.add_argument("--judge", metavar="local[:MODEL]|openai",
-                   help="'local' / 'local:MODEL': in-process chat model (default without --judge-base-url: the "
-                        "embedded model); 'openai': the endpoint below")
-    j.add_argument("--judge-base-url", help="OpenAI-compatible endpoint, e.g. https://api.openai.com/v1")
-    j.add_argument("--judge-model", help="judge model of every suite (default: each suite's official judge, "
-                   f"{', '.join(f'{s} {m}' for s, m in official_judges().items())})")
-    for suite in SUITES.values():
-        if suite.judged:
-            j.add_argument(f"{suite.flag}-judge-model", dest=f"{suite.name}_judge_model", metavar="MODEL",
-                           help=f"judge model of {suite.name} only")
-    j.add_argument("--judge-api-key-env", default="OPENAI_API_KEY",
-                   help="name of the environment variable holding the API key (the key is never printed or "
-                        "written); unset: an error, or a warning for an endpoint on this machine")
-    j.add_argument("--judge-concurrency", type=int, default=8, help="requests in flight")
-    j.add_argument("--judge-max-retries", type=int, default=6)
-    j.add_argument("--judge-timeout", type=float, default=120.0, help="seconds per request")
-    j.add_argument("--judge-backoff", type=float, default=1.0, help="first retry delay in seconds (doubles)")
-    j.add_argument("--judge-price", metavar="IN,OUT", help="USD per 1M input,output tokens (cost accounting)")
-    j.add_argument("--judge-max-new-tokens", type=int,
-                   help=f"cap on a local judge's verdict length (default {LOCAL_JUDGE_MAX_NEW_TOKENS})")
+    add_arguments(g, "limit", "max_new_tokens", type=int)
+    add_arguments(g, "alpaca_eval_temperature", "alpaca_eval_top_p", type=float)
+    add_arguments(g, "chat_template", choices=get_args(ChatTemplate))
+    add_arguments(g, "best_of", type=int, metavar="N")
+    add_arguments(g, "ranker", "ranker_model")
+    add_arguments(g, "generation_backend", choices=GENERATION_BACKENDS)
+    add_arguments(g, "batch_size", type=int)
+    add_arguments(g, "tensor_parallel_size", type=int, metavar="T")
+    _judge_arguments(p.add_argument_group("judge"))
     d = p.add_argument_group("data and results")
-    d.add_argument("--data-dir", type=Path, default=os.environ.get("SPPO_BENCH_DATA") or None,
-                   help="local benchmark files (layout of ../shared/data); default: $SPPO_BENCH_DATA, else download "
-                        "from the Hub once and cache")
-    d.add_argument("--run-dir", help="training run (default: $SPPO_RUN_DIR, runs/latest, newest under runs/)")
-    d.add_argument("--results-dir", type=Path, help="results store (default <run_dir>/results)")
-    d.add_argument("--lm-eval-tasks", choices=("v1", "tiny"),
-                   help="v1: the Open LLM Leaderboard v1 tasks (Hub data); tiny: the project's own small "
-                        "multiple-choice task (offline). Default: v1 with an endpoint judge, tiny with a local judge")
-    d.add_argument("--lm-eval-batch-size", type=int, default=4)
-    d.add_argument("--trust-remote-code", action="store_true",
-                   help="let lm-eval run a checkpoint's own Python modelling code (its config's auto_map); off by "
-                        "default: only the architectures built into transformers are loaded")
-    d.add_argument("--with-judgments", action="append", type=Path, default=[], metavar="DIR",
-                   help="Arena-Hard: also fit the official judgment files of other models in DIR (repeatable; "
-                        "model_judgment/gpt-4-1106-preview of arena-hard-auto), read in sorted name order, as "
-                        "show_result.py fits its whole judgment directory: the CI depends on that set")
-    d.add_argument("--df-gamed", help="local copy of AlpacaEval's df_gamed.csv (length-controlled win rate)")
-    d.add_argument("--rerun", action="store_true", help="recompute results already in the store")
-    d.add_argument("--progress", action="store_true", help="progress bars (rank 0 only)")
-    d.add_argument("--collective-timeout-minutes", type=float, default=24 * 60,
-                   help="several processes: the longest any rank waits for the others (the serving ranks wait while "
-                        "rank 0 talks to a judge endpoint)")
-    d.add_argument("-v", "--verbose", action="store_true")
+    add_arguments(d, "data_dir", "results_dir", type=Path)
+    add_arguments(d, "run_dir")
+    add_arguments(d, "lm_eval_tasks", choices=get_args(LmEvalTaskSet))
+    add_arguments(d, "lm_eval_batch_size", type=int)
+    add_arguments(d, "trust_remote_code", "rerun", "progress", action="store_true")
+    add_arguments(d, "with_judgments", action="append", type=Path, metavar="DIR")
+    add_arguments(d, "df_gamed")
+    add_arguments(d, "collective_timeout_minutes", type=float)
+    d.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+
+
+def _judge_arguments(j) -> None:
+    add_arguments(j, "judge", metavar="local[:MODEL]|openai")
+    add_arguments(j, "judge_base_url")
+    j.add_argument("--judge-model", default=argparse.SUPPRESS, help="judge model of every suite (default: each "
+                   f"suite's official judge, {', '.join(f'{s} {m}' for s, m in official_judges().items())})")
+    for suite in REGISTRY.values():
+        if suite.judged:
+            add_arguments(j, f"{suite.name}_judge_model", metavar="MODEL")
+    add_arguments(j, "judge_api_key_env")
+    add_arguments(j, "judge_concurrency", "judge_max_retries", "judge_max_new_tokens", type=int)
+    add_arguments(j, "judge_timeout", "judge_backoff", type=float)
+    add_arguments(j, "judge_price", metavar="IN,OUT")
 
 
 def store_name(ref: str) -> str:
@@ -208,52 +179,12 @@ def official_judges() -> dict[str, str]:
     return {"alpaca_eval": ae.JUDGE_MODEL, "arena_hard": ah.JUDGE, "mt_bench": mt.JUDGE}
 
 
-def _judge_kind(args) -> tuple[str, str | None]:
-    from benchmarks.judge import parse_judge_spec
-
-    openai = bool(args.judge_base_url or args.judge_model or args.judge == "openai"
-                  or any(getattr(args, f"{s.name}_judge_model") for s in SUITES.values() if s.judged))
-    kind, local_model = parse_judge_spec(args.judge if args.judge else ("openai" if openai else "local"))
-    if kind == "local" and args.judge_base_url:
-        raise UserError("--judge local and --judge-base-url exclude each other")
-    return kind, local_model
-
-
-def _price(args) -> tuple[float, float] | None:
-    if not args.judge_price:
-        return None
-    try:
-        a, b = (float(x) for x in args.judge_price.split(","))
-    except ValueError:
-        raise UserError(f"--judge-price: expected IN,OUT (USD per 1M tokens), got {args.judge_price!r}") from None
-    if not all(math.isfinite(x) and x >= 0 for x in (a, b)):
-        raise UserError(f"--judge-price: prices must be finite and >= 0, got {args.judge_price!r}")
-    return a, b
-
-
-def _check_base_url(url: str) -> None:
-    """An http(s) URL with a host, refused at once otherwise (it would be retried for minutes)."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError as e:
-        raise UserError(f"--judge-base-url: {public_url(url)!r} is not a valid URL ({e})") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UserError(f"--judge-base-url: {public_url(url)!r} is not an http(s) URL with a host "
-                        "(e.g. https://api.openai.com/v1)")
-
-
-def is_local_url(url: str) -> bool:
-    """An endpoint on this machine (``vllm serve``, llama.cpp, ...), which often takes no key."""
-    return (urlsplit(url).hostname or "") in ("localhost", "127.0.0.1", "::1")
-
-
-def _check_api_key(args) -> None:
+def _check_api_key(cfg: BenchConfig) -> None:
     """The endpoint judge's key variable must be set, except for an endpoint on this machine (then a warning)."""
-    name = args.judge_api_key_env
+    name = cfg.judge_api_key_env
     if os.environ.get(name):
         return
-    url = args.judge_base_url or "https://api.openai.com/v1"
+    url = cfg.base_url
     if is_local_url(url):
         log.warning("$%s is not set: requests to %s go without an API key", name, public_url(url))
         return
@@ -265,28 +196,27 @@ class Judges:
     """The judge of each suite: endpoint judges one per model name (sharing the cache), the local judge loaded on
     first use. ``identity(suite)`` is known without loading anything."""
 
-    def __init__(self, args, cache):
+    def __init__(self, cfg: BenchConfig, cache):
         from benchmarks.judge import local_judge_name
 
-        self.args, self.cache = args, cache
-        self.kind, self.local_model = _judge_kind(args)
+        self.cfg, self.cache = cfg, cache
+        self.kind, self.local_model = cfg.judge_kind
         self._by_model: dict[str, Any] = {}
         self._local_name = local_judge_name(self.local_model)
 
-    def model(self, suite: str) -> str:
+    def model(self, suite: SuiteName) -> str:
         if self.kind == "local":
             return self._local_name
-        name = getattr(self.args, f"{suite}_judge_model") or self.args.judge_model or official_judges()[suite]
+        name = self.cfg.suite_judge_model(suite) or self.cfg.judge_model or official_judges()[suite]
         safe_name(re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_"), f"judge model {name!r}")
         return name
 
-    def identity(self, suite: str) -> dict[str, Any]:
+    def identity(self, suite: SuiteName) -> dict[str, Any]:
         if self.kind == "local":
             return {"backend": "local", "model": self._local_name}
-        return {"backend": "openai", "model": self.model(suite),
-                "base_url": public_url((self.args.judge_base_url or "https://api.openai.com/v1").rstrip("/"))}
+        return {"backend": "openai", "model": self.model(suite), "base_url": public_url(self.cfg.base_url.rstrip("/"))}
 
-    def get(self, suite: str):
+    def get(self, suite: SuiteName):
         model = self.model(suite)
         if model not in self._by_model:
             self._by_model[model] = self._make(model)
@@ -295,58 +225,17 @@ class Judges:
     def _make(self, model: str):
         from benchmarks.judge import LocalJudge, OpenAIJudge
 
-        a = self.args
+        c = self.cfg
         if self.kind == "local":
             return LocalJudge.load(self.local_model or "embedded", cache=self.cache,
-                                   max_new_tokens=a.judge_max_new_tokens or LOCAL_JUDGE_MAX_NEW_TOKENS)
-        return OpenAIJudge(model, base_url=a.judge_base_url or "https://api.openai.com/v1",
-                           api_key_env=a.judge_api_key_env, cache=self.cache, max_concurrency=a.judge_concurrency,
-                           max_retries=a.judge_max_retries, timeout=a.judge_timeout, backoff_base=a.judge_backoff,
-                           price_per_million=_price(a))
+                                   max_new_tokens=c.judge_max_new_tokens or LOCAL_JUDGE_MAX_NEW_TOKENS)
+        return OpenAIJudge(model, base_url=c.base_url, api_key_env=c.judge_api_key_env, cache=self.cache,
+                           max_concurrency=c.judge_concurrency, max_retries=c.judge_max_retries,
+                           timeout=c.judge_timeout, backoff_base=c.judge_backoff,
+                           price_per_million=c.price_per_million())
 
     def used(self) -> list:
         return list(self._by_model.values())
-
-
-def _run_key(args, judges: "Judges | None", suite: str, ctx) -> dict[str, Any]:
-    """What a stored result depends on besides the checkpoint: a result under another key is recomputed."""
-    if not SUITES[suite].judged:
-        return {"limit": args.limit, "lm_eval_tasks": args.lm_eval_tasks, "batch_size": args.lm_eval_batch_size,
-                **({"trust_remote_code": True} if args.trust_remote_code else {})}
-    return {"limit": args.limit, "max_new_tokens": args.max_new_tokens,
-            "alpaca_eval_sampling": [args.alpaca_eval_temperature, args.alpaca_eval_top_p] if suite == "alpaca_eval"
-            else None, "chat_template": args.chat_template if suite == "mt_bench" else None,
-            "data": ctx.data.digest(suite),
-            "judge": judges.identity(suite), "prompt_version": SUITES[suite].prompt_version(ctx),
-            "with_judgments": [str(d) for d in args.with_judgments] if suite == "arena_hard" else None}
-
-
-def _validate(args) -> None:
-    if args.limit is not None and args.limit < 1:
-        raise UserError("--limit must be at least 1")
-    if args.max_new_tokens is not None and args.max_new_tokens < 0:
-        raise UserError("--max-new-tokens must be at least 1 (or 0 for the official limits)")
-    for flag in ("best_of", "batch_size", "judge_concurrency", "lm_eval_batch_size", "tensor_parallel_size"):
-        if getattr(args, flag) is not None and getattr(args, flag) < 1:
-            raise UserError(f"--{flag.replace('_', '-')} must be at least 1")
-    if args.judge_max_retries < 0 or not args.judge_timeout > 0 or not args.judge_backoff >= 0 \
-            or not math.isfinite(args.judge_timeout + args.judge_backoff):
-        raise UserError("--judge-max-retries and --judge-backoff must be >= 0, --judge-timeout > 0 (finite)")
-    t, p = args.alpaca_eval_temperature, args.alpaca_eval_top_p
-    if t is not None and not (math.isfinite(t) and t >= 0):
-        raise UserError(f"--alpaca-eval-temperature must be a finite number >= 0, got {t}")
-    if p is not None and not 0 < p <= 1:
-        raise UserError(f"--alpaca-eval-top-p must be in (0, 1], got {p}")
-    if args.judge_base_url is not None:
-        _check_base_url(args.judge_base_url)
-    _price(args)
-    if args.data_dir is not None and not args.data_dir.is_dir():
-        raise UserError(f"{args.data_dir}: --data-dir does not exist or is not a directory")
-    for d in args.with_judgments:
-        if not d.is_dir():
-            raise UserError(f"{d}: --with-judgments must be a directory of <model>.jsonl judgment files")
-    if args.results_dir is not None and args.results_dir.exists() and not args.results_dir.is_dir():
-        raise UserError(f"{args.results_dir}: --results-dir is a file, not a directory")
 
 
 @contextlib.contextmanager
@@ -383,20 +272,20 @@ def _sigterm_as_interrupt():
 def main(args: argparse.Namespace) -> int:
     """Every process runs this. Under a launcher, global rank 0 runs the plan (`_main`) and the other ranks serve
     its jobs (`benchmarks.parallel`) until it is done, also when it fails."""
-    setup_logging(args.verbose)
+    cfg = BenchConfig.from_command_line({k: v for k, v in vars(args).items() if k != "command"})
+    setup_logging(cfg.verbose)
     from benchmarks import parallel
     from sppo import distributed
 
-    _validate(args)
-    distributed.setup(timeout_minutes=args.collective_timeout_minutes)
+    distributed.setup(timeout_minutes=cfg.collective_timeout_minutes)
     previous = _sigterm_as_interrupt()
     try:
-        with _quiet_progress_bars(not (args.progress and distributed.is_main())):
+        with _quiet_progress_bars(not (cfg.progress and distributed.is_main())):
             if not distributed.is_main():
                 parallel.serve()
                 return 0
             try:
-                code = _main(args)
+                code = _main(cfg)
             except BaseException:
                 with contextlib.suppress(Exception):  # a rank that has died cannot be told; the error stands
                     parallel.stop()
@@ -412,57 +301,27 @@ def main(args: argparse.Namespace) -> int:
             log.warning("leaving the process group: %s", first_line(e))
 
 
-def _main(args) -> int:
-    from benchmarks.answers import AnswerSettings
-    from benchmarks.data import DataSource
+def _main(cfg: BenchConfig) -> int:
     from benchmarks.judge import CACHE_FILE, JudgeCache
-    from benchmarks import suites as S
 
-    chosen = [s for s in SUITES if getattr(args, s)]
-    if args.all or not chosen:
-        chosen = list(SUITES)
-    resolver = _Resolver(args.run_dir)
-    targets_spec = [(ref, *resolver.resolve(ref)) for ref in args.models]
-    names = [n for _, n, _ in targets_spec]
-    dupes = {n for n in names if names.count(n) > 1}
-    if dupes:
-        raise UserError(f"two models map to the same name {sorted(dupes)[0]!r}; pass distinct checkpoints")
-    if args.results_dir:
-        results_dir = args.results_dir
-    else:
-        try:
-            results_dir = resolver.run_dir() / "results"
-        except UserError:
-            raise UserError("no training run to hold the results: pass --results-dir") from None
+    resolver = _Resolver(cfg.run_dir)
+    targets = _targets(cfg, resolver)
+    results_dir = _results_dir(cfg, resolver)
     store = ResultsStore(results_dir)
-    judged = [s for s in chosen if SUITES[s].judged]
-    judges = Judges(args, None) if judged else None
-    openai_judge = judges is not None and judges.kind == "openai"
-    if args.lm_eval_tasks is None:
-        args.lm_eval_tasks = "v1" if openai_judge else "tiny"
-    if args.max_new_tokens is None and judges is not None and not openai_judge:
-        args.max_new_tokens = OFFLINE_MAX_NEW_TOKENS
+    judges = Judges(cfg, None) if cfg.judged else None
+    if cfg.max_new_tokens is None and cfg.judged and not cfg.openai_judge:
         log.info("local judge: answers limited to %d new tokens (--max-new-tokens 0 for the official limits)",
                  OFFLINE_MAX_NEW_TOKENS)
-    elif args.max_new_tokens == 0:
-        args.max_new_tokens = None
-    for s in judged:
+    for s in cfg.judged:
         judges.model(s)  # a judge model name that cannot name a file is refused before anything runs
-    if openai_judge:
-        _check_api_key(args)
-
-    cache = JudgeCache(results_dir / CACHE_FILE) if judged else None
+    if cfg.openai_judge:
+        _check_api_key(cfg)
+    cache = JudgeCache(results_dir / CACHE_FILE) if cfg.judged else None
     if judges is not None:
         judges.cache = cache
-    ctx = S.RunContext(results_dir=results_dir, data=DataSource(args.data_dir),
-                       answer_settings=AnswerSettings(args.limit, args.max_new_tokens, args.alpaca_eval_temperature,
-                                                      args.alpaca_eval_top_p, args.chat_template),
-                       progress=args.progress, lm_eval_tasks=args.lm_eval_tasks,
-                       lm_eval_batch_size=args.lm_eval_batch_size, df_gamed=args.df_gamed,
-                       with_judgments=list(args.with_judgments), trust_remote_code=args.trust_remote_code)
-    run = _Run(args, store, ctx, judges, S)
+    run = _Run(cfg, store, _context(cfg, results_dir), judges)
     try:
-        _run_all(args, targets_spec, chosen, run, S)
+        _run_all(cfg, targets, run)
     finally:
         if cache is not None:
             cache.close()
@@ -472,87 +331,114 @@ def _main(args) -> int:
     return 1 if run.failed else 0
 
 
-def _run_all(args, targets_spec, chosen: list[str], run: "_Run", S) -> None:
+def _targets(cfg: BenchConfig, resolver: "_Resolver") -> list[tuple[str, str, str]]:
+    """(what the user typed, results-store name, path or Hub id) of every model; two models of one name refused."""
+    targets = [(ref, *resolver.resolve(ref)) for ref in cfg.models]
+    names = [n for _, n, _ in targets]
+    dupes = {n for n in names if names.count(n) > 1}
+    if dupes:
+        raise UserError(f"two models map to the same name {sorted(dupes)[0]!r}; pass distinct checkpoints")
+    return targets
+
+
+def _results_dir(cfg: BenchConfig, resolver: "_Resolver") -> Path:
+    if cfg.results_dir:
+        return cfg.results_dir
+    try:
+        return resolver.run_dir() / "results"
+    except UserError:
+        raise UserError("no training run to hold the results: pass --results-dir") from None
+
+
+def _context(cfg: BenchConfig, results_dir: Path) -> RunContext:
+    from benchmarks.answers import AnswerSettings
+    from benchmarks.data import DataSource
+
+    return RunContext(results_dir=results_dir, data=DataSource(cfg.data_dir),
+                      answer_settings=AnswerSettings(cfg.limit, cfg.answer_max_new_tokens,
+                                                     cfg.alpaca_eval_temperature, cfg.alpaca_eval_top_p,
+                                                     cfg.chat_template),
+                      progress=cfg.progress, lm_eval_tasks=cfg.task_set, lm_eval_batch_size=cfg.lm_eval_batch_size,
+                      df_gamed=cfg.df_gamed, with_judgments=list(cfg.with_judgments),
+                      trust_remote_code=cfg.trust_remote_code)
+
+
+def _run_all(cfg: BenchConfig, targets: list[tuple[str, str, str]], run: "_Run") -> None:
     from benchmarks.answers import ModelAnswerer, default_ranker_factory
 
-    variants = [DEFAULT_VARIANT] + ([f"best-of-{args.best_of}"] if args.best_of > 1 else [])
-    ranker = default_ranker_factory(args.ranker, args.ranker_model) if args.best_of > 1 else None
-    common = dict(backend=args.generation_backend, batch_size=args.batch_size, progress=args.progress,
-                  scratch_dir=run.ctx.results_dir / SCRATCH, tensor_parallel_size=args.tensor_parallel_size)
-    for ref, name, path in targets_spec:
+    variants = [DEFAULT_VARIANT] + ([f"best-of-{cfg.best_of}"] if cfg.best_of > 1 else [])
+    ranker = default_ranker_factory(cfg.ranker, cfg.ranker_model) if cfg.best_of > 1 else None
+    common = dict(backend=cfg.generation_backend, batch_size=cfg.batch_size, progress=cfg.progress,
+                  scratch_dir=run.ctx.results_dir / SCRATCH, tensor_parallel_size=cfg.tensor_parallel_size)
+    for ref, name, path in targets:
         base = ModelAnswerer(path, **common)
-        for suite in chosen:
-            for variant in (variants if SUITES[suite].judged else [S.lm_eval.variant_of(args.lm_eval_tasks)]):
+        for suite in cfg.chosen:
+            for variant in (variants if REGISTRY[suite].judged else [lm_eval.variant_of(cfg.task_set)]):
                 answerer = base
-                if variant != DEFAULT_VARIANT and SUITES[suite].judged:
-                    answerer = ModelAnswerer(path, best_of=args.best_of, ranker_factory=ranker, **common)
-                    answerer._generator = base.generator
-                run.one(S.ModelTarget(name=name, ref=ref, path=path, answerer=answerer, variant=variant), suite)
-        base._generator = None  # free the model before loading the next one
+                if variant != DEFAULT_VARIANT and REGISTRY[suite].judged:
+                    answerer = ModelAnswerer(path, best_of=cfg.best_of, ranker_factory=ranker, **common)
+                    answerer.adopt(base.generator)
+                run.one(ModelTarget(name=name, ref=ref, path=path, answerer=answerer, variant=variant), suite)
+        base.release()  # free the model before loading the next one
     run.score_together()
 
 
 class _Run:
     """The plan's state: results written, kept and failed; models waiting for a joint fit (Arena-Hard)."""
 
-    def __init__(self, args, store: ResultsStore, ctx, judges: "Judges | None", suites_module):
-        self.args, self.store, self.ctx, self.judges, self.S = args, store, ctx, judges, suites_module
+    def __init__(self, cfg: BenchConfig, store: ResultsStore, ctx: RunContext, judges: "Judges | None"):
+        self.cfg, self.store, self.ctx, self.judges = cfg, store, ctx, judges
         self.written: list[SuiteResult] = []
         self.skipped: list[str] = []
         self.failed: list[str] = []
-        self.together: dict[tuple[str, str], list] = {}
+        self.together: dict[tuple[str, str], list[tuple[ModelTarget, SuiteOutcome, dict]]] = {}
 
-    def one(self, target, suite: str) -> None:
-        S = self.S
-        key = _run_key(self.args, self.judges, suite, self.ctx)
+    def key(self, suite: SuiteName) -> dict[str, Any]:
+        """The results key of a suite under this run's settings."""
+        if not REGISTRY[suite].judged:
+            return self.cfg.results_key(suite)
+        return self.cfg.results_key(suite, self.judges.identity(suite), self.ctx.data.digest(suite),
+                                    REGISTRY[suite].prompt_version(self.ctx))
+
+    def one(self, target: ModelTarget, suite: SuiteName) -> None:
+        key = self.key(suite)
         old = self.store.read(target.name, suite, target.variant)
         if old is not None:
             refuse_other_checkpoint(old, target.path, self.store.path(target.name, suite, target.variant))
-        if (old is not None and not self.args.rerun and old.settings.get("run_key") == key
+        if (old is not None and not self.cfg.rerun and old.settings.get("run_key") == key
                 and old.checkpoint.get("fingerprint") == checkpoint_fingerprint(target.path)):
             self.skipped.append(f"{target.name}/{suite}" + ("" if target.variant == DEFAULT_VARIANT
                                                             else f".{target.variant}"))
             return
         log.info("%s: %s%s", target.name, suite, "" if target.variant == DEFAULT_VARIANT else f" ({target.variant})")
-        spec = SUITES[suite]
+        spec = REGISTRY[suite]
         if spec.judged:
             self.ctx.judges[suite] = self.judges.get(suite)
         try:
-            result = spec.run(self.ctx, target)
-        except S.JudgeFailed as e:
+            outcome = spec.run(self.ctx, target)
+        except JudgeFailed as e:
             self.failed.append(str(e))
             return
-        if spec.score_together is not None:  # scored with the other models at the end
-            self.together.setdefault((suite, target.variant), []).append((target, {**result, "run_key": key}))
+        if outcome.joint is not None:  # scored with the other models at the end
+            self.together.setdefault((suite, target.variant), []).append((target, outcome, key))
             return
-        result.settings["run_key"] = key
+        self._write(outcome.result, key)
+
+    def _write(self, result: SuiteResult, key: dict[str, Any]) -> None:
+        result = replace(result, settings={**result.settings, "run_key": key})
         self.store.write(result)
         self.written.append(result)
 
     def score_together(self) -> None:
         """Suites fitted over all models at once (Arena-Hard): one fit per suite and variant."""
-        for (suite, _variant), pairs in self.together.items():
-            states = {t.name: state for t, state in pairs}
-            for result in SUITES[suite].score_together(self.ctx, [t for t, _ in pairs], states):
-                result.settings["run_key"] = states[result.model]["run_key"]
-                self.store.write(result)
-                self.written.append(result)
+        for (suite, _variant), entries in self.together.items():
+            keys = {t.name: key for t, _, key in entries}
+            for result in REGISTRY[suite].score_together(self.ctx, [(t, o) for t, o, _ in entries]):
+                self._write(result, keys[result.model])
 
 
 def headline(r: SuiteResult) -> str:
-    m = r.metrics
-
-    def f(key, digits=2):
-        v = m.get(key)
-        return "n/a" if v is None else f"{v:.{digits}f}"
-
-    if r.suite == "alpaca_eval":
-        return f"LC {f('length_controlled_winrate')}  WR {f('win_rate')}  len {m.get('avg_length')}"
-    if r.suite == "arena_hard":
-        return f"score {f('score', 1)}  CI {m.get('CI', 'n/a')}  tokens {m.get('avg_tokens')}"
-    if r.suite == "mt_bench":
-        return f"turn1 {f('turn_1')}  turn2 {f('turn_2')}  avg {f('average')}"
-    return f"average {f('average')}"
+    return REGISTRY[r.suite].headline(r.metrics)
 
 
 def reused_text(r: SuiteResult) -> str:

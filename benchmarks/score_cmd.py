@@ -22,7 +22,7 @@ from sppo.errors import UserError
 from sppo.files import finite  # NaN / infinities -> null: the one definition, shared with write_json
 
 from benchmarks.scoring import read_json_file, read_jsonl_lines
-from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteResult
+from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteName, SuiteResult, cli_name
 
 log = logging.getLogger(__name__)
 
@@ -180,27 +180,29 @@ def _result(model: str, suite: str, metrics: dict[str, Any], settings: dict[str,
 
 # --- command --------------------------------------------------------------------------------------------------------
 
-SUITES: dict[str, tuple[Callable[[argparse.Namespace], list[SuiteResult]], str]] = {
-    "alpaca-eval": (score_alpaca_eval, "AlpacaEval 2 annotations (annotations.json, JSON array or JSONL)"),
-    "arena-hard": (score_arena_hard, "Arena-Hard v0.1 judgment directory (one <model>.jsonl per model)"),
-    "mt-bench": (score_mt_bench, "MT-Bench single-grading judgments (FastChat gpt-4_single.jsonl)"),
-    "lm-eval": (score_lm_eval, "lm-evaluation-harness v0.4.1 results JSON"),
+SCORERS: dict[SuiteName, tuple[Callable[[argparse.Namespace], list[SuiteResult]], str]] = {
+    "alpaca_eval": (score_alpaca_eval, "AlpacaEval 2 annotations (annotations.json, JSON array or JSONL)"),
+    "arena_hard": (score_arena_hard, "Arena-Hard v0.1 judgment directory (one <model>.jsonl per model)"),
+    "mt_bench": (score_mt_bench, "MT-Bench single-grading judgments (FastChat gpt-4_single.jsonl)"),
+    "lm_eval": (score_lm_eval, "lm-evaluation-harness v0.4.1 results JSON"),
 }
 
 
 def configure(p: argparse.ArgumentParser) -> None:
     """The arguments of ``sppo-bench score SUITE ...`` (one subparser per suite)."""
     sub = p.add_subparsers(dest="suite", required=True, metavar="SUITE")
-    for name, (_, help_) in SUITES.items():
+    for suite, (_, help_) in SCORERS.items():
+        name = cli_name(suite)
         s = sub.add_parser(name, help=help_, description=help_)
-        s.add_argument("path", metavar="DIR" if name == "arena-hard" else "FILE", help=help_)
+        s.set_defaults(suite=suite)
+        s.add_argument("path", metavar="DIR" if suite == "arena_hard" else "FILE", help=help_)
         s.add_argument("--results-dir", help="also write the figures to this results store")
         s.add_argument("--variant", default=DEFAULT_VARIANT, help="variant name in the store (e.g. best-of-16)")
-        if name == "alpaca-eval":
+        if suite == "alpaca_eval":
             s.add_argument("--df-gamed", help="local copy of df_gamed.csv (Hub dataset tatsu-lab/alpaca_eval); "
                                               "without it the file is downloaded once and cached, if reachable")
             s.add_argument("--no-lc", action="store_true", help="skip the length-controlled win rate")
-        if name == "arena-hard":
+        if suite == "arena_hard":
             s.add_argument("--questions", help="question.jsonl (default: ../../question.jsonl beside DIR)")
             s.add_argument("--answers", help="model_answer/ directory for avg_tokens (default: ../../model_answer)")
             s.add_argument("--baseline", default="gpt-4-0314", help="baseline model (default: %(default)s)")
@@ -209,10 +211,10 @@ def configure(p: argparse.ArgumentParser) -> None:
             s.add_argument("--with-judgments", action="append", default=[], metavar="DIR2",
                            help="also fit the judgment files of DIR2 (repeatable); every directory is read in sorted "
                                 "file-name order")
-        if name == "mt-bench":
+        if suite == "mt_bench":
             s.add_argument("--questions", help="MT-Bench question.jsonl for per-category means "
                                                "(default: ../../question.jsonl beside FILE)")
-        if name in ("mt-bench", "lm-eval"):
+        if suite in ("mt_bench", "lm_eval"):
             s.add_argument("--model", action="append",
                            help="mt-bench: only these models (repeatable); lm-eval: the model's name "
                                 "(default: pretrained= of the results' config)")
@@ -224,7 +226,7 @@ def main(args: argparse.Namespace) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.results_dir and Path(args.results_dir).exists() and not Path(args.results_dir).is_dir():
         raise UserError(f"{args.results_dir}: --results-dir is a file, not a directory")
-    results = SUITES[args.suite][0](args)
+    results = SCORERS[args.suite][0](args)
     store = ResultsStore(args.results_dir) if args.results_dir else None
     to_store = [r for r in results if store is not None and not _is_fixed_baseline(r)]
     for r in to_store:  # every name is checked before anything is written: no half-written store

@@ -5,8 +5,8 @@ Layout::
     <root>/<model>/<suite>.json              # variant "default"
     <root>/<model>/<suite>.<variant>.json    # e.g. alpaca_eval.best-of-16.json
 
-Suites: ``alpaca_eval``, ``arena_hard``, ``mt_bench``, ``lm_eval``. Metric keys are named as in the official
-leaderboards (see each suite's scoring module). The release layer reads this store and nothing else.
+Suites: ``SuiteName`` (``alpaca_eval``, ``arena_hard``, ``mt_bench``, ``lm_eval``). Metric keys are named as in the
+official leaderboards (see each suite's scoring module). The release layer reads this store and nothing else.
 """
 
 from __future__ import annotations
@@ -17,13 +17,20 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sppo.errors import UserError
 from sppo.files import package_versions, read_json, utc_now, write_json
 
 SCHEMA_VERSION = 1
-SUITES = ("alpaca_eval", "arena_hard", "mt_bench", "lm_eval")
+SuiteName = Literal["alpaca_eval", "arena_hard", "mt_bench", "lm_eval"]
+SUITES: tuple[SuiteName, ...] = get_args(SuiteName)  # every suite's one name, in run order
+
+
+def cli_name(suite: SuiteName) -> str:
+    """A suite's name on the command line: ``alpaca_eval`` -> ``alpaca-eval`` (``--alpaca-eval``,
+    ``sppo-bench score alpaca-eval``)."""
+    return suite.replace("_", "-")
 DEFAULT_VARIANT = "default"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -33,7 +40,7 @@ class SuiteResult:
     """Figures of one suite on one model, with everything needed to trust and reproduce them."""
 
     model: str
-    suite: str
+    suite: SuiteName
     metrics: dict[str, Any]
     variant: str = DEFAULT_VARIANT
     settings: dict[str, Any] = field(default_factory=dict)

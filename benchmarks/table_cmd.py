@@ -31,19 +31,9 @@ from benchmarks.card_layout import TABLES as CARD_TABLES
 from benchmarks.card_layout import Column, TableSpec, card_row_label, family_name, fmt_short
 from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteResult
 
-# (suite, title, headline metric for the plot); the columns, their rounding and the row names are the model card's
-# (benchmarks.card_layout)
-TABLES: list[tuple[str, str, str]] = [
-    ("alpaca_eval", "AlpacaEval 2", "length_controlled_winrate"),
-    ("arena_hard", "Arena-Hard v0.1", "score"),
-    ("lm_eval", "Open LLM Leaderboard (lm-evaluation-harness v0.4.1)", "average"),
-    ("mt_bench", "MT-Bench", "average"),
-]
 # beside the card's mmlu (v0.4.1's group figure, subjects weighted by size): the Open LLM Leaderboard v1's unweighted
 # mean of the 57 subjects
 MMLU_UNWEIGHTED = Column("mmlu (unweighted)", ("mmlu_unweighted",), fmt_short, "acc", "mmlu_unweighted")
-PLOT_FALLBACK = {"alpaca_eval": "win_rate"}  # LC needs df_gamed.csv; without it plot the win rate
-AXIS_TOP = {"alpaca_eval": 100, "arena_hard": 100, "lm_eval": 100, "mt_bench": 10}  # each figure's full scale
 ERROR_KEYS = {("alpaca_eval", "length_controlled_winrate"): "lc_standard_error",
               ("alpaca_eval", "win_rate"): "standard_error"}
 
@@ -139,11 +129,11 @@ def suite_frames(store: ResultsStore, names: RunNames = RunNames()) -> dict[str,
 
 def render(frames: dict[str, Any], fmt: str = "markdown") -> str:
     out = []
-    for suite, title, _ in TABLES:
-        if suite not in frames:
+    for spec in CARD_TABLES:
+        if spec.suite not in frames:
             continue
-        df = frames[suite]
-        out.append(f"## {title}\n")
+        df = frames[spec.suite]
+        out.append(f"## {spec.heading}\n")
         out.append(df.to_markdown(disable_numparse=True) if fmt == "markdown" else df.to_csv())
         if fmt == "markdown" and any(str(i).endswith(LOGPROB_MARK) for i in df.index):
             out.append("\n" + LOGPROB_FOOTNOTE)
@@ -151,13 +141,14 @@ def render(frames: dict[str, Any], fmt: str = "markdown") -> str:
     return "\n".join(out)
 
 
-def plot_series(results: list[SuiteResult], suite: str, key: str) -> tuple[str, list[str], dict[str, tuple]]:
+def plot_series(results: list[SuiteResult], spec: TableSpec) -> tuple[str, list[str], dict[str, tuple]]:
     """(metric, models in iteration order, {variant: (xs, ys, yerr)}) of one benchmark's plot; ``yerr`` is
     ``[[below...], [above...]]`` or None when the benchmark reports no uncertainty."""
+    suite = spec.suite
     rs = [r for r in results if r.suite == suite]
-    metric = key
-    if all(r.metrics.get(metric) is None for r in rs) and suite in PLOT_FALLBACK:
-        metric = PLOT_FALLBACK[suite]
+    metric = spec.plot_metric
+    if all(r.metrics.get(metric) is None for r in rs) and spec.plot_fallback:
+        metric = spec.plot_fallback
     models = sorted({r.model for r in rs}, key=model_sort_key)
     series = {}
     for variant in sorted({r.variant for r in rs}, key=lambda v: (v != DEFAULT_VARIANT, v)):
@@ -180,21 +171,21 @@ def write_plots(store: ResultsStore, plots_dir: Path) -> list[Path]:
 
     results = store.results()
     written = []
-    for suite, title, key in TABLES:
-        if not any(r.suite == suite for r in results):
+    for spec in CARD_TABLES:
+        if not any(r.suite == spec.suite for r in results):
             continue
-        metric, models, series = plot_series(results, suite, key)
+        metric, models, series = plot_series(results, spec)
         fig, ax = plt.subplots(figsize=(6, 4))
         for variant, (xs, ys, yerr) in series.items():
             ax.errorbar(xs, ys, yerr=yerr, marker="o", capsize=4, label=variant)
-        ax.set_ylim(bottom=0, top=AXIS_TOP.get(suite))
+        ax.set_ylim(bottom=0, top=spec.axis_top)
         ax.set_xticks(range(len(models)), models)
-        ax.set_title(f"{title}: {metric}")
+        ax.set_title(f"{spec.heading}: {metric}")
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        path = plots_dir / f"{suite}.png"
+        path = plots_dir / f"{spec.suite}.png"
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=100)
         plt.close(fig)
@@ -209,7 +200,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("--plots", action="store_true", help="also write one PNG plot per benchmark (into --plots-dir)")
     p.add_argument("--plots-dir", type=Path, help="write the PNG plots there (implies --plots; default "
                    "<results-dir>/plots)")
-    p.add_argument("--no-plots", action="store_true", help=argparse.SUPPRESS)  # the default; kept for old scripts
+    p.add_argument("--no-plots", action="store_true", help=argparse.SUPPRESS)  # the default
     p.add_argument("--format", choices=("markdown", "csv"), default="markdown")
     p.add_argument("--family", metavar="NAME", help="row names '<NAME> Iter N' (default: the run's family as "
                    "sppo-release names its cards, e.g. Mistral7B-PairRM-SPPO; plain IterN without a run)")

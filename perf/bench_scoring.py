@@ -1,7 +1,7 @@
 """Scoring: the four suites' figures for three iterations from cached judgments, and judge calls on a rerun.
 
 1. `sppo-bench --alpaca-eval --arena-hard --mt-bench Iter1 Iter2 Iter3` (benchmarks.run_cmd, the real runner) on
-   three tiny random checkpoints, judged by a fake OpenAI-compatible judge on 127.0.0.1 (benchmarks.testing.FakeJudgeServer), with
+   three tiny random checkpoints, judged by a fake OpenAI-compatible judge on 127.0.0.1 (tests/bench_fake_judge.py), with
    `--limit` items per benchmark. Judge calls are counted by the server:
    - first run: every judgment is a call;
    - the same command again: results up to date, 0 calls expected;
@@ -28,7 +28,7 @@ import shutil
 import time
 from pathlib import Path
 
-from benchmarks.testing import FakeJudgeServer
+from tests.bench_fake_judge import FakeJudgeServer
 from perf.fixtures import tiny_llama
 from perf.timing import case, interleaved
 

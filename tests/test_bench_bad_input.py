@@ -113,13 +113,12 @@ def test_bad_input_is_one_line_exit_2(files, argv, words, tmp_path, capsys):
 
 def test_unset_key_for_an_endpoint_on_this_machine_is_a_warning(monkeypatch, caplog):
     """A local server (vllm serve, llama.cpp) often takes no key: a missing variable is a warning, not an error."""
-    import argparse
-
+    from benchmarks.config import BenchConfig
     from benchmarks.run_cmd import _check_api_key
 
     monkeypatch.delenv("SPPO_TEST_KEY_THAT_IS_NOT_SET", raising=False)
-    _check_api_key(argparse.Namespace(judge_api_key_env="SPPO_TEST_KEY_THAT_IS_NOT_SET",
-                                      judge_base_url="http://u:pw@127.0.0.1:8000/v1"))
+    _check_api_key(BenchConfig(models=("embedded",), judge_api_key_env="SPPO_TEST_KEY_THAT_IS_NOT_SET",
+                               judge_base_url="http://u:pw@127.0.0.1:8000/v1"))
     assert "SPPO_TEST_KEY_THAT_IS_NOT_SET is not set" in caplog.text and "pw" not in caplog.text
 
 

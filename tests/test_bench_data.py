@@ -74,13 +74,13 @@ def test_lm_eval_v1_settings_and_resume(tmp_path, monkeypatch):
     ctx = suites.RunContext(results_dir=tmp_path / "res", data=DataSource(tmp_path), lm_eval_tasks="v1")
     ctx.answer_settings.limit = 3
     target = suites.ModelTarget("Iter1", str(ck), str(ck), ModelAnswerer(str(ck)))
-    r = suites.lm_eval.run(ctx, target)
+    r = suites.lm_eval.run(ctx, target).result
     assert [(t, n) for t, n, _, _ in calls] == [(t, shots) for t, (_, shots) in le.TASKS.items()]
     assert all(limit == 3 and samples for _, _, limit, samples in calls)
     merged = read_json(tmp_path / "res" / "lm_eval" / "Iter1" / "results.json")
     assert r.metrics == le.score_results(merged) and r.variant == "default"
     assert (tmp_path / "res" / "lm_eval" / "Iter1" / "samples_gsm8k.jsonl").exists()
-    again = suites.lm_eval.run(ctx, target)
+    again = suites.lm_eval.run(ctx, target).result
     assert len(calls) == 6 and again.metrics == r.metrics
 
 

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from bench_fake_judge import bench_args, tiny_checkpoints
-from benchmarks.testing import FakeJudgeServer
+from bench_fake_judge import FakeJudgeServer, bench_args, tiny_checkpoints
 from sppo.files import read_json, read_jsonl
 from test_distributed import ENV as DIST_ENV
 from test_distributed import TESTS, launch_two_nodes, torchrun

@@ -13,11 +13,10 @@ import time
 
 import pytest
 
-from bench_fake_judge import bench_args, tiny_checkpoints
+from bench_fake_judge import FakeJudgeServer, bench_args, tiny_checkpoints
 from benchmarks.cli import main as bench
 from benchmarks.judge import JudgeCache, JudgeRequest, OpenAIJudge
 from benchmarks.store import ResultsStore
-from benchmarks.testing import FakeJudgeServer
 from sppo.files import read_json, read_jsonl
 
 SECRET = "sk-fail-SECRET-77665544"

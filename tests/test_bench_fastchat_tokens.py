@@ -63,7 +63,7 @@ def test_mt_bench_prompts_get_fastchats_bos(mistral_tokenizer):
     answer = tok("Paris is the capital.", add_special_tokens=False).input_ids + [tok.eos_token_id]
     model = RecordingModel(answer)
     answerer = ModelAnswerer(MISTRAL)
-    answerer._generator = HFGenerator(model, tok, batch_size=4)
+    answerer.adopt(HFGenerator(model, tok, batch_size=4))
     qs = [{"turns": ["What is the capital of France?", "And of Spain? Answer in one word."]}]
     first, second = _mt_turns(answerer, qs, 0.0, 16, "mistral")
     assert first == ["Paris is the capital."]

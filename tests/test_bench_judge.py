@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from benchmarks.testing import FakeJudgeServer, verdict
+from bench_fake_judge import FakeJudgeServer, verdict
 from benchmarks.judge import JudgeCache, JudgeRequest, LocalJudge, OpenAIJudge, parse_judge_spec
 
 MSG = [{"role": "system", "content": "You are a judge."}, {"role": "user", "content": "Rate this."}]

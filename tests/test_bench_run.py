@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bench_fake_judge import bench_args, tiny_checkpoints
-from benchmarks.testing import FakeJudgeServer
+from bench_fake_judge import FakeJudgeServer, bench_args, tiny_checkpoints
 from benchmarks.cli import main as bench
 from benchmarks.scoring import alpaca_eval as ae
 from benchmarks.scoring import arena_hard as ah

@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bench_fake_judge import bench_args, tiny_checkpoints
+from bench_fake_judge import FakeJudgeServer, bench_args, tiny_checkpoints
 from benchmarks.answers import AnswerSettings
 from benchmarks.suites.alpaca_eval import alpaca_eval_answers, alpaca_eval_sampling
 from benchmarks.cli import main as bench
 from benchmarks.store import ResultsStore
-from benchmarks.testing import FakeJudgeServer
 from sppo.files import read_json
 
 
@@ -130,7 +129,8 @@ def test_answer_job_gives_a_rendered_prompt_to_the_model_unchanged():
             return [["x"] for _ in conversations]
 
     answerer = ModelAnswerer("m")
-    answerer._generator = gen = Gen()
+    gen = Gen()
+    answerer.adopt(gen)
     prompt = [{"role": "user", "content": "[INST] Q1 [/INST]"}]
     assert answerer.answer([PromptText("[INST] Q1 [/INST]")], 0.0, 4, top_k=50) == ["x"]
     assert answerer.answer([prompt], 0.0, 4) == ["x"]

@@ -10,7 +10,8 @@ import pytest
 
 from benchmarks.cli import main as bench
 from benchmarks.store import ResultsStore, SuiteResult
-from benchmarks.table_cmd import TABLES, plot_series, suite_frames
+from benchmarks.card_layout import table_spec
+from benchmarks.table_cmd import plot_series, suite_frames
 
 
 def _arena(model, score, q025, q975):
@@ -33,11 +34,10 @@ def test_arena_hard_table_prints_as_show_result_and_plots_carry_error_bars(tmp_p
     assert row["Score"] == str(round(score, 1)) == "23.3"
     assert row["95% CI"] == str((round(lower - score, 1), round(upper - score, 1))) == "(-1.8, 1.8)"
     results = store.results()
-    key = {suite: k for suite, _, k in TABLES}
-    metric, models, series = plot_series(results, "alpaca_eval", key["alpaca_eval"])
+    metric, models, series = plot_series(results, table_spec("alpaca_eval"))
     assert metric == "win_rate" and models == ["Iter0", "Iter2"]  # the starting model first
     assert series["default"] == ([0, 1], [17.1, 31.0], [[1.3, 1.6], [1.3, 1.6]])
-    _, _, arena = plot_series(results, "arena_hard", key["arena_hard"])
+    _, _, arena = plot_series(results, table_spec("arena_hard"))
     xs, ys, yerr = arena["default"]
     assert ys == [23.34] and yerr == [[pytest.approx(23.34 - 21.51)], [pytest.approx(25.13 - 23.34)]]
     assert bench(["table", "--results-dir", str(tmp_path), "--plots"]) == 0
@@ -71,8 +71,7 @@ def test_with_judgments_fits_like_one_directory_in_sorted_order(tmp_path, capsys
 
 
 def test_iter0_is_the_runs_starting_model(tmp_path, shared_data):
-    from bench_fake_judge import bench_args, tiny_checkpoints
-    from benchmarks.testing import FakeJudgeServer
+    from bench_fake_judge import FakeJudgeServer, bench_args, tiny_checkpoints
 
     (start,) = tiny_checkpoints(tmp_path, seeds=(0,))
     run = tmp_path / "run"
@@ -87,8 +86,7 @@ def test_iter0_is_the_runs_starting_model(tmp_path, shared_data):
 
 
 def test_run_with_judgments_cofits_and_notes_pooled_judges(tmp_path, shared_data):
-    from bench_fake_judge import bench_args, tiny_checkpoints
-    from benchmarks.testing import FakeJudgeServer
+    from bench_fake_judge import FakeJudgeServer, bench_args, tiny_checkpoints
     from sppo.files import read_jsonl
 
     (ck,) = tiny_checkpoints(tmp_path, seeds=(0,))
@@ -133,3 +131,21 @@ def test_table_prints_the_cards_row_names_and_figures(tmp_path, shared_data, cap
     header = ours[titles["Open LLM"]]["header"]
     assert header[header.index("mmlu") + 1] == "mmlu (unweighted)"
     assert lm["Mistral7B-PairRM-SPPO Iter 1"]["mmlu (unweighted)"] == "59.14"  # 58.8402 + 0.3, as the card rounds
+
+
+def test_one_name_per_suite_everywhere():
+    """The run registry, the scorers, the card's tables and the results store name the same four suites; the
+    command line spells them with dashes (``--alpaca-eval``, ``score alpaca-eval``)."""
+    from benchmarks.card_layout import TABLES
+    from benchmarks.cli import build_parser
+    from benchmarks.score_cmd import SCORERS
+    from benchmarks.store import SUITES
+    from benchmarks.suites import REGISTRY
+
+    assert SUITES == ("alpaca_eval", "arena_hard", "mt_bench", "lm_eval")
+    assert tuple(REGISTRY) == tuple(SCORERS) == SUITES
+    assert sorted(t.suite for t in TABLES) == sorted(SUITES)
+    assert all(REGISTRY[s].table.suite == s and REGISTRY[s].name == s for s in SUITES)
+    args = build_parser().parse_args(["score", "alpaca-eval", "a.json"])
+    assert args.suite == "alpaca_eval"
+    assert build_parser().parse_args(["run", "--arena-hard", "--lm-eval", "x"]).suites == ["arena_hard", "lm_eval"]

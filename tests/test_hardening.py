@@ -166,7 +166,7 @@ def test_echoed_key_and_url_password_never_reach_cache_replies_or_logs(tmp_path,
     from urllib.parse import quote
 
     from benchmarks.judge import JudgeCache, JudgeRequest, OpenAIJudge
-    from benchmarks.testing import FakeJudgeServer
+    from bench_fake_judge import FakeJudgeServer
     from sppo.files import write_json
 
     import logging
@@ -201,9 +201,8 @@ def test_bench_run_with_url_password_and_echoing_judge_writes_no_secret(tmp_path
     the key or the password; the result records the URL without its userinfo."""
     from urllib.parse import quote
 
-    from bench_fake_judge import bench_args, tiny_checkpoints
+    from bench_fake_judge import FakeJudgeServer, bench_args, tiny_checkpoints
     from benchmarks.cli import main as bench
-    from benchmarks.testing import FakeJudgeServer
 
     ckpt = tiny_checkpoints(tmp_path / "ck", seeds=(0,))
     monkeypatch.setenv("BENCH_KEY", KEY)
@@ -319,9 +318,8 @@ def test_judge_cache_on_a_full_disk_is_one_line_and_keeps_what_it_had(tmp_path, 
 def test_bench_run_on_a_full_or_read_only_store(tmp_path, shared_data, disks, monkeypatch, capsys, options, words):
     """`sppo-bench` whose results store fills up (SQLite: "database or disk is full") or is read-only: one line
     naming the file, exit 1, no temporary file left."""
-    from bench_fake_judge import bench_args, tiny_checkpoints
+    from bench_fake_judge import FakeJudgeServer, bench_args, tiny_checkpoints
     from benchmarks.cli import main as bench
-    from benchmarks.testing import FakeJudgeServer
 
     ckpt = tiny_checkpoints(tmp_path / "ck", seeds=(0,))
     store = disks("store", *options)
@@ -404,10 +402,9 @@ def test_checkpoints_whose_names_clean_alike_keep_separate_results(tmp_path, sha
     shows both."""
     import shutil
 
-    from bench_fake_judge import bench_args, tiny_checkpoints
+    from bench_fake_judge import FakeJudgeServer, bench_args, tiny_checkpoints
     from benchmarks.cli import main as bench
     from benchmarks.store import ResultsStore
-    from benchmarks.testing import FakeJudgeServer
 
     a, b = tiny_checkpoints(tmp_path, seeds=(0, 1))
     a, b = Path(shutil.move(a, tmp_path / "we ird;name")), Path(shutil.move(b, tmp_path / "we_ird_name"))

@@ -5,7 +5,11 @@
     arena_hard.py   Arena-Hard v0.1       (scoring: benchmarks.scoring.arena_hard; scored for all models together)
     mt_bench.py     MT-Bench              (scoring: benchmarks.scoring.mt_bench)
     lm_eval.py      lm-evaluation-harness (scoring: benchmarks.scoring.lm_eval)
-    common.py       run context, judge failures, artifact keys, batched judging, file lock
+    common.py       the Suite interface and its SuiteOutcome, run context, judge failures, artifact keys, batched
+                    judging, file lock
+
+Each module declares its ``SUITE`` (name, run, the model card's table, the headline line, the judge prompt's
+version); ``REGISTRY`` holds the four, in run order (``benchmarks.store.SUITES``).
 
 Artifacts live beside the results store, in the official tools' layouts, so those tools could read them too.
 Every answer and judgment row carries ``sppo_key``, a digest of what produced it (answers: checkpoint, template and
@@ -17,36 +21,11 @@ with ``JudgeFailed`` (no result recorded) and the next run asks exactly those re
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
+from benchmarks.store import SuiteName
 from benchmarks.suites import alpaca_eval, arena_hard, common, lm_eval, mt_bench
-from benchmarks.suites.common import JudgeFailed, ModelTarget, RunContext
+from benchmarks.suites.common import JudgeFailed, ModelTarget, RunContext, Suite, SuiteOutcome
 
+REGISTRY: dict[SuiteName, Suite] = {s.name: s for s in (alpaca_eval.SUITE, arena_hard.SUITE, mt_bench.SUITE,
+                                                        lm_eval.SUITE)}
 
-@dataclass(frozen=True)
-class Suite:
-    """One benchmark: ``run(ctx, target)`` answers, judges and scores one model (a SuiteResult); a suite scored
-    for all models together (Arena-Hard) instead gives ``run`` its per-model state and ``score_together(ctx,
-    targets, states)`` the SuiteResults. ``prompt_version(ctx)`` digests the judge prompt (None: no judge)."""
-
-    name: str
-    flag: str
-    run: Callable
-    prompt_version: Callable | None = None
-    score_together: Callable | None = None
-
-    @property
-    def judged(self) -> bool:
-        return self.prompt_version is not None
-
-
-SUITES: dict[str, Suite] = {
-    "alpaca_eval": Suite("alpaca_eval", "--alpaca-eval", alpaca_eval.run, alpaca_eval.prompt_version),
-    "arena_hard": Suite("arena_hard", "--arena-hard", arena_hard.judge_one, arena_hard.prompt_version,
-                        arena_hard.score_together),
-    "mt_bench": Suite("mt_bench", "--mt-bench", mt_bench.run, mt_bench.prompt_version),
-    "lm_eval": Suite("lm_eval", "--lm-eval", lm_eval.run),
-}
-
-__all__ = ["SUITES", "Suite", "JudgeFailed", "ModelTarget", "RunContext", "common"]
+__all__ = ["REGISTRY", "Suite", "SuiteOutcome", "JudgeFailed", "ModelTarget", "RunContext", "common"]

@@ -15,9 +15,11 @@ from sppo.files import read_json, under, write_json
 from benchmarks.answers import AnswerSettings, ModelAnswerer, reusable
 from benchmarks.judge import Judge, JudgeReply, JudgeRequest
 from benchmarks.scoring import alpaca_eval as ae
-from benchmarks.store import SuiteResult, digest
-from benchmarks.suites.common import (Failures, ModelTarget, RunContext, complete_in_batches, judgment_key,
-                                      prompt_version as _digest_prompt, require_judge, reused_counts, suite_result)
+from benchmarks.card_layout import table_spec
+from benchmarks.store import digest
+from benchmarks.suites.common import (Failures, ModelTarget, RunContext, Suite, SuiteOutcome, complete_in_batches,
+                                      figure, judgment_key, prompt_version as _digest_prompt, require_judge,
+                                      reused_counts, suite_result)
 
 ALPACA_EVAL_MAX_NEW_TOKENS = 2048
 # the SPPO models' AlpacaEval generation (uclaml/SPPO models_configs/Mistral7B-PairRM-SPPO-Iter3/configs.yaml:10-12,
@@ -80,25 +82,43 @@ def prompt_version(ctx: RunContext) -> str:
     return _digest_prompt(ctx.data.alpaca_eval().prompt_template, ae.JUDGE_PARAMS)
 
 
-def run(ctx: RunContext, target: ModelTarget) -> SuiteResult:
+def run(ctx: RunContext, target: ModelTarget) -> SuiteOutcome:
     judge = require_judge(ctx, "alpaca_eval")
     before = judge.stats.as_dict()
     data = ctx.data.alpaca_eval()
     work = under(ctx.work_dir("alpaca_eval", target.variant), target.name, what="model name")
     outputs, gen_info = alpaca_eval_answers(target.answerer, data.examples, work / "model_outputs.json", target.name,
                                             ctx.answer_settings, target.path)
-    baseline = {ex["instruction"]: ex for ex in data.examples}
     ann_path = work / "annotations.json"
     annotator = ae.ANNOTATOR if judge.model == ae.JUDGE_MODEL else f"weighted_alpaca_eval[{judge.model}]"
+    annotations, pending = _annotation_plan(data, outputs, target.name, annotator, judge, ann_path)
+    n_reused = len(annotations) - len(pending)
+    _annotate(judge, annotations, pending, ann_path, Failures("alpaca_eval", target.name), ctx.progress)
+    df_gamed, reason = _df_gamed(ctx)
+    scored = ae.score_annotations(annotations, df_gamed=df_gamed, source=str(ann_path), lc_unavailable_reason=reason)
+    metrics = scored[target.name]
+    settings = {"limit": ctx.answer_settings.limit, "n_instructions": len(outputs), "generation": gen_info,
+                "annotator": annotator, "judge_params": ae.JUDGE_PARAMS, "data": data.source,
+                "prompt_version": prompt_version(ctx),
+                "reused": reused_counts(gen_info, n_reused, len(annotations)),
+                "annotations": str(ann_path), "model_outputs": str(work / "model_outputs.json")}
+    return SuiteOutcome(suite_result(target, "alpaca_eval", metrics, settings, judge, before))
+
+
+def _annotation_plan(data, outputs: list[dict], model: str, annotator: str, judge: Judge,
+                     ann_path: Path) -> tuple[list[dict], list[tuple[dict, JudgeRequest, bool]]]:
+    """Every output's annotation record, in order - reused from ``annotations.json`` under the same key, decided
+    without a judge (identical outputs), or new - and the (record, request, switched) of those still to judge."""
+    baseline = {ex["instruction"]: ex for ex in data.examples}
     existing = {r.get("sppo_key"): r for r in (read_json(ann_path) if ann_path.exists() else [])
                 if isinstance(r, dict)}
     annotations: list[dict] = []
-    pending: list[tuple[dict, JudgeRequest, bool]] = []  # (record, request, switched)
+    pending: list[tuple[dict, JudgeRequest, bool]] = []
     for out in outputs:
         base = baseline[out["instruction"]]
         record = {"instruction": out["instruction"], "output_1": base["output"],
                   "generator_1": base.get("generator", ae.BASELINE), "dataset": out.get("dataset"),
-                  "output_2": out["output"], "generator_2": target.name, "annotator": annotator,
+                  "output_2": out["output"], "generator_2": model, "annotator": annotator,
                   "preference": None, "raw_completion": None, "price_per_example": 0.0, "time_per_example": 0.0}
         if base["output"] == out["output"]:  # identical outputs: 1.5 without a judge call, as alpaca_eval
             record["preference"] = ae.annotate_preference(out["instruction"], base["output"], out["output"], None)
@@ -114,10 +134,14 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteResult:
             continue
         annotations.append(record)
         pending.append((record, request, switched))
-    n_reused = len(annotations) - len(pending)
-    failures = Failures("alpaca_eval", target.name)
+    return annotations, pending
 
-    def save() -> None:  # failed requests are not written: a rerun asks them again
+
+def _annotate(judge: Judge, annotations: list[dict], pending: list[tuple[dict, JudgeRequest, bool]],
+              ann_path: Path, failures: Failures, progress: bool) -> None:
+    """Judge the pending records in batches, ``annotations.json`` rewritten after each; ends with JudgeFailed when
+    a request failed (failed requests are not written: a rerun asks them again)."""
+    def save() -> None:
         write_json(ann_path, [a for a in annotations if a.get("raw_completion") is not None or "sppo_key" not in a])
 
     def on_batch(start: int, replies: list[JudgeReply]) -> None:
@@ -128,21 +152,12 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteResult:
                                                        reply.top_logprobs)
             rec["is_switched_outputs"] = switched
             rec["raw_completion"] = {"text": reply.text, "top_logprobs": reply.top_logprobs}
-            rec["price_per_example"] = _price(judge, reply)
+            rec["price_per_example"] = judge.cost(reply)
         save()
 
-    complete_in_batches(judge, [req for _, req, _ in pending], on_batch, ctx.progress)
+    complete_in_batches(judge, [req for _, req, _ in pending], on_batch, progress)
     save()
     failures.raise_if_any()
-    df_gamed, reason = _df_gamed(ctx)
-    scored = ae.score_annotations(annotations, df_gamed=df_gamed, source=str(ann_path), lc_unavailable_reason=reason)
-    metrics = scored[target.name]
-    settings = {"limit": ctx.answer_settings.limit, "n_instructions": len(outputs), "generation": gen_info,
-                "annotator": annotator, "judge_params": ae.JUDGE_PARAMS, "data": data.source,
-                "prompt_version": prompt_version(ctx),
-                "reused": reused_counts(gen_info, n_reused, len(annotations)),
-                "annotations": str(ann_path), "model_outputs": str(work / "model_outputs.json")}
-    return suite_result(target, "alpaca_eval", metrics, settings, judge, before)
 
 
 def _df_gamed(ctx: RunContext):
@@ -156,9 +171,8 @@ def _df_gamed(ctx: RunContext):
     return ae.read_df_gamed(path), None
 
 
-def _price(judge: Judge, reply: JudgeReply) -> float:
-    if not judge.price or reply.cached:
-        return 0.0
-    return (reply.prompt_tokens * judge.price[0] + reply.completion_tokens * judge.price[1]) / 1e6
+def headline(m: dict[str, Any]) -> str:
+    return f"LC {figure(m, 'length_controlled_winrate')}  WR {figure(m, 'win_rate')}  len {m.get('avg_length')}"
 
 
+SUITE = Suite("alpaca_eval", run, table_spec("alpaca_eval"), headline, prompt_version)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -15,13 +16,14 @@ from sppo.errors import UserError
 from sppo.files import read_jsonl, under, write_jsonl
 
 from benchmarks.answers import AnswerSettings, ModelAnswerer, answer_id, reusable
+from benchmarks.card_layout import table_spec
 from benchmarks.judge import Judge, JudgeRequest
 from benchmarks.scoring import arena_hard as ah
 from benchmarks.store import SuiteResult, digest
 from benchmarks.suites import common
-from benchmarks.suites.common import (LOGPROB_VERDICT, Failures, ModelTarget, RunContext, judge_label, judge_usage,
-                                      judgment_key, prompt_version as _digest_prompt, require_judge, reused_counts,
-                                      suite_result)
+from benchmarks.suites.common import (LOGPROB_VERDICT, Failures, JointFit, ModelTarget, RunContext, Suite,
+                                      SuiteOutcome, figure, judge_label, judgment_key, prompt_version as _digest_prompt,
+                                      require_judge, reused_counts, suite_result)
 
 ARENA_HARD_MAX_NEW_TOKENS = 4096  # config/gen_answer_config.yaml max_tokens (arena-hard-auto @e883410)
 ARENA_HARD_PROMPT_MARGIN = 300  # gen_answer.py (arena-hard-auto @e883410:150-151), local models with a tokenizer
@@ -127,7 +129,7 @@ def _arena_logprob_verdicts(judge: Judge, states: list[dict]) -> None:
             st["score"], st["verdict_source"] = label[:-2], LOGPROB_VERDICT
 
 
-def judge_one(ctx: RunContext, target: ModelTarget) -> dict[str, Any]:
+def judge_one(ctx: RunContext, target: ModelTarget) -> SuiteOutcome:
     """Answers and judgments of one model; scoring is done for all models together (``score_together``)."""
     judge = require_judge(ctx, "arena_hard")
     before = judge.stats.as_dict()
@@ -152,23 +154,12 @@ def judge_one(ctx: RunContext, target: ModelTarget) -> dict[str, Any]:
         else:
             todo.append([{**g, "key": key} for g in games])
     n_reused = len(rows) - len(old.keys() - wanted_ids)
-    failures = Failures("arena_hard", target.name)
 
     def write_rows() -> None:
         write_jsonl(jpath, [rows[str(q["question_id"])] for q in data.questions if str(q["question_id"]) in rows])
 
-    for start in range(0, len(todo), common.JUDGE_BATCH // 2):
-        chunk = todo[start:start + common.JUDGE_BATCH // 2]
-        _arena_judge_chunk(judge, [st for pair in chunk for st in pair], cfg, failures, ctx.progress)
-        _arena_logprob_verdicts(judge, [st for pair in chunk for st in pair])
-        for pair in chunk:
-            if any(st.get("failed") for st in pair):
-                continue  # not written: a rerun judges this question again
-            rows[pair[0]["qid"]] = {"question_id": pair[0]["qid"], "model": target.name, "judge": judge.model,
-                                    "games": [_arena_game(st) for st in pair], "sppo_key": pair[0]["key"]}
-        write_rows()
-    write_rows()
-    failures.raise_if_any()
+    _judge_questions(judge, todo, cfg, rows, write_rows, Failures("arena_hard", target.name), ctx.progress,
+                     target.name)
     settings = {"limit": ctx.answer_settings.limit, "n_questions": len(wanted), "generation": gen_info,
                 "judge_config": {k: cfg.get(k) for k in ("judge_model", "baseline_model", "temperature", "max_tokens",
                                                          "regex_pattern", "number_of_judgment_attempts")},
@@ -177,8 +168,27 @@ def judge_one(ctx: RunContext, target: ModelTarget) -> dict[str, Any]:
                 "data": data.source, "judgments": str(jpath), "answers": str(work / "model_answer")}
     n_lp = sum(g.get("verdict_source") == LOGPROB_VERDICT for qid in wanted_ids if qid in rows
                for g in rows[qid]["games"])
-    return {"settings": settings, "usage": judge_usage(judge, before), "n_logprob_verdicts": n_lp,
-            "wanted": [str(q["question_id"]) for q in wanted]}
+    return SuiteOutcome(suite_result(target, "arena_hard", {}, settings, judge, before),
+                        JointFit(tuple(str(q["question_id"]) for q in wanted), n_lp))
+
+
+def _judge_questions(judge: Judge, todo: list[list[dict]], cfg: dict, rows: dict[str, dict], write_rows,
+                     failures: Failures, progress: bool, model: str) -> None:
+    """Judge the two games of every question in ``todo`` in chunks, each question's row added to ``rows`` and the
+    judgment file rewritten after each chunk; ends with JudgeFailed when a request failed (that question is not
+    written: a rerun judges it again)."""
+    for start in range(0, len(todo), common.JUDGE_BATCH // 2):
+        chunk = todo[start:start + common.JUDGE_BATCH // 2]
+        _arena_judge_chunk(judge, [st for pair in chunk for st in pair], cfg, failures, progress)
+        _arena_logprob_verdicts(judge, [st for pair in chunk for st in pair])
+        for pair in chunk:
+            if any(st.get("failed") for st in pair):
+                continue
+            rows[pair[0]["qid"]] = {"question_id": pair[0]["qid"], "model": model, "judge": judge.model,
+                                    "games": [_arena_game(st) for st in pair], "sppo_key": pair[0]["key"]}
+        write_rows()
+    write_rows()
+    failures.raise_if_any()
 
 
 def arena_judgment_dir(ctx: RunContext, variant: str, judge: Judge) -> Path:
@@ -198,36 +208,45 @@ def _with_notes(metrics: dict | None, n_logprob: int, pooled: str | None) -> dic
     return metrics
 
 
-def score_together(ctx: RunContext, targets: Sequence[ModelTarget], judged: dict[str, dict]) -> list[SuiteResult]:
+def score_together(ctx: RunContext, outcomes: Sequence[tuple[ModelTarget, SuiteOutcome]]) -> list[SuiteResult]:
     """Score the judged models with every judgment file of the same judge and variant, fitted together as the
     official show_result does with its judgment directory (files in sorted name order)."""
-    from benchmarks.scoring import read_jsonl_lines
-
     judge = require_judge(ctx, "arena_hard")
     out = []
-    by_variant: dict[str, list[ModelTarget]] = {}
-    for t in targets:
-        by_variant.setdefault(t.variant, []).append(t)
-    for variant, ts in by_variant.items():
+    by_variant: dict[str, list[tuple[ModelTarget, SuiteOutcome]]] = {}
+    for t, outcome in outcomes:
+        by_variant.setdefault(t.variant, []).append((t, outcome))
+    for variant, pairs in by_variant.items():
         jdir = arena_judgment_dir(ctx, variant, judge)
-        wanted = set(judged[ts[0].name]["wanted"])
-        rows, lines, sources = [], [], []
-        for f in ah.judgment_files(jdir, ctx.with_judgments):
-            r, ln = read_jsonl_lines(f)
-            keep = [i for i, row in enumerate(r) if str(row.get("question_id")) in wanted]
-            rows += [r[i] for i in keep]
-            lines += [ln[i] for i in keep]
-            sources += [str(f)] * len(keep)
-        adir = ctx.work_dir("arena_hard", variant) / "model_answer"
-        answers = {f.stem: [a for a in read_jsonl(f) if str(a["question_id"]) in wanted] for f in adir.glob("*.jsonl")}
-        board = ah.score_judgments(rows, answers=answers, question_ids=wanted, source=sources, lines=lines)
-        pooled = ah.pooled_judges_note(rows, jdir)
-        for t in ts:
-            metrics = _with_notes(board.get(t.name), judged[t.name].get("n_logprob_verdicts", 0), pooled)
-            settings = {**judged[t.name]["settings"], "models_fitted_together": sorted(board)}
-            res = suite_result(t, "arena_hard", metrics, settings, judge, None)
-            res.judge["usage"] = judged[t.name]["usage"]
-            out.append(res)
+        wanted = set(pairs[0][1].joint.question_ids)
+        board, pooled = _fit(ctx, variant, jdir, wanted)
+        for t, outcome in pairs:
+            metrics = _with_notes(board.get(t.name), outcome.joint.n_logprob_verdicts, pooled)
+            settings = {**outcome.result.settings, "models_fitted_together": sorted(board)}
+            out.append(replace(outcome.result, metrics=metrics, settings=settings))
     return out
 
 
+def _fit(ctx: RunContext, variant: str, jdir: Path, wanted: set[str]) -> tuple[dict[str, dict], str | None]:
+    """The leaderboard of every judgment file of ``jdir`` (and ``--with-judgments``) on the ``wanted`` questions,
+    and the note when judges were pooled."""
+    from benchmarks.scoring import read_jsonl_lines
+
+    rows, lines, sources = [], [], []
+    for f in ah.judgment_files(jdir, ctx.with_judgments):
+        r, ln = read_jsonl_lines(f)
+        keep = [i for i, row in enumerate(r) if str(row.get("question_id")) in wanted]
+        rows += [r[i] for i in keep]
+        lines += [ln[i] for i in keep]
+        sources += [str(f)] * len(keep)
+    adir = ctx.work_dir("arena_hard", variant) / "model_answer"
+    answers = {f.stem: [a for a in read_jsonl(f) if str(a["question_id"]) in wanted] for f in adir.glob("*.jsonl")}
+    board = ah.score_judgments(rows, answers=answers, question_ids=wanted, source=sources, lines=lines)
+    return board, ah.pooled_judges_note(rows, jdir)
+
+
+def headline(m: dict[str, Any]) -> str:
+    return f"score {figure(m, 'score', 1)}  CI {m.get('CI', 'n/a')}  tokens {m.get('avg_tokens')}"
+
+
+SUITE = Suite("arena_hard", judge_one, table_spec("arena_hard"), headline, prompt_version, score_together)

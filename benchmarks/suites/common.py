@@ -1,5 +1,5 @@
-"""What every suite shares: the run context, the model under test, judge failures, artifact keys, batched judging
-and the lock for files several models share."""
+"""What every suite shares: the `Suite` interface and its `SuiteOutcome`, the run context, the model under test,
+judge failures, artifact keys, batched judging and the lock for files several models share."""
 
 from __future__ import annotations
 
@@ -8,15 +8,17 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from sppo.errors import UserError
 from sppo.files import open_no_follow, read_jsonl, safe_name, under, write_jsonl
 
 from benchmarks.answers import AnswerSettings, ModelAnswerer
+from benchmarks.card_layout import TableSpec
+from benchmarks.config import LmEvalTaskSet
 from benchmarks.data import DataSource
 from benchmarks.judge import Judge, JudgeReply, JudgeRequest, cache_key, scrub
-from benchmarks.store import DEFAULT_VARIANT, SuiteResult, checkpoint_fingerprint, digest
+from benchmarks.store import DEFAULT_VARIANT, SuiteName, SuiteResult, checkpoint_fingerprint, digest
 
 LOGPROB_VERDICT = "logprobs"  # verdict_source of a verdict read from a local judge's token probabilities
 JUDGE_BATCH = 64  # judge requests per batch; the judgment file is rewritten after each
@@ -41,7 +43,7 @@ class RunContext:
     judges: dict[str, Judge] = field(default_factory=dict)  # suite -> its judge
     answer_settings: AnswerSettings = field(default_factory=AnswerSettings)
     progress: bool = False
-    lm_eval_tasks: str = "v1"  # "v1" (Open LLM Leaderboard v1, data from the Hub) or "tiny" (generated here)
+    lm_eval_tasks: LmEvalTaskSet = "v1"  # "v1" (Open LLM Leaderboard v1, data from the Hub) or "tiny" (generated here)
     lm_eval_batch_size: int = 4
     df_gamed: str | None = None  # local AlpacaEval df_gamed.csv for LC (else the Hub, else LC is None)
     with_judgments: list[Path] = field(default_factory=list)  # other models' Arena-Hard judgment dirs to co-fit
@@ -50,6 +52,50 @@ class RunContext:
     def work_dir(self, suite: str, variant: str) -> Path:
         return under(self.results_dir, suite if variant == DEFAULT_VARIANT else f"{suite}.{variant}",
                      what="variant")
+
+
+@dataclass(frozen=True)
+class JointFit:
+    """What a suite scored for all models together (Arena-Hard) keeps of one model until the joint fit: the
+    questions judged and how many verdicts were read from a local judge's token probabilities."""
+
+    question_ids: tuple[str, ...]
+    n_logprob_verdicts: int = 0
+
+
+@dataclass(frozen=True)
+class SuiteOutcome:
+    """A suite's run on one model: its result, or - for a suite scored for all models together - the result
+    without figures (``result.metrics`` empty) and what the joint fit needs (``joint``)."""
+
+    result: SuiteResult
+    joint: JointFit | None = None
+
+
+@dataclass(frozen=True)
+class Suite:
+    """One benchmark. ``run(ctx, target)`` answers, judges and scores one model; a suite scored for all models
+    together (Arena-Hard) has ``score_together(ctx, outcomes)``, which turns the outcomes of every model into
+    their SuiteResults. ``prompt_version(ctx)`` digests the judge prompt (None: no judge). ``table`` is the model
+    card's table (columns, rounding, plotted figure), ``headline(metrics)`` the line printed after a run."""
+
+    name: SuiteName
+    run: Callable[["RunContext", ModelTarget], SuiteOutcome]
+    table: TableSpec
+    headline: Callable[[dict[str, Any]], str]
+    prompt_version: Callable[["RunContext"], str] | None = None
+    score_together: Callable[["RunContext", Sequence[tuple[ModelTarget, SuiteOutcome]]], list[SuiteResult]] | None \
+        = None
+
+    @property
+    def judged(self) -> bool:
+        return self.prompt_version is not None
+
+
+def figure(metrics: dict[str, Any], key: str, digits: int = 2) -> str:
+    """A metric for a headline line: ``digits`` decimals, ``n/a`` when missing."""
+    v = metrics.get(key)
+    return "n/a" if v is None else f"{v:.{digits}f}"
 
 
 class JudgeFailed(Exception):

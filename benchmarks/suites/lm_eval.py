@@ -15,8 +15,10 @@ from sppo.cli_util import launched_rank, quiet_other_ranks
 from sppo.errors import UserError, described
 from sppo.files import read_json, write_jsonl, write_text
 
+from benchmarks.card_layout import table_spec
+from benchmarks.config import LmEvalTaskSet
 from benchmarks.store import DEFAULT_VARIANT, SuiteResult, checkpoint_fingerprint
-from benchmarks.suites.common import ModelTarget, RunContext
+from benchmarks.suites.common import ModelTarget, RunContext, Suite, SuiteOutcome, figure
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +106,7 @@ def _lm_eval_tasks_ready(extra_dir: Path | None) -> None:
     quiet_other_ranks()  # lm-eval's initialize_tasks sets its logger's level
 
 
-def task_plan(task_set: str) -> dict[str, int]:
+def task_plan(task_set: LmEvalTaskSet) -> dict[str, int]:
     from benchmarks.scoring import lm_eval as le
 
     if task_set == "v1":
@@ -114,7 +116,7 @@ def task_plan(task_set: str) -> dict[str, int]:
     raise UserError(f"--lm-eval-tasks: unknown task set {task_set!r}; use v1 or tiny")
 
 
-def variant_of(task_set: str) -> str:
+def variant_of(task_set: LmEvalTaskSet) -> str:
     return DEFAULT_VARIANT if task_set == "v1" else "sppo-tiny-mc"
 
 
@@ -225,16 +227,13 @@ class _Gatherer:
         return model
 
 
-def run(ctx: RunContext, target: ModelTarget) -> SuiteResult:
+def run(ctx: RunContext, target: ModelTarget) -> SuiteOutcome:
     """``lm_eval.simple_evaluate`` per task with its v1 few-shot count, every rank taking its share; the harness's
     results JSON (merged over the tasks) and the samples are kept. Each finished task is kept, so a rerun resumes
     with the next one."""
     import torch
 
-    from benchmarks import parallel
-
     plan = task_plan(ctx.lm_eval_tasks)
-    variant = variant_of(ctx.lm_eval_tasks)
     work = ctx.work_dir("lm_eval", DEFAULT_VARIANT) / target.name
     extra = write_tiny_task(ctx.results_dir / "lm_eval_tasks") if ctx.lm_eval_tasks == "tiny" else None
     _lm_eval_tasks_ready(extra)
@@ -243,47 +242,66 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteResult:
     limit = ctx.answer_settings.limit
     merged: dict[str, Any] = {"results": {}, "groups": {}, "configs": {}, "versions": {}, "n-shot": {}, "config": {}}
     for task, shots in plan.items():
-        tpath = work / f"results_{task}.json"
-        run_key = {"model": target.path, "fingerprint": checkpoint_fingerprint(target.path), "num_fewshot": shots,
-                   "limit": limit, "dtype": dtype, "device": device, "batch_size": ctx.lm_eval_batch_size,
-                   **({"trust_remote_code": True} if ctx.trust_remote_code else {})}
-        res = read_json(tpath) if tpath.exists() else None
-        if res is None or res.get("sppo_run_key") != run_key:
-            log.info("lm-eval %s (%d-shot) on %s", task, shots, target.name)
-            job = LmEvalJob(target.path, dtype, task, shots, ctx.lm_eval_batch_size, limit, str(extra) if extra else None,
-                            ctx.trust_remote_code)
-            try:
-                res = parallel.run("lm_eval", job)
-            except Exception as e:  # the harness raises plain exceptions (missing dataset, no network, ...)
-                raise UserError(f"lm-eval task {task} failed on {target.name}: {described(e)}") from None
-            samples = res.pop("samples", {}) or {}
-            for name, rows in samples.items():
-                text = "".join(json.dumps(r, default=_json_default, ensure_ascii=False) + "\n" for r in rows)
-                write_text(work / f"samples_{name}.jsonl", text)
-            res["sppo_run_key"] = run_key
-            res.setdefault("config", {})["model_args"] = {"pretrained": target.path, "dtype": dtype,
-                                                          "trust_remote_code": ctx.trust_remote_code}
-            write_text(tpath, json.dumps(res, indent=2, default=_json_default, ensure_ascii=False) + "\n")
+        job = LmEvalJob(target.path, dtype, task, shots, ctx.lm_eval_batch_size, limit, str(extra) if extra else None,
+                        ctx.trust_remote_code)
+        res = _task_results(job, work, target.name, device)
         for key in ("results", "groups", "configs", "versions", "n-shot"):
             merged[key].update(res.get(key) or {})
         merged["config"] = res.get("config") or {}
     merged["config"]["num_fewshot"] = plan
     results_path = write_text(work / "results.json", json.dumps(merged, indent=2, default=_json_default) + "\n")
-    if ctx.lm_eval_tasks == "v1":
-        from benchmarks.scoring import lm_eval as le
-
-        metrics = le.score_results(merged, source=str(results_path))
-    else:
-        r = merged["results"][TINY_TASK]
-        metrics = {TINY_TASK: r["acc_norm,none"] * 100, f"{TINY_TASK}_acc": r["acc,none"] * 100,
-                   "average": r["acc_norm,none"] * 100, "n_shot": merged["n-shot"],
-                   "notes": [f"{TINY_TASK}: the project's own {len(_TINY_ITEMS)}-question multiple-choice task "
-                             "(offline smoke test), not an Open LLM Leaderboard task"]}
     settings = {"task_set": ctx.lm_eval_tasks, "num_fewshot": plan, "limit": limit, "device": device, "dtype": dtype,
                 "batch_size": ctx.lm_eval_batch_size, "trust_remote_code": ctx.trust_remote_code,
                 "results_json": str(results_path)}
-    res = SuiteResult(model=target.name, suite="lm_eval", metrics=metrics, variant=variant, settings=settings,
-                      judge=None, checkpoint=target.checkpoint())
+    return SuiteOutcome(SuiteResult(model=target.name, suite="lm_eval", metrics=_metrics(ctx.lm_eval_tasks, merged,
+                                                                                           results_path),
+                                    variant=variant_of(ctx.lm_eval_tasks), settings=settings, judge=None,
+                                    checkpoint=target.checkpoint()))
+
+
+def _task_results(job: LmEvalJob, work: Path, model: str, device: str) -> dict[str, Any]:
+    """The harness's results of one task (``results_<task>.json``), kept from an earlier run under the same key,
+    else computed by every rank (the samples written beside them)."""
+    from benchmarks import parallel
+
+    tpath = work / f"results_{job.task}.json"
+    run_key = {"model": job.path, "fingerprint": checkpoint_fingerprint(job.path), "num_fewshot": job.num_fewshot,
+               "limit": job.limit, "dtype": job.dtype, "device": device, "batch_size": job.batch_size,
+               **({"trust_remote_code": True} if job.trust_remote_code else {})}
+    res = read_json(tpath) if tpath.exists() else None
+    if res is not None and res.get("sppo_run_key") == run_key:
+        return res
+    log.info("lm-eval %s (%d-shot) on %s", job.task, job.num_fewshot, model)
+    try:
+        res = parallel.run("lm_eval", job)
+    except Exception as e:  # the harness raises plain exceptions (missing dataset, no network, ...)
+        raise UserError(f"lm-eval task {job.task} failed on {model}: {described(e)}") from None
+    samples = res.pop("samples", {}) or {}
+    for name, rows in samples.items():
+        text = "".join(json.dumps(r, default=_json_default, ensure_ascii=False) + "\n" for r in rows)
+        write_text(work / f"samples_{name}.jsonl", text)
+    res["sppo_run_key"] = run_key
+    res.setdefault("config", {})["model_args"] = {"pretrained": job.path, "dtype": job.dtype,
+                                                  "trust_remote_code": job.trust_remote_code}
+    write_text(tpath, json.dumps(res, indent=2, default=_json_default, ensure_ascii=False) + "\n")
     return res
 
 
+def _metrics(task_set: str, merged: dict[str, Any], results_path: Path) -> dict[str, Any]:
+    """The Open LLM Leaderboard v1 figures, or the project's own task's accuracies."""
+    if task_set == "v1":
+        from benchmarks.scoring import lm_eval as le
+
+        return le.score_results(merged, source=str(results_path))
+    r = merged["results"][TINY_TASK]
+    return {TINY_TASK: r["acc_norm,none"] * 100, f"{TINY_TASK}_acc": r["acc,none"] * 100,
+            "average": r["acc_norm,none"] * 100, "n_shot": merged["n-shot"],
+            "notes": [f"{TINY_TASK}: the project's own {len(_TINY_ITEMS)}-question multiple-choice task "
+                      "(offline smoke test), not an Open LLM Leaderboard task"]}
+
+
+def headline(m: dict[str, Any]) -> str:
+    return f"average {figure(m, 'average')}"
+
+
+SUITE = Suite("lm_eval", run, table_spec("lm_eval"), headline)

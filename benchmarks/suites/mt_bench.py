@@ -16,10 +16,12 @@ from sppo.generate import PromptText
 from benchmarks.answers import AnswerSettings, ModelAnswerer, answer_id, reusable
 from benchmarks.judge import Judge, JudgeReply, JudgeRequest
 from benchmarks.scoring import mt_bench as mt
-from benchmarks.store import SuiteResult, digest
-from benchmarks.suites.common import (LOGPROB_VERDICT, Failures, ModelTarget, RunContext, complete_in_batches,
-                                      judge_label, judgment_key, prompt_version as _digest_prompt, replace_model_rows,
-                                      require_judge, reused_counts, suite_result)
+from benchmarks.card_layout import table_spec
+from benchmarks.store import digest
+from benchmarks.suites.common import (LOGPROB_VERDICT, Failures, ModelTarget, RunContext, Suite, SuiteOutcome,
+                                      complete_in_batches, figure, judge_label, judgment_key,
+                                      prompt_version as _digest_prompt, replace_model_rows, require_judge,
+                                      reused_counts, suite_result)
 
 MT_BENCH_MAX_NEW_TOKENS = 1024  # FastChat gen_model_answer.py --max-new-token default
 # gen_model_answer.py:123-128 samples with HF generate passing no top_k/top_p: transformers' defaults, top-k 50
@@ -116,7 +118,7 @@ def _mt_logprob_verdict(judge: Judge, row: dict, msgs: list[dict]) -> dict:
     return {**row, "score": int(rating[:-2]), "verdict_source": LOGPROB_VERDICT}
 
 
-def run(ctx: RunContext, target: ModelTarget) -> SuiteResult:
+def run(ctx: RunContext, target: ModelTarget) -> SuiteOutcome:
     judge = require_judge(ctx, "mt_bench")
     before = judge.stats.as_dict()
     data = ctx.data.mt_bench()
@@ -130,19 +132,7 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteResult:
            if r.get("model") == target.name}
     wanted_ids = {q["question_id"] for q in wanted}
     beyond = [r for k, r in old.items() if k[0] not in wanted_ids]  # judgments beyond --limit: kept in the file
-    mine: dict[tuple, dict] = {}
-    pending: list[tuple[dict, int, str, list[dict], str]] = []
-    for q in wanted:
-        ref = data.references.get(q["question_id"])
-        for turn in (1, 2):
-            name, msgs = mt.judge_messages(q, answers[q["question_id"]]["choices"][0]["turns"], turn,
-                                           data.judge_prompts, ref["choices"][0]["turns"] if ref else None)
-            key = judgment_key(judge, [JudgeRequest.make(msgs, **mt.JUDGE_PARAMS)])
-            prev = old.get((q["question_id"], turn))
-            if prev is not None and prev.get("sppo_key") == key:
-                mine[q["question_id"], turn] = prev
-            else:
-                pending.append((q, turn, name, msgs, key))
+    mine, pending = _judgment_plan(data, wanted, answers, judge, old)
     n_reused = len(mine)
     order = {q["question_id"]: i for i, q in enumerate(data.questions)}
     failures = Failures("mt_bench", target.name)
@@ -159,19 +149,50 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteResult:
     complete_in_batches(judge, [JudgeRequest.make(p[3], **mt.JUDGE_PARAMS) for p in pending], on_batch, ctx.progress)
     failures.raise_if_any()
     rows = sorted(mine.values(), key=lambda r: (r["turn"], order.get(r["question_id"], 1 << 30)))
+    metrics = _metrics(rows, wanted, jpath, target.name)
+    settings = {"limit": ctx.answer_settings.limit, "n_questions": len(wanted), "generation": gen_info,
+                "judge_params": mt.JUDGE_PARAMS, "data": data.source, "judgments": str(jpath),
+                "prompt_version": prompt_version(ctx),
+                "reused": reused_counts(gen_info, n_reused, 2 * len(wanted)),
+                "answers": str(work / "model_answer")}
+    return SuiteOutcome(suite_result(target, "mt_bench", metrics, settings, judge, before))
+
+
+def _judgment_plan(data, wanted: list[dict], answers: dict[int, dict], judge: Judge,
+                   old: dict[tuple, dict]) -> tuple[dict[tuple, dict], list[tuple[dict, int, str, list[dict], str]]]:
+    """The judgments of both turns of every wanted question reused under the same key ({(question_id, turn): row}),
+    and the (question, turn, prompt name, messages, key) of those still to judge."""
+    mine: dict[tuple, dict] = {}
+    pending: list[tuple[dict, int, str, list[dict], str]] = []
+    for q in wanted:
+        ref = data.references.get(q["question_id"])
+        for turn in (1, 2):
+            name, msgs = mt.judge_messages(q, answers[q["question_id"]]["choices"][0]["turns"], turn,
+                                           data.judge_prompts, ref["choices"][0]["turns"] if ref else None)
+            key = judgment_key(judge, [JudgeRequest.make(msgs, **mt.JUDGE_PARAMS)])
+            prev = old.get((q["question_id"], turn))
+            if prev is not None and prev.get("sppo_key") == key:
+                mine[q["question_id"], turn] = prev
+            else:
+                pending.append((q, turn, name, msgs, key))
+    return mine, pending
+
+
+def _metrics(rows: list[dict], wanted: list[dict], jpath: Path, model: str) -> dict[str, Any]:
+    """FastChat's scores of the model's judgments, with a note on ratings read from token probabilities."""
     scored = mt.score_judgments(rows, questions=wanted, source=str(jpath))
-    metrics = scored.get(target.name) or {"average": None, "notes": ["no judgments"]}
+    metrics = scored.get(model) or {"average": None, "notes": ["no judgments"]}
     metrics.pop("judge", None)
     n_lp = sum(r.get("verdict_source") == LOGPROB_VERDICT for r in rows)
     if n_lp:
         metrics["n_logprob_verdicts"] = n_lp
         metrics["notes"] = [*metrics.get("notes", []), f"{n_lp} ratings read from the local judge's token "
                             "probabilities (its text had no valid rating)"]
-    settings = {"limit": ctx.answer_settings.limit, "n_questions": len(wanted), "generation": gen_info,
-                "judge_params": mt.JUDGE_PARAMS, "data": data.source, "judgments": str(jpath),
-                "prompt_version": prompt_version(ctx),
-                "reused": reused_counts(gen_info, n_reused, 2 * len(wanted)),
-                "answers": str(work / "model_answer")}
-    return suite_result(target, "mt_bench", metrics, settings, judge, before)
+    return metrics
 
 
+def headline(m: dict[str, Any]) -> str:
+    return f"turn1 {figure(m, 'turn_1')}  turn2 {figure(m, 'turn_2')}  avg {figure(m, 'average')}"
+
+
+SUITE = Suite("mt_bench", run, table_spec("mt_bench"), headline, prompt_version)
