@@ -18,12 +18,13 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
-from sppo.config import BACKENDS as GENERATION_BACKENDS  # the training config's choices: one declaration
-from sppo.config import doc, read_yaml_mapping
+from sppo.config import Backend, choices, doc, read_yaml_mapping
 from sppo.errors import UserError
 from sppo.scrub import public_url
 
 from benchmarks.store import SUITES, SuiteName
+
+GENERATION_BACKENDS = choices(Backend)  # the training config's choices: one declaration
 
 ChatTemplate = Literal["fastchat", "hf"]
 LmEvalTaskSet = Literal["v1", "tiny"]

@@ -39,7 +39,7 @@ from typing import Any, get_args
 
 from sppo.cli_util import setup_logging
 from sppo.errors import UserError, first_line
-from sppo.files import checkpoint_dir, current_run_dir, safe_name
+from sppo.files import checkpoint_dir, clean_name, current_run_dir, safe_name
 from sppo.scrub import public_url
 
 from benchmarks.config import (GENERATION_BACKENDS, LOCAL_JUDGE_MAX_NEW_TOKENS, OFFLINE_MAX_NEW_TOKENS, BenchConfig,
@@ -108,7 +108,7 @@ def store_name(ref: str) -> str:
     (``we ird;name`` -> ``we_ird_name-<digest>``, ``we_ird_name`` stays)."""
     p = Path(ref)
     base = p.name if (p.exists() or ref.startswith((".", "/", "~"))) else ref.replace("/", "__")
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("._-")
+    name = clean_name(base).strip("._-")
     if not name:
         raise UserError(f"{ref}: cannot derive a model name")
     if name != base:
@@ -208,7 +208,7 @@ class Judges:
         if self.kind == "local":
             return self._local_name
         name = self.cfg.suite_judge_model(suite) or self.cfg.judge_model or official_judges()[suite]
-        safe_name(re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_"), f"judge model {name!r}")
+        safe_name(clean_name(name).strip("_"), f"judge model {name!r}")
         return name
 
     def identity(self, suite: SuiteName) -> dict[str, Any]:

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from sppo.errors import UserError
-from sppo.files import open_no_follow, read_jsonl, safe_name, under, write_jsonl
+from sppo.files import clean_name, open_no_follow, read_jsonl, safe_name, under, write_jsonl
 
 from benchmarks.answers import AnswerSettings, ModelAnswerer
 from benchmarks.card_layout import TableSpec
@@ -129,7 +128,7 @@ class Failures:
 
 def judge_label(judge: Judge) -> str:
     """The file-name label of a judge (``org/model`` -> ``org_model``); ``..`` and the like are refused."""
-    label = re.sub(r"[^A-Za-z0-9._-]+", "_", judge.model).strip("_")
+    label = clean_name(judge.model).strip("_")
     return safe_name(label, f"judge model {judge.model!r}")
 
 
