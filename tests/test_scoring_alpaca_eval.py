@@ -220,3 +220,39 @@ def test_annotation_records_round_trip():
              "raw_completion": None} for i, p in enumerate([1.0, 2.0])]
     got = ae.score_annotations(recs)["mine"]
     assert got["win_rate"] == 50.0 and got["baseline"] == ae.BASELINE
+
+
+def test_an_unreachable_hub_is_not_retried(monkeypatch):
+    """Not offline by setting, but the Hub's host refuses connections: the download is never attempted (it would
+    retry five times with back-off), LC is simply unavailable."""
+    import socket
+
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        assert ae.host_reachable(f"http://127.0.0.1:{srv.getsockname()[1]}")
+    assert not ae.host_reachable(closed)
+    assert not ae.host_reachable("https://no-such-host.invalid")
+
+    calls = []
+    real = huggingface_hub.hf_hub_download
+
+    def spy(*a, **kw):
+        calls.append(kw.get("local_files_only", False))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", spy)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", closed)
+    ae._hub_download.cache_clear()
+    try:
+        assert ae._hub_download("not-cached-anywhere.csv") is None
+    finally:
+        ae._hub_download.cache_clear()
+    assert calls == [True]  # the cache was looked at; the network never

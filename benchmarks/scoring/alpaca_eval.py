@@ -24,9 +24,11 @@ import functools
 import logging
 import math
 import os
+import socket
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
+from urllib.parse import urlsplit
 
 import pandas as pd
 
@@ -187,15 +189,36 @@ def hub_file(filename: str, local: str | os.PathLike | None = None) -> Path | No
 
 @functools.cache
 def _hub_download(filename: str) -> Path | None:
-    """One attempt per process: an unreachable Hub is not asked again for every model and suite."""
-    try:
-        from huggingface_hub import hf_hub_download
+    """One attempt per process: an unreachable Hub is not asked again for every model and suite. A copy in the
+    Hugging Face cache is used as is; the Hub is asked only when its host accepts a connection (huggingface_hub
+    retries an unreachable host five times with back-off, about 25 s, before giving up)."""
+    from huggingface_hub import constants, hf_hub_download
 
+    kw = dict(repo_id=HUB_DATASET, filename=filename, repo_type="dataset")
+    try:
+        return Path(hf_hub_download(**kw, local_files_only=True))
+    except Exception:  # not cached yet
+        pass
+    if constants.HF_HUB_OFFLINE or not host_reachable(constants.ENDPOINT):
+        log.info("cannot get %s from the Hub dataset %s: %s unreachable", filename, HUB_DATASET, constants.ENDPOINT)
+        return None
+    try:
         log.info("fetching %s from the Hub dataset %s (give a local copy to skip this)", filename, HUB_DATASET)
-        return Path(hf_hub_download(repo_id=HUB_DATASET, filename=filename, repo_type="dataset"))
-    except Exception as e:  # offline, no network, gated, ...: the caller reports LC as unavailable
+        return Path(hf_hub_download(**kw))
+    except Exception as e:  # no network, gated, ...: the caller reports LC as unavailable
         log.info("cannot get %s from the Hub dataset %s: %s", filename, HUB_DATASET, e)
         return None
+
+
+def host_reachable(url: str, timeout: float = 5.0) -> bool:
+    """Whether the host of `url` resolves and accepts a TCP connection within `timeout` seconds."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def read_df_gamed(path: str | os.PathLike) -> pd.DataFrame:
