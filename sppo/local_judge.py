@@ -85,18 +85,29 @@ class LocalChatModel:
     def continuation_logprobs(self, conversation: Conversation, prefix: str,
                               continuations: Sequence[str]) -> list[float]:
         """Each continuation's summed token log-probability right after `prefix` at the start of the model's reply
-        to `conversation` (one batch: the prompt, `prefix`, then each continuation)."""
+        to `conversation`. The shared part (prompt + `prefix`) is read once; its key/value cache, repeated once per
+        continuation, serves one batch of the continuations (right-padded: a causal model's earlier positions never
+        see the padding)."""
+        import torch
+
         tok = self.tokenizer
         base = encode_prompt(tok, list(conversation)) + tok(prefix, add_special_tokens=False)["input_ids"]
         base = base[-self.max_prompt_length:]
         conts = [tok(c, add_special_tokens=False)["input_ids"] for c in continuations]
-        keep = max(len(c) for c in conts) + 1
-        logprobs = self._logprobs([base + c for c in conts], keep)  # position j predicts token j + 1
-        scores = []
-        for row, c in enumerate(conts):
-            steps = range(keep - 1 - len(c), keep - 1)
-            scores.append(sum(float(logprobs[row, j, t]) for j, t in zip(steps, c)))
-        return scores
+        width = max(len(c) for c in conts)
+        device = next(self.model.parameters()).device
+        self.model.eval()
+        with torch.no_grad():
+            shared = self.model(input_ids=torch.tensor([base], device=device), use_cache=True, logits_to_keep=1)
+            first = torch.log_softmax(shared.logits[0, -1].float(), dim=-1)  # predicts each continuation's 1st token
+            cache = shared.past_key_values
+            cache.batch_repeat_interleave(len(conts))
+            pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+            ids = torch.tensor([c + [pad] * (width - len(c)) for c in conts], device=device)
+            rest = torch.log_softmax(self.model(input_ids=ids, past_key_values=cache).logits.float(), dim=-1)
+        # position j of a continuation's row predicts its token j + 1
+        return [float(first[c[0]]) + sum(float(rest[row, j, t]) for j, t in enumerate(c[1:]))
+                for row, c in enumerate(conts)]
 
     def chat(self, conversations: Sequence[Conversation], max_new_tokens: int = 256,
              progress: bool = False) -> list[str]:

@@ -44,6 +44,8 @@ def test_verdict_is_the_most_likely_label(judge, prefix, choices):
     want, scores = reference_choice(judge.chat_model, MESSAGES, prefix, choices)
     assert len(set(scores)) > 1
     assert judge.verdict_from_logprobs(MESSAGES, prefix, choices) == want
+    got = judge.chat_model.continuation_logprobs(MESSAGES, prefix, choices)
+    assert got == pytest.approx(scores, abs=1e-3)  # the shared prefix's cache gives each label's own sum
 
 
 def test_mt_bench_row_without_rating_gets_one_only_from_a_local_judge(judge):
