@@ -58,7 +58,7 @@ def test_sequence_logps_run_the_head_only_where_a_response_token_is_predicted(to
     (in float64, so only the order of the sums differs); the head sees one row per predicted response token."""
     from sppo.models import load_model
     from sppo.sequences import sequence_logps
-    from sppo.testing import make_tiny_checkpoint
+    from perf.fixtures import make_tiny_checkpoint
 
     model = load_model(str(make_tiny_checkpoint(tmp_path / "m")), dtype="float32").double().eval()
     pairs = [("Hi", "Hello there"), ("Explain the sea in a few more words", "Blue"), ("Why?", "Because.")]
