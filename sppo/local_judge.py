@@ -39,9 +39,9 @@ class LocalChatModel:
         """Tokens of the prompt the model reads for `conversation` (its end kept up to `max_prompt_length`)."""
         return len(encode_prompts(self.tokenizer, [conversation], self.max_prompt_length)[0])
 
-    def _logprobs(self, rows: Sequence[list[int]], keep: int):
-        """Log-softmax over the vocabulary at the last `keep` positions of each row (token ids), the rows left-padded
-        into one batch: a tensor (rows, keep, vocabulary)."""
+    def _final_logprobs(self, rows: Sequence[list[int]]):
+        """Log-softmax over the vocabulary at the last position of each row (token ids), the rows left-padded into
+        one batch: a tensor (rows, vocabulary)."""
         import torch
 
         ids, mask = left_padded(rows, self.tokenizer.pad_token_id)
@@ -49,8 +49,8 @@ class LocalChatModel:
         device = next(self.model.parameters()).device
         with torch.no_grad():
             logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                position_ids=position_ids.to(device), logits_to_keep=keep).logits
-        return torch.log_softmax(logits.float(), dim=-1)
+                                position_ids=position_ids.to(device), logits_to_keep=1).logits
+        return torch.log_softmax(logits[:, -1].float(), dim=-1)
 
     def _last_logprobs(self, conversations: Sequence[Conversation], progress: bool = False):
         """Yield (indices of the batch, log-softmax over the vocabulary at the last prompt position)."""
@@ -58,7 +58,7 @@ class LocalChatModel:
         self.model.eval()
         batches = length_sorted_batches(encoded, self.batch_size)
         for batch in tqdm(batches, desc="judge", unit="batch", disable=not progress):
-            yield batch, self._logprobs([encoded[i] for i in batch], keep=1)[:, -1, :]
+            yield batch, self._final_logprobs([encoded[i] for i in batch])
 
     def first_token_logprobs(self, conversations: Sequence[Conversation], top_k: int = 5,
                              progress: bool = False) -> list[list[tuple[str, float]]]:
