@@ -11,6 +11,12 @@ from sppo import distributed
 from sppo.cli_util import run_cli
 
 
+def _say(record: dict) -> None:
+    """One JSON line in one write(2): both ranks share the pipe, and `print` writes the text and its newline
+    separately when stdout is unbuffered, so two ranks' lines could interleave."""
+    os.write(sys.stdout.fileno(), (json.dumps(record) + "\n").encode())
+
+
 def main(argv):
     mode = argv[0]
     distributed.setup(timeout_minutes=2, wait_log_seconds=0.5)
@@ -18,12 +24,12 @@ def main(argv):
     if mode == "decide":
         # each rank sees a different "filesystem": only rank 0's view may decide
         seen = os.path.exists(argv[1]) if rank == 0 else not os.path.exists(argv[1])
-        print(json.dumps({"rank": rank, "decided": distributed.decide("probe", lambda: seen)}), flush=True)
+        _say({"rank": rank, "decided": distributed.decide("probe", lambda: seen)})
     elif mode == "slow-rank":
         if rank == 1:
             time.sleep(2.0)
         distributed.wait("probe stage")
-        print(json.dumps({"rank": rank, "passed": True}), flush=True)
+        _say({"rank": rank, "passed": True})
     elif mode == "error":
         from sppo.errors import UserError
 
