@@ -54,6 +54,7 @@ class AnswererSpec:
     model_path: str
     backend: str
     batch_size: int | None
+    dtype: str
     best_of: int
     ranker: tuple | None  # (kind, model) of sppo.rank.make_ranker, for best-of-N
     seed: int
@@ -77,10 +78,11 @@ class ModelAnswerer:
 
     def __init__(self, model_path: str, backend: str = "hf", batch_size: int | None = None, best_of: int = 1,
                  ranker_factory: Callable[[], Any] | None = None, seed: int = 42, progress: bool = False,
-                 scratch_dir: Path | None = None, tensor_parallel_size: int = 1):
+                 scratch_dir: Path | None = None, tensor_parallel_size: int = 1, dtype: str = "auto"):
         self.model_path = model_path
         self.backend = backend
         self.batch_size = batch_size  # None: chosen from the memory available (sppo.generate)
+        self.dtype = dtype  # sppo.models.load_model's, for inference
         self.best_of = best_of
         self.ranker_factory = ranker_factory
         self.seed = seed
@@ -94,7 +96,7 @@ class ModelAnswerer:
     def from_spec(cls, spec: AnswererSpec) -> "ModelAnswerer":
         factory = default_ranker_factory(*spec.ranker) if spec.ranker else None
         return cls(spec.model_path, spec.backend, spec.batch_size, spec.best_of, factory, spec.seed,
-                   tensor_parallel_size=spec.tensor_parallel_size)
+                   tensor_parallel_size=spec.tensor_parallel_size, dtype=spec.dtype)
 
     def spec(self) -> AnswererSpec:
         from sppo import distributed
@@ -102,7 +104,7 @@ class ModelAnswerer:
         ranker = getattr(self.ranker_factory, "spec", None) if self.best_of > 1 else None
         if self.best_of > 1 and ranker is None and distributed.world_size() > 1:
             raise UserError("--best-of on several processes needs a ranker named by --ranker")
-        return AnswererSpec(str(self.model_path), self.backend, self.batch_size, self.best_of,
+        return AnswererSpec(str(self.model_path), self.backend, self.batch_size, self.dtype, self.best_of,
                             tuple(ranker) if ranker else None, self.seed, self.tensor_parallel_size)
 
     @property
@@ -112,7 +114,8 @@ class ModelAnswerer:
 
             extra = {"tensor_parallel_size": self.tensor_parallel_size} if self.tensor_parallel_size > 1 else {}
             try:
-                self._generator = make_generator(self.backend, self.model_path, batch_size=self.batch_size, **extra)
+                self._generator = make_generator(self.backend, self.model_path, batch_size=self.batch_size,
+                                                 dtype=self.dtype, **extra)
             except (UserError, KeyboardInterrupt, MemoryError):
                 raise
             except Exception as e:  # corrupt weights, missing tokenizer files, ...: one line naming the checkpoint

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
-from sppo.config import Backend, choices, doc, read_yaml_mapping
+from sppo.config import Backend, Dtype, choices, doc, read_yaml_mapping
 from sppo.errors import UserError
 from sppo.scrub import public_url
 
@@ -65,6 +65,9 @@ class BenchConfig:
                                   "HF)", "auto")
     batch_size: int | None = doc("generation batch size (sequences in flight; default: chosen from the device's "
                                  "memory)", None)
+    dtype: Dtype = doc("weights dtype of the answers and of a local judge: auto = bf16 where the device computes it "
+                       "natively (a bf16-capable GPU; a CPU with AVX512-BF16 or AMX), else fp32 (vLLM: its own "
+                       "auto); float32, bfloat16, float16. lm-eval keeps its own (fp32 on a CPU)", "auto")
     tensor_parallel_size: int = doc(
         "vLLM: GPUs per model (tensor parallelism, for a model beyond one GPU's memory); under a launcher start "
         "GPUs / T processes per node, rank r's engine on GPUs r*T .. r*T+T-1", 1)
@@ -161,6 +164,8 @@ class BenchConfig:
             ("generation_backend", self.generation_backend in GENERATION_BACKENDS,
              f"--generation-backend: unknown value {self.generation_backend!r}; use "
              f"{', '.join(GENERATION_BACKENDS)}"),
+            ("dtype", self.dtype in choices(Dtype),
+             f"--dtype: unknown value {self.dtype!r}; use {', '.join(choices(Dtype))}"),
             ("lm_eval_tasks", self.lm_eval_tasks in (None, *get_args(LmEvalTaskSet)),
              f"--lm-eval-tasks: unknown task set {self.lm_eval_tasks!r}; use v1 or tiny"),
             ("suites", set(self.suites) <= set(SUITES),
@@ -169,6 +174,13 @@ class BenchConfig:
         ]
 
     # -- what follows from the fields -------------------------------------------------------------------------
+    @property
+    def answer_dtype(self) -> str:
+        """The dtype the answers are generated in here (``--dtype`` resolved on this rank's device)."""
+        from sppo.models import inference_dtype
+
+        return inference_dtype(self.dtype)
+
     @property
     def chosen(self) -> tuple[SuiteName, ...]:
         """The suites to run, in run order."""
@@ -234,7 +246,7 @@ class BenchConfig:
         if suite == "lm_eval":
             return {"limit": self.limit, "lm_eval_tasks": self.task_set, "batch_size": self.lm_eval_batch_size,
                     **({"trust_remote_code": True} if self.trust_remote_code else {})}
-        return {"limit": self.limit, "max_new_tokens": self.answer_max_new_tokens,
+        return {"limit": self.limit, "max_new_tokens": self.answer_max_new_tokens, "dtype": self.answer_dtype,
                 "alpaca_eval_sampling": [self.alpaca_eval_temperature, self.alpaca_eval_top_p]
                 if suite == "alpaca_eval" else None,
                 "chat_template": self.chat_template if suite == "mt_bench" else None,

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from sppo.cli_util import setup_logging
+from sppo.config import Dtype, choices
 from sppo.errors import UserError, first_line
 from sppo.files import checkpoint_dir, clean_name, current_run_dir, safe_name
 from sppo.scrub import public_url
@@ -73,6 +74,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     add_arguments(g, "ranker", "ranker_model")
     add_arguments(g, "generation_backend", choices=GENERATION_BACKENDS)
     add_arguments(g, "batch_size", type=int)
+    add_arguments(g, "dtype", choices=choices(Dtype))
     add_arguments(g, "tensor_parallel_size", type=int, metavar="T")
     _judge_arguments(p.add_argument_group("judge"))
     d = p.add_argument_group("data and results")
@@ -213,7 +215,7 @@ class Judges:
 
     def identity(self, suite: SuiteName) -> dict[str, Any]:
         if self.kind == "local":
-            return {"backend": "local", "model": self._local_name}
+            return {"backend": "local", "model": self._local_name, "dtype": self.cfg.answer_dtype}
         return {"backend": "openai", "model": self.model(suite), "base_url": public_url(self.cfg.base_url.rstrip("/"))}
 
     def get(self, suite: SuiteName):
@@ -227,7 +229,7 @@ class Judges:
 
         c = self.cfg
         if self.kind == "local":
-            return LocalJudge.load(self.local_model or "embedded", cache=self.cache,
+            return LocalJudge.load(self.local_model or "embedded", cache=self.cache, dtype=c.dtype,
                                    max_new_tokens=c.judge_max_new_tokens or LOCAL_JUDGE_MAX_NEW_TOKENS)
         return OpenAIJudge(model, base_url=c.base_url, api_key_env=c.judge_api_key_env, cache=self.cache,
                            max_concurrency=c.judge_concurrency, max_retries=c.judge_max_retries,
@@ -368,7 +370,7 @@ def _run_all(cfg: BenchConfig, targets: list[tuple[str, str, str]], run: "_Run")
 
     variants = [DEFAULT_VARIANT] + ([f"best-of-{cfg.best_of}"] if cfg.best_of > 1 else [])
     ranker = default_ranker_factory(cfg.ranker, cfg.ranker_model) if cfg.best_of > 1 else None
-    common = dict(backend=cfg.generation_backend, batch_size=cfg.batch_size, progress=cfg.progress,
+    common = dict(backend=cfg.generation_backend, batch_size=cfg.batch_size, dtype=cfg.dtype, progress=cfg.progress,
                   scratch_dir=run.ctx.results_dir / SCRATCH, tensor_parallel_size=cfg.tensor_parallel_size)
     for ref, name, path in targets:
         base = ModelAnswerer(path, **common)

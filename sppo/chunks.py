@@ -34,6 +34,11 @@ CHUNKS = "chunks"
 # processes share it. A constant, not the world size: the chunking must not depend on the number of processes.
 MIN_CHUNKS = 8
 
+# Generation keeps at least this many sequences (prompts x samples) in one chunk: one generate call. Decoding a
+# batch of 24 costs little more per step than one of 8 (perf/README.md), so a small stage is not cut finer than
+# this. A constant, like MIN_CHUNKS: the chunking, and so the samples, never depend on the number of processes.
+MIN_GENERATE_SEQUENCES = 24
+
 
 def effective_chunk_size(n_items: int, chunk_size: int, min_size: int = 1) -> int:
     """`chunk_size`, or less for a small stage: min(chunk_size, max(min_size, ceil(n_items / MIN_CHUNKS))), at

@@ -130,6 +130,10 @@ class GenerationConfig:
     max_new_tokens: int = doc("Longest response, in tokens. With training.truncation toolkit it must fit "
                               "training.max_length - training.max_prompt_length; with reference it may be longer "
                               "(training cuts long pairs as the reference did).", 512)
+    dtype: Dtype = doc("Weights dtype of the generating copy of the policy (training keeps model.dtype): auto = "
+                       "bf16 where the device computes it natively (a bf16-capable GPU; a CPU with AVX512-BF16 or "
+                       "AMX, ~2.5x faster decoding than fp32 there), else fp32; vLLM: its own auto (the checkpoint's "
+                       "dtype, fp16 for fp32). float32, bfloat16, float16: that dtype.", "auto")
     batch_size: int | None = doc("Sequences generated at once (prompts per batch = batch_size // k, at least 1); "
                                  "null: chosen from the device's memory (sppo.generate.memory_batch_size), "
                                  "which with ample memory is every prompt x sample of a chunk.", None)
@@ -145,6 +149,8 @@ class RankingConfig:
     model: str = doc("Ranker model: PairRM id/path, or the chat model for local-judge ('embedded' works).",
                      "llm-blender/PairRM")
     batch_size: int = doc("Pairs scored per forward pass.", 16)
+    dtype: Dtype = doc("Weights dtype of a local-judge ranker: auto, float32, bfloat16, float16 (auto as "
+                       "generation.dtype). PairRM keeps its own.", "auto")
     probabilities: Probabilities = doc("How P(i beats j) is obtained: 'scores' = sigmoid(s_i - s_j) from the ranker's "
                                        "scores (the paper), or 'direct' = the ranker's own pairwise probabilities.",
                                        "scores")
@@ -297,6 +303,8 @@ def _generation_ranking_checks(cfg: Config) -> list[tuple[bool, str]]:
     g, r = cfg.generation, cfg.ranking
     return [
         _one_of(g.backend, Backend, "generation.backend"),
+        _one_of(g.dtype, Dtype, "generation.dtype"),
+        _one_of(r.dtype, Dtype, "ranking.dtype"),
         (g.k >= 2, "generation.k: SPPO needs at least 2 responses per prompt"),
         (0 < g.temperature, "generation.temperature: must be > 0 for self-play sampling"),
         (0 < g.top_p <= 1, "generation.top_p: must be in (0, 1]"),

@@ -265,6 +265,14 @@ class HFGenerator:
                                    past_key_values=cache, **{**kwargs, "num_return_sequences": 1})
 
 
+def weights_dtype(generator) -> str | None:
+    """The dtype an HF generator's model computes in ("bfloat16"), for the stage manifest; None for vLLM (its
+    engine chooses)."""
+    model = getattr(generator, "model", None)
+    params = getattr(model, "parameters", None)
+    return str(next(params()).dtype).removeprefix("torch.") if callable(params) else None
+
+
 class VLLMGenerator:
     """vLLM backend (optional `vllm` extra, GPU): one request per prompt with n samples, prefix caching on."""
 
@@ -341,6 +349,6 @@ def make_generator(backend: str, model_name_or_path: str, *, model=None, tokeniz
 
     tokenizer = tokenizer or load_tokenizer(model_name_or_path, revision=revision)
     model = model or load_model(model_name_or_path, dtype=dtype, revision=revision,
-                                attn_implementation=attn_implementation)
+                                attn_implementation=attn_implementation, inference=True)
     return HFGenerator(model, tokenizer, batch_size=batch_size, max_prompt_length=max_prompt_length,
                        special_tokens=special_tokens)

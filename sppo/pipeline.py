@@ -62,7 +62,7 @@ def _fitting(run: Run, t: int, prompts: list[PromptRow], tokenizer) -> list[Prom
 
 def stage_generate(run: Run, t: int, prompts: list[PromptRow]) -> list[ResponseRow]:
     from . import chunks
-    from .generate import SamplingParams, make_generator, response_text
+    from .generate import SamplingParams, make_generator, response_text, weights_dtype
 
     stage = Stage(run, t, "generate", ResponseRow)
     g, tc = run.cfg.generation, run.cfg.training
@@ -79,17 +79,19 @@ def stage_generate(run: Run, t: int, prompts: list[PromptRow]) -> list[ResponseR
         tokenizer = run.tokenizer(policy)
         kept = _fitting(run, t, prompts, tokenizer)
         with Timer() as timer:
-            generator = make_generator(g.backend, policy, tokenizer=tokenizer, dtype=run.cfg.model.dtype,
+            generator = make_generator(g.backend, policy, tokenizer=tokenizer, dtype=g.dtype,
                                        batch_size=g.batch_size, special_tokens=tc.special_tokens,
                                        revision=run.revision_of(policy),
                                        attn_implementation=run.cfg.model.attn_implementation,
                                        max_prompt_length=None if tc.truncation == "reference" else tc.max_prompt_length)
-            rows = stage.chunked(kept, lambda chunk: fn(generator, chunk))
+            rows = stage.chunked(kept, lambda chunk: fn(generator, chunk),
+                                 min_size=-(-chunks.MIN_GENERATE_SEQUENCES // g.k))
+        dtype = weights_dtype(generator)
         if hasattr(generator, "close"):
             generator.close()
         del generator
         gc.collect()
-        return rows, dict(policy=policy, settings=g.__dict__, prompts=len(rows),
+        return rows, dict(policy=policy, settings=g.__dict__, weights_dtype=dtype, prompts=len(rows),
                           dropped_long_prompts=len(prompts) - len(kept), responses=len(rows) * g.k,
                           stopped_at_max_new_tokens=sum((r.finish_reasons or []).count("length") for r in rows),
                           processes=distributed.world_size(), seconds=round(timer.seconds, 2))
@@ -118,6 +120,8 @@ def stage_rank(run: Run, t: int, generated: list[ResponseRow]) -> list[Compariso
             extra = {"revision": r.revision} if r.kind == "pairrm" and r.revision else {}
             if r.kind in choices(BuiltinRanker):  # built-in rankers: progress bars on rank 0 only
                 extra["progress"] = distributed.is_main()
+            if r.kind == "local-judge":
+                extra["dtype"] = r.dtype
             ranker = make_ranker(r.kind, r.model, batch_size=r.batch_size, **extra)
             rows = stage.chunked(generated, lambda chunk: fn(ranker, source_text, chunk))
         del ranker

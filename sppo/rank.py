@@ -327,11 +327,15 @@ def answer_token_ids(tokenizer, letter: str) -> list[int]:
     return sorted(ids)
 
 
-def candidate_logprobs(chat, conversations, token_ids: Sequence[int], progress: bool = False) -> np.ndarray:
-    """(N, len(token_ids)) log-probabilities of the reply's first token being each of `token_ids`, normalised
-    over those tokens only, for a `LocalChatModel`."""
-    lp = np.asarray(chat.token_logprobs(conversations, list(token_ids), progress=progress), dtype=np.float64)
-    return lp - np.logaddexp.reduce(lp, axis=1, keepdims=True)
+def candidate_logprobs(chat, groups, token_ids: Sequence[int], progress: bool = False) -> list[np.ndarray]:
+    """Per group of conversations, (rows, len(token_ids)) log-probabilities of the reply's first token being each
+    of `token_ids`, normalised over those tokens only, for a `LocalChatModel` (`grouped_token_logprobs`: a group's
+    shared opening is read once)."""
+    out = []
+    for lp in chat.grouped_token_logprobs(groups, list(token_ids), progress=progress):
+        lp = np.asarray(lp, dtype=np.float64)
+        out.append(lp - np.logaddexp.reduce(lp, axis=1, keepdims=True))
+    return out
 
 
 class LocalJudgeRanker:
@@ -388,18 +392,19 @@ class LocalJudgeRanker:
             instruction=instruction, response_a=response_a, response_b=response_b)}]
 
     def _first_position_probabilities(self, prompts, candidates) -> list[np.ndarray]:
-        """q[n][i, j] = P(answer A | i shown as A, j as B), normalised over A and B; diagonal 0.5."""
+        """q[n][i, j] = P(answer A | i shown as A, j as B), normalised over A and B; diagonal 0.5. The pairs
+        that show the same response i first form one group: their prompts open alike (instruction, response A)."""
         cache: dict = {}
-        convs, where = [], []
+        groups, where = [], []
         for n, (p, cands) in enumerate(zip(prompts, candidates)):
             p = self._cut(p, self.max_instruction_tokens, {})
             cands = [self._cut(c, self.max_response_tokens, cache) for c in cands]
             for i in range(len(cands)):
-                for j in range(len(cands)):
-                    if i != j:
-                        convs.append(self.conversation(p, cands[i], cands[j]))
-                        where.append((n, i, j))
-        lp = candidate_logprobs(self.chat, convs, self.a_ids + self.b_ids, progress=self.progress)
+                others = [j for j in range(len(cands)) if j != i]
+                groups.append([self.conversation(p, cands[i], cands[j]) for j in others])
+                where += [(n, i, j) for j in others]
+        parts = candidate_logprobs(self.chat, groups, self.a_ids + self.b_ids, progress=self.progress)
+        lp = np.concatenate(parts) if parts else np.zeros((0, len(self.a_ids + self.b_ids)))
         na = len(self.a_ids)
         log_a = np.logaddexp.reduce(lp[:, :na], axis=1)
         log_b = np.logaddexp.reduce(lp[:, na:], axis=1)

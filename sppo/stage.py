@@ -37,16 +37,17 @@ class Stage(Generic[R]):
         write_manifest(self.dir, stage=self.name, iteration=self.iteration, **manifest)
         chunks.clear(self.dir)
 
-    def chunked(self, items: Sequence[Row], fn: Callable[[list], list[R]]) -> list[R]:
+    def chunked(self, items: Sequence[Row], fn: Callable[[list], list[R]], min_size: int = 1) -> list[R]:
         """`fn` over chunks of `items` (rows with an id), spread over the ranks and resumable chunk by chunk
-        (`chunks.run_chunked`); the outputs in the order of `items`, on every rank."""
+        (`chunks.run_chunked`, `min_size`: the fewest items a small stage's chunk keeps together); the outputs in
+        the order of `items`, on every rank."""
         by_id = {item.id: item for item in items}
 
         def on_dicts(chunk: list[dict]) -> list[dict]:
             return [r.to_json() for r in fn([by_id[c["id"]] for c in chunk])]
 
         out = chunks.run_chunked(self.dir, [{"id": item.id} for item in items], on_dicts,
-                                 self.run.cfg.run.chunk_size, self.label)
+                                 self.run.cfg.run.chunk_size, self.label, min_size)
         return [self.row.from_json(r) for r in out]
 
 

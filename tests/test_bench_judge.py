@@ -105,6 +105,7 @@ class _FakeChat:
     """Stands in for sppo.local_judge.LocalChatModel."""
 
     name = "fake-local"
+    dtype = "float32"
 
     class tokenizer:  # noqa: N801 - mimics a tokenizer object
         def __call__(self, text, add_special_tokens=False):

@@ -15,6 +15,7 @@ from sppo.files import read_jsonl
 from sppo.models import load_model, load_tokenizer
 from sppo.sequences import encode_examples, sequence_logps
 from sppo.train import pair_batch
+from test_inference_dtype import AUTO as AUTO_INFERENCE_DTYPE
 
 PROMPTS = ["Explain why the sky is blue.", "Write a short poem about the sea.", "Hello! How can I help you?",
            "Which response is better?", "The quick brown fox.", "def add(a, b): return a + b",
@@ -70,6 +71,8 @@ def test_two_iterations_end_to_end(tmp_path, tiny, prompt_file):
             d = run / f"iter{t}" / stage
             assert (d / "manifest.json").exists() and read_jsonl(d / name), (t, stage)
             assert not (d / "chunks").exists()  # merged into the stage file, then removed
+        generated = json.loads((run / f"iter{t}" / "generate" / "manifest.json").read_text())
+        assert generated["weights_dtype"] == AUTO_INFERENCE_DTYPE  # generation.dtype auto; model.dtype float32
         rows = read_jsonl(run / f"iter{t}" / "dataset" / "sppo.jsonl")
         assert all(len(r["responses"]) == 3 and r["p_win"] >= r["p_lose"] for r in rows)
         assert all(len(r["chosen"]) >= len(r["rejected"]) for r in rows)  # LengthRanker prefers long answers
@@ -173,6 +176,18 @@ def test_bad_inputs_one_line_errors(tmp_path, tiny, prompt_file, capsys):
         err = [x for x in capsys.readouterr().err.splitlines() if x.startswith("error:")]
         assert len(err) == 1 and message in err[0], err
         assert not (tmp_path / f"run{i}" / "iter1" / "generate").exists()
+
+
+def test_a_small_generate_stage_keeps_24_sequences_per_chunk(tmp_path, tiny, prompt_file, caplog):
+    """8 prompts x 3 samples: generation keeps them in one chunk (one generate call, MIN_GENERATE_SEQUENCES =
+    24), while the rank stage is still cut into up to MIN_CHUNKS = 8 chunks for several processes."""
+    import logging
+
+    cfg = load_config(None, overrides(tmp_path, tiny, prompt_file, iterations=1, **{"run.chunk_size": 8}))
+    with caplog.at_level(logging.INFO, logger="sppo.chunks"):
+        pipeline.run_pipeline(cfg)
+    assert "iteration 1 generate: chunk 1/1 on rank 0 (8 items)" in caplog.text
+    assert "iteration 1 rank: chunk 8/8 on rank 0 (1 items)" in caplog.text
 
 
 @pytest.mark.slow

@@ -212,6 +212,9 @@ class ToyChat:
             out.append([logit_a if t == 1 else 0.0 for t in token_ids])
         return out
 
+    def grouped_token_logprobs(self, groups, token_ids, progress=False):
+        return [self.token_logprobs(g, token_ids) for g in groups]
+
 
 def test_local_judge_formula_and_position_bias_cancels():
     judge = LocalJudgeRanker(ToyChat(), progress=False)
@@ -269,19 +272,38 @@ def test_answer_token_ids_reads_both_spellings(tiny_chat):
     assert sorted(tok.decode([t]) for t in b) == [" B", "B"]
 
 
-def test_candidate_logprobs_match_a_direct_forward(tiny_chat):
+def test_common_prefix_length_by_hand():
+    from sppo.local_judge import common_prefix_length
+
+    assert common_prefix_length([[1, 2, 3, 4], [1, 2, 3, 9, 9], [1, 2, 7]]) == 2
+    assert common_prefix_length([[1, 2, 3], [1, 2, 3, 4]]) == 2  # the shortest row keeps its last token
+    assert common_prefix_length([[5, 6]]) == 1
+    assert common_prefix_length([[1, 2], [3, 4]]) == 0
+
+
+@pytest.mark.parametrize("batch_size", [4, 2])
+def test_candidate_logprobs_match_a_direct_forward(tiny_chat, batch_size):
+    """Groups whose prompts open alike (a shared opening read once, rows of different lengths after it) and a
+    group sharing nothing but the template: each row equals a forward pass over its own whole prompt."""
     import torch
 
     from sppo.generate import encode_prompt
+    from sppo.local_judge import LocalChatModel
 
-    ids = answer_token_ids(tiny_chat.tokenizer, "A") + answer_token_ids(tiny_chat.tokenizer, "B")
-    convs = [[{"role": "user", "content": t}] for t in ("short", "a much longer question here?", "mid size")]
-    got = candidate_logprobs(tiny_chat, convs, ids)
-    for n, conv in enumerate(convs):
-        x = torch.tensor([encode_prompt(tiny_chat.tokenizer, conv)])
-        with torch.no_grad():
-            logits = tiny_chat.model(input_ids=x).logits[0, -1, ids].double()
-        np.testing.assert_allclose(got[n], torch.log_softmax(logits, -1).numpy(), atol=1e-5)
+    chat = LocalChatModel(tiny_chat.model, tiny_chat.tokenizer, batch_size=batch_size)
+    ids = answer_token_ids(chat.tokenizer, "A") + answer_token_ids(chat.tokenizer, "B")
+    opening = "Compare these two answers to the question about rivers: "
+    groups = [[[{"role": "user", "content": opening + t}] for t in ("short", "a much longer answer here?", "mid")],
+              [[{"role": "user", "content": t}] for t in ("one", "another, longer one")],
+              [[{"role": "user", "content": "alone"}]]]
+    got = candidate_logprobs(chat, groups, ids)
+    assert [g.shape for g in got] == [(3, len(ids)), (2, len(ids)), (1, len(ids))]
+    for group, rows in zip(groups, got):
+        for conv, row in zip(group, rows):
+            x = torch.tensor([encode_prompt(chat.tokenizer, conv)])
+            with torch.no_grad():
+                logits = chat.model(input_ids=x).logits[0, -1, ids].double()
+            np.testing.assert_allclose(row, torch.log_softmax(logits, -1).numpy(), atol=1e-5)
 
 
 def test_local_judge_on_tiny_model_antisymmetric_and_batch_independent(tiny_chat):

@@ -27,28 +27,32 @@ class LocalJudge(Judge):
     backend = "local"
 
     def __init__(self, chat_model, name: str | None = None, cache: JudgeCache | None = None,
-                 max_new_tokens: int | None = None, source: tuple[str, int] | None = None):
+                 max_new_tokens: int | None = None, source: tuple[str, int, str] | None = None):
         super().__init__(name or f"local:{chat_model.name}", cache, (0.0, 0.0))
         self.chat_model = chat_model
         self.max_new_tokens = max_new_tokens
-        self.source = source  # (name or path, batch size) it was loaded from: how the other ranks load it
+        self.source = source  # (name or path, batch size, dtype) it was loaded from: how the other ranks load it
 
     @classmethod
     def load(cls, name_or_path: str, cache: JudgeCache | None = None, max_new_tokens: int | None = None,
-             batch_size: int = 4) -> "LocalJudge":
+             batch_size: int = 8, dtype: str = "auto") -> "LocalJudge":
         from sppo.local_judge import LocalChatModel
 
         try:
-            chat = LocalChatModel.load(name_or_path, batch_size=batch_size)
+            chat = LocalChatModel.load(name_or_path, dtype=dtype, batch_size=batch_size)
         except (UserError, KeyboardInterrupt, MemoryError):
             raise
         except Exception as e:  # corrupt weights, missing tokenizer files, unknown Hub id, ...
             raise UserError(f"--judge local:{name_or_path}: cannot load the judge model ({described(e)})") from None
         return cls(chat, name=local_judge_name(name_or_path), cache=cache, max_new_tokens=max_new_tokens,
-                   source=(name_or_path, batch_size))
+                   source=(name_or_path, batch_size, dtype))
 
     def info(self) -> dict[str, Any]:
-        return {**super().info(), "max_new_tokens": self.max_new_tokens}
+        return {**super().info(), "max_new_tokens": self.max_new_tokens, "dtype": self.chat_model.dtype}
+
+    def identity(self) -> dict[str, Any]:
+        """The model and the dtype it computes in: a bf16 judge's verdicts are not an fp32 judge's."""
+        return {**super().identity(), "dtype": self.chat_model.dtype}
 
     def verdict_from_logprobs(self, messages: Sequence[dict], prefix: str, choices: Sequence[str]) -> str:
         """The choice the model finds most likely right after ``prefix`` in its reply: ``messages`` + an assistant
@@ -84,13 +88,14 @@ class LocalJudge(Judge):
 
 
 # requests per chunk of a local judge job: at most LOCAL_JUDGE_CHUNK, fewer when a job has under 8 x that many,
-# at least LOCAL_JUDGE_MIN_CHUNK (batched together)
-LOCAL_JUDGE_CHUNK, LOCAL_JUDGE_MIN_CHUNK = 16, 4
+# at least LOCAL_JUDGE_MIN_CHUNK (one batch of the judge model: a text verdict's decoding steps cost nearly the same
+# for 8 sequences as for 4)
+LOCAL_JUDGE_CHUNK, LOCAL_JUDGE_MIN_CHUNK = 16, 8
 
 
 @dataclass(frozen=True)
 class LocalJudgeJob:
-    source: tuple[str, int] | None  # LocalJudge.source: how a rank loads the judge model
+    source: tuple[str, int, str] | None  # LocalJudge.source: how a rank loads the judge model
     kind: str  # "logprobs": first-token top-k (arg = k); "text": greedy reply (arg = max new tokens)
     arg: int
     conversations: tuple
@@ -127,6 +132,7 @@ def serve_local_judge_job(job: LocalJudgeJob) -> list[JudgeReply]:
     from benchmarks import parallel
     from sppo.local_judge import LocalChatModel
 
-    name, batch_size = job.source
-    chat = parallel.loaded("local_judge", job.source, lambda: LocalChatModel.load(name, batch_size=batch_size))
+    name, batch_size, dtype = job.source
+    chat = parallel.loaded("local_judge", job.source,
+                           lambda: LocalChatModel.load(name, dtype=dtype, batch_size=batch_size))
     return _local_judge_replies(chat, job)
