@@ -122,6 +122,6 @@ def test_two_nodes_with_a_local_judge_as_one_process(checkpoints, shared_data, t
         assert one[key] == two[key], key
     log0, log1 = outs[0][1], outs[1][1]
     assert "answers: chunk 1/1 on rank 1 (1 items)" in log0  # 5 answers: 4 on rank 0, 1 on rank 1
-    assert "judge text: chunk 1/1 on rank 1 (4 items)" in log0  # MT-Bench's 10 judgments: 4 + 2 and 4
+    assert "judge text: chunk 1/1 on rank 1 (2 items)" in log0  # MT-Bench's 10 judgments: 8 and 2
     assert "results:" in outs[0][0] and "results:" not in outs[1][0]  # the summary: rank 0 only
     assert not [x for x in log1.splitlines() if "INFO" in x and x.startswith("[rank 1]")]

@@ -88,6 +88,10 @@ def _args(tmp_path, tiny, prompt_file, out: str, **extra) -> list[str]:
     return overrides(tmp_path, tiny, prompt_file, iterations=1, **o)
 
 
+# 8 prompts with run.chunk_size 2: generation in 4 chunks of 2 (a small stage keeps up to 24 sequences together,
+# here capped by the chunk size), ranking and the reference pass in 8 chunks of 1 (MIN_CHUNKS): half on each rank
+PER_RANK_CHUNKS = [("generate", 2), ("rank", 4), ("reference", 4)]
+
 STAGE_FILES = [("generate", "responses.jsonl"), ("rank", "comparisons.jsonl"), ("dataset", "sppo.jsonl"),
                ("reference", "logps.jsonl")]
 
@@ -102,9 +106,9 @@ def test_two_ranks_match_one_process_with_accumulation(tmp_path, tiny, prompt_fi
     two = run(torchrun("-m", "sppo.cli", *_args(tmp_path, tiny, prompt_file, "two",
                                                   **{"training.distributed": mode})))
     assert two.returncode == 0, two.stderr[-3000:]
-    for stage in ("generate", "rank", "reference"):  # 8 items in 8 chunks: 4 per rank
-        assert f"iteration 1 {stage}: chunk 4/4 on rank 1" in two.stderr
-        assert f"iteration 1 {stage}: chunk 4/4 on rank 0" in two.stderr
+    for stage, per_rank in PER_RANK_CHUNKS:
+        assert f"iteration 1 {stage}: chunk {per_rank}/{per_rank} on rank 1" in two.stderr
+        assert f"iteration 1 {stage}: chunk {per_rank}/{per_rank} on rank 0" in two.stderr
     one = run([sys.executable, "-m", "sppo.cli", *_args(tmp_path, tiny, prompt_file, "one", **{
         "training.distributed": mode, "training.gradient_accumulation_steps": 2})])
     assert one.returncode == 0, one.stderr[-3000:]
@@ -147,8 +151,8 @@ def test_two_nodes_train_as_one_process(tmp_path, tiny, prompt_file):
     step once, and the checkpoint records 2 processes."""
     nodes = launch_two_nodes("sppo.cli", _args(tmp_path, tiny, prompt_file, "nodes"))
     assert [rc for rc, _, _ in nodes] == [0, 0], nodes[0][2][-3000:] + nodes[1][2][-3000:]
-    for stage in ("generate", "rank", "reference"):
-        assert f"iteration 1 {stage}: chunk 4/4 on rank 1" in nodes[0][2]  # logged by rank 0, made by rank 1
+    for stage, per_rank in PER_RANK_CHUNKS:  # logged by rank 0, made by rank 1
+        assert f"iteration 1 {stage}: chunk {per_rank}/{per_rank} on rank 1" in nodes[0][2]
     assert not [x for x in nodes[1][2].splitlines() if " INFO " in x]  # rank 1 logs warnings only
     one = run([sys.executable, "-m", "sppo.cli", *_args(tmp_path, tiny, prompt_file, "one")])
     assert one.returncode == 0, one.stderr[-3000:]

@@ -58,9 +58,11 @@ def one_thread():
 
 
 def learning_args(out, model, prompts, loss: str, ranker: str) -> list[str]:
-    o = {"run.output_dir": out, "run.iterations": 2, "run.chunk_size": 8, "run.seed": 42,
+    # the samples depend on the seed, the chunking (each chunk's seed) and the dtype: chunks of one prompt and
+    # fp32 generation keep the seeded trajectories the margins of `moved` were set on
+    o = {"run.output_dir": out, "run.iterations": 2, "run.chunk_size": 1, "run.seed": 42,
          "model.name": model, "model.dtype": "float32", "prompts.source": prompts,
-         "generation.backend": "hf", "generation.k": 8, "generation.max_new_tokens": 12,
+         "generation.backend": "hf", "generation.dtype": "float32", "generation.k": 8, "generation.max_new_tokens": 12,
          "generation.temperature": 1.0, "generation.top_p": 1.0, "generation.batch_size": 64,
          "ranking.kind": f"python:sppo.rankers:{ranker}", "ranking.model": "none",
          "training.loss": loss, "training.eta": 10, "training.optimizer": "adamw", "training.learning_rate": 3e-3,
