@@ -121,7 +121,16 @@ def test_changed_generation_or_judge_recomputes_exactly_the_affected_artifacts(c
         assert capsys.readouterr().out.count("reused 2 answers, 0/") == 3
 
 
-def test_interrupt_stops_sending_at_once_and_keeps_received_replies(tmp_path):
+@pytest.fixture
+def sigint_raises():
+    """Ctrl-C as an interactive user has it: a shell starts background jobs with SIGINT ignored, and Python then
+    keeps ignoring it, so a test suite run with `&` would never see the KeyboardInterrupt."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_interrupt_stops_sending_at_once_and_keeps_received_replies(tmp_path, sigint_raises):
     requests = [JudgeRequest.make([{"role": "user", "content": f"question {i}"}], 10) for i in range(40)]
     with FakeJudgeServer() as server:
         server.delay = 0.2
