@@ -10,6 +10,10 @@ reference  uclaml/SPPO scripts/generate.py, re-created on transformers: K passes
            together) with temperature 0.7, top_p 0.9, one sample per prompt; prompts rendered its way (the chat
            template with an assistant turn "None", cut at "None") and tokenized with the tokenizer's special tokens.
 
+dtype      ours in the default generation.dtype (auto: bf16 where the CPU computes it natively) against ours in
+           fp32, same settings (the batch from memory): what `auto` buys on this machine. Only where auto means
+           bf16 (`sppo.models.cpu_computes_bf16`); the cases above all run in fp32, like the reference here.
+
 Both sides generate exactly max_new_tokens tokens per sequence (min_new_tokens is set on the model's generation
 config, so EOS cannot end a sequence early): the work is prompts x K x max_new_tokens tokens on both sides and
 tokens/s compares like with like.
@@ -120,6 +124,35 @@ def bench_model(which: str, work: Path, n_prompts: int, k: int, max_new_tokens: 
     return rows
 
 
+def bench_dtype(which: str, work: Path, n_prompts: int, k: int, max_new_tokens: int, repeats: int) -> list[dict]:
+    """Ours in generation.dtype auto against ours in fp32: tokens/s ratio, one run, interleaved rounds."""
+    import copy
+
+    from sppo.config import GenerationConfig
+    from sppo.generate import HFGenerator, SamplingParams
+    from sppo.models import inference_dtype, resolve_dtype
+
+    auto = inference_dtype(GenerationConfig().dtype, "cpu")
+    if auto == "float32":
+        return []  # auto is fp32 here: nothing to compare
+    model, tokenizer = _load(which, work)
+    model.generation_config.min_new_tokens = max_new_tokens
+    fast = copy.deepcopy(model).to(resolve_dtype(auto, "cpu"))
+    convs = [[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}] for i in range(n_prompts)]
+    params = SamplingParams(n=k, temperature=0.7, top_p=0.9, max_new_tokens=max_new_tokens, seed=0)
+    gens = {"fp32": HFGenerator(model, tokenizer, batch_size=None), auto: HFGenerator(fast, tokenizer, batch_size=None)}
+    times = interleaved({name: (lambda g=g: g.generate(convs, params, progress=False)) for name, g in gens.items()},
+                        repeats)
+    tokens = n_prompts * k * max_new_tokens
+    ratio = paired_ratio(rates(tokens, times[auto]), rates(tokens, times["fp32"]))
+    return [case(f"generation/{which}/dtype auto ({auto}) vs float32", "tokens/s", rates(tokens, times[auto]),
+                 rates(tokens, times["fp32"]), ratio, higher_is_better=True, target=None,
+                 target_met=None, settings={"model": which, "prompts": n_prompts, "k": k,
+                                            "max_new_tokens": max_new_tokens, "dtype_ours": auto,
+                                            "dtype_baseline": "float32", "device": "cpu"},
+                 notes=["baseline here is ours in fp32, not the reference"])]
+
+
 def run(opts: dict) -> dict:
     work = Path(opts["work"])
     quick = opts["quick"]
@@ -130,4 +163,6 @@ def run(opts: dict) -> dict:
         # short answers keep the default suite inside 10 minutes on 2 shared cores
         max_new = 8 if (quick or which == "embedded") else 32
         cases += bench_model(which, work, n_prompts, k, max_new, opts["repeats"])
+    if not quick:
+        cases += bench_dtype("embedded", work, n_prompts, k, 32, opts["repeats"])
     return {"cases": cases}

@@ -132,7 +132,7 @@ class GenerationConfig:
                               "(training cuts long pairs as the reference did).", 512)
     dtype: Dtype = doc("Weights dtype of the generating copy of the policy (training keeps model.dtype): auto = "
                        "bf16 where the device computes it natively (a bf16-capable GPU; a CPU with AVX512-BF16 or "
-                       "AMX, ~2.5x faster decoding than fp32 there), else fp32; vLLM: its own auto (the checkpoint's "
+                       "AMX, faster than fp32 there: perf/README.md), else fp32; vLLM: its own auto (the checkpoint's "
                        "dtype, fp16 for fp32). float32, bfloat16, float16: that dtype.", "auto")
     batch_size: int | None = doc("Sequences generated at once (prompts per batch = batch_size // k, at least 1); "
                                  "null: chosen from the device's memory (sppo.generate.memory_batch_size), "

@@ -248,7 +248,8 @@ def load_model(name_or_path: str, dtype: str = "auto", device: str | None = None
 
 def cpu_computes_bf16() -> bool:
     """Whether this CPU multiplies bf16 natively (AVX512-BF16 or AMX tiles). There, bf16 inference reads half the
-    bytes and runs ~2.5x faster than fp32 (perf/README.md); elsewhere torch emulates bf16 and it is slower."""
+    bytes per decoding step and runs faster than fp32 (perf/README.md); elsewhere torch emulates bf16 and it is
+    slower."""
     import torch
 
     probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu has no public probe
