@@ -268,9 +268,10 @@ class HFGenerator:
 def weights_dtype(generator) -> str | None:
     """The dtype an HF generator's model computes in ("bfloat16"), for the stage manifest; None for vLLM (its
     engine chooses)."""
-    model = getattr(generator, "model", None)
-    params = getattr(model, "parameters", None)
-    return str(next(params()).dtype).removeprefix("torch.") if callable(params) else None
+    from .models import dtype_name
+
+    params = getattr(getattr(generator, "model", None), "parameters", None)
+    return dtype_name(next(params()).dtype) if callable(params) else None
 
 
 class VLLMGenerator:

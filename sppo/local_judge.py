@@ -1,11 +1,11 @@
 """A local chat model used as a judge, in-process: the offline default for ranking and benchmarking.
 
-Primitives, batched (the first two length-sorted):
+Primitives, batched:
 - `first_token_logprobs(conversations, top_k)`: the model's distribution over the first token of its reply,
-  the top-k as (token text, log-prob), the way an OpenAI endpoint reports `top_logprobs`
-  (`token_logprobs`: the log-probabilities of given token ids there);
-- `grouped_token_logprobs(groups, token_ids)`: the same for groups of conversations that open alike (a pairwise
-  judge's prompts that show one response first): each group's common opening is read once;
+  the top-k as (token text, log-prob), the way an OpenAI endpoint reports `top_logprobs` (length-sorted batches);
+- `grouped_token_logprobs(groups, token_ids)`: the log-probabilities of given token ids as the reply's first
+  token, for groups of conversations that open alike (a pairwise judge's prompts that show one response first):
+  each group's common opening is read once;
 - `chat(conversations, max_new_tokens)`: greedy replies (for judges that write a verdict in text);
 - `continuation_logprobs(conversation, prefix, continuations)`: how likely each continuation is after a reply's
   opening `prefix` (a verdict label when the text gave none).
@@ -45,7 +45,9 @@ class LocalChatModel:
     @property
     def dtype(self) -> str:
         """The dtype the model computes in ("bfloat16")."""
-        return str(next(self.model.parameters()).dtype).removeprefix("torch.")
+        from .models import dtype_name
+
+        return dtype_name(next(self.model.parameters()).dtype)
 
     @property
     def name(self) -> str:
@@ -85,24 +87,12 @@ class LocalChatModel:
                 result[i] = [(self.tokenizer.decode([int(t)]), float(v)) for v, t in zip(values[row], indices[row])]
         return result
 
-    def token_logprobs(self, conversations: Sequence[Conversation], token_ids: Sequence[int],
-                       progress: bool = False) -> list[list[float]]:
-        """Log-probabilities of the given token ids as the first token of the reply."""
-        import torch
-
-        result: list[list[float]] = [[] for _ in conversations]
-        cols = torch.tensor(list(token_ids))
-        for batch, logprobs in self._last_logprobs(conversations, progress):
-            picked = logprobs[:, cols.to(logprobs.device)].tolist()
-            for row, i in enumerate(batch):
-                result[i] = picked[row]
-        return result
-
     def grouped_token_logprobs(self, groups: Sequence[Sequence[Conversation]], token_ids: Sequence[int],
                                progress: bool = False) -> list[list[list[float]]]:
-        """`token_logprobs` of each group's conversations (at most `batch_size` rows per forward pass). The
-        tokens a group's prompts share at their start are read once, and their key/value cache serves every row:
-        the same values as reading each prompt whole, for fewer tokens."""
+        """Per group, the log-probabilities of `token_ids` as the first token of each conversation's reply (at
+        most `batch_size` rows per forward pass). The tokens a group's prompts share at their start are read once,
+        and their key/value cache serves every row: the same values as reading each prompt whole, for fewer
+        tokens."""
         import torch
 
         cols = torch.tensor(list(token_ids))
@@ -119,53 +109,56 @@ class LocalChatModel:
 
     def _shared_prefix_final_logprobs(self, rows: Sequence[list[int]]):
         """Log-softmax over the vocabulary at the last token of each row (token ids): the rows' common prefix
-        (all but the shortest row's last token at most) goes through the model once, its cache repeated per row;
-        the rest of each row follows right-padded (a causal model's real positions never see the padding after
-        them), the head only at each row's last position."""
+        (all but the shortest row's last token at most) read once (`_after_prefix`), the head only at each row's
+        last position."""
         import torch
 
         shared = common_prefix_length(rows)
         rest = [r[shared:] for r in rows]
-        width = max(map(len, rest))
+        last = torch.tensor([len(r) - 1 for r in rest])
+        keep = torch.unique(last)  # sorted: row i's last position is keep[searchsorted(keep, last[i])]
+        _, logits = self._after_prefix(rows[0][:shared], rest, logits_to_keep=keep)
+        where = torch.searchsorted(keep, last).to(logits.device)
+        picked = logits[torch.arange(len(rows), device=logits.device), where]
+        return torch.log_softmax(picked.float(), dim=-1)
+
+    def _after_prefix(self, prefix: list[int], rows: Sequence[list[int]], logits_to_keep=0):
+        """`prefix` (token ids; may be empty) through the model once, its key/value cache repeated once per row,
+        then `rows` as its continuations in one batch, right-padded (a causal model's real positions never see the
+        padding after them). Returns the logits at the prefix's last position (None without a prefix) and the
+        rows' logits at `logits_to_keep` (0: every position; a tensor: those positions)."""
+        import torch
+
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         device = next(self.model.parameters()).device
-        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rest], device=device)
-        last = torch.tensor([len(r) - 1 for r in rest], device=device)
-        keep = torch.unique(last)  # sorted: row i's last position is keep[searchsorted(keep, last[i])]
+        width = max(map(len, rows))
+        ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=device)
+        first = cache = None
         with torch.no_grad():
-            cache = None
-            if shared:
-                cache = self.model(input_ids=torch.tensor([rows[0][:shared]], device=device), use_cache=True,
-                                   logits_to_keep=1).past_key_values
+            if prefix:
+                shared = self.model(input_ids=torch.tensor([prefix], device=device), use_cache=True, logits_to_keep=1)
+                first, cache = shared.logits[0, -1], shared.past_key_values
                 cache.batch_repeat_interleave(len(rows))
             logits = self.model(input_ids=ids, past_key_values=cache, use_cache=cache is not None,
-                                logits_to_keep=keep).logits
-        picked = logits[torch.arange(len(rows), device=device), torch.searchsorted(keep, last)]
-        return torch.log_softmax(picked.float(), dim=-1)
+                                logits_to_keep=logits_to_keep.to(device) if torch.is_tensor(logits_to_keep)
+                                else logits_to_keep).logits
+        return first, logits
 
     def continuation_logprobs(self, conversation: Conversation, prefix: str,
                               continuations: Sequence[str]) -> list[float]:
         """Each continuation's summed token log-probability right after `prefix` at the start of the model's reply
         to `conversation`. The shared part (prompt + `prefix`) is read once; its key/value cache, repeated once per
-        continuation, serves one batch of the continuations (right-padded: a causal model's earlier positions never
-        see the padding)."""
+        continuation, serves one batch of the continuations (`_after_prefix`)."""
         import torch
 
         tok = self.tokenizer
         base = encode_prompt(tok, list(conversation)) + tok(prefix, add_special_tokens=False)["input_ids"]
         base = base[-self.max_prompt_length:]
         conts = [tok(c, add_special_tokens=False)["input_ids"] for c in continuations]
-        width = max(len(c) for c in conts)
-        device = next(self.model.parameters()).device
         self.model.eval()
-        with torch.no_grad():
-            shared = self.model(input_ids=torch.tensor([base], device=device), use_cache=True, logits_to_keep=1)
-            first = torch.log_softmax(shared.logits[0, -1].float(), dim=-1)  # predicts each continuation's 1st token
-            cache = shared.past_key_values
-            cache.batch_repeat_interleave(len(conts))
-            pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-            ids = torch.tensor([c + [pad] * (width - len(c)) for c in conts], device=device)
-            rest = torch.log_softmax(self.model(input_ids=ids, past_key_values=cache).logits.float(), dim=-1)
+        first, logits = self._after_prefix(base, conts)
+        first = torch.log_softmax(first.float(), dim=-1)  # predicts each continuation's first token
+        rest = torch.log_softmax(logits.float(), dim=-1)
         # position j of a continuation's row predicts its token j + 1
         return [float(first[c[0]]) + sum(float(rest[row, j, t]) for j, t in enumerate(c[1:]))
                 for row, c in enumerate(conts)]

@@ -256,12 +256,17 @@ def cpu_computes_bf16() -> bool:
     return any(bool(getattr(torch.cpu, p, lambda: False)()) for p in probes)
 
 
+def dtype_name(torch_dtype) -> str:
+    """A torch dtype as the settings spell it: torch.bfloat16 -> "bfloat16"."""
+    return str(torch_dtype).removeprefix("torch.")
+
+
 def inference_dtype(dtype: str, device: str | None = None) -> str:
     """The dtype name ("bfloat16") a model loaded for inference with `dtype` computes in on `device` (default:
     this rank's device): part of what a benchmark result and a judge verdict depend on."""
     from . import distributed
 
-    return str(resolve_dtype(dtype, device or str(distributed.device()), inference=True)).removeprefix("torch.")
+    return dtype_name(resolve_dtype(dtype, device or str(distributed.device()), inference=True))
 
 
 def resolve_dtype(dtype: str, device: str, inference: bool = False):

@@ -187,7 +187,7 @@ def test_pairrm_revision_is_passed_to_the_hub(monkeypatch):
 # ------------------------------------------------------------------------------------------ local judge
 
 class ToyChat:
-    """A LocalChatModel stand-in with `token_logprobs`: prefers the response containing 'good', and answers A
+    """A LocalChatModel stand-in with `grouped_token_logprobs`: prefers the response containing 'good', and answers A
     with a position bias of +1 in logit."""
 
     name = "toy"
