@@ -21,34 +21,16 @@ from sppo.cli_util import setup_logging
 from sppo.errors import UserError
 from sppo.files import finite  # NaN / infinities -> null: the one definition, shared with write_json
 
-from benchmarks.scoring import read_json_file, read_jsonl_lines
+from benchmarks import inputs
+from benchmarks.inputs import read_json_file, read_jsonl_lines, read_records
 from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteName, SuiteResult, cli_name
 
 log = logging.getLogger(__name__)
 
 
-# --- readers --------------------------------------------------------------------------------------------------------
-
-def read_records(path: Path) -> tuple[list[dict], list[int] | None]:
-    """A JSON array of objects (alpaca_eval's annotations.json) or a JSONL file: (records, line numbers or None)."""
-    if path.is_file() and path.read_bytes()[:4096].lstrip().startswith(b"["):
-        data = read_json_file(path)
-        if not isinstance(data, list):
-            raise UserError(f"{path}: expected a JSON array of records")
-        for i, r in enumerate(data):
-            if not isinstance(r, dict):
-                raise UserError(f"{path}: record {i + 1}: expected a JSON object")
-        return data, None
-    return read_jsonl_lines(path)
-
-
 def _default_sibling(path: Path, *parts: str) -> Path | None:
     candidate = path.joinpath(*parts)
     return candidate if candidate.exists() else None
-
-
-def _question_records(path: Path | None) -> list[dict] | None:
-    return read_jsonl_lines(path)[0] if path else None
 
 
 # --- suites ---------------------------------------------------------------------------------------------------------
@@ -62,12 +44,10 @@ def score_alpaca_eval(args: argparse.Namespace) -> list[SuiteResult]:
     if args.no_lc:
         reason = "disabled with --no-lc"
     else:
-        gamed_path = ae.hub_file(ae.DF_GAMED, args.df_gamed)
-        if gamed_path is None:
+        df_gamed = inputs.df_gamed(args.df_gamed)
+        if df_gamed is None:
             reason = (f"{ae.DF_GAMED} not available: no local copy given (--df-gamed) and the Hub dataset "
                       f"{ae.HUB_DATASET} cannot be reached")
-        else:
-            df_gamed = ae.read_df_gamed(gamed_path)
     scored = ae.score_annotations(records, df_gamed=df_gamed, source=str(path), lines=lines,
                                   lc_unavailable_reason=reason)
     settings = {"annotator": ae.ANNOTATOR, "glm": ae.GLM_NAME, "source": str(path),
@@ -87,23 +67,19 @@ def score_arena_hard(args: argparse.Namespace) -> list[SuiteResult]:
     for d in args.with_judgments:
         if not Path(d).is_dir():
             raise UserError(f"{d}: --with-judgments must be a directory of <model>.jsonl judgment files")
-    files = ah.judgment_files(judgment_dir, [Path(d) for d in args.with_judgments])
+    files = inputs.judgment_files(judgment_dir, [Path(d) for d in args.with_judgments])
     if not files:
         raise UserError(f"{judgment_dir}: no *.jsonl judgment files")
-    rows, where_lines, sources = [], [], []
-    for f in files:
-        r, lines = read_jsonl_lines(f)
-        rows += r
-        where_lines += lines
-        sources += [str(f)] * len(r)
+    judgments = inputs.read_judgments(files)
+    rows = judgments.rows
     bench_dir = judgment_dir.parent.parent  # data/arena-hard-v0.1/model_judgment/<judge>/
     questions = Path(args.questions) if args.questions else _default_sibling(bench_dir, "question.jsonl")
     answers_dir = Path(args.answers) if args.answers else _default_sibling(bench_dir, "model_answer")
-    question_ids = {str(q["question_id"]) for q in _question_records(questions)} if questions else None
-    answers = _answers_by_model(answers_dir) if answers_dir else None
+    question_ids = {str(q["question_id"]) for q in inputs.question_records(questions)} if questions else None
+    answers = inputs.answers_by_model(answers_dir) if answers_dir else None
     board = ah.score_judgments(rows, answers=answers, baseline=args.baseline, question_ids=question_ids,
-                               num_rounds=args.num_rounds, seed=args.seed, lines=where_lines,
-                               source=sources)
+                               num_rounds=args.num_rounds, seed=args.seed, lines=judgments.lines,
+                               source=judgments.sources)
     judges = sorted({str(r.get("judge")) for r in rows if r.get("judge")})
     pooled = ah.pooled_judges_note(rows, judgment_dir)
     for metrics in board.values() if pooled else ():
@@ -114,13 +90,6 @@ def score_arena_hard(args: argparse.Namespace) -> list[SuiteResult]:
                 "answers": str(answers_dir) if answers_dir else None}
     judge = {"model": judges[0] if len(judges) == 1 else judges}
     return [_result(model, "arena_hard", m, settings, judge, args) for model, m in board.items()]
-
-
-def _answers_by_model(answers_dir: Path) -> dict[str, list[dict]]:
-    """model_answer/<model>.jsonl -> {model: answer records}, keyed by file name as the official loader does."""
-    if not answers_dir.is_dir():
-        raise UserError(f"{answers_dir}: not a directory of <model>.jsonl answer files")
-    return {f.stem: read_jsonl_lines(f)[0] for f in sorted(answers_dir.glob("*.jsonl"))}
 
 
 def score_mt_bench(args: argparse.Namespace) -> list[SuiteResult]:
@@ -134,7 +103,7 @@ def score_mt_bench(args: argparse.Namespace) -> list[SuiteResult]:
         rows, lines = [rows[i] for i in keep], [lines[i] for i in keep]
     if not rows:
         raise UserError(f"{path}: no judgments" + (f" of model {args.model[0]!r}" if args.model else ""))
-    scored = mt.score_judgments(rows, questions=_question_records(questions), source=str(path), lines=lines)
+    scored = mt.score_judgments(rows, questions=inputs.question_records(questions), source=str(path), lines=lines)
     if args.model:
         missing = sorted(set(args.model) - set(scored))
         if missing:

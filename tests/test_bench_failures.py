@@ -189,11 +189,11 @@ def test_sigterm_stops_the_bench_run_with_a_resume_hint(ckpts, shared_data, tmp_
 def _writer(path: str, model: str, rounds: int) -> None:
     from pathlib import Path
 
-    from benchmarks.suites.common import replace_model_rows
+    from benchmarks.judging import SharedJsonlFile
 
     for i in range(rounds):
         rows = [{"question_id": q, "model": model, "turn": 1, "score": i} for q in range(i + 1)]
-        replace_model_rows(Path(path), model, rows, lambda r: r["question_id"])
+        SharedJsonlFile(Path(path), model).write(rows)
 
 
 def test_two_processes_sharing_the_mt_bench_judgment_file_lose_nothing(tmp_path):

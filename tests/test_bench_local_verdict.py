@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.judge import LocalJudge, OpenAIJudge
+from benchmarks.judge import JudgeReply, JudgeRequest, LocalJudge, OpenAIJudge
+from benchmarks.judging import LOGPROB_VERDICT, Conversation, Item, logprob_verdicts
 from benchmarks.scoring import arena_hard as ah
-from benchmarks.suites.common import LOGPROB_VERDICT
-from benchmarks.suites.mt_bench import _mt_logprob_verdict
+from benchmarks.scoring import mt_bench as mt
+from benchmarks.suites import mt_bench
 
 MESSAGES = [{"role": "system", "content": "You judge answers."},
             {"role": "user", "content": "Question: what is 2+2?\nAnswer: 4.\nRate the answer from 1 to 10."}]
@@ -49,11 +50,21 @@ def test_verdict_is_the_most_likely_label(judge, prefix, choices):
     assert got == pytest.approx(scores, abs=1e-3)  # the shared prefix's cache gives each label's own sum
 
 
-def test_mt_bench_row_without_rating_gets_one_only_from_a_local_judge(judge):
-    row = {"judgment": "I think it is fine.", "score": -1}
-    got = _mt_logprob_verdict(judge, row, MESSAGES)
+def _unrated() -> Conversation:
+    """An MT-Bench conversation whose reply holds no rating."""
+    request = JudgeRequest.make(MESSAGES, **mt.JUDGE_PARAMS)
+    conv = Conversation(Item((81, 1), (request,)), request, [JudgeReply("I think it is fine.")])
+    conv.verdict, _ = mt_bench.VERDICTS.parse(conv)
+    return conv
+
+
+def test_mt_bench_judgment_without_rating_gets_one_only_from_a_local_judge(judge):
+    conv = _unrated()
+    assert conv.verdict is None
+    logprob_verdicts(judge, [conv], mt_bench.VERDICTS)
     want, _ = reference_choice(judge.chat_model, MESSAGES, "I think it is fine.\n\nRating: [[",
                                [f"{r}]]" for r in range(1, 11)])
-    assert got["score"] == int(want[:-2]) and got["verdict_source"] == LOGPROB_VERDICT
-    official = OpenAIJudge("gpt-4", base_url="http://127.0.0.1:9/v1", api_key_env=None)
-    assert _mt_logprob_verdict(official, row, MESSAGES) is row  # an official judge's invalid verdict stays invalid
+    assert conv.verdict == want[:-2] and conv.verdict_source == LOGPROB_VERDICT
+    official, conv = OpenAIJudge("gpt-4", base_url="http://127.0.0.1:9/v1", api_key_env=None), _unrated()
+    logprob_verdicts(official, [conv], mt_bench.VERDICTS)
+    assert conv.verdict is None and conv.verdict_source is None  # an official judge's invalid verdict stays so

@@ -13,7 +13,7 @@ from benchmarks.cli import main as bench
 from benchmarks.scoring import alpaca_eval as ae
 from benchmarks.scoring import arena_hard as ah
 from benchmarks.scoring import mt_bench as mt
-from benchmarks.scoring import read_jsonl_lines
+from benchmarks.inputs import read_jsonl_lines
 from benchmarks.store import ResultsStore
 from sppo.files import read_json, read_jsonl
 
@@ -179,7 +179,7 @@ def test_judge_faults_retried_or_recorded_invalid(checkpoints, shared_data, tmp_
 
 
 def test_interrupted_run_resumes_without_rejudging(checkpoints, shared_data, tmp_path, monkeypatch):
-    import benchmarks.suites.common as suites
+    import benchmarks.judging as suites
     from benchmarks.judge import OpenAIJudge
 
     results = tmp_path / "results"

@@ -92,7 +92,7 @@ def test_lm_eval_model_arguments_are_values_and_remote_code_needs_the_flag(monke
 def test_writers_in_place_refuse_symlinks(tmp_path):
     """The shared-file lock of the bench, the training log and the temporary checkpoint directory never write
     through a link someone planted."""
-    from benchmarks.suites.common import replace_model_rows
+    from benchmarks.judging import SharedJsonlFile
     from sppo.errors import UserError
     from sppo.files import append_text, fresh_dir
 
@@ -101,7 +101,7 @@ def test_writers_in_place_refuse_symlinks(tmp_path):
     shared = tmp_path / "mt_bench.jsonl"
     (tmp_path / "mt_bench.jsonl.lock").symlink_to(victim)
     with pytest.raises(UserError, match="symbolic link"):
-        replace_model_rows(shared, "m", [{"model": "m", "id": 1}], order=lambda r: r["id"])
+        SharedJsonlFile(shared, "m").write([{"model": "m", "id": 1}])
     log = tmp_path / "log.jsonl"
     log.symlink_to(victim)
     with pytest.raises(UserError, match="symbolic link"):

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmarks import inputs
 from benchmarks.scoring import alpaca_eval as ae
 from sppo.errors import UserError
 
@@ -180,20 +181,20 @@ def test_missing_field_and_duplicates_name_the_record():
 
 def test_hub_file_local_and_offline(tmp_path):
     with pytest.raises(UserError, match="file not found"):
-        ae.hub_file(ae.DF_GAMED, tmp_path / "nope.csv")
-    assert ae.hub_file("no-such-file-in-the-dataset.csv") is None  # tests run with HF_HUB_OFFLINE=1
+        inputs.hub_file(ae.DF_GAMED, tmp_path / "nope.csv")
+    assert inputs.hub_file("no-such-file-in-the-dataset.csv") is None  # tests run with HF_HUB_OFFLINE=1
 
 
 @pytest.mark.network
 def test_lc_matches_the_leaderboard_with_hub_files(annotations, leaderboard, shared_data):
     """With the Hub's df_gamed.csv and instruction_difficulty.csv: the GLM fit reproduces the leaderboard LC, and
     the published GLM weights predict the same figure."""
-    df_gamed = ae.read_df_gamed(ae.hub_file(ae.DF_GAMED))
+    df_gamed = inputs.read_df_gamed(inputs.hub_file(ae.DF_GAMED))
     got = ae.score_annotations(annotations, df_gamed=df_gamed)[MODEL]
     row = leaderboard.loc[MODEL]
     assert got["length_controlled_winrate"] == pytest.approx(row["length_controlled_winrate"], abs=1e-4)
     weights = pd.read_csv(shared_data / "alpaca_eval" / "lc_weights_baseline_gpt4_1106_preview.csv", index_col=0)
-    difficulty = pd.read_csv(ae.hub_file("instruction_difficulty.csv"), index_col=0).squeeze("columns")
+    difficulty = pd.read_csv(inputs.hub_file("instruction_difficulty.csv"), index_col=0).squeeze("columns")
     lc = lc_winrate_from_weights(weights.loc[MODEL].to_dict(), difficulty.to_numpy(),
                                  weights.loc[ae.BASELINE].to_dict())
     assert lc == pytest.approx(row["length_controlled_winrate"], abs=1e-6)
@@ -236,9 +237,9 @@ def test_an_unreachable_hub_is_not_retried(monkeypatch):
     with socket.socket() as srv:
         srv.bind(("127.0.0.1", 0))
         srv.listen()
-        assert ae.host_reachable(f"http://127.0.0.1:{srv.getsockname()[1]}")
-    assert not ae.host_reachable(closed)
-    assert not ae.host_reachable("https://no-such-host.invalid")
+        assert inputs.host_reachable(f"http://127.0.0.1:{srv.getsockname()[1]}")
+    assert not inputs.host_reachable(closed)
+    assert not inputs.host_reachable("https://no-such-host.invalid")
 
     calls = []
     real = huggingface_hub.hf_hub_download
@@ -250,9 +251,9 @@ def test_an_unreachable_hub_is_not_retried(monkeypatch):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", spy)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "ENDPOINT", closed)
-    ae._hub_download.cache_clear()
+    inputs.hub_download.cache_clear()
     try:
-        assert ae._hub_download("not-cached-anywhere.csv") is None
+        assert inputs.hub_download("not-cached-anywhere.csv") is None
     finally:
-        ae._hub_download.cache_clear()
+        inputs.hub_download.cache_clear()
     assert calls == [True]  # the cache was looked at; the network never

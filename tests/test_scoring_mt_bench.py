@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks import inputs
 from benchmarks.scoring import mt_bench as mt
 from sppo.errors import UserError
 
@@ -26,7 +27,7 @@ def questions(mt_dir):
 
 @pytest.fixture(scope="module")
 def prompts(mt_dir):
-    return mt.load_judge_prompts(mt_dir / "judge_prompts.jsonl")
+    return inputs.judge_prompts(mt_dir / "judge_prompts.jsonl")
 
 
 @pytest.mark.parametrize("text, rating", [

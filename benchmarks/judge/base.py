@@ -38,6 +38,7 @@ class Judge:
     """Base class: cache lookup, accounting and progress around a backend's ``_complete_uncached``."""
 
     backend = "base"
+    reads_logprob_verdicts = False  # whether `verdict_from_logprobs` reads a verdict the judge's text lacks
 
     def __init__(self, model: str, cache: JudgeCache | None = None,
                  price_per_million: tuple[float, float] | None = None):
@@ -90,6 +91,11 @@ class Judge:
         if not self.price or reply.cached:
             return 0.0
         return (reply.prompt_tokens * self.price[0] + reply.completion_tokens * self.price[1]) / 1e6
+
+    def verdict_from_logprobs(self, messages: Sequence[dict], prefix: str, choices: Sequence[str]) -> str:
+        """The choice the judge finds most likely right after ``prefix`` in its reply (judges with
+        ``reads_logprob_verdicts`` only: local models; an endpoint's replies carry no such distribution)."""
+        raise NotImplementedError(f"{type(self).__name__} reads no verdict from token probabilities")
 
     # -- for backends ------------------------------------------------------------------------------------------------
     def _complete_uncached(self, requests, indices, done, progress) -> None:

@@ -25,6 +25,7 @@ class LocalJudge(Judge):
     a small model is given fewer)."""
 
     backend = "local"
+    reads_logprob_verdicts = True
 
     def __init__(self, chat_model, name: str | None = None, cache: JudgeCache | None = None,
                  max_new_tokens: int | None = None, source: tuple[str, int, str] | None = None):

@@ -8,15 +8,13 @@
 Each suite returns a metrics dict whose keys are the official leaderboard's names. Non-numeric caveats go in a
 ``notes`` list (never a number), so a missing input is stated, never faked.
 
-This module holds the few helpers every suite shares: locating a record ("file:line") for one-line errors and
-reading JSON / JSONL files (UTF-8 only; anything else is a one-line error) while remembering line numbers.
+This module holds the few helpers every suite shares: locating a record ("file:line") for one-line errors and a
+required field. Reading files is the edge's job (`benchmarks.inputs`): nothing here opens a file, a socket or a
+directory.
 """
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
 from typing import Callable, Sequence
 
 from sppo.errors import UserError
@@ -39,50 +37,6 @@ def locator(source: str | Sequence[str] | None = None, lines: Sequence[int] | No
         return f"{src}: record {i + 1}"
 
     return where
-
-
-def _check_file(path: Path) -> None:
-    if path.is_dir():
-        raise UserError(f"{path}: is a directory, expected a file")
-    if not path.is_file():
-        raise UserError(f"{path}: file not found")
-
-
-def read_json_file(path: str | os.PathLike) -> object:
-    """A UTF-8 JSON file; a missing file, a directory, bad bytes or bad JSON raise UserError naming the file."""
-    path = Path(path)
-    _check_file(path)
-    try:
-        return json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not UTF-8 text (byte {e.start})") from None
-    except json.JSONDecodeError as e:
-        raise UserError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
-
-
-def read_jsonl_lines(path: str | os.PathLike) -> tuple[list[dict], list[int]]:
-    """Read a JSONL file into (rows, line numbers). A bad line or a line that is not a JSON object raises
-    UserError naming file and line; blank lines are skipped."""
-    path = Path(path)
-    _check_file(path)
-    rows: list[dict] = []
-    lines: list[int] = []
-    for lineno, raw in enumerate(path.read_bytes().split(b"\n"), 1):
-        try:
-            line = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise UserError(f"{path}:{lineno}: not UTF-8 text") from None
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise UserError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
-        if not isinstance(row, dict):
-            raise UserError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-        rows.append(row)
-        lines.append(lineno)
-    return rows, lines
 
 
 def require(row: dict, key: str, where: str) -> object:

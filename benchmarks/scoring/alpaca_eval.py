@@ -13,22 +13,17 @@ Official method (alpaca_eval 0.6.6), reused from the installed package wherever 
   counted here as ``n_invalid``.
 * avg_length: ``int(mean character length of the model's outputs)``.
 * Length-controlled win rate: the GLM ``length_controlled_v1`` of ``alpaca_eval.metrics.glm_winrate`` fitted with
-  the package's own design-matrix and logistic-regression helpers; only the data loading (the Hub file
-  ``df_gamed.csv``) is done here so that local copies work offline. Without that file LC is None with a note.
+  the package's own design-matrix and logistic-regression helpers; the data loading (the Hub file
+  ``df_gamed.csv``, or a local copy that works offline) is ``benchmarks.inputs``'s. Without that file LC is None
+  with a note.
 """
 
 from __future__ import annotations
 
-import functools
-
 import logging
 import math
-import os
-import socket
 import warnings
-from pathlib import Path
 from typing import Any, Mapping, Sequence
-from urllib.parse import urlsplit
 
 import pandas as pd
 
@@ -174,61 +169,6 @@ def win_rate_metrics(preferences: Sequence[float]) -> dict[str, Any]:
 def avg_length(outputs: Sequence[str]) -> int:
     """Official ``avg_length``: ``int`` of the mean character length of the model's outputs."""
     return int(pd.Series(list(outputs), dtype=object).str.len().mean())
-
-
-def hub_file(filename: str, local: str | os.PathLike | None = None) -> Path | None:
-    """A file of the ``tatsu-lab/alpaca_eval`` Hub dataset: ``local`` if given (must exist), else the Hub copy
-    (downloaded once into the Hugging Face cache), else None when the Hub is unreachable or offline."""
-    if local is not None:
-        path = Path(local)
-        if not path.is_file():
-            raise UserError(f"{path}: file not found (expected AlpacaEval's {filename})")
-        return path
-    return _hub_download(filename)
-
-
-@functools.cache
-def _hub_download(filename: str) -> Path | None:
-    """One attempt per process: an unreachable Hub is not asked again for every model and suite. A copy in the
-    Hugging Face cache is used as is; the Hub is asked only when its host accepts a connection (huggingface_hub
-    retries an unreachable host five times with back-off, about 25 s, before giving up)."""
-    from huggingface_hub import constants, hf_hub_download
-
-    kw = dict(repo_id=HUB_DATASET, filename=filename, repo_type="dataset")
-    try:
-        return Path(hf_hub_download(**kw, local_files_only=True))
-    except Exception:  # not cached yet
-        pass
-    if constants.HF_HUB_OFFLINE or not host_reachable(constants.ENDPOINT):
-        log.info("cannot get %s from the Hub dataset %s: %s unreachable", filename, HUB_DATASET, constants.ENDPOINT)
-        return None
-    try:
-        log.info("fetching %s from the Hub dataset %s (give a local copy to skip this)", filename, HUB_DATASET)
-        return Path(hf_hub_download(**kw))
-    except Exception as e:  # no network, gated, ...: the caller reports LC as unavailable
-        log.info("cannot get %s from the Hub dataset %s: %s", filename, HUB_DATASET, e)
-        return None
-
-
-def host_reachable(url: str, timeout: float = 5.0) -> bool:
-    """Whether the host of `url` resolves and accepts a TCP connection within `timeout` seconds."""
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parts.hostname or "", port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def read_df_gamed(path: str | os.PathLike) -> pd.DataFrame:
-    """``df_gamed.csv``: annotations of the two length-gamed baselines, with their GLM features."""
-    df = pd.read_csv(path)
-    needed = {"index", "preference", "std_delta_len", "instruction_difficulty", "not_gamed_baseline"}
-    missing = sorted(needed - set(df.columns))
-    if missing:
-        raise UserError(f"{path}: not AlpacaEval's {DF_GAMED} (missing column {missing[0]!r})")
-    return df.drop(columns=["model"], errors="ignore")
 
 
 def _glm_design(df: pd.DataFrame, df_gamed: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.Series]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -89,19 +88,6 @@ def avg_tokens(answers: Sequence[Mapping[str, Any]], source: str = "answers") ->
             raise UserError(f"{source}: record {i + 1} (question {a.get('question_id')!r}): no "
                             "choices[0].turns[0] with content or token_len") from None
     return int(total / len(answers))
-
-
-def judgment_files(own_dir: Path, others: Sequence[Path] = ()) -> list[Path]:
-    """The judgment files fitted together: ``<model>.jsonl`` of ``own_dir`` and of each ``--with-judgments``
-    directory, all in sorted file-name order, as if they were one judgment directory (the official show_result.py
-    reads ``glob(dir/*jsonl)`` in filesystem order, arena-hard-auto show_result.py @e883410:123; sorting makes the
-    fit, whose bootstrap depends on the order, reproducible). A model of ``own_dir`` wins over the same name
-    elsewhere."""
-    by_name: dict[str, Path] = {}
-    for d in [own_dir, *others]:
-        for f in Path(d).glob("*.jsonl"):
-            by_name.setdefault(f.name, f)
-    return [by_name[name] for name in sorted(by_name)]
 
 
 def pooled_judges_note(rows: Sequence[Mapping[str, Any]], where: Any) -> str | None:

@@ -23,7 +23,7 @@ from typing import Any, Mapping, Sequence
 
 from sppo.errors import UserError
 
-from . import locator, read_jsonl_lines, require
+from . import locator, require
 
 JUDGE = "gpt-4"
 NEED_REF_CATS = ("math", "reasoning", "coding", "arena-hard-200")
@@ -44,12 +44,6 @@ def parse_rating(judgment: str) -> float:
     """The rating in a judge's text, as FastChat: first ``[[x]]``, else first ``[x]``, else -1 (invalid)."""
     match = ONE_SCORE.search(judgment) or ONE_SCORE_BACKUP.search(judgment)
     return float(ast.literal_eval(match.group(1))) if match else float(INVALID)
-
-
-def load_judge_prompts(path) -> dict[str, dict]:
-    """``judge_prompts.jsonl`` as ``{name: prompt record}``."""
-    rows, _ = read_jsonl_lines(path)
-    return {r["name"]: r for r in rows}
 
 
 def needs_reference(category: str) -> bool:

@@ -5,8 +5,11 @@
     arena_hard.py   Arena-Hard v0.1       (scoring: benchmarks.scoring.arena_hard; scored for all models together)
     mt_bench.py     MT-Bench              (scoring: benchmarks.scoring.mt_bench)
     lm_eval.py      lm-evaluation-harness (scoring: benchmarks.scoring.lm_eval)
-    common.py       the Suite interface and its SuiteOutcome, run context, judge failures, artifact keys, batched
-                    judging, file lock
+    common.py       the Suite interface and its SuiteOutcome, run context, the model under test
+
+A judged suite supplies its prompts (the answers it asks for and the judge requests about them), its verdict parser
+and its scorer; the judging itself - reuse of keyed rows, batching, write-through, failure records, the cache - is
+the one engine of ``benchmarks.judging``.
 
 Each module declares its ``SUITE`` (name, run, the model card's table, the headline line, the judge prompt's
 version); ``REGISTRY`` holds the four, in run order (``benchmarks.store.SUITES``).
@@ -23,7 +26,8 @@ from __future__ import annotations
 
 from benchmarks.store import SuiteName
 from benchmarks.suites import alpaca_eval, arena_hard, common, lm_eval, mt_bench
-from benchmarks.suites.common import JudgeFailed, ModelTarget, RunContext, Suite, SuiteOutcome
+from benchmarks.judging import JudgeFailed
+from benchmarks.suites.common import ModelTarget, RunContext, Suite, SuiteOutcome
 
 REGISTRY: dict[SuiteName, Suite] = {s.name: s for s in (alpaca_eval.SUITE, arena_hard.SUITE, mt_bench.SUITE,
                                                         lm_eval.SUITE)}

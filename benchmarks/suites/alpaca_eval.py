@@ -12,14 +12,16 @@ from typing import Any
 from sppo.errors import UserError
 from sppo.files import read_json, under, write_json
 
+from benchmarks import inputs
 from benchmarks.answers import AnswerSettings, ModelAnswerer, reusable
-from benchmarks.judge import Judge, JudgeReply, JudgeRequest
-from benchmarks.scoring import alpaca_eval as ae
 from benchmarks.card_layout import table_spec
+from benchmarks.inputs import alpaca_eval_model_configs
+from benchmarks.judge import Judge, JudgeRequest
+from benchmarks.judging import Conversation, Item, JsonListFile, JudgedTask, Verdicts, judge_task
+from benchmarks.scoring import alpaca_eval as ae
 from benchmarks.store import digest
-from benchmarks.suites.common import (Failures, ModelTarget, RunContext, Suite, SuiteOutcome, complete_in_batches,
-                                      figure, judgment_key, prompt_version as _digest_prompt, require_judge,
-                                      reused_counts, suite_result)
+from benchmarks.suites.common import (ModelTarget, RunContext, Suite, SuiteOutcome, figure,
+                                      prompt_version as _digest_prompt, require_judge, reused_counts, suite_result)
 
 ALPACA_EVAL_MAX_NEW_TOKENS = 2048
 # the SPPO models' AlpacaEval generation (uclaml/SPPO models_configs/Mistral7B-PairRM-SPPO-Iter3/configs.yaml:10-12,
@@ -30,22 +32,11 @@ ALPACA_EVAL_SAMPLING_SOURCE = "uclaml/SPPO models_configs/Mistral7B-PairRM-SPPO-
 def alpaca_eval_sampling(model_ref: str) -> dict[str, Any]:
     """AlpacaEval generation settings of a model: alpaca_eval's own model config when one names this Hub id
     (``completions_kwargs``: temperature, top_p, max_new_tokens), else the SPPO models' official ones."""
-    import importlib.util
-
-    import yaml
-
-    spec = importlib.util.find_spec("alpaca_eval")
-    root = Path(spec.origin).parent / "models_configs" if spec and spec.origin else None
-    for cfg_path in sorted(root.glob("*/configs.yaml")) if root and "/" in model_ref else []:
-        try:
-            cfg = next(iter((yaml.safe_load(cfg_path.read_text(encoding="utf-8")) or {}).values()))
-            kw = cfg.get("completions_kwargs") or {}
-        except (yaml.YAMLError, StopIteration, AttributeError):
-            continue
+    for name, kw in alpaca_eval_model_configs() if "/" in model_ref else []:
         if kw.get("model_name") == model_ref:
             return {"temperature": float(kw.get("temperature", 0.0)), "top_p": float(kw.get("top_p", 1.0)),
                     "max_new_tokens": int(kw.get("max_new_tokens", ALPACA_EVAL_MAX_NEW_TOKENS)),
-                    "source": f"alpaca_eval models_configs/{cfg_path.parent.name}/configs.yaml"}
+                    "source": f"alpaca_eval models_configs/{name}/configs.yaml"}
     return {**ALPACA_EVAL_SAMPLING, "source": ALPACA_EVAL_SAMPLING_SOURCE}
 
 
@@ -91,84 +82,62 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteOutcome:
                                             ctx.answer_settings, target.path)
     ann_path = work / "annotations.json"
     annotator = ae.ANNOTATOR if judge.model == ae.JUDGE_MODEL else f"weighted_alpaca_eval[{judge.model}]"
-    annotations, pending = _annotation_plan(data, outputs, target.name, annotator, judge, ann_path)
-    n_reused = len(annotations) - len(pending)
-    _annotate(judge, annotations, pending, ann_path, Failures("alpaca_eval", target.name), ctx.progress)
-    df_gamed, reason = _df_gamed(ctx)
+    task = judged_task(data, outputs, target.name, annotator, judge, ann_path)
+    judged = judge_task(judge, task, ctx.progress)
+    annotations = judged.of(task.items)
+    df_gamed = inputs.df_gamed(ctx.df_gamed, ctx.data.data_dir)
+    reason = None if df_gamed is not None else (f"{ae.DF_GAMED} unavailable (no local copy, Hub dataset "
+                                                f"{ae.HUB_DATASET} unreachable)")
     scored = ae.score_annotations(annotations, df_gamed=df_gamed, source=str(ann_path), lc_unavailable_reason=reason)
     metrics = scored[target.name]
     settings = {"limit": ctx.answer_settings.limit, "n_instructions": len(outputs), "generation": gen_info,
                 "annotator": annotator, "judge_params": ae.JUDGE_PARAMS, "data": data.source,
                 "prompt_version": prompt_version(ctx),
-                "reused": reused_counts(gen_info, n_reused, len(annotations)),
+                "reused": reused_counts(gen_info, judged.n_reused, len(annotations)),
                 "annotations": str(ann_path), "model_outputs": str(work / "model_outputs.json")}
     return SuiteOutcome(suite_result(target, "alpaca_eval", metrics, settings, judge, before))
 
 
-def _annotation_plan(data, outputs: list[dict], model: str, annotator: str, judge: Judge,
-                     ann_path: Path) -> tuple[list[dict], list[tuple[dict, JudgeRequest, bool]]]:
-    """Every output's annotation record, in order - reused from ``annotations.json`` under the same key, decided
-    without a judge (identical outputs), or new - and the (record, request, switched) of those still to judge."""
+def judged_task(data, outputs: list[dict], model: str, annotator: str, judge: Judge, ann_path: Path) -> JudgedTask:
+    """The judging of every output against the baseline's: one weighted-judge request each (outputs swapped for a
+    pseudo-random half, as alpaca_eval), identical outputs decided without a judge (preference 1.5)."""
     baseline = {ex["instruction"]: ex for ex in data.examples}
-    existing = {r.get("sppo_key"): r for r in (read_json(ann_path) if ann_path.exists() else [])
-                if isinstance(r, dict)}
-    annotations: list[dict] = []
-    pending: list[tuple[dict, JudgeRequest, bool]] = []
+    items = []
     for out in outputs:
         base = baseline[out["instruction"]]
         record = {"instruction": out["instruction"], "output_1": base["output"],
                   "generator_1": base.get("generator", ae.BASELINE), "dataset": out.get("dataset"),
-                  "output_2": out["output"], "generator_2": model, "annotator": annotator,
-                  "preference": None, "raw_completion": None, "price_per_example": 0.0, "time_per_example": 0.0}
+                  "output_2": out["output"], "generator_2": model, "annotator": annotator}
         if base["output"] == out["output"]:  # identical outputs: 1.5 without a judge call, as alpaca_eval
-            record["preference"] = ae.annotate_preference(out["instruction"], base["output"], out["output"], None)
-            annotations.append(record)
+            pref = ae.annotate_preference(out["instruction"], base["output"], out["output"], None)
+            items.append(Item(out["instruction"], decided={**record, **_judged(pref, None, 0.0)}))
             continue
         switched = ae.is_switched_outputs(out["instruction"])
         o1, o2 = (out["output"], base["output"]) if switched else (base["output"], out["output"])
         request = JudgeRequest.make(ae.judge_messages(data.prompt_template, out["instruction"], o1, o2),
                                     **ae.JUDGE_PARAMS)
-        record["sppo_key"] = judgment_key(judge, [request])
-        if record["sppo_key"] in existing:
-            annotations.append(existing[record["sppo_key"]])
-            continue
-        annotations.append(record)
-        pending.append((record, request, switched))
-    return annotations, pending
+        items.append(Item(out["instruction"], (request,), (record, switched)))
+
+    def parse(conv: Conversation) -> tuple[Any, bool]:
+        rec = conv.item.data[0]
+        return ae.annotate_preference(rec["instruction"], rec["output_1"], rec["output_2"],
+                                      conv.replies[-1].top_logprobs), False
+
+    def row(item: Item, convs: list[Conversation], key: str) -> dict:
+        (rec, switched), reply = item.data, convs[0].replies[-1]
+        completion = {"text": reply.text, "top_logprobs": reply.top_logprobs}
+        return {**rec, **_judged(convs[0].verdict, completion, judge.cost(reply)), "sppo_key": key,
+                "is_switched_outputs": switched}
+
+    order = [out["instruction"] for out in outputs]
+    return JudgedTask("alpaca_eval", model, items, Verdicts(parse), row, JsonListFile(ann_path),
+                      lambda r: r.get("instruction"), lambda rows: [rows[i] for i in order if i in rows])
 
 
-def _annotate(judge: Judge, annotations: list[dict], pending: list[tuple[dict, JudgeRequest, bool]],
-              ann_path: Path, failures: Failures, progress: bool) -> None:
-    """Judge the pending records in batches, ``annotations.json`` rewritten after each; ends with JudgeFailed when
-    a request failed (failed requests are not written: a rerun asks them again)."""
-    def save() -> None:
-        write_json(ann_path, [a for a in annotations if a.get("raw_completion") is not None or "sppo_key" not in a])
-
-    def on_batch(start: int, replies: list[JudgeReply]) -> None:
-        for (rec, _request, switched), reply in zip(pending[start:start + len(replies)], replies):
-            if not failures.check(reply):
-                continue
-            rec["preference"] = ae.annotate_preference(rec["instruction"], rec["output_1"], rec["output_2"],
-                                                       reply.top_logprobs)
-            rec["is_switched_outputs"] = switched
-            rec["raw_completion"] = {"text": reply.text, "top_logprobs": reply.top_logprobs}
-            rec["price_per_example"] = judge.cost(reply)
-        save()
-
-    complete_in_batches(judge, [req for _, req, _ in pending], on_batch, progress)
-    save()
-    failures.raise_if_any()
-
-
-def _df_gamed(ctx: RunContext):
-    local = ctx.df_gamed
-    if local is None and ctx.data.data_dir is not None:
-        candidate = ctx.data.data_dir / "alpaca_eval" / ae.DF_GAMED
-        local = str(candidate) if candidate.is_file() else None
-    path = ae.hub_file(ae.DF_GAMED, local)
-    if path is None:
-        return None, f"{ae.DF_GAMED} unavailable (no local copy, Hub dataset {ae.HUB_DATASET} unreachable)"
-    return ae.read_df_gamed(path), None
+def _judged(preference, raw_completion, price: float) -> dict[str, Any]:
+    """The annotation fields a judgment fills (alpaca_eval's order)."""
+    return {"preference": preference, "raw_completion": raw_completion, "price_per_example": price,
+            "time_per_example": 0.0}
 
 
 def headline(m: dict[str, Any]) -> str:

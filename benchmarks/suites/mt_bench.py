@@ -14,14 +14,14 @@ from sppo.files import read_jsonl, under, write_jsonl
 from sppo.generate import PromptText
 
 from benchmarks.answers import AnswerSettings, ModelAnswerer, answer_id, reusable
-from benchmarks.judge import Judge, JudgeReply, JudgeRequest
-from benchmarks.scoring import mt_bench as mt
 from benchmarks.card_layout import table_spec
+from benchmarks.judge import Judge, JudgeRequest
+from benchmarks.judging import (LOGPROB_VERDICT, Conversation, Item, JudgedTask, SharedJsonlFile, Verdicts,
+                                judge_task)
+from benchmarks.scoring import mt_bench as mt
 from benchmarks.store import digest
-from benchmarks.suites.common import (LOGPROB_VERDICT, Failures, ModelTarget, RunContext, Suite, SuiteOutcome,
-                                      complete_in_batches, figure, judge_label, judgment_key,
-                                      prompt_version as _digest_prompt, replace_model_rows, require_judge,
-                                      reused_counts, suite_result)
+from benchmarks.suites.common import (ModelTarget, RunContext, Suite, SuiteOutcome, figure, judge_label,
+                                      prompt_version as _digest_prompt, require_judge, reused_counts, suite_result)
 
 MT_BENCH_MAX_NEW_TOKENS = 1024  # FastChat gen_model_answer.py --max-new-token default
 # gen_model_answer.py:123-128 samples with HF generate passing no top_k/top_p: transformers' defaults, top-k 50
@@ -108,14 +108,15 @@ def mt_bench_judgment_path(ctx: RunContext, variant: str, judge: Judge) -> Path:
                  what="judge model")
 
 
-def _mt_logprob_verdict(judge: Judge, row: dict, msgs: list[dict]) -> dict:
-    """Local judges only: a judgment without a rating gets the rating (1-10) the judge finds most likely after its
-    text and the official opener ``Rating: [[`` (``verdict_source: logprobs``)."""
-    if row["score"] != mt.INVALID or not hasattr(judge, "verdict_from_logprobs"):
-        return row
-    choices = [f"{r}]]" for r in range(int(mt.RATING_RANGE[0]), int(mt.RATING_RANGE[1]) + 1)]
-    rating = judge.verdict_from_logprobs(msgs, row["judgment"].rstrip() + "\n\nRating: [[", choices)
-    return {**row, "score": int(rating[:-2]), "verdict_source": LOGPROB_VERDICT}
+def parse_rating(conv: Conversation) -> tuple[Any, bool]:
+    """FastChat's rating of the judge's reply (``[[x]]``, else ``[x]``); None when it wrote none."""
+    rating = mt.parse_rating(conv.replies[-1].text)
+    return (None if rating == mt.INVALID else rating), False
+
+
+# a reply without a rating: a local judge's most likely rating after its text and the official opener
+VERDICTS = Verdicts(parse_rating, opener="\n\nRating: [[",
+                    labels=tuple(str(r) for r in range(int(mt.RATING_RANGE[0]), int(mt.RATING_RANGE[1]) + 1)))
 
 
 def run(ctx: RunContext, target: ModelTarget) -> SuiteOutcome:
@@ -128,54 +129,41 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteOutcome:
                                          under(work, "model_answer", f"{target.name}.jsonl", what="model name"),
                                          target.name, ctx.answer_settings)
     jpath = mt_bench_judgment_path(ctx, target.variant, judge)
-    old = {(r.get("question_id"), r.get("turn")): r for r in (read_jsonl(jpath) if jpath.exists() else [])
-           if r.get("model") == target.name}
-    wanted_ids = {q["question_id"] for q in wanted}
-    beyond = [r for k, r in old.items() if k[0] not in wanted_ids]  # judgments beyond --limit: kept in the file
-    mine, pending = _judgment_plan(data, wanted, answers, judge, old)
-    n_reused = len(mine)
-    order = {q["question_id"]: i for i, q in enumerate(data.questions)}
-    failures = Failures("mt_bench", target.name)
-
-    def on_batch(start: int, replies: list[JudgeReply]) -> None:
-        for (q, turn, name, msgs, key), reply in zip(pending[start:start + len(replies)], replies):
-            if failures.check(reply):
-                row = {**mt.judgment_record(q["question_id"], target.name, name, msgs[1]["content"], reply.text,
-                                            turn, time.time(), judge=judge.model), "sppo_key": key}
-                mine[q["question_id"], turn] = _mt_logprob_verdict(judge, row, msgs)
-        replace_model_rows(jpath, target.name, list(mine.values()) + beyond,
-                           lambda r: (r["turn"], order.get(r["question_id"], 1 << 30)))
-
-    complete_in_batches(judge, [JudgeRequest.make(p[3], **mt.JUDGE_PARAMS) for p in pending], on_batch, ctx.progress)
-    failures.raise_if_any()
-    rows = sorted(mine.values(), key=lambda r: (r["turn"], order.get(r["question_id"], 1 << 30)))
-    metrics = _metrics(rows, wanted, jpath, target.name)
+    task = judged_task(data, wanted, answers, target.name, judge, jpath)
+    judged = judge_task(judge, task, ctx.progress)
+    metrics = _metrics(task.ordered({i.id: judged.rows[i.id] for i in task.items}), wanted, jpath, target.name)
     settings = {"limit": ctx.answer_settings.limit, "n_questions": len(wanted), "generation": gen_info,
                 "judge_params": mt.JUDGE_PARAMS, "data": data.source, "judgments": str(jpath),
                 "prompt_version": prompt_version(ctx),
-                "reused": reused_counts(gen_info, n_reused, 2 * len(wanted)),
+                "reused": reused_counts(gen_info, judged.n_reused, 2 * len(wanted)),
                 "answers": str(work / "model_answer")}
     return SuiteOutcome(suite_result(target, "mt_bench", metrics, settings, judge, before))
 
 
-def _judgment_plan(data, wanted: list[dict], answers: dict[int, dict], judge: Judge,
-                   old: dict[tuple, dict]) -> tuple[dict[tuple, dict], list[tuple[dict, int, str, list[dict], str]]]:
-    """The judgments of both turns of every wanted question reused under the same key ({(question_id, turn): row}),
-    and the (question, turn, prompt name, messages, key) of those still to judge."""
-    mine: dict[tuple, dict] = {}
-    pending: list[tuple[dict, int, str, list[dict], str]] = []
+def judged_task(data, wanted: list[dict], answers: dict[int, dict], model: str, judge: Judge,
+                jpath: Path) -> JudgedTask:
+    """Single grading of both turns of every wanted question with FastChat's judge prompts (a reference answer for
+    math, reasoning and coding), rows in FastChat's format in the file every model shares."""
+    items = []
     for q in wanted:
         ref = data.references.get(q["question_id"])
         for turn in (1, 2):
             name, msgs = mt.judge_messages(q, answers[q["question_id"]]["choices"][0]["turns"], turn,
                                            data.judge_prompts, ref["choices"][0]["turns"] if ref else None)
-            key = judgment_key(judge, [JudgeRequest.make(msgs, **mt.JUDGE_PARAMS)])
-            prev = old.get((q["question_id"], turn))
-            if prev is not None and prev.get("sppo_key") == key:
-                mine[q["question_id"], turn] = prev
-            else:
-                pending.append((q, turn, name, msgs, key))
-    return mine, pending
+            items.append(Item((q["question_id"], turn), (JudgeRequest.make(msgs, **mt.JUDGE_PARAMS),), name))
+
+    def row(item: Item, convs: list[Conversation], key: str) -> dict:
+        (qid, turn), c = item.id, convs[0]
+        out = {**mt.judgment_record(qid, model, item.data, c.request.messages[1]["content"], c.replies[-1].text,
+                                    turn, time.time(), judge=judge.model), "sppo_key": key}
+        if c.verdict_source:  # a rating read from a local judge's token probabilities
+            out = {**out, "score": int(c.verdict), "verdict_source": c.verdict_source}
+        return out
+
+    order = {q["question_id"]: i for i, q in enumerate(data.questions)}
+    return JudgedTask("mt_bench", model, items, VERDICTS, row, SharedJsonlFile(jpath, model),
+                      lambda r: (r.get("question_id"), r.get("turn")),
+                      lambda rows: sorted(rows.values(), key=lambda r: (r["turn"], order.get(r["question_id"], 1 << 30))))
 
 
 def _metrics(rows: list[dict], wanted: list[dict], jpath: Path, model: str) -> dict[str, Any]:
