@@ -45,7 +45,8 @@ from sppo.scrub import public_url
 
 from benchmarks.config import (GENERATION_BACKENDS, LOCAL_JUDGE_MAX_NEW_TOKENS, OFFLINE_MAX_NEW_TOKENS, BenchConfig,
                                ChatTemplate, LmEvalTaskSet, add_arguments, is_local_url)
-from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteName, SuiteResult, checkpoint_fingerprint, cli_name
+from benchmarks.store import (DEFAULT_VARIANT, ResultsStore, SuiteName, SuiteResult, checkpoint_fingerprint, cli_name,
+                              variant_suffix)
 from benchmarks.suites import REGISTRY, JudgeFailed, ModelTarget, RunContext, SuiteOutcome, lm_eval
 
 log = logging.getLogger(__name__)
@@ -412,7 +413,7 @@ class _Run:
             self.skipped.append(f"{target.name}/{suite}" + ("" if target.variant == DEFAULT_VARIANT
                                                             else f".{target.variant}"))
             return
-        log.info("%s: %s%s", target.name, suite, "" if target.variant == DEFAULT_VARIANT else f" ({target.variant})")
+        log.info("%s: %s%s", target.name, suite, variant_suffix(target.variant))
         spec = REGISTRY[suite]
         if spec.judged:
             self.ctx.judges[suite] = self.judges.get(suite)
@@ -452,7 +453,7 @@ def reused_text(r: SuiteResult) -> str:
 
 def print_summary(written: list[SuiteResult], skipped: list[str], judges: list, results_dir: Path) -> None:
     for r in written:
-        label = f"{r.model}/{r.suite}" + ("" if r.variant == DEFAULT_VARIANT else f" ({r.variant})")
+        label = f"{r.model}/{r.suite}{variant_suffix(r.variant)}"
         print(f"{label:40s} {headline(r)}{reused_text(r)}")
     if skipped:
         print(f"up to date, kept: {', '.join(skipped)}")

@@ -32,6 +32,13 @@ def cli_name(suite: SuiteName) -> str:
     ``sppo-bench score alpaca-eval``)."""
     return suite.replace("_", "-")
 DEFAULT_VARIANT = "default"
+
+
+def variant_suffix(variant: str) -> str:
+    """`` (best-of-16)`` after a name for a variant; nothing for the default (tables, cards, logs, summaries)."""
+    return "" if variant == DEFAULT_VARIANT else f" ({variant})"
+
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 

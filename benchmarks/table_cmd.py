@@ -4,7 +4,7 @@
                      [--format markdown|csv]
 
 Tables (pandas DataFrames printed as Markdown) with the model card's columns, rounding and row names
-(``benchmarks.card_layout``): AlpacaEval 2 (LC win rate, win rate to two decimals, avg. length), Arena-Hard v0.1
+(``benchmarks.tables``): AlpacaEval 2 (LC win rate, win rate to two decimals, avg. length), Arena-Hard v0.1
 (score, 95% CI, avg. tokens; score and CI as arena-hard-auto's show_result.py prints them, ``23.3``, ``(-1.8, 1.8)``),
 Open LLM Leaderboard (lm-eval v0.4.1: the six tasks and their average - ``mmlu`` is v0.4.1's group figure, subjects
 weighted by size, with the unweighted mean of the subjects beside it -; the offline ``sppo-tiny-mc`` task when that
@@ -27,13 +27,9 @@ from typing import Any
 from sppo.errors import UserError
 from sppo.files import atomic_path, current_run_dir
 
-from benchmarks.card_layout import TABLES as CARD_TABLES
-from benchmarks.card_layout import Column, TableSpec, card_row_label, family_name, fmt_short
-from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteResult
+from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteResult, variant_suffix
+from benchmarks.tables import CONSOLE, LOGPROB_MARK, TABLES, TableSpec, build_table, card_row_label, family_name
 
-# beside the card's mmlu (v0.4.1's group figure, subjects weighted by size): the Open LLM Leaderboard v1's unweighted
-# mean of the 57 subjects
-MMLU_UNWEIGHTED = Column("mmlu (unweighted)", ("mmlu_unweighted",), fmt_short, "acc", "mmlu_unweighted")
 ERROR_KEYS = {("alpaca_eval", "length_controlled_winrate"): "lc_standard_error",
               ("alpaca_eval", "win_rate"): "standard_error"}
 
@@ -55,7 +51,6 @@ def model_sort_key(name: str):
     return (0, int(m.group(1)), "") if m else (1, 0, name)
 
 
-LOGPROB_MARK = " *"  # rows with verdicts read from a local judge's token probabilities
 LOGPROB_FOOTNOTE = "\\* some verdicts read from the local judge's token probabilities (its text had no valid one)"
 
 
@@ -84,52 +79,36 @@ def run_names(run_dir: Path | None, family: str | None = None) -> RunNames:
 
 def row_label(spec: TableSpec, r: SuiteResult, names: RunNames) -> str:
     """The card's row name for a run's iteration (``Mistral7B-PairRM-SPPO Iter 2 (best-of-16)``), the base model's
-    name for Iter0, else the results-store name; `` *`` marks verdicts read from token probabilities."""
+    name for Iter0, else the results-store name."""
     m = re.fullmatch(r"Iter(\d+)", r.model)
     if m and int(m.group(1)) > 0 and names.family:
-        label = card_row_label(spec, names.family, int(m.group(1)), r.variant)
-    else:
-        model = names.base_model.split("/")[-1] if r.model == "Iter0" and names.base_model else r.model
-        label = model if r.variant == DEFAULT_VARIANT else f"{model} ({r.variant})"
-    return label + (LOGPROB_MARK if r.metrics.get("n_logprob_verdicts") else "")
-
-
-def table_columns(spec: TableSpec, rs: list[SuiteResult]) -> list[Column]:
-    """The card's columns; lm-eval adds the unweighted MMLU beside ``mmlu``, or shows what the offline task
-    measured when only that was run."""
-    cols = list(spec.columns)
-    if spec.suite != "lm_eval":
-        return cols
-    if all(r.metrics.get("arc_challenge") is None for r in rs):
-        measured = sorted({k for r in rs for k, v in r.metrics.items()
-                           if isinstance(v, (int, float)) and not k.startswith("n_") and k != "average"})
-        return [Column(k, (k,), fmt_short, "", k) for k in measured] + [cols[-1]]
-    at = next(i for i, c in enumerate(cols) if c.keys == ("mmlu",)) + 1
-    return cols[:at] + [MMLU_UNWEIGHTED] + cols[at:]
+        return card_row_label(spec, names.family, int(m.group(1)), r.variant)
+    model = names.base_model.split("/")[-1] if r.model == "Iter0" and names.base_model else r.model
+    return model + variant_suffix(r.variant)
 
 
 def suite_frames(store: ResultsStore, names: RunNames = RunNames()) -> dict[str, Any]:
-    """``{suite: DataFrame}`` with one row per (model, variant), every cell printed as the model card prints it;
-    suites without results are left out."""
+    """``{suite: DataFrame}`` with one row per (model, variant) of the store, every cell the table model's
+    (`benchmarks.tables`, the console's view); suites without results are left out."""
     import pandas as pd
 
     results = store.results()
     frames = {}
-    for spec in CARD_TABLES:
+    for spec in TABLES:
         rs = sorted((r for r in results if r.suite == spec.suite),
                     key=lambda r: (r.variant != DEFAULT_VARIANT, r.variant, model_sort_key(r.model)))
-        if not rs:
+        table = build_table(spec, [(row_label(spec, r, names), r) for r in rs], CONSOLE,
+                            lambda spec, r: f"results of {r.model} ({spec.suite})")
+        if table is None:
             continue
-        cols = table_columns(spec, rs)
-        rows = {row_label(spec, r, names): {c.header: c.cell(r.metrics, f"results of {r.model} ({spec.suite})")
-                                            for c in cols} for r in rs}
-        frames[spec.suite] = pd.DataFrame.from_dict(rows, orient="index", columns=[c.header for c in cols])
+        rows = {row.label: {h: c.text for h, c in zip(table.headers, row.cells)} for row in table.rows}
+        frames[spec.suite] = pd.DataFrame.from_dict(rows, orient="index", columns=table.headers)
     return frames
 
 
 def render(frames: dict[str, Any], fmt: str = "markdown") -> str:
     out = []
-    for spec in CARD_TABLES:
+    for spec in TABLES:
         if spec.suite not in frames:
             continue
         df = frames[spec.suite]
@@ -171,7 +150,7 @@ def write_plots(store: ResultsStore, plots_dir: Path) -> list[Path]:
 
     results = store.results()
     written = []
-    for spec in CARD_TABLES:
+    for spec in TABLES:
         if not any(r.suite == spec.suite for r in results):
             continue
         metric, models, series = plot_series(results, spec)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from benchmarks.store import DEFAULT_VARIANT, SUITES, checkpoint_fingerprint
+from benchmarks.store import DEFAULT_VARIANT, SUITES, checkpoint_fingerprint, variant_suffix
 from sppo.errors import UserError, first_line
 from sppo.scrub import register_secret, scrub
 
@@ -96,7 +96,7 @@ def result_problems(iterations: list[Iteration], targets: list[Iteration], resul
             continue  # no local checkpoint to compare with
         for r in results.get(it.number, []):
             recorded = (r.checkpoint or {}).get("fingerprint")
-            what = f"{it.name}: {r.suite}" + ("" if r.variant == DEFAULT_VARIANT else f" ({r.variant})")
+            what = f"{it.name}: {r.suite}{variant_suffix(r.variant)}"
             if not recorded:
                 problems.append(f"{what} results record no checkpoint fingerprint")
             elif recorded != current:

@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks.cli import main as bench
 from benchmarks.store import ResultsStore, SuiteResult
-from benchmarks.card_layout import table_spec
+from benchmarks.tables import table_spec
 from benchmarks.table_cmd import plot_series, suite_frames
 
 
@@ -136,7 +136,7 @@ def test_table_prints_the_cards_row_names_and_figures(tmp_path, shared_data, cap
 def test_one_name_per_suite_everywhere():
     """The run registry, the scorers, the card's tables and the results store name the same four suites; the
     command line spells them with dashes (``--alpaca-eval``, ``score alpaca-eval``)."""
-    from benchmarks.card_layout import TABLES
+    from benchmarks.tables import TABLES
     from benchmarks.cli import build_parser
     from benchmarks.score_cmd import SCORERS
     from benchmarks.store import SUITES
@@ -149,3 +149,42 @@ def test_one_name_per_suite_everywhere():
     args = build_parser().parse_args(["score", "alpaca-eval", "a.json"])
     assert args.suite == "alpaca_eval"
     assert build_parser().parse_args(["run", "--arena-hard", "--lm-eval", "x"]).suites == ["arena_hard", "lm_eval"]
+
+
+def test_console_and_card_print_the_same_cells(tmp_path):
+    """One table model: every cell of the card's tables (and its model-index values) is the cell `sppo-bench table`
+    prints for the same row and column; what differs (the unweighted MMLU column, the offline task's own columns,
+    the `` *`` mark) is the declared View, and a result measured on other tasks is in the card's "elsewhere"."""
+    from release.card.metadata import eval_results
+    from release.card.results import card_table, results_from_store
+    from release.card.naming import ReleaseInfo
+    from release.run import load_run
+    from release_testutil import make_run
+
+    from benchmarks.table_cmd import run_names
+    from benchmarks.tables import CARD, CONSOLE, TABLES, in_table
+
+    run = make_run(tmp_path)
+    store = ResultsStore(run / "results")
+    store.write(SuiteResult(model="Iter2", suite="lm_eval", variant="sppo-tiny-mc",
+                            metrics={"sppo_tiny_mc": 40.0, "average": 40.0}))
+    frames = suite_frames(store, run_names(run))
+    iterations = load_run(run)
+    release = ReleaseInfo(family=run_names(run).family)
+    results = results_from_store(store, iterations, release)
+    checked = 0
+    for spec in TABLES:
+        table = card_table(spec, release.family, iterations, results)
+        for row in table.rows:
+            printed = frames[spec.suite].loc[row.label]
+            for header, cell in zip(table.headers, row.cells):
+                assert printed[header] == cell.text, (spec.suite, row.label, header)
+                checked += 1
+        assert all(in_table(spec, row.result) for row in table.rows)
+    assert checked == 6 * 3 + 3 + 3 * 7 + 3 * 3 and "mmlu (unweighted)" in frames["lm_eval"].columns
+    assert "Iter2 (sppo-tiny-mc)" not in [r.label for r in card_table(TABLES[2], release.family, iterations,
+                                                                        results).rows]
+    assert (CONSOLE.mmlu_unweighted, CARD.mmlu_unweighted) == (True, False)
+    values = {(e.dataset_type, e.metric_type, e.metric_config): e.metric_value
+              for it in iterations[-1:] for e in eval_results(release, it, results)}
+    assert values[("tatsu-lab/alpaca_eval", "win_rate", None)] == float(frames["alpaca_eval"].iloc[2]["Win Rate"])

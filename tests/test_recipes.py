@@ -128,7 +128,7 @@ def test_release_names_each_recipe_as_the_published_cards(name):
 
 
 def test_llama3_runs_are_named_as_the_published_cards():
-    from benchmarks.card_layout import family_name
+    from benchmarks.tables import family_name
 
     # uclaml/SPPO README.md:54-56: UCLA-AGI/Llama-3-Instruct-8B-SPPO-Iter{1,2,3}
     assert family_name("meta-llama/Meta-Llama-3-8B-Instruct", "llm-blender/PairRM") == "Llama-3-Instruct-8B-SPPO"

@@ -14,7 +14,7 @@ from sppo.files import read_json, under, write_json
 
 from benchmarks import inputs
 from benchmarks.answers import AnswerSettings, ModelAnswerer, reusable
-from benchmarks.card_layout import table_spec
+from benchmarks.tables import table_spec
 from benchmarks.inputs import alpaca_eval_model_configs
 from benchmarks.judge import Judge, JudgeRequest
 from benchmarks.judging import Conversation, Item, JsonListFile, JudgedTask, Verdicts, judge_task

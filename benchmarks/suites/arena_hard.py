@@ -17,7 +17,7 @@ from sppo.files import read_jsonl, under, write_jsonl
 
 from benchmarks import inputs
 from benchmarks.answers import AnswerSettings, ModelAnswerer, answer_id, reusable
-from benchmarks.card_layout import table_spec
+from benchmarks.tables import table_spec
 from benchmarks.judge import Judge, JudgeRequest
 from benchmarks.judging import LOGPROB_VERDICT, Conversation, Item, JsonlFile, JudgedTask, Verdicts, judge_task
 from benchmarks.scoring import arena_hard as ah

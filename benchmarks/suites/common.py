@@ -11,7 +11,7 @@ from sppo.errors import UserError
 from sppo.files import clean_name, safe_name, under
 
 from benchmarks.answers import AnswerSettings, ModelAnswerer
-from benchmarks.card_layout import TableSpec
+from benchmarks.tables import TableSpec
 from benchmarks.config import LmEvalTaskSet
 from benchmarks.data import DataSource
 from benchmarks.judge import Judge

@@ -15,7 +15,7 @@ from sppo.cli_util import launched_rank, quiet_other_ranks
 from sppo.errors import UserError, described
 from sppo.files import read_json, write_jsonl, write_text
 
-from benchmarks.card_layout import table_spec
+from benchmarks.tables import table_spec
 from benchmarks.config import LmEvalTaskSet
 from benchmarks.store import DEFAULT_VARIANT, SuiteResult, checkpoint_fingerprint
 from benchmarks.suites.common import ModelTarget, RunContext, Suite, SuiteOutcome, figure

@@ -14,7 +14,7 @@ from sppo.files import read_jsonl, under, write_jsonl
 from sppo.generate import PromptText
 
 from benchmarks.answers import AnswerSettings, ModelAnswerer, answer_id, reusable
-from benchmarks.card_layout import table_spec
+from benchmarks.tables import table_spec
 from benchmarks.judge import Judge, JudgeRequest
 from benchmarks.judging import (LOGPROB_VERDICT, Conversation, Item, JudgedTask, SharedJsonlFile, Verdicts,
                                 judge_task)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks.card_layout import family_name
+from benchmarks.tables import family_name
 from sppo.errors import UserError
 from sppo.files import safe_name, under
 
@@ -77,7 +77,7 @@ def default_license(iterations: list[Iteration]) -> str:
 
 
 def default_family(iterations: list[Iteration]) -> str:
-    """The run's family name (``benchmarks.card_layout.family_name`` of its base model and ranker)."""
+    """The run's family name (``benchmarks.tables.family_name`` of its base model and ranker)."""
     m = iterations[0].manifest
     return family_name(m.base_model, m.ranker)
 

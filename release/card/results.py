@@ -1,12 +1,10 @@
-"""Which benchmark results a card shows: each iteration's results from the store, which of them belong in which
-table, and the figures a table would print as ``n/a``."""
+"""Which benchmark results a card shows: each iteration's results from the store, the card's table of each benchmark
+(the table model of `benchmarks.tables`, its `CARD` view), and the figures a table would print as ``n/a``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-from benchmarks.card_layout import TABLES, TableSpec
-from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteResult
+from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteResult, variant_suffix
+from benchmarks.tables import CARD, TABLES, Table, TableSpec, build_table, card_row_label, in_table, variants
 
 from ..run import Iteration
 from .naming import ReleaseInfo
@@ -37,43 +35,18 @@ def find_result(results: Results, number: int, suite: str, variant: str = DEFAUL
     return None
 
 
-def in_table(spec: TableSpec, r: SuiteResult) -> bool:
-    """Whether a result's figures belong in this table: it records at least one of the table's own (not
-    aggregate) metrics, possibly as null (then printed n/a and reported by `missing_metrics`). A result measured
-    on other tasks, like the toolkit's small local multiple-choice task whose ``average`` is not the Open LLM
-    Leaderboard average, gets no row and no model-index entry."""
-    return r.suite == spec.suite and any(not c.aggregate and all(k in r.metrics for k in c.keys)
-                                         for c in spec.columns)
+def card_table(spec: TableSpec, family: str, iterations: list[Iteration], results: Results) -> Table | None:
+    """The card's table of one benchmark (the table model's `CARD` view): a row per variant and iteration, in that
+    order, named as the published cards name them; None when no iteration has figures for it."""
+    entries = [(card_row_label(spec, family, it.number, variant), r)
+               for variant in variants([r for rs in results.values() for r in rs], spec)
+               for it in iterations
+               if (r := find_result(results, it.number, spec.suite, variant)) is not None]
+    return build_table(spec, entries, CARD)
 
 
 def in_any_table(r: SuiteResult) -> bool:
     return any(in_table(spec, r) for spec in TABLES)
-
-
-def variants(results: Results, spec: TableSpec) -> list[str]:
-    """Variants of a suite that have figures for this table: the default first."""
-    found = {r.variant for rs in results.values() for r in rs if in_table(spec, r)}
-    return sorted(found, key=lambda v: (v != DEFAULT_VARIANT, v))
-
-
-def table_results(spec: TableSpec, iterations: list[Iteration],
-                  results: Results) -> Iterator[tuple[str, Iteration, SuiteResult]]:
-    """(variant, iteration, result) of every row of the table, in the card's order: by variant, then iteration."""
-    for variant in variants(results, spec):
-        for it in iterations:
-            r = find_result(results, it.number, spec.suite, variant)
-            if r is not None and in_table(spec, r):
-                yield variant, it, r
-
-
-def variant_suffix(variant: str) -> str:
-    """`` (best-of-16)`` after a name for a variant; nothing for the default."""
-    return "" if variant == DEFAULT_VARIANT else f" ({variant})"
-
-
-def result_source(spec: TableSpec, r: SuiteResult) -> str:
-    """How a result is named in an error about one of its figures."""
-    return f"results of {r.model} ({spec.suite}, {r.variant})"
 
 
 def lm_eval_version(results: Results) -> str:
@@ -86,11 +59,11 @@ def lm_eval_version(results: Results) -> str:
 def missing_metrics(results: Results) -> list[str]:
     """Figures a card would print as ``n/a``: ``"Iter3: arena_hard metric 'avg_tokens' missing"``."""
     out = []
+    every = [r for rs in results.values() for r in rs]
     for spec in TABLES:
-        shown = variants(results, spec)
-        for rs in results.values():
-            for r in rs:
-                if r.suite == spec.suite and r.variant in shown:
-                    out += [f"{r.model}: {spec.suite}{variant_suffix(r.variant)} metric {k!r} missing"
-                            for c in spec.columns for k in c.missing(r.metrics)]
+        shown = variants(every, spec)
+        for r in every:
+            if r.suite == spec.suite and r.variant in shown:
+                out += [f"{r.model}: {spec.suite}{variant_suffix(r.variant)} metric {k!r} missing"
+                        for c in spec.columns for k in c.missing(r.metrics)]
     return out

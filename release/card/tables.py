@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from benchmarks.card_layout import TABLES, TableSpec, card_row_label, fmt_short
+from benchmarks.store import variant_suffix
+from benchmarks.tables import TABLES, TableSpec, fmt_short, in_table
 
 from ..run import Iteration
 from .markdown import table_markdown
 from .naming import ReleaseInfo
-from .results import Results, in_any_table, in_table, lm_eval_version, result_source, table_results, variant_suffix
+from .results import Results, card_table, in_any_table, lm_eval_version
 from .sources import evaluation_note, judge_md
 
 
@@ -30,13 +31,13 @@ class CardTable:
 
 def build_table(spec: TableSpec, release: ReleaseInfo, iterations: list[Iteration],
                 results: Results) -> CardTable | None:
-    """One table, or None when no iteration has results for the suite."""
-    rows = [[card_row_label(spec, release.family, it.number, variant)]
-            + [c.cell(r.metrics, result_source(spec, r)) for c in spec.columns]
-            for variant, it, r in table_results(spec, iterations, results)]
-    if not rows:
+    """One table (the table model's card view, `results.card_table`), or None when no iteration has results for the
+    suite."""
+    table = card_table(spec, release.family, iterations, results)
+    if table is None:
         return None
-    header = [spec.first_header] + [c.header for c in spec.columns]
+    rows = [[row.label] + [cell.text for cell in row.cells] for row in table.rows]
+    header = [spec.first_header] + table.headers
     intro = spec.intro.format(version=lm_eval_version(results)) if spec.intro else ""
     shown = [r for rs in results.values() for r in rs if in_table(spec, r)]
     return CardTable(suite=spec.suite, title=spec.title, url=spec.url, intro=intro, header=header, rows=rows,

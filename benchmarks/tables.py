@@ -1,17 +1,28 @@
-"""How benchmark figures print in an SPPO model card - the published cards' tables (columns, rounding, units, row
-names and model-index entries) - shared by `sppo-release` (the cards) and `sppo-bench table`, and the family name
-a run's models carry.
+"""The table model: how benchmark figures become the tables of an SPPO model card - the published cards' columns,
+rounding, units, row names and model-index values - used alike by `sppo-bench table` (the console), the card and its
+model-index (`sppo-release`), so the two can never disagree. Where they show different things by design, that is
+one declared option, the `View` (`CONSOLE`, `CARD`).
+
+    TableSpec / Column   one benchmark's table: its columns (metric keys, number format, model-index entry)
+    View                 what the console and the card show differently (the unweighted MMLU column, results
+                         measured on other tasks, the mark of verdicts read from token probabilities)
+    build_table          -> Table: its columns and rows, each row's Cells (printed text, model-index value)
+    in_table, variants   which results a table holds, the variants in order (the default first)
+    family_name, card_row_label   the name a run's models carry, a row's name
+
+Which results a table shows (the store's every model, or a run's iterations) and the Markdown they print as is the
+caller's; what each cell says is decided here alone.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Literal, Sequence
 
 from sppo.errors import UserError
 from sppo.files import clean_name
 
-from benchmarks.store import DEFAULT_VARIANT, SuiteName
+from benchmarks.store import DEFAULT_VARIANT, SuiteName, SuiteResult, variant_suffix
 
 # --------------------------------------------------------------------------------------------- number formats
 
@@ -174,4 +185,127 @@ def card_row_label(spec: TableSpec, family: str, iteration: int, variant: str = 
     """A row's name in the card: ``<family> Iter 2`` (``<family>-Iter2`` in Arena-Hard's table), then
     `` (best-of-16)`` for a variant."""
     label = f"{family}-Iter{iteration}" if spec.label == "repo" else f"{family} Iter {iteration}"
-    return label if variant == DEFAULT_VARIANT else f"{label} ({variant})"
+    return label + variant_suffix(variant)
+
+
+# ------------------------------------------------------------------------------------------------ the model
+
+# beside the card's mmlu (v0.4.1's group figure, subjects weighted by size): the Open LLM Leaderboard v1's unweighted
+# mean of the 57 subjects
+MMLU_UNWEIGHTED = Column("mmlu (unweighted)", ("mmlu_unweighted",), fmt_short, "acc", "mmlu_unweighted")
+LOGPROB_MARK = " *"  # after a row with verdicts read from a local judge's token probabilities
+
+
+@dataclass(frozen=True)
+class View:
+    """What the console table and the card show differently, by design - the table model's one option.
+
+    ``mmlu_unweighted``: the Open LLM Leaderboard v1's unweighted MMLU beside v0.4.1's weighted one (the cards print
+    the weighted one only). ``off_table``: results measured on other tasks than the table's (the offline
+    multiple-choice task of lm-eval) get their own columns (``"columns"``) or no row (``"elsewhere"``: the card lists
+    them under "Other evaluations", never in the model-index). ``logprob_mark``: `` *`` after a row with verdicts
+    read from a local judge's token probabilities (the card says so in its evaluation note)."""
+
+    mmlu_unweighted: bool
+    off_table: Literal["columns", "elsewhere"]
+    logprob_mark: bool
+
+
+CONSOLE = View(mmlu_unweighted=True, off_table="columns", logprob_mark=True)
+CARD = View(mmlu_unweighted=False, off_table="elsewhere", logprob_mark=False)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One figure as a table shows it: the printed ``text`` (``n/a`` when a metric is missing), the model-index
+    ``value`` (the number exactly as printed; the CI stays a string; None when missing) and an optional
+    ``annotation`` about the figure (e.g. on how many items it was measured), which renderers print after it."""
+
+    text: str
+    value: Any = None
+    missing: bool = False
+    annotation: str = ""
+
+
+@dataclass(frozen=True)
+class Row:
+    label: str
+    result: SuiteResult
+    cells: tuple[Cell, ...]
+
+
+@dataclass(frozen=True)
+class Table:
+    """One benchmark's table: its columns and rows (in the caller's order)."""
+
+    spec: TableSpec
+    columns: tuple[Column, ...]
+    rows: tuple[Row, ...]
+
+    @property
+    def headers(self) -> list[str]:
+        return [c.header for c in self.columns]
+
+
+def in_table(spec: TableSpec, r: SuiteResult) -> bool:
+    """Whether a result's figures belong in this table: it records at least one of the table's own (not
+    aggregate) metrics, possibly as null (then printed n/a). A result measured on other tasks, like the toolkit's
+    small local multiple-choice task whose ``average`` is not the Open LLM Leaderboard average, is not."""
+    return r.suite == spec.suite and any(not c.aggregate and all(k in r.metrics for k in c.keys)
+                                         for c in spec.columns)
+
+
+def variants(results: Sequence[SuiteResult], spec: TableSpec, view: View = CARD) -> list[str]:
+    """The variants of a suite with rows in this table: the default first, then by name."""
+    found = {r.variant for r in results if r.suite == spec.suite and (view.off_table == "columns" or in_table(spec, r))}
+    return sorted(found, key=lambda v: (v != DEFAULT_VARIANT, v))
+
+
+def table_columns(spec: TableSpec, results: Sequence[SuiteResult], view: View) -> list[Column]:
+    """The table's columns: the card's; with ``view.mmlu_unweighted`` the unweighted MMLU beside ``mmlu``; when
+    ``view.off_table`` is ``"columns"`` and no result has the table's own metrics, what they measured instead."""
+    cols = list(spec.columns)
+    if view.off_table == "columns" and results and not any(in_table(spec, r) for r in results):
+        measured = sorted({k for r in results for k, v in r.metrics.items()
+                           if isinstance(v, (int, float)) and not k.startswith("n_") and k != "average"})
+        return [Column(k, (k,), fmt_short, "", k) for k in measured] + [c for c in cols if c.aggregate]
+    at = next((i for i, c in enumerate(cols) if c.keys == ("mmlu",)), None)
+    if view.mmlu_unweighted and at is not None:
+        return cols[:at + 1] + [MMLU_UNWEIGHTED] + cols[at + 1:]
+    return cols
+
+
+def model_index_value(col: Column, text: str) -> Any:
+    """The model-index value of a printed figure: the number exactly as the table prints it (the CI stays a
+    string)."""
+    if not col.numeric:
+        return text
+    value = float(text)
+    return int(value) if col.fmt is fmt_int else value
+
+
+def result_source(spec: TableSpec, r: SuiteResult) -> str:
+    """How a result is named in an error about one of its figures."""
+    return f"results of {r.model} ({spec.suite}, {r.variant})"
+
+
+def build_table(spec: TableSpec, entries: Sequence[tuple[str, SuiteResult]], view: View,
+                source: Callable[[TableSpec, SuiteResult], str] = result_source) -> Table | None:
+    """The table of ``entries`` - (row name, result) in the order to show - as ``view`` shows it; None when no
+    result has a row. ``source`` names a result in the error about a figure that is not a number."""
+    results = [r for _, r in entries if r.suite == spec.suite]
+    if view.off_table == "elsewhere":
+        entries = [(label, r) for label, r in entries if in_table(spec, r)]
+    columns = table_columns(spec, results, view)
+    rows = []
+    for label, r in entries:
+        if r.suite != spec.suite:
+            continue
+        mark = LOGPROB_MARK if view.logprob_mark and r.metrics.get("n_logprob_verdicts") else ""
+        cells = []
+        for c in columns:
+            text = c.cell(r.metrics, source(spec, r))
+            missing = bool(c.missing(r.metrics))
+            cells.append(Cell(text, None if missing else model_index_value(c, text), missing))
+        rows.append(Row(label + mark, r, tuple(cells)))
+    return Table(spec, tuple(columns), tuple(rows)) if rows else None
