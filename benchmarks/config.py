@@ -4,8 +4,9 @@ file (``--config FILE``, keys named as the fields) and the command line (a flag 
     sppo-bench --config bench.yaml --limit 5 Iter3
 
 A field's command-line flag is its name with dashes (``judge_base_url`` -> ``--judge-base-url``); the file may
-also hold ``models`` and ``suites`` (empty or absent: all four). Every value is checked before anything runs;
-a bad one is one line naming the field (and the file when it came from there).
+also hold ``models`` and ``suites`` (empty or absent: all four). Every value is checked before anything runs, by
+the toolkit's one config machinery (`sppo.settings`: the field types, their ranges, the rules below): a bad one is
+one line naming the flag (``--limit: must be >= 1, got 0``) or the file and the key (``bench.yaml: limit: ...``).
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import math
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from sppo.config import Backend, Dtype, choices, doc, read_yaml_mapping
+from sppo.config import Backend, Dtype
 from sppo.errors import UserError
 from sppo.scrub import public_url
+from sppo.settings import SettingError, check, choices, coerce, doc, flag, help_of, kinds, read_yaml_mapping
 
 from benchmarks.store import SUITES, SuiteName
 
@@ -33,44 +35,37 @@ LmEvalTaskSet = Literal["v1", "tiny"]
 OFFLINE_MAX_NEW_TOKENS = 128
 LOCAL_JUDGE_MAX_NEW_TOKENS = 64
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-_PATHS = ("data_dir", "results_dir")  # fields read as paths
-_AT_LEAST_1 = ("best_of", "batch_size", "judge_concurrency", "lm_eval_batch_size", "tensor_parallel_size")
-
-
-def flag(name: str) -> str:
-    """A field's command-line flag: ``judge_base_url`` -> ``--judge-base-url``."""
-    return "--" + name.replace("_", "-")
 
 
 @dataclass(frozen=True)
 class BenchConfig:
     models: tuple[str, ...] = doc("IterN of the current run, a checkpoint path, 'embedded', or a Hub id", ())
     suites: tuple[SuiteName, ...] = doc("suites to run (empty: all)", ())
-    limit: int | None = doc("only the first N items of each benchmark (quick look)", None)
+    limit: int | None = doc("only the first N items of each benchmark (quick look)", None, ge=1)
     max_new_tokens: int | None = doc(
         "override every suite's answer length limit (quick runs); 0 = the official limits. Default: official with "
-        f"an endpoint judge, {OFFLINE_MAX_NEW_TOKENS} with the local (offline) judge", None)
+        f"an endpoint judge, {OFFLINE_MAX_NEW_TOKENS} with the local (offline) judge", None, ge=0)
     alpaca_eval_temperature: float | None = doc(
         "AlpacaEval sampling temperature (default: alpaca_eval's config of the model, else the SPPO models' 0.7)",
-        None)
-    alpaca_eval_top_p: float | None = doc("AlpacaEval top_p (default: as the temperature, 0.9)", None)
+        None, ge=0)
+    alpaca_eval_top_p: float | None = doc("AlpacaEval top_p (default: as the temperature, 0.9)", None, gt=0, le=1)
     chat_template: ChatTemplate = doc(
         "MT-Bench prompts: FastChat's conversation template for the model where FastChat has one, as the official "
         "answers were generated (default), or the checkpoint's own chat template", "fastchat")
     best_of: int = doc("also run the 'best-of-N' variant: N samples per instruction, the ranker's favourite answers",
-                       1)
+                       1, ge=1)
     ranker: str = doc("ranker kind for --best-of (sppo.rank.make_ranker)", "pairrm")
     ranker_model: str | None = doc("ranker model for --best-of (default: the kind's default)", None)
-    generation_backend: str = doc("generation backend of the answers (auto: vLLM when installed with a GPU, else "
+    generation_backend: Backend = doc("generation backend of the answers (auto: vLLM when installed with a GPU, else "
                                   "HF)", "auto")
     batch_size: int | None = doc("generation batch size (sequences in flight; default: chosen from the device's "
-                                 "memory)", None)
+                                 "memory)", None, ge=1)
     dtype: Dtype = doc("weights dtype of the answers and of a local judge: auto = bf16 where the device computes it "
                        "natively (a bf16-capable GPU; a CPU with AVX512-BF16 or AMX), else fp32 (vLLM: its own "
                        "auto); float32, bfloat16, float16. lm-eval keeps its own (fp32 on a CPU)", "auto")
     tensor_parallel_size: int = doc(
         "vLLM: GPUs per model (tensor parallelism, for a model beyond one GPU's memory); under a launcher start "
-        "GPUs / T processes per node, rank r's engine on GPUs r*T .. r*T+T-1", 1)
+        "GPUs / T processes per node, rank r's engine on GPUs r*T .. r*T+T-1", 1, ge=1)
     judge: str | None = doc("'local' / 'local:MODEL': in-process chat model (default without --judge-base-url: the "
                             "embedded model); 'openai': the endpoint below", None)
     judge_base_url: str | None = doc("OpenAI-compatible endpoint, e.g. https://api.openai.com/v1", None)
@@ -81,10 +76,10 @@ class BenchConfig:
     judge_api_key_env: str = doc("name of the environment variable holding the API key (the key is never printed "
                                  "or written); unset: an error, or a warning for an endpoint on this machine",
                                  "OPENAI_API_KEY")
-    judge_concurrency: int = doc("requests in flight", 8)
-    judge_max_retries: int = doc("retries of a failed judge request", 6)
-    judge_timeout: float = doc("seconds per request", 120.0)
-    judge_backoff: float = doc("first retry delay in seconds (doubles)", 1.0)
+    judge_concurrency: int = doc("requests in flight", 8, ge=1)
+    judge_max_retries: int = doc("retries of a failed judge request", 6, ge=0)
+    judge_timeout: float = doc("seconds per request", 120.0, gt=0)
+    judge_backoff: float = doc("first retry delay in seconds (doubles)", 1.0, ge=0)
     judge_price: str | None = doc("USD per 1M input,output tokens (cost accounting)", None)
     judge_max_new_tokens: int | None = doc(
         f"cap on a local judge's verdict length (default {LOCAL_JUDGE_MAX_NEW_TOKENS})", None)
@@ -95,7 +90,7 @@ class BenchConfig:
     lm_eval_tasks: LmEvalTaskSet | None = doc(
         "v1: the Open LLM Leaderboard v1 tasks (Hub data); tiny: the project's own small multiple-choice task "
         "(offline). Default: v1 with an endpoint judge, tiny with a local judge", None)
-    lm_eval_batch_size: int = doc("lm-eval batch size", 4)
+    lm_eval_batch_size: int = doc("lm-eval batch size", 4, ge=1)
     trust_remote_code: bool = doc("let lm-eval run a checkpoint's own Python modelling code (its config's "
                                   "auto_map); off by default: only the architectures built into transformers are "
                                   "loaded", False)
@@ -115,7 +110,7 @@ class BenchConfig:
     @classmethod
     def from_command_line(cls, given: dict[str, Any]) -> "BenchConfig":
         """The config of the file named by ``given["config"]`` (if any) with the flags given on the command line
-        (``given``: only those) on top; validated. Errors name the field, and the file for its values."""
+        (``given``: only those) on top; validated. Errors name the flag, or the file and its key."""
         given = dict(given)
         path = given.pop("config", None)
         if given.pop("all", False):
@@ -123,55 +118,33 @@ class BenchConfig:
         data = {} if path is None else _file_values(Path(path))
         if "data_dir" not in data and "data_dir" not in given and os.environ.get("SPPO_BENCH_DATA"):
             given["data_dir"] = os.environ["SPPO_BENCH_DATA"]
-        merged = {**data, **given}
+        from_file = {k for k in data if k not in given}
         try:
-            cfg = cls(**{k: _typed(k, v) for k, v in merged.items()})
-            cfg.validate()
-        except UserError as e:
-            raise _blame(e, path, [k for k in data if k not in given]) from None
-        return cfg
+            known = kinds(cls)
+            values = {}
+            for k, v in {**data, **given}.items():
+                try:
+                    values[k] = coerce(known[k], v)
+                except SettingError as e:
+                    raise SettingError(k, e.problem) from None
+            return cls(**values).validate()
+        except SettingError as e:
+            raise (e.located(str(path)) if e.field in from_file else UserError(f"{flag(e.field)}: {e.problem}")
+                   if e.field in given else e) from None
 
     def validate(self) -> "BenchConfig":
-        """Types, ranges and choices of every field; raises UserError naming the first bad one."""
-        for f in fields(self):
-            _check_type(f.name, getattr(self, f.name), str(f.type))
-        for name, ok, message in self._checks():
+        """Types, ranges and choices of every field (`sppo.settings.check`), then the rules between fields and
+        against the file system; raises SettingError naming the first bad field."""
+        check(self)
+        for name, ok, problem in self._rules():
             if not ok:
-                raise _FieldError(name, message)
-        try:
-            self.judge_kind  # noqa: B018 - a bad --judge, or --judge local with --judge-base-url
-        except UserError as e:
-            raise _FieldError("judge", str(e)) from None
+                raise SettingError(name, problem)
+        self.judge_kind  # noqa: B018 - a bad --judge, or --judge local with --judge-base-url
+        _environment_checks(self)
         return self
 
-    def _checks(self) -> list[tuple[str, bool, str]]:
-        t, p = self.alpaca_eval_temperature, self.alpaca_eval_top_p
-        return [
-            ("models", bool(self.models), "no MODEL given: name at least one (IterN, a checkpoint, a Hub id)"),
-            ("limit", self.limit is None or self.limit >= 1, "--limit must be at least 1"),
-            ("max_new_tokens", self.max_new_tokens is None or self.max_new_tokens >= 0,
-             "--max-new-tokens must be at least 1 (or 0 for the official limits)"),
-            *[(n, getattr(self, n) is None or getattr(self, n) >= 1, f"{flag(n)} must be at least 1")
-              for n in _AT_LEAST_1],
-            ("judge_max_retries", self.judge_max_retries >= 0 and self.judge_timeout > 0 and self.judge_backoff >= 0
-             and math.isfinite(self.judge_timeout + self.judge_backoff),
-             "--judge-max-retries and --judge-backoff must be >= 0, --judge-timeout > 0 (finite)"),
-            ("alpaca_eval_temperature", t is None or (math.isfinite(t) and t >= 0),
-             f"--alpaca-eval-temperature must be a finite number >= 0, got {t}"),
-            ("alpaca_eval_top_p", p is None or 0 < p <= 1, f"--alpaca-eval-top-p must be in (0, 1], got {p}"),
-            ("chat_template", self.chat_template in get_args(ChatTemplate),
-             f"--chat-template: unknown value {self.chat_template!r}; use {', '.join(get_args(ChatTemplate))}"),
-            ("generation_backend", self.generation_backend in GENERATION_BACKENDS,
-             f"--generation-backend: unknown value {self.generation_backend!r}; use "
-             f"{', '.join(GENERATION_BACKENDS)}"),
-            ("dtype", self.dtype in choices(Dtype),
-             f"--dtype: unknown value {self.dtype!r}; use {', '.join(choices(Dtype))}"),
-            ("lm_eval_tasks", self.lm_eval_tasks in (None, *get_args(LmEvalTaskSet)),
-             f"--lm-eval-tasks: unknown task set {self.lm_eval_tasks!r}; use v1 or tiny"),
-            ("suites", set(self.suites) <= set(SUITES),
-             f"suites: unknown suite in {list(self.suites)}; use some of {', '.join(SUITES)}"),
-            *_environment_checks(self),
-        ]
+    def _rules(self) -> list[tuple[str, bool, str]]:
+        return [("models", bool(self.models), "no MODEL given: name at least one (IterN, a checkpoint, a Hub id)")]
 
     # -- what follows from the fields -------------------------------------------------------------------------
     @property
@@ -197,9 +170,12 @@ class BenchConfig:
 
         openai = bool(self.judge_base_url or self.judge_model or self.judge == "openai"
                       or any(self.suite_judge_model(s) for s in SUITES if s != "lm_eval"))
-        kind, local_model = parse_judge_spec(self.judge if self.judge else ("openai" if openai else "local"))
+        try:
+            kind, local_model = parse_judge_spec(self.judge if self.judge else ("openai" if openai else "local"))
+        except UserError:
+            raise SettingError("judge", f"unknown value {self.judge!r}; use local, local:MODEL or openai") from None
         if kind == "local" and self.judge_base_url:
-            raise UserError("--judge local and --judge-base-url exclude each other")
+            raise SettingError("judge", "local and --judge-base-url exclude each other")
         return kind, local_model
 
     @property
@@ -232,10 +208,10 @@ class BenchConfig:
         try:
             a, b = (float(x) for x in self.judge_price.split(","))
         except ValueError:
-            raise _FieldError("judge_price", f"--judge-price: expected IN,OUT (USD per 1M tokens), got "
-                              f"{self.judge_price!r}") from None
+            raise SettingError("judge_price", f"expected IN,OUT (USD per 1M tokens), got {self.judge_price!r}") \
+                from None
         if not all(math.isfinite(x) and x >= 0 for x in (a, b)):
-            raise _FieldError("judge_price", f"--judge-price: prices must be finite and >= 0, got {self.judge_price!r}")
+            raise SettingError("judge_price", f"prices must be finite and >= 0, got {self.judge_price!r}")
         return a, b
 
     def results_key(self, suite: SuiteName, judge: dict[str, Any] | None = None, data: str | None = None,
@@ -254,31 +230,21 @@ class BenchConfig:
                 "with_judgments": [str(d) for d in self.with_judgments] if suite == "arena_hard" else None}
 
 
-class _FieldError(UserError):
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-
-
-def help_of(name: str) -> str:
-    """A field's documentation (its ``--help`` text)."""
-    return next(f.metadata["doc"] for f in fields(BenchConfig) if f.name == name)
-
-
-def _environment_checks(cfg: BenchConfig) -> list[tuple[str, bool, str]]:
+def _environment_checks(cfg: BenchConfig) -> None:
     """Checks against the file system and the URL's form."""
     if cfg.judge_base_url is not None:
         check_base_url(cfg.judge_base_url)
     cfg.price_per_million()  # a malformed --judge-price
     bad_dir = next((d for d in cfg.with_judgments if not d.is_dir()), None)
-    return [
-        ("data_dir", cfg.data_dir is None or cfg.data_dir.is_dir(),
-         f"{cfg.data_dir}: --data-dir does not exist or is not a directory"),
-        ("with_judgments", bad_dir is None,
-         f"{bad_dir}: --with-judgments must be a directory of <model>.jsonl judgment files"),
+    for name, ok, problem in [
+        ("data_dir", cfg.data_dir is None or cfg.data_dir.is_dir(), f"{cfg.data_dir} does not exist or is not a "
+                                                                    "directory"),
+        ("with_judgments", bad_dir is None, f"{bad_dir} must be a directory of <model>.jsonl judgment files"),
         ("results_dir", cfg.results_dir is None or not cfg.results_dir.exists() or cfg.results_dir.is_dir(),
-         f"{cfg.results_dir}: --results-dir is a file, not a directory"),
-    ]
+         f"{cfg.results_dir} is a file, not a directory"),
+    ]:
+        if not ok:
+            raise SettingError(name, problem)
 
 
 def check_base_url(url: str) -> None:
@@ -287,10 +253,10 @@ def check_base_url(url: str) -> None:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as e:
-        raise _FieldError("judge_base_url", f"--judge-base-url: {public_url(url)!r} is not a valid URL ({e})") from None
+        raise SettingError("judge_base_url", f"{public_url(url)!r} is not a valid URL ({e})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _FieldError("judge_base_url", f"--judge-base-url: {public_url(url)!r} is not an http(s) URL with a host "
-                          "(e.g. https://api.openai.com/v1)")
+        raise SettingError("judge_base_url", f"{public_url(url)!r} is not an http(s) URL with a host "
+                           "(e.g. https://api.openai.com/v1)")
 
 
 def is_local_url(url: str) -> bool:
@@ -309,43 +275,8 @@ def _file_values(path: Path) -> dict[str, Any]:
     return data
 
 
-def _typed(name: str, value: Any) -> Any:
-    """Lists as tuples (frozen fields) and path fields as Paths; everything else as given."""
-    if name == "with_judgments" and isinstance(value, (list, tuple)):
-        return tuple(Path(v) if isinstance(v, (str, os.PathLike)) else v for v in value)
-    if name in ("models", "suites") and isinstance(value, (list, tuple)):
-        return tuple(value)
-    if name in _PATHS and isinstance(value, (str, os.PathLike)):
-        return Path(value)
-    return value
-
-
-def _check_type(name: str, value: Any, declared: str) -> None:
-    """The value has its field's declared type (a file may hold anything)."""
-    kinds = [k.strip() for k in declared.split("|")]
-    if value is None and "None" in kinds:
-        return
-    main = kinds[0].split("[")[0]
-    ok = {"int": isinstance(value, int) and not isinstance(value, bool),
-          "float": isinstance(value, (int, float)) and not isinstance(value, bool),
-          "bool": isinstance(value, bool), "Path": isinstance(value, Path),
-          "tuple": isinstance(value, tuple) and all(isinstance(v, (str, Path)) for v in value)}.get(main)
-    if ok is None:  # str, and the Literal aliases (checked as choices)
-        ok = isinstance(value, str)
-    if not ok:
-        raise _FieldError(name, f"{name}: expected {main.replace('tuple', 'a list')}, got {value!r}")
-
-
-def _blame(e: UserError, path: str | None, from_file: list[str]) -> UserError:
-    """A bad value read from the file names the file and its key."""
-    field = getattr(e, "field", None)
-    if path is not None and field in from_file:
-        return UserError(f"{path}: {field}: {e}")
-    return UserError(str(e))
-
-
 def add_arguments(group: Any, *names: str, **kw: Any) -> None:
     """One flag per field, its help the field's documentation; no default (an absent flag leaves the file's value
     or the field's default)."""
     for name in names:
-        group.add_argument(flag(name), dest=name, help=help_of(name), default=argparse.SUPPRESS, **kw)
+        group.add_argument(flag(name), dest=name, help=help_of(BenchConfig, name), default=argparse.SUPPRESS, **kw)

@@ -14,12 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 from sppo.cli_util import setup_logging
 from sppo.errors import UserError
 from sppo.files import finite  # NaN / infinities -> null: the one definition, shared with write_json
+from sppo.settings import doc, from_flags
 
 from benchmarks import inputs
 from benchmarks.inputs import read_json_file, read_jsonl_lines, read_records
@@ -33,9 +35,30 @@ def _default_sibling(path: Path, *parts: str) -> Path | None:
     return candidate if candidate.exists() else None
 
 
+@dataclass(frozen=True)
+class ScoreSettings:
+    """The settings of ``sppo-bench score SUITE PATH``, built once from its arguments (`configure`)."""
+
+    suite: SuiteName = doc("the suite whose official files are scored", "alpaca_eval")
+    path: Path = doc("AlpacaEval annotations, an Arena-Hard judgment directory, MT-Bench judgments or lm-eval "
+                     "results", Path("."))
+    results_dir: Path | None = doc("also write the figures to this results store", None)
+    variant: str = doc("variant name in the store (e.g. best-of-16)", DEFAULT_VARIANT)
+    df_gamed: str | None = doc("AlpacaEval: local copy of df_gamed.csv (else the Hub's, if reachable)", None)
+    no_lc: bool = doc("AlpacaEval: skip the length-controlled win rate", False)
+    questions: Path | None = doc("Arena-Hard, MT-Bench: question.jsonl (default: ../../question.jsonl)", None)
+    answers: Path | None = doc("Arena-Hard: model_answer/ directory for avg_tokens (default: ../../model_answer)",
+                               None)
+    baseline: str = doc("Arena-Hard: the baseline model", "gpt-4-0314")
+    num_rounds: int = doc("Arena-Hard: bootstrap rounds", 100, ge=1)
+    seed: int = doc("Arena-Hard: bootstrap seed", 42)
+    with_judgments: tuple[Path, ...] = doc("Arena-Hard: other judgment directories fitted together", ())
+    model: tuple[str, ...] = doc("MT-Bench: only these models; lm-eval: the model's name", ())
+
+
 # --- suites ---------------------------------------------------------------------------------------------------------
 
-def score_alpaca_eval(args: argparse.Namespace) -> list[SuiteResult]:
+def score_alpaca_eval(args: ScoreSettings) -> list[SuiteResult]:
     from benchmarks.scoring import alpaca_eval as ae
 
     path = Path(args.path)
@@ -56,12 +79,10 @@ def score_alpaca_eval(args: argparse.Namespace) -> list[SuiteResult]:
             for model, m in scored.items()]
 
 
-def score_arena_hard(args: argparse.Namespace) -> list[SuiteResult]:
+def score_arena_hard(args: ScoreSettings) -> list[SuiteResult]:
     from benchmarks.scoring import arena_hard as ah
 
     judgment_dir = Path(args.path)
-    if args.num_rounds < 1:
-        raise UserError(f"--num-rounds must be at least 1, got {args.num_rounds}")
     if not judgment_dir.is_dir():
         raise UserError(f"{judgment_dir}: not a directory (expected model_judgment/<judge>/ with one JSONL per model)")
     for d in args.with_judgments:
@@ -92,7 +113,7 @@ def score_arena_hard(args: argparse.Namespace) -> list[SuiteResult]:
     return [_result(model, "arena_hard", m, settings, judge, args) for model, m in board.items()]
 
 
-def score_mt_bench(args: argparse.Namespace) -> list[SuiteResult]:
+def score_mt_bench(args: ScoreSettings) -> list[SuiteResult]:
     from benchmarks.scoring import mt_bench as mt
 
     path = Path(args.path)
@@ -112,7 +133,7 @@ def score_mt_bench(args: argparse.Namespace) -> list[SuiteResult]:
     return [_result(model, "mt_bench", m, settings, {"model": m.pop("judge")}, args) for model, m in scored.items()]
 
 
-def score_lm_eval(args: argparse.Namespace) -> list[SuiteResult]:
+def score_lm_eval(args: ScoreSettings) -> list[SuiteResult]:
     from benchmarks.scoring import lm_eval as le
 
     path = Path(args.path)
@@ -139,7 +160,7 @@ def _lm_eval_model_name(data: dict, path: Path) -> str:
 
 
 def _result(model: str, suite: str, metrics: dict[str, Any], settings: dict[str, Any], judge: dict | None,
-            args: argparse.Namespace) -> SuiteResult:
+            args: ScoreSettings) -> SuiteResult:
     """A SuiteResult whose metrics are the figures only; the notes travel in settings."""
     metrics = dict(metrics)
     notes = metrics.pop("notes", [])
@@ -149,7 +170,7 @@ def _result(model: str, suite: str, metrics: dict[str, Any], settings: dict[str,
 
 # --- command --------------------------------------------------------------------------------------------------------
 
-SCORERS: dict[SuiteName, tuple[Callable[[argparse.Namespace], list[SuiteResult]], str]] = {
+SCORERS: dict[SuiteName, tuple[Callable[["ScoreSettings"], list[SuiteResult]], str]] = {
     "alpaca_eval": (score_alpaca_eval, "AlpacaEval 2 annotations (annotations.json, JSON array or JSONL)"),
     "arena_hard": (score_arena_hard, "Arena-Hard v0.1 judgment directory (one <model>.jsonl per model)"),
     "mt_bench": (score_mt_bench, "MT-Bench single-grading judgments (FastChat gpt-4_single.jsonl)"),
@@ -189,7 +210,8 @@ def configure(p: argparse.ArgumentParser) -> None:
                                 "(default: pretrained= of the results' config)")
 
 
-def main(args: argparse.Namespace) -> int:
+def main(namespace: argparse.Namespace) -> int:
+    args = from_flags(ScoreSettings, vars(namespace), positional=("path",))
     setup_logging()
     for noisy in ("numexpr", "datasets", "httpx", "huggingface_hub", "urllib3"):  # import-time chatter
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -22,10 +22,11 @@ import argparse
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from sppo.errors import UserError
 from sppo.files import atomic_path, current_run_dir
+from sppo.settings import doc, from_flags, help_of
 
 from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteResult, variant_suffix
 from benchmarks.tables import CONSOLE, LOGPROB_MARK, TABLES, TableSpec, build_table, card_row_label, family_name
@@ -172,20 +173,39 @@ def write_plots(store: ResultsStore, plots_dir: Path) -> list[Path]:
     return written
 
 
+TableFormat = Literal["markdown", "csv"]
+
+
+@dataclass(frozen=True)
+class TableSettings:
+    """The settings of ``sppo-bench table``, built once from its arguments (`configure`)."""
+
+    results_dir: Path | None = doc("results store (default <run_dir>/results)", None)
+    run_dir: str | None = doc("training run (default: $SPPO_RUN_DIR, runs/latest, newest under runs/)", None)
+    plots: bool = doc("also write one PNG plot per benchmark (into --plots-dir)", False)
+    plots_dir: Path | None = doc("write the PNG plots there (implies --plots; default <results-dir>/plots)", None)
+    no_plots: bool = doc("no plots (the default)", False)
+    format: TableFormat = doc("markdown (the card's tables) or csv", "markdown")
+    family: str | None = doc("row names '<NAME> Iter N' (default: the run's family as sppo-release names its "
+                             "cards, e.g. Mistral7B-PairRM-SPPO; plain IterN without a run)", None)
+
+
 def configure(p: argparse.ArgumentParser) -> None:
-    """The arguments of ``sppo-bench table``."""
-    p.add_argument("--results-dir", type=Path, help="results store (default <run_dir>/results)")
-    p.add_argument("--run-dir", help="training run (default: $SPPO_RUN_DIR, runs/latest, newest under runs/)")
-    p.add_argument("--plots", action="store_true", help="also write one PNG plot per benchmark (into --plots-dir)")
-    p.add_argument("--plots-dir", type=Path, help="write the PNG plots there (implies --plots; default "
-                   "<results-dir>/plots)")
+    """The arguments of ``sppo-bench table``: one per `TableSettings` field."""
+    def arg(name: str, **kw: Any) -> None:
+        p.add_argument("--" + name.replace("_", "-"), help=help_of(TableSettings, name), **kw)
+
+    arg("results_dir", type=Path)
+    arg("run_dir")
+    arg("plots", action="store_true")
+    arg("plots_dir", type=Path)
     p.add_argument("--no-plots", action="store_true", help=argparse.SUPPRESS)  # the default
-    p.add_argument("--format", choices=("markdown", "csv"), default="markdown")
-    p.add_argument("--family", metavar="NAME", help="row names '<NAME> Iter N' (default: the run's family as "
-                   "sppo-release names its cards, e.g. Mistral7B-PairRM-SPPO; plain IterN without a run)")
+    arg("format", choices=get_args(TableFormat), default="markdown")
+    arg("family", metavar="NAME")
 
 
-def main(args: argparse.Namespace) -> int:
+def main(namespace: argparse.Namespace) -> int:
+    args = from_flags(TableSettings, vars(namespace))
     run_dir = None if args.results_dir else current_run_dir(args.run_dir)
     results_dir = args.results_dir or run_dir / "results"
     store = ResultsStore(results_dir)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from huggingface_hub import ModelCard
@@ -32,6 +33,7 @@ from benchmarks.store import SUITES, ResultsStore
 from sppo.cli_util import run_cli, setup_logging
 from sppo.errors import UserError
 from sppo.files import current_run_dir, write_text
+from sppo.settings import doc, from_flags, help_of
 
 from .card import ReleaseInfo, card_path, default_family, default_license, render_card, results_from_store
 from .compat import CompatReport, compat_problems
@@ -43,30 +45,49 @@ from .run import Iteration, cards_dir, load_run
 log = logging.getLogger("release")
 
 
+@dataclass(frozen=True)
+class ReleaseSettings:
+    """The settings of ``sppo-release``, built once from its arguments (`build_parser`, one flag per field)."""
+
+    run_dir: Path | None = doc("training run (default: $SPPO_RUN_DIR, runs/latest, else the newest directory in "
+                               "runs/)", None)
+    results_dir: Path | None = doc("benchmark results store (default: <run-dir>/results)", None)
+    template: Path | None = doc("Jinja template of the card (default: the packaged one)", None)
+    out: Path | None = doc("where cards are written (default: <run-dir>/cards)", None)
+    push: str | None = doc("publish iteration N as ORG/NAME-IterN", None)
+    name: str | None = doc("release name of a dry run (default: the --push value, else the published family of a "
+                           "published recipe, e.g. Gemma-2-9B-It-SPPO, else <base>-<ranker>-SPPO)", None)
+    iteration: tuple[int, ...] = doc("only this iteration (repeatable; default: all)", ())
+    require: str = doc(f"suites a pushed iteration must have results for (default: {','.join(SUITES)})",
+                       ",".join(SUITES))
+    datasets: bool = doc("also publish each iteration's scored synthetic dataset (<run>/iterN/dataset/sppo.jsonl) "
+                         "as ORG/NAME-IterN-data (train: all rows, test: 500 of them, as the reference SPPO scripts); "
+                         "the model cards link it", False)
+    tag: str | None = doc("tag the pushed commit (e.g. v1.0)", None)
+    collection: str | None = doc("add the pushed repos to this collection", None)
+    force: bool = doc("overwrite a remote card showing other numbers", False)
+    verbose: bool = doc("debug logging", False)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sppo-release", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--run-dir", type=Path, help="training run (default: $SPPO_RUN_DIR, runs/latest, else the newest directory in runs/)")
-    p.add_argument("--results-dir", type=Path, help="benchmark results store (default: <run-dir>/results)")
-    p.add_argument("--template", type=Path, help="Jinja template of the card (default: the packaged one)")
-    p.add_argument("--out", type=Path, help="where cards are written (default: <run-dir>/cards)")
-    p.add_argument("--push", metavar="ORG/NAME", help="publish iteration N as ORG/NAME-IterN")
-    p.add_argument("--name", metavar="[ORG/]NAME",
-                   help="release name of a dry run (default: the --push value, else the published family of a "
-                        "published recipe, e.g. Gemma-2-9B-It-SPPO, else <base>-<ranker>-SPPO)")
-    p.add_argument("--iteration", type=int, action="append", metavar="N",
-                   help="only this iteration (repeatable; default: all)")
-    p.add_argument("--require", default=",".join(SUITES),
-                   help=f"suites a pushed iteration must have results for (default: {','.join(SUITES)})")
-    p.add_argument("--datasets", action="store_true",
-                   help="also publish each iteration's scored synthetic dataset (<run>/iterN/dataset/sppo.jsonl) as "
-                        "ORG/NAME-IterN-data (train: all rows, test: 500 of them, as the reference SPPO scripts); "
-                        "the model cards link it")
-    p.add_argument("--tag", help="tag the pushed commit (e.g. v1.0)")
-    p.add_argument("--collection", metavar="SLUG", help="add the pushed repos to this collection")
-    p.add_argument("--force", action="store_true", help="overwrite a remote card showing other numbers")
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+
+    def arg(name: str, *flags: str, **kw) -> None:
+        p.add_argument(*flags, "--" + name.replace("_", "-"), help=help_of(ReleaseSettings, name), **kw)
+
+    for name in ("run_dir", "results_dir", "template", "out"):
+        arg(name, type=Path)
+    arg("push", metavar="ORG/NAME")
+    arg("name", metavar="[ORG/]NAME")
+    arg("iteration", type=int, action="append", metavar="N")
+    arg("require", default=",".join(SUITES))
+    arg("datasets", action="store_true")
+    arg("tag")
+    arg("collection", metavar="SLUG")
+    arg("force", action="store_true")
+    arg("verbose", "-v", action="store_true")
     return p
 
 
@@ -92,7 +113,7 @@ def required_suites(text: str) -> list[str]:
     return require
 
 
-def _targets(iterations: list[Iteration], wanted: list[int] | None) -> list[Iteration]:
+def _targets(iterations: list[Iteration], wanted: tuple[int, ...]) -> list[Iteration]:
     if not wanted:
         return iterations
     known = {it.number: it for it in iterations}
@@ -169,7 +190,7 @@ def publish_release(uploads: list[Upload], data: list[DataUpload], problems: lis
 
 
 def _main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    args = from_flags(ReleaseSettings, vars(build_parser().parse_args(argv)))
     setup_logging(args.verbose)
     if not args.verbose:  # one INFO line per HTTP request is noise; -v shows them
         logging.getLogger("httpx2").setLevel(logging.WARNING)

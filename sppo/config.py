@@ -10,16 +10,16 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
-from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, Literal
 
 import yaml
 
-from .errors import UserError, first_line, io_failure
+from .errors import UserError, first_line
+from .settings import (SettingError, check, choices, doc, documented_yaml, from_mapping, read_yaml_mapping,
+                       section)
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
 
@@ -44,35 +44,21 @@ ReportTo = Literal["none", "tensorboard", "wandb"]
 LearningMeasure = Literal["chars", "words"]  # implemented in sppo.rankers.MEASURES
 
 
-def choices(choice_type: Any) -> tuple[str, ...]:
-    """The values of a choice type above (of its Literal when it is optional)."""
-    if get_origin(choice_type) in (Union, UnionType):
-        return next(choices(a) for a in get_args(choice_type) if a is not type(None))
-    return get_args(choice_type)
-
-
-def doc(text: str, default: Any = dataclasses.MISSING, **kw):
-    """A dataclass field with its documentation attached (shown by --print-config)."""
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"doc": text}, **kw)
-    return field(default=default, metadata={"doc": text}, **kw)
-
-
 @dataclass
 class RunConfig:
     output_dir: str = doc("Run directory: every stage's output, manifests and checkpoints/IterN live here.",
                           "runs/embedded")
-    iterations: int = doc("Number of SPPO iterations; iteration t uses prompt split t.", 3)
+    iterations: int = doc("Number of SPPO iterations; iteration t uses prompt split t.", 3, ge=1)
     first_iteration: int = doc("Iteration to start from (1-based); earlier iterations' checkpoints must exist.", 1)
-    seed: int = doc("Seed for sampling, shuffling and initialisation.", 42)
+    seed: int = doc("Seed for sampling, shuffling and initialisation.", 42, ge=0, lt=2**32)
     chunk_size: int = doc("Items per resumable chunk in generation, ranking and the reference pass: a crash loses "
                           "at most the chunks in flight. Chunks are spread over the processes of a multi-GPU run; a "
                           "stage of fewer than 8 x chunk_size items is cut into 8 smaller chunks. The chunking never "
-                          "depends on the number of processes, so neither do the results.", 64)
+                          "depends on the number of processes, so neither do the results.", 64, ge=1)
     collective_timeout_minutes: float = doc("Longest a process waits for the others at one synchronisation point "
-                                            "before the run fails (multi-process runs).", 120.0)
+                                            "before the run fails (multi-process runs).", 120.0, gt=0)
     wait_log_seconds: float = doc("A process that has waited this long for the others logs which stage it waits in "
-                                  "and for which ranks (then at doubling intervals).", 300.0)
+                                  "and for which ranks (then at doubling intervals).", 300.0, gt=0)
 
 
 @dataclass
@@ -113,7 +99,7 @@ class PromptsConfig:
     splits: list = doc("Split of each iteration, in order.",
                        ["train_iteration_1", "train_iteration_2", "train_iteration_3"])
     column: str = doc("Column holding the prompt text.", "prompt")
-    limit: int | None = doc("Use at most this many prompts per split (null: all).", None)
+    limit: int | None = doc("Use at most this many prompts per split (null: all).", None, ge=1)
     rows: RowMode = doc("clean: empty prompts, repeated prompts (same id and text) and prompts whose K responses all "
                         "tie are dropped (a different prompt under a repeated id is kept as <id>#1). reference: every "
                         "row is kept, as uclaml/SPPO kept it (a tie trains chosen = rejected = the first response, "
@@ -124,19 +110,19 @@ class PromptsConfig:
 class GenerationConfig:
     backend: Backend = doc("hf (transformers generate), vllm (GPU, optional extra) or auto (vllm when available).",
                            "auto")
-    k: int = doc("Responses sampled per prompt (K in the paper); at least 2.", 5)
-    temperature: float = doc("Sampling temperature.", 0.7)
-    top_p: float = doc("Nucleus sampling threshold.", 0.9)
+    k: int = doc("Responses sampled per prompt (K in the paper); at least 2.", 5, ge=2)
+    temperature: float = doc("Sampling temperature.", 0.7, gt=0)
+    top_p: float = doc("Nucleus sampling threshold.", 0.9, gt=0, le=1)
     max_new_tokens: int = doc("Longest response, in tokens. With training.truncation toolkit it must fit "
                               "training.max_length - training.max_prompt_length; with reference it may be longer "
-                              "(training cuts long pairs as the reference did).", 512)
+                              "(training cuts long pairs as the reference did).", 512, ge=1)
     dtype: Dtype = doc("Weights dtype of the generating copy of the policy (training keeps model.dtype): auto = "
                        "bf16 where the device computes it natively (a bf16-capable GPU; a CPU with AVX512-BF16 or "
                        "AMX, faster than fp32 there: perf/README.md), else fp32; vLLM: its own auto (the checkpoint's "
                        "dtype, fp16 for fp32). float32, bfloat16, float16: that dtype.", "auto")
     batch_size: int | None = doc("Sequences generated at once (prompts per batch = batch_size // k, at least 1); "
                                  "null: chosen from the device's memory (sppo.generate.memory_batch_size), "
-                                 "which with ample memory is every prompt x sample of a chunk.", None)
+                                 "which with ample memory is every prompt x sample of a chunk.", None, ge=1)
     response_text: ResponseText = doc("strip: responses lose surrounding whitespace before ranking and training. "
                                       "verbatim: kept exactly as the backend returned them, as the reference trained "
                                       "on vLLM's text.", "strip")
@@ -148,7 +134,7 @@ class RankingConfig:
                     "python:module:Class for your own ranker.", "pairrm")
     model: str = doc("Ranker model: PairRM id/path, or the chat model for local-judge ('embedded' works).",
                      "llm-blender/PairRM")
-    batch_size: int = doc("Pairs scored per forward pass.", 16)
+    batch_size: int = doc("Pairs scored per forward pass.", 16, ge=1)
     dtype: Dtype = doc("Weights dtype of a local-judge ranker: auto, float32, bfloat16, float16 (auto as "
                        "generation.dtype). PairRM keeps its own.", "auto")
     probabilities: Probabilities = doc("How P(i beats j) is obtained: 'scores' = sigmoid(s_i - s_j) from the ranker's "
@@ -164,9 +150,9 @@ class RankingConfig:
 @dataclass
 class LoraConfig:
     enabled: bool = doc("Train LoRA adapters (peft) instead of all weights; merged into the checkpoint.", False)
-    r: int = doc("LoRA rank.", 16)
-    alpha: int = doc("LoRA alpha.", 32)
-    dropout: float = doc("LoRA dropout (0: the policy trains without dropout, as the reference did).", 0.0)
+    r: int = doc("LoRA rank.", 16, ge=1)
+    alpha: int = doc("LoRA alpha.", 32, gt=0)
+    dropout: float = doc("LoRA dropout (0: the policy trains without dropout, as the reference did).", 0.0, ge=0, lt=1)
     target_modules: list = doc("Modules to adapt ('all-linear' as a one-element list adapts every linear layer).",
                                ["all-linear"])
 
@@ -177,26 +163,26 @@ class TrainingConfig:
                      "reference's variant on P(chosen beats rejected)), dpo (sigmoid) or ipo; every loss uses beta = "
                      "1/eta, as the reference trainer's one beta (see sppo/loss.py).", "sppo")
     eta: float = doc("eta in the paper; beta = 1/eta. Target log-ratio for a response is eta * (P_win - 1/2).",
-                     1000.0)
+                     1000.0, gt=0)
     optimizer: Optimizer = doc("rmsprop (the paper's) or adamw.", "rmsprop")
-    learning_rate: float = doc("Peak learning rate.", 5e-7)
-    weight_decay: float = doc("Weight decay.", 0.0)
+    learning_rate: float = doc("Peak learning rate.", 5e-7, gt=0)
+    weight_decay: float = doc("Weight decay.", 0.0, ge=0)
     lr_scheduler_type: Scheduler = doc("linear or constant (both with warmup).", "linear")
-    warmup_ratio: float = doc("Fraction of the scheduled steps spent warming up.", 0.1)
-    num_train_epochs: float = doc("Epochs the learning-rate schedule is laid out over.", 18.0)
+    warmup_ratio: float = doc("Fraction of the scheduled steps spent warming up.", 0.1, ge=0, lt=1)
+    num_train_epochs: float = doc("Epochs the learning-rate schedule is laid out over.", 18.0, gt=0)
     stop_at_epoch: float | None = doc("Stop training after this many epochs even though the schedule is longer "
-                                      "(the paper: 18 scheduled, stop at 1). null: run num_train_epochs.", 1.0)
-    per_device_train_batch_size: int = doc("Preference pairs per device per micro-batch.", 8)
+                                      "(the paper: 18 scheduled, stop at 1). null: run num_train_epochs.", 1.0, gt=0)
+    per_device_train_batch_size: int = doc("Preference pairs per device per micro-batch.", 8, ge=1)
     gradient_accumulation_steps: int = doc("Micro-batches accumulated per optimizer step (ignored when "
-                                           "global_batch_size is set).", 1)
+                                           "global_batch_size is set).", 1, ge=1)
     global_batch_size: int | None = doc("Pairs per optimizer step over all processes; accumulation is derived "
                                         "from the processes present (64 holds on 1, 2, 4 or 8 GPUs). null: "
                                         "per_device_train_batch_size x gradient_accumulation_steps x processes.",
-                                        None)
-    max_grad_norm: float = doc("Gradient clipping norm (0 disables).", 1.0)
+                                        None, ge=1)
+    max_grad_norm: float = doc("Gradient clipping norm (0 disables).", 1.0, ge=0)
     max_length: int = doc("Longest prompt + response, in tokens (generation and ranking respect it too).", 1024)
     max_prompt_length: int = doc("Longest prompt, in tokens. truncation toolkit: longer prompts are dropped "
-                                 "with a warning; reference: they are kept and left-truncated in training.", 512)
+                                 "with a warning; reference: they are kept and left-truncated in training.", 512, ge=1)
     truncation: Truncation = doc("toolkit: prompts over max_prompt_length dropped, responses cut at max_length. "
                                  "reference: uclaml/SPPO's tokenize_row token for token (a too-long pair keeps the "
                                  "prompt's last max_prompt_length tokens and both responses' first max_length - "
@@ -211,13 +197,13 @@ class TrainingConfig:
                                    "processes with `accelerate launch`, `torchrun` or `deepspeed`.", "none")
     deepspeed_config: str | None = doc("A DeepSpeed JSON config to use instead of the built-in ZeRO-3 one "
                                        "('auto' values are filled in from this config).", None)
-    logging_steps: int = doc("Log training metrics every this many optimizer steps.", 1)
+    logging_steps: int = doc("Log training metrics every this many optimizer steps.", 1, ge=1)
     report_to: ReportTo = doc("Experiment tracking through accelerate: none, tensorboard (offline, under "
                               "<run>/iterN/train/tracking) or wandb.", "none")
     save_steps: int = doc("Save the training state (model, optimizer, scheduler, RNG, data position) every this "
-                          "many optimizer steps, and on SIGTERM; a rerun resumes from it. 0: only on SIGTERM.", 50)
-    save_total_limit: int = doc("Training states kept (the newest); older ones are deleted.", 2)
-    lora: LoraConfig = field(default_factory=LoraConfig, metadata={"doc": "LoRA adapters (peft)."})
+                          "many optimizer steps, and on SIGTERM; a rerun resumes from it. 0: only on SIGTERM.", 50, ge=0)
+    save_total_limit: int = doc("Training states kept (the newest); older ones are deleted.", 2, ge=1)
+    lora: LoraConfig = section(LoraConfig, "LoRA adapters (peft).")
 
 
 @dataclass
@@ -227,47 +213,35 @@ class LearningCheckConfig:
                         "(<run>/learning_check/). Sampling as generation.*, with run.seed for every checkpoint.",
                         False)
     split: str = doc("Prompt split of prompts.source to measure on; none of the splits trained on.", "held_out")
-    limit: int | None = doc("Use at most this many held-out prompts (null: all).", None)
-    samples: int = doc("Responses sampled per held-out prompt.", 4)
+    limit: int | None = doc("Use at most this many held-out prompts (null: all).", None, ge=1)
+    samples: int = doc("Responses sampled per held-out prompt.", 4, ge=1)
     measure: LearningMeasure = doc("The property: chars (response length in characters) or words "
                                    "(whitespace-separated words).", "chars")
 
 
 @dataclass
 class Config:
-    run: RunConfig = field(default_factory=RunConfig, metadata={"doc": "Run layout and seeds."})
-    model: ModelConfig = field(default_factory=ModelConfig, metadata={"doc": "The initial policy."})
-    prompts: PromptsConfig = field(default_factory=PromptsConfig, metadata={"doc": "Prompt splits, one per iteration."})
-    generation: GenerationConfig = field(default_factory=GenerationConfig,
-                                         metadata={"doc": "Step 1: K responses per prompt."})
-    ranking: RankingConfig = field(default_factory=RankingConfig,
-                                   metadata={"doc": "Step 2: pairwise preferences among the K responses."})
-    training: TrainingConfig = field(default_factory=TrainingConfig,
-                                     metadata={"doc": "Steps 4-5: the SPPO loss and its optimisation."})
-    learning_check: LearningCheckConfig = field(
-        default_factory=LearningCheckConfig,
-        metadata={"doc": "Does training learn? A property of every checkpoint's responses to held-out prompts."})
+    run: RunConfig = section(RunConfig, "Run layout and seeds.")
+    model: ModelConfig = section(ModelConfig, "The initial policy.")
+    prompts: PromptsConfig = section(PromptsConfig, "Prompt splits, one per iteration.")
+    generation: GenerationConfig = section(GenerationConfig, "Step 1: K responses per prompt.")
+    ranking: RankingConfig = section(RankingConfig, "Step 2: pairwise preferences among the K responses.")
+    training: TrainingConfig = section(TrainingConfig, "Steps 4-5: the SPPO loss and its optimisation.")
+    learning_check: LearningCheckConfig = section(
+        LearningCheckConfig, "Does training learn? A property of every checkpoint's responses to held-out prompts.")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     def validate(self) -> "Config":
-        """Check every field's type, range and choice, and the fields' consistency: a config that passes
-        cannot fail later for a reason visible here. Raises UserError naming the first bad field."""
-        _check_types(self, "")
-        for ok, message in _checks(self):
+        """Check every field's type, range and choice (`sppo.settings.check`, driven by the field types and their
+        declared ranges), then the rules between fields: a config that passes cannot fail later for a reason
+        visible here. Raises SettingError naming the first bad field."""
+        check(self)
+        for field_name, ok, problem in _rules(self):
             if not ok:
-                raise UserError(message)
+                raise SettingError(field_name, problem)
         return self
-
-
-def _one_of(value: Any, choice_type: Any, name: str, style: str = "value") -> tuple[bool, str]:
-    """The check that `value` is one of `choice_type`'s choices, with its message in `style`: "value" (unknown
-    value 'x'; use a, b), "or" (unknown 'x'; use a or b) or any other word w (unknown w 'x'; use a, b)."""
-    options = choices(choice_type)
-    if style == "or":
-        return value in options, f"{name}: unknown {value!r}; use {' or '.join(options)}"
-    return value in options, f"{name}: unknown {style} {value!r}; use {', '.join(options)}"
 
 
 def _ranker_kind_ok(kind: str) -> bool:
@@ -279,194 +253,32 @@ def _ranker_kind_ok(kind: str) -> bool:
             and parts[2].isidentifier())
 
 
-def _run_model_prompt_checks(cfg: Config) -> list[tuple[bool, str]]:
-    run, p, m = cfg.run, cfg.prompts, cfg.model
+def _rules(cfg: Config) -> list[tuple[str, bool, str]]:
+    """(field, holds, problem) of every rule the field types cannot say, in the order they are reported."""
+    run, p, g, t, c = cfg.run, cfg.prompts, cfg.generation, cfg.training, cfg.learning_check
     return [
-        (bool(run.output_dir.strip()), "run.output_dir: must not be empty"),
-        (run.iterations >= 1, "run.iterations: must be at least 1"),
-        (0 <= run.seed < 2**32, f"run.seed: must be in 0..4294967295, got {run.seed}"),
-        (1 <= run.first_iteration <= run.iterations, "run.first_iteration: must be in 1..iterations"),
-        (run.chunk_size >= 1, f"run.chunk_size: must be >= 1, got {run.chunk_size}"),
-        (bool(m.name.strip()), "model.name: must not be empty"),
-        _one_of(m.dtype, Dtype, "model.dtype"),
-        (m.attn_implementation in (None, *choices(AttnImplementation)),
-         f"model.attn_implementation: unknown value {m.attn_implementation!r}; use "
-         f"{', '.join(choices(AttnImplementation))} or null"),
-        (bool(p.source.strip()), "prompts.source: must not be empty"),
-        (len(p.splits) >= run.iterations, f"prompts.splits: {len(p.splits)} splits for {run.iterations} iterations"),
-        (all(isinstance(s, str) and s for s in p.splits), "prompts.splits: every split must be a non-empty string"),
-        (p.limit is None or p.limit >= 1, "prompts.limit: must be >= 1 or null"),
+        ("run.output_dir", bool(run.output_dir.strip()), "must not be empty"),
+        ("run.first_iteration", 1 <= run.first_iteration <= run.iterations, "must be in 1..iterations"),
+        ("model.name", bool(cfg.model.name.strip()), "must not be empty"),
+        ("prompts.source", bool(p.source.strip()), "must not be empty"),
+        ("prompts.splits", len(p.splits) >= run.iterations, f"{len(p.splits)} splits for {run.iterations} iterations"),
+        ("prompts.splits", all(isinstance(x, str) and x for x in p.splits), "every split must be a non-empty string"),
+        ("ranking.kind", _ranker_kind_ok(cfg.ranking.kind), f"unknown ranker {cfg.ranking.kind!r}; use "
+                                                             f"{', '.join(choices(BuiltinRanker))} or python:module:Class"),
+        ("learning_check.split", bool(c.split.strip()), "must not be empty"),
+        ("learning_check.split", not c.enabled or c.split not in p.splits[:run.iterations],
+         f"{c.split!r} is trained on (prompts.splits); the check needs held-out prompts"),
+        ("training.stop_at_epoch", t.stop_at_epoch is None or t.stop_at_epoch <= t.num_train_epochs,
+         "must be in (0, num_train_epochs]"),
+        ("training.max_prompt_length", t.max_prompt_length < t.max_length, "must be below training.max_length"),
+        ("generation.max_new_tokens", t.truncation != "toolkit" or g.max_new_tokens <= t.max_length - t.max_prompt_length,
+         f"{g.max_new_tokens} does not fit training.max_length - training.max_prompt_length = "
+         f"{t.max_length - t.max_prompt_length} (training.truncation toolkit)"),
+        ("training.lora", not (t.lora.enabled and t.distributed == "deepspeed_zero3"),
+         "LoRA with deepspeed_zero3 is not supported; use training.distributed=none (DDP)"),
+        ("training.lora.target_modules", len(t.lora.target_modules) >= 1
+         and all(isinstance(m, str) and m for m in t.lora.target_modules), "must be a non-empty list of module names"),
     ]
-
-
-def _generation_ranking_checks(cfg: Config) -> list[tuple[bool, str]]:
-    g, r = cfg.generation, cfg.ranking
-    return [
-        _one_of(g.backend, Backend, "generation.backend"),
-        _one_of(g.dtype, Dtype, "generation.dtype"),
-        _one_of(r.dtype, Dtype, "ranking.dtype"),
-        (g.k >= 2, "generation.k: SPPO needs at least 2 responses per prompt"),
-        (0 < g.temperature, "generation.temperature: must be > 0 for self-play sampling"),
-        (0 < g.top_p <= 1, "generation.top_p: must be in (0, 1]"),
-        (g.max_new_tokens >= 1, f"generation.max_new_tokens: must be >= 1, got {g.max_new_tokens}"),
-        (g.batch_size is None or g.batch_size >= 1, f"generation.batch_size: must be >= 1 or null, got {g.batch_size}"),
-        (_ranker_kind_ok(r.kind), f"ranking.kind: unknown ranker {r.kind!r}; use "
-                                  f"{', '.join(choices(BuiltinRanker))} or python:module:Class"),
-        (r.batch_size >= 1, f"ranking.batch_size: must be >= 1, got {r.batch_size}"),
-        _one_of(r.probabilities, Probabilities, "ranking.probabilities"),
-    ]
-
-
-def _training_data_checks(cfg: Config) -> list[tuple[bool, str]]:
-    """Checks of the loss, tokenization and ranking-input settings."""
-    t = cfg.training
-    return [
-        _one_of(t.loss, Loss, "training.loss", "loss"),
-        _one_of(t.truncation, Truncation, "training.truncation", "or"),
-        _one_of(t.special_tokens, SpecialTokens, "training.special_tokens", "or"),
-        _one_of(cfg.generation.response_text, ResponseText, "generation.response_text"),
-        _one_of(cfg.prompts.rows, RowMode, "prompts.rows"),
-        _one_of(cfg.ranking.source, RankingSource, "ranking.source", "or"),
-    ]
-
-
-def _learning_check_checks(cfg: Config) -> list[tuple[bool, str]]:
-    c = cfg.learning_check
-    trained = cfg.prompts.splits[:cfg.run.iterations]
-    return [
-        (bool(c.split.strip()), "learning_check.split: must not be empty"),
-        (not c.enabled or c.split not in trained,
-         f"learning_check.split: {c.split!r} is trained on (prompts.splits); the check needs held-out prompts"),
-        (c.limit is None or c.limit >= 1, "learning_check.limit: must be >= 1 or null"),
-        (c.samples >= 1, f"learning_check.samples: must be >= 1, got {c.samples}"),
-        _one_of(c.measure, LearningMeasure, "learning_check.measure"),
-    ]
-
-
-def _optimisation_checks(cfg: Config) -> list[tuple[bool, str]]:
-    t, g = cfg.training, cfg.generation
-    return [
-        (t.eta > 0, "training.eta: must be positive"),
-        _one_of(t.optimizer, Optimizer, "training.optimizer"),
-        (t.learning_rate > 0, f"training.learning_rate: must be > 0, got {t.learning_rate}"),
-        (t.weight_decay >= 0, f"training.weight_decay: must be >= 0, got {t.weight_decay}"),
-        _one_of(t.lr_scheduler_type, Scheduler, "training.lr_scheduler_type"),
-        (0 <= t.warmup_ratio < 1, f"training.warmup_ratio: must be in [0, 1), got {t.warmup_ratio}"),
-        (t.num_train_epochs > 0, f"training.num_train_epochs: must be > 0, got {t.num_train_epochs}"),
-        (t.stop_at_epoch is None or 0 < t.stop_at_epoch <= t.num_train_epochs,
-         "training.stop_at_epoch: must be in (0, num_train_epochs]"),
-        (t.per_device_train_batch_size >= 1,
-         f"training.per_device_train_batch_size: must be >= 1, got {t.per_device_train_batch_size}"),
-        (t.gradient_accumulation_steps >= 1,
-         f"training.gradient_accumulation_steps: must be >= 1, got {t.gradient_accumulation_steps}"),
-        (t.max_grad_norm >= 0, f"training.max_grad_norm: must be >= 0 (0 disables), got {t.max_grad_norm}"),
-        (t.max_prompt_length >= 1, f"training.max_prompt_length: must be >= 1, got {t.max_prompt_length}"),
-        (t.max_prompt_length < t.max_length, "training.max_prompt_length: must be below training.max_length"),
-        (t.truncation != "toolkit" or g.max_new_tokens <= t.max_length - t.max_prompt_length,
-         f"generation.max_new_tokens: {g.max_new_tokens} does not fit training.max_length - "
-         f"training.max_prompt_length = {t.max_length - t.max_prompt_length} (training.truncation toolkit)"),
-    ]
-
-
-def _processes_checks(cfg: Config) -> list[tuple[bool, str]]:
-    run, t, lora = cfg.run, cfg.training, cfg.training.lora
-    return [
-        _one_of(str(t.bf16).lower(), Bf16, "training.bf16"),
-        _one_of(t.distributed, Distributed, "training.distributed"),
-        _one_of(t.report_to, ReportTo, "training.report_to"),
-        (t.save_steps >= 0, f"training.save_steps: must be >= 0 (0: only on SIGTERM), got {t.save_steps}"),
-        (t.save_total_limit >= 1, f"training.save_total_limit: must be >= 1, got {t.save_total_limit}"),
-        (t.global_batch_size is None or t.global_batch_size >= 1, "training.global_batch_size: must be >= 1 or null"),
-        (not (lora.enabled and t.distributed == "deepspeed_zero3"),
-         "training.lora: LoRA with deepspeed_zero3 is not supported; use training.distributed=none (DDP)"),
-        (run.collective_timeout_minutes > 0, "run.collective_timeout_minutes: must be > 0"),
-        (run.wait_log_seconds > 0, "run.wait_log_seconds: must be > 0"),
-        (t.logging_steps >= 1, f"training.logging_steps: must be >= 1, got {t.logging_steps}"),
-        (lora.r >= 1, f"training.lora.r: must be >= 1, got {lora.r}"),
-        (lora.alpha > 0, f"training.lora.alpha: must be > 0, got {lora.alpha}"),
-        (0 <= lora.dropout < 1, f"training.lora.dropout: must be in [0, 1), got {lora.dropout}"),
-        (len(lora.target_modules) >= 1 and all(isinstance(m, str) and m for m in lora.target_modules),
-         "training.lora.target_modules: a non-empty list of module names"),
-    ]
-
-
-def _checks(cfg: Config) -> list[tuple[bool, str]]:
-    """(condition, message) for every range, choice and consistency rule, in the order they are reported."""
-    return [*_run_model_prompt_checks(cfg), *_generation_ranking_checks(cfg), *_training_data_checks(cfg),
-            *_learning_check_checks(cfg), *_optimisation_checks(cfg), *_processes_checks(cfg)]
-
-
-_TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a finite number", "bool": "true or false",
-               "list": "a list", "dict": "a mapping"}
-
-
-def _type_ok(value: Any, kind: str) -> bool:
-    if kind == "float":
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if kind == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, {"str": str, "bool": bool, "list": list, "dict": dict}.get(kind, object))
-
-
-def _kinds(cls: type, name: str) -> list[str]:
-    """A field's declared types by name (int, float, str, bool, list, a section's class, None); a choice type
-    (`Literal`) is a str."""
-    declared = get_type_hints(cls)[name]
-    members = get_args(declared) if get_origin(declared) in (Union, UnionType) else (declared,)
-    return ["None" if m is type(None) else "str" if get_origin(m) is Literal else getattr(m, "__name__", str(m))
-            for m in members]
-
-
-def _check_types(obj: Any, prefix: str) -> None:
-    """Every field holds a value of its declared type (``int``, ``float`` (finite), ``str``, ``bool``, ``list``,
-    a choice, optionally ``| None``), recursing into sections."""
-    for f in fields(obj):
-        value, path = getattr(obj, f.name), f"{prefix}{f.name}"
-        if dataclasses.is_dataclass(f.type) or dataclasses.is_dataclass(value):
-            if not dataclasses.is_dataclass(value):
-                raise UserError(f"config key {path!r} must be a mapping, got {value!r}")
-            _check_types(value, path + ".")
-            continue
-        kinds = _kinds(type(obj), f.name)
-        if (value is None and "None" in kinds) or (f.name == "bf16" and isinstance(value, bool)):
-            continue  # training.bf16 reads auto/true/false; YAML turns true/false into booleans
-        main = next((k for k in kinds if k != "None"), "object")
-        if not _type_ok(value, main):
-            raise UserError(f"config key {path!r} must be {_TYPE_NAMES.get(main, main)}, got {value!r}")
-
-
-def _build(cls, data: dict, where: str, source: str):
-    if not isinstance(data, dict):
-        raise UserError(f"{source}: {where or 'top level'!r} must be a mapping")
-    known = {f.name: f for f in fields(cls)}
-    kwargs = {}
-    for key, value in data.items():
-        path = f"{where}.{key}" if where else key
-        if key not in known:
-            raise UserError(f"{source}: unknown config key {path!r}")
-        ftype = known[key].default_factory if dataclasses.is_dataclass(known[key].default_factory) else None
-        kwargs[key] = _build(ftype, value or {}, path, source) if ftype else _coerce(_kinds(cls, key), value, path,
-                                                                                      source)
-    return cls(**kwargs)
-
-
-def _coerce(kinds: list[str], value: Any, path: str, source: str) -> Any:
-    """YAML reads `1e-6` as a string (YAML 1.1 wants `1.0e-6`): convert to the field's declared number type."""
-    kind = kinds[0]
-    if value is None or isinstance(value, bool):
-        if value is None and "None" not in kinds:
-            raise UserError(f"{source}: config key {path!r} cannot be null")
-        return value
-    for name, cast in (("float", float), ("int", int)):
-        if kind.startswith(name) and isinstance(value, (str, int, float)):
-            what = "a number" if name == "float" else "an integer"
-            try:
-                return cast(value) if name == "float" or float(value) == int(float(value)) else cast("x")
-            except (ValueError, OverflowError):
-                raise UserError(f"{source}: config key {path!r} must be {what}, got {value!r}") from None
-    if kind.startswith("bool"):
-        raise UserError(f"{source}: config key {path!r} must be true or false, got {value!r}")
-    return value
 
 
 def _set_dotted(tree: dict, dotted: str, value: Any, item: str) -> None:
@@ -499,22 +311,6 @@ def resolve_config_path(name_or_path: str | None) -> Path:
     raise UserError(f"{name_or_path}: config file not found (shipped configs: {names})")
 
 
-def read_yaml_mapping(path: Path) -> dict:
-    """A YAML file whose top level is a mapping (empty file: {}); anything else is one line naming the file."""
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise UserError(f"{path}: invalid YAML ({first_line(e)})") from None
-    except UnicodeDecodeError as e:
-        raise UserError(f"{path}: not a UTF-8 text file (byte {e.start})") from None
-    except OSError as e:
-        raise io_failure(e, path) from None
-    data = {} if data is None else data
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: a config must be a YAML mapping of sections, got {type(data).__name__} {data!r:.60}")
-    return data
-
-
 def parse_override(item: str) -> tuple[str, Any]:
     """``key.sub=value`` -> (``key.sub``, the value read as YAML); a malformed one is one line naming it."""
     if "=" not in item:
@@ -530,14 +326,15 @@ def parse_override(item: str) -> tuple[str, Any]:
         raise UserError(f"override {item!r}: invalid YAML value ({problem})") from None
 
 
-def _blame(e: UserError, overrides: list[tuple[str, str]], path: Path) -> UserError:
-    """A validation error names the override that set the field it is about, else the config file."""
-    message = str(e)
-    for about in (lambda key: re.match(rf"(config key )?'?{re.escape(key)}\b", message), message.__contains__):
+def _blame(e: SettingError, overrides: list[tuple[str, str]], path: Path) -> UserError:
+    """A bad field is named with where its value came from: the last override that set it (or a section holding
+    it, or a field its problem names), else the config file."""
+    for about in (lambda key: key == e.field or e.field.startswith(key + ".") or key.startswith(e.field + "."),
+                  lambda key: key in e.problem):
         for item, key in reversed(overrides):
             if about(key):
-                return UserError(f"override {item!r}: {message}")
-    return UserError(f"{path}: {message}")
+                return e.located(f"override {item!r}")
+    return e.located(str(path))
 
 
 def load_config(name_or_path: str | None = None, overrides: list[str] | None = None) -> Config:
@@ -545,34 +342,17 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | None = N
     one line naming its source: the override that caused it, else the config file."""
     path = resolve_config_path(name_or_path)
     data = read_yaml_mapping(path)
-    cfg = _build(Config, data, "", str(path))
+    cfg = from_mapping(Config, data, str(path))
     applied = []
     for item in overrides or []:
         key, value = parse_override(item)
         _set_dotted(data, key, value, item)
-        cfg = _build(Config, data, "", f"override {item!r}")
+        cfg = from_mapping(Config, data, f"override {item!r}")
         applied.append((item, key))
     try:
         return cfg.validate()
-    except UserError as e:
+    except SettingError as e:
         raise _blame(e, applied, path) from None
 
 
-def documented_yaml(cfg: Config) -> str:
-    """The config as YAML with each field's documentation as a comment above it."""
-    lines: list[str] = []
-
-    def emit(obj, indent: int) -> None:
-        for f in fields(obj):
-            value = getattr(obj, f.name)
-            pad = "  " * indent
-            lines.append(f"{pad}# {f.metadata.get('doc', '')}")
-            if dataclasses.is_dataclass(value):
-                lines.append(f"{pad}{f.name}:")
-                emit(value, indent + 1)
-            else:
-                dumped = yaml.safe_dump({f.name: value}, default_flow_style=True, width=1000).strip()
-                lines.append(f"{pad}{dumped[1:-1] if dumped.startswith('{') else dumped}")
-
-    emit(cfg, 0)
-    return "\n".join(lines) + "\n"
+__all__ = ["Config", "documented_yaml", "load_config", "read_yaml_mapping", "choices", "doc"]

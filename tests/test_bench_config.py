@@ -41,7 +41,7 @@ def test_the_same_settings_from_flags_alone(tmp_path):
 
 
 @pytest.mark.parametrize("text, words", [
-    ("judge_concurrency: 0\n", ["bench.yaml", "judge_concurrency", "at least 1"]),
+    ("judge_concurrency: 0\n", ["bench.yaml: judge_concurrency: must be >= 1, got 0"]),
     ("limit: many\n", ["bench.yaml", "limit", "many"]),
     ("chat_template: jinja\n", ["bench.yaml", "chat_template", "jinja"]),
     ("judge_bse_url: http://localhost:8000/v1\n", ["bench.yaml", "judge_bse_url", "unknown key"]),
@@ -62,7 +62,7 @@ def test_a_bad_flag_over_a_good_file_names_the_flag(tmp_path, capsys):
     path.write_text("judge_concurrency: 4\n")
     assert bench_main(["--config", str(path), "embedded", "--judge-concurrency", "0"]) == 2
     err = capsys.readouterr().err
-    assert "--judge-concurrency must be at least 1" in err and "bench.yaml" not in err
+    assert "--judge-concurrency: must be >= 1, got 0" in err and "bench.yaml" not in err
 
 
 def test_no_model_anywhere_is_one_line(tmp_path, capsys):

@@ -34,7 +34,7 @@ def test_overrides_are_parsed_as_yaml():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("training.lr=1", "unknown config key 'training.lr'"),
+    ("training.lr=1", "unknown key 'training.lr'"),
     ("generation.max_new_tokens=4096", "does not fit"),
     ("training.optimizer=sgd", "training.optimizer: unknown value 'sgd'"),
     ("training", "expected key.sub=value"),
@@ -71,9 +71,9 @@ def test_paper_recipe_matches_seed_card(shared_data):
 def test_numbers_are_coerced_and_checked():
     cfg = load_config("embedded", ["training.learning_rate=1e-6", "training.eta='500'"])
     assert cfg.training.learning_rate == 1e-6 and cfg.training.eta == 500.0
-    with pytest.raises(UserError, match="'generation.k' must be an integer"):
+    with pytest.raises(UserError, match="generation.k: must be an integer"):
         load_config("embedded", ["generation.k=many"])
-    with pytest.raises(UserError, match="'training.gradient_checkpointing' must be true or false"):
+    with pytest.raises(UserError, match="training.gradient_checkpointing: must be true or false"):
         load_config("embedded", ["training.gradient_checkpointing=maybe"])
 
 
@@ -129,10 +129,10 @@ def test_reference_truncation_lifts_the_length_check():
 
 
 @pytest.mark.parametrize("override, message", [
-    ("training.truncation=left", "training.truncation: unknown 'left'; use toolkit or reference"),
-    ("training.special_tokens=none", "training.special_tokens: unknown 'none'; use clean or reference"),
-    ("ranking.source=raw", "ranking.source: unknown 'raw'; use prompt or template"),
-    ("training.loss=kto", "training.loss: unknown loss 'kto'; use sppo, sppo_hard, sppo_single, dpo, ipo"),
+    ("training.truncation=left", "training.truncation: unknown value 'left'; use toolkit, reference"),
+    ("training.special_tokens=none", "training.special_tokens: unknown value 'none'; use clean, reference"),
+    ("ranking.source=raw", "ranking.source: unknown value 'raw'; use prompt, template"),
+    ("training.loss=kto", "training.loss: unknown value 'kto'; use sppo, sppo_hard, sppo_single, dpo, ipo"),
 ])
 def test_bad_training_data_settings(override, message):
     with pytest.raises(UserError, match=re.escape(message)):
@@ -253,7 +253,7 @@ def test_llama3_is_the_public_llama3_script(capsys):
     ("run.seed=[1,", ["override 'run.seed=[1,'", "invalid YAML"]),
     ("run.seed=!!python/object/apply:os.system [echo hi]", ["override 'run.seed=!!python", "invalid YAML"]),
     (b"run.seed=\xff".decode("utf-8", "surrogateescape"), ["override 'run.seed=\\udcff'", "invalid YAML"]),
-    ("training.learnig_rate=1e-6", ["override 'training.learnig_rate=1e-6'", "unknown config key"]),
+    ("training.learnig_rate=1e-6", ["override 'training.learnig_rate=1e-6'", "unknown key"]),
     ("run.iterations=2.5", ["override 'run.iterations=2.5'", "must be an integer"]),
     ("run.iterations=0", ["override 'run.iterations=0'", "run.iterations"]),
     ("run.seed=-1", ["override 'run.seed=-1'", "run.seed"]),
@@ -272,7 +272,7 @@ def test_override_errors_name_the_override(override, words):
 def test_config_file_errors_name_the_file(tmp_path):
     bad = tmp_path / "c.yaml"
     bad.write_text("run:\n  iterations: 0\n")
-    with pytest.raises(UserError, match=re.escape(f"{bad}: run.iterations: must be at least 1")):
+    with pytest.raises(UserError, match=re.escape(f"{bad}: run.iterations: must be >= 1, got 0")):
         load_config(str(bad), ["generation.k=3"])
 
 

@@ -73,7 +73,7 @@ def test_bench_dtype_is_checked_and_part_of_the_results_key():
     cfg = BenchConfig(models=("embedded",), dtype="float32").validate()
     assert cfg.results_key("mt_bench")["dtype"] == "float32"
     assert BenchConfig(models=("embedded",)).validate().results_key("alpaca_eval")["dtype"] == AUTO
-    with pytest.raises(UserError, match="--dtype: unknown value 'half'"):
+    with pytest.raises(UserError, match="dtype: unknown value 'half'"):
         BenchConfig(models=("embedded",), dtype="half").validate()
 
 

@@ -163,8 +163,8 @@ def test_all_ties_is_a_clear_error(tmp_path, tiny, prompt_file, capsys):
 def test_bad_inputs_one_line_errors(tmp_path, tiny, prompt_file, capsys):
     cases = [
         (["--config", str(tmp_path / "missing.yaml")], "config file not found"),
-        (["training.nonsense=1"], "unknown config key 'training.nonsense'"),
-        (["generation.k=1"], "at least 2"),
+        (["training.nonsense=1"], "unknown key 'training.nonsense'"),
+        (["generation.k=1"], "generation.k: must be >= 2, got 1"),
         (overrides(tmp_path, str(tmp_path / "no-such-model"), prompt_file), "model path does not exist"),
     ]
     empty = tmp_path / "empty.jsonl"
