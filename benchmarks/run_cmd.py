@@ -40,7 +40,8 @@ from typing import Any, get_args
 from sppo.cli_util import setup_logging
 from sppo.config import Dtype, choices
 from sppo.errors import UserError, first_line
-from sppo.files import checkpoint_dir, clean_name, current_run_dir, safe_name
+from sppo.files import clean_name, safe_name
+from sppo.run_dir import RunLayout, checkpoint_dir, current_run_dir
 from sppo.scrub import public_url
 
 from benchmarks.config import (GENERATION_BACKENDS, LOCAL_JUDGE_MAX_NEW_TOKENS, OFFLINE_MAX_NEW_TOKENS, BenchConfig,
@@ -51,7 +52,6 @@ from benchmarks.suites import REGISTRY, JudgeFailed, ModelTarget, RunContext, Su
 
 log = logging.getLogger(__name__)
 
-SCRATCH = ".chunks"  # under the results store: the chunks of answer jobs in progress
 
 
 def configure(p: argparse.ArgumentParser) -> None:
@@ -157,7 +157,7 @@ class _Resolver:
         """The model the run started from (``model.name`` of ``<run>/config.yaml``): what ``Iter0`` names."""
         import yaml
 
-        path = self.run_dir() / "config.yaml"
+        path = RunLayout(self.run_dir()).config
         try:
             name = ((yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("model") or {}).get("name")
         except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
@@ -305,7 +305,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _main(cfg: BenchConfig) -> int:
-    from benchmarks.judge import CACHE_FILE, JudgeCache
+    from benchmarks.judge import JudgeCache
 
     resolver = _Resolver(cfg.run_dir)
     targets = _targets(cfg, resolver)
@@ -319,7 +319,7 @@ def _main(cfg: BenchConfig) -> int:
         judges.model(s)  # a judge model name that cannot name a file is refused before anything runs
     if cfg.openai_judge:
         _check_api_key(cfg)
-    cache = JudgeCache(results_dir / CACHE_FILE) if cfg.judged else None
+    cache = JudgeCache(store.layout.judge_cache) if cfg.judged else None
     if judges is not None:
         judges.cache = cache
     run = _Run(cfg, store, _context(cfg, results_dir), judges)
@@ -348,7 +348,7 @@ def _results_dir(cfg: BenchConfig, resolver: "_Resolver") -> Path:
     if cfg.results_dir:
         return cfg.results_dir
     try:
-        return resolver.run_dir() / "results"
+        return RunLayout(resolver.run_dir()).results
     except UserError:
         raise UserError("no training run to hold the results: pass --results-dir") from None
 
@@ -372,7 +372,7 @@ def _run_all(cfg: BenchConfig, targets: list[tuple[str, str, str]], run: "_Run")
     variants = [DEFAULT_VARIANT] + ([f"best-of-{cfg.best_of}"] if cfg.best_of > 1 else [])
     ranker = default_ranker_factory(cfg.ranker, cfg.ranker_model) if cfg.best_of > 1 else None
     common = dict(backend=cfg.generation_backend, batch_size=cfg.batch_size, dtype=cfg.dtype, progress=cfg.progress,
-                  scratch_dir=run.ctx.results_dir / SCRATCH, tensor_parallel_size=cfg.tensor_parallel_size)
+                  scratch_dir=run.ctx.layout.scratch, tensor_parallel_size=cfg.tensor_parallel_size)
     for ref, name, path in targets:
         base = ModelAnswerer(path, **common)
         for suite in cfg.chosen:

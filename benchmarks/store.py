@@ -1,9 +1,14 @@
-"""The results store: one directory per benchmark run, one versioned JSON per (model, suite, variant).
-
-Layout::
+"""The results store: one directory per benchmark run, one versioned JSON per (model, suite, variant), and beside the
+results the artifacts that produced them in the official tools' layouts. `StoreLayout` is the one spelling of every
+path in it::
 
     <root>/<model>/<suite>.json              # variant "default"
     <root>/<model>/<suite>.<variant>.json    # e.g. alpaca_eval.best-of-16.json
+    <root>/alpaca_eval[.<variant>]/<model>/model_outputs.json, annotations.json
+    <root>/arena_hard[.<variant>]/model_answer/<model>.jsonl, model_judgment/<judge>/<model>.jsonl
+    <root>/mt_bench[.<variant>]/model_answer/<model>.jsonl, model_judgment/<judge>_single.jsonl
+    <root>/lm_eval/<model>/results.json, results_<task>.json, samples_<task>.jsonl; lm_eval_tasks/ (the tiny task)
+    <root>/judge_cache.sqlite3, .chunks/ (answer jobs in progress), plots/ (sppo-bench table --plots)
 
 Suites: ``SuiteName`` (``alpaca_eval``, ``arena_hard``, ``mt_bench``, ``lm_eval``). Metric keys are named as in the
 official leaderboards (see each suite's scoring module). The release layer reads this store and nothing else.
@@ -20,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from sppo.errors import UserError
-from sppo.files import package_versions, read_json, utc_now, write_json
+from sppo.files import package_versions, read_json, under, utc_now, write_json
 
 SCHEMA_VERSION = 1
 SuiteName = Literal["alpaca_eval", "arena_hard", "mt_bench", "lm_eval"]
@@ -78,18 +83,78 @@ def _check_name(kind: str, value: str) -> str:
     return value
 
 
+def with_variant(name: str, variant: str) -> str:
+    """A file or directory name of a variant: ``alpaca_eval`` -> ``alpaca_eval.best-of-16``."""
+    return name if variant == DEFAULT_VARIANT else f"{name}.{variant}"
+
+
+@dataclass(frozen=True)
+class StoreLayout:
+    """Every path of a results store (see the module's docstring), spelt once. Paths built from names the store did
+    not choose (models, variants, judges) are checked to stay inside it (`sppo.files.under`)."""
+
+    root: Path
+
+    def result(self, model: str, suite: str, variant: str = DEFAULT_VARIANT) -> Path:
+        return self.root / model / f"{with_variant(suite, variant)}.json"
+
+    def work(self, suite: str, variant: str = DEFAULT_VARIANT) -> Path:
+        """A suite's artifacts (answers, judgments) of one variant."""
+        return under(self.root, with_variant(suite, variant), what="variant")
+
+    def model_dir(self, suite: str, variant: str, model: str) -> Path:
+        """``<suite>[.<variant>]/<model>/`` (AlpacaEval's files, lm-eval's)."""
+        return under(self.work(suite, variant), model, what="model name")
+
+    def answers_dir(self, suite: str, variant: str) -> Path:
+        return self.work(suite, variant) / "model_answer"
+
+    def answers(self, suite: str, variant: str, model: str) -> Path:
+        return under(self.work(suite, variant), "model_answer", f"{model}.jsonl", what="model name")
+
+    def judgments_dir(self, suite: str, variant: str, judge: str) -> Path:
+        """Arena-Hard's ``model_judgment/<judge>/`` (one file per model)."""
+        return under(self.work(suite, variant), "model_judgment", judge, what="judge model")
+
+    def judgments(self, suite: str, variant: str, judge: str, model: str) -> Path:
+        return under(self.judgments_dir(suite, variant, judge), f"{model}.jsonl", what="model name")
+
+    def shared_judgments(self, suite: str, variant: str, judge: str) -> Path:
+        """MT-Bench's ``model_judgment/<judge>_single.jsonl`` (every model's rows)."""
+        return under(self.work(suite, variant), "model_judgment", f"{judge}_single.jsonl", what="judge model")
+
+    @property
+    def lm_eval_tasks(self) -> Path:
+        return self.root / "lm_eval_tasks"
+
+    @property
+    def judge_cache(self) -> Path:
+        return self.root / "judge_cache.sqlite3"
+
+    @property
+    def scratch(self) -> Path:
+        """Where the chunks of answer jobs in progress live."""
+        return self.root / ".chunks"
+
+    @property
+    def plots(self) -> Path:
+        return self.root / "plots"
+
+
 class ResultsStore:
     """Read and write SuiteResult files under one root directory."""
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        self.layout = StoreLayout(self.root)
 
     def path(self, model: str, suite: str, variant: str = DEFAULT_VARIANT) -> Path:
         _check_name("model", model)
         if suite not in SUITES:
             raise UserError(f"unknown suite {suite!r}; expected one of {', '.join(SUITES)}")
-        name = suite if variant == DEFAULT_VARIANT else f"{suite}.{_check_name('variant', variant)}"
-        return self.root / model / f"{name}.json"
+        if variant != DEFAULT_VARIANT:
+            _check_name("variant", variant)
+        return self.layout.result(model, suite, variant)
 
     def write(self, result: SuiteResult) -> Path:
         return write_json(self.path(result.model, result.suite, result.variant), result.to_dict())

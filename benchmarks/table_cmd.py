@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from sppo.errors import UserError
-from sppo.files import atomic_path, current_run_dir
+from sppo.files import atomic_path
+from sppo.run_dir import RunLayout, current_run_dir
 from sppo.settings import doc, from_flags, help_of
 
 from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteResult, variant_suffix
@@ -68,7 +69,8 @@ def run_names(run_dir: Path | None, family: str | None = None) -> RunNames:
     """The family and base model recorded in the run's first checkpoint manifest (`family` overrides)."""
     from sppo.checkpoint import MANIFEST_NAME, CheckpointManifest
 
-    manifests = sorted(run_dir.glob(f"checkpoints/Iter*/{MANIFEST_NAME}")) if run_dir and run_dir.is_dir() else []
+    checkpoints = RunLayout(run_dir).checkpoints if run_dir else None
+    manifests = sorted(checkpoints.glob(f"Iter*/{MANIFEST_NAME}")) if checkpoints and run_dir.is_dir() else []
     if not manifests:
         return RunNames(family)
     try:
@@ -207,13 +209,13 @@ def configure(p: argparse.ArgumentParser) -> None:
 def main(namespace: argparse.Namespace) -> int:
     args = from_flags(TableSettings, vars(namespace))
     run_dir = None if args.results_dir else current_run_dir(args.run_dir)
-    results_dir = args.results_dir or run_dir / "results"
+    results_dir = args.results_dir or RunLayout(run_dir).results
     store = ResultsStore(results_dir)
     frames = suite_frames(store, run_names(run_dir or results_dir.parent, args.family))
     if not frames:
         raise UserError(f"{results_dir}: no benchmark results (run `sppo-bench --all ...` first)")
     print(render(frames, args.format))
     if (args.plots or args.plots_dir) and not args.no_plots:
-        for path in write_plots(store, args.plots_dir or results_dir / "plots"):
+        for path in write_plots(store, args.plots_dir or store.layout.plots):
             print(f"plot: {path}")
     return 0

@@ -32,7 +32,8 @@ from huggingface_hub import ModelCard
 from benchmarks.store import SUITES, ResultsStore
 from sppo.cli_util import run_cli, setup_logging
 from sppo.errors import UserError
-from sppo.files import current_run_dir, write_text
+from sppo.files import write_text
+from sppo.run_dir import RunLayout, current_run_dir
 from sppo.settings import doc, from_flags, help_of
 
 from .card import ReleaseInfo, card_path, default_family, default_license, render_card, results_from_store
@@ -201,7 +202,8 @@ def _main(argv: list[str]) -> int:
     iterations = load_run(run_dir)
     release = release_info(iterations, args.push, args.name, args.datasets)
     targets = _targets(iterations, args.iteration)
-    results = results_from_store(ResultsStore(args.results_dir or Path(run_dir) / "results"), iterations, release)
+    results = results_from_store(ResultsStore(args.results_dir or RunLayout(Path(run_dir)).results), iterations,
+                                 release)
     require = required_suites(args.require)
     cards = {it.number: render_card(release, iterations, it, results, args.template) for it in targets}
     data = plan_data(release, Path(run_dir), targets) if args.datasets else []

@@ -25,8 +25,8 @@ from typing import Any
 from huggingface_hub import DatasetCardData
 
 from sppo.errors import UserError
-from sppo.files import MANIFEST, read_jsonl, under
-from sppo.run_dir import stage_output
+from sppo.files import read_jsonl, under
+from sppo.run_dir import MANIFEST, stage_output
 
 from .card import HUB_URL, ReleaseInfo, ranker_md, source_md
 from .run import Iteration

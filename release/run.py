@@ -21,6 +21,7 @@ from typing import Any
 from sppo.checkpoint import CARD_HYPERPARAMETERS, MANIFEST_NAME, CheckpointManifest
 from sppo.errors import UserError
 from sppo.files import read_json
+from sppo.run_dir import RunLayout
 
 # The card lists these hyperparameters, in this order (declared with the manifest contract in sppo.checkpoint).
 HYPERPARAMETERS = CARD_HYPERPARAMETERS
@@ -49,7 +50,7 @@ class Iteration:
 
 def cards_dir(run_dir: str | os.PathLike) -> Path:
     """Where sppo-release writes a run's cards unless told otherwise: ``<run_dir>/cards``."""
-    return Path(run_dir) / "cards"
+    return RunLayout(Path(run_dir)).cards
 
 
 def read_manifest(checkpoint: str | os.PathLike) -> CheckpointManifest:
@@ -74,7 +75,7 @@ def load_iteration(checkpoint: str | os.PathLike) -> Iteration:
 def load_run(run_dir: str | os.PathLike) -> list[Iteration]:
     """All iterations of a run, sorted by iteration number."""
     run_dir = Path(run_dir)
-    ckpt_root = run_dir / "checkpoints"
+    ckpt_root = RunLayout(run_dir).checkpoints
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: run directory is " + ("a file" if run_dir.exists() else "missing"))
     if not ckpt_root.is_dir():

@@ -25,9 +25,6 @@ from typing import Any, Iterable, Iterator
 from .errors import UserError, io_errors
 from .scrub import scrub, scrub_obj
 
-MANIFEST = "manifest.json"
-
-
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it onto `path` only if the block succeeds. An I/O failure
@@ -180,16 +177,6 @@ def utc_now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def stage_done(stage_dir: str | os.PathLike) -> bool:
-    return (Path(stage_dir) / MANIFEST).exists()
-
-
-def write_manifest(stage_dir: str | os.PathLike, **fields: Any) -> Path:
-    """Mark a stage finished: settings, versions, counts, timings. Written last, atomically."""
-    record = {"finished_at": utc_now(), "versions": package_versions(), **fields}
-    return write_json(Path(stage_dir) / MANIFEST, record)
-
-
 class Timer:
     """`with Timer() as t: ...; t.seconds`"""
 
@@ -200,29 +187,6 @@ class Timer:
 
     def __exit__(self, *exc) -> None:
         self.seconds = time.perf_counter() - self.start
-
-
-RUNS_ROOT = Path("runs")
-
-
-def current_run_dir(explicit: str | os.PathLike | None = None, runs_root: str | os.PathLike = RUNS_ROOT) -> Path:
-    """The training run to act on: `explicit` if given, else $SPPO_RUN_DIR, else `runs/latest` (a link that
-    `sppo-train` points at its run), else the most recently modified directory under `runs/`."""
-    if explicit:
-        p = Path(explicit)
-        if not p.is_dir():
-            raise UserError(f"{p}: run directory does not exist")
-        return p
-    if os.environ.get("SPPO_RUN_DIR"):
-        return current_run_dir(os.environ["SPPO_RUN_DIR"])
-    root = Path(runs_root)
-    latest = root / "latest"
-    if latest.is_dir():
-        return latest.resolve()
-    candidates = [d for d in root.iterdir() if d.is_dir()] if root.is_dir() else []
-    if not candidates:
-        raise UserError(f"no training run found under {root}/ (run sppo-train first, or pass --run-dir)")
-    return max(candidates, key=lambda d: d.stat().st_mtime)
 
 
 def clean_name(text: str, fill: str = "_") -> str:
@@ -252,8 +216,3 @@ def under(base: str | os.PathLike, *parts: str, what: str = "path") -> Path:
     if resolved != root and root not in resolved.parents:
         raise UserError(f"{what}: {target} would be written outside {base}")
     return target
-
-
-def checkpoint_dir(run_dir: str | os.PathLike, name: str) -> Path:
-    """Where iteration checkpoints live: <run_dir>/checkpoints/Iter1, Iter2, ..."""
-    return Path(run_dir) / "checkpoints" / name

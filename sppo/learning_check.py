@@ -26,11 +26,10 @@ from pathlib import Path
 from . import distributed
 from .files import atomic_path, read_json, write_json
 from .rankers import MEASURES
+from .run_dir import RunLayout
 
 log = logging.getLogger(__name__)
 
-DIRNAME = "learning_check"
-PLOT = "learning_check.png"
 
 
 @dataclass
@@ -104,7 +103,7 @@ def measure_checkpoint(cfg, name: str, policy: str, revision: str | None, prompt
 
 def _figure(run, name: str, policy: str, prompts: list[str]) -> Figure:
     """The stored figure of `name` if its settings are those of this run's config, else a new measurement."""
-    path = run.dir / DIRNAME / f"{name}.json"
+    path = run.layout.learning_check_figure(name)
     wanted = settings(run.cfg, prompts)
     if path.exists():
         stored = read_json(path)
@@ -125,7 +124,7 @@ def stage_learning_check(run, checkpoints: list[Path]) -> Summary:
         figures = [_figure(run, name, policy, prompts) for name, policy in models]
         summary = Summary(cfg.ranking.kind, cfg.learning_check.measure, cfg.learning_check.split, len(prompts),
                           cfg.learning_check.samples, figures)
-        write_json(run.dir / DIRNAME / "summary.json", summary.to_dict())
+        write_json(run.layout.learning_check_summary, summary.to_dict())
         write_plot(summary, plot_path(run.dir))
         return summary
 
@@ -137,11 +136,11 @@ def stage_learning_check(run, checkpoints: list[Path]) -> Summary:
 
 
 def read_summary(run_dir: str | Path) -> Summary:
-    return Summary.from_dict(read_json(Path(run_dir) / DIRNAME / "summary.json"))
+    return Summary.from_dict(read_json(RunLayout(Path(run_dir)).learning_check_summary))
 
 
 def plot_path(run_dir: str | Path) -> Path:
-    return Path(run_dir) / DIRNAME / PLOT
+    return RunLayout(Path(run_dir)).learning_check_plot
 
 
 def title(summary: Summary) -> str:

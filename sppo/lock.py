@@ -17,8 +17,7 @@ from pathlib import Path
 
 from .errors import UserError
 from .files import open_no_follow
-
-LOCK_NAME = ".lock"
+from .run_dir import RunLayout
 
 _held: dict[Path, int] = {}  # resolved lock path -> open file descriptor, for this process's lifetime
 
@@ -34,7 +33,7 @@ def _rank(rank: int | None) -> int:
 
 def _lock_path(run_dir: str | os.PathLike) -> Path:
     """The lock file of a run directory (the directory resolved, the lock file itself never)."""
-    return Path(run_dir).resolve() / LOCK_NAME
+    return RunLayout(Path(run_dir).resolve()).lock
 
 
 def acquire_run_lock(run_dir: str | os.PathLike, rank: int | None = None) -> Path | None:

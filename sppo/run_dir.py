@@ -1,4 +1,5 @@
-"""The run directory: its layout, the recorded config and the policy for changing it, the `runs/latest` link.
+"""The run directory: its layout (`RunLayout`, the one spelling of every path a run writes), the recorded config and
+the policy for changing it, the `runs/latest` link, and which run the commands act on (`current_run_dir`).
 
 Layout (everything written atomically; a stage is finished when its manifest.json exists)::
 
@@ -12,8 +13,11 @@ Layout (everything written atomically; a stage is finished when its manifest.jso
     <run>/checkpoints/Iter1/                the policy after iteration 1 (+ sppo_manifest.json)
     <run>/learning_check/                   with learning_check.enabled: a property of every checkpoint's
                                             responses to held-out prompts, and its plot (sppo.learning_check)
+    <run>/results/                          sppo-bench's results store (its own layout: benchmarks.store)
+    <run>/cards/                            sppo-release's cards
 
-`sppo-release` finds each iteration's dataset through `stage_output` (the one spelling of these paths).
+`sppo-bench` and `sppo-release` find checkpoints, the results store, the cards and each iteration's dataset through
+`RunLayout`; nothing else spells these paths.
 """
 
 from __future__ import annotations
@@ -22,7 +26,9 @@ import dataclasses
 import logging
 import os
 import shutil
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import yaml
 
@@ -30,16 +36,20 @@ from . import chunks
 from .checkpoint import MANIFEST_NAME, is_finished
 from .config import Config, LearningCheckConfig, read_yaml_mapping
 from .errors import UserError
-from .files import MANIFEST, RUNS_ROOT, checkpoint_dir, write_text
+from .files import package_versions, utc_now, write_json, write_text
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
+MANIFEST = "manifest.json"  # in each stage's directory: the stage is finished
+LOCK = ".lock"  # held by the one sppo-train of the run (sppo.lock)
+RUNS_ROOT = Path("runs")
 # each stage's merged output file, in the stage's directory
 STAGE_OUTPUTS = {"prompts": "prompts.jsonl", "generate": "responses.jsonl", "rank": "comparisons.jsonl",
                  "dataset": "sppo.jsonl", "reference": "logps.jsonl"}
 TRAIN_LOG = "log.jsonl"  # in iterN/train/
 TRAIN_STATE = "state"  # in iterN/train/: the resumable training state, removed once the checkpoint is saved
+TRACKING = "tracking"  # in iterN/train/: experiment tracking (tensorboard)
 
 # config fields that may change between invocations of the same run without changing its results
 FREE_FIELDS = {"run.iterations", "run.first_iteration", "run.chunk_size", "generation.batch_size",
@@ -58,6 +68,114 @@ def stage_output(iteration: int, stage: str) -> PurePosixPath:
     return stage_path(iteration, stage) / STAGE_OUTPUTS[stage]
 
 
+@dataclass(frozen=True)
+class RunLayout:
+    """Every path of a run directory, spelt once: what `sppo-train` writes and what `sppo-bench` and `sppo-release`
+    read and write beside it."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / CONFIG_FILE
+
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK
+
+    def stage(self, iteration: int, name: str) -> Path:
+        return self.root / stage_path(iteration, name)
+
+    def stage_output(self, iteration: int, name: str) -> Path:
+        return self.root / stage_output(iteration, name)
+
+    @property
+    def checkpoints(self) -> Path:
+        """``<run>/checkpoints``: Iter1, Iter2, ..."""
+        return self.root / "checkpoints"
+
+    def checkpoint(self, name: str) -> Path:
+        """Where a checkpoint of the run lives: ``<run>/checkpoints/Iter1``, ..."""
+        return self.checkpoints / name
+
+    @property
+    def learning_check(self) -> Path:
+        return self.root / "learning_check"
+
+    def learning_check_figure(self, name: str) -> Path:
+        """One checkpoint's learning-check figure, with the settings that produced it: ``IterN.json``."""
+        return self.learning_check / f"{name}.json"
+
+    @property
+    def learning_check_summary(self) -> Path:
+        return self.learning_check / "summary.json"
+
+    @property
+    def learning_check_plot(self) -> Path:
+        return self.learning_check / "learning_check.png"
+
+    @property
+    def results(self) -> Path:
+        """sppo-bench's results store of the run (by default)."""
+        return self.root / "results"
+
+    @property
+    def cards(self) -> Path:
+        """Where sppo-release writes the run's cards (by default)."""
+        return self.root / "cards"
+
+
+def stage_done(stage_dir: str | os.PathLike) -> bool:
+    return (Path(stage_dir) / MANIFEST).exists()
+
+
+def write_manifest(stage_dir: str | os.PathLike, **fields: Any) -> Path:
+    """Mark a stage finished: settings, versions, counts, timings. Written last, atomically."""
+    record = {"finished_at": utc_now(), "versions": package_versions(), **fields}
+    return write_json(Path(stage_dir) / MANIFEST, record)
+
+
+def train_log(train_dir: Path) -> Path:
+    return train_dir / TRAIN_LOG
+
+
+def state_dir(train_dir: Path) -> Path:
+    """The resumable training states of one training stage (``state/step-N``)."""
+    return train_dir / TRAIN_STATE
+
+
+def tracking_dir(train_dir: Path) -> Path:
+    return train_dir / TRACKING
+
+
+def checkpoint_dir(run_dir: str | os.PathLike, name: str) -> Path:
+    """Where iteration checkpoints live: <run_dir>/checkpoints/Iter1, Iter2, ..."""
+    return RunLayout(Path(run_dir)).checkpoint(name)
+
+
+RUNS_ROOT = Path("runs")
+
+
+def current_run_dir(explicit: str | os.PathLike | None = None, runs_root: str | os.PathLike = RUNS_ROOT) -> Path:
+    """The training run to act on: `explicit` if given, else $SPPO_RUN_DIR, else `runs/latest` (a link that
+    `sppo-train` points at its run), else the most recently modified directory under `runs/`."""
+    if explicit:
+        p = Path(explicit)
+        if not p.is_dir():
+            raise UserError(f"{p}: run directory does not exist")
+        return p
+    if os.environ.get("SPPO_RUN_DIR"):
+        return current_run_dir(os.environ["SPPO_RUN_DIR"])
+    root = Path(runs_root)
+    latest = root / "latest"
+    if latest.is_dir():
+        return latest.resolve()
+    candidates = [d for d in root.iterdir() if d.is_dir()] if root.is_dir() else []
+    if not candidates:
+        raise UserError(f"no training run found under {root}/ (run sppo-train first, or pass --run-dir)")
+    return max(candidates, key=lambda d: d.stat().st_mtime)
+
+
 def _flatten(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():
@@ -72,12 +190,13 @@ class Run:
     def __init__(self, cfg: Config):
         self.cfg = cfg
         self.dir = Path(cfg.run.output_dir)
+        self.layout = RunLayout(self.dir)
 
     def stage(self, iteration: int, name: str) -> Path:
-        return self.dir / stage_path(iteration, name)
+        return self.layout.stage(iteration, name)
 
     def checkpoint(self, iteration: int) -> Path:
-        return checkpoint_dir(self.dir, f"Iter{iteration}")
+        return self.layout.checkpoint(f"Iter{iteration}")
 
     def policy_for(self, iteration: int) -> str:
         """pi_t: the initial model for iteration 1, else the previous iteration's checkpoint."""
@@ -107,7 +226,7 @@ class Run:
         from .lock import acquire_run_lock
 
         acquire_run_lock(self.dir)  # rank 0 only; also refuses a run.output_dir that is a file
-        path = self.dir / CONFIG_FILE
+        path = self.layout.config
         new = self.cfg.to_dict()
         if path.exists():
             self._accept_change(path, _flatten(read_yaml_mapping(path)), _flatten(new))
@@ -120,7 +239,7 @@ class Run:
         """The config-change policy: a field that changes results may change only while no stage is finished."""
         changed = [k for k, v in new.items() if k not in FREE_FIELDS and k in old and old[k] != v]
         finished = (sorted(self.dir.glob(f"iter*/*/{MANIFEST}"))
-                    + sorted(self.dir.glob(f"checkpoints/*/{MANIFEST_NAME}")))
+                    + sorted(self.layout.checkpoints.glob(f"*/{MANIFEST_NAME}")))
         if changed and finished:
             key = changed[0]
             raise UserError(f"{path}: this run was started with {key}={old[key]!r}, now {new[key]!r} "

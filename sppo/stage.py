@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any, Callable, Generic, Sequence
 
 from . import chunks, distributed
-from .files import read_jsonl, stage_done, write_jsonl, write_manifest
+from .files import read_jsonl, write_jsonl
 from .rows import R, Row
-from .run_dir import Run, stage_output
+from .run_dir import Run, stage_done, write_manifest
 
 
 class Stage(Generic[R]):
@@ -21,7 +21,7 @@ class Stage(Generic[R]):
     def __init__(self, run: Run, iteration: int, name: str, row: type[R]):
         self.run, self.iteration, self.name, self.row = run, iteration, name, row
         self.dir = run.stage(iteration, name)
-        self.output = run.dir / stage_output(iteration, name)
+        self.output = run.layout.stage_output(iteration, name)
         self.label = f"iteration {iteration} {name}"
 
     def done(self) -> bool:

@@ -30,7 +30,7 @@ from typing import Callable, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from . import distributed, train_state
+from . import distributed, run_dir, train_state
 from .config import TrainingConfig
 from .errors import UserError
 from .loss import LOSS_TARGETS, compute_loss
@@ -311,13 +311,13 @@ def train_iteration(model, examples: Sequence[PairExample], ref: Sequence[tuple[
     bf16 = use_bf16(cfg, distributed.device())
     schedule = make_schedule(len(examples), cfg, world)
     model = prepare_model(model, cfg, bf16)
-    accelerator = make_accelerator(cfg, schedule, bf16, train_dir / "tracking" if train_dir else None)
+    accelerator = make_accelerator(cfg, schedule, bf16, run_dir.tracking_dir(train_dir) if train_dir else None)
     optimizer = make_optimizer(model.parameters(), cfg)
     scheduler = make_lr_scheduler(optimizer, cfg, schedule)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
     position = train_state.Progress()
     accelerator.register_for_checkpointing(position)
-    state_dir = train_dir / "state" if train_dir else None
+    state_dir = run_dir.state_dir(train_dir) if train_dir else None
     resumed = train_state.latest(state_dir) if state_dir else None
     if resumed:
         accelerator.load_state(str(resumed))

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from . import distributed
 from .checkpoint import hyperparameters, manifest_for, save_checkpoint
-from .files import Timer, append_text, read_jsonl, write_jsonl, write_manifest
+from .files import Timer, append_text, read_jsonl, write_jsonl
 from .rows import DatasetRow, ReferenceRow
-from .run_dir import TRAIN_LOG, TRAIN_STATE, Run
+from .run_dir import Run, state_dir, train_log, write_manifest
 from .stage import Stage, run_stage
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,7 @@ class TrainLog:
     records from that step on that an interrupted attempt logged after its last saved state (work redone)."""
 
     def __init__(self, train_dir: Path):
-        self.path = train_dir / TRAIN_LOG
+        self.path = train_log(train_dir)
         self.first = True
 
     def __call__(self, record: dict) -> None:
@@ -100,7 +100,7 @@ def stage_train(run: Run, t: int, rows: list[DatasetRow]) -> Path:
                                 seconds=round(timer.seconds, 2))
         save_checkpoint(run.checkpoint(t), module.to(save_dtype), tokenizer, state, manifest)
         write_manifest(train_dir, stage="train", iteration=t, checkpoint=str(run.checkpoint(t)), **result.summary)
-        shutil.rmtree(train_dir / TRAIN_STATE, ignore_errors=True)  # the checkpoint supersedes the resumable states
+        shutil.rmtree(state_dir(train_dir), ignore_errors=True)  # the checkpoint supersedes the resumable states
 
     distributed.decide(f"iteration {t} train: rank 0 saves checkpoints/Iter{t}", write)
     result.close()

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from sppo.errors import UserError
-from sppo.lock import LOCK_NAME, acquire_run_lock
+from sppo.lock import acquire_run_lock
+from sppo.run_dir import LOCK as LOCK_NAME
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

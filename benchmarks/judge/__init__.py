@@ -19,13 +19,13 @@ Secrets (the API key, a base URL's password) are handled by the toolkit's one sc
 from sppo.scrub import install_log_scrubber, register_secret, scrub
 
 from .base import PRICES_PER_MILLION, Judge
-from .cache import CACHE_FILE, JudgeCache, cache_key
+from .cache import JudgeCache, cache_key
 from .client import OpenAIJudge
 from .local import LOCAL_JUDGE_CHUNK, LOCAL_JUDGE_MIN_CHUNK, LocalJudge, LocalJudgeJob, serve_local_judge_job
 from .spec import local_judge_name, parse_judge_spec
 from .types import JudgeReply, JudgeRequest, JudgeStats
 
-__all__ = ["CACHE_FILE", "LOCAL_JUDGE_CHUNK", "LOCAL_JUDGE_MIN_CHUNK", "PRICES_PER_MILLION", "Judge", "JudgeCache",
+__all__ = ["LOCAL_JUDGE_CHUNK", "LOCAL_JUDGE_MIN_CHUNK", "PRICES_PER_MILLION", "Judge", "JudgeCache",
            "JudgeReply", "JudgeRequest", "JudgeStats", "LocalJudge", "LocalJudgeJob", "OpenAIJudge", "cache_key",
            "install_log_scrubber", "local_judge_name", "parse_judge_spec", "register_secret", "scrub",
            "serve_local_judge_job"]

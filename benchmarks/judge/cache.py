@@ -22,9 +22,6 @@ from sppo.scrub import scrub_obj
 
 from .types import JudgeReply, JudgeRequest
 
-CACHE_FILE = "judge_cache.sqlite3"
-
-
 def cache_key(judge_identity: dict[str, Any], request: JudgeRequest) -> str:
     """The cache key of one request to one judge (``Judge.identity()``: backend, base URL, model)."""
     blob = json.dumps({"judge": judge_identity, "messages": list(request.messages), "params": request.params()},

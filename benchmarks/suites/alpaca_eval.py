@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sppo.errors import UserError
-from sppo.files import read_json, under, write_json
+from sppo.files import read_json, write_json
 
 from benchmarks import inputs
 from benchmarks.answers import AnswerSettings, ModelAnswerer, reusable
@@ -77,7 +77,7 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteOutcome:
     judge = require_judge(ctx, "alpaca_eval")
     before = judge.stats.as_dict()
     data = ctx.data.alpaca_eval()
-    work = under(ctx.work_dir("alpaca_eval", target.variant), target.name, what="model name")
+    work = ctx.layout.model_dir("alpaca_eval", target.variant, target.name)
     outputs, gen_info = alpaca_eval_answers(target.answerer, data.examples, work / "model_outputs.json", target.name,
                                             ctx.answer_settings, target.path)
     ann_path = work / "annotations.json"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from sppo.errors import UserError
-from sppo.files import read_jsonl, under, write_jsonl
+from sppo.files import read_jsonl, write_jsonl
 
 from benchmarks import inputs
 from benchmarks.answers import AnswerSettings, ModelAnswerer, answer_id, reusable
@@ -78,12 +78,11 @@ def judge_one(ctx: RunContext, target: ModelTarget) -> SuiteOutcome:
     before = judge.stats.as_dict()
     data = ctx.data.arena_hard()
     cfg = data.judge_config
-    work = ctx.work_dir("arena_hard", target.variant)
     wanted = data.questions[:ctx.answer_settings.limit] if ctx.answer_settings.limit else data.questions
     answers, gen_info = arena_hard_answers(target.answerer, data.questions,
-                                           under(work, "model_answer", f"{target.name}.jsonl", what="model name"),
+                                           ctx.layout.answers("arena_hard", target.variant, target.name),
                                            target.name, ctx.answer_settings)
-    jpath = under(arena_judgment_dir(ctx, target.variant, judge), f"{target.name}.jsonl", what="model name")
+    jpath = ctx.layout.judgments("arena_hard", target.variant, judge_label(judge), target.name)
     task = judged_task(data, wanted, answers, target.name, judge, jpath)
     judged = judge_task(judge, task, ctx.progress)
     settings = {"limit": ctx.answer_settings.limit, "n_questions": len(wanted), "generation": gen_info,
@@ -91,7 +90,8 @@ def judge_one(ctx: RunContext, target: ModelTarget) -> SuiteOutcome:
                                                          "regex_pattern", "number_of_judgment_attempts")},
                 "prompt_version": prompt_version(ctx),
                 "reused": reused_counts(gen_info, judged.n_reused, len(wanted)),
-                "data": data.source, "judgments": str(jpath), "answers": str(work / "model_answer")}
+                "data": data.source, "judgments": str(jpath),
+                "answers": str(ctx.layout.answers_dir("arena_hard", target.variant))}
     n_lp = sum(g.get("verdict_source") == LOGPROB_VERDICT for row in judged.of(task.items) for g in row["games"])
     return SuiteOutcome(suite_result(target, "arena_hard", {}, settings, judge, before),
                         JointFit(tuple(str(q["question_id"]) for q in wanted), n_lp))
@@ -135,10 +135,6 @@ def _arena_game(c: Conversation) -> dict:
     return game
 
 
-def arena_judgment_dir(ctx: RunContext, variant: str, judge: Judge) -> Path:
-    return under(ctx.work_dir("arena_hard", variant), "model_judgment", judge_label(judge), what="judge model")
-
-
 def _with_notes(metrics: dict | None, n_logprob: int, pooled: str | None) -> dict:
     """A model's leaderboard row with the run's notes: no valid verdict, verdicts from logprobs, pooled judges."""
     metrics = dict(metrics) if metrics is not None else {"score": None, "notes": ["no valid verdict: every game "
@@ -161,7 +157,7 @@ def score_together(ctx: RunContext, outcomes: Sequence[tuple[ModelTarget, SuiteO
     for t, outcome in outcomes:
         by_variant.setdefault(t.variant, []).append((t, outcome))
     for variant, pairs in by_variant.items():
-        jdir = arena_judgment_dir(ctx, variant, judge)
+        jdir = ctx.layout.judgments_dir("arena_hard", variant, judge_label(judge))
         wanted = set(pairs[0][1].joint.question_ids)
         board, pooled = _fit(ctx, variant, jdir, wanted)
         for t, outcome in pairs:
@@ -175,7 +171,7 @@ def _fit(ctx: RunContext, variant: str, jdir: Path, wanted: set[str]) -> tuple[d
     """The leaderboard of every judgment file of ``jdir`` (and ``--with-judgments``) on the ``wanted`` questions,
     and the note when judges were pooled."""
     judgments = inputs.read_judgments(inputs.judgment_files(jdir, ctx.with_judgments), wanted)
-    adir = ctx.work_dir("arena_hard", variant) / "model_answer"
+    adir = ctx.layout.answers_dir("arena_hard", variant)
     answers = inputs.answers_by_model(adir, wanted) if adir.is_dir() else {}
     board = ah.score_judgments(judgments.rows, answers=answers, question_ids=wanted, source=judgments.sources,
                                lines=judgments.lines)

@@ -8,14 +8,15 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from sppo.errors import UserError
-from sppo.files import clean_name, safe_name, under
+from sppo.files import clean_name, safe_name
 
 from benchmarks.answers import AnswerSettings, ModelAnswerer
 from benchmarks.tables import TableSpec
 from benchmarks.config import LmEvalTaskSet
 from benchmarks.data import DataSource
 from benchmarks.judge import Judge
-from benchmarks.store import DEFAULT_VARIANT, SuiteName, SuiteResult, checkpoint_fingerprint, digest
+from benchmarks.store import (DEFAULT_VARIANT, StoreLayout, SuiteName, SuiteResult, checkpoint_fingerprint,
+                              digest)
 
 
 @dataclass
@@ -43,9 +44,10 @@ class RunContext:
     with_judgments: list[Path] = field(default_factory=list)  # other models' Arena-Hard judgment dirs to co-fit
     trust_remote_code: bool = False  # lm-eval may run a checkpoint's own modelling code (auto_map) only when set
 
-    def work_dir(self, suite: str, variant: str) -> Path:
-        return under(self.results_dir, suite if variant == DEFAULT_VARIANT else f"{suite}.{variant}",
-                     what="variant")
+    @property
+    def layout(self) -> StoreLayout:
+        """Where every file of the results store lives (`benchmarks.store.StoreLayout`)."""
+        return StoreLayout(self.results_dir)
 
 
 @dataclass(frozen=True)

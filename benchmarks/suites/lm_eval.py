@@ -234,8 +234,8 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteOutcome:
     import torch
 
     plan = task_plan(ctx.lm_eval_tasks)
-    work = ctx.work_dir("lm_eval", DEFAULT_VARIANT) / target.name
-    extra = write_tiny_task(ctx.results_dir / "lm_eval_tasks") if ctx.lm_eval_tasks == "tiny" else None
+    work = ctx.layout.work("lm_eval") / target.name
+    extra = write_tiny_task(ctx.layout.lm_eval_tasks) if ctx.lm_eval_tasks == "tiny" else None
     _lm_eval_tasks_ready(extra)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = "bfloat16" if device == "cuda" and torch.cuda.is_bf16_supported() else "float32"

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from sppo.files import read_jsonl, under, write_jsonl
+from sppo.files import read_jsonl, write_jsonl
 from sppo.generate import PromptText
 
 from benchmarks.answers import AnswerSettings, ModelAnswerer, answer_id, reusable
@@ -103,11 +103,6 @@ def prompt_version(ctx: RunContext) -> str:
     return _digest_prompt(ctx.data.mt_bench().judge_prompts, mt.JUDGE_PARAMS)
 
 
-def mt_bench_judgment_path(ctx: RunContext, variant: str, judge: Judge) -> Path:
-    return under(ctx.work_dir("mt_bench", variant), "model_judgment", f"{judge_label(judge)}_single.jsonl",
-                 what="judge model")
-
-
 def parse_rating(conv: Conversation) -> tuple[Any, bool]:
     """FastChat's rating of the judge's reply (``[[x]]``, else ``[x]``); None when it wrote none."""
     rating = mt.parse_rating(conv.replies[-1].text)
@@ -123,12 +118,11 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteOutcome:
     judge = require_judge(ctx, "mt_bench")
     before = judge.stats.as_dict()
     data = ctx.data.mt_bench()
-    work = ctx.work_dir("mt_bench", target.variant)
     wanted = data.questions[:ctx.answer_settings.limit] if ctx.answer_settings.limit else data.questions
     answers, gen_info = mt_bench_answers(target.answerer, data.questions,
-                                         under(work, "model_answer", f"{target.name}.jsonl", what="model name"),
+                                         ctx.layout.answers("mt_bench", target.variant, target.name),
                                          target.name, ctx.answer_settings)
-    jpath = mt_bench_judgment_path(ctx, target.variant, judge)
+    jpath = ctx.layout.shared_judgments("mt_bench", target.variant, judge_label(judge))
     task = judged_task(data, wanted, answers, target.name, judge, jpath)
     judged = judge_task(judge, task, ctx.progress)
     metrics = _metrics(task.ordered({i.id: judged.rows[i.id] for i in task.items}), wanted, jpath, target.name)
@@ -136,7 +130,7 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteOutcome:
                 "judge_params": mt.JUDGE_PARAMS, "data": data.source, "judgments": str(jpath),
                 "prompt_version": prompt_version(ctx),
                 "reused": reused_counts(gen_info, judged.n_reused, 2 * len(wanted)),
-                "answers": str(work / "model_answer")}
+                "answers": str(ctx.layout.answers_dir("mt_bench", target.variant))}
     return SuiteOutcome(suite_result(target, "mt_bench", metrics, settings, judge, before))
 
 
