@@ -63,6 +63,9 @@ class AnswererSpec:
 
 @dataclass(frozen=True)
 class AnswerJob:
+    """One `ModelAnswerer.answer` call, run by every rank together: the conversations, cut into chunks that every
+    rank shares (``benchmarks.parallel``)."""
+
     answerer: AnswererSpec
     conversations: tuple
     temperature: float
@@ -71,13 +74,17 @@ class AnswerJob:
     max_new_tokens: int
     chunk_dir: str
 
+    def serve(self) -> list[dict]:
+        """A `benchmarks.parallel.Job`: a serving rank's part of the answers (`serve_answer_job`)."""
+        return serve_answer_job(self)
+
 
 class ModelAnswerer:
     """Generates with one checkpoint through sppo.generate (loaded on first use), optionally best-of-N. Under a
     launcher every rank holds one (rank 0 this one, the others one built from ``spec()``)."""
 
     def __init__(self, model_path: str, backend: str = "hf", batch_size: int | None = None, best_of: int = 1,
-                 ranker_factory: Callable[[], Any] | None = None, seed: int = 42, progress: bool = False,
+                 ranker_factory: RankerFactory | Callable[[], Any] | None = None, seed: int = 42, progress: bool = False,
                  scratch_dir: Path | None = None, tensor_parallel_size: int = 1, dtype: str = "auto"):
         self.model_path = model_path
         self.backend = backend
@@ -101,7 +108,7 @@ class ModelAnswerer:
     def spec(self) -> AnswererSpec:
         from sppo import distributed
 
-        ranker = getattr(self.ranker_factory, "spec", None) if self.best_of > 1 else None
+        ranker = self._ranker_spec()
         if self.best_of > 1 and ranker is None and distributed.world_size() > 1:
             raise UserError("--best-of on several processes needs a ranker named by --ranker")
         return AnswererSpec(str(self.model_path), self.backend, self.batch_size, self.dtype, self.best_of,
@@ -150,10 +157,16 @@ class ModelAnswerer:
 
     def identity(self) -> dict[str, Any]:
         """What determines this answerer's outputs besides the suite's settings (part of every answer key)."""
-        ranker = getattr(self.ranker_factory, "spec", None) if self.best_of > 1 else None
+        ranker = self._ranker_spec()
         return {"model": str(self.model_path), "fingerprint": checkpoint_fingerprint(self.model_path),
                 "chat_template": _template_digest(self.model_path), "backend": self.backend, "seed": self.seed,
                 "best_of": self.best_of, "ranker": ranker}
+
+    def _ranker_spec(self) -> list | None:
+        """The ranker of best-of-N as its answer key and the other ranks know it (None: no best-of-N, or a ranker
+        made some other way, which only one process can use)."""
+        factory = self.ranker_factory
+        return factory.spec if self.best_of > 1 and isinstance(factory, RankerFactory) else None
 
     def _rank(self, conversations, candidates: list[list[str]]) -> list[str]:
         import numpy as np
@@ -181,7 +194,7 @@ class ModelAnswerer:
         fields = (self.spec(), convs, float(temperature), float(top_p), int(top_k), int(max_new_tokens))
         with self._scratch() as scratch:
             job = AnswerJob(*fields, chunk_dir=str(scratch / f"answers-{digest(repr(fields))}"))
-            rows = parallel.run("answer", job, here=self.run_job)
+            rows = parallel.run(job, here=self.run_job)
         return [r["answer"] for r in rows]
 
     @contextlib.contextmanager
@@ -260,14 +273,27 @@ def serve_answer_job(job: AnswerJob) -> list[dict]:
     return answerer.run_job(job)
 
 
-def default_ranker_factory(kind: str = "pairrm", model: str | None = None) -> Callable[[], Any]:
-    def make():
+@dataclass(frozen=True)
+class RankerFactory:
+    """How best-of-N makes its ranker (``sppo.rank.make_ranker(kind, model)``), loaded on first use. It is part of
+    every best-of-N answer key (``spec``) and travels to the other ranks (`AnswererSpec.ranker`)."""
+
+    kind: str = "pairrm"
+    model: str | None = None
+
+    def __call__(self):
         from sppo.rank import make_ranker
 
-        return make_ranker(kind, model)
+        return make_ranker(self.kind, self.model)
 
-    make.spec = [kind, model]
-    return make
+    @property
+    def spec(self) -> list:
+        """``[kind, model]``: the ranker in the answer key."""
+        return [self.kind, self.model]
+
+
+def default_ranker_factory(kind: str = "pairrm", model: str | None = None) -> RankerFactory:
+    return RankerFactory(kind, model)
 
 
 def _template_digest(model_path: str) -> str | None:

@@ -3,7 +3,7 @@
 Global rank 0 runs the benchmark plan: it reads and writes every file, is the only process that talks to a judge
 endpoint, and writes the results store. The other ranks serve it (`serve`). For each piece of work the ranks share,
 rank 0 hands every rank a job (`run`, through `sppo.distributed.decide`: rank 0 decides, every rank follows), and
-every rank runs it:
+every rank runs it - a job is a `Job`, a picklable value whose ``serve()`` is what a serving rank does with it:
 
 - answers (`benchmarks.answers`, best-of-N sampling and its ranking included): `sppo.chunks.run_chunked`, as the
   training stages do: the conversations cut into chunks that do not depend on the number of processes, rank r
@@ -20,30 +20,36 @@ when it fails. Several nodes need the results directory on a filesystem every no
 
 from __future__ import annotations
 
-import importlib
-from typing import Any, Callable
+from typing import Any, Callable, Protocol, runtime_checkable
 
-# job kind -> (module, function) every rank runs for it, given the job's spec
-JOBS = {"answer": ("benchmarks.answers", "serve_answer_job"),
-        "local_judge": ("benchmarks.judge", "serve_local_judge_job"),
-        "lm_eval": ("benchmarks.suites.lm_eval", "lm_eval_job")}
-_STOP = "stop"
+
+@runtime_checkable
+class Job(Protocol):
+    """A piece of work every rank runs: a picklable value (it travels from rank 0 to every rank) whose ``serve()``
+    is what a serving rank does with it. The jobs: `benchmarks.answers.AnswerJob`,
+    `benchmarks.judge.LocalJudgeJob`, `benchmarks.suites.lm_eval.LmEvalJob`."""
+
+    def serve(self) -> Any: ...
+
+
+class Stop:
+    """Rank 0's last message: the serving ranks may leave."""
+
+    def serve(self) -> None:
+        return None
+
+
 _LOADED: dict[str, tuple[Any, Any]] = {}  # slot -> (key, object): the one model of each kind a rank keeps
 
 
-def _function(kind: str) -> Callable[[Any], Any]:
-    module, name = JOBS[kind]
-    return getattr(importlib.import_module(module), name)
-
-
-def run(kind: str, spec: Any, here: Callable[[Any], Any] | None = None) -> Any:
-    """Rank 0 (the only caller): hand the job to every rank, then run it here too (`here(spec)` when given: the
-    caller's own loaded objects, else the job's function). Returns this rank's result."""
+def run(job: Job, here: Callable[[Any], Any] | None = None) -> Any:
+    """Rank 0 (the only caller): hand the job to every rank, then run it here too (`here(job)` when given: the
+    caller's own loaded objects, else ``job.serve()``). Returns this rank's result."""
     from sppo import distributed
 
     if distributed.world_size() > 1:
-        distributed.decide(f"sppo-bench: rank 0 hands out a job ({kind})", lambda: (kind, spec))
-    return (here or _function(kind))(spec)
+        distributed.decide(f"sppo-bench: rank 0 hands out a job ({type(job).__name__})", lambda: job)
+    return here(job) if here is not None else job.serve()
 
 
 def serve() -> None:
@@ -51,10 +57,10 @@ def serve() -> None:
     from sppo import distributed
 
     while True:
-        kind, spec = distributed.decide("sppo-bench: the next job from rank 0", lambda: None)
-        if kind == _STOP:
+        job = distributed.decide("sppo-bench: the next job from rank 0", lambda: None)
+        if isinstance(job, Stop):
             return
-        _function(kind)(spec)
+        job.serve()
 
 
 def stop() -> None:
@@ -62,7 +68,7 @@ def stop() -> None:
     from sppo import distributed
 
     if distributed.world_size() > 1 and distributed.is_main():
-        distributed.decide("sppo-bench: the end of the jobs", lambda: (_STOP, None))
+        distributed.decide("sppo-bench: the end of the jobs", Stop)
 
 
 def loaded(slot: str, key: Any, make: Callable[[], Any]) -> Any:

@@ -1,6 +1,6 @@
 """What joining a process group costs DeepSpeed on a machine without a GPU: `deepspeed.init_distributed("gloo")`
 timed in this process, with DeepSpeed's CPU shared-memory op built as DeepSpeed does by default (`build`) or
-skipped as sppo.compat.skip_deepspeed_cpu_comm_op does (`skip`). Run it with an empty TORCH_EXTENSIONS_DIR for
+skipped as sppo.package_shims.skip_deepspeed_cpu_comm_op does (`skip`). Run it with an empty TORCH_EXTENSIONS_DIR for
 the cost of a first run, with the usual one (~/.cache/torch_extensions) for a later run:
 
     TORCH_EXTENSIONS_DIR=$(mktemp -d) python -m perf.deepspeed_init build
@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     import deepspeed
 
     if mode == "skip":
-        from sppo.compat import skip_deepspeed_cpu_comm_op
+        from sppo.package_shims import skip_deepspeed_cpu_comm_op
 
         skip_deepspeed_cpu_comm_op()
     t1 = time.perf_counter()

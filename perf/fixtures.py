@@ -120,7 +120,7 @@ def pairrm_like_ranker(root: Path, size: str = "tiny", source_max_length: int = 
     ranker_dir = root / "ranker"
     if (ranker_dir / "model.safetensors").exists():
         return ranker_dir
-    from sppo.compat import ensure_llm_blender
+    from sppo.package_shims import ensure_llm_blender
 
     ensure_llm_blender()
     import safetensors.torch

@@ -37,7 +37,7 @@ from sppo.run_dir import RunLayout, current_run_dir
 from sppo.settings import doc, from_flags, help_of
 
 from .card import ReleaseInfo, card_path, default_family, default_license, render_card, results_from_store
-from .compat import CompatReport, compat_problems
+from .checkpoint_check import CompatReport, compat_problems
 from .data import DataUpload, plan_data
 from .push import (Upload, checkpoint_problems, parse_release_name, plan_uploads, publish,
                    result_problems)

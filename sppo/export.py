@@ -4,7 +4,7 @@ transformers 5 saves some values where only version 5 looks for them. Read by tr
 reference SPPO code pins, and that older vLLM, TGI, FastChat and lm-evaluation-harness stacks run) such a
 checkpoint loads without an error but as another model or tokenizer. `write_compatible` rewrites the files
 after `save_pretrained` so both generations read the same values; `sppo-release` checks them before a push
-(`release/compat.py`).
+(`release/checkpoint_check.py`).
 
 - config.json: `rope_parameters` (5.x) also as top-level `rope_theta` and `rope_scaling` (null for the default
   rope, else the 4.x form); `dtype` (5.x) also as `torch_dtype`; no machine-local keys.

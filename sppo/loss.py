@@ -37,6 +37,12 @@ def _out(losses, delta_w, delta_l, beta: float) -> Losses:
 def sppo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
               ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor,
               p_win: torch.Tensor, p_lose: torch.Tensor, eta: float) -> Losses:
+    """SPPO (the paper's Eq. 4.6; uclaml/SPPO trainer.py:876-879), with beta = 1/eta:
+
+        L = [(Delta_w - eta (P_win - 1/2))^2 + (Delta_l - eta (P_lose - 1/2))^2] / 2,
+
+    Delta = log pi_theta(y|x) - log pi_ref(y|x): each response's log-ratio is pulled towards eta times its win
+    probability's excess over 1/2 (P_win, P_lose from `sppo.probs`)."""
     beta = 1.0 / eta
     delta_w, delta_l = _deltas(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
     losses = ((delta_w - (p_win - 0.5) / beta) ** 2 + (delta_l - (p_lose - 0.5) / beta) ** 2) / 2
@@ -45,6 +51,9 @@ def sppo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Te
 
 def sppo_hard_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
                    ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor, eta: float) -> Losses:
+    """SPPO with hard targets (P_win = 1, P_lose = 0):
+
+        L = [(Delta_w - eta/2)^2 + (Delta_l + eta/2)^2] / 2."""
     beta = 1.0 / eta
     delta_w, delta_l = _deltas(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
     losses = ((delta_w - 1 / (2 * beta)) ** 2 + (delta_l + 1 / (2 * beta)) ** 2) / 2
@@ -54,6 +63,9 @@ def sppo_hard_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: tor
 def sppo_single_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
                      ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor,
                      p_chosen_rejected: torch.Tensor, eta: float) -> Losses:
+    """The reference's single-probability variant (uclaml/SPPO trainer.py:880-883), P_wl = P(y_w beats y_l):
+
+        L = [(Delta_w - eta (P_wl - 1/2))^2 + (Delta_l + eta (P_wl - 1/2))^2] / 2."""
     beta = 1.0 / eta
     delta_w, delta_l = _deltas(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
     margin = (p_chosen_rejected - 0.5) / beta
@@ -63,6 +75,9 @@ def sppo_single_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: t
 
 def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
              ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor, eta: float) -> Losses:
+    """DPO, the sigmoid loss (Rafailov et al. 2023; uclaml/SPPO trainer.py:866-870), beta = 1/eta:
+
+        L = -log sigmoid(beta (Delta_w - Delta_l))."""
     beta = 1.0 / eta
     delta_w, delta_l = _deltas(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
     return _out(-F.logsigmoid(beta * (delta_w - delta_l)), delta_w, delta_l, beta)
@@ -70,6 +85,9 @@ def dpo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Ten
 
 def ipo_loss(policy_chosen_logps: torch.Tensor, policy_rejected_logps: torch.Tensor,
              ref_chosen_logps: torch.Tensor, ref_rejected_logps: torch.Tensor, eta: float) -> Losses:
+    """IPO (Azar et al. 2023; uclaml/SPPO trainer.py:873-875), beta = 1/eta:
+
+        L = (Delta_w - Delta_l - 1/(2 beta))^2."""
     beta = 1.0 / eta
     delta_w, delta_l = _deltas(policy_chosen_logps, policy_rejected_logps, ref_chosen_logps, ref_rejected_logps)
     return _out((delta_w - delta_l - 1 / (2 * beta)) ** 2, delta_w, delta_l, beta)

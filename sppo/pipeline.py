@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 
 def stage_prompts(run: Run, t: int) -> list[PromptRow]:
+    """Step 0 of iteration t: the prompts x of split t (``prompts.splits[t-1]``), ``iter<t>/prompts/prompts.jsonl``."""
     from .prompts import load_split
 
     def compute():
@@ -61,6 +62,8 @@ def _fitting(run: Run, t: int, prompts: list[PromptRow], tokenizer) -> list[Prom
 
 
 def stage_generate(run: Run, t: int, prompts: list[PromptRow]) -> list[ResponseRow]:
+    """Step 1: K responses per prompt from the current policy, y_1 .. y_K ~ pi_t(. | x) (temperature, top-p; in
+    chunks over the ranks), ``iter<t>/generate/responses.jsonl`` with each response's finish reason."""
     from . import chunks
     from .generate import SamplingParams, make_generator, response_text, weights_dtype
 
@@ -100,6 +103,9 @@ def stage_generate(run: Run, t: int, prompts: list[PromptRow]) -> list[ResponseR
 
 
 def stage_rank(run: Run, t: int, generated: list[ResponseRow]) -> list[ComparisonRow]:
+    """Step 2: the K x K preference matrix of each prompt, C_ij = the ranker's comparison of y_i with y_j (PairRM,
+    a local judge or a plug-in; ``ranking.probabilities: direct`` keeps the ranker's own P(y_i beats y_j)),
+    ``iter<t>/rank/comparisons.jsonl``."""
     from .rank import checked_compare, checked_probabilities, make_ranker
 
     stage = Stage(run, t, "rank", ComparisonRow)
@@ -176,6 +182,10 @@ def build_dataset_rows(generated: list[ResponseRow], ranked: list[ComparisonRow]
 
 
 def stage_dataset(run: Run, t: int, generated: list[ResponseRow], ranked: list[ComparisonRow]) -> list[DatasetRow]:
+    """Step 3: the training pairs and their targets (`sppo.probs`): scores s_i = (1/K) sum_j (C_ij - C_ji),
+    P_ij = sigmoid(s_i - s_j), chosen y_w = argmax s, rejected y_l = argmin s, P_win = mean_j P(y_w beats y_j),
+    P_lose = mean_j P(y_l beats y_j); prompts whose K scores all tie are dropped (``prompts.rows: clean``),
+    ``iter<t>/dataset/sppo.jsonl``."""
     def compute():
         keep_ties = run.cfg.prompts.rows == "reference"
         rows, ties = build_dataset_rows(generated, ranked, run.cfg.ranking.probabilities == "direct", keep_ties)
@@ -193,6 +203,8 @@ def stage_dataset(run: Run, t: int, generated: list[ResponseRow], ranked: list[C
 
 
 def run_iteration(run: Run, t: int) -> Path:
+    """Iteration t: pi_t -> pi_{t+1} through the stages above and the two of `sppo.train_stage` (reference
+    log-probs, training), each resumable; a finished checkpoint ``checkpoints/Iter<t>`` ends it at once."""
     if distributed.decide(f"iteration {t}: is its checkpoint there?", lambda: is_finished(run.checkpoint(t))):
         if distributed.is_main():
             log.info("iteration %d: checkpoint exists, skipping", t)

@@ -183,7 +183,7 @@ class PairRMRanker:
     def __init__(self, model: str = PAIRRM_HUB_ID, *, device: str | None = "auto", batch_size: int = 16,
                  source_max_length: int | None = None, candidate_max_length: int | None = None,
                  fp16: bool | None = None, progress: bool = True, revision: str | None = None):
-        from .compat import ensure_llm_blender
+        from .package_shims import ensure_llm_blender
 
         ensure_llm_blender()
         from llm_blender import Blender, BlenderConfig

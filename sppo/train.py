@@ -179,7 +179,7 @@ def make_accelerator(cfg: TrainingConfig, schedule: Schedule, bf16: bool, loggin
         if not distributed.initialized():
             distributed.single_process_group_env()
         from .cli_util import quiet_other_ranks
-        from .compat import skip_deepspeed_cpu_comm_op
+        from .package_shims import skip_deepspeed_cpu_comm_op
 
         skip_deepspeed_cpu_comm_op()
         plugin = DeepSpeedPlugin(hf_ds_config=deepspeed_config(cfg, schedule, bf16))

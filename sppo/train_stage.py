@@ -39,7 +39,9 @@ class TrainLog:
 
 def stage_reference(run: Run, t: int, model, rows: list[DatasetRow], examples: list,
                     pad_id: int) -> list[tuple[float, float]]:
-    """log pi_ref of every chosen and rejected response (pi_ref = pi_t), chunks spread over the ranks."""
+    """Step 4: log pi_ref(y|x) = sum over the response tokens of log pi_t(y_k | x, y_<k) for every chosen and
+    rejected response (pi_ref = pi_t, computed once per iteration), chunks spread over the ranks,
+    ``iter<t>/reference/logps.jsonl``."""
     from .train import reference_logps
 
     stage = Stage(run, t, "reference", ReferenceRow)
@@ -65,7 +67,10 @@ def _flat_scalars(d: dict) -> dict:
 
 
 def stage_train(run: Run, t: int, rows: list[DatasetRow]) -> Path:
-    """Reference log-probs (once), then training (resumable), then the checkpoint IterN (atomically)."""
+    """Step 5: pi_{t+1} = argmin over theta of the mean of `training.loss` (`sppo.loss`; SPPO:
+    [(Delta_w - eta (P_win - 1/2))^2 + (Delta_l - eta (P_lose - 1/2))^2] / 2 with Delta = log pi_theta - log pi_ref)
+    over the dataset: the reference log-probs (once, step 4), then training (resumable from ``train/state``), then
+    the checkpoint ``checkpoints/Iter<t>`` with its manifest (atomically)."""
     from .models import load_model, with_lora
     from .sequences import encode_examples
     from .train import train_iteration

@@ -44,7 +44,7 @@ def test_fastchat_temperatures():
 def test_lm_eval_v1_settings_and_resume(tmp_path, monkeypatch):
     """The v1 plan (task names and few-shot counts of the Open LLM Leaderboard v1) through simple_evaluate, the
     harness's JSON kept per task and merged, scored by benchmarks.scoring.lm_eval; finished tasks are not rerun."""
-    from sppo.compat import ensure_lm_eval
+    from sppo.package_shims import ensure_lm_eval
 
     ensure_lm_eval()
     import lm_eval

@@ -33,7 +33,7 @@ def test_bench_lm_eval_equals_simple_evaluate(tmp_path):
 
     # the harness called directly: the documented settings (pretrained=<model>, dtype float32 on CPU, 2-shot,
     # batch size 4, limit 4) on the task file the run used
-    from sppo.compat import ensure_lm_eval
+    from sppo.package_shims import ensure_lm_eval
 
     ensure_lm_eval()
     import lm_eval.tasks

@@ -72,7 +72,7 @@ def test_lm_eval_path_with_comma_loads_that_directory_and_runs_no_remote_code(tm
 def test_lm_eval_model_arguments_are_values_and_remote_code_needs_the_flag(monkeypatch):
     """The harness's model is built from values (a path with commas and '=' stays one path), and
     ``trust_remote_code`` is what the user asked for, nothing else."""
-    from sppo.compat import ensure_lm_eval
+    from sppo.package_shims import ensure_lm_eval
 
     ensure_lm_eval()
     import lm_eval.models.huggingface as hf

@@ -40,7 +40,7 @@ def scores_by_formula(C):
 def pairrm_dir(tmp_path_factory):
     """A randomly initialised ranker with PairRM's architecture (DeBERTa-v2 backbone, CrossCompareReranker head),
     in llm-blender's layout: config.json (ranker_type pairranker, model_name = base model) + model.safetensors."""
-    from sppo.compat import ensure_llm_blender
+    from sppo.package_shims import ensure_llm_blender
 
     ensure_llm_blender()
     import safetensors.torch

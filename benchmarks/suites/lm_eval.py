@@ -89,7 +89,7 @@ def _quiet_git_hash() -> str | None:
 
 
 def _lm_eval_tasks_ready(extra_dir: Path | None) -> None:
-    from sppo.compat import ensure_lm_eval
+    from sppo.package_shims import ensure_lm_eval
 
     ensure_lm_eval()
     import lm_eval.evaluator
@@ -145,6 +145,10 @@ class LmEvalJob:
     limit: int | None
     extra_dir: str | None  # the project's own task, for lm-eval's include_path
     trust_remote_code: bool = False  # run the checkpoint's own modelling code (auto_map)
+
+    def serve(self) -> dict | None:
+        """A `benchmarks.parallel.Job`: this rank's part of the task."""
+        return lm_eval_job(self)
 
 
 def lm_eval_job(job: LmEvalJob) -> dict | None:
@@ -273,7 +277,7 @@ def _task_results(job: LmEvalJob, work: Path, model: str, device: str) -> dict[s
         return res
     log.info("lm-eval %s (%d-shot) on %s", job.task, job.num_fewshot, model)
     try:
-        res = parallel.run("lm_eval", job)
+        res = parallel.run(job)
     except Exception as e:  # the harness raises plain exceptions (missing dataset, no network, ...)
         raise UserError(f"lm-eval task {job.task} failed on {model}: {described(e)}") from None
     samples = res.pop("samples", {}) or {}
