@@ -40,7 +40,11 @@ DEFAULT_BASE_URL = "https://api.openai.com/v1"
 @dataclass(frozen=True)
 class BenchConfig:
     models: tuple[str, ...] = doc("IterN of the current run, a checkpoint path, 'embedded', or a Hub id", ())
-    suites: tuple[SuiteName, ...] = doc("suites to run (empty: all)", ())
+    suites: tuple[SuiteName, ...] = doc("suites to run (empty: all four, or none when suite_files names your own)",
+                                        ())
+    suite_files: tuple[Path, ...] = doc(
+        "your own pairwise judged benchmark, one YAML file each (--suite FILE.yaml, repeatable): prompts, a "
+        "baseline's answers, a judge prompt and its verdict labels (see examples/pairwise-suite/suite.yaml)", ())
     limit: int | None = doc("only the first N items of each benchmark (quick look)", None, ge=1)
     max_new_tokens: int | None = doc(
         "override every suite's answer length limit (quick runs); 0 = the official limits. Default: official with "
@@ -114,7 +118,7 @@ class BenchConfig:
         given = dict(given)
         path = given.pop("config", None)
         if given.pop("all", False):
-            given["suites"] = []
+            given["suites"] = list(SUITES)
         data = {} if path is None else _file_values(Path(path))
         if "data_dir" not in data and "data_dir" not in given and os.environ.get("SPPO_BENCH_DATA"):
             given["data_dir"] = os.environ["SPPO_BENCH_DATA"]
@@ -156,12 +160,17 @@ class BenchConfig:
 
     @property
     def chosen(self) -> tuple[SuiteName, ...]:
-        """The suites to run, in run order."""
-        return tuple(s for s in SUITES if s in self.suites) or SUITES
+        """The four benchmarks' suites to run, in run order (none by default beside suite files of your own)."""
+        return tuple(s for s in SUITES if s in self.suites) or (() if self.suite_files else SUITES)
 
     @property
     def judged(self) -> tuple[SuiteName, ...]:
         return tuple(s for s in self.chosen if s != "lm_eval")
+
+    @property
+    def judged_any(self) -> bool:
+        """Whether any chosen suite needs a judge (a suite file of your own always does)."""
+        return bool(self.judged or self.suite_files)
 
     @property
     def judge_kind(self) -> tuple[str, str | None]:
@@ -181,12 +190,12 @@ class BenchConfig:
     @property
     def openai_judge(self) -> bool:
         """An endpoint judges the chosen suites."""
-        return bool(self.judged) and self.judge_kind[0] == "openai"
+        return self.judged_any and self.judge_kind[0] == "openai"
 
     @property
     def answer_max_new_tokens(self) -> int | None:
         """The answers' length limit over every suite's official one (None: the official limits)."""
-        if self.max_new_tokens is None and self.judged and not self.openai_judge:
+        if self.max_new_tokens is None and self.judged_any and not self.openai_judge:
             return OFFLINE_MAX_NEW_TOKENS
         return self.max_new_tokens or None
 

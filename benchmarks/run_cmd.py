@@ -46,9 +46,10 @@ from sppo.scrub import public_url
 
 from benchmarks.config import (GENERATION_BACKENDS, LOCAL_JUDGE_MAX_NEW_TOKENS, OFFLINE_MAX_NEW_TOKENS, BenchConfig,
                                ChatTemplate, LmEvalTaskSet, add_arguments, is_local_url)
+from sppo.settings import help_of
 from benchmarks.store import (DEFAULT_VARIANT, ResultsStore, SuiteName, SuiteResult, checkpoint_fingerprint, cli_name,
                               variant_suffix)
-from benchmarks.suites import REGISTRY, JudgeFailed, ModelTarget, RunContext, SuiteOutcome, lm_eval
+from benchmarks.suites import REGISTRY, JudgeFailed, ModelTarget, RunContext, Suite, SuiteOutcome, lm_eval
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,8 @@ def configure(p: argparse.ArgumentParser) -> None:
     for suite in REGISTRY.values():
         s.add_argument(f"--{cli_name(suite.name)}", dest="suites", action="append_const", const=suite.name,
                        default=argparse.SUPPRESS)
+    s.add_argument("--suite", dest="suite_files", action="append", type=Path, metavar="FILE.yaml",
+                   default=argparse.SUPPRESS, help=help_of(BenchConfig, "suite_files"))
     g = p.add_argument_group("generation")
     add_arguments(g, "limit", "max_new_tokens", type=int)
     add_arguments(g, "alpaca_eval_temperature", "alpaca_eval_top_p", type=float)
@@ -199,10 +202,11 @@ class Judges:
     """The judge of each suite: endpoint judges one per model name (sharing the cache), the local judge loaded on
     first use. ``identity(suite)`` is known without loading anything."""
 
-    def __init__(self, cfg: BenchConfig, cache):
+    def __init__(self, cfg: BenchConfig, cache, own: dict[str, str | None] | None = None):
         from benchmarks.judge import local_judge_name
 
         self.cfg, self.cache = cfg, cache
+        self.own = own or {}  # a suite file of your own -> its judge.model (None: none named)
         self.kind, self.local_model = cfg.judge_kind
         self._by_model: dict[str, Any] = {}
         self._local_name = local_judge_name(self.local_model)
@@ -210,7 +214,13 @@ class Judges:
     def model(self, suite: SuiteName) -> str:
         if self.kind == "local":
             return self._local_name
-        name = self.cfg.suite_judge_model(suite) or self.cfg.judge_model or official_judges()[suite]
+        if suite in self.own:
+            name = self.cfg.judge_model or self.own[suite]
+            if not name:
+                raise UserError(f"{suite}: an endpoint judge needs a model: --judge-model, or judge.model in the "
+                                "suite's file")
+        else:
+            name = self.cfg.suite_judge_model(suite) or self.cfg.judge_model or official_judges()[suite]
         safe_name(clean_name(name).strip("_"), f"judge model {name!r}")
         return name
 
@@ -311,27 +321,43 @@ def _main(cfg: BenchConfig) -> int:
     targets = _targets(cfg, resolver)
     results_dir = _results_dir(cfg, resolver)
     store = ResultsStore(results_dir)
-    judges = Judges(cfg, None) if cfg.judged else None
-    if cfg.max_new_tokens is None and cfg.judged and not cfg.openai_judge:
+    suites, own = plan_suites(cfg)
+    judges = Judges(cfg, None, own) if cfg.judged_any else None
+    if cfg.max_new_tokens is None and cfg.judged_any and not cfg.openai_judge:
         log.info("local judge: answers limited to %d new tokens (--max-new-tokens 0 for the official limits)",
                  OFFLINE_MAX_NEW_TOKENS)
-    for s in cfg.judged:
+    for s in [*cfg.judged, *own]:
         judges.model(s)  # a judge model name that cannot name a file is refused before anything runs
     if cfg.openai_judge:
         _check_api_key(cfg)
-    cache = JudgeCache(store.layout.judge_cache) if cfg.judged else None
+    cache = JudgeCache(store.layout.judge_cache) if cfg.judged_any else None
     if judges is not None:
         judges.cache = cache
-    run = _Run(cfg, store, _context(cfg, results_dir), judges)
+    run = _Run(cfg, store, _context(cfg, results_dir), judges, suites)
     try:
         _run_all(cfg, targets, run)
     finally:
         if cache is not None:
             cache.close()
-    print_summary(run.written, run.skipped, judges.used() if judges else [], results_dir)
+    print_summary(run.written, run.skipped, judges.used() if judges else [], results_dir, suites)
     for failure in run.failed:
         print(f"error: {failure}", file=sys.stderr)
     return 1 if run.failed else 0
+
+
+def plan_suites(cfg: BenchConfig) -> tuple[dict[str, Suite], dict[str, str | None]]:
+    """Every suite of this run, in run order (the chosen benchmarks, then the suite files of your own, each read and
+    checked before anything runs), and each own suite's judge model (its file's ``judge.model``)."""
+    from benchmarks.suites.pairwise import suite_from_file
+
+    suites: dict[str, Suite] = {name: REGISTRY[name] for name in cfg.chosen}
+    own: dict[str, str | None] = {}
+    for path in cfg.suite_files:
+        suite = suite_from_file(path)
+        if suite.name in suites:
+            raise UserError(f"{path}: suite name {suite.name!r} is used twice")
+        suites[suite.name], own[suite.name] = suite, suite.judge_model
+    return suites, own
 
 
 def _targets(cfg: BenchConfig, resolver: "_Resolver") -> list[tuple[str, str, str]]:
@@ -375,10 +401,10 @@ def _run_all(cfg: BenchConfig, targets: list[tuple[str, str, str]], run: "_Run")
                   scratch_dir=run.ctx.layout.scratch, tensor_parallel_size=cfg.tensor_parallel_size)
     for ref, name, path in targets:
         base = ModelAnswerer(path, **common)
-        for suite in cfg.chosen:
-            for variant in (variants if REGISTRY[suite].judged else [lm_eval.variant_of(cfg.task_set)]):
+        for suite, spec in run.suites.items():
+            for variant in (variants if spec.judged else [lm_eval.variant_of(cfg.task_set)]):
                 answerer = base
-                if variant != DEFAULT_VARIANT and REGISTRY[suite].judged:
+                if variant != DEFAULT_VARIANT and spec.judged:
                     answerer = ModelAnswerer(path, best_of=cfg.best_of, ranker_factory=ranker, **common)
                     answerer.adopt(base.generator)
                 run.one(ModelTarget(name=name, ref=ref, path=path, answerer=answerer, variant=variant), suite)
@@ -389,8 +415,9 @@ def _run_all(cfg: BenchConfig, targets: list[tuple[str, str, str]], run: "_Run")
 class _Run:
     """The plan's state: results written, kept and failed; models waiting for a joint fit (Arena-Hard)."""
 
-    def __init__(self, cfg: BenchConfig, store: ResultsStore, ctx: RunContext, judges: "Judges | None"):
-        self.cfg, self.store, self.ctx, self.judges = cfg, store, ctx, judges
+    def __init__(self, cfg: BenchConfig, store: ResultsStore, ctx: RunContext, judges: "Judges | None",
+                 suites: dict[str, Suite]):
+        self.cfg, self.store, self.ctx, self.judges, self.suites = cfg, store, ctx, judges, suites
         self.written: list[SuiteResult] = []
         self.skipped: list[str] = []
         self.failed: list[str] = []
@@ -398,10 +425,10 @@ class _Run:
 
     def key(self, suite: SuiteName) -> dict[str, Any]:
         """The results key of a suite under this run's settings."""
-        if not REGISTRY[suite].judged:
+        if not self.suites[suite].judged:
             return self.cfg.results_key(suite)
         return self.cfg.results_key(suite, self.judges.identity(suite), self.ctx.data.digest(suite),
-                                    REGISTRY[suite].prompt_version(self.ctx))
+                                    self.suites[suite].prompt_version(self.ctx))
 
     def one(self, target: ModelTarget, suite: SuiteName) -> None:
         key = self.key(suite)
@@ -414,7 +441,7 @@ class _Run:
                                                             else f".{target.variant}"))
             return
         log.info("%s: %s%s", target.name, suite, variant_suffix(target.variant))
-        spec = REGISTRY[suite]
+        spec = self.suites[suite]
         if spec.judged:
             self.ctx.judges[suite] = self.judges.get(suite)
         try:
@@ -436,12 +463,12 @@ class _Run:
         """Suites fitted over all models at once (Arena-Hard): one fit per suite and variant."""
         for (suite, _variant), entries in self.together.items():
             keys = {t.name: key for t, _, key in entries}
-            for result in REGISTRY[suite].score_together(self.ctx, [(t, o) for t, o, _ in entries]):
+            for result in self.suites[suite].score_together(self.ctx, [(t, o) for t, o, _ in entries]):
                 self._write(result, keys[result.model])
 
 
-def headline(r: SuiteResult) -> str:
-    return REGISTRY[r.suite].headline(r.metrics)
+def headline(r: SuiteResult, suites: dict[str, Suite] = REGISTRY) -> str:
+    return suites[r.suite].headline(r.metrics)
 
 
 def reused_text(r: SuiteResult) -> str:
@@ -451,10 +478,11 @@ def reused_text(r: SuiteResult) -> str:
     return f"  (reused {reused['answers']} answers, {reused['judgments']}/{reused['judgments_total']} judgments)"
 
 
-def print_summary(written: list[SuiteResult], skipped: list[str], judges: list, results_dir: Path) -> None:
+def print_summary(written: list[SuiteResult], skipped: list[str], judges: list, results_dir: Path,
+                  suites: dict[str, Suite] = REGISTRY) -> None:
     for r in written:
         label = f"{r.model}/{r.suite}{variant_suffix(r.variant)}"
-        print(f"{label:40s} {headline(r)}{reused_text(r)}")
+        print(f"{label:40s} {headline(r, suites)}{reused_text(r)}")
     if skipped:
         print(f"up to date, kept: {', '.join(skipped)}")
     for judge in judges:

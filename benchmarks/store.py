@@ -10,7 +10,8 @@ path in it::
     <root>/lm_eval/<model>/results.json, results_<task>.json, samples_<task>.jsonl; lm_eval_tasks/ (the tiny task)
     <root>/judge_cache.sqlite3, .chunks/ (answer jobs in progress), plots/ (sppo-bench table --plots)
 
-Suites: ``SuiteName`` (``alpaca_eval``, ``arena_hard``, ``mt_bench``, ``lm_eval``). Metric keys are named as in the
+Suites: ``SuiteName`` (``alpaca_eval``, ``arena_hard``, ``mt_bench``, ``lm_eval``), and a user's own suites
+(``sppo-bench --suite FILE.yaml``) under the names their files give them. Metric keys are named as in the
 official leaderboards (see each suite's scoring module). The release layer reads this store and nothing else.
 """
 
@@ -150,8 +151,8 @@ class ResultsStore:
 
     def path(self, model: str, suite: str, variant: str = DEFAULT_VARIANT) -> Path:
         _check_name("model", model)
-        if suite not in SUITES:
-            raise UserError(f"unknown suite {suite!r}; expected one of {', '.join(SUITES)}")
+        if suite not in SUITES:  # a user's own suite (sppo-bench --suite FILE.yaml): any name the store can hold
+            _check_name("suite", suite)
         if variant != DEFAULT_VARIANT:
             _check_name("variant", variant)
         return self.layout.result(model, suite, variant)

@@ -30,7 +30,8 @@ from sppo.run_dir import RunLayout, current_run_dir
 from sppo.settings import doc, from_flags, help_of
 
 from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteResult, variant_suffix
-from benchmarks.tables import CONSOLE, LOGPROB_MARK, TABLES, TableSpec, build_table, card_row_label, family_name
+from benchmarks.tables import (CONSOLE, LOGPROB_MARK, TABLES, TableSpec, build_table, card_row_label, family_name,
+                               specs_for)
 
 ERROR_KEYS = {("alpaca_eval", "length_controlled_winrate"): "lc_standard_error",
               ("alpaca_eval", "win_rate"): "standard_error"}
@@ -97,7 +98,7 @@ def suite_frames(store: ResultsStore, names: RunNames = RunNames()) -> dict[str,
 
     results = store.results()
     frames = {}
-    for spec in TABLES:
+    for spec in specs_for(results):
         rs = sorted((r for r in results if r.suite == spec.suite),
                     key=lambda r: (r.variant != DEFAULT_VARIANT, r.variant, model_sort_key(r.model)))
         table = build_table(spec, [(row_label(spec, r, names), r) for r in rs], CONSOLE,
@@ -109,9 +110,9 @@ def suite_frames(store: ResultsStore, names: RunNames = RunNames()) -> dict[str,
     return frames
 
 
-def render(frames: dict[str, Any], fmt: str = "markdown") -> str:
+def render(frames: dict[str, Any], fmt: str = "markdown", specs: tuple[TableSpec, ...] = TABLES) -> str:
     out = []
-    for spec in TABLES:
+    for spec in specs:
         if spec.suite not in frames:
             continue
         df = frames[spec.suite]
@@ -153,7 +154,7 @@ def write_plots(store: ResultsStore, plots_dir: Path) -> list[Path]:
 
     results = store.results()
     written = []
-    for spec in TABLES:
+    for spec in specs_for(results):
         if not any(r.suite == spec.suite for r in results):
             continue
         metric, models, series = plot_series(results, spec)
@@ -214,7 +215,7 @@ def main(namespace: argparse.Namespace) -> int:
     frames = suite_frames(store, run_names(run_dir or results_dir.parent, args.family))
     if not frames:
         raise UserError(f"{results_dir}: no benchmark results (run `sppo-bench --all ...` first)")
-    print(render(frames, args.format))
+    print(render(frames, args.format, specs_for(store.results())))
     if (args.plots or args.plots_dir) and not args.no_plots:
         for path in write_plots(store, args.plots_dir or store.layout.plots):
             print(f"plot: {path}")

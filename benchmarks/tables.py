@@ -99,6 +99,7 @@ class TableSpec:
     plot_metric: str = ""  # the headline figure plotted across the models
     plot_fallback: str | None = None  # plotted when no model has `plot_metric`
     axis_top: float | None = None  # the figure's full scale (the plot's y axis ends there)
+    model_index: bool = True  # a leaderboard benchmark: its figures go to the card's model-index
 
 
 P2 = fmt_fixed(2)
@@ -156,6 +157,37 @@ TABLES: tuple[TableSpec, ...] = (
 def table_spec(suite: SuiteName) -> TableSpec:
     """The card's table of one suite."""
     return next(t for t in TABLES if t.suite == suite)
+
+
+PAIRWISE = "pairwise"  # a result's settings["kind"] for a user's own pairwise benchmark (sppo-bench --suite)
+
+
+def fmt_games(wins: Any, ties: Any, losses: Any) -> str:
+    """Wins / ties / losses of the model's games: ``5 / 1 / 2``."""
+    return f"{int(wins)} / {int(ties)} / {int(losses)}"
+
+
+def pairwise_table(suite: str, title: str, url: str = "", baseline: str = "the baseline") -> TableSpec:
+    """The table of a user's own pairwise judged benchmark: its win rate against the baseline, the games won, tied
+    and lost, the answers' length. Not a leaderboard benchmark: its figures stay out of the model-index."""
+    return TableSpec(
+        suite=suite, title=title, url=url, first_header="Model",
+        columns=(Column(f"Win Rate vs {baseline}", ("win_rate",), P2, "win_rate", "Win Rate"),
+                 Column("Wins / Ties / Losses", ("n_wins", "n_ties", "n_losses"), fmt_games, "games", "Games",
+                        numeric=False),
+                 Column("Avg. Length", ("avg_length",), fmt_int, "avg_length", "Avg. Length (characters)")),
+        datasets=(Dataset(suite, title),), heading=title, plot_metric="win_rate", axis_top=100, model_index=False)
+
+
+def specs_for(results: Sequence[SuiteResult]) -> tuple[TableSpec, ...]:
+    """The tables of these results: the four benchmarks' and one per user's own suite found among them (its title
+    and baseline as its results record them), in name order."""
+    own = {}
+    for r in results:
+        if r.settings.get("kind") == PAIRWISE and r.suite not in own:
+            own[r.suite] = pairwise_table(r.suite, r.settings.get("title") or r.suite, r.settings.get("url") or "",
+                                          r.settings.get("baseline_model") or "the baseline")
+    return TABLES + tuple(own[name] for name in sorted(own))
 
 
 # ------------------------------------------------------------------------------------------------ row names

@@ -5,6 +5,8 @@ The server's verdicts are a deterministic function of the request's messages:
 - requests with ``logprobs`` (AlpacaEval's weighted judge): content ``m`` or ``M`` with top-5 logprobs where
   P(m) = a value in (0.05, 0.95) derived from a hash of the messages;
 - an Arena-Hard system prompt (it lists ``[[A>>B]]``): ``My final verdict is [[<label>]]``;
+- a request naming the labels ``[[A]]`` and ``[[B]]`` (and ``[[C]]``), a pairwise suite of your own:
+  ``My verdict: [[<label>]]``;
 - otherwise (MT-Bench): ``Rating: [[<1..10>]]``.
 
 Faults are injected with ``server.faults``: a list consumed one per request, items ``429``, ``500``, ``"timeout"``
@@ -50,6 +52,10 @@ def verdict(body: dict) -> dict:
     system = messages[0]["content"] if messages and messages[0]["role"] == "system" else ""
     if "[[A>>B]]" in system:
         return {"text": f"Both answers are short. My final verdict is [[{ARENA_LABELS[h % 5]}]]"}
+    asked = " ".join(m["content"] for m in messages)
+    if "[[A]]" in asked and "[[B]]" in asked:  # a pairwise suite of your own (examples/pairwise-suite)
+        labels = ["A", "B", "C"] if "[[C]]" in asked else ["A", "B"]
+        return {"text": f"Both answers are short. My verdict: [[{labels[h % len(labels)]}]]"}
     return {"text": f"The answer is brief. Rating: [[{h % 10 + 1}]]"}
 
 

@@ -5,6 +5,8 @@
     arena_hard.py   Arena-Hard v0.1       (scoring: benchmarks.scoring.arena_hard; scored for all models together)
     mt_bench.py     MT-Bench              (scoring: benchmarks.scoring.mt_bench)
     lm_eval.py      lm-evaluation-harness (scoring: benchmarks.scoring.lm_eval)
+    pairwise.py     a pairwise judged benchmark of your own, defined by one YAML file (sppo-bench --suite FILE;
+                    scoring: benchmarks.scoring.pairwise); not in REGISTRY, read from its file at run time
     common.py       the Suite interface and its SuiteOutcome, run context, the model under test
 
 A judged suite supplies its prompts (the answers it asks for and the judge requests about them), its verdict parser

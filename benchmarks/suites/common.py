@@ -82,6 +82,7 @@ class Suite:
     prompt_version: Callable[["RunContext"], str] | None = None
     score_together: Callable[["RunContext", Sequence[tuple[ModelTarget, SuiteOutcome]]], list[SuiteResult]] | None \
         = None
+    judge_model: str | None = None  # a suite file of your own may name its endpoint judge's model
 
     @property
     def judged(self) -> bool:

@@ -33,8 +33,9 @@ def result_entries(spec: TableSpec, row: Row) -> list[EvalResult]:
 
 def eval_results(release: ReleaseInfo, it: Iteration, results: Results) -> list[EvalResult]:
     """Every figure of one iteration, as it appears in the card's tables, as `EvalResult`s. A local judge's
-    figures stay in the card's tables, never in the leaderboard metadata."""
-    return [e for spec in TABLES if (table := card_table(spec, release.family, [it], results)) is not None
+    figures stay in the card's tables, never in the leaderboard metadata, and so do the tables of suites of your
+    own (`TableSpec.model_index`)."""
+    return [e for spec in TABLES if spec.model_index and (table := card_table(spec, release.family, [it], results))
             for row in table.rows if not locally_judged(row.result) for e in result_entries(spec, row)]
 
 

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteResult, variant_suffix
-from benchmarks.tables import CARD, TABLES, Table, TableSpec, build_table, card_row_label, in_table, variants
+from benchmarks.tables import (CARD, TABLES, Table, TableSpec, build_table, card_row_label, in_table, specs_for,
+                               variants)
 
 from ..run import Iteration
 from .naming import ReleaseInfo
@@ -45,8 +46,13 @@ def card_table(spec: TableSpec, family: str, iterations: list[Iteration], result
     return build_table(spec, entries, CARD)
 
 
-def in_any_table(r: SuiteResult) -> bool:
-    return any(in_table(spec, r) for spec in TABLES)
+def card_specs(results: Results) -> tuple[TableSpec, ...]:
+    """The card's tables: the four benchmarks', then one per suite file of your own among the results."""
+    return specs_for([r for rs in results.values() for r in rs])
+
+
+def in_any_table(r: SuiteResult, specs: tuple[TableSpec, ...] = TABLES) -> bool:
+    return any(in_table(spec, r) for spec in specs)
 
 
 def lm_eval_version(results: Results) -> str:

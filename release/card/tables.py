@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from benchmarks.store import variant_suffix
-from benchmarks.tables import TABLES, TableSpec, fmt_short, in_table
+from benchmarks.tables import TableSpec, fmt_short, in_table
 
 from ..run import Iteration
 from .markdown import table_markdown
 from .naming import ReleaseInfo
-from .results import Results, card_table, in_any_table, lm_eval_version
+from .results import Results, card_specs, card_table, in_any_table, lm_eval_version
 from .sources import evaluation_note, judge_md
 
 
@@ -45,16 +45,16 @@ def build_table(spec: TableSpec, release: ReleaseInfo, iterations: list[Iteratio
 
 
 def build_tables(release: ReleaseInfo, iterations: list[Iteration], results: Results) -> list[CardTable]:
-    return [t for spec in TABLES if (t := build_table(spec, release, iterations, results)) is not None]
+    return [t for spec in card_specs(results) if (t := build_table(spec, release, iterations, results)) is not None]
 
 
 def other_results(results: Results, iterations: list[Iteration]) -> list[str]:
     """Results no table shows (e.g. the toolkit's local multiple-choice task), as plain lines: they are not
     leaderboard figures and go to no model-index."""
-    out = []
+    out, specs = [], card_specs(results)
     for it in iterations:
         for r in results.get(it.number, []):
-            if in_any_table(r):
+            if in_any_table(r, specs):
                 continue
             figures = ", ".join(f"{k} {fmt_short(v)}" for k, v in r.metrics.items()
                                 if isinstance(v, (int, float)) and not isinstance(v, bool))
