@@ -1,0 +1,113 @@
+"""Untrusted run directories, templates, URLs, replies and uploads (issue 27): nothing in a run directory is
+unpickled, templates are sandboxed and bounded, secrets in URLs never leak, uploads stay inside the checkpoint,
+every parser is bounded, and every bad reply or file is one line."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from perf.fixtures import make_tiny_checkpoint
+from sppo.errors import UserError
+
+
+def _one_line(e: BaseException, *words: str) -> str:
+    text = str(e)
+    assert text and "\n" not in text and "Traceback" not in text, text
+    for w in words:
+        assert w in text, text
+    return text
+
+
+# --------------------------------------------------------------------------- 1. nothing in a run dir is unpickled
+class _Payload:
+    """Unpickling this writes a marker file: what a crafted state file would do."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.fixture(scope="module")
+def saved_state(tmp_path_factory):
+    """A tiny training run with a state saved at step 2 and at step 4 of 6."""
+    from sppo.config import TrainingConfig
+    from sppo.models import load_model, load_tokenizer
+    from sppo.sequences import encode_examples
+    from sppo.train import reference_logps, train_iteration
+
+    root = tmp_path_factory.mktemp("state")
+    tiny = str(make_tiny_checkpoint(root / "model", seed=1))
+    tok = load_tokenizer(tiny, padding_side="right")
+    rows = [{"prompt": f"Question {i}?", "chosen": "A fine answer.", "rejected": "No.", "p_win": 0.8, "p_lose": 0.2}
+            for i in range(4)]
+    cfg = TrainingConfig(learning_rate=1e-3, eta=10, num_train_epochs=3, stop_at_epoch=None, warmup_ratio=0.0,
+                         per_device_train_batch_size=2, gradient_checkpointing=False, save_steps=2,
+                         save_total_limit=2)
+    examples, _ = encode_examples(tok, rows, TrainingConfig(max_length=128, max_prompt_length=64))
+    ref = reference_logps(load_model(tiny, dtype="float32"), examples, tok.pad_token_id, batch_size=4,
+                          progress=False)
+
+    def train(train_dir: Path):
+        model = load_model(tiny, dtype="float32")
+        return train_iteration(model, examples, ref, tok.pad_token_id, cfg, seed=0, progress=False,
+                               train_dir=train_dir)
+
+    train(root / "train")
+    return root / "train", train
+
+
+def _copy(saved_state, tmp_path) -> Path:
+    train_dir, _ = saved_state
+    copy = tmp_path / "train"
+    shutil.copytree(train_dir, copy)
+    return copy
+
+
+def test_the_training_position_is_json_and_resume_continues(saved_state, tmp_path):
+    train_dir = _copy(saved_state, tmp_path)
+    newest = train_dir / "state" / "step-000004"
+    assert json.loads((newest / "sppo_position.json").read_text()) == {"written_by": "sppo-train", "step": 4}
+    assert not list(newest.glob("custom_checkpoint_*"))
+    result = saved_state[1](train_dir)
+    assert result.summary["resumed_from"] == str(newest) and result.summary["optimizer_steps"] == 6
+
+
+@pytest.mark.parametrize("name, form", [("custom_checkpoint_0.pkl", "pickle"), ("random_states_0.pkl", "torch"),
+                                        ("optimizer.bin", "torch"), ("optimizer.bin", "pickle")])
+def test_a_crafted_state_file_is_refused_and_never_unpickled(saved_state, tmp_path, name, form):
+    """A state file someone else made runs no code on resume: it is refused with one line naming the snapshot
+    (never a silent restart at step 0)."""
+    train_dir = _copy(saved_state, tmp_path)
+    marker = tmp_path / "PICKLE_RAN"
+    target = train_dir / "state" / "step-000004" / name
+    if form == "pickle":
+        target.write_bytes(pickle.dumps({"step": _Payload(marker)}))
+    else:
+        torch.save({"step": _Payload(marker)}, target)
+    with pytest.raises(UserError) as e:
+        saved_state[1](train_dir)
+    _one_line(e.value, "step-000004", "not a training state sppo-train wrote")
+    assert not marker.exists(), "a pickle from the run directory was executed"
+
+
+@pytest.mark.parametrize("position", [None, "[1]", '{"written_by": "sppo-train", "step": 3}',
+                                      '{"written_by": "sppo-train", "step": "4"}', "{" * 100_000],
+                         ids=["missing", "list", "other-step", "text-step", "deep"])
+def test_a_state_without_our_position_is_refused(saved_state, tmp_path, position):
+    train_dir = _copy(saved_state, tmp_path)
+    path = train_dir / "state" / "step-000004" / "sppo_position.json"
+    if position is None:
+        path.unlink()
+    else:
+        path.write_text(position)
+    with pytest.raises(UserError) as e:
+        saved_state[1](train_dir)
+    _one_line(e.value, "step-000004", "sppo_position.json")
