@@ -40,7 +40,7 @@ from typing import Any, get_args
 from sppo.cli_util import setup_logging
 from sppo.config import Dtype, choices
 from sppo.errors import UserError, first_line
-from sppo.files import checkpoint_dir, clean_name, current_run_dir, safe_name
+from sppo.files import checkpoint_dir, clean_name, current_run_dir, load_yaml, safe_name
 from sppo.scrub import public_url
 
 from benchmarks.config import (GENERATION_BACKENDS, LOCAL_JUDGE_MAX_NEW_TOKENS, OFFLINE_MAX_NEW_TOKENS, BenchConfig,
@@ -154,12 +154,10 @@ class _Resolver:
 
     def starting_model(self) -> str:
         """The model the run started from (``model.name`` of ``<run>/config.yaml``): what ``Iter0`` names."""
-        import yaml
-
         path = self.run_dir() / "config.yaml"
         try:
-            name = ((yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("model") or {}).get("name")
-        except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+            name = ((load_yaml(path.read_text(encoding="utf-8"), str(path)) or {}).get("model") or {}).get("name")
+        except (OSError, UnicodeDecodeError, UserError, AttributeError):
             name = None
         if not isinstance(name, str) or not name:
             raise UserError(f"{path}: no model.name to take as Iter0 (the run's starting model)")

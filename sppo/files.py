@@ -22,7 +22,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .errors import UserError, io_errors
+from .errors import UserError, first_line, io_errors
 from .scrub import scrub, scrub_obj
 
 MANIFEST = "manifest.json"
@@ -140,6 +140,69 @@ def read_json(path: str | os.PathLike) -> Any:
         raise UserError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not a UTF-8 text file (byte {e.start})") from None
+
+
+MAX_YAML_VALUES = 100_000  # a config holds hundreds; an alias bomb expands to billions
+MAX_YAML_DEPTH = 100  # brackets open at once; PyYAML's scanner takes quadratic time in them
+
+
+def _flow_depth(text: str) -> int:
+    """The most ``[``/``{`` open at once, counted without regard to quoting (an over-estimate only for strings
+    holding unbalanced brackets)."""
+    depth = deepest = 0
+    for c in text:
+        if c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}" and depth:
+            depth -= 1
+    return deepest
+
+
+def load_yaml(text: str, source: str, max_values: int = MAX_YAML_VALUES) -> Any:
+    """YAML text read with ``safe_load``'s rules (no Python tags), bounded: aliases are allowed (``&lr 1e-6`` ...
+    ``*lr``) but a document whose values, aliases expanded, number more than `max_values` (an alias bomb: 700
+    bytes that expand to billions of values) or that nests brackets more than ``MAX_YAML_DEPTH`` deep (PyYAML's
+    scanner is quadratic in them: 100,000 ``[`` would take hours) is refused with one line naming `source`. The one YAML reader of every config file, override and run directory."""
+    import yaml
+
+    if _flow_depth(text) > MAX_YAML_DEPTH:
+        raise UserError(f"{source}: YAML nested more than {MAX_YAML_DEPTH} brackets deep; refusing it")
+    loader = None
+    try:
+        loader = yaml.SafeLoader(text)
+        node = loader.get_single_node()
+        if node is not None and _expanded_size(node, {}, max_values) > max_values:
+            raise UserError(f"{source}: YAML with more than {max_values} values once its aliases are expanded "
+                            "(an alias bomb?); refusing it")
+        return None if node is None else loader.construct_document(node)
+    except yaml.YAMLError as e:
+        problem, mark = getattr(e, "problem", None) or first_line(e), getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None and "\n" in text.strip() else ""
+        raise UserError(f"{source}: invalid YAML ({' '.join(str(problem).split())[:200]}{at})") from None
+    except RecursionError:
+        raise UserError(f"{source}: YAML nested too deeply") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _expanded_size(node: Any, sizes: dict[int, int], limit: int) -> int:
+    """The number of values `node` stands for with every alias expanded (shared nodes counted each time they are
+    used), stopping past `limit`; a node that contains itself counts as past the limit."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    sizes[key] = limit + 1  # while being counted: a recursive alias is unbounded
+    total = 1
+    children = node.value if isinstance(node.value, list) else []
+    for child in children:
+        for part in (child if isinstance(child, tuple) else (child,)):  # a mapping holds (key, value) pairs
+            total += _expanded_size(part, sizes, limit)
+            if total > limit:
+                return total
+    sizes[key] = total
+    return total
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:

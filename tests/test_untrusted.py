@@ -111,3 +111,58 @@ def test_a_state_without_our_position_is_refused(saved_state, tmp_path, position
     with pytest.raises(UserError) as e:
         saved_state[1](train_dir)
     _one_line(e.value, "step-000004", "sppo_position.json")
+
+
+# --------------------------------------------------------------------------- 6. every parser bounded
+def _alias_bomb(levels: int = 7) -> str:
+    """A flow-style YAML value of a few hundred bytes that expands to 9**levels strings."""
+    parts = ['&a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    parts += [f"&a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, levels)]
+    return "[" + ", ".join(parts) + "]"
+
+
+def _short_refusal(call, *words: str) -> str:
+    import time
+
+    start = time.perf_counter()
+    with pytest.raises(UserError) as e:
+        call()
+    assert time.perf_counter() - start < 10
+    text = _one_line(e.value, *words)
+    assert len(text) < 400, text[:400]
+    return text
+
+
+@pytest.mark.parametrize("where", ["train-file", "train-override", "bench-file"])
+def test_a_yaml_alias_bomb_is_refused_at_once(tmp_path, where):
+    from benchmarks.config import BenchConfig
+    from sppo.config import load_config
+
+    bomb = _alias_bomb()
+    assert len(bomb) < 700
+    if where == "train-file":
+        (tmp_path / "c.yaml").write_text(f"run:\n  seed: {bomb}\n")
+        call = lambda: load_config(str(tmp_path / "c.yaml"))  # noqa: E731
+    elif where == "train-override":
+        call = lambda: load_config("embedded", [f"run.seed={bomb}"])  # noqa: E731
+    else:
+        (tmp_path / "b.yaml").write_text(f"models: {bomb}\n")
+        call = lambda: BenchConfig.from_command_line({"config": str(tmp_path / "b.yaml")})  # noqa: E731
+    _short_refusal(call, "aliases")
+
+
+def test_yaml_anchors_of_a_normal_config_still_work(tmp_path):
+    from sppo.config import load_config
+
+    (tmp_path / "c.yaml").write_text("training:\n  learning_rate: &lr 1.0e-6\nranking:\n  batch_size: 4\n")
+    assert load_config(str(tmp_path / "c.yaml"), ["run.seed=7"]).training.learning_rate == 1e-6
+
+
+@pytest.mark.parametrize("value", ["x" * 200_000, "[" * 100_000], ids=["long", "deep"])
+def test_error_messages_show_a_bounded_value(tmp_path, value):
+    from benchmarks.config import BenchConfig
+    from sppo.config import load_config
+
+    _short_refusal(lambda: load_config("embedded", [f"run.seed={value}"]), "run.seed")
+    (tmp_path / "b.yaml").write_text(f"limit: '{value}'\n" if value[0] == "x" else f"limit: {value}\n")
+    _short_refusal(lambda: BenchConfig.from_command_line({"config": str(tmp_path / "b.yaml"), "models": ["a"]}))
