@@ -34,7 +34,9 @@ OFFLINE_MAX_NEW_TOKENS = 128
 LOCAL_JUDGE_MAX_NEW_TOKENS = 64
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _PATHS = ("data_dir", "results_dir")  # fields read as paths
-_AT_LEAST_1 = ("best_of", "batch_size", "judge_concurrency", "lm_eval_batch_size", "tensor_parallel_size")
+_AT_LEAST_1 = ("best_of", "batch_size", "judge_concurrency", "lm_eval_batch_size", "tensor_parallel_size",
+               "judge_max_new_tokens", "judge_max_reply_bytes")
+MAX_JUDGE_TIMEOUT = 24 * 3600.0  # seconds; beyond it a socket wait cannot even be set
 
 
 def flag(name: str) -> str:
@@ -83,7 +85,11 @@ class BenchConfig:
                                  "OPENAI_API_KEY")
     judge_concurrency: int = doc("requests in flight", 8)
     judge_max_retries: int = doc("retries of a failed judge request", 6)
-    judge_timeout: float = doc("seconds per request", 120.0)
+    judge_timeout: float = doc("seconds per request attempt: the whole reply must have arrived by then (a reply "
+                               "still arriving is abandoned and retried; a silent connection waits at most this "
+                               "long for its next byte); at most one day", 120.0)
+    judge_max_reply_bytes: int = doc("largest judge reply accepted, in bytes: a larger one fails its request "
+                                     "(a judgment, logprobs included, is a few kB)", 4_000_000)
     judge_backoff: float = doc("first retry delay in seconds (doubles)", 1.0)
     judge_price: str | None = doc("USD per 1M input,output tokens (cost accounting)", None)
     judge_max_new_tokens: int | None = doc(
@@ -153,9 +159,10 @@ class BenchConfig:
              "--max-new-tokens must be at least 1 (or 0 for the official limits)"),
             *[(n, getattr(self, n) is None or getattr(self, n) >= 1, f"{flag(n)} must be at least 1")
               for n in _AT_LEAST_1],
-            ("judge_max_retries", self.judge_max_retries >= 0 and self.judge_timeout > 0 and self.judge_backoff >= 0
-             and math.isfinite(self.judge_timeout + self.judge_backoff),
-             "--judge-max-retries and --judge-backoff must be >= 0, --judge-timeout > 0 (finite)"),
+            ("judge_max_retries", self.judge_max_retries >= 0 and self.judge_backoff >= 0
+             and math.isfinite(self.judge_backoff), "--judge-max-retries and --judge-backoff must be >= 0 (finite)"),
+            ("judge_timeout", 0 < self.judge_timeout <= MAX_JUDGE_TIMEOUT,
+             f"--judge-timeout must be > 0 and at most {MAX_JUDGE_TIMEOUT:g} seconds, got {self.judge_timeout:g}"),
             ("alpaca_eval_temperature", t is None or (math.isfinite(t) and t >= 0),
              f"--alpaca-eval-temperature must be a finite number >= 0, got {t}"),
             ("alpaca_eval_top_p", p is None or 0 < p <= 1, f"--alpaca-eval-top-p must be in (0, 1], got {p}"),

@@ -98,7 +98,8 @@ def _judge_arguments(j) -> None:
         if suite.judged:
             add_arguments(j, f"{suite.name}_judge_model", metavar="MODEL")
     add_arguments(j, "judge_api_key_env")
-    add_arguments(j, "judge_concurrency", "judge_max_retries", "judge_max_new_tokens", type=int)
+    add_arguments(j, "judge_concurrency", "judge_max_retries", "judge_max_new_tokens", "judge_max_reply_bytes",
+                  type=int)
     add_arguments(j, "judge_timeout", "judge_backoff", type=float)
     add_arguments(j, "judge_price", metavar="IN,OUT")
 
@@ -214,7 +215,9 @@ class Judges:
     def identity(self, suite: SuiteName) -> dict[str, Any]:
         if self.kind == "local":
             return {"backend": "local", "model": self._local_name, "dtype": self.cfg.answer_dtype}
-        return {"backend": "openai", "model": self.model(suite), "base_url": public_url(self.cfg.base_url.rstrip("/"))}
+        from benchmarks.judge import recorded_base_url
+
+        return {"backend": "openai", "model": self.model(suite), "base_url": recorded_base_url(self.cfg.base_url)}
 
     def get(self, suite: SuiteName):
         model = self.model(suite)
@@ -232,7 +235,7 @@ class Judges:
         return OpenAIJudge(model, base_url=c.base_url, api_key_env=c.judge_api_key_env, cache=self.cache,
                            max_concurrency=c.judge_concurrency, max_retries=c.judge_max_retries,
                            timeout=c.judge_timeout, backoff_base=c.judge_backoff,
-                           price_per_million=c.price_per_million())
+                           price_per_million=c.price_per_million(), max_reply_bytes=c.judge_max_reply_bytes)
 
     def used(self) -> list:
         return list(self._by_model.values())

@@ -166,3 +166,171 @@ def test_error_messages_show_a_bounded_value(tmp_path, value):
     _short_refusal(lambda: load_config("embedded", [f"run.seed={value}"]), "run.seed")
     (tmp_path / "b.yaml").write_text(f"limit: '{value}'\n" if value[0] == "x" else f"limit: {value}\n")
     _short_refusal(lambda: BenchConfig.from_command_line({"config": str(tmp_path / "b.yaml"), "models": ["a"]}))
+
+
+# --------------------------------------------------------------------------- 7/9. judge replies: deadline, cap, shape
+def _judge(server, **kw):
+    from benchmarks.judge import JudgeCache, OpenAIJudge
+
+    kw = {"max_retries": 0, "backoff_base": 0.01, **kw}
+    return OpenAIJudge("fake-judge", base_url=kw.pop("base_url", server.url), api_key_env=None,
+                       cache=JudgeCache(kw.pop("cache")) if "cache" in kw else None, **kw)
+
+
+def _request():
+    from benchmarks.judge import JudgeRequest
+
+    return JudgeRequest.make([{"role": "user", "content": "Rate: hello"}], max_tokens=8)
+
+
+def _complete_within(judge, seconds: float):
+    """judge.complete([one request]) in a thread; fails the test if it has not returned after `seconds`."""
+    import threading
+    import time
+
+    out = {}
+    thread = threading.Thread(target=lambda: out.update(replies=judge.complete([_request()])), daemon=True)
+    start = time.monotonic()
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"the judge request was still running after {seconds} s"
+    return out["replies"][0], time.monotonic() - start
+
+
+def test_a_dripping_judge_times_out_at_the_total_deadline():
+    from bench_fake_judge import FakeJudgeServer
+
+    with FakeJudgeServer() as server:
+        server.always = "drip"  # a 300-byte reply, one byte every 0.2 s: a minute in all
+        reply, took = _complete_within(_judge(server, timeout=1.5), 20)
+    assert not reply.ok and "timeout" in reply.error
+    assert took < 5
+
+
+def test_a_reply_over_the_size_cap_fails_unstored(tmp_path):
+    from bench_fake_judge import FakeJudgeServer
+
+    with FakeJudgeServer() as server:
+        server.always = "huge"
+        judge = _judge(server, cache=tmp_path / "cache.sqlite", max_reply_bytes=100_000, max_retries=3)
+        reply, _ = _complete_within(judge, 60)
+        assert server.count() == 1  # not retried: the same request would get the same reply
+    assert not reply.ok and "larger than 100000 bytes" in reply.error
+    assert len(judge.cache) == 0
+
+
+@pytest.mark.parametrize("body, field", [
+    ('{"choices": [{"message": {"content": "Rating: [[5]]"}}], "usage": "lots"}', "usage"),
+    ('{"choices": [{"message": {"content": "m"}, "logprobs": "nope"}]}', "logprobs"),
+    ('{"choices": [{"message": {"content": "m"}, "logprobs": {"content": [{"top_logprobs": [{"token": 1}]}]}}]}',
+     "token"),
+    ('{"choices": [{"message": {"content": "ok"}}], "usage": {"prompt_tokens": -5}}', "prompt_tokens"),
+    ('{"choices": {"0": 1}}', "choices"),
+    ('[' * 100_000 + ']' * 100_000, "malformed"),
+], ids=["usage-lots", "logprobs-nope", "token-int", "negative-usage", "choices-dict", "deep"])
+def test_a_malformed_reply_is_a_one_line_failure(body, field):
+    from bench_fake_judge import FakeJudgeServer
+
+    with FakeJudgeServer() as server:
+        server.always = ("raw", body)
+        reply, _ = _complete_within(_judge(server, timeout=10), 60)
+    assert not reply.ok and "malformed response" in reply.error and field in reply.error
+    assert "\n" not in reply.error and len(reply.error) < 400
+
+
+def test_a_query_string_in_the_base_url_is_joined_and_never_recorded(caplog):
+    import logging
+
+    from bench_fake_judge import FakeJudgeServer
+    from sppo.scrub import install_log_scrubber
+
+    secret = "qsSECRET-4455667788"
+    install_log_scrubber()
+    with FakeJudgeServer() as server, caplog.at_level(logging.DEBUG):
+        judge = _judge(server, base_url=f"{server.url}?api_key={secret}&api-version=2024-06-01")
+        reply, _ = _complete_within(judge, 60)
+        assert reply.ok, reply.error  # the fake server answers 404 on any other path
+        assert server.queries == [f"api_key={secret}&api-version=2024-06-01"]
+    assert judge.info()["base_url"] == f"{server.url}?api_key=[REDACTED]&api-version=2024-06-01"
+    assert secret not in json.dumps(judge.info()) + json.dumps(judge.identity())
+    assert "chat/completions?api_key=[REDACTED]" in caplog.text and secret not in caplog.text
+
+
+_JUDGE_UNTIL_SIGTERM = """
+import signal, sys
+from benchmarks.judge import JudgeRequest, OpenAIJudge
+from sppo.cli_util import run_cli
+
+def interrupt(signum, frame):  # as sppo-bench does: SIGTERM behaves as Ctrl-C
+    raise KeyboardInterrupt
+
+def judge(argv):
+    judge = OpenAIJudge("fake-judge", base_url=argv[0], api_key_env=None, timeout=600, max_retries=0)
+    judge.complete([JudgeRequest.make([{"role": "user", "content": "hello"}], max_tokens=8)])
+
+signal.signal(signal.SIGTERM, interrupt)
+sys.exit(run_cli(judge, sys.argv[1:]))
+"""
+
+
+def test_sigterm_ends_the_process_at_once_while_a_judge_request_hangs(tmp_path):
+    """SIGTERM while the endpoint sends headers and then nothing: the process exits with the resume hint at once
+    (before: it printed "interrupted" and lived on, its request thread joined at exit)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from bench_fake_judge import FakeJudgeServer
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    with FakeJudgeServer() as server:
+        server.always = "hang"
+        proc = subprocess.Popen([sys.executable, "-c", _JUDGE_UNTIL_SIGTERM, server.url], env=env, cwd=tmp_path,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while server.count() == 0 and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert proc.poll() is None and server.count() == 1, "no judge request arrived"
+            time.sleep(0.3)
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=10)
+        finally:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "rerun the same command to resume" in err and "Traceback" not in err
+
+
+# --------------------------------------------------------------------------- 4. the scrubber on every handler
+_LEAKY = """
+import base64, logging, sys, warnings
+from sppo.cli_util import setup_logging
+setup_logging()
+token = sys.argv[1]
+from huggingface_hub.utils import logging as hub_logging
+hub = hub_logging.get_logger("huggingface_hub.file_download")  # huggingface_hub's own handler, not the root's
+hub.warning("proxy said: bad token %s (basic %s)", token, base64.b64encode(f"user:{token}".encode()).decode())
+logging.getLogger("httpx").warning("GET https://hub/api?token=%s", token)
+warnings.warn(f"a warning quoting {token}")
+raise RuntimeError(f"uncaught error quoting {token}")
+"""
+
+
+def test_a_token_echoed_by_the_hub_never_reaches_stderr(tmp_path):
+    import base64
+    import os
+    import subprocess
+    import sys
+
+    token = "hf_TestTokenEchoed0123456789"
+    repo = Path(__file__).resolve().parents[1]
+    proc = subprocess.run([sys.executable, "-W", "always", "-c", _LEAKY, token], cwd=tmp_path, text=True,
+                          capture_output=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(repo), "HF_TOKEN": token})
+    err = proc.stderr
+    assert "proxy said: bad token [REDACTED]" in err and "a warning quoting [REDACTED]" in err
+    assert "uncaught error quoting [REDACTED]" in err and "token=[REDACTED]" in err
+    assert token not in err and base64.b64encode(f"user:{token}".encode()).decode()[8:] not in err
