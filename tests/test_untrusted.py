@@ -334,3 +334,95 @@ def test_a_token_echoed_by_the_hub_never_reaches_stderr(tmp_path):
     assert "proxy said: bad token [REDACTED]" in err and "a warning quoting [REDACTED]" in err
     assert "uncaught error quoting [REDACTED]" in err and "token=[REDACTED]" in err
     assert token not in err and base64.b64encode(f"user:{token}".encode()).decode()[8:] not in err
+
+
+# --------------------------------------------------------------------------- 2/8. templates: sandbox, time, size
+@pytest.fixture(scope="module")
+def release_run(tmp_path_factory):
+    from release_testutil import make_run
+
+    return make_run(tmp_path_factory.mktemp("release"))
+
+
+def _card(run: Path, template: Path) -> str:
+    from benchmarks.store import ResultsStore
+    from release.card import ReleaseInfo, render_card, results_from_store
+    from release.run import load_run
+
+    release = ReleaseInfo(family="Mistral7B-PairRM-SPPO", org="UCLA-AGI")
+    iterations = load_run(run)
+    results = results_from_store(ResultsStore(run / "results"), iterations, release)
+    return str(render_card(release, iterations, iterations[0], results, template))
+
+
+@pytest.mark.parametrize("body, words", [
+    ("{{ cycler.__init__.__globals__.os.system('touch MARKER') }}", ["blocked by the sandbox"]),
+    ("{{ ().__class__.__mro__[1].__subclasses__() }}", ["blocked by the sandbox"]),
+    ("{% include 'secret.txt' %}", ["template error"]),
+    ("{{ range(10**9)|list|length }}", ["blocked by the sandbox"]),
+    ("{{ 'x' * 10**10 }}", ["blocked by the sandbox"]),
+    ("{{ 'x'|center(10**10) }}", ["blocked by the sandbox"]),
+    ("{% for i in range(100000) %}{% for j in range(100000) %}xy{% endfor %}{% endfor %}", ["longer than"]),
+    ("{% macro f(n) %}{{ f(n) }}{% endmacro %}{{ f(1) }}", ["RecursionError"]),
+], ids=["globals", "subclasses", "include", "range", "repeat", "center", "output", "recursion"])
+def test_a_hostile_card_template_is_one_line_and_runs_nothing(release_run, tmp_path, monkeypatch, body, words):
+    import time
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "secret.txt").write_text("the secret")
+    tpl = tmp_path / "hostile.md.j2"
+    tpl.write_text("---\n{{ card_data }}\n---\n" + body + "\n")
+    start = time.perf_counter()
+    with pytest.raises(UserError) as e:
+        _card(release_run, tpl)
+    assert time.perf_counter() - start < 20
+    _one_line(e.value, str(tpl), *words)
+    assert not (tmp_path / "MARKER").exists()
+
+
+def test_a_looping_template_is_stopped_at_its_time_bound():
+    import time
+
+    from sppo.bounded import render_template
+
+    start = time.perf_counter()
+    with pytest.raises(UserError) as e:
+        render_template("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}", {},
+                        "loop.j2", seconds=1)
+    assert time.perf_counter() - start < 5
+    _one_line(e.value, "loop.j2", "took longer than 1 s")
+    assert render_template("{{ 'ok' }}", {}, "fine.j2", seconds=1) == "ok"  # the thread is usable afterwards
+    time.sleep(1.2)  # no late interrupt arrives after a render that finished in time
+
+
+@pytest.fixture
+def looping_chat_template(tmp_path, monkeypatch):
+    """A checkpoint whose chat template loops for hours; the chat-template bound set to 1 s."""
+    from sppo import bounded
+
+    monkeypatch.setattr(bounded, "CHAT_TEMPLATE_SECONDS", 1.0)
+    ckpt = make_tiny_checkpoint(tmp_path / "loopy")
+    loop = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+    jinja = ckpt / "chat_template.jinja"  # what transformers 5 reads
+    jinja.write_text(loop + jinja.read_text())
+    return ckpt
+
+
+def test_a_looping_chat_template_stops_tokens_and_generation(looping_chat_template, tmp_path):
+    import time
+
+    from sppo.config import load_config
+    from sppo.generate import render_prompt
+    from sppo.models import load_tokenizer
+    from sppo.tokens import print_tokens
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"prompt": "Hi", "chosen": "Hello.", "rejected": "No."}) + "\n")
+    cfg = load_config("embedded", [f"model.name={looping_chat_template}"])
+    start = time.perf_counter()
+    with pytest.raises(UserError) as e:
+        print_tokens(cfg, str(pairs))
+    _one_line(e.value, "chat template", "took longer than 1 s")
+    with pytest.raises(UserError):
+        render_prompt(load_tokenizer(str(looping_chat_template)), "Hi")
+    assert time.perf_counter() - start < 20
