@@ -20,7 +20,7 @@ import time
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
 from .errors import UserError, first_line, io_errors
 from .scrub import scrub, scrub_obj
@@ -66,6 +66,21 @@ def open_no_follow(path: str | os.PathLike, flags: int = os.O_RDWR | os.O_CREAT,
         os.close(fd)
         raise UserError(f"{path}: not a regular file; refusing to write to it (remove it)")
     return fd
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """`path` opened for reading only if it is a regular file itself: never through a symbolic link
+    (``O_NOFOLLOW``), never a device or a FIFO. UserError naming the path otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UserError(f"{path}: is a symbolic link; refusing to read through it") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserError(f"{path}: not a regular file; refusing to read it")
+    return os.fdopen(fd, "rb")
 
 
 def append_text(path: str | os.PathLike, text: str) -> None:

@@ -426,3 +426,40 @@ def test_a_looping_chat_template_stops_tokens_and_generation(looping_chat_templa
     with pytest.raises(UserError):
         render_prompt(load_tokenizer(str(looping_chat_template)), "Hi")
     assert time.perf_counter() - start < 20
+
+
+# --------------------------------------------------------------------------- 5. uploads stay inside the checkpoint
+def test_a_symlink_in_a_checkpoint_is_refused_by_the_dry_run_and_the_push(tmp_path, capsys):
+    from release import cli
+    from release.push import checkpoint_files
+    from release_testutil import make_run
+
+    run = make_run(tmp_path)
+    secret = tmp_path / "secret.txt"
+    secret.write_text("PRIVATE-KEY-MATERIAL")
+    link = run / "checkpoints" / "Iter2" / "notes.txt"
+    link.symlink_to(secret)
+    for extra in ([], ["--push", "UCLA-AGI/Mistral7B-PairRM-SPPO"]):
+        assert cli.main(["--run-dir", str(run), "--out", str(tmp_path / "cards"), *extra]) == 2
+        out, err = capsys.readouterr()
+        assert err.count("\n") == 1 and f"{link}: is a symbolic link" in err, err
+        assert "PRIVATE-KEY-MATERIAL" not in out + err and "notes.txt" not in out
+    link.unlink()
+    (run / "checkpoints" / "Iter2" / "sub").mkdir()
+    assert [f.name for f in checkpoint_files(run / "checkpoints" / "Iter2")] == [
+        "chat_template.jinja", "config.json", "generation_config.json", "model.safetensors", "tokenizer.json",
+        "tokenizer_config.json"]
+
+
+def test_a_file_swapped_for_a_link_after_planning_is_never_read(tmp_path):
+    from sppo.files import open_regular
+
+    target = tmp_path / "weights.bin"
+    target.write_bytes(b"weights")
+    with open_regular(target) as f:
+        assert f.read() == b"weights"
+    target.unlink()
+    target.symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(UserError) as e:
+        open_regular(target)
+    _one_line(e.value, "is a symbolic link")
