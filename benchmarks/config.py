@@ -242,7 +242,8 @@ class BenchConfig:
             raise _FieldError("judge_price", f"--judge-price: expected IN,OUT (USD per 1M tokens), got "
                               f"{shown(self.judge_price)}") from None
         if not all(math.isfinite(x) and x >= 0 for x in (a, b)):
-            raise _FieldError("judge_price", f"--judge-price: prices must be finite and >= 0, got {shown(self.judge_price)}")
+            raise _FieldError("judge_price",
+                              f"--judge-price: prices must be finite and >= 0, got {shown(self.judge_price)}")
         return a, b
 
     def results_key(self, suite: SuiteName, judge: dict[str, Any] | None = None, data: str | None = None,
@@ -294,10 +295,11 @@ def check_base_url(url: str) -> None:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as e:
-        raise _FieldError("judge_base_url", f"--judge-base-url: {shown(public_url(url))} is not a valid URL ({e})") from None
+        raise _FieldError("judge_base_url",
+                          f"--judge-base-url: {shown(public_url(url))} is not a valid URL ({e})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _FieldError("judge_base_url", f"--judge-base-url: {shown(public_url(url))} is not an http(s) URL with a host "
-                          "(e.g. https://api.openai.com/v1)")
+        raise _FieldError("judge_base_url", f"--judge-base-url: {shown(public_url(url))} is not an http(s) URL "
+                          "with a host (e.g. https://api.openai.com/v1)")
 
 
 def is_local_url(url: str) -> bool:

@@ -8,6 +8,7 @@ import sys
 from typing import Callable
 
 from .errors import MachineError, UserError, io_failure
+from .files import printable
 from .scrub import install_log_scrubber, register_secret, scrub
 
 
@@ -82,16 +83,16 @@ def run_cli(fn: Callable[[list[str]], int | None], argv: list[str]) -> int:
     try:
         return int(fn(argv) or 0)
     except UserError as e:
-        print(f"error: {scrub(str(e))}", file=sys.stderr)
+        print(f"error: {printable(scrub(str(e)))}", file=sys.stderr)
         return 2
     except MachineError as e:
-        print(f"error: {scrub(str(e))}", file=sys.stderr)
+        print(f"error: {printable(scrub(str(e)))}", file=sys.stderr)
         return 1
     except Exception as e:
         err = io_failure(e)
         if err is None:
             raise
-        print(f"error: {scrub(str(err))}", file=sys.stderr)
+        print(f"error: {printable(scrub(str(err)))}", file=sys.stderr)
         return 2 if isinstance(err, UserError) else 1
     except KeyboardInterrupt:
         print("interrupted: finished stages are kept; rerun the same command to resume", file=sys.stderr)

@@ -178,7 +178,8 @@ def load_yaml(text: str, source: str, max_values: int = MAX_YAML_VALUES) -> Any:
     """YAML text read with ``safe_load``'s rules (no Python tags), bounded: aliases are allowed (``&lr 1e-6`` ...
     ``*lr``) but a document whose values, aliases expanded, number more than `max_values` (an alias bomb: 700
     bytes that expand to billions of values) or that nests brackets more than ``MAX_YAML_DEPTH`` deep (PyYAML's
-    scanner is quadratic in them: 100,000 ``[`` would take hours) is refused with one line naming `source`. The one YAML reader of every config file, override and run directory."""
+    scanner is quadratic in them: 100,000 ``[`` would take hours) is refused with one line naming `source`.
+    The one YAML reader of every config file, override and run directory."""
     import yaml
 
     if _flow_depth(text) > MAX_YAML_DEPTH:
@@ -307,6 +308,17 @@ def clean_name(text: str, fill: str = "_") -> str:
     """`text` with every run of characters other than ASCII letters, digits, ``.``, ``_`` and ``-`` replaced by
     `fill`: the one rule by which a model id or judge name becomes a file or repository name."""
     return re.sub(r"[^A-Za-z0-9._-]+", fill, text)
+
+
+# control characters (newline, ESC of ANSI sequences, C1) and the bidirectional overrides that reorder a line
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: object) -> str:
+    """`text` as one terminal line: every control character (a newline, the ESC of an ANSI sequence, a
+    bidirectional override) shown as its escape (``\\n``, ``\\x1b``), so that a file or model name can never
+    print a line of its own (a forged ``compatibility Iter3: ok``) or repaint the terminal."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
 
 
 def safe_name(name: object, what: str) -> str:

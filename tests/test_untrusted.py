@@ -463,3 +463,86 @@ def test_a_file_swapped_for_a_link_after_planning_is_never_read(tmp_path):
     with pytest.raises(UserError) as e:
         open_regular(target)
     _one_line(e.value, "is a symbolic link")
+
+
+# --------------------------------------------------------------------------- 11. injection into cards and output
+def test_manifest_text_reaches_the_card_escaped(tmp_path):
+    from huggingface_hub import ModelCard
+    from release_testutil import make_run
+
+    run = make_run(tmp_path)
+    path = run / "checkpoints" / "Iter1" / "sppo_manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["base_model"] = "base`` x\n---\nlicense: mit\n<script>alert(1)</script>"
+    manifest["ranker"] = "[click](https://evil.example) <img src=x onerror=alert(1)>"
+    manifest["hyperparameters"]["optimizer"] = "RMSProp\nlicense: mit\n<script>x</script> | `"
+    path.write_text(json.dumps(manifest))
+    text = _card(run, None)
+    assert "<script>" not in text and "<img" not in text
+    body = text.split("\n---\n", 1)[1]
+    assert not any(line.strip().startswith("license:") for line in body.splitlines())
+    assert "[click](https://evil.example)" not in text and "\\[click\\]" in text
+    assert "base\\`\\` x --- license: mit &lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert ModelCard(text).data.to_dict()["license"] == "apache-2.0"
+
+
+def test_a_file_name_cannot_forge_a_line_of_the_dry_run(tmp_path, capsys):
+    from release import cli
+    from release_testutil import make_run
+
+    run = make_run(tmp_path)
+    ckpt = run / "checkpoints" / "Iter2"
+    (ckpt / "generation_config.json").write_text("[1]")  # not an object: the check must not say ok
+    forged = "notes.txt\n\x1b[2K\rcompatibility Iter2: ok (config, tokenizer, chat template and generation config)"
+    (ckpt / forged).write_text("x")
+    assert cli.main(["--run-dir", str(run), "--out", str(tmp_path / "cards")]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\r" not in out
+    assert not any(line.startswith("compatibility Iter2: ok") for line in out.splitlines()), out
+    assert "compatibility Iter2: generation_config.json: expected a JSON object" in out
+    assert "notes.txt\\n\\x1b[2K\\rcompatibility Iter2: ok" in out
+
+
+def test_a_name_is_one_code_span_whatever_backticks_it_holds():
+    from release.card.markdown import md_code
+
+    assert md_code("a``b\nc") == "```a``b c```" and md_code("`x") == "`` `x ``" and md_code("p/q") == "`p/q`"
+
+
+# --------------------------------------------------------------------------- 9/10. the release check's file readers
+def _safetensors_with_header(header: dict) -> bytes:
+    data = json.dumps(header).encode()
+    return len(data).to_bytes(8, "little") + data
+
+
+@pytest.mark.parametrize("name, content, words", [
+    ("config.json", "[" * 100_000 + "]" * 100_000, ["config.json", "nested too deeply"]),
+    ("chat_template.jinja", b"\xff\xfe{{ x }}", ["chat_template.jinja", "UTF-8"]),
+    ("tokenizer.json", {"model": [1], "added_tokens": []}, ["tokenizer.json", "'model'"]),
+    ("tokenizer.json", {"model": {"merges": 5}}, ["tokenizer.json", "'model.merges'"]),
+    ("config.json", {"model_type": "mistral", "rope_parameters": {"rope_theta": 1e6, "rope_type": ["linear"]}},
+     ["config.json", "rope_parameters.rope_type"]),
+    ("model.safetensors", _safetensors_with_header({"w": {"dtype": ["F32"], "shape": [1]}}), None),
+    ("tokenizer.json", {"added_tokens": [{"content": "</s>", "id": [2]}], "model": {}}, None),
+    ("generation_config.json", [1], ["generation_config.json", "expected a JSON object"]),
+    ("tokenizer_config.json", {"chat_template": 5}, ["tokenizer_config.json", "'chat_template'"]),
+], ids=["deep", "not-utf8", "model-list", "merges-int", "rope-type-list", "dtype-list", "id-list",
+        "generation-list", "template-int"])
+def test_a_tampered_checkpoint_file_is_a_problem_line_not_a_traceback(tmp_path, name, content, words):
+    from release.compat import compat_problems
+    from release_testutil import safetensors_bytes, write_model_files
+
+    ckpt = tmp_path / "Iter1"
+    ckpt.mkdir()
+    write_model_files(ckpt, "mistral")
+    (ckpt / "model.safetensors").write_bytes(safetensors_bytes(1))
+    assert compat_problems(ckpt) == []
+    if isinstance(content, bytes):
+        (ckpt / name).write_bytes(content)
+    else:
+        (ckpt / name).write_text(content if isinstance(content, str) else json.dumps(content))
+    problems = compat_problems(ckpt)
+    for line in problems:
+        assert "\n" not in line and len(line) < 400, line
+    if words:
+        assert any(all(w in line for w in words) for line in problems), problems

@@ -17,6 +17,7 @@ from sppo.bounded import render_template
 from sppo.errors import UserError
 
 from ..run import HYPERPARAMETERS, Iteration
+from .markdown import md_text
 from .metadata import card_data
 from .naming import HUB_URL, ReleaseInfo
 from .results import Results
@@ -36,14 +37,14 @@ primaryClass={cs.LG}
 
 
 def hyperparameter_lines(it: Iteration) -> list[tuple[str, str]]:
-    """(name, value) as the card lists them; epochs read ``18.0 (stop at epoch=1.0)``."""
+    """(name, value) as the card lists them, values as Markdown text; epochs read ``18.0 (stop at epoch=1.0)``."""
     hp = it.hyperparameters
     out = []
     for key in HYPERPARAMETERS:
         value = str(hp[key])
         if key == "num_train_epochs" and hp.get("stop_at_epoch") is not None:
             value = f"{value} (stop at epoch={hp['stop_at_epoch']})"
-        out.append((key, value))
+        out.append((key, md_text(value)))
     return out
 
 
@@ -58,10 +59,10 @@ def template_context(release: ReleaseInfo, iterations: list[Iteration], it: Iter
         "family": release.family,
         "iteration": it.number,
         "num_iterations": len(iterations),
-        "base_model": m.base_model,
-        "prompt_dataset": m.prompt_dataset,
-        "prompt_source_dataset": m.prompt_source_dataset,
-        "ranker": m.ranker,
+        "base_model": md_text(m.base_model),  # names from a manifest: Markdown text, never HTML or a new line
+        "prompt_dataset": md_text(m.prompt_dataset),
+        "prompt_source_dataset": md_text(m.prompt_source_dataset),
+        "ranker": md_text(m.ranker),
         "base_model_md": source_md(m.base_model),
         "prompts_md": prompts_md(m.prompt_source_dataset, m.prompt_dataset, len(iterations)),
         "ranker_md": ranker_md(m.ranker),
