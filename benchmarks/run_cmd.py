@@ -40,7 +40,7 @@ from typing import Any, get_args
 from sppo.cli_util import setup_logging
 from sppo.config import Dtype, choices
 from sppo.errors import UserError, first_line
-from sppo.files import checkpoint_dir, clean_name, current_run_dir, load_yaml, safe_name
+from sppo.files import checkpoint_dir, clean_name, current_run_dir, load_yaml, safe_name, short_name
 from sppo.scrub import public_url
 
 from benchmarks.config import (GENERATION_BACKENDS, LOCAL_JUDGE_MAX_NEW_TOKENS, OFFLINE_MAX_NEW_TOKENS, BenchConfig,
@@ -107,8 +107,8 @@ def _judge_arguments(j) -> None:
 def store_name(ref: str) -> str:
     """A results-store name for a model reference: IterN stays, paths give their directory name, Hub ids
     ``org/name`` give ``org__name``. A name that had to be cleaned (characters other than letters, digits,
-    ``.``, ``_``, ``-``) gets a short digest of the exact name, so two names never share an entry
-    (``we ird;name`` -> ``we_ird_name-<digest>``, ``we_ird_name`` stays)."""
+    ``.``, ``_``, ``-``) or is longer than ``sppo.files.NAME_LIMIT`` gets a short digest of the exact name, so two
+    names never share an entry (``we ird;name`` -> ``we_ird_name-<digest>``, ``we_ird_name`` stays)."""
     p = Path(ref)
     base = p.name if (p.exists() or ref.startswith((".", "/", "~"))) else ref.replace("/", "__")
     name = clean_name(base).strip("._-")
@@ -116,7 +116,7 @@ def store_name(ref: str) -> str:
         raise UserError(f"{ref}: cannot derive a model name")
     if name != base:
         name += "-" + hashlib.sha256(base.encode("utf-8", "surrogateescape")).hexdigest()[:8]
-    return name
+    return short_name(name, base)  # a 250-character directory name still leaves room for <name>.jsonl
 
 
 def refuse_other_checkpoint(old: SuiteResult, path: str, where: Path) -> None:

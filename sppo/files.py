@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import platform
@@ -302,6 +303,19 @@ def current_run_dir(explicit: str | os.PathLike | None = None, runs_root: str | 
     if not candidates:
         raise UserError(f"no training run found under {root}/ (run sppo-train first, or pass --run-dir)")
     return max(candidates, key=lambda d: d.stat().st_mtime)
+
+
+NAME_LIMIT = 100  # characters of a name taken from input: files add suffixes, the file system allows 255 bytes
+
+
+def short_name(name: str, exact: str | None = None, limit: int = NAME_LIMIT) -> str:
+    """`name` (a file-system name derived from input) within `limit` characters: a longer one is cut and given a
+    digest of the exact input (`exact`, default `name`), so every file written under it (``<name>.jsonl``,
+    ``<name>-<digest>.jsonl.tmp``) stays within the file system's limit and two long names never collide."""
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256((exact if exact is not None else name).encode("utf-8", "surrogateescape")).hexdigest()
+    return f"{name[:limit - 9]}-{digest[:8]}"
 
 
 def clean_name(text: str, fill: str = "_") -> str:

@@ -546,3 +546,29 @@ def test_a_tampered_checkpoint_file_is_a_problem_line_not_a_traceback(tmp_path, 
         assert "\n" not in line and len(line) < 400, line
     if words:
         assert any(all(w in line for w in words) for line in problems), problems
+
+
+# --------------------------------------------------------------------------- 12. long names
+def test_a_250_character_checkpoint_name_can_be_benchmarked(tmp_path, shared_data, monkeypatch):
+    from bench_fake_judge import FakeJudgeServer, bench_args, tiny_checkpoints
+    from benchmarks.cli import main as bench
+    from benchmarks.run_cmd import store_name
+
+    ckpt = tiny_checkpoints(tmp_path, seeds=(0,))[0].rename(tmp_path / ("c" * 250))
+    monkeypatch.setenv("BENCH_KEY", "k-123456")
+    with FakeJudgeServer() as server:
+        assert bench(bench_args(server, [ckpt], shared_data, tmp_path / "results", "--arena-hard", limit=1)) == 0
+    assert max(len(p.name) for p in (tmp_path / "results").rglob("*")) <= 120
+    assert store_name(str(ckpt)) != store_name(str(tmp_path / ("c" * 249 + "d")))
+
+
+@pytest.mark.parametrize("flag, value, words", [("--judge-timeout", "1e300", "--judge-timeout"),
+                                                 ("--judge-timeout", "nan", "--judge-timeout"),
+                                                 ("--judge-max-new-tokens", "-5", "--judge-max-new-tokens"),
+                                                 ("--judge-max-reply-bytes", "0", "--judge-max-reply-bytes")])
+def test_judge_settings_out_of_range_are_one_line(tmp_path, capsys, flag, value, words):
+    from benchmarks.cli import main as bench
+
+    assert bench(["--mt-bench", "Iter1", "--run-dir", str(tmp_path), "--judge", "local", flag, value]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and words in err, err
