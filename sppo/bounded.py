@@ -19,8 +19,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import functools
+import os
 import re
 import threading
+import time
 from typing import Any, Callable, Iterator
 
 from .errors import UserError, first_line
@@ -38,33 +40,62 @@ def _raise_in(thread_id: int, exc: type[BaseException] | None) -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc) if exc else None)
 
 
+class _Watchdog:
+    """One daemon thread that raises ``_TimeUp`` in each thread whose time limit has passed (a limit costs a few
+    microseconds, not a thread: chat templates are rendered thousands of times)."""
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.limits: dict[int, list] = {}  # id(entry) -> entry: [deadline, thread id, fired]
+        self.thread: threading.Thread | None = None
+
+    def start(self, seconds: float, thread_id: int) -> list:
+        entry = [time.monotonic() + seconds, thread_id, False]
+        with self.cond:
+            self.limits[id(entry)] = entry
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="sppo-time-limit", daemon=True)
+                self.thread.start()
+            self.cond.notify()
+        return entry
+
+    def stop(self, entry: list) -> bool:
+        """Remove a limit (again: a no-op); True when it fired, its exception withdrawn if not yet raised."""
+        with self.cond:
+            if self.limits.pop(id(entry), None) is not None and entry[2]:
+                _raise_in(entry[1], None)
+            return entry[2]
+
+    def _run(self) -> None:
+        with self.cond:
+            while True:
+                now = time.monotonic()
+                for entry in self.limits.values():
+                    if not entry[2] and entry[0] <= now:
+                        entry[2] = True
+                        _raise_in(entry[1], _TimeUp)
+                waiting = [e[0] for e in self.limits.values() if not e[2]]
+                self.cond.wait(min(waiting) - now if waiting else None)
+
+
+_WATCHDOG = _Watchdog()
+os.register_at_fork(after_in_child=lambda: globals().update(_WATCHDOG=_Watchdog()))  # no thread after fork
+
+
 @contextlib.contextmanager
 def time_limit(seconds: float, what: str) -> Iterator[None]:
     """Run the block in at most `seconds`; past that it is stopped and UserError(``{what}: took longer than ...``)
     raised. Usable in any thread; nested limits each keep their own time."""
-    tid, lock, state = threading.get_ident(), threading.Lock(), {"running": True, "fired": False}
-
-    def fire() -> None:
-        with lock:
-            if state["running"]:
-                state["fired"] = True
-                _raise_in(tid, _TimeUp)
-
-    timer = threading.Timer(seconds, fire)
-    timer.daemon = True
-    timer.start()
+    entry = _WATCHDOG.start(seconds, threading.get_ident())
     try:
         try:
             yield
         finally:
-            with lock:
-                state["running"] = False
-            timer.cancel()
-            if state["fired"]:
-                _raise_in(tid, None)  # an exception set but not yet raised is withdrawn
+            _WATCHDOG.stop(entry)
     except _TimeUp:
-        pass
-    if state["fired"]:
+        if not _WATCHDOG.stop(entry):
+            raise  # an enclosing limit's: it reports
+    if entry[2]:
         raise UserError(f"{what}: took longer than {seconds:g} s (a template that loops?); stopped")
 
 
