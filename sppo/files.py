@@ -156,6 +156,8 @@ def read_json(path: str | os.PathLike) -> Any:
         raise UserError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not a UTF-8 text file (byte {e.start})") from None
+    except RecursionError:
+        raise UserError(f"{path}: JSON nested too deeply") from None
 
 
 MAX_YAML_VALUES = 100_000  # a config holds hundreds; an alias bomb expands to billions
@@ -243,6 +245,8 @@ def read_jsonl_numbered(path: str | os.PathLike) -> list[tuple[int, Any]]:
                 raise UserError(f"{path}:{lineno}: not a UTF-8 text file") from None
             except json.JSONDecodeError as e:
                 raise UserError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+            except RecursionError:
+                raise UserError(f"{path}:{lineno}: JSON nested too deeply") from None
     return rows
 
 

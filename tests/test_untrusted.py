@@ -572,3 +572,19 @@ def test_judge_settings_out_of_range_are_one_line(tmp_path, capsys, flag, value,
     assert bench(["--mt-bench", "Iter1", "--run-dir", str(tmp_path), "--judge", "local", flag, value]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and words in err, err
+
+
+@pytest.mark.parametrize("line", ["[" * 100_000, '{"prompt": ' + "[" * 100_000 + "]" * 100_000 + "}"],
+                         ids=["open", "closed"])
+def test_a_tokens_line_nested_past_pythons_limit_is_one_line(tmp_path, line):
+    from sppo.files import read_json
+    from sppo.tokens import read_inputs
+
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(line + "\n")
+    with pytest.raises(UserError) as e:
+        read_inputs(path)
+    _one_line(e.value, f"{path}:1")
+    with pytest.raises(UserError) as e:
+        read_json(path)
+    _one_line(e.value, str(path))
