@@ -37,10 +37,10 @@ _forms: re.Pattern | None = None  # every encoded form of every registered secre
 _AUTH_VALUE = re.compile(r"((?i:authorization)[\"']?\s*[:=]\s*[\"']?)(?:(?i:bearer|basic)\s+)?[^\s\"',}]+"
                          r"|\bBearer\s+[A-Za-z0-9._~+/=-]{12,}")
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/?#\s@\"'<>]+@")
-# a query parameter whose name says it holds a secret: api_key, key, access_token, secret, password, sig, auth...
-_SECRET_PARAM_NAME = re.compile(r"(?i)key|token|secret|passw|sig|auth|credential|session")
-_URL_SECRET_PARAM = re.compile(r"(?i)([?&;][^=&#\s\"'<>]*(?:key|token|secret|passw|sig|auth|credential|session)"
-                               r"[^=&#\s\"'<>]*=)[^&#\s\"'<>]+")
+# a query parameter whose name says it holds a secret: api_key, apiKey, access_token, X-Amz-Signature, password...
+_SECRET_WORDS = {"key", "apikey", "token", "secret", "password", "passwd", "pass", "pwd", "sig", "signature", "auth",
+                 "authorization", "credential", "credentials", "session", "sessionid"}
+_URL_PARAM = re.compile(r"([?&])([^=&#\s\"'<>]+)=([^&#\s\"'<>]+)")
 
 
 def _base64_fragments(raw: bytes) -> set[str]:
@@ -94,12 +94,19 @@ def public_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=host, query=_public_query(parts.query)))
 
 
+def secret_param(name: str) -> bool:
+    """A URL query parameter whose name says it holds a secret (a word of it: ``key``, ``token``, ``secret``,
+    ``password``, ``sig``, ``auth``, ``session``...; ``api-version`` is none)."""
+    words = re.split(r"[^a-z0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower())
+    return any(w in _SECRET_WORDS for w in words)
+
+
 def _public_query(query: str) -> str:
     """A query string with the values of secret-named parameters registered and replaced by ``[REDACTED]``."""
     pieces = []
     for piece in query.split("&") if query else []:
         name, eq, value = piece.partition("=")
-        if eq and value and _SECRET_PARAM_NAME.search(unquote_plus(name)):
+        if eq and value and secret_param(unquote_plus(name)):
             register_secret(value)
             register_secret(unquote_plus(value))
             value = REDACTED
@@ -124,7 +131,8 @@ def scrub(text: str, patterns: bool = True) -> str:
         text = _forms.sub(REDACTED, text)
     if patterns:
         text = _URL_USERINFO.sub(r"\1", text)
-        text = _URL_SECRET_PARAM.sub(lambda m: m.group(1) + REDACTED, text)
+        text = _URL_PARAM.sub(lambda m: m.group(0) if not secret_param(unquote_plus(m.group(2)))
+                              else f"{m.group(1)}{m.group(2)}={REDACTED}", text)
         text = _AUTH_VALUE.sub(lambda m: (m.group(1) or "Bearer ") + REDACTED, text)
     return text
 
