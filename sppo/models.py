@@ -236,8 +236,12 @@ def bound_chat_template(tok, name: str) -> None:
         try:
             with bounded.time_limit(bounded.CHAT_TEMPLATE_SECONDS, f"{name}: chat template"):
                 return render(*args, **kwargs)
-        except jinja2.TemplateError as e:
+        except jinja2.TemplateError as e:  # a syntax error, an attribute the sandbox blocks, raise_exception()
             raise UserError(f"{name}: chat template error ({first_line(e)[:200]})") from None
+        except TypeError as e:
+            if "no loader" not in str(e):
+                raise
+            raise UserError(f"{name}: chat template error ({{% include %}} and {{% import %}} read no file)") from None
 
     tok.apply_chat_template = apply_chat_template
 

@@ -36,7 +36,13 @@ class _Payload:
 
 
 @pytest.fixture(scope="module")
-def saved_state(tmp_path_factory):
+def tiny_ckpt(tmp_path_factory) -> Path:
+    """A tiny checkpoint (copy it before changing it)."""
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "model", seed=1)
+
+
+@pytest.fixture(scope="module")
+def saved_state(tmp_path_factory, tiny_ckpt):
     """A tiny training run with a state saved at step 2 and at step 4 of 6."""
     from sppo.config import TrainingConfig
     from sppo.models import load_model, load_tokenizer
@@ -44,7 +50,7 @@ def saved_state(tmp_path_factory):
     from sppo.train import reference_logps, train_iteration
 
     root = tmp_path_factory.mktemp("state")
-    tiny = str(make_tiny_checkpoint(root / "model", seed=1))
+    tiny = str(tiny_ckpt)
     tok = load_tokenizer(tiny, padding_side="right")
     rows = [{"prompt": f"Question {i}?", "chosen": "A fine answer.", "rejected": "No.", "p_win": 0.8, "p_lose": 0.2}
             for i in range(4)]
@@ -396,12 +402,12 @@ def test_a_looping_template_is_stopped_at_its_time_bound():
 
 
 @pytest.fixture
-def looping_chat_template(tmp_path, monkeypatch):
+def looping_chat_template(tmp_path, monkeypatch, tiny_ckpt):
     """A checkpoint whose chat template loops for hours; the chat-template bound set to 1 s."""
     from sppo import bounded
 
     monkeypatch.setattr(bounded, "CHAT_TEMPLATE_SECONDS", 1.0)
-    ckpt = make_tiny_checkpoint(tmp_path / "loopy")
+    ckpt = Path(shutil.copytree(tiny_ckpt, tmp_path / "loopy"))
     loop = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
     jinja = ckpt / "chat_template.jinja"  # what transformers 5 reads
     jinja.write_text(loop + jinja.read_text())
@@ -588,3 +594,17 @@ def test_a_tokens_line_nested_past_pythons_limit_is_one_line(tmp_path, line):
     with pytest.raises(UserError) as e:
         read_json(path)
     _one_line(e.value, str(path))
+
+
+@pytest.mark.parametrize("body, words", [("{% include 'x.jinja' %}", "read no file"),
+                                         ("{{ cycler.__init__.__globals__ }}", "chat template error")],
+                         ids=["include", "sandbox"])
+def test_a_blocked_chat_template_is_one_line(tmp_path, tiny_ckpt, body, words):
+    from sppo.generate import render_prompt
+    from sppo.models import load_tokenizer
+
+    ckpt = Path(shutil.copytree(tiny_ckpt, tmp_path / "ck"))
+    (ckpt / "chat_template.jinja").write_text(body)
+    with pytest.raises(UserError) as e:
+        render_prompt(load_tokenizer(str(ckpt)), "Hi")
+    _one_line(e.value, str(ckpt), words)
