@@ -252,7 +252,7 @@ def test_a_query_string_in_the_base_url_is_joined_and_never_recorded(caplog):
 
     secret = "qsSECRET-4455667788"
     install_log_scrubber()
-    with FakeJudgeServer() as server, caplog.at_level(logging.DEBUG):
+    with FakeJudgeServer() as server, caplog.at_level(logging.INFO, logger="httpx"):
         judge = _judge(server, base_url=f"{server.url}?api_key={secret}&api-version=2024-06-01")
         reply, _ = _complete_within(judge, 60)
         assert reply.ok, reply.error  # the fake server answers 404 on any other path
