@@ -20,7 +20,7 @@ from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from sppo.config import Backend, Dtype
-from sppo.errors import UserError
+from sppo.errors import UserError, shown
 from sppo.scrub import public_url
 from sppo.settings import SettingError, check, choices, coerce, doc, flag, help_of, kinds, read_yaml_mapping
 
@@ -35,6 +35,7 @@ LmEvalTaskSet = Literal["v1", "tiny"]
 OFFLINE_MAX_NEW_TOKENS = 128
 LOCAL_JUDGE_MAX_NEW_TOKENS = 64
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
+MAX_JUDGE_TIMEOUT = 24 * 3600.0  # seconds; beyond it a socket wait cannot even be set
 
 
 @dataclass(frozen=True)
@@ -82,11 +83,15 @@ class BenchConfig:
                                  "OPENAI_API_KEY")
     judge_concurrency: int = doc("requests in flight", 8, ge=1)
     judge_max_retries: int = doc("retries of a failed judge request", 6, ge=0)
-    judge_timeout: float = doc("seconds per request", 120.0, gt=0)
+    judge_timeout: float = doc("seconds per request attempt: the whole reply must have arrived by then (a reply "
+                               "still arriving is abandoned and retried; a silent connection waits at most this "
+                               "long for its next byte); at most one day", 120.0, gt=0, le=MAX_JUDGE_TIMEOUT)
+    judge_max_reply_bytes: int = doc("largest judge reply accepted, in bytes: a larger one fails its request "
+                                     "(a judgment, logprobs included, is a few kB)", 4_000_000, ge=1)
     judge_backoff: float = doc("first retry delay in seconds (doubles)", 1.0, ge=0)
     judge_price: str | None = doc("USD per 1M input,output tokens (cost accounting)", None)
     judge_max_new_tokens: int | None = doc(
-        f"cap on a local judge's verdict length (default {LOCAL_JUDGE_MAX_NEW_TOKENS})", None)
+        f"cap on a local judge's verdict length (default {LOCAL_JUDGE_MAX_NEW_TOKENS})", None, ge=1)
     data_dir: Path | None = doc("local benchmark files (layout of ../shared/data); default: $SPPO_BENCH_DATA, else "
                                 "download from the Hub once and cache", None)
     run_dir: str | None = doc("training run (default: $SPPO_RUN_DIR, runs/latest, newest under runs/)", None)
@@ -182,7 +187,7 @@ class BenchConfig:
         try:
             kind, local_model = parse_judge_spec(self.judge if self.judge else ("openai" if openai else "local"))
         except UserError:
-            raise SettingError("judge", f"unknown value {self.judge!r}; use local, local:MODEL or openai") from None
+            raise SettingError("judge", f"unknown value {shown(self.judge)}; use local, local:MODEL or openai") from None
         if kind == "local" and self.judge_base_url:
             raise SettingError("judge", "local and --judge-base-url exclude each other")
         return kind, local_model
@@ -217,10 +222,10 @@ class BenchConfig:
         try:
             a, b = (float(x) for x in self.judge_price.split(","))
         except ValueError:
-            raise SettingError("judge_price", f"expected IN,OUT (USD per 1M tokens), got {self.judge_price!r}") \
+            raise SettingError("judge_price", f"expected IN,OUT (USD per 1M tokens), got {shown(self.judge_price)}") \
                 from None
         if not all(math.isfinite(x) and x >= 0 for x in (a, b)):
-            raise SettingError("judge_price", f"prices must be finite and >= 0, got {self.judge_price!r}")
+            raise SettingError("judge_price", f"prices must be finite and >= 0, got {shown(self.judge_price)}")
         return a, b
 
     def results_key(self, suite: SuiteName, judge: dict[str, Any] | None = None, data: str | None = None,
@@ -262,9 +267,9 @@ def check_base_url(url: str) -> None:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as e:
-        raise SettingError("judge_base_url", f"{public_url(url)!r} is not a valid URL ({e})") from None
+        raise SettingError("judge_base_url", f"{shown(public_url(url))} is not a valid URL ({e})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SettingError("judge_base_url", f"{public_url(url)!r} is not an http(s) URL with a host "
+        raise SettingError("judge_base_url", f"{shown(public_url(url))} is not an http(s) URL with a host "
                            "(e.g. https://api.openai.com/v1)")
 
 
@@ -279,7 +284,7 @@ def _file_values(path: Path) -> dict[str, Any]:
     known = {f.name for f in fields(BenchConfig)}
     for key in data:
         if key not in known:
-            raise UserError(f"{path}: unknown key {key!r} (keys are sppo-bench's options with '_' for '-', e.g. "
+            raise UserError(f"{path}: unknown key {shown(key)} (keys are sppo-bench's options with '_' for '-', e.g. "
                             "judge_base_url, plus models and suites)")
     return data
 

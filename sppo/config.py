@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from .errors import UserError, first_line
+from .errors import UserError, shown
+from .files import load_yaml
 from .settings import (SettingError, check, choices, doc, documented_yaml, from_mapping, read_yaml_mapping,
                        section)
 
@@ -286,7 +285,7 @@ def _set_dotted(tree: dict, dotted: str, value: Any, item: str) -> None:
     for p in parts[:-1]:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
-            raise UserError(f"override {item!r}: {p!r} is not a section")
+            raise UserError(f"override {shown(item, 200)}: {shown(p, 200)} is not a section")
     node[parts[-1]] = value
 
 
@@ -313,16 +312,12 @@ def resolve_config_path(name_or_path: str | None) -> Path:
 def parse_override(item: str) -> tuple[str, Any]:
     """``key.sub=value`` -> (``key.sub``, the value read as YAML); a malformed one is one line naming it."""
     if "=" not in item:
-        raise UserError(f"override {item!r}: expected key.sub=value")
+        raise UserError(f"override {shown(item, 200)}: expected key.sub=value")
     key, value = item.split("=", 1)
     key = key.strip()
     if not all(part.strip() for part in key.split(".")):
-        raise UserError(f"override {item!r}: expected key.sub=value")
-    try:
-        return key, (yaml.safe_load(value) if value.strip() else None)
-    except yaml.YAMLError as e:
-        problem = str(getattr(e, "problem", None) or first_line(e))
-        raise UserError(f"override {item!r}: invalid YAML value ({problem})") from None
+        raise UserError(f"override {shown(item, 200)}: expected key.sub=value")
+    return key, (load_yaml(value, f"override {shown(item, 200)}") if value.strip() else None)
 
 
 def _blame(e: SettingError, overrides: list[tuple[str, str]], path: Path) -> UserError:
@@ -332,7 +327,7 @@ def _blame(e: SettingError, overrides: list[tuple[str, str]], path: Path) -> Use
                   lambda key: key in e.problem):
         for item, key in reversed(overrides):
             if about(key):
-                return e.located(f"override {item!r}")
+                return e.located(f"override {shown(item, 200)}")
     return e.located(str(path))
 
 
@@ -346,7 +341,7 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | None = N
     for item in overrides or []:
         key, value = parse_override(item)
         _set_dotted(data, key, value, item)
-        cfg = from_mapping(Config, data, f"override {item!r}")
+        cfg = from_mapping(Config, data, f"override {shown(item, 200)}")
         applied.append((item, key))
     try:
         return cfg.validate()

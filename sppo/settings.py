@@ -29,7 +29,8 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from .errors import UserError, first_line, io_failure
+from .errors import UserError, io_failure, shown
+from .files import load_yaml
 
 _TYPE_NAMES = {"str": "a string", "int": "an integer", "float": "a finite number", "bool": "true or false",
                "list": "a list", "tuple": "a list", "dict": "a mapping", "Path": "a path"}
@@ -151,7 +152,7 @@ def _choice_problem(value: Any, kind: _Kind) -> str | None:
     text = str(value).lower() if isinstance(value, bool) else value
     if text in kind.options:
         return None
-    return f"unknown value {value!r}; use {', '.join(kind.options)}"
+    return f"unknown value {shown(value)}; use {', '.join(kind.options)}"
 
 
 def check(obj: Any, prefix: str = "") -> None:
@@ -161,7 +162,7 @@ def check(obj: Any, prefix: str = "") -> None:
         value, name = getattr(obj, f.name), f"{prefix}{f.name}"
         if kind.name == "section":
             if not dataclasses.is_dataclass(value):
-                raise SettingError(name, f"must be a mapping, got {value!r}")
+                raise SettingError(name, f"must be a mapping, got {shown(value)}")
             check(value, name + ".")
             continue
         if value is None and kind.optional:
@@ -171,7 +172,7 @@ def check(obj: Any, prefix: str = "") -> None:
                                    else kind.name, "one of " + ", ".join(kind.options))
             if kind.name == "tuple" and isinstance(value, tuple):
                 what = f"a list of {what.split(' ', 1)[1]}s"
-            raise SettingError(name, f"must be {what}, got {value!r}")
+            raise SettingError(name, f"must be {what}, got {shown(value)}")
         items = value if kind.name == "tuple" else (value,)
         for v in items:
             sub = kind.item if kind.name == "tuple" else kind
@@ -180,7 +181,7 @@ def check(obj: Any, prefix: str = "") -> None:
                 raise SettingError(name, problem)
         bounds = f.metadata.get("range")
         if bounds is not None and not bounds.holds(value):
-            raise SettingError(name, f"must be {bounds.text()}, got {value!r}")
+            raise SettingError(name, f"must be {bounds.text()}, got {shown(value)}")
 
 
 # --- building -----------------------------------------------------------------------------------------------------
@@ -189,13 +190,13 @@ def from_mapping(cls: type, data: Any, source: str, prefix: str = "", unknown_hi
     """A `cls` from a mapping (a YAML file's sections): unknown keys refused, each value read as its field's type
     (`coerce`). Errors name ``source`` and the dotted key; nothing is range-checked here (`check`)."""
     if not isinstance(data, dict):
-        raise UserError(f"{source}: {prefix.rstrip('.') or 'top level'!r} must be a mapping")
+        raise UserError(f"{source}: {shown(prefix.rstrip('.') or 'top level', 200)} must be a mapping")
     known = kinds(cls)
     kwargs = {}
     for key, value in data.items():
         name = f"{prefix}{key}"
         if key not in known:
-            raise UserError(f"{source}: unknown key {name!r}{unknown_hint}")
+            raise UserError(f"{source}: unknown key {shown(name, 200)}{unknown_hint}")
         kind = known[key]
         if kind.name == "section":
             kwargs[key] = from_mapping(kind.section, value or {}, source, name + ".", unknown_hint)
@@ -224,9 +225,9 @@ def coerce(kind: _Kind, value: Any) -> Any:
                 return int(float(value))
         except (ValueError, OverflowError):
             pass
-        raise SettingError("", f"must be {'a number' if kind.name == 'float' else 'an integer'}, got {value!r}")
+        raise SettingError("", f"must be {'a number' if kind.name == 'float' else 'an integer'}, got {shown(value)}")
     if kind.name == "bool":
-        raise SettingError("", f"must be true or false, got {value!r}")
+        raise SettingError("", f"must be true or false, got {shown(value)}")
     if kind.name == "tuple" and isinstance(value, list):
         return tuple(coerce(kind.item, v) if v is not None else v for v in value)
     if kind.name == "Path" and isinstance(value, (str, os.PathLike)):
@@ -262,16 +263,14 @@ def from_flags(cls: type, values: dict[str, Any], positional: tuple[str, ...] = 
 def read_yaml_mapping(path: Path) -> dict:
     """A YAML file whose top level is a mapping (empty file: {}); anything else is one line naming the file."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise UserError(f"{path}: invalid YAML ({first_line(e)})") from None
+        data = load_yaml(path.read_text(encoding="utf-8"), str(path))  # bounded: no alias bomb, no deep nesting
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not a UTF-8 text file (byte {e.start})") from None
     except OSError as e:
         raise io_failure(e, path) from None
     data = {} if data is None else data
     if not isinstance(data, dict):
-        raise UserError(f"{path}: a config must be a YAML mapping of sections, got {type(data).__name__} {data!r:.60}")
+        raise UserError(f"{path}: a config must be a YAML mapping of sections, got {type(data).__name__} {shown(data)}")
     return data
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from sppo.errors import UserError
-from sppo.files import clean_name, safe_name
+from sppo.files import clean_name, safe_name, short_name
 
 from benchmarks.answers import AnswerSettings, ModelAnswerer
 from benchmarks.tables import TableSpec
@@ -98,7 +98,7 @@ def figure(metrics: dict[str, Any], key: str, digits: int = 2) -> str:
 def judge_label(judge: Judge) -> str:
     """The file-name label of a judge (``org/model`` -> ``org_model``); ``..`` and the like are refused."""
     label = clean_name(judge.model).strip("_")
-    return safe_name(label, f"judge model {judge.model!r}")
+    return short_name(safe_name(label, f"judge model {judge.model!r}"), judge.model)
 
 
 def prompt_version(*parts: Any) -> str:

@@ -9,7 +9,7 @@ from benchmarks.store import variant_suffix
 from benchmarks.tables import TableSpec, fmt_short, in_table
 
 from ..run import Iteration
-from .markdown import table_markdown
+from .markdown import md_text, table_markdown
 from .naming import ReleaseInfo
 from .results import Results, card_specs, card_table, in_any_table, lm_eval_version
 from .sources import evaluation_note, judge_md
@@ -60,6 +60,6 @@ def other_results(results: Results, iterations: list[Iteration]) -> list[str]:
                                 if isinstance(v, (int, float)) and not isinstance(v, bool))
             notes = " ".join(str(n) for n in r.metrics.get("notes") or [])
             judge = f"; judge {judge_md(r)}" if r.judge else ""
-            out.append(f"{it.name}, {r.suite}{variant_suffix(r.variant)}: {figures or 'no figures'}{judge}"
-                       + (f". {notes}" if notes else ""))
+            out.append(md_text(f"{it.name}, {r.suite}{variant_suffix(r.variant)}: {figures or 'no figures'}")
+                       + judge + (f". {md_text(notes)}" if notes else ""))
     return out
