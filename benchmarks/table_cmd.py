@@ -105,7 +105,7 @@ def suite_frames(store: ResultsStore, names: RunNames = RunNames()) -> dict[str,
                             lambda spec, r: f"results of {r.model} ({spec.suite})")
         if table is None:
             continue
-        rows = {row.label: {h: c.text for h, c in zip(table.headers, row.cells)} for row in table.rows}
+        rows = {row.label: {h: c.shown for h, c in zip(table.headers, row.cells)} for row in table.rows}
         frames[spec.suite] = pd.DataFrame.from_dict(rows, orient="index", columns=table.headers)
     return frames
 

@@ -258,6 +258,11 @@ class Cell:
     missing: bool = False
     annotation: str = ""
 
+    @property
+    def shown(self) -> str:
+        """What a table prints: the figure, then its annotation in parentheses when it has one."""
+        return f"{self.text} ({self.annotation})" if self.annotation else self.text
+
 
 @dataclass(frozen=True)
 class Row:

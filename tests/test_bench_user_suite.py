@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench_fake_judge import FakeJudgeServer, tiny_checkpoints
+from bench_fake_judge import FakeJudgeServer
 from benchmarks.cli import main as bench
 from benchmarks.scoring import pairwise
 from benchmarks.store import ResultsStore
@@ -21,7 +21,9 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "pairwise-suite"
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
-    return tiny_checkpoints(tmp_path_factory.mktemp("ckpt"), seeds=(0,))[0]
+    from perf.fixtures import make_tiny_checkpoint
+
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny1", seed=0)
 
 
 def _argv(server, checkpoint, results, *extra):

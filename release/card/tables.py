@@ -36,7 +36,7 @@ def build_table(spec: TableSpec, release: ReleaseInfo, iterations: list[Iteratio
     table = card_table(spec, release.family, iterations, results)
     if table is None:
         return None
-    rows = [[row.label] + [cell.text for cell in row.cells] for row in table.rows]
+    rows = [[row.label] + [cell.shown for cell in row.cells] for row in table.rows]
     header = [spec.first_header] + table.headers
     intro = spec.intro.format(version=lm_eval_version(results)) if spec.intro else ""
     shown = [r for rs in results.values() for r in rs if in_table(spec, r)]
