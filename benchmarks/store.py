@@ -107,6 +107,22 @@ class StoreLayout:
         """``<suite>[.<variant>]/<model>/`` (AlpacaEval's files, lm-eval's)."""
         return under(self.work(suite, variant), model, what="model name")
 
+    def model_outputs(self, variant: str, model: str) -> Path:
+        """AlpacaEval's ``model_outputs.json`` of a model."""
+        return self.model_dir("alpaca_eval", variant, model) / "model_outputs.json"
+
+    def annotations(self, variant: str, model: str) -> Path:
+        """AlpacaEval's ``annotations.json`` of a model."""
+        return self.model_dir("alpaca_eval", variant, model) / "annotations.json"
+
+    def lm_eval_results(self, model: str, task: str | None = None) -> Path:
+        """lm-eval's results of a model: every task merged (``results.json``), or one task's
+        (``results_<task>.json``)."""
+        return self.model_dir("lm_eval", DEFAULT_VARIANT, model) / (f"results_{task}.json" if task else "results.json")
+
+    def lm_eval_samples(self, model: str, task: str) -> Path:
+        return self.model_dir("lm_eval", DEFAULT_VARIANT, model) / f"samples_{task}.jsonl"
+
     def answers_dir(self, suite: str, variant: str) -> Path:
         return self.work(suite, variant) / "model_answer"
 
@@ -140,6 +156,11 @@ class StoreLayout:
     @property
     def plots(self) -> Path:
         return self.root / "plots"
+
+
+def plot_file(plots_dir: Path, suite: str) -> Path:
+    """One benchmark's plot (``sppo-bench table --plots``), in the store's ``plots/`` or the given directory."""
+    return plots_dir / f"{suite}.png"
 
 
 class ResultsStore:

@@ -29,7 +29,7 @@ from sppo.files import atomic_path
 from sppo.run_dir import RunLayout, current_run_dir
 from sppo.settings import doc, from_flags, help_of
 
-from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteResult, variant_suffix
+from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteResult, plot_file, variant_suffix
 from benchmarks.tables import (CONSOLE, LOGPROB_MARK, TABLES, TableSpec, build_table, card_row_label, family_name,
                                specs_for)
 
@@ -168,7 +168,7 @@ def write_plots(store: ResultsStore, plots_dir: Path) -> list[Path]:
         ax.grid(alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        path = plots_dir / f"{spec.suite}.png"
+        path = plot_file(plots_dir, spec.suite)
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=100)
         plt.close(fig)

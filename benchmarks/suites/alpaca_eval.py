@@ -77,10 +77,10 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteOutcome:
     judge = require_judge(ctx, "alpaca_eval")
     before = judge.stats.as_dict()
     data = ctx.data.alpaca_eval()
-    work = ctx.layout.model_dir("alpaca_eval", target.variant, target.name)
-    outputs, gen_info = alpaca_eval_answers(target.answerer, data.examples, work / "model_outputs.json", target.name,
+    outputs_path = ctx.layout.model_outputs(target.variant, target.name)
+    outputs, gen_info = alpaca_eval_answers(target.answerer, data.examples, outputs_path, target.name,
                                             ctx.answer_settings, target.path)
-    ann_path = work / "annotations.json"
+    ann_path = ctx.layout.annotations(target.variant, target.name)
     annotator = ae.ANNOTATOR if judge.model == ae.JUDGE_MODEL else f"weighted_alpaca_eval[{judge.model}]"
     task = judged_task(data, outputs, target.name, annotator, judge, ann_path)
     judged = judge_task(judge, task, ctx.progress)
@@ -94,7 +94,7 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteOutcome:
                 "annotator": annotator, "judge_params": ae.JUDGE_PARAMS, "data": data.source,
                 "prompt_version": prompt_version(ctx),
                 "reused": reused_counts(gen_info, judged.n_reused, len(annotations)),
-                "annotations": str(ann_path), "model_outputs": str(work / "model_outputs.json")}
+                "annotations": str(ann_path), "model_outputs": str(outputs_path)}
     return SuiteOutcome(suite_result(target, "alpaca_eval", metrics, settings, judge, before))
 
 

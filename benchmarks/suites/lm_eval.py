@@ -17,7 +17,7 @@ from sppo.files import read_json, write_jsonl, write_text
 
 from benchmarks.tables import table_spec
 from benchmarks.config import LmEvalTaskSet
-from benchmarks.store import DEFAULT_VARIANT, SuiteResult, checkpoint_fingerprint
+from benchmarks.store import DEFAULT_VARIANT, StoreLayout, SuiteResult, checkpoint_fingerprint
 from benchmarks.suites.common import ModelTarget, RunContext, Suite, SuiteOutcome, figure
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,6 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteOutcome:
     import torch
 
     plan = task_plan(ctx.lm_eval_tasks)
-    work = ctx.layout.work("lm_eval") / target.name
     extra = write_tiny_task(ctx.layout.lm_eval_tasks) if ctx.lm_eval_tasks == "tiny" else None
     _lm_eval_tasks_ready(extra)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -248,12 +247,13 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteOutcome:
     for task, shots in plan.items():
         job = LmEvalJob(target.path, dtype, task, shots, ctx.lm_eval_batch_size, limit, str(extra) if extra else None,
                         ctx.trust_remote_code)
-        res = _task_results(job, work, target.name, device)
+        res = _task_results(job, ctx.layout, target.name, device)
         for key in ("results", "groups", "configs", "versions", "n-shot"):
             merged[key].update(res.get(key) or {})
         merged["config"] = res.get("config") or {}
     merged["config"]["num_fewshot"] = plan
-    results_path = write_text(work / "results.json", json.dumps(merged, indent=2, default=_json_default) + "\n")
+    results_path = write_text(ctx.layout.lm_eval_results(target.name),
+                              json.dumps(merged, indent=2, default=_json_default) + "\n")
     settings = {"task_set": ctx.lm_eval_tasks, "num_fewshot": plan, "limit": limit, "device": device, "dtype": dtype,
                 "batch_size": ctx.lm_eval_batch_size, "trust_remote_code": ctx.trust_remote_code,
                 "results_json": str(results_path)}
@@ -263,12 +263,12 @@ def run(ctx: RunContext, target: ModelTarget) -> SuiteOutcome:
                                     checkpoint=target.checkpoint()))
 
 
-def _task_results(job: LmEvalJob, work: Path, model: str, device: str) -> dict[str, Any]:
+def _task_results(job: LmEvalJob, layout: StoreLayout, model: str, device: str) -> dict[str, Any]:
     """The harness's results of one task (``results_<task>.json``), kept from an earlier run under the same key,
     else computed by every rank (the samples written beside them)."""
     from benchmarks import parallel
 
-    tpath = work / f"results_{job.task}.json"
+    tpath = layout.lm_eval_results(model, job.task)
     run_key = {"model": job.path, "fingerprint": checkpoint_fingerprint(job.path), "num_fewshot": job.num_fewshot,
                "limit": job.limit, "dtype": job.dtype, "device": device, "batch_size": job.batch_size,
                **({"trust_remote_code": True} if job.trust_remote_code else {})}
@@ -283,7 +283,7 @@ def _task_results(job: LmEvalJob, work: Path, model: str, device: str) -> dict[s
     samples = res.pop("samples", {}) or {}
     for name, rows in samples.items():
         text = "".join(json.dumps(r, default=_json_default, ensure_ascii=False) + "\n" for r in rows)
-        write_text(work / f"samples_{name}.jsonl", text)
+        write_text(layout.lm_eval_samples(model, name), text)
     res["sppo_run_key"] = run_key
     res.setdefault("config", {})["model_args"] = {"pretrained": job.path, "dtype": job.dtype,
                                                   "trust_remote_code": job.trust_remote_code}
