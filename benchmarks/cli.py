@@ -1,6 +1,7 @@
 """`sppo-bench`: run benchmark suites on checkpoints, score judgment files, print tables (argparse subcommands).
 
     sppo-bench [run] --all Iter0 Iter1 Iter2 Iter3    run every suite on each model (`run` may be left out)
+    sppo-bench --suite FILE.yaml Iter1 Iter2          a pairwise judged benchmark of your own, defined by FILE
     sppo-bench score SUITE PATH                       score existing official judgment files
     sppo-bench table                                  print the model card's tables from the results store
 """

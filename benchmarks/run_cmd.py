@@ -6,6 +6,7 @@
     sppo-bench --all --best-of 16 Iter1                       adds the "best-of-16" rows (ranker: PairRM)
     torchrun --nproc_per_node 8 -m benchmarks.cli --all Iter1  every GPU shares the answers, local judge and lm-eval
     sppo-bench --config bench.yaml --limit 5 Iter3             settings from a YAML file, flags over it
+    sppo-bench --suite examples/pairwise-suite/suite.yaml Iter3   a benchmark of your own (benchmarks.suites.pairwise)
 
 Models: ``IterN`` (or any name under ``<run_dir>/checkpoints/``) -> that checkpoint of the current run (``Iter0``: the
 model the run started from, ``model.name`` of its config.yaml, as the paper's tables compare against it); else a local
