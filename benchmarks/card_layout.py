@@ -88,6 +88,8 @@ class TableSpec:
     plot_metric: str = ""  # the headline figure plotted across the models
     plot_fallback: str | None = None  # plotted when no model has `plot_metric`
     axis_top: float | None = None  # the figure's full scale (the plot's y axis ends there)
+    items: int | None = None  # how many items the whole benchmark has (None: per task, lm-eval)
+    item_name: str = "items"
 
 
 P2 = fmt_fixed(2)
@@ -101,7 +103,7 @@ TABLES: tuple[TableSpec, ...] = (
                  Column("Avg. Length", ("avg_length",), fmt_int, "avg_length", "Avg. Length (characters)")),
         datasets=(Dataset("tatsu-lab/alpaca_eval", "AlpacaEval 2.0", "alpaca_eval_gpt4_baseline"),),
         heading="AlpacaEval 2", plot_metric="length_controlled_winrate", axis_top=100,
-        plot_fallback="win_rate"),  # LC needs df_gamed.csv; without it the plot shows the win rate
+        plot_fallback="win_rate", items=805, item_name="instructions"),  # LC needs df_gamed.csv; without it the plot shows the win rate
     TableSpec(
         suite="arena_hard", title="Arena-Hard Evaluation Results", url="https://github.com/lm-sys/arena-hard",
         first_header="Model", label="repo",
@@ -109,7 +111,7 @@ TABLES: tuple[TableSpec, ...] = (
                  Column("95% CI", ("lower", "upper"), fmt_ci, "ci_95", "95% CI", numeric=False),
                  Column("average \\# Tokens", ("avg_tokens",), fmt_int, "avg_tokens", "Average # Tokens")),
         datasets=(Dataset("lmarena-ai/arena-hard-auto-v0.1", "Arena-Hard v0.1"),),
-        heading="Arena-Hard v0.1", plot_metric="score", axis_top=100),
+        heading="Arena-Hard v0.1", plot_metric="score", axis_top=100, items=500, item_name="questions"),
     TableSpec(
         suite="lm_eval", title="Open LLM Leaderboard Evaluation Results",
         url="https://github.com/EleutherAI/lm-evaluation-harness", first_header="",
@@ -138,13 +140,46 @@ TABLES: tuple[TableSpec, ...] = (
                  Column("2nd Turn", ("turn_2",), P2, "score_turn_2", "MT-Bench 2nd turn"),
                  Column("Average", ("average",), P2, "score", "MT-Bench average")),
         datasets=(Dataset("lmsys/mt_bench", "MT-Bench"),),
-        heading="MT-Bench", plot_metric="average", axis_top=10),
+        heading="MT-Bench", plot_metric="average", axis_top=10, items=80, item_name="questions"),
 )
 
 
 def table_spec(suite: SuiteName) -> TableSpec:
     """The card's table of one suite."""
     return next(t for t in TABLES if t.suite == suite)
+
+
+# ------------------------------------------------------------------------------------------- subsets (--limit)
+
+def subset_count(spec: TableSpec, settings: dict[str, Any]) -> tuple[int, int | None] | None:
+    """(n, of) when a result's figures come from fewer items than the benchmark has (``sppo-bench --limit``): n the
+    items measured (``n_instructions`` / ``n_questions``, else the recorded ``limit``), of the benchmark's count
+    (AlpacaEval 805, Arena-Hard 500, MT-Bench 80; None for lm-eval, whose limit applies per task); None for the
+    whole benchmark."""
+    limit = settings.get("limit")
+    n = settings.get("n_instructions", settings.get("n_questions"))
+    if spec.items is None:
+        return (int(limit), None) if limit else None
+    if not isinstance(n, int):
+        n = min(int(limit), spec.items) if limit else None
+    return (n, spec.items) if n is not None and n < spec.items else None
+
+
+def subset_note(spec: TableSpec, settings: dict[str, Any]) -> str:
+    """`` (n = 3 of 805)`` after a row name or metric whose figures come from a subset of the benchmark
+    (`` (n = 3 per task)`` for lm-eval); nothing for the whole benchmark."""
+    count = subset_count(spec, settings)
+    if count is None:
+        return ""
+    n, of = count
+    return f" (n = {n} of {of})" if of is not None else f" (n = {n} per task)"
+
+
+def subset_sentence(spec: TableSpec) -> str:
+    """What a table says under rows marked by `subset_note`."""
+    whole = f"the benchmark's {spec.items} {spec.item_name}" if spec.items else "each task"
+    return (f"Rows marked (n = ...) were measured on the first n of {whole} (`sppo-bench --limit`): they are not "
+            "the benchmark's figures.")
 
 
 # ------------------------------------------------------------------------------------------------ row names

@@ -28,7 +28,8 @@ from sppo.errors import UserError
 from sppo.files import atomic_path, current_run_dir
 
 from benchmarks.card_layout import TABLES as CARD_TABLES
-from benchmarks.card_layout import Column, TableSpec, card_row_label, family_name, fmt_short
+from benchmarks.card_layout import (Column, TableSpec, card_row_label, family_name, fmt_short, subset_note,
+                                   subset_sentence)
 from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteResult
 
 # beside the card's mmlu (v0.4.1's group figure, subjects weighted by size): the Open LLM Leaderboard v1's unweighted
@@ -56,6 +57,7 @@ def model_sort_key(name: str):
 
 
 LOGPROB_MARK = " *"  # rows with verdicts read from a local judge's token probabilities
+SUBSET_MARK = " (n = "  # rows whose figures come from a subset of the benchmark (`subset_note`)
 LOGPROB_FOOTNOTE = "\\* some verdicts read from the local judge's token probabilities (its text had no valid one)"
 
 
@@ -84,14 +86,15 @@ def run_names(run_dir: Path | None, family: str | None = None) -> RunNames:
 
 def row_label(spec: TableSpec, r: SuiteResult, names: RunNames) -> str:
     """The card's row name for a run's iteration (``Mistral7B-PairRM-SPPO Iter 2 (best-of-16)``), the base model's
-    name for Iter0, else the results-store name; `` *`` marks verdicts read from token probabilities."""
+    name for Iter0, else the results-store name; `` (n = 3 of 805)`` when the figures come from a subset of the
+    benchmark, `` *`` marks verdicts read from token probabilities."""
     m = re.fullmatch(r"Iter(\d+)", r.model)
     if m and int(m.group(1)) > 0 and names.family:
         label = card_row_label(spec, names.family, int(m.group(1)), r.variant)
     else:
         model = names.base_model.split("/")[-1] if r.model == "Iter0" and names.base_model else r.model
         label = model if r.variant == DEFAULT_VARIANT else f"{model} ({r.variant})"
-    return label + (LOGPROB_MARK if r.metrics.get("n_logprob_verdicts") else "")
+    return label + subset_note(spec, r.settings) + (LOGPROB_MARK if r.metrics.get("n_logprob_verdicts") else "")
 
 
 def table_columns(spec: TableSpec, rs: list[SuiteResult]) -> list[Column]:
@@ -137,6 +140,8 @@ def render(frames: dict[str, Any], fmt: str = "markdown") -> str:
         out.append(df.to_markdown(disable_numparse=True) if fmt == "markdown" else df.to_csv())
         if fmt == "markdown" and any(str(i).endswith(LOGPROB_MARK) for i in df.index):
             out.append("\n" + LOGPROB_FOOTNOTE)
+        if fmt == "markdown" and any(SUBSET_MARK in str(i) for i in df.index):
+            out.append("\n" + subset_sentence(spec))
         out.append("")
     return "\n".join(out)
 

@@ -36,7 +36,7 @@ from sppo.files import current_run_dir, write_text
 from .card import ReleaseInfo, card_path, default_family, default_license, render_card, results_from_store
 from .compat import CompatReport, compat_problems
 from .data import DataUpload, plan_data
-from .push import (Upload, checkpoint_problems, parse_release_name, plan_uploads, publish,
+from .push import (SUBSET_FLAG, Upload, checkpoint_problems, parse_release_name, plan_uploads, publish,
                    result_problems)
 from .run import Iteration, cards_dir, load_run
 
@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", help="tag the pushed commit (e.g. v1.0)")
     p.add_argument("--collection", metavar="SLUG", help="add the pushed repos to this collection")
     p.add_argument("--force", action="store_true", help="overwrite a remote card showing other numbers")
+    p.add_argument(SUBSET_FLAG, action="store_true",
+                   help="publish figures measured on a subset of a benchmark (sppo-bench --limit); the cards and the "
+                        "model-index say 'n = 3 of 805' beside them either way (default: --push refuses them)")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return p
 
@@ -189,7 +192,7 @@ def _main(argv: list[str]) -> int:
     uploads = plan_uploads(release, targets, cards)
     compat = compat_reports(targets)
     problems = (checkpoint_problems(targets) + [f"{c.name}: {p}" for c in compat for p in c.problems]
-                + result_problems(iterations, targets, results, require))
+                + result_problems(iterations, targets, results, require, args.allow_subset_results))
     if not args.push:
         return dry_run(uploads, card_paths, data, compat, problems,
                        ignored=[f"--{k}" for k in ("tag", "collection", "force") if getattr(args, k)])

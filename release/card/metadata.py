@@ -7,7 +7,7 @@ from typing import Any
 
 from huggingface_hub import EvalResult, ModelCardData
 
-from benchmarks.card_layout import TABLES, Column, TableSpec, fmt_int
+from benchmarks.card_layout import TABLES, Column, TableSpec, fmt_int, subset_note
 from benchmarks.store import DEFAULT_VARIANT, SuiteResult
 
 from ..run import Iteration
@@ -25,7 +25,8 @@ def metric_value(col: Column, cell: str) -> Any:
 
 
 def result_entries(spec: TableSpec, r: SuiteResult) -> list[EvalResult]:
-    """The `EvalResult`s of one table row: one per column with a figure."""
+    """The `EvalResult`s of one table row: one per column with a figure; a figure from a subset of the benchmark
+    says so in its name (``Win Rate (n = 3 of 805)``)."""
     out = []
     for i, col in enumerate(spec.columns):
         if col.missing(r.metrics):
@@ -34,7 +35,8 @@ def result_entries(spec: TableSpec, r: SuiteResult) -> list[EvalResult]:
         out.append(EvalResult(
             task_type="text-generation", task_name="Text Generation",
             dataset_type=ds.type, dataset_name=ds.name, dataset_config=ds.config,
-            metric_type=col.metric_type, metric_name=col.metric_name + variant_suffix(r.variant),
+            metric_type=col.metric_type,
+            metric_name=col.metric_name + variant_suffix(r.variant) + subset_note(spec, r.settings),
             metric_value=metric_value(col, col.cell(r.metrics, result_source(spec, r))),
             metric_config=None if r.variant == DEFAULT_VARIANT else r.variant,
             source_name=spec.title.replace(" Evaluation Results", ""), source_url=spec.url))

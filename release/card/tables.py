@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from benchmarks.card_layout import TABLES, TableSpec, card_row_label, fmt_short
+from benchmarks.card_layout import TABLES, TableSpec, card_row_label, fmt_short, subset_note, subset_sentence
 
 from ..run import Iteration
 from .markdown import table_markdown
@@ -31,7 +31,7 @@ class CardTable:
 def build_table(spec: TableSpec, release: ReleaseInfo, iterations: list[Iteration],
                 results: Results) -> CardTable | None:
     """One table, or None when no iteration has results for the suite."""
-    rows = [[card_row_label(spec, release.family, it.number, variant)]
+    rows = [[card_row_label(spec, release.family, it.number, variant) + subset_note(spec, r.settings)]
             + [c.cell(r.metrics, result_source(spec, r)) for c in spec.columns]
             for variant, it, r in table_results(spec, iterations, results)]
     if not rows:
@@ -39,8 +39,11 @@ def build_table(spec: TableSpec, release: ReleaseInfo, iterations: list[Iteratio
     header = [spec.first_header] + [c.header for c in spec.columns]
     intro = spec.intro.format(version=lm_eval_version(results)) if spec.intro else ""
     shown = [r for rs in results.values() for r in rs if in_table(spec, r)]
+    evaluation = evaluation_note(shown)
+    if any(subset_note(spec, r.settings) for _, _, r in table_results(spec, iterations, results)):
+        evaluation = f"{evaluation} {subset_sentence(spec)}".strip()
     return CardTable(suite=spec.suite, title=spec.title, url=spec.url, intro=intro, header=header, rows=rows,
-                     markdown=table_markdown(header, rows), evaluation=evaluation_note(shown))
+                     markdown=table_markdown(header, rows), evaluation=evaluation)
 
 
 def build_tables(release: ReleaseInfo, iterations: list[Iteration], results: Results) -> list[CardTable]:
