@@ -330,7 +330,25 @@ def _main(cfg: BenchConfig) -> int:
     print_summary(run.written, run.skipped, judges.used() if judges else [], results_dir)
     for failure in run.failed:
         print(f"error: {failure}", file=sys.stderr)
+    print_report(results_dir, Path(cfg.run_dir) if cfg.run_dir else None, cfg.data_dir)
     return 1 if run.failed else 0
+
+
+def print_report(results_dir: Path, run_dir: Path | None, data_dir: Path | None) -> None:
+    """Write the store's HTML report (`sppo-bench report`) and print its warnings (a judge that gave one verdict to
+    everything, figures from a subset) and path. The results stand whatever happens to the report: a failure to
+    write it is one warning line."""
+    from benchmarks.report.cmd import summary, write_report
+
+    if not ResultsStore(results_dir).models():
+        return
+    try:
+        path, report = write_report(results_dir, run_dir=run_dir, data_dir=data_dir)
+    except Exception as e:  # noqa: BLE001 - the benchmark results are written; the page is a view of them
+        print(f"warning: the report was not written ({first_line(e)}); `sppo-bench report` writes it")
+        return
+    for line in summary(path, report):
+        print(line)
 
 
 def _targets(cfg: BenchConfig, resolver: "_Resolver") -> list[tuple[str, str, str]]:
