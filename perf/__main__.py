@@ -3,6 +3,7 @@
     python -m perf [--quick] [--repeats N] [--stages generation,ranking,training,scoring,ranks] [--out DIR]
                    [--threads N] [--keep-work]
     python -m perf --stages e2e      the embedded end to end (sppo-train + sppo-bench), per-stage table
+    python -m perf --stages report   the HTML report of a full-size results store, written and opened in Chromium
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from perf.report import render
 from perf.worker import STAGES
 from sppo.files import package_versions
 
-OPT_IN = ("e2e",)  # run only when named in --stages (the whole toolkit, ~8 minutes on a quiet 2-core machine)
+# run only when named in --stages: e2e (the whole toolkit, ~8 minutes on a quiet 2-core machine), report (the HTML
+# report of a full-size store, in headless Chromium)
+OPT_IN = ("e2e", "report")
 DEFAULT_STAGES = [s for s in STAGES if s not in OPT_IN]
 
 ROOT = Path(__file__).resolve().parents[1]

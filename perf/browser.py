@@ -108,7 +108,7 @@ class Chromium:
         target = self.send("Target.createTarget", {"url": "about:blank"})["targetId"]
         session = self.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
         page = Page(self, session)
-        for domain in ("Page", "Runtime", "Network", "Log"):
+        for domain in ("Page", "Runtime", "Network", "Log", "Performance"):
             page.call(f"{domain}.enable")
         page.call("Emulation.setDeviceMetricsOverride", {"width": width, "height": height, "deviceScaleFactor": 1,
                                                           "mobile": False})
@@ -184,6 +184,11 @@ class Page:
     def requests(self) -> list[str]:
         """Every URL the page asked for (the document itself included)."""
         return [e["request"]["url"] for e in self.mine("Network.requestWillBeSent")]
+
+    def metrics(self) -> dict[str, float]:
+        """Chromium's page metrics (``TaskDuration``, ``ScriptDuration``: seconds of main-thread work so far,
+        ``JSHeapUsedSize``, ...)."""
+        return {m["name"]: m["value"] for m in self.call("Performance.getMetrics").get("metrics", [])}
 
     def dialogs(self) -> list[str]:
         return [e.get("message", "") for e in self.mine("Page.javascriptDialogOpening")]

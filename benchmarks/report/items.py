@@ -137,8 +137,18 @@ def arena_question(game_prompt: str) -> str:
     return question if sep and found else NO_QUESTION_FILE
 
 
+def dig(obj: Any, *path: Any, default: Any = "") -> Any:
+    """``obj[p0][p1]...``, or `default` where a record lacks the field (a hand-edited or older file)."""
+    for key in path:
+        try:
+            obj = obj[key]
+        except (KeyError, IndexError, TypeError):
+            return default
+    return obj
+
+
 def arena_cell(row: dict, answer: dict | None) -> Cell:
-    games = row.get("games") or []
+    games = [g for g in row.get("games") or [] if isinstance(g, dict)]
     labels = [g.get("score") for g in games]
     notes = []
     for g, game in enumerate(games):
@@ -146,9 +156,8 @@ def arena_cell(row: dict, answer: dict | None) -> Cell:
         source = " (read from token probabilities)" if game.get("verdict_source") else ""
         notes.append((f"game {g + 1} ({sides}): {game.get('score') or 'no verdict'}{source}",
                       str(game.get("judgment", "")).strip()))
-    text = answer["choices"][0]["turns"][0]["content"] if answer else ""
-    return Cell([str(text)], [v.arena_outcome(labels)], v.arena_badge(labels), notes,
-                [str(x) for x in labels if isinstance(x, str)])
+    return Cell([str(dig(answer, "choices", 0, "turns", 0, "content"))], [v.arena_outcome(labels)],
+                v.arena_badge(labels), notes, [str(x) for x in labels if isinstance(x, str)])
 
 
 def _questions(r: SuiteResult, data_dir: Path | None, sub: str, name: str, key: str = "question_id") -> dict:
@@ -156,28 +165,32 @@ def _questions(r: SuiteResult, data_dir: Path | None, sub: str, name: str, key: 
     return {str(q.get(key)): q for q in read_jsonl(path)} if path else {}
 
 
+def _answers(root: Path, r: SuiteResult) -> dict[str, dict]:
+    """The model's answer records (``model_answer/<model>.jsonl``) by question id."""
+    adir = artifact(root, r, "answers", "model_answer")
+    path = adir / f"{r.model}.jsonl" if adir else None
+    return {str(a.get("question_id")): a for a in read_jsonl(path)} if path and path.is_file() else {}
+
+
+def _arena_item(qid: str, q: dict | None, baseline: dict | None, row: dict) -> Item:
+    question = dig(q, "turns", 0, "content") if q else arena_question(str(dig(row, "games", 0, "user_prompt")))
+    return Item(qid, str(q.get("cluster") or q.get("category")) if q else "unknown", [str(question)],
+                [str(dig(baseline, "choices", 0, "turns", 0, "content"))] if baseline else None)
+
+
 def arena_items(root: Path, results: list[SuiteResult], browser: Browser, data_dir: Path | None) -> None:
     items: dict[str, Item] = {}
     for r in results:
         questions = _questions(r, data_dir, ARENA_DIR, ARENA_QUESTIONS)
         baseline = _questions(r, data_dir, ARENA_DIR, ARENA_BASELINE)
-        jpath = artifact(root, r, "judgments", "model_judgment", Path(str(r.settings.get("judgments", ""))).parent.name,
-                         f"{r.model}.jsonl")
-        adir = artifact(root, r, "answers", "model_answer")
-        answers = {str(a.get("question_id")): a for a in read_jsonl(adir / f"{r.model}.jsonl")} \
-            if adir and (adir / f"{r.model}.jsonl").is_file() else {}
+        judge_dir = Path(str(r.settings.get("judgments", ""))).parent.name
+        jpath = artifact(root, r, "judgments", "model_judgment", judge_dir, f"{r.model}.jsonl")
+        answers = _answers(root, r)
         rows = read_jsonl(jpath) if jpath else []
         wanted = _first_ids(list(questions) or [str(x.get("question_id")) for x in rows], n_items(r))
-        for row in rows:
+        for row in (x for x in rows if str(x.get("question_id")) in wanted):
             qid = str(row.get("question_id"))
-            if qid not in wanted:
-                continue
-            q, b = questions.get(qid), baseline.get(qid)
-            item = items.setdefault(qid, Item(
-                qid, str(q.get("cluster") or q.get("category")) if q else "unknown",
-                [q["turns"][0]["content"] if q else arena_question(str((row.get("games") or [{}])[0]
-                                                                       .get("user_prompt", "")))],
-                [b["choices"][0]["turns"][0]["content"]] if b else None))
+            item = items.setdefault(qid, _arena_item(qid, questions.get(qid), baseline.get(qid), row))
             item.cells[column_name(r)] = arena_cell(row, answers.get(qid))
     browser.items = _in_order(items, questions_order(results, data_dir, ARENA_DIR, ARENA_QUESTIONS))
 
@@ -202,13 +215,19 @@ def _in_order(items: dict[str, Item], order: list[str]) -> list[Item]:
 # ------------------------------------------------------------------------------------------------- MT-Bench
 
 def mt_cell(rows: dict[int, dict], answer: dict | None) -> Cell:
-    turns = answer["choices"][0]["turns"] if answer else []
+    turns = dig(answer, "choices", 0, "turns", default=[]) or []
     ratings = [v.mt_rating(rows[t].get("score")) if t in rows else "no rating" for t in (1, 2)]
     notes = [(f"turn {t}: rating {ratings[t - 1]}"
               + (" (read from token probabilities)" if rows.get(t, {}).get("verdict_source") else ""),
               str(rows[t].get("judgment", "")).strip()) for t in (1, 2) if t in rows]
     return Cell([str(x) for x in turns], sorted(set(ratings)), f"turn 1: {ratings[0]} · turn 2: {ratings[1]}",
                 notes, [x for x in ratings if x != "no rating"])
+
+
+def _mt_item(qid: str, q: dict | None, ref: dict | None) -> Item:
+    return Item(qid, str(q.get("category")) if q else "unknown",
+                [str(t) for t in dig(q, "turns", default=[])] if q else [NO_QUESTION_FILE],
+                [str(t) for t in dig(ref, "choices", 0, "turns", default=[])] if ref else None)
 
 
 def mt_items(root: Path, results: list[SuiteResult], browser: Browser, data_dir: Path | None) -> None:
@@ -218,18 +237,13 @@ def mt_items(root: Path, results: list[SuiteResult], browser: Browser, data_dir:
         refs = _questions(r, data_dir, MT_DIR, MT_REFERENCES)
         judge_file = Path(str(r.settings.get("judgments", ""))).name
         jpath = artifact(root, r, "judgments", "model_judgment", judge_file)
-        adir = artifact(root, r, "answers", "model_answer")
-        answers = {str(a.get("question_id")): a for a in read_jsonl(adir / f"{r.model}.jsonl")} \
-            if adir and (adir / f"{r.model}.jsonl").is_file() else {}
+        answers = _answers(root, r)
         by_q: dict[str, dict[int, dict]] = {}
         for row in (read_jsonl(jpath) if jpath else []):
             if row.get("model") == r.model:
                 by_q.setdefault(str(row.get("question_id")), {})[row.get("turn")] = row
         wanted = _first_ids(list(questions) or list(by_q), n_items(r))
         for qid in (q for q in by_q if q in wanted):
-            q, ref = questions.get(qid), refs.get(qid)
-            item = items.setdefault(qid, Item(qid, str(q.get("category")) if q else "unknown",
-                                              [str(t) for t in q["turns"]] if q else [NO_QUESTION_FILE],
-                                              [str(t) for t in ref["choices"][0]["turns"]] if ref else None))
+            item = items.setdefault(qid, _mt_item(qid, questions.get(qid), refs.get(qid)))
             item.cells[column_name(r)] = mt_cell(by_q[qid], answers.get(qid))
     browser.items = _in_order(items, questions_order(results, data_dir, MT_DIR, MT_QUESTIONS))

@@ -51,7 +51,7 @@ def data_block(report: Report) -> str:
     """The browsers' data: JSON, gzip (no timestamp: the same data, the same bytes), base64."""
     blob = json.dumps({"browsers": [browser_data(b) for b in report.browsers]}, ensure_ascii=False,
                       separators=(",", ":")).encode("utf-8")
-    return base64.b64encode(gzip.compress(blob, compresslevel=9, mtime=0)).decode("ascii")
+    return base64.b64encode(gzip.compress(blob, compresslevel=6, mtime=0)).decode("ascii")  # 9: 0.3% smaller, 30% slower
 
 
 def header_text(markdown: str) -> str:
