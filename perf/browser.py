@@ -114,6 +114,11 @@ class Chromium:
                                                           "mobile": False})
         return page
 
+    def cpu_seconds(self) -> float:
+        """CPU time used so far by all of this browser's processes (browser, renderers, GPU, utilities): a figure a
+        busy machine does not inflate, unlike wall time."""
+        return sum(p.get("cpuTime", 0.0) for p in self.send("SystemInfo.getProcessInfo").get("processInfo", []))
+
     def close(self) -> None:
         try:
             self.ws.close()
