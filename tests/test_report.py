@@ -162,6 +162,25 @@ def test_page_is_self_contained_and_untrusted_text_never_becomes_markup(rendered
     assert alpaca["items"][0]["cells"][1]["answer"] == [EVIL]
 
 
+def test_secrets_are_scrubbed_before_encoding_and_the_encoded_data_never_corrupted(store, rendered, tmp_path):
+    from benchmarks.report.cmd import write_report
+    from sppo.scrub import register_secret
+
+    page = rendered[1]
+    report = collect(store[0])
+    blob = re.search(r'id="report-data"[^>]*>([^<]*)<', page).group(1)
+    # a registered secret (a short URL password, say) that the base64 happens to contain: scrubbing the written page
+    # would corrupt the data; it is scrubbed from the data before encoding instead
+    register_secret(blob[len(blob) // 2:len(blob) // 2 + 10])
+    secret = "pw-" + blob[100:112]
+    register_secret(secret)
+    report.browsers[0].items[0].cells["Iter1"].answer = [f"the judge's password is {secret}"]
+    path, _ = write_report(store[0], out=tmp_path / "r.html")  # read again: the cell above is not in the store
+    assert data_of(path.read_text())["browsers"][0]["items"][0]["cells"][1]["answer"] == [EVIL]
+    assert data_of(render(report))["browsers"][0]["items"][0]["cells"][0]["answer"] == [
+        "the judge's password is [REDACTED]"]
+
+
 def test_tables_hold_the_figures_of_sppo_bench_table(store, rendered):
     report, page = rendered
     frames = suite_frames(ResultsStore(store[0]))

@@ -21,7 +21,7 @@ import argparse
 from pathlib import Path
 
 from sppo.errors import UserError
-from sppo.files import current_run_dir, write_text
+from sppo.files import atomic_path, current_run_dir
 
 from benchmarks.store import ResultsStore
 from benchmarks.table_cmd import run_names
@@ -50,7 +50,9 @@ def write_report(results_dir: Path, out: Path | None = None, run_dir: Path | Non
     path = out if out is not None else Path(results_dir) / REPORT_FILE
     if path.is_dir():
         raise UserError(f"--out: {path} is a directory, expected an .html file")
-    return write_text(path, render(report)), report
+    with atomic_path(path) as tmp:  # not sppo.files.write_text: render() scrubbed the page, its base64 must stay
+        tmp.write_text(render(report), encoding="utf-8")
+    return path, report
 
 
 def summary(path: Path, report: Report) -> list[str]:
