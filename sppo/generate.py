@@ -18,7 +18,8 @@ in front of the template's (generate.py:81, 98). A `PromptText` is a prompt alre
 the tokenizer's default special tokens.
 
 Sampling: temperature, top-p and `top_k` (0, the default: no top-k cut, as vLLM; set explicitly on the HF backend,
-whose own default is 50).
+whose own default is 50). On the HF backend `sppo.sampling.SamplingWarper` applies them: transformers' rule and
+order, the nucleus found among the highest scores instead of by sorting the vocabulary at every step.
 """
 
 from __future__ import annotations
@@ -212,6 +213,9 @@ class HFGenerator:
 
     def sample(self, conversations, params: SamplingParams, progress: bool = True) -> list[list[Sample]]:
         import torch
+        from transformers import LogitsProcessorList
+
+        from .sampling import SamplingWarper
 
         if params.n < 1:
             raise UserError("n: number of samples must be at least 1")
@@ -232,9 +236,11 @@ class HFGenerator:
             sample = params.temperature > 0
             kwargs = dict(do_sample=sample, max_new_tokens=params.max_new_tokens, num_return_sequences=params.n,
                           pad_token_id=pad_id, eos_token_id=eos)
-            if sample:  # top_k always explicit: transformers' own default is 50 and a model's
-                # generation_config.json may set one; arguments override both (top_k=0: no cut, as vLLM)
-                kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
+            if sample:  # temperature, top-k and top-p by sppo.sampling (transformers' rule without its full sort);
+                # transformers' own warpers off: top_k always explicit, as its default is 50 and a model's
+                # generation_config.json may set one (top_k=0: no cut, as vLLM)
+                kwargs.update(temperature=1.0, top_p=1.0, top_k=0, logits_processor=LogitsProcessorList(
+                    [SamplingWarper(params.temperature, params.top_k, params.top_p)]))
             else:
                 kwargs.update(temperature=None, top_p=None, top_k=None)
             with torch.no_grad():
