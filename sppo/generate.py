@@ -213,9 +213,6 @@ class HFGenerator:
 
     def sample(self, conversations, params: SamplingParams, progress: bool = True) -> list[list[Sample]]:
         import torch
-        from transformers import LogitsProcessorList
-
-        from .sampling import SamplingWarper
 
         if params.n < 1:
             raise UserError("n: number of samples must be at least 1")
@@ -225,38 +222,52 @@ class HFGenerator:
         size = self.batch_size or memory_batch_size(self.model, len(encoded) * params.n,
                                                     max(map(len, encoded), default=0) + params.max_new_tokens)
         batches = length_sorted_batches(encoded, max(1, size // params.n))
-        pad_id = self.tokenizer.pad_token_id
         eos = self.tokenizer.eos_token_id
         device = next(self.model.parameters()).device
-        torch.manual_seed(params.seed)
+        torch.manual_seed(params.seed)  # the random stream of transformers' generate (sppo.decode draws the same)
+        generator = torch.Generator(device=device).manual_seed(params.seed)
         self.model.eval()
         for batch in tqdm(batches, desc="generate", unit="batch", disable=not progress):
-            ids, mask = left_padded([encoded[i] for i in batch], pad_id)
-            width = ids.shape[1]
-            sample = params.temperature > 0
-            kwargs = dict(do_sample=sample, max_new_tokens=params.max_new_tokens, num_return_sequences=params.n,
-                          pad_token_id=pad_id, eos_token_id=eos)
-            if sample:  # temperature, top-k and top-p by sppo.sampling (transformers' rule without its full sort);
-                # transformers' own warpers off: top_k always explicit, as its default is 50 and a model's
-                # generation_config.json may set one (top_k=0: no cut, as vLLM)
-                kwargs.update(temperature=1.0, top_p=1.0, top_k=0, logits_processor=LogitsProcessorList(
-                    [SamplingWarper(params.temperature, params.top_k, params.top_p)]))
-            else:
-                kwargs.update(temperature=None, top_p=None, top_k=None)
+            ids, mask = left_padded([encoded[i] for i in batch], self.tokenizer.pad_token_id)
             with torch.no_grad():
-                gen = self._generate(ids.to(device), mask.to(device), params.n, kwargs)
-            new = gen[:, width:].tolist()
+                new = self._new_tokens(ids.to(device), mask.to(device), params, generator).tolist()
             for row, i in enumerate(batch):
                 span = range(row * params.n, (row + 1) * params.n)
                 out[i] = [Sample(decode_in_context(self.tokenizer, encoded[i], new[k]), finish_reason(new[k], eos))
                           for k in span]
         return out
 
+    def _new_tokens(self, ids, mask, params: SamplingParams, generator):
+        """The new tokens of n samples per prompt ([prompts x n, steps]). A real model reads each prompt once: the
+        prompt but its last token goes through the model once per prompt, its key/value cache is repeated n times,
+        and generation continues from there (what `num_return_sequences` would otherwise do n times over, as vLLM's
+        prefix caching avoids); `sppo.decode` then drops the rows that have ended. Models it does not cover go
+        through transformers' `generate`."""
+        from . import decode
+        from .sampling import SamplingWarper
+
+        pad_id, eos = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
+        sample = params.temperature > 0
+        # temperature, top-k and top-p by sppo.sampling (transformers' rule without its full sort of the vocabulary)
+        warper = SamplingWarper(params.temperature, params.top_k, params.top_p) if sample else None
+        if decode.supported(self.model):
+            return decode.decode(self.model, ids, mask, params.n, decode.DecodeSettings(
+                params.max_new_tokens, (eos,), pad_id, warper,
+                min_new_tokens=getattr(self.model.generation_config, "min_new_tokens", None) or 0,
+                groups=[decode.Group(0, len(ids) * params.n, generator)]))
+        kwargs = dict(do_sample=sample, max_new_tokens=params.max_new_tokens, num_return_sequences=params.n,
+                      pad_token_id=pad_id, eos_token_id=eos)
+        if sample:  # transformers' own warpers off: top_k always explicit, as its default is 50 and a model's
+            # generation_config.json may set one (top_k=0: no cut, as vLLM)
+            from transformers import LogitsProcessorList
+
+            kwargs.update(temperature=1.0, top_p=1.0, top_k=0, logits_processor=LogitsProcessorList([warper]))
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        return self._generate(ids, mask, params.n, kwargs)[:, ids.shape[1]:]
+
     def _generate(self, ids, mask, n: int, kwargs: dict):
-        """`generate` of n samples per prompt. A real model reads each prompt once: the prompt but its last token
-        goes through the model once per prompt, its key/value cache is repeated n times, and generation continues
-        from there (what `num_return_sequences` would otherwise do K times over, as vLLM's prefix caching
-        avoids). Other models (and one-token prompts) get `num_return_sequences`."""
+        """transformers' `generate` of n samples per prompt, each prompt read once where the model allows."""
         import torch
 
         if n == 1 or ids.shape[1] < 2 or not isinstance(self.model, torch.nn.Module) \
