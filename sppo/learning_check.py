@@ -76,19 +76,23 @@ def held_out_prompts(cfg) -> list[str]:
 
 
 def settings(cfg, prompts: list[str]) -> dict:
-    """Everything a figure depends on besides the checkpoint."""
+    """Everything a figure depends on besides the checkpoint (the dtype as it resolves on this machine)."""
+    from .models import inference_dtype
+
     g = cfg.generation
     return {"learning_check": dataclasses.asdict(cfg.learning_check) | {"enabled": True}, "prompts": prompts,
             "temperature": g.temperature, "top_p": g.top_p, "max_new_tokens": g.max_new_tokens,
-            "seed": cfg.run.seed, "special_tokens": cfg.training.special_tokens}
+            "seed": cfg.run.seed, "special_tokens": cfg.training.special_tokens,
+            "dtype": g.dtype if g.backend == "vllm" else inference_dtype(g.dtype)}
 
 
 def measure_checkpoint(cfg, name: str, policy: str, revision: str | None, prompts: list[str]) -> Figure:
-    """Sample `samples` responses per prompt from `policy` and measure them."""
+    """Sample `samples` responses per prompt from `policy` and measure them, sampled as the generation stage samples
+    (generation.dtype: bf16 where the device computes it natively)."""
     from .generate import FINISH_STOP, SamplingParams, make_generator
 
     g, c = cfg.generation, cfg.learning_check
-    generator = make_generator(g.backend, policy, dtype=cfg.model.dtype, batch_size=g.batch_size,
+    generator = make_generator(g.backend, policy, dtype=g.dtype, batch_size=g.batch_size,
                                special_tokens=cfg.training.special_tokens, revision=revision)
     params = SamplingParams(n=c.samples, temperature=g.temperature, top_p=g.top_p, max_new_tokens=g.max_new_tokens,
                             seed=cfg.run.seed)
