@@ -19,6 +19,7 @@ command loads the newest state and continues; on CPU the final weights equal tho
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -33,7 +34,7 @@ from tqdm.auto import tqdm
 from . import distributed, train_state
 from .config import TrainingConfig
 from .errors import UserError
-from .loss import LOSS_TARGETS, compute_loss
+from .loss import LOSS_TARGETS, SEPARABLE, compute_loss
 from .sequences import PairExample, collate, sequence_logps
 
 log = logging.getLogger(__name__)
@@ -228,16 +229,53 @@ def reference_logps(model, examples: Sequence[PairExample], pad_id: int, batch_s
     return out
 
 
-def micro_batch_loss(module, chunk: Sequence[PairExample], ref: Sequence[tuple[float, float]], pad_id: int,
-                     cfg: TrainingConfig, device) -> tuple[torch.Tensor, dict]:
-    logps = sequence_logps(module, pair_batch(chunk, pad_id)).float()
-    n = len(chunk)
+def _loss_inputs(chunk: Sequence[PairExample], ref: Sequence[tuple[float, float]], cfg: TrainingConfig, device):
     ref_w = torch.tensor([r[0] for r in ref], device=device)
     ref_l = torch.tensor([r[1] for r in ref], device=device)
     targets = {k: torch.tensor([getattr(e, k) for e in chunk], device=device) for k in LOSS_TARGETS[cfg.loss]}
+    return ref_w, ref_l, targets
+
+
+def _record(loss: torch.Tensor, rw: torch.Tensor, rl: torch.Tensor) -> dict:
+    return {"loss": loss.item(), "chosen_reward": rw.mean().item(), "rejected_reward": rl.mean().item()}
+
+
+def micro_batch_loss(module, chunk: Sequence[PairExample], ref: Sequence[tuple[float, float]], pad_id: int,
+                     cfg: TrainingConfig, device) -> tuple[torch.Tensor, dict]:
+    """The micro-batch's loss, chosen and rejected responses in one forward pass (rows padded to the longest)."""
+    logps = sequence_logps(module, pair_batch(chunk, pad_id)).float()
+    n = len(chunk)
+    ref_w, ref_l, targets = _loss_inputs(chunk, ref, cfg, device)
     losses, rw, rl = compute_loss(cfg.loss, logps[:n], logps[n:], ref_w, ref_l, targets, cfg.eta)
     loss = losses.mean()
-    return loss, {"loss": loss.item(), "chosen_reward": rw.mean().item(), "rejected_reward": rl.mean().item()}
+    return loss, _record(loss, rw, rl)
+
+
+def micro_batch_backward(module, chunk: Sequence[PairExample], ref: Sequence[tuple[float, float]], pad_id: int,
+                         cfg: TrainingConfig, device, backward: Callable[[torch.Tensor], None],
+                         first_side=contextlib.nullcontext, split: bool = True) -> dict:
+    """Forward and backward of one micro-batch (`backward(loss)`), its record for the log.
+
+    A separable loss (sppo.loss.SEPARABLE: each pair's loss is a term of the chosen response plus one of the rejected)
+    with `split`: the chosen responses go through the model and backward first (inside `first_side()`: under DDP
+    `accelerator.no_sync`, so gradients are all-reduced once), then the rejected ones, each side padded to its own
+    longest row. Only one side's activations are held at once (the peak memory of a step falls by about half the
+    activations), and no row is padded to the other side's length. The gradient is the one of `micro_batch_loss`,
+    summed in two parts: the chosen pass takes the loss with Delta_l = 0 (the rejected term then is a constant),
+    the rejected pass the loss with the chosen log-probs detached. Other losses: `micro_batch_loss`."""
+    if not (split and cfg.loss in SEPARABLE):
+        loss, record = micro_batch_loss(module, chunk, ref, pad_id, cfg, device)
+        backward(loss)
+        return record
+    ref_w, ref_l, targets = _loss_inputs(chunk, ref, cfg, device)
+    with first_side():
+        chosen = sequence_logps(module, collate([e.chosen for e in chunk], pad_id)).float()
+        backward(compute_loss(cfg.loss, chosen, ref_l, ref_w, ref_l, targets, cfg.eta)[0].mean())
+    rejected = sequence_logps(module, collate([e.rejected for e in chunk], pad_id)).float()
+    losses, rw, rl = compute_loss(cfg.loss, chosen.detach(), rejected, ref_w, ref_l, targets, cfg.eta)
+    loss = losses.mean()
+    backward(loss)
+    return _record(loss, rw, rl)
 
 
 # --------------------------------------------------------------------------------------------- the loop
@@ -288,9 +326,9 @@ def _optimizer_step(accelerator, model, optimizer, scheduler, examples, ref, pad
     records, norm = [], None
     for mb in mbs:
         with accelerator.accumulate(model):
-            loss, rec = micro_batch_loss(model, [examples[i] for i in mb], [ref[i] for i in mb], pad_id, cfg,
-                                         accelerator.device)
-            accelerator.backward(loss)
+            rec = micro_batch_backward(model, [examples[i] for i in mb], [ref[i] for i in mb], pad_id, cfg,
+                                       accelerator.device, accelerator.backward, lambda: accelerator.no_sync(model),
+                                       split=cfg.distributed != "deepspeed_zero3")
             if accelerator.sync_gradients:
                 norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf"))
             optimizer.step()  # accelerate skips it (and zero_grad) inside an accumulation window
