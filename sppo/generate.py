@@ -199,7 +199,10 @@ def memory_batch_size(model, n_sequences: int, length: int) -> int:
 
 class HFGenerator:
     """transformers `generate`, batched across prompts and samples (`batch_size` sequences in flight; None:
-    `memory_batch_size` for each call)."""
+    `memory_batch_size` for each call). `own_loop` False: every batch through transformers' `generate`, never
+    `sppo.decode` (the same tokens; perf compares the two)."""
+
+    own_loop = True
 
     def __init__(self, model, tokenizer, batch_size: int | None = 8, max_prompt_length: int | None = None,
                  special_tokens: str = "clean"):
@@ -250,7 +253,7 @@ class HFGenerator:
         sample = params.temperature > 0
         # temperature, top-k and top-p by sppo.sampling (transformers' rule without its full sort of the vocabulary)
         warper = SamplingWarper(params.temperature, params.top_k, params.top_p) if sample else None
-        if decode.supported(self.model):
+        if self.own_loop and decode.supported(self.model):
             return decode.decode(self.model, ids, mask, params.n, decode.DecodeSettings(
                 params.max_new_tokens, (eos,), pad_id, warper,
                 min_new_tokens=getattr(self.model.generation_config, "min_new_tokens", None) or 0,
