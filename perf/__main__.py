@@ -52,6 +52,10 @@ def git_commit() -> str | None:
         return None
 
 
+def machine_line() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores ({platform.platform()})"
+
+
 def gpu_line() -> str:
     try:
         import torch
@@ -125,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="sppo-perf-"))
     threads, reason = choose_threads(args.threads)
     meta = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores ({platform.platform()})",
+            "machine": machine_line(),
             "threads": threads, "threads_reason": reason, "load_average_start": round(os.getloadavg()[0], 2),
             "quick": args.quick, "repeats": args.repeats, "stages": args.stages, "git_commit": git_commit(),
             "versions": versions(), "gpu": gpu_line(),
@@ -147,6 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     meta["total_seconds"] = round(time.perf_counter() - t0, 1)
     meta["load_average_end"] = round(os.getloadavg()[0], 2)
     print(write_results(results, out))
+    if not args.quick and set(args.stages) >= set(DEFAULT_STAGES):  # the run the READMEs quote
+        from perf.readme import update_if_committed
+
+        update_if_committed(out, "latest.json")
     return 0 if all(not s.get("error") for s in results["stages"].values()) else 1
 
 

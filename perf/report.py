@@ -72,6 +72,9 @@ def render(results: dict) -> str:
                 extra.append(f"| {c['name']} | our scores equal Blender.rank's | {fmt(c['scores_agree'])} |")
     if extra:
         lines += ["", "| case | figure | value |", "|---|---|---|", *extra]
+    missing = [m for stage in results["stages"].values() for m in stage.get("not_measured", [])]
+    if missing:
+        lines += ["", "Not measured: " + "; ".join(f"{m['name']} ({m['why']})" for m in missing) + "."]
     lines += ["", "| stage | wall s | peak RSS MiB (stage process) | CUDA max allocated MiB |", "|---|---|---|---|"]
     for stage in results["stages"].values():
         lines.append(f"| {stage['stage']} | {fmt(stage.get('seconds'))} | {fmt(stage.get('peak_rss_mb'))} | "

@@ -50,21 +50,6 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def finish_ranks(out: str, seconds: float, rows: int) -> None:
-    """End of a multi-process perf run (perf/dp_*.py): rank 0 writes {"seconds", "rows", "peak_rss_mb" (the
-    fullest rank), "processes"} to `out`; every rank leaves the process group."""
-    import json
-    from pathlib import Path
-
-    from sppo import distributed
-
-    peak = distributed.max_over_ranks(peak_rss_mb())
-    if distributed.is_main():
-        Path(out).write_text(json.dumps({"seconds": seconds, "rows": rows, "peak_rss_mb": peak,
-                                         "processes": distributed.world_size()}))
-    distributed.teardown()
-
-
 def reset_peak_rss() -> bool:
     """Reset this process's peak RSS (Linux: /proc/self/clear_refs "5" resets VmHWM and ru_maxrss), so that a
     later `window_peak_rss_mb` covers only what ran after it. False where the kernel does not allow it."""
