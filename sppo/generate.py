@@ -24,6 +24,7 @@ order, the nucleus found among the highest scores instead of by sorting the voca
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import Protocol, Sequence
@@ -60,7 +61,7 @@ class Sample:
     finish_reason: str  # FINISH_STOP: ended with EOS; FINISH_LENGTH: cut at max_new_tokens
 
 
-@dataclass
+@dataclass(frozen=True)
 class SamplingParams:
     n: int = 1
     temperature: float = 0.7  # 0 means greedy
@@ -214,6 +215,17 @@ class HFGenerator:
     def generate(self, conversations, params: SamplingParams, progress: bool = True) -> list[list[str]]:
         return [[response_text(s.text, "strip") for s in row] for row in self.sample(conversations, params, progress)]
 
+    def _batches(self, encoded: list[list[int]], params: SamplingParams) -> list[list[int]]:
+        """Indices of `encoded` per generate call: at most batch_size sequences in flight (prompts per batch =
+        batch_size // n, at least 1), length-sorted."""
+        size = self.batch_size or memory_batch_size(self.model, len(encoded) * params.n,
+                                                    max(map(len, encoded), default=0) + params.max_new_tokens)
+        return length_sorted_batches(encoded, max(1, size // params.n))
+
+    def _samples(self, encoded: Sequence[list[int]], new) -> list[Sample]:
+        eos = self.tokenizer.eos_token_id
+        return [Sample(decode_in_context(self.tokenizer, e, ids), finish_reason(ids, eos)) for e, ids in zip(encoded, new)]
+
     def sample(self, conversations, params: SamplingParams, progress: bool = True) -> list[list[Sample]]:
         import torch
 
@@ -221,23 +233,86 @@ class HFGenerator:
             raise UserError("n: number of samples must be at least 1")
         encoded = encode_prompts(self.tokenizer, conversations, self.max_prompt_length, self.special_tokens)
         out: list[list[Sample]] = [[] for _ in encoded]
-        # at most batch_size sequences in flight: prompts per batch = batch_size // n (at least 1)
-        size = self.batch_size or memory_batch_size(self.model, len(encoded) * params.n,
-                                                    max(map(len, encoded), default=0) + params.max_new_tokens)
-        batches = length_sorted_batches(encoded, max(1, size // params.n))
-        eos = self.tokenizer.eos_token_id
         device = next(self.model.parameters()).device
         torch.manual_seed(params.seed)  # the random stream of transformers' generate (sppo.decode draws the same)
         generator = torch.Generator(device=device).manual_seed(params.seed)
         self.model.eval()
-        for batch in tqdm(batches, desc="generate", unit="batch", disable=not progress):
+        for batch in tqdm(self._batches(encoded, params), desc="generate", unit="batch", disable=not progress):
             ids, mask = left_padded([encoded[i] for i in batch], self.tokenizer.pad_token_id)
             with torch.no_grad():
                 new = self._new_tokens(ids.to(device), mask.to(device), params, generator).tolist()
             for row, i in enumerate(batch):
-                span = range(row * params.n, (row + 1) * params.n)
-                out[i] = [Sample(decode_in_context(self.tokenizer, encoded[i], new[k]), finish_reason(new[k], eos))
-                          for k in span]
+                out[i] = self._samples([encoded[i]] * params.n, new[row * params.n:(row + 1) * params.n])
+        return out
+
+    def sample_many(self, requests: Sequence[tuple[Sequence[Conversation], SamplingParams]],
+                    progress: bool = False) -> list[list[list[Sample]]]:
+        """`sample` of several requests (a stage's chunks, each with its own seed): each request's samples are those
+        of `sample(conversations, params)` alone, computed in as few decoding loops as memory allows. Requests that
+        `sample` decodes in one batch share a loop of `sppo.decode`, each drawing from its own generator; requests
+        that differ in anything but the seed, or need several batches alone, go one by one."""
+        from . import decode
+
+        out: list = [None] * len(requests)
+        packable: dict[SamplingParams, list] = {}  # by the settings but the seed: requests that may share a loop
+        for i, (conversations, params) in enumerate(requests):
+            encoded = encode_prompts(self.tokenizer, conversations, self.max_prompt_length, self.special_tokens)
+            if self.own_loop and decode.supported(self.model) and params.n >= 1 \
+                    and len(self._batches(encoded, params)) == 1:
+                packable.setdefault(dataclasses.replace(params, seed=0), []).append((i, encoded, params))
+            else:
+                out[i] = self.sample(conversations, params, progress)
+        for same in packable.values():
+            for pack in self._packs(same):
+                for i, samples in self._decode_pack(pack):
+                    out[i] = samples
+        return out
+
+    def _packs(self, packable: list) -> list[list]:
+        """Consecutive requests whose rows fit one batch together (batch_size, or the memory batch of them all)."""
+        packs: list[list] = []
+        for request in packable:
+            trial = (packs[-1] if packs else []) + [request]
+            rows = [e for _, encoded, _ in trial for e in encoded]
+            params = request[2]
+            size = self.batch_size or memory_batch_size(self.model, len(rows) * params.n,
+                                                        max(map(len, rows)) + params.max_new_tokens)
+            if packs and len(rows) * params.n <= max(size, params.n):
+                packs[-1] = trial
+            else:
+                packs.append([request])
+        return packs
+
+    def _decode_pack(self, pack: list) -> list[tuple[int, list[list[Sample]]]]:
+        """One loop of sppo.decode over the requests of `pack`: each request's prompts length-sorted as `sample`
+        sorts them, its rows one group with the generator of its seed."""
+        import torch
+
+        from . import decode
+        from .sampling import SamplingWarper
+
+        params = pack[0][2]
+        device = next(self.model.parameters()).device
+        orders = [sorted(range(len(encoded)), key=lambda j, e=encoded: len(e[j])) for _, encoded, _ in pack]
+        rows = [encoded[j] for (_, encoded, _), order in zip(pack, orders) for j in order]
+        ids, mask = left_padded(rows, self.tokenizer.pad_token_id)
+        starts = [0]
+        for _, encoded, _ in pack:
+            starts.append(starts[-1] + len(encoded) * params.n)
+        groups = [decode.Group(a, b, torch.Generator(device=device).manual_seed(p.seed))
+                  for (a, b), (_, _, p) in zip(zip(starts, starts[1:]), pack)]
+        warper = SamplingWarper(params.temperature, params.top_k, params.top_p) if params.temperature > 0 else None
+        self.model.eval()
+        new = decode.decode(self.model, ids.to(device), mask.to(device), params.n, decode.DecodeSettings(
+            params.max_new_tokens, (self.tokenizer.eos_token_id,), self.tokenizer.pad_token_id, warper,
+            min_new_tokens=getattr(self.model.generation_config, "min_new_tokens", None) or 0, groups=groups)).tolist()
+        out = []
+        for (i, encoded, _), order, start in zip(pack, orders, starts):
+            samples: list = [None] * len(encoded)
+            for row, j in enumerate(order):
+                first = start + row * params.n
+                samples[j] = self._samples([encoded[j]] * params.n, new[first:first + params.n])
+            out.append((i, samples))
         return out
 
     def _new_tokens(self, ids, mask, params: SamplingParams, generator):

@@ -67,12 +67,22 @@ def stage_generate(run: Run, t: int, prompts: list[PromptRow]) -> list[ResponseR
     stage = Stage(run, t, "generate", ResponseRow)
     g, tc = run.cfg.generation, run.cfg.training
 
-    def fn(generator, chunk: list[PromptRow]) -> list[ResponseRow]:
-        params = SamplingParams(n=g.k, temperature=g.temperature, top_p=g.top_p, max_new_tokens=g.max_new_tokens,
-                                seed=chunks.chunk_seed(run.cfg.run.seed, t, [chunk[0].to_json()]))
-        outs = generator.sample([c.prompt for c in chunk], params, progress=distributed.is_main())
+    def params(chunk: list[PromptRow]) -> SamplingParams:
+        return SamplingParams(n=g.k, temperature=g.temperature, top_p=g.top_p, max_new_tokens=g.max_new_tokens,
+                              seed=chunks.chunk_seed(run.cfg.run.seed, t, [chunk[0].to_json()]))
+
+    def response_rows(chunk: list[PromptRow], outs) -> list[ResponseRow]:
         return [ResponseRow(c.id, c.prompt, [response_text(s.text, g.response_text) for s in o],
                             [s.finish_reason for s in o]) for c, o in zip(chunk, outs)]
+
+    def fn(generator, chunk: list[PromptRow]) -> list[ResponseRow]:
+        outs = generator.sample([c.prompt for c in chunk], params(chunk), progress=distributed.is_main())
+        return response_rows(chunk, outs)
+
+    def many(generator, group: list[list[PromptRow]]) -> list[list[ResponseRow]]:
+        """Several chunks in as few decoding loops as memory allows, each sampled as `fn` samples it."""
+        outs = generator.sample_many([([c.prompt for c in chunk], params(chunk)) for chunk in group])
+        return [response_rows(chunk, o) for chunk, o in zip(group, outs)]
 
     def compute():
         policy = run.policy_for(t)
@@ -84,8 +94,10 @@ def stage_generate(run: Run, t: int, prompts: list[PromptRow]) -> list[ResponseR
                                        revision=run.revision_of(policy),
                                        attn_implementation=run.cfg.model.attn_implementation,
                                        max_prompt_length=None if tc.truncation == "reference" else tc.max_prompt_length)
+            together = (lambda group: many(generator, group)) if getattr(generator, "sample_many", None) else None
             rows = stage.chunked(kept, lambda chunk: fn(generator, chunk),
-                                 min_size=-(-chunks.MIN_GENERATE_SEQUENCES // g.k))
+                                 min_size=-(-chunks.MIN_GENERATE_SEQUENCES // g.k), many=together,
+                                 group_items=chunks.GROUP_SEQUENCES // g.k)
         dtype = weights_dtype(generator)
         if hasattr(generator, "close"):
             generator.close()

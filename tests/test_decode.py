@@ -133,3 +133,27 @@ def test_unsupported_settings_go_to_generate(model_and_tokenizer, monkeypatch):
     out = HFGenerator(model, tok).sample(PROMPTS[:2], SamplingParams(n=2, temperature=0.0, max_new_tokens=8),
                                          progress=False)
     assert calls == [] and len(out) == 2
+
+
+def test_sample_many_equals_each_request_alone(model_and_tokenizer):
+    """HFGenerator.sample_many: requests (a stage's chunks, each with its own seed) share one decoding loop, and each
+    request's samples are those of `sample` alone; a request that `sample` would decode in several batches goes
+    alone."""
+    model, tok = model_and_tokenizer
+    requests = [(PROMPTS[:2], SamplingParams(n=3, temperature=0.9, top_p=0.95, max_new_tokens=30, seed=11)),
+                (PROMPTS[2:], SamplingParams(n=3, temperature=0.9, top_p=0.95, max_new_tokens=30, seed=12)),
+                (PROMPTS[1:4], SamplingParams(n=3, temperature=0.0, max_new_tokens=30, seed=13))]
+    gen = HFGenerator(model, tok, batch_size=None)
+    loops = []
+    real = decode.decode
+    decode.decode = lambda *a, **k: loops.append(len(a[1])) or real(*a, **k)
+    try:
+        together = gen.sample_many(requests)
+        alone = [gen.sample(c, p, progress=False) for c, p in requests]
+        small = HFGenerator(model, tok, batch_size=3)  # one prompt per batch: every request alone
+        assert small.sample_many(requests[:2]) == [small.sample(c, p, progress=False) for c, p in requests[:2]]
+    finally:
+        decode.decode = real
+    assert together == alone
+    assert loops[:2] == [5, 3]  # the two sampled requests in one loop of 5 prompts, the greedy one (other settings) alone
+    assert any(s.finish_reason == "stop" for r in together[0] for s in r)
