@@ -2,7 +2,7 @@
 stages of iteration 1, through sppo.pipeline's own stage functions, exactly as `sppo-train` runs them; then it
 stops (ranking and training are no part of what vLLM does).
 
-    python tests/vllm_stage.py KEY=VALUE ...        # the config overrides of sppo-train
+    python tests/vllm_stage.py [--config NAME] KEY=VALUE ...        # sppo-train's arguments
 
 SPPO_TEST_VLLM_REQUESTS=FILE: each request's prompt_token_ids, as the engine reports them back
 (RequestOutput.prompt_token_ids), appended to FILE as one JSON line per request (a test's own instrumentation)."""
@@ -34,6 +34,7 @@ def record_requests(path: str) -> None:
 
 def _main(argv: list[str]) -> int:
     from sppo import distributed
+    from sppo.cli import parser
     from sppo.config import load_config
     from sppo.models import resolve_model
     from sppo.pipeline import stage_generate, stage_prompts
@@ -41,7 +42,8 @@ def _main(argv: list[str]) -> int:
 
     if os.environ.get("SPPO_TEST_VLLM_REQUESTS"):
         record_requests(os.environ["SPPO_TEST_VLLM_REQUESTS"])
-    cfg = load_config(None, argv)
+    args = parser().parse_args(argv)
+    cfg = load_config(args.config, args.overrides)
     setup_logging(False)
     distributed.setup(cfg.run.collective_timeout_minutes, cfg.run.wait_log_seconds)
     distributed.main_first("resolving the model", lambda: resolve_model(cfg.model.name))
