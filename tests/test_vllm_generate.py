@@ -3,7 +3,7 @@ stage of `sppo-train` (tests/vllm_stage.py: sppo.pipeline's own stage functions)
 
   - K samples per prompt in one request (n=K), finish reasons "stop" (EOS) and "length" recorded; the manifest
     names the engine (backend, vLLM's distribution and version, eager);
-  - `kill -9` in the middle of the stage, then the same command on two ranks under torchrun (one engine each): it
+  - `kill -9` in the middle of the stage (the engine's processes end with it), then the same command on two ranks under torchrun (one engine each): it
     resumes at the first unfinished chunk and the rows equal those of the uninterrupted single process, byte for
     byte (a rerun samples the same texts, whatever the number of processes);
   - the ids each request reaches the engine with (RequestOutput.prompt_token_ids) are `sppo-train --tokens`'s
@@ -16,6 +16,8 @@ uninterrupted run (module fixture).
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -81,9 +83,9 @@ def test_k_samples_finish_reasons_and_the_engine_in_the_manifest(one_process):
 
 
 def test_kill_9_mid_stage_then_two_ranks_resume_with_the_rows_of_one_process(tmp_path, prompts, one_process):
-    """The process and its engine are killed (SIGKILL to the session, as a scheduler ends a job) once the first
-    chunk is on disk; the same command under torchrun then keeps that chunk and two ranks, one engine each, make
-    the others: the rows equal the uninterrupted single process's, byte for byte."""
+    """`kill -9` of the process once the first chunk is on disk: its engine's processes go too (vLLM's engine core
+    would outlive it, sppo.generate.EngineWatch ends it); the same command under torchrun then keeps that chunk and
+    two ranks, one engine each, make the others: the rows equal the uninterrupted single process's, byte for byte."""
     out = tmp_path / "run"
     args = [*STAGE, *stage_args(out, prompts)]
     chunks = out / "iter1" / "generate" / "chunks"
@@ -96,14 +98,15 @@ def test_kill_9_mid_stage_then_two_ranks_resume_with_the_rows_of_one_process(tmp
         assert proc.poll() is None, f"the stage ended before it could be killed:\n{tail(proc.stderr.read())}"
         kept = {f.name: f.read_text() for f in chunks.glob("*.jsonl")}
         assert kept and not (out / "iter1" / "generate" / "manifest.json").exists()
+        os.kill(proc.pid, signal.SIGKILL)  # the process only, as `kill -9 PID` does
+        proc.wait()
+        for _ in range(300):  # the engine's processes go with it
+            if not session_alive(proc.pid):
+                break
+            time.sleep(0.1)
+        assert not session_alive(proc.pid), "the engine outlived the killed process"
     finally:
         kill_session(proc)
-        proc.wait()
-    for _ in range(100):  # the engine's processes go with it
-        if not session_alive(proc.pid):
-            break
-        time.sleep(0.1)
-    assert not session_alive(proc.pid)
 
     rerun = run_vllm([vllm_bin("torchrun"), "--nproc_per_node", "2", "--master_port", str(free_port()), *args],
                      timeout=600)

@@ -125,3 +125,51 @@ def test_a_cpu_rank_starts_its_engine_as_a_one_process_job_on_its_cores(monkeypa
     monkeypatch.setenv("VLLM_CPU_OMP_THREADS_BIND", "0-1")
     with distributed.own_gpu_for_child_processes():
         assert os.environ["VLLM_CPU_OMP_THREADS_BIND"] == "0-1"
+
+
+def _gone(pid: int, seconds: float = 15.0) -> bool:
+    import time
+
+    import psutil
+
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_engine_watch_ends_the_engine_with_a_killed_client(tmp_path):
+    """A client killed with SIGKILL takes its engine's processes along; one that stops the watch in order leaves
+    them to the engine's own shutdown."""
+    import signal
+    import subprocess
+    import sys
+
+    client = tmp_path / "client.py"
+    client.write_text("import subprocess, sys, time\n"
+                      "from sppo.generate import EngineWatch\n"
+                      "engine = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(600)'])\n"
+                      "watch = EngineWatch([engine.pid])\n"
+                      "print(engine.pid, flush=True)\n"
+                      "time.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, str(client)], stdout=subprocess.PIPE, text=True)
+    engine = int(proc.stdout.readline())
+    try:
+        proc.kill()
+        proc.wait()
+        assert _gone(engine), "the engine outlived its killed client"
+    finally:
+        if not _gone(engine, 0):
+            os.kill(engine, signal.SIGKILL)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        generate.EngineWatch([sleeper.pid]).stop()
+        assert sleeper.poll() is None
+    finally:
+        sleeper.kill()
+        sleeper.wait()
