@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
@@ -67,6 +68,26 @@ def _engines(device: str):
     return vllm, model, tokenizer, dtype, start
 
 
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _rss_mb() -> dict:
+    """Resident memory now: this process (the HF model, the client) and vLLM's engine processes together."""
+    import psutil
+
+    me = psutil.Process()
+    engine = 0
+    for child in me.children(recursive=True):
+        try:
+            engine += child.memory_info().rss
+        except psutil.Error:
+            continue
+    return {"client_and_hf": round(me.memory_info().rss / 2**20), "vllm_engine_processes": round(engine / 2**20)}
+
+
 def measure(n_prompts: int, k: int, max_new_tokens: int, repeats: int, device: str) -> list[dict]:
     from perf.bench_generation import reference_generate
     from sppo.generate import HFGenerator, SamplingParams, engine_record
@@ -91,11 +112,13 @@ def measure(n_prompts: int, k: int, max_new_tokens: int, repeats: int, device: s
                          "reference": fixed_length(lambda: reference_generate(model, tokenizer, texts, k,
                                                                               max_new_tokens))}, repeats)
     tokens = n_prompts * k * max_new_tokens
-    engine = engine_record(vllm)
+    engine, rss = engine_record(vllm), _rss_mb()
     vllm.close()
     settings = {"model": "embedded", "prompts": n_prompts, "k": k, "max_new_tokens": max_new_tokens,
                 "tokens_per_run": tokens, "dtype": dtype, "device": device, "engine": engine,
-                "engine_start_seconds": round(start, 1)}
+                "engine_start_seconds": round(start, 1), "rss_mb": rss,
+                "threads": {"hf_and_reference": torch_threads(), "vllm": "its worker's own binding (cores: "
+                            f"{os.environ.get('VLLM_CPU_OMP_THREADS_BIND', 'auto')}), plus its scheduler process"}}
     rows = []
     for other, label in (("hf", "the HF backend (default batch)"), ("reference", "the reference's K passes")):
         rows.append(case(f"generation/embedded/vllm vs {other}", "tokens/s", rates(tokens, times["vllm"]),
@@ -104,7 +127,9 @@ def measure(n_prompts: int, k: int, max_new_tokens: int, repeats: int, device: s
                          higher_is_better=True, target=None, target_met=None, settings=settings,
                          notes=[f"baseline: {label}, same prompts, K and dtype ({dtype}) on {device}",
                                 f"vLLM engine start (not timed in the ratio): {start:.1f} s, "
-                                f"{'eager' if engine['enforce_eager'] else 'compiled'}"]))
+                                f"{'eager' if engine['enforce_eager'] else 'compiled'}",
+                                f"memory: vLLM's engine processes {rss['vllm_engine_processes']} MiB, this process "
+                                f"(client and HF model) {rss['client_and_hf']} MiB"]))
     return rows
 
 

@@ -28,8 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from test_vllm_generate import free_port
-from vllm_testutil import ROOT, embedded_checkpoint, kill_session, run_vllm, tail, vllm_bin, vllm_environ
+from vllm_testutil import ROOT, embedded_checkpoint, free_port, kill_session, run_vllm, tail, vllm_bin, vllm_environ
 
 pytestmark = pytest.mark.slow
 

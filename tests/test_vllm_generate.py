@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from vllm_testutil import (ROOT, TESTS, kill_session, run_vllm, session_alive, tail, vllm_bin, vllm_environ)
+from vllm_testutil import (ROOT, TESTS, free_port, kill_session, run_vllm, session_alive, tail, vllm_bin,
+                           vllm_environ)
 
 pytestmark = pytest.mark.slow
 
@@ -42,12 +42,6 @@ def stage_args(out: Path, prompts: Path) -> list[str]:
     chosen by backend auto (vLLM's CPU build can run here)."""
     return [f"run.output_dir={out}", f"prompts.source={prompts}", "prompts.limit=null", "generation.backend=auto",
             f"generation.k={K}", f"generation.max_new_tokens={MAX_NEW}", "run.chunk_size=4"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

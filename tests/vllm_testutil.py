@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 from pathlib import Path
 
@@ -34,6 +35,13 @@ def vllm_environ(**extra: str) -> dict[str, str]:
                 "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)])})
     env.update(extra)
     return env
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 nothing listens on now (the judge server's, torchrun's rendezvous)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def tail(text: str, lines: int = 40) -> str:
