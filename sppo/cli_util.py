@@ -8,7 +8,8 @@ import sys
 from typing import Callable
 
 from .errors import MachineError, UserError, io_failure
-from .scrub import install_log_scrubber, scrub
+from .files import printable
+from .scrub import install_log_scrubber, register_secret, scrub
 
 
 # loggers of the libraries we drive: on ranks other than 0 they say only errors (rank 0 says the rest once)
@@ -34,7 +35,21 @@ def setup_logging(verbose: bool = False) -> None:
         level, fmt = (level if verbose else max(level, logging.WARNING)), f"[rank {rank}] {fmt}"
     logging.basicConfig(level=level, format=fmt, datefmt="%H:%M:%S")
     install_log_scrubber()
+    register_hub_token()
     quiet_other_ranks()
+
+
+def register_hub_token() -> None:
+    """The Hugging Face token every Hub request of this process may carry (``HF_TOKEN`` or the cached login) is
+    registered with the scrubber before any request can echo it, raw or base64-encoded."""
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        register_secret(os.environ.get(name))
+    try:
+        from huggingface_hub import get_token
+
+        register_secret(get_token())
+    except Exception:  # no huggingface_hub, an unreadable token file: nothing to register
+        pass
 
 
 def _errors_only(record: logging.LogRecord) -> bool:
@@ -68,16 +83,16 @@ def run_cli(fn: Callable[[list[str]], int | None], argv: list[str]) -> int:
     try:
         return int(fn(argv) or 0)
     except UserError as e:
-        print(f"error: {scrub(str(e))}", file=sys.stderr)
+        print(f"error: {printable(scrub(str(e)))}", file=sys.stderr)
         return 2
     except MachineError as e:
-        print(f"error: {scrub(str(e))}", file=sys.stderr)
+        print(f"error: {printable(scrub(str(e)))}", file=sys.stderr)
         return 1
     except Exception as e:
         err = io_failure(e)
         if err is None:
             raise
-        print(f"error: {scrub(str(err))}", file=sys.stderr)
+        print(f"error: {printable(scrub(str(err)))}", file=sys.stderr)
         return 2 if isinstance(err, UserError) else 1
     except KeyboardInterrupt:
         print("interrupted: finished stages are kept; rerun the same command to resume", file=sys.stderr)
