@@ -158,7 +158,7 @@ def test_summed_logps_equal_get_batch_logps(family):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", sorted(CONFIG_OF))
+@pytest.mark.parametrize("family", ["llama-3", "mistral"])  # Gemma-2's 256k vocabulary: its sample above only
 def test_summed_logps_equal_get_batch_logps_on_every_case(family):
     """Every case with reference log-probs (about 80 s on 2 cores: float64 logits over 32k/128k vocabularies)."""
     check_logps(family, sorted(fixture(family)["logps"]))
