@@ -63,8 +63,8 @@ class BenchConfig:
                        1)
     ranker: str = doc("ranker kind for --best-of (sppo.rank.make_ranker)", "pairrm")
     ranker_model: str | None = doc("ranker model for --best-of (default: the kind's default)", None)
-    generation_backend: str = doc("generation backend of the answers (auto: vLLM when installed with a GPU, else "
-                                  "HF)", "auto")
+    generation_backend: str = doc("generation backend of the answers (auto: vLLM where it can run - its GPU build "
+                                  "with a CUDA GPU, or its CPU build - else HF; vLLM runs eagerly on a CPU)", "auto")
     batch_size: int | None = doc("generation batch size (sequences in flight; default: chosen from the device's "
                                  "memory)", None)
     dtype: Dtype = doc("weights dtype of the answers and of a local judge: auto = bf16 where the device computes it "

@@ -44,7 +44,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--print-config", action="store_true", help="print the resolved, documented config and exit")
     p.add_argument("--tokens", metavar="IN.jsonl", default=None,
                    help='print, one JSON line per input line {"prompt", "chosen", "rejected"} (raw generator '
-                        "texts), the generation prompt and the ids and labels training uses after truncation "
+                        "texts), the generation prompt and its ids as the generation engine receives them, and the "
+                        "ids and labels training uses after truncation "
                         "(loads only model.name's tokenizer), and exit")
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")

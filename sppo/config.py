@@ -123,8 +123,9 @@ class PromptsConfig:
 
 @dataclass
 class GenerationConfig:
-    backend: Backend = doc("hf (transformers generate), vllm (GPU, optional extra) or auto (vllm when available).",
-                           "auto")
+    backend: Backend = doc("hf (transformers generate), vllm (the `vllm` extra on a GPU, or vLLM's CPU build from "
+                           "scripts/vllm_env.sh) or auto (vllm where it can run: installed, with a CUDA GPU or as the "
+                           "CPU build; else hf).", "auto")
     k: int = doc("Responses sampled per prompt (K in the paper); at least 2.", 5)
     temperature: float = doc("Sampling temperature.", 0.7)
     top_p: float = doc("Nucleus sampling threshold.", 0.9)
@@ -138,6 +139,9 @@ class GenerationConfig:
     batch_size: int | None = doc("Sequences generated at once (prompts per batch = batch_size // k, at least 1); "
                                  "null: chosen from the device's memory (sppo.generate.memory_batch_size), "
                                  "which with ample memory is every prompt x sample of a chunk.", None)
+    enforce_eager: bool | None = doc("vLLM only: true runs the model eagerly, false compiles it (torch.compile, CUDA "
+                                     "graphs: faster steps, a slower start); null: eager on a CPU (the engine starts "
+                                     "in seconds, compiling took 76-107 s there), compiled on a GPU.", None)
     response_text: ResponseText = doc("strip: responses lose surrounding whitespace before ranking and training. "
                                       "verbatim: kept exactly as the backend returned them, as the reference trained "
                                       "on vLLM's text.", "strip")
