@@ -25,7 +25,7 @@ import argparse
 import logging
 import sys
 
-from .cli_util import run_cli, setup_logging
+from .cli_util import run_cli, setup_logging, sigterm_as_interrupt
 
 log = logging.getLogger("sppo")
 
@@ -73,7 +73,8 @@ def _main(argv: list[str]) -> int:
     from . import distributed
     from .pipeline import run_pipeline
 
-    checkpoints = run_pipeline(cfg)
+    with sigterm_as_interrupt():
+        checkpoints = run_pipeline(cfg)
     if distributed.is_main():
         for c in checkpoints:
             print(c)

@@ -35,6 +35,8 @@ _INPUT = {errno.ENOENT: "no such file or directory", errno.ENOTDIR: "not a direc
 _TEXT = [(re.compile(r"os error (\d+)"), None),
          (re.compile(r"(?i)no space left on device|database or disk is full|file write failed"), errno.ENOSPC),
          (re.compile(r"(?i)disk I/O error"), errno.EIO),
+         # torch.save (PyTorchStreamWriter) on a full disk: the stream's error, then its position check
+         (re.compile(r"(?i)basic_ios::clear: iostream error|unexpected pos \d+ vs \d+"), errno.EIO),
          (re.compile(r"(?i)read-only file system|attempt to write a readonly database"), errno.EROFS),
          (re.compile(r"(?i)permission denied|unable to open database file"), errno.EACCES)]
 
@@ -97,3 +99,10 @@ def first_line(e: BaseException) -> str:
 def described(e: BaseException) -> str:
     """``Type: first line`` of `e` (only the type name when the message is empty)."""
     return f"{type(e).__name__}: {first_line(e)}" if str(e).strip() else type(e).__name__
+
+
+def cause(e: BaseException) -> str:
+    """The one line that says why `e` stopped a command: its own message for a UserError or MachineError, the
+    I/O failure's line (``io_failure``), else ``Type: first line``."""
+    err = io_failure(e)
+    return str(err) if err is not None else described(e)
