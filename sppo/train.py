@@ -330,10 +330,10 @@ def train_iteration(model, examples: Sequence[PairExample], ref: Sequence[tuple[
                     position, state_dir, on_log, progress and rank == 0)
     if cfg.report_to != "none":
         accelerator.end_training()
+    # the same summary whether or not this attempt resumed (where it resumed from is logged above, not recorded)
     summary = {"optimizer_steps": position.step, "epochs_run": round(position.step / schedule.steps_per_epoch, 4),
                "schedule": {k: v for k, v in schedule.__dict__.items()}, "global_batch_size": schedule.global_batch,
-               "bf16": bf16, "world_size": world, "resumed_from": str(resumed) if resumed else None,
-               "final": history[-1] if history else None}
+               "bf16": bf16, "world_size": world, "final": history[-1] if history else None}
     return TrainResult(accelerator, model, summary)
 
 
