@@ -109,8 +109,17 @@ def run_cli(fn: Callable[[list[str]], int | None], argv: list[str]) -> int:
         line, code = cause(e), (1 if err is None or not isinstance(err, UserError) else 2)
         if several:
             line = _failed_here(scrub(line), code)
-        print(f"error: {scrub(line)}", file=sys.stderr)
+        _say_error(line)
         return code
+
+
+def _say_error(line: str) -> None:
+    """``error: <line>`` on a line of its own: after a progress bar the error interrupted (tqdm leaves its line
+    open, and the error would be read as part of it)."""
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None and getattr(tqdm.tqdm, "_instances", None):
+        sys.stderr.write("\n")
+    print(f"error: {scrub(line)}", file=sys.stderr)
 
 
 # a rank that failed exits within this many seconds even if something (a library's thread) holds its exit up:
@@ -119,9 +128,12 @@ EXIT_GRACE_SECONDS = 20.0
 
 
 def _several_processes() -> bool:
+    """Whether this process is one rank of several (a launcher's WORLD_SIZE first: no torch import otherwise)."""
+    if os.environ.get("WORLD_SIZE", "1").strip() in ("", "0", "1"):
+        return False
     from . import distributed
 
-    return distributed.launched_world_size() > 1 and distributed.world_size() > 1
+    return distributed.world_size() > 1
 
 
 def _blame(e: Exception) -> str | None:
@@ -165,7 +177,7 @@ def _stopped(blame: str) -> int:
     seconds that the launcher, and the job, would wait for."""
     from . import distributed
 
-    print(f"error: rank {distributed.rank()} stopped: {scrub(blame)}", file=sys.stderr)
+    _say_error(f"rank {distributed.rank()} stopped: {blame}")
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()

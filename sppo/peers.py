@@ -20,7 +20,7 @@ What the others see when one rank fails:
 - the rank stops answering without dying (SIGSTOP, a hung node): the others wait until the collective timeout
   (`run.collective_timeout_minutes`, `--collective-timeout-minutes`), then `culprit` names the silent rank.
 
-Everything here is best effort: a store that cannot be reached makes the line vaguer, never the run slower.
+Everything here is best effort: a store that cannot be reached only makes the line vaguer.
 """
 
 from __future__ import annotations

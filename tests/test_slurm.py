@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -209,3 +210,47 @@ def test_launch_lines_for_4_nodes(tmp_path, script, module):
                       "8", "--master_addr", "gpu-07", "--master_port", "29500", "-m", module, *args]
                      for node in range(4)]
     assert "4 node(s) x 8 processes, rendezvous gpu-07:29500" in r.stdout
+
+
+_STUBS = {  # the SLURM commands job.sh calls, each logging its arguments to $STUB_LOG
+    "srun": """#!/bin/bash
+echo "srun $*" >> "$STUB_LOG"
+echo $$ > "$STUB_DIR/srun.pid"
+trap 'echo "srun got TERM" >> "$STUB_LOG"; exit 130' TERM
+while true; do sleep 0.1; done
+""",
+    "scancel": """#!/bin/bash
+echo "scancel $*" >> "$STUB_LOG"
+kill -TERM "$(cat "$STUB_DIR/srun.pid")"
+""",
+    "scontrol": """#!/bin/bash
+echo "scontrol $*" >> "$STUB_LOG"
+if [[ "$1 $2" == "show hostnames" ]]; then echo node-a; echo node-b; fi
+""",
+}
+
+
+def test_usr1_before_the_time_limit_stops_the_ranks_and_requeues_the_job(tmp_path):
+    """`#SBATCH --signal=B:USR1@300`: the batch script, on USR1, sends SIGTERM to the job's ranks (which save and
+    stop), waits for the step to end, then requeues its own job. srun, scancel and scontrol are stubs here; the
+    real cluster's stop and requeue are tested above."""
+    for name, text in _STUBS.items():
+        (tmp_path / name).write_text(text)
+        (tmp_path / name).chmod(0o755)
+    log = tmp_path / "calls.log"
+    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}", "STUB_LOG": str(log),
+           "STUB_DIR": str(tmp_path), "SLURM_JOB_ID": "42", "SLURM_JOB_NODELIST": "node-[a-b]", "SLURM_NNODES": "2",
+           "SLURM_SUBMIT_DIR": str(ROOT)}
+    batch = subprocess.Popen(["bash", str(SLURM / "sppo-train.sbatch"), "run.iterations=1"], env=env, cwd=tmp_path,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "srun.pid").exists():
+        assert time.monotonic() < deadline and batch.poll() is None, batch.communicate()
+        time.sleep(0.05)
+    batch.send_signal(signal.SIGUSR1)
+    out, err = batch.communicate(timeout=60)
+    calls = log.read_text().splitlines()
+    assert calls[0] == "scontrol show hostnames node-[a-b]"
+    assert calls[1] == "srun --wait=60 --kill-on-bad-exit=1 scripts/slurm/launch-node.sh sppo.cli run.iterations=1"
+    assert calls[2:] == ["scancel --signal=TERM 42", "srun got TERM", "scontrol requeue 42"], err
+    assert "requeueing it; it resumes when it runs again" in err and batch.returncode == 130

@@ -29,8 +29,8 @@ if [[ -z "${SLURM_JOB_ID:-}" || -z "${SLURM_JOB_NODELIST:-}" ]]; then
     exit 2
 fi
 cd "${SLURM_SUBMIT_DIR:-.}"
-MASTER_ADDR="$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)"
-export MASTER_ADDR
+hosts="$(scontrol show hostnames "$SLURM_JOB_NODELIST")"  # not `| head -n 1`: with pipefail a long list gets SIGPIPE
+export MASTER_ADDR="${hosts%%$'\n'*}"
 export MASTER_PORT="${MASTER_PORT:-29500}"
 export GPUS_PER_NODE="${GPUS_PER_NODE:-8}"
 export TORCH_NCCL_ASYNC_ERROR_HANDLING=1  # a hanging collective fails the job instead of stalling it
@@ -58,8 +58,8 @@ while kill -0 "$step" 2>/dev/null; do  # a trapped signal ends `wait` early: wai
     status=$?
 done
 set -e
-if (( requeue )); then
+if (( requeue )); then  # SLURM ends this script once the job is requeued: say it first
+    echo "job $SLURM_JOB_ID: requeueing it; it resumes when it runs again" >&2
     scontrol requeue "$SLURM_JOB_ID"
-    echo "job $SLURM_JOB_ID: requeued; it resumes when it runs again" >&2
 fi
 exit "$status"
