@@ -39,7 +39,7 @@ from typing import Any, get_args
 from sppo.cli_util import setup_logging, sigterm_as_interrupt
 from sppo.config import Dtype, choices
 from sppo.errors import UserError, first_line
-from sppo.files import checkpoint_dir, clean_name, current_run_dir, safe_name
+from sppo.files import checkpoint_dir, clean_name, current_run_dir, load_yaml, safe_name, short_name
 from sppo.scrub import public_url
 
 from benchmarks.config import (GENERATION_BACKENDS, LOCAL_JUDGE_MAX_NEW_TOKENS, OFFLINE_MAX_NEW_TOKENS, BenchConfig,
@@ -97,7 +97,8 @@ def _judge_arguments(j) -> None:
         if suite.judged:
             add_arguments(j, f"{suite.name}_judge_model", metavar="MODEL")
     add_arguments(j, "judge_api_key_env")
-    add_arguments(j, "judge_concurrency", "judge_max_retries", "judge_max_new_tokens", type=int)
+    add_arguments(j, "judge_concurrency", "judge_max_retries", "judge_max_new_tokens", "judge_max_reply_bytes",
+                  type=int)
     add_arguments(j, "judge_timeout", "judge_backoff", type=float)
     add_arguments(j, "judge_price", metavar="IN,OUT")
 
@@ -105,8 +106,8 @@ def _judge_arguments(j) -> None:
 def store_name(ref: str) -> str:
     """A results-store name for a model reference: IterN stays, paths give their directory name, Hub ids
     ``org/name`` give ``org__name``. A name that had to be cleaned (characters other than letters, digits,
-    ``.``, ``_``, ``-``) gets a short digest of the exact name, so two names never share an entry
-    (``we ird;name`` -> ``we_ird_name-<digest>``, ``we_ird_name`` stays)."""
+    ``.``, ``_``, ``-``) or is longer than ``sppo.files.NAME_LIMIT`` gets a short digest of the exact name, so two
+    names never share an entry (``we ird;name`` -> ``we_ird_name-<digest>``, ``we_ird_name`` stays)."""
     p = Path(ref)
     base = p.name if (p.exists() or ref.startswith((".", "/", "~"))) else ref.replace("/", "__")
     name = clean_name(base).strip("._-")
@@ -114,7 +115,7 @@ def store_name(ref: str) -> str:
         raise UserError(f"{ref}: cannot derive a model name")
     if name != base:
         name += "-" + hashlib.sha256(base.encode("utf-8", "surrogateescape")).hexdigest()[:8]
-    return name
+    return short_name(name, base)  # a 250-character directory name still leaves room for <name>.jsonl
 
 
 def refuse_other_checkpoint(old: SuiteResult, path: str, where: Path) -> None:
@@ -153,12 +154,10 @@ class _Resolver:
 
     def starting_model(self) -> str:
         """The model the run started from (``model.name`` of ``<run>/config.yaml``): what ``Iter0`` names."""
-        import yaml
-
         path = self.run_dir() / "config.yaml"
         try:
-            name = ((yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("model") or {}).get("name")
-        except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+            name = ((load_yaml(path.read_text(encoding="utf-8"), str(path)) or {}).get("model") or {}).get("name")
+        except (OSError, UnicodeDecodeError, UserError, AttributeError):
             name = None
         if not isinstance(name, str) or not name:
             raise UserError(f"{path}: no model.name to take as Iter0 (the run's starting model)")
@@ -215,7 +214,9 @@ class Judges:
     def identity(self, suite: SuiteName) -> dict[str, Any]:
         if self.kind == "local":
             return {"backend": "local", "model": self._local_name, "dtype": self.cfg.answer_dtype}
-        return {"backend": "openai", "model": self.model(suite), "base_url": public_url(self.cfg.base_url.rstrip("/"))}
+        from benchmarks.judge import recorded_base_url
+
+        return {"backend": "openai", "model": self.model(suite), "base_url": recorded_base_url(self.cfg.base_url)}
 
     def get(self, suite: SuiteName):
         model = self.model(suite)
@@ -233,7 +234,7 @@ class Judges:
         return OpenAIJudge(model, base_url=c.base_url, api_key_env=c.judge_api_key_env, cache=self.cache,
                            max_concurrency=c.judge_concurrency, max_retries=c.judge_max_retries,
                            timeout=c.judge_timeout, backoff_base=c.judge_backoff,
-                           price_per_million=c.price_per_million())
+                           price_per_million=c.price_per_million(), max_reply_bytes=c.judge_max_reply_bytes)
 
     def used(self) -> list:
         return list(self._by_model.values())

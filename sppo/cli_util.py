@@ -11,7 +11,8 @@ import traceback
 from typing import Callable
 
 from .errors import UserError, cause, io_failure
-from .scrub import install_log_scrubber, scrub
+from .files import printable
+from .scrub import install_log_scrubber, register_secret, scrub
 
 
 # loggers of the libraries we drive: on ranks other than 0 they say only errors (rank 0 says the rest once)
@@ -37,7 +38,21 @@ def setup_logging(verbose: bool = False) -> None:
         level, fmt = (level if verbose else max(level, logging.WARNING)), f"[rank {rank}] {fmt}"
     logging.basicConfig(level=level, format=fmt, datefmt="%H:%M:%S")
     install_log_scrubber()
+    register_hub_token()
     quiet_other_ranks()
+
+
+def register_hub_token() -> None:
+    """The Hugging Face token every Hub request of this process may carry (``HF_TOKEN`` or the cached login) is
+    registered with the scrubber before any request can echo it, raw or base64-encoded."""
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"):
+        register_secret(os.environ.get(name))
+    try:
+        from huggingface_hub import get_token
+
+        register_secret(get_token())
+    except Exception:  # no huggingface_hub, an unreadable token file: nothing to register
+        pass
 
 
 def _errors_only(record: logging.LogRecord) -> bool:
@@ -119,7 +134,7 @@ def _say_error(line: str) -> None:
     tqdm = sys.modules.get("tqdm")
     if tqdm is not None and getattr(tqdm.tqdm, "_instances", None):
         sys.stderr.write("\n")
-    print(f"error: {scrub(line)}", file=sys.stderr)
+    print(f"error: {printable(scrub(line))}", file=sys.stderr)
 
 
 # a rank that failed exits within this many seconds even if something (a library's thread) holds its exit up:

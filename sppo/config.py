@@ -19,7 +19,8 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from .errors import UserError, first_line, io_failure
+from .errors import UserError, io_failure, shown
+from .files import load_yaml
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
 
@@ -269,8 +270,8 @@ def _one_of(value: Any, choice_type: Any, name: str, style: str = "value") -> tu
     value 'x'; use a, b), "or" (unknown 'x'; use a or b) or any other word w (unknown w 'x'; use a, b)."""
     options = choices(choice_type)
     if style == "or":
-        return value in options, f"{name}: unknown {value!r}; use {' or '.join(options)}"
-    return value in options, f"{name}: unknown {style} {value!r}; use {', '.join(options)}"
+        return value in options, f"{name}: unknown {shown(value)}; use {' or '.join(options)}"
+    return value in options, f"{name}: unknown {style} {shown(value)}; use {', '.join(options)}"
 
 
 def _ranker_kind_ok(kind: str) -> bool:
@@ -441,7 +442,7 @@ def _check_types(obj: Any, prefix: str) -> None:
         value, path = getattr(obj, f.name), f"{prefix}{f.name}"
         if dataclasses.is_dataclass(f.type) or dataclasses.is_dataclass(value):
             if not dataclasses.is_dataclass(value):
-                raise UserError(f"config key {path!r} must be a mapping, got {value!r}")
+                raise UserError(f"config key {shown(path, 200)} must be a mapping, got {shown(value)}")
             _check_types(value, path + ".")
             continue
         kinds = _kinds(type(obj), f.name)
@@ -449,18 +450,18 @@ def _check_types(obj: Any, prefix: str) -> None:
             continue  # training.bf16 reads auto/true/false; YAML turns true/false into booleans
         main = next((k for k in kinds if k != "None"), "object")
         if not _type_ok(value, main):
-            raise UserError(f"config key {path!r} must be {_TYPE_NAMES.get(main, main)}, got {value!r}")
+            raise UserError(f"config key {shown(path, 200)} must be {_TYPE_NAMES.get(main, main)}, got {shown(value)}")
 
 
 def _build(cls, data: dict, where: str, source: str):
     if not isinstance(data, dict):
-        raise UserError(f"{source}: {where or 'top level'!r} must be a mapping")
+        raise UserError(f"{source}: {shown(where or 'top level', 200)} must be a mapping")
     known = {f.name: f for f in fields(cls)}
     kwargs = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else key
         if key not in known:
-            raise UserError(f"{source}: unknown config key {path!r}")
+            raise UserError(f"{source}: unknown config key {shown(path, 200)}")
         ftype = known[key].default_factory if dataclasses.is_dataclass(known[key].default_factory) else None
         kwargs[key] = _build(ftype, value or {}, path, source) if ftype else _coerce(_kinds(cls, key), value, path,
                                                                                       source)
@@ -472,7 +473,7 @@ def _coerce(kinds: list[str], value: Any, path: str, source: str) -> Any:
     kind = kinds[0]
     if value is None or isinstance(value, bool):
         if value is None and "None" not in kinds:
-            raise UserError(f"{source}: config key {path!r} cannot be null")
+            raise UserError(f"{source}: config key {shown(path, 200)} cannot be null")
         return value
     for name, cast in (("float", float), ("int", int)):
         if kind.startswith(name) and isinstance(value, (str, int, float)):
@@ -480,9 +481,9 @@ def _coerce(kinds: list[str], value: Any, path: str, source: str) -> Any:
             try:
                 return cast(value) if name == "float" or float(value) == int(float(value)) else cast("x")
             except (ValueError, OverflowError):
-                raise UserError(f"{source}: config key {path!r} must be {what}, got {value!r}") from None
+                raise UserError(f"{source}: config key {shown(path, 200)} must be {what}, got {shown(value)}") from None
     if kind.startswith("bool"):
-        raise UserError(f"{source}: config key {path!r} must be true or false, got {value!r}")
+        raise UserError(f"{source}: config key {shown(path, 200)} must be true or false, got {shown(value)}")
     return value
 
 
@@ -492,7 +493,7 @@ def _set_dotted(tree: dict, dotted: str, value: Any, item: str) -> None:
     for p in parts[:-1]:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
-            raise UserError(f"override {item!r}: {p!r} is not a section")
+            raise UserError(f"override {shown(item, 200)}: {shown(p, 200)} is not a section")
     node[parts[-1]] = value
 
 
@@ -519,32 +520,26 @@ def resolve_config_path(name_or_path: str | None) -> Path:
 def read_yaml_mapping(path: Path) -> dict:
     """A YAML file whose top level is a mapping (empty file: {}); anything else is one line naming the file."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise UserError(f"{path}: invalid YAML ({first_line(e)})") from None
+        data = load_yaml(path.read_text(encoding="utf-8"), str(path))
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not a UTF-8 text file (byte {e.start})") from None
     except OSError as e:
         raise io_failure(e, path) from None
     data = {} if data is None else data
     if not isinstance(data, dict):
-        raise UserError(f"{path}: a config must be a YAML mapping of sections, got {type(data).__name__} {data!r:.60}")
+        raise UserError(f"{path}: a config must be a YAML mapping of sections, got {type(data).__name__} {shown(data)}")
     return data
 
 
 def parse_override(item: str) -> tuple[str, Any]:
     """``key.sub=value`` -> (``key.sub``, the value read as YAML); a malformed one is one line naming it."""
     if "=" not in item:
-        raise UserError(f"override {item!r}: expected key.sub=value")
+        raise UserError(f"override {shown(item, 200)}: expected key.sub=value")
     key, value = item.split("=", 1)
     key = key.strip()
     if not all(part.strip() for part in key.split(".")):
-        raise UserError(f"override {item!r}: expected key.sub=value")
-    try:
-        return key, (yaml.safe_load(value) if value.strip() else None)
-    except yaml.YAMLError as e:
-        problem = str(getattr(e, "problem", None) or first_line(e))
-        raise UserError(f"override {item!r}: invalid YAML value ({problem})") from None
+        raise UserError(f"override {shown(item, 200)}: expected key.sub=value")
+    return key, (load_yaml(value, f"override {shown(item, 200)}") if value.strip() else None)
 
 
 def _blame(e: UserError, overrides: list[tuple[str, str]], path: Path) -> UserError:
@@ -553,7 +548,7 @@ def _blame(e: UserError, overrides: list[tuple[str, str]], path: Path) -> UserEr
     for about in (lambda key: re.match(rf"(config key )?'?{re.escape(key)}\b", message), message.__contains__):
         for item, key in reversed(overrides):
             if about(key):
-                return UserError(f"override {item!r}: {message}")
+                return UserError(f"override {shown(item, 200)}: {message}")
     return UserError(f"{path}: {message}")
 
 
@@ -567,7 +562,7 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | None = N
     for item in overrides or []:
         key, value = parse_override(item)
         _set_dotted(data, key, value, item)
-        cfg = _build(Config, data, "", f"override {item!r}")
+        cfg = _build(Config, data, "", f"override {shown(item, 200)}")
         applied.append((item, key))
     try:
         return cfg.validate()

@@ -9,6 +9,7 @@ import contextlib
 import errno
 import os
 import re
+import reprlib
 from typing import Iterator
 
 
@@ -99,6 +100,22 @@ def first_line(e: BaseException) -> str:
 def described(e: BaseException) -> str:
     """``Type: first line`` of `e` (only the type name when the message is empty)."""
     return f"{type(e).__name__}: {first_line(e)}" if str(e).strip() else type(e).__name__
+
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxtuple, _SHOWN.maxdict, _SHOWN.maxset = 3, 4, 4, 4, 4
+_SHOWN.maxlong, _SHOWN.maxother = 40, 60
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """A bounded ``repr`` of `value` for an error message: at most `limit` characters, built without ever
+    making the whole repr of a huge or deeply nested value (a YAML alias bomb, a 100 MB string)."""
+    _SHOWN.maxstring = limit
+    try:
+        text = _SHOWN.repr(value)
+    except Exception:  # a value whose repr fails
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def cause(e: BaseException) -> str:

@@ -12,9 +12,10 @@ Dropout is switched off in the policy, as the reference did (`disable_dropout=Tr
 sppo/trainer.py).
 
 Resumable: every `training.save_steps` optimizer steps, and when SIGTERM arrives, `Accelerator.save_state`
-writes model, optimizer, scheduler, RNG states and the data position to `<train>/state/step-N` (written
-under a temporary name, renamed when complete; the newest `save_total_limit` are kept). Rerunning the same
-command loads the newest state and continues; on CPU the final weights equal those of an uninterrupted run.
+writes model, optimizer, scheduler and RNG states, and `train_state` the data position (JSON), to
+`<train>/state/step-N` (written under a temporary name, renamed when complete; the newest `save_total_limit` are
+kept). Rerunning the same command loads the newest state (weights-only: nothing is unpickled) and continues; on
+CPU the final weights equal those of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -315,12 +316,11 @@ def train_iteration(model, examples: Sequence[PairExample], ref: Sequence[tuple[
     optimizer = make_optimizer(model.parameters(), cfg)
     scheduler = make_lr_scheduler(optimizer, cfg, schedule)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    position = train_state.Progress()
-    accelerator.register_for_checkpointing(position)
+    position = train_state.Progress()  # saved as JSON by train_state, never registered for pickling
     state_dir = train_dir / "state" if train_dir else None
     resumed = train_state.latest(state_dir) if state_dir else None
     if resumed:
-        accelerator.load_state(str(resumed))
+        position.step = train_state.load(accelerator, resumed)
         if distributed.is_main():
             log.info("resuming training from %s (step %d of %d)", resumed, position.step, schedule.stop_steps)
     if cfg.report_to != "none":
