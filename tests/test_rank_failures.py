@@ -308,3 +308,19 @@ def test_bench_rank_failing_then_the_rerun_asks_the_judge_nothing_twice(runs, tm
         bodies = [json.dumps(b, sort_keys=True) for b in server.requests]
     assert server.count() > first and len(set(bodies)) == len(bodies)  # nothing asked twice
     assert (tmp_path / "results" / "tiny1" / "alpaca_eval.best-of-2.json").exists()
+
+
+# ----------------------------------------------------------------------------------------------- the setting
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1", "0", "1e9"])
+def test_the_collective_timeout_is_validated_in_both_commands(value, tmp_path, capsys):
+    """run.collective_timeout_minutes (sppo-train) and --collective-timeout-minutes (sppo-bench): a finite number of
+    minutes > 0, at most a week; anything else is one line naming the setting, exit status 2, nothing run."""
+    from benchmarks.cli import main as bench
+    from sppo.cli import main as train
+
+    assert train(["--print-config", f"run.collective_timeout_minutes={value}"]) == 2
+    assert bench(["--alpaca-eval", "x", "--results-dir", str(tmp_path), f"--collective-timeout-minutes={value}"]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and "run.collective_timeout_minutes" in lines[0], lines
+    assert lines[1].startswith("error: --collective-timeout-minutes must be"), lines
+    assert not any(tmp_path.iterdir())
