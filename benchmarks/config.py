@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
-from sppo.config import Backend, Dtype, choices, doc, read_yaml_mapping
+from sppo.config import Backend, Dtype, choices, collective_timeout_problem, doc, read_yaml_mapping
 from sppo.errors import UserError, shown
 from sppo.scrub import public_url
 
@@ -114,7 +114,8 @@ class BenchConfig:
     progress: bool = doc("progress bars (rank 0 only)", False)
     collective_timeout_minutes: float = doc(
         "several processes: the longest any rank waits for the others (the serving ranks wait while rank 0 talks "
-        "to a judge endpoint)", 24 * 60.0)
+        "to a judge endpoint). A rank that fails is noticed at once; one that stops answering without dying is "
+        "named when this runs out, and the run ends. Minutes > 0, at most a week", 24 * 60.0)
     verbose: bool = doc("debug logging", False)
 
     # -- building -----------------------------------------------------------------------------------------------
@@ -166,6 +167,8 @@ class BenchConfig:
             ("alpaca_eval_temperature", t is None or (math.isfinite(t) and t >= 0),
              f"--alpaca-eval-temperature must be a finite number >= 0, got {t}"),
             ("alpaca_eval_top_p", p is None or 0 < p <= 1, f"--alpaca-eval-top-p must be in (0, 1], got {p}"),
+            ("collective_timeout_minutes", collective_timeout_problem(self.collective_timeout_minutes) is None,
+             f"--collective-timeout-minutes {collective_timeout_problem(self.collective_timeout_minutes)}"),
             ("chat_template", self.chat_template in get_args(ChatTemplate),
              f"--chat-template: unknown value {shown(self.chat_template)}; use {', '.join(get_args(ChatTemplate))}"),
             ("generation_backend", self.generation_backend in GENERATION_BACKENDS,

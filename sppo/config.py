@@ -70,8 +70,11 @@ class RunConfig:
                           "at most the chunks in flight. Chunks are spread over the processes of a multi-GPU run; a "
                           "stage of fewer than 8 x chunk_size items is cut into 8 smaller chunks. The chunking never "
                           "depends on the number of processes, so neither do the results.", 64)
-    collective_timeout_minutes: float = doc("Longest a process waits for the others at one synchronisation point "
-                                            "before the run fails (multi-process runs).", 120.0)
+    collective_timeout_minutes: float = doc("Several processes: the longest any rank waits for the others at one "
+                                            "synchronisation point. A rank that fails is noticed at once (it "
+                                            "reports why, or its connection breaks); one that stops answering "
+                                            "without dying is named when this runs out, and the run ends. Minutes "
+                                            "> 0, at most a week.", 120.0)
     wait_log_seconds: float = doc("A process that has waited this long for the others logs which stage it waits in "
                                   "and for which ranks (then at doubling intervals).", 300.0)
 
@@ -373,6 +376,19 @@ def _optimisation_checks(cfg: Config) -> list[tuple[bool, str]]:
     ]
 
 
+MAX_COLLECTIVE_TIMEOUT_MINUTES = 7 * 24 * 60.0
+
+
+def collective_timeout_problem(minutes: float) -> str | None:
+    """What is wrong with `minutes` as a collective timeout (`run.collective_timeout_minutes`, sppo-bench's
+    `--collective-timeout-minutes`), or None: a finite number of minutes > 0, at most a week."""
+    if not isinstance(minutes, (int, float)) or isinstance(minutes, bool) or not math.isfinite(minutes):
+        return f"must be a finite number of minutes, got {minutes!r}"
+    if not 0 < minutes <= MAX_COLLECTIVE_TIMEOUT_MINUTES:
+        return f"must be > 0 and at most {MAX_COLLECTIVE_TIMEOUT_MINUTES:g} (a week), got {minutes:g}"
+    return None
+
+
 def _processes_checks(cfg: Config) -> list[tuple[bool, str]]:
     run, t, lora = cfg.run, cfg.training, cfg.training.lora
     return [
@@ -384,7 +400,8 @@ def _processes_checks(cfg: Config) -> list[tuple[bool, str]]:
         (t.global_batch_size is None or t.global_batch_size >= 1, "training.global_batch_size: must be >= 1 or null"),
         (not (lora.enabled and t.distributed == "deepspeed_zero3"),
          "training.lora: LoRA with deepspeed_zero3 is not supported; use training.distributed=none (DDP)"),
-        (run.collective_timeout_minutes > 0, "run.collective_timeout_minutes: must be > 0"),
+        (collective_timeout_problem(run.collective_timeout_minutes) is None,
+         f"run.collective_timeout_minutes: {collective_timeout_problem(run.collective_timeout_minutes)}"),
         (run.wait_log_seconds > 0, "run.wait_log_seconds: must be > 0"),
         (t.logging_steps >= 1, f"training.logging_steps: must be >= 1, got {t.logging_steps}"),
         (lora.r >= 1, f"training.lora.r: must be >= 1, got {lora.r}"),

@@ -7,7 +7,9 @@ filesystem alone: rank 0 looks, and `decide` hands its answer to every rank. Err
 reach every rank too, so no rank is left waiting for one that has already failed.
 
 `wait` is a barrier that logs, after `run.wait_log_seconds`, which stage it waits in and for which ranks
-(through the launcher's rendezvous store), then again at doubling intervals.
+(through the launcher's rendezvous store), then again at doubling intervals, and that stops as soon as another
+rank reports a failure (`peers`: no rank waits for a dead one). No collective waits longer than the collective
+timeout (`setup`).
 
 With one process (no launcher) every function here is a no-op or a plain call.
 """
@@ -47,6 +49,10 @@ def setup(timeout_minutes: float = 120.0, wait_log_seconds: float = 300.0) -> No
         from accelerate import PartialState
 
         PartialState(timeout=timedelta(minutes=timeout_minutes))
+    if initialized():
+        from . import peers
+
+        peers.start()
 
 
 def single_process_group_env() -> None:
@@ -65,7 +71,10 @@ def teardown() -> None:
     """Leave the process group cleanly once every rank is done (an abandoned gloo group can abort the
     interpreter at exit)."""
     if initialized():
+        from . import peers
+
         wait("the end of the run")
+        peers.stop()
         torch.distributed.destroy_process_group()
 
 
@@ -104,6 +113,16 @@ def _store():
         return None
 
 
+def rendezvous_store():
+    """A connection of its own to the launcher's rendezvous store (`peers`: heartbeats and failure reports), or
+    None without a process group."""
+    store = _store() if initialized() else None
+    try:
+        return store.clone() if store is not None else None
+    except Exception:  # noqa: BLE001 - an older torch without Store.clone: share the process group's connection
+        return store
+
+
 def _missing_ranks(store, key: str) -> str:
     if store is None:
         return "the other ranks"
@@ -127,10 +146,15 @@ def wait(label: str) -> None:
             store.set(f"{key}/{rank()}", "1")
         except Exception:  # noqa: BLE001
             store = None
+    from . import peers
+
     work = torch.distributed.barrier(async_op=True)
     start, next_log = time.monotonic(), _wait_log_seconds
     while not work.is_completed():
         time.sleep(0.02)
+        failed = peers.failed_elsewhere()
+        if failed:
+            raise peers.RankFailed(failed)
         waited = time.monotonic() - start
         if waited >= next_log:
             log.warning("rank %d has waited %.0f s in '%s' for %s", rank(), waited, label, _missing_ranks(store, key))

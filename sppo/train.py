@@ -247,6 +247,8 @@ class TrainResult:
     accelerator: object
     model: object  # as prepared by the accelerator (DDP / DeepSpeed engine / the model itself)
     summary: dict = field(default_factory=dict)
+    resumed_from: Path | None = None  # the training state this attempt resumed from (not in the summary: a
+    # resumed run's manifests equal an uninterrupted run's)
 
     def unwrapped(self):
         return self.accelerator.unwrap_model(self.model)
@@ -330,11 +332,11 @@ def train_iteration(model, examples: Sequence[PairExample], ref: Sequence[tuple[
                     position, state_dir, on_log, progress and rank == 0)
     if cfg.report_to != "none":
         accelerator.end_training()
+    # the same summary whether or not this attempt resumed (TrainResult.resumed_from says where from)
     summary = {"optimizer_steps": position.step, "epochs_run": round(position.step / schedule.steps_per_epoch, 4),
                "schedule": {k: v for k, v in schedule.__dict__.items()}, "global_batch_size": schedule.global_batch,
-               "bf16": bf16, "world_size": world, "resumed_from": str(resumed) if resumed else None,
-               "final": history[-1] if history else None}
-    return TrainResult(accelerator, model, summary)
+               "bf16": bf16, "world_size": world, "final": history[-1] if history else None}
+    return TrainResult(accelerator, model, summary, resumed)
 
 
 def _loop(accelerator, model, optimizer, scheduler, examples, ref, pad_id, cfg, seed, schedule, position,
