@@ -23,7 +23,9 @@ from perf.report import render
 from perf.worker import STAGES
 from sppo.files import package_versions
 
-OPT_IN = ("e2e",)  # run only when named in --stages (the whole toolkit, ~8 minutes on a quiet 2-core machine)
+# run only when named in --stages: e2e (the whole toolkit, ~8 minutes on a quiet 2-core machine), vllm (needs
+# .venv-vllm, scripts/vllm_env.sh)
+OPT_IN = ("e2e", "vllm")
 DEFAULT_STAGES = [s for s in STAGES if s not in OPT_IN]
 
 ROOT = Path(__file__).resolve().parents[1]

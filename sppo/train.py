@@ -12,9 +12,10 @@ Dropout is switched off in the policy, as the reference did (`disable_dropout=Tr
 sppo/trainer.py).
 
 Resumable: every `training.save_steps` optimizer steps, and when SIGTERM arrives, `Accelerator.save_state`
-writes model, optimizer, scheduler, RNG states and the data position to `<train>/state/step-N` (written
-under a temporary name, renamed when complete; the newest `save_total_limit` are kept). Rerunning the same
-command loads the newest state and continues; on CPU the final weights equal those of an uninterrupted run.
+writes model, optimizer, scheduler and RNG states, and `train_state` the data position (JSON), to
+`<train>/state/step-N` (written under a temporary name, renamed when complete; the newest `save_total_limit` are
+kept). Rerunning the same command loads the newest state (weights-only: nothing is unpickled) and continues; on
+CPU the final weights equal those of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -284,6 +285,8 @@ class TrainResult:
     accelerator: object
     model: object  # as prepared by the accelerator (DDP / DeepSpeed engine / the model itself)
     summary: dict = field(default_factory=dict)
+    resumed_from: Path | None = None  # the training state this attempt resumed from (not in the summary: a
+    # resumed run's manifests equal an uninterrupted run's)
 
     def unwrapped(self):
         return self.accelerator.unwrap_model(self.model)
@@ -353,12 +356,11 @@ def train_iteration(model, examples: Sequence[PairExample], ref: Sequence[tuple[
     optimizer = make_optimizer(model.parameters(), cfg)
     scheduler = make_lr_scheduler(optimizer, cfg, schedule)
     model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    position = train_state.Progress()
-    accelerator.register_for_checkpointing(position)
+    position = train_state.Progress()  # saved as JSON by train_state, never registered for pickling
     state_dir = train_dir / "state" if train_dir else None
     resumed = train_state.latest(state_dir) if state_dir else None
     if resumed:
-        accelerator.load_state(str(resumed))
+        position.step = train_state.load(accelerator, resumed)
         if distributed.is_main():
             log.info("resuming training from %s (step %d of %d)", resumed, position.step, schedule.stop_steps)
     if cfg.report_to != "none":
@@ -368,11 +370,11 @@ def train_iteration(model, examples: Sequence[PairExample], ref: Sequence[tuple[
                     position, state_dir, on_log, progress and rank == 0)
     if cfg.report_to != "none":
         accelerator.end_training()
+    # the same summary whether or not this attempt resumed (TrainResult.resumed_from says where from)
     summary = {"optimizer_steps": position.step, "epochs_run": round(position.step / schedule.steps_per_epoch, 4),
                "schedule": {k: v for k, v in schedule.__dict__.items()}, "global_batch_size": schedule.global_batch,
-               "bf16": bf16, "world_size": world, "resumed_from": str(resumed) if resumed else None,
-               "final": history[-1] if history else None}
-    return TrainResult(accelerator, model, summary)
+               "bf16": bf16, "world_size": world, "final": history[-1] if history else None}
+    return TrainResult(accelerator, model, summary, resumed)
 
 
 def _loop(accelerator, model, optimizer, scheduler, examples, ref, pad_id, cfg, seed, schedule, position,
