@@ -39,7 +39,7 @@ Optimizer = Literal["rmsprop", "adamw"]
 Scheduler = Literal["linear", "constant"]
 Truncation = Literal["toolkit", "reference"]
 SpecialTokens = Literal["clean", "reference"]
-Bf16 = Literal["auto", "true", "false"]
+Bf16 = Literal["auto", "native", "true", "false"]
 Distributed = Literal["none", "deepspeed_zero3"]
 ReportTo = Literal["none", "tensorboard", "wandb"]
 LearningMeasure = Literal["chars", "words"]  # implemented in sppo.rankers.MEASURES
@@ -213,7 +213,9 @@ class TrainingConfig:
                                         "double BOS (template + tokenizer) in generation and training and its extra "
                                         "EOS after the template's, counted in the response log-probability.", "clean")
     gradient_checkpointing: bool = doc("Recompute activations in the backward pass to save memory.", True)
-    bf16: Bf16 = doc("auto (bf16 autocast where the GPU supports it), true, or false.", "auto")
+    bf16: Bf16 = doc("auto (bf16 autocast where the GPU supports it), native (also on a CPU that computes bf16 "
+                     "natively: AVX512-BF16 or AMX), true, or false. The weights the optimizer updates stay fp32.",
+                     "auto")
     distributed: Distributed = doc("none (one process; plain data parallel, DDP, when a launcher starts several) or "
                                    "deepspeed_zero3 (DeepSpeed ZeRO stage 3 through accelerate). Start several "
                                    "processes with `accelerate launch`, `torchrun` or `deepspeed`.", "none")

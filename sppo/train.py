@@ -132,11 +132,17 @@ def make_lr_scheduler(optimizer, cfg: TrainingConfig, schedule: Schedule):
 
 
 def use_bf16(cfg: TrainingConfig, device: torch.device) -> bool:
+    """bf16 autocast for training: auto on a bf16-capable GPU, native there and on a CPU that computes bf16 natively
+    (`sppo.models.cpu_computes_bf16`; elsewhere torch emulates it, slower than fp32), true always, false never."""
     flag = str(cfg.bf16).lower()
     if flag == "false":
         return False
     supported = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return supported if flag == "auto" else True
+    if flag == "native" and device.type == "cpu":
+        from .models import cpu_computes_bf16
+
+        return cpu_computes_bf16()
+    return supported if flag in ("auto", "native") else True
 
 
 def deepspeed_config(cfg: TrainingConfig, schedule: Schedule, bf16: bool) -> dict:
@@ -218,16 +224,21 @@ def pair_batch(examples: Sequence[PairExample], pad_id: int) -> dict:
 @torch.no_grad()
 def reference_logps(model, examples: Sequence[PairExample], pad_id: int, batch_size: int,
                     progress: bool = True) -> list[tuple[float, float]]:
-    """log pi_ref(chosen), log pi_ref(rejected) for every example, with the model as it is now."""
+    """log pi_ref(chosen), log pi_ref(rejected) for every example, with the model as it is now. The 2 x len(examples)
+    responses go through the model sorted by length, 2 x batch_size at a time (the rows of a training micro-batch),
+    so a short response is not padded to a long one's length."""
     was_training = model.training
     model.eval()
-    out: list[tuple[float, float]] = []
-    for chunk in tqdm(list(batches(examples, batch_size)), desc="reference log-probs", disable=not progress):
-        logps = sequence_logps(model, pair_batch(chunk, pad_id)).float().cpu()
-        n = len(chunk)
-        out.extend(zip(logps[:n].tolist(), logps[n:].tolist()))
+    sequences = [e.chosen for e in examples] + [e.rejected for e in examples]
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i].input_ids))
+    logps = [0.0] * len(sequences)
+    for part in tqdm(list(batches(order, 2 * batch_size)), desc="reference log-probs", disable=not progress):
+        values = sequence_logps(model, collate([sequences[i] for i in part], pad_id)).float().cpu().tolist()
+        for i, v in zip(part, values):
+            logps[i] = v
     model.train(was_training)
-    return out
+    n = len(examples)
+    return list(zip(logps[:n], logps[n:]))
 
 
 def _loss_inputs(chunk: Sequence[PairExample], ref: Sequence[tuple[float, float]], cfg: TrainingConfig, device):

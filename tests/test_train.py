@@ -56,6 +56,22 @@ def _margin(model, examples, pad_id):
     return (lp[:n] - lp[n:]).mean().item()
 
 
+def test_reference_logps_equal_each_response_read_alone(tiny):
+    """reference_logps sorts the responses by length into batches: every value is the response's log-prob read
+    alone (no padding at all)."""
+    from sppo.sequences import collate
+
+    tok = load_tokenizer(tiny, padding_side="right")
+    rows = [{**r, "rejected": r["rejected"] * (i + 2)} for i, r in enumerate(_rows())]
+    examples, _ = encode_examples(tok, rows, TrainingConfig(max_length=256, max_prompt_length=64))
+    model = load_model(tiny, dtype="float32")
+    ref = reference_logps(model, examples, tok.pad_token_id, batch_size=2, progress=False)
+    with torch.no_grad():
+        alone = [tuple(sequence_logps(model, collate([side], tok.pad_token_id)).item() for side in (e.chosen, e.rejected))
+                 for e in examples]
+    assert [v for pair in ref for v in pair] == pytest.approx([v for pair in alone for v in pair], rel=1e-5)
+
+
 @pytest.mark.parametrize("loss", ["sppo", "sppo_hard", "dpo"])
 def test_one_side_at_a_time_gives_the_gradient_of_the_whole_batch(tiny, loss):
     """micro_batch_backward: for a separable loss the chosen side, then the rejected side, each padded to its own
