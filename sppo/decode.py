@@ -31,6 +31,8 @@ from typing import Callable, Sequence
 
 import torch
 
+from .prompt_cache import PromptCache, padded_cache, row_kv
+
 # generation-config fields this loop does not apply, with the value meaning "off"
 UNSUPPORTED = {"repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
                "encoder_no_repeat_ngram_size": 0, "bad_words_ids": None, "force_words_ids": None,
@@ -59,6 +61,7 @@ class DecodeSettings:
     warper: Callable | None = None  # None: greedy
     min_new_tokens: int = 0
     groups: Sequence[Group] = field(default_factory=list)  # sampling: the rows of each generator
+    prompt_cache: PromptCache | None = None  # one sample per prompt: prompts read before serve these (and are kept)
 
 
 def supported(model) -> bool:
@@ -128,11 +131,55 @@ def _choose(scores: torch.Tensor, batch: _Batch, ended: torch.Tensor, s: DecodeS
     return tokens
 
 
+def _prefill_from_cache(model, prompts: list[list[int]], store: PromptCache, device):
+    """The prompts read after the longest prompt each extends in `store` (`PromptCache.longest`): the cached keys and
+    values right-aligned in one padded cache, each prompt's new tokens after them (left-padded: the padding of both
+    parts masked, positions counted over real tokens). None when no prompt extends a stored one."""
+    hits = [store.longest(p) for p in prompts]
+    if not any(kv is not None for _, kv in hits):
+        return None
+    width = max(n for n, _ in hits)
+    rest = [p[n:] for p, (n, _) in zip(prompts, hits)]
+    ids, rest_mask = (t.to(device) for t in _left_padded(rest))
+    cached = torch.tensor([[0] * (width - n) + [1] * n for n, _ in hits], dtype=torch.long, device=device)
+    done = torch.tensor([n for n, _ in hits], device=device)
+    positions = (done[:, None] + rest_mask.cumsum(-1) - 1).masked_fill(rest_mask == 0, 0)
+    cache = padded_cache([kv for _, kv in hits], width, next(kv for _, kv in hits if kv is not None))
+    mask = torch.cat([cached, rest_mask], dim=-1)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True,
+                logits_to_keep=1)
+    batch = _Batch(torch.arange(len(prompts), device=device), mask, positions[:, -1] + 1, out.past_key_values)
+    return batch, out.logits[:, -1, :].to(dtype=torch.float32), ids[:, -1]
+
+
+def _left_padded(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, rows))
+    ids = torch.zeros((len(rows), width), dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, row in enumerate(rows):
+        ids[r, width - len(row):] = torch.tensor(row, dtype=torch.long)
+        mask[r, width - len(row):] = 1
+    return ids, mask
+
+
+def _prefill_keeping(model, ids: torch.Tensor, mask: torch.Tensor, n: int, store: PromptCache | None):
+    """`_prefill`, with a prompt cache (one sample per prompt): prompts that extend stored ones read only their new
+    tokens, and every prompt's keys and values are stored for the prompts that will extend it."""
+    if store is None or n != 1:
+        return _prefill(model, ids, mask, n)
+    prompts = [row[m == 1].tolist() for row, m in zip(ids, mask)]
+    prefilled = _prefill_from_cache(model, prompts, store, ids.device) or _prefill(model, ids, mask, n)
+    batch = prefilled[0]
+    for row, prompt in enumerate(prompts):
+        store.put(prompt, row_kv(batch.cache, row, batch.mask[row].nonzero()[:, 0]))
+    return prefilled
+
+
 @torch.no_grad()
 def decode(model, ids: torch.Tensor, mask: torch.Tensor, n: int, s: DecodeSettings) -> torch.Tensor:
     """New tokens of every prompt's n rows ([len(ids) * n, steps]: a row's EOS, then pad), as `generate` returns
     them after the prompt. Sampling needs `s.groups` to cover the rows [0, len(ids) * n) in order."""
-    batch, logits, tokens = _prefill(model, ids, mask, n)
+    batch, logits, tokens = _prefill_keeping(model, ids, mask, n, s.prompt_cache)
     total = len(batch.rows)
     eos = torch.tensor(s.eos_ids, device=ids.device)
     ended = torch.zeros(total, dtype=torch.bool, device=ids.device)

@@ -208,11 +208,12 @@ class HFGenerator:
     own_loop = True
 
     def __init__(self, model, tokenizer, batch_size: int | None = 8, max_prompt_length: int | None = None,
-                 special_tokens: str = "clean"):
+                 special_tokens: str = "clean", prompt_cache=None):
         self.model, self.tokenizer = model, tokenizer
         self.batch_size = batch_size
         self.max_prompt_length = max_prompt_length
         self.special_tokens = special_tokens
+        self.prompt_cache = prompt_cache  # sppo.prompt_cache.PromptCache: prompts read before serve later ones (n=1)
 
     def generate(self, conversations, params: SamplingParams, progress: bool = True) -> list[list[str]]:
         return [[response_text(s.text, "strip") for s in row] for row in self.sample(conversations, params, progress)]
@@ -334,7 +335,7 @@ class HFGenerator:
             return decode.decode(self.model, ids, mask, params.n, decode.DecodeSettings(
                 params.max_new_tokens, (eos,), pad_id, warper,
                 min_new_tokens=getattr(self.model.generation_config, "min_new_tokens", None) or 0,
-                groups=[decode.Group(0, len(ids) * params.n, generator)]))
+                groups=[decode.Group(0, len(ids) * params.n, generator)], prompt_cache=self.prompt_cache))
         kwargs = dict(do_sample=sample, max_new_tokens=params.max_new_tokens, num_return_sequences=params.n,
                       pad_token_id=pad_id, eos_token_id=eos)
         if sample:  # transformers' own warpers off: top_k always explicit, as its default is 50 and a model's
