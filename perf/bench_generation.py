@@ -17,9 +17,9 @@ Two more cases compare ours with ours:
 dtype      ours in the default generation.dtype (auto: bf16 where the CPU computes it natively) against ours in
            fp32, same settings: what `auto` buys on this machine. Only where auto means bf16
            (`sppo.models.cpu_computes_bf16`); the cases above run in fp32, like the reference here.
-ended rows natural lengths (EOS ends a response; the learning check's held-out answers: 12 short questions x 4
-           samples): sppo.decode, which drops ended rows from the batch, against transformers' `generate` on the
-           same batches (HFGenerator.own_loop False); the same tokens, responses/s.
+ended rows natural lengths (EOS ends a response; the learning check's held-out answers: its first 6 short questions
+           x 4 samples, up to 48 tokens): sppo.decode, which drops ended rows from the batch, against transformers'
+           `generate` on the same batches (HFGenerator.own_loop False); the same tokens, responses/s.
 vLLM on the CPU is the opt-in stage `vllm` (perf/bench_vllm.py: it needs .venv-vllm).
 """
 
@@ -116,7 +116,7 @@ def bench_model(which: str, work: Path, n_prompts: int, k: int, max_new_tokens: 
 
 def bench_ended_rows(work: Path, max_new_tokens: int, repeats: int, limit: int | None = None) -> list[dict]:
     """sppo.decode (ended rows leave the batch) against transformers' generate, at natural lengths: the learning
-    check's held-out answers (12 prompts x 4 samples, generation.dtype auto), responses/s."""
+    check's held-out answers (its first `limit` prompts x 4 samples, generation.dtype auto), responses/s."""
     from sppo.config import load_config
     from sppo.generate import HFGenerator, SamplingParams
     from sppo.learning_check import held_out_prompts
@@ -158,5 +158,5 @@ def run(opts: dict) -> dict:
     if quick:
         return {"cases": cases}
     cases += bench_dtype("embedded", work, n_prompts, k, 32, opts["repeats"])
-    cases += bench_ended_rows(work, 64, opts["repeats"])
+    cases += bench_ended_rows(work, 48, opts["repeats"], limit=6)  # 6 prompts x 4 samples: inside the budget
     return {"cases": cases}

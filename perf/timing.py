@@ -50,6 +50,12 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and the children it has waited for (a stage's launches)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def reset_peak_rss() -> bool:
     """Reset this process's peak RSS (Linux: /proc/self/clear_refs "5" resets VmHWM and ru_maxrss), so that a
     later `window_peak_rss_mb` covers only what ran after it. False where the kernel does not allow it."""
