@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 from urllib.parse import urlsplit
 
-from sppo.config import Backend, Dtype, choices, doc, read_yaml_mapping
-from sppo.errors import UserError
+from sppo.config import Backend, Dtype, choices, collective_timeout_problem, doc, read_yaml_mapping
+from sppo.errors import UserError, shown
 from sppo.scrub import public_url
 
 from benchmarks.store import SUITES, SuiteName
@@ -34,7 +34,9 @@ OFFLINE_MAX_NEW_TOKENS = 128
 LOCAL_JUDGE_MAX_NEW_TOKENS = 64
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _PATHS = ("data_dir", "results_dir")  # fields read as paths
-_AT_LEAST_1 = ("best_of", "batch_size", "judge_concurrency", "lm_eval_batch_size", "tensor_parallel_size")
+_AT_LEAST_1 = ("best_of", "batch_size", "judge_concurrency", "lm_eval_batch_size", "tensor_parallel_size",
+               "judge_max_new_tokens", "judge_max_reply_bytes")
+MAX_JUDGE_TIMEOUT = 24 * 3600.0  # seconds; beyond it a socket wait cannot even be set
 
 
 def flag(name: str) -> str:
@@ -61,8 +63,8 @@ class BenchConfig:
                        1)
     ranker: str = doc("ranker kind for --best-of (sppo.rank.make_ranker)", "pairrm")
     ranker_model: str | None = doc("ranker model for --best-of (default: the kind's default)", None)
-    generation_backend: str = doc("generation backend of the answers (auto: vLLM when installed with a GPU, else "
-                                  "HF)", "auto")
+    generation_backend: str = doc("generation backend of the answers (auto: vLLM where it can run - its GPU build "
+                                  "with a CUDA GPU, or its CPU build - else HF; vLLM runs eagerly on a CPU)", "auto")
     batch_size: int | None = doc("generation batch size (sequences in flight; default: chosen from the device's "
                                  "memory)", None)
     dtype: Dtype = doc("weights dtype of the answers and of a local judge: auto = bf16 where the device computes it "
@@ -83,7 +85,11 @@ class BenchConfig:
                                  "OPENAI_API_KEY")
     judge_concurrency: int = doc("requests in flight", 8)
     judge_max_retries: int = doc("retries of a failed judge request", 6)
-    judge_timeout: float = doc("seconds per request", 120.0)
+    judge_timeout: float = doc("seconds per request attempt: the whole reply must have arrived by then (a reply "
+                               "still arriving is abandoned and retried; a silent connection waits at most this "
+                               "long for its next byte); at most one day", 120.0)
+    judge_max_reply_bytes: int = doc("largest judge reply accepted, in bytes: a larger one fails its request "
+                                     "(a judgment, logprobs included, is a few kB)", 4_000_000)
     judge_backoff: float = doc("first retry delay in seconds (doubles)", 1.0)
     judge_price: str | None = doc("USD per 1M input,output tokens (cost accounting)", None)
     judge_max_new_tokens: int | None = doc(
@@ -108,7 +114,8 @@ class BenchConfig:
     progress: bool = doc("progress bars (rank 0 only)", False)
     collective_timeout_minutes: float = doc(
         "several processes: the longest any rank waits for the others (the serving ranks wait while rank 0 talks "
-        "to a judge endpoint)", 24 * 60.0)
+        "to a judge endpoint). A rank that fails is noticed at once; one that stops answering without dying is "
+        "named when this runs out, and the run ends. Minutes > 0, at most a week", 24 * 60.0)
     verbose: bool = doc("debug logging", False)
 
     # -- building -----------------------------------------------------------------------------------------------
@@ -153,23 +160,26 @@ class BenchConfig:
              "--max-new-tokens must be at least 1 (or 0 for the official limits)"),
             *[(n, getattr(self, n) is None or getattr(self, n) >= 1, f"{flag(n)} must be at least 1")
               for n in _AT_LEAST_1],
-            ("judge_max_retries", self.judge_max_retries >= 0 and self.judge_timeout > 0 and self.judge_backoff >= 0
-             and math.isfinite(self.judge_timeout + self.judge_backoff),
-             "--judge-max-retries and --judge-backoff must be >= 0, --judge-timeout > 0 (finite)"),
+            ("judge_max_retries", self.judge_max_retries >= 0 and self.judge_backoff >= 0
+             and math.isfinite(self.judge_backoff), "--judge-max-retries and --judge-backoff must be >= 0 (finite)"),
+            ("judge_timeout", 0 < self.judge_timeout <= MAX_JUDGE_TIMEOUT,
+             f"--judge-timeout must be > 0 and at most {MAX_JUDGE_TIMEOUT:g} seconds, got {self.judge_timeout:g}"),
             ("alpaca_eval_temperature", t is None or (math.isfinite(t) and t >= 0),
              f"--alpaca-eval-temperature must be a finite number >= 0, got {t}"),
             ("alpaca_eval_top_p", p is None or 0 < p <= 1, f"--alpaca-eval-top-p must be in (0, 1], got {p}"),
+            ("collective_timeout_minutes", collective_timeout_problem(self.collective_timeout_minutes) is None,
+             f"--collective-timeout-minutes {collective_timeout_problem(self.collective_timeout_minutes)}"),
             ("chat_template", self.chat_template in get_args(ChatTemplate),
-             f"--chat-template: unknown value {self.chat_template!r}; use {', '.join(get_args(ChatTemplate))}"),
+             f"--chat-template: unknown value {shown(self.chat_template)}; use {', '.join(get_args(ChatTemplate))}"),
             ("generation_backend", self.generation_backend in GENERATION_BACKENDS,
-             f"--generation-backend: unknown value {self.generation_backend!r}; use "
+             f"--generation-backend: unknown value {shown(self.generation_backend)}; use "
              f"{', '.join(GENERATION_BACKENDS)}"),
             ("dtype", self.dtype in choices(Dtype),
-             f"--dtype: unknown value {self.dtype!r}; use {', '.join(choices(Dtype))}"),
+             f"--dtype: unknown value {shown(self.dtype)}; use {', '.join(choices(Dtype))}"),
             ("lm_eval_tasks", self.lm_eval_tasks in (None, *get_args(LmEvalTaskSet)),
-             f"--lm-eval-tasks: unknown task set {self.lm_eval_tasks!r}; use v1 or tiny"),
+             f"--lm-eval-tasks: unknown task set {shown(self.lm_eval_tasks)}; use v1 or tiny"),
             ("suites", set(self.suites) <= set(SUITES),
-             f"suites: unknown suite in {list(self.suites)}; use some of {', '.join(SUITES)}"),
+             f"suites: unknown suite in {shown(list(self.suites))}; use some of {', '.join(SUITES)}"),
             *_environment_checks(self),
         ]
 
@@ -233,9 +243,10 @@ class BenchConfig:
             a, b = (float(x) for x in self.judge_price.split(","))
         except ValueError:
             raise _FieldError("judge_price", f"--judge-price: expected IN,OUT (USD per 1M tokens), got "
-                              f"{self.judge_price!r}") from None
+                              f"{shown(self.judge_price)}") from None
         if not all(math.isfinite(x) and x >= 0 for x in (a, b)):
-            raise _FieldError("judge_price", f"--judge-price: prices must be finite and >= 0, got {self.judge_price!r}")
+            raise _FieldError("judge_price",
+                              f"--judge-price: prices must be finite and >= 0, got {shown(self.judge_price)}")
         return a, b
 
     def results_key(self, suite: SuiteName, judge: dict[str, Any] | None = None, data: str | None = None,
@@ -287,10 +298,11 @@ def check_base_url(url: str) -> None:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as e:
-        raise _FieldError("judge_base_url", f"--judge-base-url: {public_url(url)!r} is not a valid URL ({e})") from None
+        raise _FieldError("judge_base_url",
+                          f"--judge-base-url: {shown(public_url(url))} is not a valid URL ({e})") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _FieldError("judge_base_url", f"--judge-base-url: {public_url(url)!r} is not an http(s) URL with a host "
-                          "(e.g. https://api.openai.com/v1)")
+        raise _FieldError("judge_base_url", f"--judge-base-url: {shown(public_url(url))} is not an http(s) URL "
+                          "with a host (e.g. https://api.openai.com/v1)")
 
 
 def is_local_url(url: str) -> bool:
@@ -304,7 +316,7 @@ def _file_values(path: Path) -> dict[str, Any]:
     known = {f.name for f in fields(BenchConfig)}
     for key in data:
         if key not in known:
-            raise UserError(f"{path}: unknown key {key!r} (keys are sppo-bench's options with '_' for '-', e.g. "
+            raise UserError(f"{path}: unknown key {shown(key)} (keys are sppo-bench's options with '_' for '-', e.g. "
                             "judge_base_url, plus models and suites)")
     return data
 
@@ -333,7 +345,7 @@ def _check_type(name: str, value: Any, declared: str) -> None:
     if ok is None:  # str, and the Literal aliases (checked as choices)
         ok = isinstance(value, str)
     if not ok:
-        raise _FieldError(name, f"{name}: expected {main.replace('tuple', 'a list')}, got {value!r}")
+        raise _FieldError(name, f"{name}: expected {main.replace('tuple', 'a list')}, got {shown(value)}")
 
 
 def _blame(e: UserError, path: str | None, from_file: list[str]) -> UserError:

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sppo.errors import UserError, described, first_line
-from sppo.files import atomic_path, read_json, read_jsonl
+from sppo.errors import UserError, described
+from sppo.files import atomic_path, load_yaml, read_json, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -167,18 +167,13 @@ class DataSource:
         return AlpacaEvalData(examples, prompt, str(path.parent))
 
     def arena_hard(self) -> ArenaHardData:
-        import yaml
-
         qpath, bpath, cpath = (self.file(sub, name) for sub, name in SUITE_FILES["arena_hard"])
         questions = read_jsonl(qpath)
         by_id(questions, "question_id", qpath)
         baseline = {str(k): a for k, a in by_id(read_jsonl(bpath), "question_id", bpath).items()}
-        try:
-            config = yaml.safe_load(cpath.read_text(encoding="utf-8"))
-        except yaml.YAMLError as e:
-            raise UserError(f"{cpath}: invalid YAML ({first_line(e)})") from None
+        config = load_yaml(cpath.read_text(encoding="utf-8"), str(cpath))
         for key in ("system_prompt", "prompt_template", "regex_pattern"):
-            if key not in (config or {}):
+            if not isinstance(config, dict) or key not in config:
                 raise UserError(f"{cpath}: missing field {key!r}")
         return ArenaHardData(questions, baseline, config, str(qpath.parent))
 

@@ -31,16 +31,15 @@ import hashlib
 import logging
 import os
 import re
-import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, get_args
 
-from sppo.cli_util import setup_logging
+from sppo.cli_util import setup_logging, sigterm_as_interrupt
 from sppo.config import Dtype, choices
 from sppo.errors import UserError, first_line
-from sppo.files import checkpoint_dir, clean_name, current_run_dir, safe_name
+from sppo.files import checkpoint_dir, clean_name, current_run_dir, load_yaml, safe_name, short_name
 from sppo.scrub import public_url
 
 from benchmarks.config import (GENERATION_BACKENDS, LOCAL_JUDGE_MAX_NEW_TOKENS, OFFLINE_MAX_NEW_TOKENS, BenchConfig,
@@ -98,7 +97,8 @@ def _judge_arguments(j) -> None:
         if suite.judged:
             add_arguments(j, f"{suite.name}_judge_model", metavar="MODEL")
     add_arguments(j, "judge_api_key_env")
-    add_arguments(j, "judge_concurrency", "judge_max_retries", "judge_max_new_tokens", type=int)
+    add_arguments(j, "judge_concurrency", "judge_max_retries", "judge_max_new_tokens", "judge_max_reply_bytes",
+                  type=int)
     add_arguments(j, "judge_timeout", "judge_backoff", type=float)
     add_arguments(j, "judge_price", metavar="IN,OUT")
 
@@ -106,8 +106,8 @@ def _judge_arguments(j) -> None:
 def store_name(ref: str) -> str:
     """A results-store name for a model reference: IterN stays, paths give their directory name, Hub ids
     ``org/name`` give ``org__name``. A name that had to be cleaned (characters other than letters, digits,
-    ``.``, ``_``, ``-``) gets a short digest of the exact name, so two names never share an entry
-    (``we ird;name`` -> ``we_ird_name-<digest>``, ``we_ird_name`` stays)."""
+    ``.``, ``_``, ``-``) or is longer than ``sppo.files.NAME_LIMIT`` gets a short digest of the exact name, so two
+    names never share an entry (``we ird;name`` -> ``we_ird_name-<digest>``, ``we_ird_name`` stays)."""
     p = Path(ref)
     base = p.name if (p.exists() or ref.startswith((".", "/", "~"))) else ref.replace("/", "__")
     name = clean_name(base).strip("._-")
@@ -115,7 +115,7 @@ def store_name(ref: str) -> str:
         raise UserError(f"{ref}: cannot derive a model name")
     if name != base:
         name += "-" + hashlib.sha256(base.encode("utf-8", "surrogateescape")).hexdigest()[:8]
-    return name
+    return short_name(name, base)  # a 250-character directory name still leaves room for <name>.jsonl
 
 
 def refuse_other_checkpoint(old: SuiteResult, path: str, where: Path) -> None:
@@ -154,12 +154,10 @@ class _Resolver:
 
     def starting_model(self) -> str:
         """The model the run started from (``model.name`` of ``<run>/config.yaml``): what ``Iter0`` names."""
-        import yaml
-
         path = self.run_dir() / "config.yaml"
         try:
-            name = ((yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("model") or {}).get("name")
-        except (OSError, UnicodeDecodeError, yaml.YAMLError, AttributeError):
+            name = ((load_yaml(path.read_text(encoding="utf-8"), str(path)) or {}).get("model") or {}).get("name")
+        except (OSError, UnicodeDecodeError, UserError, AttributeError):
             name = None
         if not isinstance(name, str) or not name:
             raise UserError(f"{path}: no model.name to take as Iter0 (the run's starting model)")
@@ -216,7 +214,9 @@ class Judges:
     def identity(self, suite: SuiteName) -> dict[str, Any]:
         if self.kind == "local":
             return {"backend": "local", "model": self._local_name, "dtype": self.cfg.answer_dtype}
-        return {"backend": "openai", "model": self.model(suite), "base_url": public_url(self.cfg.base_url.rstrip("/"))}
+        from benchmarks.judge import recorded_base_url
+
+        return {"backend": "openai", "model": self.model(suite), "base_url": recorded_base_url(self.cfg.base_url)}
 
     def get(self, suite: SuiteName):
         model = self.model(suite)
@@ -234,7 +234,7 @@ class Judges:
         return OpenAIJudge(model, base_url=c.base_url, api_key_env=c.judge_api_key_env, cache=self.cache,
                            max_concurrency=c.judge_concurrency, max_retries=c.judge_max_retries,
                            timeout=c.judge_timeout, backoff_base=c.judge_backoff,
-                           price_per_million=c.price_per_million())
+                           price_per_million=c.price_per_million(), max_reply_bytes=c.judge_max_reply_bytes)
 
     def used(self) -> list:
         return list(self._by_model.values())
@@ -260,47 +260,27 @@ def _quiet_progress_bars(quiet: bool):
             enable_progress_bars()
 
 
-def _sigterm_as_interrupt():
-    """SIGTERM behaves as Ctrl-C (stop judging at once, keep what was received); returns the previous handler."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        return None
-
-
 def main(args: argparse.Namespace) -> int:
     """Every process runs this. Under a launcher, global rank 0 runs the plan (`_main`) and the other ranks serve
-    its jobs (`benchmarks.parallel`) until it is done, also when it fails."""
+    its jobs (`benchmarks.parallel`) until it is done; if any rank fails, the others stop within a second or
+    two (a waiting rank sees the failure's report, `sppo.peers`) with one line naming it."""
     cfg = BenchConfig.from_command_line({k: v for k, v in vars(args).items() if k != "command"})
     setup_logging(cfg.verbose)
     from benchmarks import parallel
     from sppo import distributed
 
     distributed.setup(timeout_minutes=cfg.collective_timeout_minutes)
-    previous = _sigterm_as_interrupt()
-    try:
-        with _quiet_progress_bars(not (cfg.progress and distributed.is_main())):
-            if not distributed.is_main():
-                parallel.serve()
-                return 0
-            try:
-                code = _main(cfg)
-            except BaseException:
-                with contextlib.suppress(Exception):  # a rank that has died cannot be told; the error stands
-                    parallel.stop()
-                raise
+    with sigterm_as_interrupt(), _quiet_progress_bars(not (cfg.progress and distributed.is_main())):
+        if distributed.is_main():
+            code = _main(cfg)
             parallel.stop()
-            return code
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-        try:
-            distributed.teardown()
-        except RuntimeError as e:  # a rank that died first: its own error is the one to report
-            log.warning("leaving the process group: %s", first_line(e))
+        else:
+            parallel.serve()
+            code = 0
+    # every rank leaves the process group together; after a failure no rank waits here: the failing rank reports
+    # its cause and exits (sppo.cli_util.run_cli), the others stop on it (sppo.peers)
+    distributed.teardown()
+    return code
 
 
 def _main(cfg: BenchConfig) -> int:

@@ -31,7 +31,7 @@ from huggingface_hub import ModelCard
 from benchmarks.store import SUITES, ResultsStore
 from sppo.cli_util import run_cli, setup_logging
 from sppo.errors import UserError
-from sppo.files import current_run_dir, write_text
+from sppo.files import current_run_dir, printable, write_text
 
 from .card import ReleaseInfo, card_path, default_family, default_license, render_card, results_from_store
 from .compat import CompatReport, compat_problems
@@ -105,6 +105,12 @@ def _targets(iterations: list[Iteration], wanted: list[int] | None) -> list[Iter
     return [known[n] for n in sorted(set(wanted))]
 
 
+def say(line: str) -> None:
+    """Print one line of the plan or report; the names in it (files, checkpoints, repos) come from the run and
+    cannot break the line or forge another (``sppo.files.printable``)."""
+    print(printable(line))
+
+
 def _size(n: int) -> str:
     for unit in ("B", "kB", "MB", "GB"):
         if n < 1000 or unit == "GB":
@@ -115,18 +121,18 @@ def _size(n: int) -> str:
 
 def _print_plan(uploads: list[Upload], card_paths: dict[int, Path], data: list[DataUpload]) -> None:
     for d in data:
-        print(f"{d.iteration.name} data -> {d.repo_id or '<ORG>/' + card_paths[d.iteration.number].parent.name + '-data'}"
+        say(f"{d.iteration.name} data -> {d.repo_id or '<ORG>/' + card_paths[d.iteration.number].parent.name + '-data'}"
               f"  (dataset: {d.rows} train rows, {d.test_rows} test rows)")
         for path, content in [*d.files.items(), ("README.md", d.card.encode())]:
-            print(f"  {path}  {_size(len(content))}")
+            say(f"  {path}  {_size(len(content))}")
     for u in uploads:
         where = u.repo_id or f"<ORG>/{card_paths[u.iteration.number].parent.name}"
-        print(f"{u.iteration.name} -> {where}")
-        print(f"  README.md  {_size(len(u.card.encode()))}  ({card_paths[u.iteration.number]})")
+        say(f"{u.iteration.name} -> {where}")
+        say(f"  README.md  {_size(len(u.card.encode()))}  ({card_paths[u.iteration.number]})")
         for f in u.files:
-            print(f"  {f.name}  {_size(f.stat().st_size)}")
+            say(f"  {f.name}  {_size(f.stat().st_size)}")
         if not u.files:
-            print("  (no checkpoint files found)")
+            say("  (no checkpoint files found)")
 
 
 def compat_reports(targets: list[Iteration]) -> list[CompatReport]:
@@ -149,13 +155,13 @@ def dry_run(uploads: list[Upload], card_paths: dict[int, Path], data: list[DataU
             problems: list[str], ignored: list[str]) -> int:
     """Print what --push would upload, the compatibility check and every problem; upload nothing."""
     if ignored:
-        print(f"note: {', '.join(ignored)} only apply with --push")
+        say(f"note: {', '.join(ignored)} only apply with --push")
     _print_plan(uploads, card_paths, data)
     for c in compat:
-        print(c.line())
+        say(c.line())
     for p in problems:
-        print(f"warning: {p}")
-    print("dry run: nothing uploaded" + (" (--push would refuse: see the warnings)" if problems
+        say(f"warning: {p}")
+    say("dry run: nothing uploaded" + (" (--push would refuse: see the warnings)" if problems
                                           else "; pass --push ORG/NAME to publish"))
     return 0
 
@@ -167,7 +173,7 @@ def publish_release(uploads: list[Upload], data: list[DataUpload], problems: lis
         raise UserError(f"refusing to push: {problems[0]}" + (f" (and {len(problems) - 1} more problem(s))"
                                                                if len(problems) > 1 else ""))
     for repo_id, oid in publish(uploads, tag=tag, collection=collection, force=force, data=data).items():
-        print(f"published {repo_id} at {oid}" if oid else f"{repo_id}: already published, unchanged")
+        say(f"published {repo_id} at {oid}" if oid else f"{repo_id}: already published, unchanged")
     return 0
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sppo.errors import first_line, shown
 from sppo.export import (CONFIG, GENERATION_CONFIG, LOCAL_KEYS, TEMPLATE, TOKENIZER_CLASS, TOKENIZER_CONFIG,
                          TOKENIZER_JSON, legacy_rope, rules_4_42)
 
@@ -46,14 +47,45 @@ class CompatReport:
         return f"compatibility {self.name}: {self.problems[0]}{more}"
 
 
+# fields the check reads, with the JSON type transformers expects there (absent or null: fine)
+_FIELD_TYPES = {
+    CONFIG: [("model_type", str), ("rope_parameters", dict), ("rope_parameters.rope_type", str),
+             ("rope_parameters.type", str)],
+    TOKENIZER_CONFIG: [("chat_template", str), ("tokenizer_class", str)],
+    TOKENIZER_JSON: [("model", dict), ("model.merges", list), ("model.vocab", dict), ("added_tokens", list)],
+    GENERATION_CONFIG: [],
+}
+_JSON_TYPES = {str: "a string", dict: "an object", list: "a list"}
+
+
 def _load(path: Path) -> tuple[Any, str | None]:
-    """(parsed JSON or None when absent, a problem line when unreadable)."""
+    """(parsed JSON or None when absent, a problem line when unreadable or not of the shape the check reads)."""
     if not path.is_file():
         return None, None
     try:
-        return json.loads(path.read_text(encoding="utf-8")), None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        return None, f"{path.name}: not valid JSON ({e})"
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        return None, f"{path.name}: not a UTF-8 text file (byte {e.start})"
+    except RecursionError:
+        return None, f"{path.name}: not valid JSON (nested too deeply)"
+    except ValueError as e:
+        return None, f"{path.name}: not valid JSON ({first_line(e)[:200]})"
+    except OSError as e:
+        return None, f"{path.name}: unreadable ({e.strerror or type(e).__name__})"
+    return data, _shape_problem(path.name, data)
+
+
+def _shape_problem(name: str, data: Any) -> str | None:
+    """The first field of `data` whose JSON type is not the one transformers reads there (a tampered file)."""
+    if not isinstance(data, dict):
+        return f"{name}: expected a JSON object"
+    for dotted, kind in _FIELD_TYPES.get(name, []):
+        value: Any = data
+        for part in dotted.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is not None and not isinstance(value, kind):
+            return f"{name}: field '{dotted}' is {type(value).__name__}, expected {_JSON_TYPES[kind]}"
+    return None
 
 
 def _local_keys(data: dict, file: str) -> list[str]:
@@ -77,17 +109,19 @@ def _rope_problems(config: dict, takes: list[str]) -> list[str]:
         return [f"{CONFIG}: field 'rope_parameters' cannot be expressed for {OLD}: its {model_type} config "
                 "takes no rope_theta"]
     if config.get("rope_theta") != want["rope_theta"]:
-        return [f"{CONFIG}: field 'rope_theta' is {config.get('rope_theta')!r} but rope_parameters.rope_theta is "
-                f"{want['rope_theta']!r} ({OLD} reads only the top-level value, else its default)"]
+        return [f"{CONFIG}: field 'rope_theta' is {shown(config.get('rope_theta'))} but "
+                f"rope_parameters.rope_theta is {shown(want['rope_theta'])} ({OLD} reads only the top-level value, "
+                "else its default)"]
     scaling, kind = config.get("rope_scaling"), rope.get("rope_type", rope.get("type", "default"))
     if want["rope_scaling"] is None:
         return [] if not scaling else [f"{CONFIG}: field 'rope_scaling' is set but rope_parameters is the "
                                        "default rope"]
     if "rope_scaling" not in takes or "type" not in want["rope_scaling"]:
-        return [f"{CONFIG}: field 'rope_parameters' has rope_type {kind!r}, which {OLD} ignores or rejects for "
-                f"model_type {model_type!r} (it reads only the linear and dynamic ropes, of llama-like models)"]
+        return [f"{CONFIG}: field 'rope_parameters' has rope_type {shown(kind)}, which {OLD} ignores or rejects "
+                f"for model_type {shown(model_type)} (it reads only the linear and dynamic ropes, of llama-like "
+                "models)"]
     if scaling != want["rope_scaling"]:
-        return [f"{CONFIG}: field 'rope_scaling' is {scaling!r}, expected {want['rope_scaling']!r} from "
+        return [f"{CONFIG}: field 'rope_scaling' is {shown(scaling)}, expected {shown(want['rope_scaling'])} from "
                 "rope_parameters"]
     return []
 
@@ -97,16 +131,16 @@ def config_problems(config: dict) -> list[str]:
     model_type = config.get("model_type")
     takes = rules_4_42().get(model_type) if isinstance(model_type, str) else None
     if takes is None:
-        return out + [f"{CONFIG}: field 'model_type' {model_type!r} is unknown to {OLD}"]
+        return out + [f"{CONFIG}: field 'model_type' {shown(model_type)} is unknown to {OLD}"]
     out += _rope_problems(config, takes)
     head_dim, hidden, heads = config.get("head_dim"), config.get("hidden_size"), config.get("num_attention_heads")
     if (head_dim is not None and "head_dim" not in takes and isinstance(hidden, int) and isinstance(heads, int)
             and heads > 0 and head_dim != hidden // heads):
-        out.append(f"{CONFIG}: field 'head_dim' {head_dim} is ignored by {OLD} for model_type {model_type!r}, "
-                   f"which uses hidden_size / num_attention_heads = {hidden // heads}")
+        out.append(f"{CONFIG}: field 'head_dim' {shown(head_dim)} is ignored by {OLD} for model_type "
+                   f"{shown(model_type)}, which uses hidden_size / num_attention_heads = {hidden // heads}")
     if "dtype" in config and config.get("torch_dtype") != config["dtype"]:
-        out.append(f"{CONFIG}: field 'torch_dtype' is {config.get('torch_dtype')!r} but 'dtype' is "
-                   f"{config['dtype']!r} (transformers 4.x reads torch_dtype)")
+        out.append(f"{CONFIG}: field 'torch_dtype' is {shown(config.get('torch_dtype'))} but 'dtype' is "
+                   f"{shown(config['dtype'])} (transformers 4.x reads torch_dtype)")
     return out
 
 
@@ -117,9 +151,13 @@ def token_id(tokenizer_json: Any, token: Any) -> int | None:
         return None
     for added in tokenizer_json.get("added_tokens") or []:
         if isinstance(added, dict) and added.get("content") == text:
-            return added.get("id")
+            return _int_or_none(added.get("id"))
     vocab = (tokenizer_json.get("model") or {}).get("vocab")
-    return vocab.get(text) if isinstance(vocab, dict) else None
+    return _int_or_none(vocab.get(text)) if isinstance(vocab, dict) else None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _template_problems(checkpoint: Path, tokenizer_config: dict) -> list[str]:
@@ -127,7 +165,11 @@ def _template_problems(checkpoint: Path, tokenizer_config: dict) -> list[str]:
     if not isinstance(template, str):
         where = f" (only in {TEMPLATE}, which transformers 4.x does not read)" if jinja.is_file() else ""
         return [f"{TOKENIZER_CONFIG}: field 'chat_template' missing{where}"]
-    if jinja.is_file() and jinja.read_text(encoding="utf-8") != template:
+    try:
+        file_template = jinja.read_text(encoding="utf-8") if jinja.is_file() else None
+    except UnicodeDecodeError as e:
+        return [f"{TEMPLATE}: not a UTF-8 text file (byte {e.start})"]
+    if file_template is not None and file_template != template:
         return [f"{TOKENIZER_CONFIG}: field 'chat_template' differs from {TEMPLATE} (transformers 5 reads the "
                 "file, 4.x the field)"]
     if (checkpoint / "additional_chat_templates").is_dir():
@@ -147,7 +189,7 @@ def tokenizer_problems(checkpoint: Path, tokenizer_config: dict, tokenizer_json:
                    f"{OLD} cannot parse (\"a b\" strings read the same everywhere)")
     cls = tokenizer_config.get("tokenizer_class")
     if cls != TOKENIZER_CLASS:
-        out.append(f"{TOKENIZER_CONFIG}: field 'tokenizer_class' is {cls!r}; {TOKENIZER_CLASS} is the class "
+        out.append(f"{TOKENIZER_CONFIG}: field 'tokenizer_class' is {shown(cls)}; {TOKENIZER_CLASS} is the class "
                    f"{OLD}+ and 5 both build from tokenizer.json unchanged")
     out += _template_problems(checkpoint, tokenizer_config)
     if "clean_up_tokenization_spaces" not in tokenizer_config:
@@ -162,7 +204,7 @@ def tokenizer_problems(checkpoint: Path, tokenizer_config: dict, tokenizer_json:
     eos = token_id(tokenizer_json, tokenizer_config.get("eos_token"))
     if eos is not None and _ids(config.get("eos_token_id")) and eos not in _ids(config.get("eos_token_id")):
         out.append(f"{TOKENIZER_CONFIG}: field 'eos_token' has id {eos}, not config.json's eos_token_id "
-                   f"{config.get('eos_token_id')!r}")
+                   f"{shown(config.get('eos_token_id'))}")
     return out
 
 
@@ -173,14 +215,15 @@ def generation_problems(generation: dict, config: dict, tokenizer_eos: int | Non
     if config_eos and not eos:
         out.append(f"{f}: field 'eos_token_id' missing (generation would not stop at config.json's EOS)")
     elif not config_eos <= eos:
-        out.append(f"{f}: field 'eos_token_id' {generation['eos_token_id']!r} lacks config.json's "
-                   f"eos_token_id {config.get('eos_token_id')!r}")
+        out.append(f"{f}: field 'eos_token_id' {shown(generation['eos_token_id'])} lacks config.json's "
+                   f"eos_token_id {shown(config.get('eos_token_id'))}")
     elif tokenizer_eos is not None and eos and tokenizer_eos not in eos:
-        out.append(f"{f}: field 'eos_token_id' {generation['eos_token_id']!r} lacks the tokenizer's EOS id "
+        out.append(f"{f}: field 'eos_token_id' {shown(generation['eos_token_id'])} lacks the tokenizer's EOS id "
                    f"{tokenizer_eos}")
     for key in ("bos_token_id", "pad_token_id"):
         if generation.get(key) is not None and config.get(key) is not None and generation[key] != config[key]:
-            out.append(f"{f}: field {key!r} {generation[key]!r} differs from config.json's {config[key]!r}")
+            out.append(f"{f}: field {key!r} {shown(generation[key])} differs from config.json's "
+                       f"{shown(config[key])}")
     return out + _sampling_problems(generation)
 
 
@@ -192,14 +235,14 @@ def _sampling_problems(generation: dict) -> list[str]:
         if value is None:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            out.append(f"{f}: field {key!r} {value!r} is not a number")
+            out.append(f"{f}: field {key!r} {shown(value)} is not a number")
         elif not sampling and value != default:
-            out.append(f"{f}: field {key!r} {value!r} is ignored without do_sample=true (greedy decoding)")
+            out.append(f"{f}: field {key!r} {shown(value)} is ignored without do_sample=true (greedy decoding)")
     temperature, top_p = generation.get("temperature"), generation.get("top_p")
     if sampling and isinstance(temperature, (int, float)) and temperature <= 0:
-        out.append(f"{f}: field 'temperature' {temperature!r} must be positive with do_sample=true")
+        out.append(f"{f}: field 'temperature' {shown(temperature)} must be positive with do_sample=true")
     if isinstance(top_p, (int, float)) and not 0 < top_p <= 1:
-        out.append(f"{f}: field 'top_p' {top_p!r} must be in (0, 1]")
+        out.append(f"{f}: field 'top_p' {shown(top_p)} must be in (0, 1]")
     return out
 
 
@@ -209,7 +252,7 @@ def safetensors_header(path: Path) -> dict | None:
         with open(path, "rb") as f:
             size = int.from_bytes(f.read(8), "little")
             header = json.loads(f.read(size)) if 0 < size < 100_000_000 else None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+    except (OSError, ValueError, RecursionError):  # unreadable, not JSON, not UTF-8, nested past Python's limit
         return None
     return header if isinstance(header, dict) else None
 
@@ -234,12 +277,13 @@ def weight_problems(checkpoint: Path, config: dict, lora: bool) -> list[str]:
             if tensor == "__metadata__" or not isinstance(meta, dict):
                 continue
             if "lora_" in tensor or tensor.startswith("base_model.model."):
-                out.append(f"{path.name}: tensor {tensor!r} is a PEFT/LoRA weight; {_why_merged(lora)}a release "
-                           "uploads merged full weights")
+                out.append(f"{path.name}: tensor {shown(tensor)} is a PEFT/LoRA weight; {_why_merged(lora)}a "
+                           "release uploads merged full weights")
                 break
-            stored = _DTYPES.get(meta.get("dtype"))
+            stored = _DTYPES.get(meta.get("dtype")) if isinstance(meta.get("dtype"), str) else None
             if stored and dtype and stored != dtype:
-                out.append(f"{path.name}: tensor {tensor!r} is {stored} but config.json's torch_dtype is {dtype!r}")
+                out.append(f"{path.name}: tensor {shown(tensor)} is {stored} but config.json's torch_dtype is "
+                           f"{shown(dtype)}")
                 break
     return out
 
@@ -256,10 +300,10 @@ def compat_problems(checkpoint: str | Path, lora: bool = False) -> list[str]:
     config, tokenizer_config = loaded[CONFIG][0], loaded[TOKENIZER_CONFIG][0]
     tokenizer_json, generation = loaded[TOKENIZER_JSON][0], loaded[GENERATION_CONFIG][0]
     for name, data in ((CONFIG, config), (TOKENIZER_CONFIG, tokenizer_config)):
-        if not isinstance(data, dict):
-            return [f"{name}: missing" if data is None else f"{name}: expected a JSON object"]
+        if data is None:
+            return [f"{name}: missing"]
     out = config_problems(config) + tokenizer_problems(checkpoint, tokenizer_config, tokenizer_json, config)
-    if isinstance(generation, dict):
+    if generation is not None:  # a dict: _load refused any other shape
         eos = token_id(tokenizer_json, tokenizer_config.get("eos_token"))
         out += generation_problems(generation, config, eos)
     return out + weight_problems(checkpoint, config, lora)

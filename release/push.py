@@ -17,7 +17,9 @@ carries the tag on a head holding the same card is not committed again. A tag is
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ from typing import Any, Callable, Iterable
 
 from benchmarks.store import DEFAULT_VARIANT, SUITES, checkpoint_fingerprint
 from sppo.errors import UserError, first_line
+from sppo.files import open_regular
 from sppo.scrub import register_secret, scrub
 
 from .card import ReleaseInfo, Results, card_figures, find_result, missing_metrics, subset_results
@@ -64,11 +67,20 @@ def parse_release_name(value: str, *, need_org: bool) -> tuple[str | None, str]:
 
 
 def checkpoint_files(checkpoint: Path | None) -> list[Path]:
-    """Top-level files of a checkpoint directory to upload (weights, config, tokenizer)."""
+    """Top-level regular files of a checkpoint directory to upload (weights, config, tokenizer). A symbolic link
+    there is refused with one line (it could publish any file of this machine); subdirectories are not uploaded."""
     if checkpoint is None or not checkpoint.is_dir():
         return []
-    return sorted(f for f in checkpoint.iterdir()
-                  if f.is_file() and not f.name.startswith(".") and f.name not in SKIPPED_FILES)
+    files = []
+    for f in sorted(checkpoint.iterdir()):
+        if f.name.startswith(".") or f.name in SKIPPED_FILES:
+            continue
+        if f.is_symlink():
+            raise UserError(f"{f}: is a symbolic link; a release uploads only the checkpoint's own regular files "
+                            "(copy the file in place of the link, or remove it)")
+        if stat.S_ISREG(f.lstat().st_mode):
+            files.append(f)
+    return files
 
 
 def plan_uploads(release: ReleaseInfo, targets: Iterable[Iteration], cards: dict[int, Any]) -> list[Upload]:
@@ -275,11 +287,13 @@ def push_one(api: Any, upload: Upload, token: str, *, tag: str | None = None,
 
     repo_id = upload.repo_id
     hub_call(f"creating {repo_id}", token, api.create_repo, repo_id, exist_ok=True)
-    operations = [CommitOperationAdd(path_in_repo=f.name, path_or_fileobj=str(f)) for f in upload.files]
-    operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=upload.card.encode("utf-8")))
-    info = hub_call(f"committing to {repo_id}", token, api.create_commit, repo_id, operations,
-                    commit_message=f"Release {upload.iteration.name}: weights and model card",
-                    commit_description=_commit_description(upload))
+    with contextlib.ExitStack() as opened:  # each file opened without following a link put there since planning
+        operations = [CommitOperationAdd(path_in_repo=f.name, path_or_fileobj=opened.enter_context(open_regular(f)))
+                      for f in upload.files]
+        operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=upload.card.encode("utf-8")))
+        info = hub_call(f"committing to {repo_id}", token, api.create_commit, repo_id, operations,
+                        commit_message=f"Release {upload.iteration.name}: weights and model card",
+                        commit_description=_commit_description(upload))
     log.info("%s: committed %d file(s) in commit %s", repo_id, len(operations), info.oid)
     if tag:
         tag_commit(api, repo_id, tag, info.oid, token)

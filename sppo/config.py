@@ -19,7 +19,8 @@ from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 import yaml
 
-from .errors import UserError, first_line, io_failure
+from .errors import UserError, io_failure, shown
+from .files import load_yaml
 
 CONFIGS_DIR = Path(__file__).parent / "configs"
 
@@ -38,7 +39,7 @@ Optimizer = Literal["rmsprop", "adamw"]
 Scheduler = Literal["linear", "constant"]
 Truncation = Literal["toolkit", "reference"]
 SpecialTokens = Literal["clean", "reference"]
-Bf16 = Literal["auto", "true", "false"]
+Bf16 = Literal["auto", "native", "true", "false"]
 Distributed = Literal["none", "deepspeed_zero3"]
 ReportTo = Literal["none", "tensorboard", "wandb"]
 LearningMeasure = Literal["chars", "words"]  # implemented in sppo.rankers.MEASURES
@@ -69,8 +70,11 @@ class RunConfig:
                           "at most the chunks in flight. Chunks are spread over the processes of a multi-GPU run; a "
                           "stage of fewer than 8 x chunk_size items is cut into 8 smaller chunks. The chunking never "
                           "depends on the number of processes, so neither do the results.", 64)
-    collective_timeout_minutes: float = doc("Longest a process waits for the others at one synchronisation point "
-                                            "before the run fails (multi-process runs).", 120.0)
+    collective_timeout_minutes: float = doc("Several processes: the longest any rank waits for the others at one "
+                                            "synchronisation point. A rank that fails is noticed at once (it "
+                                            "reports why, or its connection breaks); one that stops answering "
+                                            "without dying is named when this runs out, and the run ends. Minutes "
+                                            "> 0, at most a week.", 120.0)
     wait_log_seconds: float = doc("A process that has waited this long for the others logs which stage it waits in "
                                   "and for which ranks (then at doubling intervals).", 300.0)
 
@@ -122,8 +126,9 @@ class PromptsConfig:
 
 @dataclass
 class GenerationConfig:
-    backend: Backend = doc("hf (transformers generate), vllm (GPU, optional extra) or auto (vllm when available).",
-                           "auto")
+    backend: Backend = doc("hf (transformers generate), vllm (the `vllm` extra on a GPU, or vLLM's CPU build from "
+                           "scripts/vllm_env.sh) or auto (vllm where it can run: installed, with a CUDA GPU or as the "
+                           "CPU build; else hf).", "auto")
     k: int = doc("Responses sampled per prompt (K in the paper); at least 2.", 5)
     temperature: float = doc("Sampling temperature.", 0.7)
     top_p: float = doc("Nucleus sampling threshold.", 0.9)
@@ -137,6 +142,9 @@ class GenerationConfig:
     batch_size: int | None = doc("Sequences generated at once (prompts per batch = batch_size // k, at least 1); "
                                  "null: chosen from the device's memory (sppo.generate.memory_batch_size), "
                                  "which with ample memory is every prompt x sample of a chunk.", None)
+    enforce_eager: bool | None = doc("vLLM only: true runs the model eagerly, false compiles it (torch.compile, CUDA "
+                                     "graphs: faster steps, a slower start); null: eager on a CPU (the engine starts "
+                                     "in seconds, compiling took 76-107 s there), compiled on a GPU.", None)
     response_text: ResponseText = doc("strip: responses lose surrounding whitespace before ranking and training. "
                                       "verbatim: kept exactly as the backend returned them, as the reference trained "
                                       "on vLLM's text.", "strip")
@@ -205,7 +213,9 @@ class TrainingConfig:
                                         "double BOS (template + tokenizer) in generation and training and its extra "
                                         "EOS after the template's, counted in the response log-probability.", "clean")
     gradient_checkpointing: bool = doc("Recompute activations in the backward pass to save memory.", True)
-    bf16: Bf16 = doc("auto (bf16 autocast where the GPU supports it), true, or false.", "auto")
+    bf16: Bf16 = doc("auto (bf16 autocast where the GPU supports it), native (also on a CPU that computes bf16 "
+                     "natively: AVX512-BF16 or AMX), true, or false. The weights the optimizer updates stay fp32.",
+                     "auto")
     distributed: Distributed = doc("none (one process; plain data parallel, DDP, when a launcher starts several) or "
                                    "deepspeed_zero3 (DeepSpeed ZeRO stage 3 through accelerate). Start several "
                                    "processes with `accelerate launch`, `torchrun` or `deepspeed`.", "none")
@@ -266,8 +276,8 @@ def _one_of(value: Any, choice_type: Any, name: str, style: str = "value") -> tu
     value 'x'; use a, b), "or" (unknown 'x'; use a or b) or any other word w (unknown w 'x'; use a, b)."""
     options = choices(choice_type)
     if style == "or":
-        return value in options, f"{name}: unknown {value!r}; use {' or '.join(options)}"
-    return value in options, f"{name}: unknown {style} {value!r}; use {', '.join(options)}"
+        return value in options, f"{name}: unknown {shown(value)}; use {' or '.join(options)}"
+    return value in options, f"{name}: unknown {style} {shown(value)}; use {', '.join(options)}"
 
 
 def _ranker_kind_ok(kind: str) -> bool:
@@ -368,6 +378,19 @@ def _optimisation_checks(cfg: Config) -> list[tuple[bool, str]]:
     ]
 
 
+MAX_COLLECTIVE_TIMEOUT_MINUTES = 7 * 24 * 60.0
+
+
+def collective_timeout_problem(minutes: float) -> str | None:
+    """What is wrong with `minutes` as a collective timeout (`run.collective_timeout_minutes`, sppo-bench's
+    `--collective-timeout-minutes`), or None: a finite number of minutes > 0, at most a week."""
+    if not isinstance(minutes, (int, float)) or isinstance(minutes, bool) or not math.isfinite(minutes):
+        return f"must be a finite number of minutes, got {minutes!r}"
+    if not 0 < minutes <= MAX_COLLECTIVE_TIMEOUT_MINUTES:
+        return f"must be > 0 and at most {MAX_COLLECTIVE_TIMEOUT_MINUTES:g} (a week), got {minutes:g}"
+    return None
+
+
 def _processes_checks(cfg: Config) -> list[tuple[bool, str]]:
     run, t, lora = cfg.run, cfg.training, cfg.training.lora
     return [
@@ -379,7 +402,8 @@ def _processes_checks(cfg: Config) -> list[tuple[bool, str]]:
         (t.global_batch_size is None or t.global_batch_size >= 1, "training.global_batch_size: must be >= 1 or null"),
         (not (lora.enabled and t.distributed == "deepspeed_zero3"),
          "training.lora: LoRA with deepspeed_zero3 is not supported; use training.distributed=none (DDP)"),
-        (run.collective_timeout_minutes > 0, "run.collective_timeout_minutes: must be > 0"),
+        (collective_timeout_problem(run.collective_timeout_minutes) is None,
+         f"run.collective_timeout_minutes: {collective_timeout_problem(run.collective_timeout_minutes)}"),
         (run.wait_log_seconds > 0, "run.wait_log_seconds: must be > 0"),
         (t.logging_steps >= 1, f"training.logging_steps: must be >= 1, got {t.logging_steps}"),
         (lora.r >= 1, f"training.lora.r: must be >= 1, got {lora.r}"),
@@ -424,7 +448,7 @@ def _check_types(obj: Any, prefix: str) -> None:
         value, path = getattr(obj, f.name), f"{prefix}{f.name}"
         if dataclasses.is_dataclass(f.type) or dataclasses.is_dataclass(value):
             if not dataclasses.is_dataclass(value):
-                raise UserError(f"config key {path!r} must be a mapping, got {value!r}")
+                raise UserError(f"config key {shown(path, 200)} must be a mapping, got {shown(value)}")
             _check_types(value, path + ".")
             continue
         kinds = _kinds(type(obj), f.name)
@@ -432,18 +456,18 @@ def _check_types(obj: Any, prefix: str) -> None:
             continue  # training.bf16 reads auto/true/false; YAML turns true/false into booleans
         main = next((k for k in kinds if k != "None"), "object")
         if not _type_ok(value, main):
-            raise UserError(f"config key {path!r} must be {_TYPE_NAMES.get(main, main)}, got {value!r}")
+            raise UserError(f"config key {shown(path, 200)} must be {_TYPE_NAMES.get(main, main)}, got {shown(value)}")
 
 
 def _build(cls, data: dict, where: str, source: str):
     if not isinstance(data, dict):
-        raise UserError(f"{source}: {where or 'top level'!r} must be a mapping")
+        raise UserError(f"{source}: {shown(where or 'top level', 200)} must be a mapping")
     known = {f.name: f for f in fields(cls)}
     kwargs = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else key
         if key not in known:
-            raise UserError(f"{source}: unknown config key {path!r}")
+            raise UserError(f"{source}: unknown config key {shown(path, 200)}")
         ftype = known[key].default_factory if dataclasses.is_dataclass(known[key].default_factory) else None
         kwargs[key] = _build(ftype, value or {}, path, source) if ftype else _coerce(_kinds(cls, key), value, path,
                                                                                       source)
@@ -455,7 +479,7 @@ def _coerce(kinds: list[str], value: Any, path: str, source: str) -> Any:
     kind = kinds[0]
     if value is None or isinstance(value, bool):
         if value is None and "None" not in kinds:
-            raise UserError(f"{source}: config key {path!r} cannot be null")
+            raise UserError(f"{source}: config key {shown(path, 200)} cannot be null")
         return value
     for name, cast in (("float", float), ("int", int)):
         if kind.startswith(name) and isinstance(value, (str, int, float)):
@@ -463,9 +487,9 @@ def _coerce(kinds: list[str], value: Any, path: str, source: str) -> Any:
             try:
                 return cast(value) if name == "float" or float(value) == int(float(value)) else cast("x")
             except (ValueError, OverflowError):
-                raise UserError(f"{source}: config key {path!r} must be {what}, got {value!r}") from None
+                raise UserError(f"{source}: config key {shown(path, 200)} must be {what}, got {shown(value)}") from None
     if kind.startswith("bool"):
-        raise UserError(f"{source}: config key {path!r} must be true or false, got {value!r}")
+        raise UserError(f"{source}: config key {shown(path, 200)} must be true or false, got {shown(value)}")
     return value
 
 
@@ -475,7 +499,7 @@ def _set_dotted(tree: dict, dotted: str, value: Any, item: str) -> None:
     for p in parts[:-1]:
         node = node.setdefault(p, {})
         if not isinstance(node, dict):
-            raise UserError(f"override {item!r}: {p!r} is not a section")
+            raise UserError(f"override {shown(item, 200)}: {shown(p, 200)} is not a section")
     node[parts[-1]] = value
 
 
@@ -502,32 +526,26 @@ def resolve_config_path(name_or_path: str | None) -> Path:
 def read_yaml_mapping(path: Path) -> dict:
     """A YAML file whose top level is a mapping (empty file: {}); anything else is one line naming the file."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise UserError(f"{path}: invalid YAML ({first_line(e)})") from None
+        data = load_yaml(path.read_text(encoding="utf-8"), str(path))
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not a UTF-8 text file (byte {e.start})") from None
     except OSError as e:
         raise io_failure(e, path) from None
     data = {} if data is None else data
     if not isinstance(data, dict):
-        raise UserError(f"{path}: a config must be a YAML mapping of sections, got {type(data).__name__} {data!r:.60}")
+        raise UserError(f"{path}: a config must be a YAML mapping of sections, got {type(data).__name__} {shown(data)}")
     return data
 
 
 def parse_override(item: str) -> tuple[str, Any]:
     """``key.sub=value`` -> (``key.sub``, the value read as YAML); a malformed one is one line naming it."""
     if "=" not in item:
-        raise UserError(f"override {item!r}: expected key.sub=value")
+        raise UserError(f"override {shown(item, 200)}: expected key.sub=value")
     key, value = item.split("=", 1)
     key = key.strip()
     if not all(part.strip() for part in key.split(".")):
-        raise UserError(f"override {item!r}: expected key.sub=value")
-    try:
-        return key, (yaml.safe_load(value) if value.strip() else None)
-    except yaml.YAMLError as e:
-        problem = str(getattr(e, "problem", None) or first_line(e))
-        raise UserError(f"override {item!r}: invalid YAML value ({problem})") from None
+        raise UserError(f"override {shown(item, 200)}: expected key.sub=value")
+    return key, (load_yaml(value, f"override {shown(item, 200)}") if value.strip() else None)
 
 
 def _blame(e: UserError, overrides: list[tuple[str, str]], path: Path) -> UserError:
@@ -536,7 +554,7 @@ def _blame(e: UserError, overrides: list[tuple[str, str]], path: Path) -> UserEr
     for about in (lambda key: re.match(rf"(config key )?'?{re.escape(key)}\b", message), message.__contains__):
         for item, key in reversed(overrides):
             if about(key):
-                return UserError(f"override {item!r}: {message}")
+                return UserError(f"override {shown(item, 200)}: {message}")
     return UserError(f"{path}: {message}")
 
 
@@ -550,7 +568,7 @@ def load_config(name_or_path: str | None = None, overrides: list[str] | None = N
     for item in overrides or []:
         key, value = parse_override(item)
         _set_dotted(data, key, value, item)
-        cfg = _build(Config, data, "", f"override {item!r}")
+        cfg = _build(Config, data, "", f"override {shown(item, 200)}")
         applied.append((item, key))
     try:
         return cfg.validate()

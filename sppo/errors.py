@@ -9,6 +9,7 @@ import contextlib
 import errno
 import os
 import re
+import reprlib
 from typing import Iterator
 
 
@@ -35,6 +36,8 @@ _INPUT = {errno.ENOENT: "no such file or directory", errno.ENOTDIR: "not a direc
 _TEXT = [(re.compile(r"os error (\d+)"), None),
          (re.compile(r"(?i)no space left on device|database or disk is full|file write failed"), errno.ENOSPC),
          (re.compile(r"(?i)disk I/O error"), errno.EIO),
+         # torch.save (PyTorchStreamWriter) on a full disk: the stream's error, then its position check
+         (re.compile(r"(?i)basic_ios::clear: iostream error|unexpected pos \d+ vs \d+"), errno.EIO),
          (re.compile(r"(?i)read-only file system|attempt to write a readonly database"), errno.EROFS),
          (re.compile(r"(?i)permission denied|unable to open database file"), errno.EACCES)]
 
@@ -97,3 +100,26 @@ def first_line(e: BaseException) -> str:
 def described(e: BaseException) -> str:
     """``Type: first line`` of `e` (only the type name when the message is empty)."""
     return f"{type(e).__name__}: {first_line(e)}" if str(e).strip() else type(e).__name__
+
+
+_SHOWN = reprlib.Repr()
+_SHOWN.maxlevel, _SHOWN.maxlist, _SHOWN.maxtuple, _SHOWN.maxdict, _SHOWN.maxset = 3, 4, 4, 4, 4
+_SHOWN.maxlong, _SHOWN.maxother = 40, 60
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """A bounded ``repr`` of `value` for an error message: at most `limit` characters, built without ever
+    making the whole repr of a huge or deeply nested value (a YAML alias bomb, a 100 MB string)."""
+    _SHOWN.maxstring = limit
+    try:
+        text = _SHOWN.repr(value)
+    except Exception:  # a value whose repr fails
+        text = f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def cause(e: BaseException) -> str:
+    """The one line that says why `e` stopped a command: its own message for a UserError or MachineError, the
+    I/O failure's line (``io_failure``), else ``Type: first line``."""
+    err = io_failure(e)
+    return str(err) if err is not None else described(e)

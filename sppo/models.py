@@ -16,6 +16,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from . import bounded
 from .errors import UserError, first_line, io_errors
 
 log = logging.getLogger(__name__)
@@ -218,7 +219,31 @@ def load_tokenizer(name_or_path: str, padding_side: str = "left", revision: str 
     tok.padding_side = padding_side
     if not tok.chat_template:
         raise UserError(f"{name_or_path}: tokenizer has no chat template; SPPO generates with the chat template")
+    bound_chat_template(tok, name_or_path)
     return tok
+
+
+def bound_chat_template(tok, name: str) -> None:
+    """Every ``apply_chat_template`` of `tok` runs within ``bounded.CHAT_TEMPLATE_SECONDS`` (10 s;
+    ``sppo.bounded.time_limit``): a checkpoint's
+    chat template is code someone else wrote, and transformers' sandbox stops it from reaching Python but not from
+    looping for hours. A template error is one line naming the checkpoint, too."""
+    render = tok.apply_chat_template
+
+    def apply_chat_template(*args, **kwargs):
+        import jinja2
+
+        try:
+            with bounded.time_limit(bounded.CHAT_TEMPLATE_SECONDS, f"{name}: chat template"):
+                return render(*args, **kwargs)
+        except jinja2.TemplateError as e:  # a syntax error, an attribute the sandbox blocks, raise_exception()
+            raise UserError(f"{name}: chat template error ({first_line(e)[:200]})") from None
+        except TypeError as e:
+            if "no loader" not in str(e):
+                raise
+            raise UserError(f"{name}: chat template error ({{% include %}} and {{% import %}} read no file)") from None
+
+    tok.apply_chat_template = apply_chat_template
 
 
 def load_model(name_or_path: str, dtype: str = "auto", device: str | None = None, revision: str | None = None,

@@ -43,7 +43,7 @@ TRAIN_STATE = "state"  # in iterN/train/: the resumable training state, removed 
 
 # config fields that may change between invocations of the same run without changing its results
 FREE_FIELDS = {"run.iterations", "run.first_iteration", "run.chunk_size", "generation.batch_size",
-               "generation.backend", "ranking.batch_size", "training.logging_steps",
+               "generation.backend", "generation.enforce_eager", "ranking.batch_size", "training.logging_steps",
                # learning-check figures are stored with the settings that produced them
                *(f"learning_check.{f.name}" for f in dataclasses.fields(LearningCheckConfig))}
 

@@ -13,8 +13,11 @@ Faults are injected with ``server.faults``: a list consumed one per request, ite
 that echoes the request headers, API key included, as some endpoints do), ``"no-logprobs"`` (the verdict token
 without any logprobs), ``"empty-top-logprobs"`` (logprobs with an empty ``top_logprobs`` list), ``"echo-auth"`` (a
 normal HTTP 200 verdict whose text also echoes the ``Authorization`` header raw, URL-encoded and inside the request
-headers as JSON, as a careless proxy might), or ``None`` (normal). ``server.always`` applies one fault to every
-request; ``server.delay`` makes every reply wait that many seconds.
+headers as JSON, as a careless proxy might), or ``None`` (normal). Hostile replies: ``"drip"`` (a well-formed reply
+sent one byte every 0.2 s), ``"hang"`` (headers, then nothing until the server stops), ``"huge"`` (a 5 MB
+completion), ``("raw", TEXT)`` (HTTP 200 with the body TEXT). ``server.always`` applies one fault to every request;
+``server.delay`` makes every reply wait that many seconds. The query string of each request is kept in
+``server.queries``.
 """
 
 from __future__ import annotations
@@ -91,15 +94,41 @@ class _Handler(BaseHTTPRequestHandler):
         fake = self.server.fake
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
         fault = fake.arrived(body, dict(self.headers))
+        with fake.lock:
+            fake.queries.append(urllib.parse.urlsplit(self.path).query)
         try:
-            status, obj = self._reply(fake, fault, body)
-            self._send(status, obj)
+            if fault in ("drip", "hang") or isinstance(fault, tuple):
+                self._hostile(fake, fault, body)
+            else:
+                status, obj = self._reply(fake, fault, body)
+                self._send(status, obj)
         finally:
             with fake.lock:
                 fake.in_flight -= 1
 
+    def _hostile(self, fake: "FakeJudgeServer", fault, body: dict) -> None:
+        data = fault[1].encode() if isinstance(fault, tuple) else json.dumps(_completion(body, verdict(body))).encode()
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.flush()
+            if fault == "hang":
+                fake.stopped.wait()
+            elif fault == "drip":
+                for i in range(len(data)):
+                    self.wfile.write(data[i:i + 1])
+                    self.wfile.flush()
+                    if fake.stopped.wait(0.2):
+                        return
+            else:
+                self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
     def _reply(self, fake: "FakeJudgeServer", fault, body: dict) -> tuple[int, dict]:
-        if self.path.rstrip("/") != "/v1/chat/completions":
+        if urllib.parse.urlsplit(self.path).path.rstrip("/") != "/v1/chat/completions":
             return 404, {"error": "not found"}
         if fake.delay:
             time.sleep(fake.delay)
@@ -113,6 +142,8 @@ class _Handler(BaseHTTPRequestHandler):
             return 200, {"error": "too late"}
         if fault == "garbage":
             return 200, {"unexpected": True}
+        if fault == "huge":
+            return 200, _completion(body, {"text": "Rating: [[5]] " + "x" * 5_000_000})
         return 200, _completion(body, _faulty_verdict(fault, body, self.headers))
 
     def _send(self, status, obj):
@@ -136,6 +167,8 @@ class FakeJudgeServer:
         self.delay = 0.0
         self.timeout_sleep = timeout_sleep
         self.lock = threading.Lock()
+        self.queries: list[str] = []
+        self.stopped = threading.Event()
         self.in_flight = 0
         self.max_in_flight = 0
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
@@ -162,6 +195,7 @@ class FakeJudgeServer:
         return self
 
     def __exit__(self, *exc) -> None:
+        self.stopped.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 
@@ -189,6 +223,18 @@ class LongestRanker:
             n = np.array([len(c) for c in cands], dtype=float)
             out.append(np.sign(n[:, None] - n[None, :]))
         return out
+
+
+class FailingRanker(LongestRanker):
+    """`LongestRanker` that raises on one rank only, the one SPPO_TEST_FAIL_RANK names (`--ranker
+    python:bench_fake_judge:FailingRanker`): one rank of a multi-process run fails, the others must not wait."""
+
+    def compare(self, prompts, candidates):
+        import os
+
+        if os.environ.get("RANK", "0") == os.environ.get("SPPO_TEST_FAIL_RANK"):
+            raise RuntimeError(f"ranker failed on rank {os.environ['RANK']} (test)")
+        return super().compare(prompts, candidates)
 
 
 def tiny_checkpoints(root, seeds=(0, 1)):

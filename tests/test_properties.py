@@ -1,5 +1,6 @@
-"""Property-based tests (Hypothesis): whatever the input, the override parser, the config validator and every
-score-file reader give a valid result or a one-line error (UserError), never a traceback."""
+"""Property-based tests (Hypothesis): whatever the input, the override parser, the config validator, every
+score-file reader, the judge-reply parser and the release check's file readers give a valid result or a one-line
+error, never a traceback; the card renderer keeps any manifest text on its line, without HTML."""
 
 from __future__ import annotations
 
@@ -178,3 +179,115 @@ def test_score_readers_accept_their_valid_file(tmp_path, capsys, suite):
         path.write_text(json.dumps({"results": {t: {m: 0.5} for t, m in LM_TASKS.items()}}))
     capsys.readouterr()
     assert bench_main(["score", suite, str(path)] + (["--no-lc"] if suite == "alpaca-eval" else [])) == 0
+
+
+# ------------------------------------------------------------------------------------------ the judge-reply parser
+COMPLETION = {"choices": [{"message": {"role": "assistant", "content": "Rating: [[5]]"}, "finish_reason": "stop",
+                           "logprobs": {"content": [{"token": "m", "logprob": -0.1,
+                                                     "top_logprobs": [{"token": "m", "logprob": -0.1}]}]}}],
+              "usage": {"prompt_tokens": 10, "completion_tokens": 3}}
+
+
+def _mutations(value, depth: int = 0):
+    """`value` with any part replaced by anything: the shapes a broken or hostile endpoint may send."""
+    if depth > 4:
+        return VALUES
+    if isinstance(value, dict):
+        inner = st.fixed_dictionaries({k: _mutations(v, depth + 1) for k, v in value.items()},
+                                      optional={"extra": VALUES})
+    elif isinstance(value, list):
+        inner = st.lists(_mutations(value[0], depth + 1), max_size=2)
+    else:
+        inner = st.just(value)
+    return st.one_of(inner, inner, VALUES)
+
+
+@FAST
+@given(_mutations(COMPLETION))
+def test_any_judge_reply_gives_a_reply_or_a_one_line_error(body):
+    from benchmarks.judge import JudgeReply, parse_completion
+
+    try:
+        reply = parse_completion(body)
+    except ValueError as e:
+        assert str(e) and "\n" not in str(e)
+    else:
+        assert isinstance(reply, JudgeReply) and (reply.text is None) == (reply.error is not None)
+        assert reply.prompt_tokens >= 0 and reply.completion_tokens >= 0
+        assert reply.top_logprobs is None or all(isinstance(t["logprob"], float) for t in reply.top_logprobs)
+
+
+# ------------------------------------------------------------------------------------------ the release check
+@FAST
+@given(st.sampled_from(["config.json", "tokenizer_config.json", "tokenizer.json", "generation_config.json",
+                        "chat_template.jinja", "model.safetensors"]),
+       st.one_of(VALUES, st.dictionaries(st.sampled_from(["model_type", "rope_parameters", "model", "added_tokens",
+                                                          "eos_token_id", "chat_template", "torch_dtype", "dtype",
+                                                          "eos_token", "temperature", "top_p"]),
+                                         VALUES, max_size=4)),
+       st.binary(max_size=40))
+def test_any_checkpoint_file_gives_problem_lines(tmp_path_factory, name, value, raw):
+    from release.compat import compat_problems
+    from release_testutil import safetensors_bytes, write_model_files
+
+    ckpt = tmp_path_factory.mktemp("ck")
+    write_model_files(ckpt, "mistral")
+    (ckpt / "model.safetensors").write_bytes(safetensors_bytes(1))
+    if name == "model.safetensors":
+        header = json.dumps(value, allow_nan=True).encode()
+        (ckpt / name).write_bytes(len(header).to_bytes(8, "little") + header)
+    elif name == "chat_template.jinja":
+        (ckpt / name).write_bytes(raw)
+    else:
+        (ckpt / name).write_text(json.dumps(value, allow_nan=True))
+    problems = compat_problems(ckpt)
+    assert all(isinstance(p, str) and p and "\n" not in p for p in problems), problems
+    if name == "generation_config.json" and not isinstance(value, dict):
+        assert problems  # a generation config that is no object never passes
+
+
+# ------------------------------------------------------------------------------------------ the card renderer
+MANIFEST_TEXT = st.lists(st.sampled_from(list("ab <>&`|[]()*_#-:\n\r\t\x1b\u2028") + ["license: mit", "---"]),
+                         max_size=12).map("".join)
+
+
+@pytest.fixture(scope="module")
+def card_run(tmp_path_factory):
+    from release_testutil import make_run
+
+    run = make_run(tmp_path_factory.mktemp("card"))
+    return run, _render_card(run, "x", "x", "x")
+
+
+def _render_card(run, base_model: str, ranker: str, optimizer: str) -> str:
+    """Iter1's card with these manifest values (the manifest restored afterwards)."""
+    from benchmarks.store import ResultsStore
+    from release.card import ReleaseInfo, render_card, results_from_store
+    from release.run import load_run
+
+    path = run / "checkpoints" / "Iter1" / "sppo_manifest.json"
+    original = path.read_text()
+    manifest = json.loads(original)
+    manifest.update(base_model=base_model, ranker=ranker)
+    manifest["hyperparameters"]["optimizer"] = optimizer
+    path.write_text(json.dumps(manifest))
+    try:
+        release = ReleaseInfo(family="Mistral7B-PairRM-SPPO", org="UCLA-AGI")
+        iterations = load_run(run)
+        results = results_from_store(ResultsStore(run / "results"), iterations, release)
+        return str(render_card(release, iterations, iterations[0], results))
+    finally:
+        path.write_text(original)
+
+
+@FAST
+@given(MANIFEST_TEXT, MANIFEST_TEXT, MANIFEST_TEXT)
+def test_any_manifest_text_stays_on_its_line_without_html(card_run, base_model, ranker, optimizer):
+    from huggingface_hub import ModelCard
+
+    run, plain = card_run
+    text = _render_card(run, base_model or "x", ranker or "x", optimizer)
+    assert text.count("\n") == plain.count("\n")  # every value stayed on its own line
+    body = text.split("\n---\n", 1)[1]
+    assert "<" not in body and "\x1b" not in body and "\r" not in body
+    assert ModelCard(text).data.to_dict() == ModelCard(plain).data.to_dict()

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from sppo.errors import UserError
-from sppo.files import clean_name, open_no_follow, read_jsonl, safe_name, under, write_jsonl
+from sppo.files import clean_name, open_no_follow, read_jsonl, safe_name, short_name, under, write_jsonl
 
 from benchmarks.answers import AnswerSettings, ModelAnswerer
 from benchmarks.card_layout import TableSpec
@@ -129,7 +129,7 @@ class Failures:
 def judge_label(judge: Judge) -> str:
     """The file-name label of a judge (``org/model`` -> ``org_model``); ``..`` and the like are refused."""
     label = clean_name(judge.model).strip("_")
-    return safe_name(label, f"judge model {judge.model!r}")
+    return short_name(safe_name(label, f"judge model {judge.model!r}"), judge.model)
 
 
 def judgment_key(judge: Judge, requests: Sequence[JudgeRequest]) -> str:

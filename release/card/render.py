@@ -1,5 +1,7 @@
 """Rendering: a Jinja template (``release/templates/model_card.md.j2`` or the user's own) filled with the
-card's metadata block and everything else a template can use, parsed back as a ``ModelCard``."""
+card's metadata block and everything else a template can use, parsed back as a ``ModelCard``. Every template is
+rendered in Jinja's sandbox with a time and an output-size bound (``sppo.bounded.render_template``): a
+``--template`` runs no Python, reads no file and cannot hang the release."""
 
 from __future__ import annotations
 
@@ -11,9 +13,11 @@ from typing import Any
 import jinja2
 from huggingface_hub import ModelCard
 
+from sppo.bounded import render_template
 from sppo.errors import UserError
 
 from ..run import HYPERPARAMETERS, Iteration
+from .markdown import md_text
 from .metadata import card_data
 from .naming import HUB_URL, ReleaseInfo
 from .results import Results
@@ -33,14 +37,14 @@ primaryClass={cs.LG}
 
 
 def hyperparameter_lines(it: Iteration) -> list[tuple[str, str]]:
-    """(name, value) as the card lists them; epochs read ``18.0 (stop at epoch=1.0)``."""
+    """(name, value) as the card lists them, values as Markdown text; epochs read ``18.0 (stop at epoch=1.0)``."""
     hp = it.hyperparameters
     out = []
     for key in HYPERPARAMETERS:
         value = str(hp[key])
         if key == "num_train_epochs" and hp.get("stop_at_epoch") is not None:
             value = f"{value} (stop at epoch={hp['stop_at_epoch']})"
-        out.append((key, value))
+        out.append((key, md_text(value)))
     return out
 
 
@@ -55,10 +59,10 @@ def template_context(release: ReleaseInfo, iterations: list[Iteration], it: Iter
         "family": release.family,
         "iteration": it.number,
         "num_iterations": len(iterations),
-        "base_model": m.base_model,
-        "prompt_dataset": m.prompt_dataset,
-        "prompt_source_dataset": m.prompt_source_dataset,
-        "ranker": m.ranker,
+        "base_model": md_text(m.base_model),  # names from a manifest: Markdown text, never HTML or a new line
+        "prompt_dataset": md_text(m.prompt_dataset),
+        "prompt_source_dataset": md_text(m.prompt_source_dataset),
+        "ranker": md_text(m.ranker),
         "base_model_md": source_md(m.base_model),
         "prompts_md": prompts_md(m.prompt_source_dataset, m.prompt_dataset, len(iterations)),
         "ranker_md": ranker_md(m.ranker),
@@ -94,15 +98,12 @@ def render_card(release: ReleaseInfo, iterations: list[Iteration], it: Iteration
                 template: str | os.PathLike | None = None) -> ModelCard:
     """The model card of iteration `it` (tables cover all `iterations`)."""
     data = card_data(release, it, results)
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
-                             trim_blocks=True, lstrip_blocks=True)
     name = str(template) if template else TEMPLATE_NAME
-    try:
-        text = env.from_string(load_template(template)).render(
-            card_data=data.to_yaml(), **template_context(release, iterations, it, results))
-    except jinja2.TemplateError as e:
-        lineno = getattr(e, "lineno", None)
-        raise UserError(f"{name}{f':{lineno}' if lineno else ''}: template error ({e.message})") from None
+    # a --template is code someone else may have written: Jinja's sandbox, a time and an output-size bound
+    text = render_template(load_template(template),
+                           {"card_data": data.to_yaml(), **template_context(release, iterations, it, results)},
+                           name, undefined=jinja2.StrictUndefined, keep_trailing_newline=True, trim_blocks=True,
+                           lstrip_blocks=True)
     card = ModelCard(text)
     if card.data.to_dict() != data.to_dict():
         raise UserError(f"{name}: the template must start with the metadata block '---\\n{{{{ card_data }}}}\\n---'")

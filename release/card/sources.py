@@ -11,6 +11,7 @@ from benchmarks.store import SuiteResult
 from sppo.checkpoint import local_judge_model
 from sppo.scrub import public_url
 
+from .markdown import md_code, md_text
 from .naming import HUB_URL, hub_id
 
 
@@ -19,7 +20,7 @@ def source_md(name: Any, kind: str = "model") -> str:
     hub = hub_id(name)
     if hub:
         return f"[{hub}]({HUB_URL}/{'datasets/' if kind == 'dataset' else ''}{hub})"
-    return "the toolkit's embedded prompt set" if (kind == "dataset" and name == "embedded") else f"`{name}`"
+    return "the toolkit's embedded prompt set" if (kind == "dataset" and name == "embedded") else md_code(name)
 
 
 def prompts_md(src: str | None, split_by: str | None, num_iterations: int) -> str:
@@ -66,9 +67,9 @@ class JudgeRecord:
     def markdown(self) -> str:
         """The judge named in a card; the userinfo of its URL, should a results store hold one, is never
         shown."""
-        text = f"`{self.model}`"
+        text = md_code(self.model)
         if self.base_url:
-            text += f" at {public_url(str(self.base_url))}"
+            text += f" at {md_text(public_url(str(self.base_url)))}"
         if self.local:
             text += " (a local model, in process)"
         return text
@@ -89,7 +90,7 @@ def evaluation_note(results: list[SuiteResult]) -> str:
     """Which judge (and, for AlpacaEval, which annotator config) produced these figures, as recorded in the
     results store; empty when the results record none (figures transcribed from a published card)."""
     judges = sorted({judge_md(r) for r in results if r.judge})
-    annotators = sorted({f"`{r.settings['annotator']}`" for r in results if r.settings.get("annotator")})
+    annotators = sorted({md_code(r.settings["annotator"]) for r in results if r.settings.get("annotator")})
     parts = []
     if judges:
         parts.append(f"Judge{'s' if len(judges) > 1 else ''}: {', '.join(judges)}.")

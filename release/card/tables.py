@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from benchmarks.card_layout import TABLES, TableSpec, card_row_label, fmt_short, subset_note, subset_sentence
 
 from ..run import Iteration
-from .markdown import table_markdown
+from .markdown import md_text, table_markdown
 from .naming import ReleaseInfo
 from .results import Results, in_any_table, in_table, lm_eval_version, result_source, table_results, variant_suffix
 from .sources import evaluation_note, judge_md
@@ -62,6 +62,6 @@ def other_results(results: Results, iterations: list[Iteration]) -> list[str]:
                                 if isinstance(v, (int, float)) and not isinstance(v, bool))
             notes = " ".join(str(n) for n in r.metrics.get("notes") or [])
             judge = f"; judge {judge_md(r)}" if r.judge else ""
-            out.append(f"{it.name}, {r.suite}{variant_suffix(r.variant)}: {figures or 'no figures'}{judge}"
-                       + (f". {notes}" if notes else ""))
+            out.append(md_text(f"{it.name}, {r.suite}{variant_suffix(r.variant)}: {figures or 'no figures'}")
+                       + judge + (f". {md_text(notes)}" if notes else ""))
     return out
