@@ -155,12 +155,22 @@ class ModelAnswerer:
                 base = None
         return base or str(self.model_path)
 
+    def engine(self) -> dict[str, Any]:
+        """The engine the answers come from (``sppo.generate.engine_settings``: the backend "auto" resolves to here,
+        and for vLLM its distribution, version and eager mode), recorded with each suite's generation settings."""
+        from sppo.generate import engine_settings
+
+        return engine_settings(self.backend)
+
     def identity(self) -> dict[str, Any]:
-        """What determines this answerer's outputs besides the suite's settings (part of every answer key)."""
+        """What determines this answerer's outputs besides the suite's settings (part of every answer key): the
+        backend as resolved here (auto means vLLM on one machine and transformers on another), and vLLM's engine."""
         ranker = self._ranker_spec()
+        engine = self.engine()
+        vllm = {"engine": engine} if engine["backend"] == "vllm" else {}
         return {"model": str(self.model_path), "fingerprint": checkpoint_fingerprint(self.model_path),
-                "chat_template": _template_digest(self.model_path), "backend": self.backend, "seed": self.seed,
-                "best_of": self.best_of, "ranker": ranker}
+                "chat_template": _template_digest(self.model_path), "backend": engine["backend"], "seed": self.seed,
+                "best_of": self.best_of, "ranker": ranker, **vllm}
 
     def _ranker_spec(self) -> list | None:
         """The ranker of best-of-N as its answer key and the other ranks know it (None: no best-of-N, or a ranker

@@ -4,6 +4,7 @@
     sppo-bench --suite FILE.yaml Iter1 Iter2          a pairwise judged benchmark of your own, defined by FILE
     sppo-bench score SUITE PATH                       score existing official judgment files
     sppo-bench table                                  print the model card's tables from the results store
+    sppo-bench report                                 write one offline HTML page of every answer, verdict and plot
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ COMMANDS = {  # subcommand -> (module, one-line help)
     "run": ("benchmarks.run_cmd", "run the benchmark suites on models (the default subcommand)"),
     "score": ("benchmarks.score_cmd", "score existing official judgment / result files"),
     "table": ("benchmarks.table_cmd", "the model card's tables and plots from the results store"),
+    "report": ("benchmarks.report.cmd", "one offline HTML page: tables, plots, every answer and verdict"),
 }
 
 
@@ -27,7 +29,7 @@ def _module(name: str):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sppo-bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True, metavar="{run,score,table}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{run,score,table,report}")
     for name, (_, help_) in COMMANDS.items():
         module = _module(name)
         sp = sub.add_parser(name, help=help_, description=module.__doc__,

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from sppo.config import Backend, Dtype
+from sppo.config import MAX_COLLECTIVE_TIMEOUT_MINUTES, Backend, Dtype
 from sppo.errors import UserError, shown
 from sppo.scrub import public_url
 from sppo.settings import SettingError, check, choices, coerce, doc, flag, help_of, kinds, read_yaml_mapping
@@ -61,8 +61,9 @@ class BenchConfig:
                        1, ge=1)
     ranker: str = doc("ranker kind for --best-of (sppo.rank.make_ranker)", "pairrm")
     ranker_model: str | None = doc("ranker model for --best-of (default: the kind's default)", None)
-    generation_backend: Backend = doc("generation backend of the answers (auto: vLLM when installed with a GPU, else "
-                                  "HF)", "auto")
+    generation_backend: Backend = doc("generation backend of the answers (auto: vLLM where it can run - its GPU "
+                                      "build with a CUDA GPU, or its CPU build - else HF; vLLM runs eagerly on a "
+                                      "CPU)", "auto")
     batch_size: int | None = doc("generation batch size (sequences in flight; default: chosen from the device's "
                                  "memory)", None, ge=1)
     dtype: Dtype = doc("weights dtype of the answers and of a local judge: auto = bf16 where the device computes it "
@@ -112,7 +113,9 @@ class BenchConfig:
     progress: bool = doc("progress bars (rank 0 only)", False)
     collective_timeout_minutes: float = doc(
         "several processes: the longest any rank waits for the others (the serving ranks wait while rank 0 talks "
-        "to a judge endpoint)", 24 * 60.0)
+        "to a judge endpoint). A rank that fails is noticed at once; one that stops answering without dying is "
+        "named when this runs out, and the run ends. Minutes > 0, at most a week", 24 * 60.0, gt=0,
+        le=MAX_COLLECTIVE_TIMEOUT_MINUTES)
     verbose: bool = doc("debug logging", False)
 
     # -- building -----------------------------------------------------------------------------------------------

@@ -32,13 +32,12 @@ import hashlib
 import logging
 import os
 import re
-import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, get_args
 
-from sppo.cli_util import setup_logging
+from sppo.cli_util import setup_logging, sigterm_as_interrupt
 from sppo.config import Dtype, choices
 from sppo.errors import UserError, first_line
 from sppo.files import clean_name, load_yaml, safe_name, short_name
@@ -273,47 +272,27 @@ def _quiet_progress_bars(quiet: bool):
             enable_progress_bars()
 
 
-def _sigterm_as_interrupt():
-    """SIGTERM behaves as Ctrl-C (stop judging at once, keep what was received); returns the previous handler."""
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    try:
-        return signal.signal(signal.SIGTERM, handler)
-    except ValueError:  # not the main thread
-        return None
-
-
 def main(args: argparse.Namespace) -> int:
     """Every process runs this. Under a launcher, global rank 0 runs the plan (`_main`) and the other ranks serve
-    its jobs (`benchmarks.parallel`) until it is done, also when it fails."""
+    its jobs (`benchmarks.parallel`) until it is done; if any rank fails, the others stop within a second or
+    two (a waiting rank sees the failure's report, `sppo.peers`) with one line naming it."""
     cfg = BenchConfig.from_command_line({k: v for k, v in vars(args).items() if k != "command"})
     setup_logging(cfg.verbose)
     from benchmarks import parallel
     from sppo import distributed
 
     distributed.setup(timeout_minutes=cfg.collective_timeout_minutes)
-    previous = _sigterm_as_interrupt()
-    try:
-        with _quiet_progress_bars(not (cfg.progress and distributed.is_main())):
-            if not distributed.is_main():
-                parallel.serve()
-                return 0
-            try:
-                code = _main(cfg)
-            except BaseException:
-                with contextlib.suppress(Exception):  # a rank that has died cannot be told; the error stands
-                    parallel.stop()
-                raise
+    with sigterm_as_interrupt(), _quiet_progress_bars(not (cfg.progress and distributed.is_main())):
+        if distributed.is_main():
+            code = _main(cfg)
             parallel.stop()
-            return code
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-        try:
-            distributed.teardown()
-        except RuntimeError as e:  # a rank that died first: its own error is the one to report
-            log.warning("leaving the process group: %s", first_line(e))
+        else:
+            parallel.serve()
+            code = 0
+    # every rank leaves the process group together; after a failure no rank waits here: the failing rank reports
+    # its cause and exits (sppo.cli_util.run_cli), the others stop on it (sppo.peers)
+    distributed.teardown()
+    return code
 
 
 def _main(cfg: BenchConfig) -> int:
@@ -344,6 +323,7 @@ def _main(cfg: BenchConfig) -> int:
     print_summary(run.written, run.skipped, judges.used() if judges else [], results_dir, suites)
     for failure in run.failed:
         print(f"error: {failure}", file=sys.stderr)
+    print_report(results_dir, Path(cfg.run_dir) if cfg.run_dir else None, cfg.data_dir)
     return 1 if run.failed else 0
 
 
@@ -360,6 +340,23 @@ def plan_suites(cfg: BenchConfig) -> tuple[dict[str, Suite], dict[str, str | Non
             raise UserError(f"{path}: suite name {suite.name!r} is used twice")
         suites[suite.name], own[suite.name] = suite, suite.judge_model
     return suites, own
+
+
+def print_report(results_dir: Path, run_dir: Path | None, data_dir: Path | None) -> None:
+    """Write the store's HTML report (`sppo-bench report`) and print its warnings (a judge that gave one verdict to
+    everything, figures from a subset) and path. The results stand whatever happens to the report: a failure to
+    write it is one warning line."""
+    from benchmarks.report.cmd import summary, write_report
+
+    if not ResultsStore(results_dir).models():
+        return
+    try:
+        path, report = write_report(results_dir, run_dir=run_dir, data_dir=data_dir)
+    except Exception as e:  # noqa: BLE001 - the benchmark results are written; the page is a view of them
+        print(f"warning: the report was not written ({first_line(e)}); `sppo-bench report` writes it")
+        return
+    for line in summary(path, report):
+        print(line)
 
 
 def _targets(cfg: BenchConfig, resolver: "_Resolver") -> list[tuple[str, str, str]]:

@@ -8,7 +8,8 @@ path in it::
     <root>/arena_hard[.<variant>]/model_answer/<model>.jsonl, model_judgment/<judge>/<model>.jsonl
     <root>/mt_bench[.<variant>]/model_answer/<model>.jsonl, model_judgment/<judge>_single.jsonl
     <root>/lm_eval/<model>/results.json, results_<task>.json, samples_<task>.jsonl; lm_eval_tasks/ (the tiny task)
-    <root>/judge_cache.sqlite3, .chunks/ (answer jobs in progress), plots/ (sppo-bench table --plots)
+    <root>/judge_cache.sqlite3, .chunks/ (answer jobs in progress), plots/ (sppo-bench table --plots),
+    report.html (sppo-bench report)
 
 Suites: ``SuiteName`` (``alpaca_eval``, ``arena_hard``, ``mt_bench``, ``lm_eval``), and a user's own suites
 (``sppo-bench --suite FILE.yaml``) under the names their files give them. Metric keys are named as in the
@@ -156,6 +157,11 @@ class StoreLayout:
     @property
     def plots(self) -> Path:
         return self.root / "plots"
+
+    @property
+    def report(self) -> Path:
+        """``sppo-bench report``'s page."""
+        return self.root / "report.html"
 
 
 def plot_file(plots_dir: Path, suite: str) -> Path:

@@ -107,6 +107,7 @@ def suite_frames(store: ResultsStore, names: RunNames = RunNames()) -> dict[str,
             continue
         rows = {row.label: {h: c.shown for h, c in zip(table.headers, row.cells)} for row in table.rows}
         frames[spec.suite] = pd.DataFrame.from_dict(rows, orient="index", columns=table.headers)
+        frames[spec.suite].attrs["notes"] = table.notes  # printed under the table (`Table.notes`)
     return frames
 
 
@@ -120,6 +121,8 @@ def render(frames: dict[str, Any], fmt: str = "markdown", specs: tuple[TableSpec
         out.append(df.to_markdown(disable_numparse=True) if fmt == "markdown" else df.to_csv())
         if fmt == "markdown" and any(str(i).endswith(LOGPROB_MARK) for i in df.index):
             out.append("\n" + LOGPROB_FOOTNOTE)
+        if fmt == "markdown":
+            out += ["\n" + note for note in df.attrs.get("notes", [])]
         out.append("")
     return "\n".join(out)
 

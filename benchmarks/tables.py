@@ -8,6 +8,8 @@ one declared option, the `View` (`CONSOLE`, `CARD`).
                          measured on other tasks, the mark of verdicts read from token probabilities)
     build_table          -> Table: its columns and rows, each row's Cells (printed text, model-index value)
     in_table, variants   which results a table holds, the variants in order (the default first)
+    subset_annotation    ``n = 3 of 805`` on each figure measured on a subset of the benchmark (``--limit``),
+                         with the sentence under its table (`Table.notes`)
     family_name, card_row_label   the name a run's models carry, a row's name
 
 Which results a table shows (the store's every model, or a run's iterations) and the Markdown they print as is the
@@ -100,6 +102,8 @@ class TableSpec:
     plot_fallback: str | None = None  # plotted when no model has `plot_metric`
     axis_top: float | None = None  # the figure's full scale (the plot's y axis ends there)
     model_index: bool = True  # a leaderboard benchmark: its figures go to the card's model-index
+    items: int | None = None  # how many items the whole benchmark has (None: per task, lm-eval; a suite of your own)
+    item_name: str = "items"
 
 
 P2 = fmt_fixed(2)
@@ -113,7 +117,7 @@ TABLES: tuple[TableSpec, ...] = (
                  Column("Avg. Length", ("avg_length",), fmt_int, "avg_length", "Avg. Length (characters)")),
         datasets=(Dataset("tatsu-lab/alpaca_eval", "AlpacaEval 2.0", "alpaca_eval_gpt4_baseline"),),
         heading="AlpacaEval 2", plot_metric="length_controlled_winrate", axis_top=100,
-        plot_fallback="win_rate"),  # LC needs df_gamed.csv; without it the plot shows the win rate
+        plot_fallback="win_rate", items=805, item_name="instructions"),  # LC needs df_gamed.csv; without it the plot shows the win rate
     TableSpec(
         suite="arena_hard", title="Arena-Hard Evaluation Results", url="https://github.com/lm-sys/arena-hard",
         first_header="Model", label="repo",
@@ -121,7 +125,7 @@ TABLES: tuple[TableSpec, ...] = (
                  Column("95% CI", ("lower", "upper"), fmt_ci, "ci_95", "95% CI", numeric=False),
                  Column("average \\# Tokens", ("avg_tokens",), fmt_int, "avg_tokens", "Average # Tokens")),
         datasets=(Dataset("lmarena-ai/arena-hard-auto-v0.1", "Arena-Hard v0.1"),),
-        heading="Arena-Hard v0.1", plot_metric="score", axis_top=100),
+        heading="Arena-Hard v0.1", plot_metric="score", axis_top=100, items=500, item_name="questions"),
     TableSpec(
         suite="lm_eval", title="Open LLM Leaderboard Evaluation Results",
         url="https://github.com/EleutherAI/lm-evaluation-harness", first_header="",
@@ -150,7 +154,7 @@ TABLES: tuple[TableSpec, ...] = (
                  Column("2nd Turn", ("turn_2",), P2, "score_turn_2", "MT-Bench 2nd turn"),
                  Column("Average", ("average",), P2, "score", "MT-Bench average")),
         datasets=(Dataset("lmsys/mt_bench", "MT-Bench"),),
-        heading="MT-Bench", plot_metric="average", axis_top=10),
+        heading="MT-Bench", plot_metric="average", axis_top=10, items=80, item_name="questions"),
 )
 
 
@@ -188,6 +192,39 @@ def specs_for(results: Sequence[SuiteResult]) -> tuple[TableSpec, ...]:
             own[r.suite] = pairwise_table(r.suite, r.settings.get("title") or r.suite, r.settings.get("url") or "",
                                           r.settings.get("baseline_model") or "the baseline")
     return TABLES + tuple(own[name] for name in sorted(own))
+
+
+# ------------------------------------------------------------------------------------------- subsets (--limit)
+
+def subset_count(spec: TableSpec, settings: dict[str, Any]) -> tuple[int, int | None] | None:
+    """(n, of) when a result's figures come from fewer items than the benchmark has (``sppo-bench --limit``): n the
+    items measured (``n_instructions`` / ``n_questions``, else the recorded ``limit``), of the benchmark's count
+    (AlpacaEval 805, Arena-Hard 500, MT-Bench 80; None for lm-eval, whose limit applies per task); None for the
+    whole benchmark."""
+    limit = settings.get("limit")
+    n = settings.get("n_instructions", settings.get("n_questions"))
+    if spec.items is None:
+        return (int(limit), None) if limit else None
+    if not isinstance(n, int):
+        n = min(int(limit), spec.items) if limit else None
+    return (n, spec.items) if n is not None and n < spec.items else None
+
+
+def subset_annotation(spec: TableSpec, settings: dict[str, Any]) -> str:
+    """``n = 3 of 805``, the annotation of a figure from a subset of the benchmark (``n = 3 per task`` for lm-eval);
+    nothing for the whole benchmark."""
+    count = subset_count(spec, settings)
+    if count is None:
+        return ""
+    n, of = count
+    return f"n = {n} of {of}" if of is not None else f"n = {n} per task"
+
+
+def subset_sentence(spec: TableSpec) -> str:
+    """What a table says under figures annotated by `subset_annotation`."""
+    whole = f"the benchmark's {spec.items} {spec.item_name}" if spec.items else "each task"
+    return (f"Figures marked (n = ...) were measured on the first n of {whole} (`sppo-bench --limit`): they are not "
+            "the benchmark's figures.")
 
 
 # ------------------------------------------------------------------------------------------------ row names
@@ -261,7 +298,13 @@ class Cell:
     @property
     def shown(self) -> str:
         """What a table prints: the figure, then its annotation in parentheses when it has one."""
-        return f"{self.text} ({self.annotation})" if self.annotation else self.text
+        return annotated(self.text, self.annotation)
+
+
+def annotated(text: str, annotation: str) -> str:
+    """``text (annotation)``, or the text alone without an annotation: a printed figure (`Cell.shown`), a
+    model-index metric name (``Win Rate (n = 3 of 805)``)."""
+    return f"{text} ({annotation})" if annotation else text
 
 
 @dataclass(frozen=True)
@@ -282,6 +325,12 @@ class Table:
     @property
     def headers(self) -> list[str]:
         return [c.header for c in self.columns]
+
+    @property
+    def notes(self) -> list[str]:
+        """The sentences printed under the table: why figures carry ``(n = ...)`` when some do."""
+        annotated = any(c.annotation for row in self.rows for c in row.cells)
+        return [subset_sentence(self.spec)] if annotated else []
 
 
 def in_table(spec: TableSpec, r: SuiteResult) -> bool:
@@ -339,10 +388,12 @@ def build_table(spec: TableSpec, entries: Sequence[tuple[str, SuiteResult]], vie
         if r.suite != spec.suite:
             continue
         mark = LOGPROB_MARK if view.logprob_mark and r.metrics.get("n_logprob_verdicts") else ""
+        subset = subset_annotation(spec, r.settings)
         cells = []
         for c in columns:
             text = c.cell(r.metrics, source(spec, r))
             missing = bool(c.missing(r.metrics))
-            cells.append(Cell(text, None if missing else model_index_value(c, text), missing))
+            cells.append(Cell(text, None if missing else model_index_value(c, text), missing,
+                              "" if missing else subset))
         rows.append(Row(label + mark, r, tuple(cells)))
     return Table(spec, tuple(columns), tuple(rows)) if rows else None

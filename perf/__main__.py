@@ -3,6 +3,7 @@
     python -m perf [--quick] [--repeats N] [--stages generation,ranking,training,scoring,ranks] [--out DIR]
                    [--threads N] [--keep-work]
     python -m perf --stages e2e      the embedded end to end (sppo-train + sppo-bench), per-stage table
+    python -m perf --stages report   the HTML report of a full-size results store, written and opened in Chromium
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from perf.report import render
 from perf.worker import STAGES
 from sppo.files import package_versions
 
-OPT_IN = ("e2e",)  # run only when named in --stages (the whole toolkit, ~8 minutes on a quiet 2-core machine)
+# run only when named in --stages: e2e (the whole toolkit, ~8 minutes on a quiet 2-core machine), vllm (needs
+# .venv-vllm, scripts/vllm_env.sh), report (the HTML report of a full-size store, in headless Chromium)
+OPT_IN = ("e2e", "vllm", "report")
 DEFAULT_STAGES = [s for s in STAGES if s not in OPT_IN]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,6 +53,10 @@ def git_commit() -> str | None:
                               check=True).stdout.strip() or None
     except (OSError, subprocess.CalledProcessError):
         return None
+
+
+def machine_line() -> str:
+    return f"{platform.machine()}, {os.cpu_count()} CPU cores ({platform.platform()})"
 
 
 def gpu_line() -> str:
@@ -125,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="sppo-perf-"))
     threads, reason = choose_threads(args.threads)
     meta = {"date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores ({platform.platform()})",
+            "machine": machine_line(),
             "threads": threads, "threads_reason": reason, "load_average_start": round(os.getloadavg()[0], 2),
             "quick": args.quick, "repeats": args.repeats, "stages": args.stages, "git_commit": git_commit(),
             "versions": versions(), "gpu": gpu_line(),
@@ -147,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     meta["total_seconds"] = round(time.perf_counter() - t0, 1)
     meta["load_average_end"] = round(os.getloadavg()[0], 2)
     print(write_results(results, out))
+    if not args.quick and set(args.stages) >= set(DEFAULT_STAGES):  # the run the READMEs quote
+        from perf.readme import update_if_committed
+
+        update_if_committed(out, "latest.json")
     return 0 if all(not s.get("error") for s in results["stages"].values()) else 1
 
 

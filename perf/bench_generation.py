@@ -1,22 +1,26 @@
 """Generation: K samples per prompt.
 
-ours       sppo.generate.HFGenerator: prompts batched together (length-sorted, left-padded), each prompt read
-           once and its key/value cache repeated K times, then one `generate` call per batch. Timed three times: with the toolkit's default
-           (generation.batch_size null: sequences in flight chosen from the device's memory), with the former
-           fixed default of 8 sequences (8 // K prompts per call), and with every prompt x sample of the run in
-           one batch (batch_size = prompts x K).
+ours       sppo.generate.HFGenerator with the toolkit's defaults: prompts batched together (length-sorted,
+           left-padded; generation.batch_size null: sequences in flight chosen from the device's memory), each prompt
+           read once and its key/value cache repeated K times, the nucleus found without sorting the vocabulary
+           (sppo.sampling), and the decoding loop of sppo.decode.
 reference  uclaml/SPPO scripts/generate.py, re-created on transformers: K passes, pass p seeded with p * 50
            (random, numpy, torch), each one `generate` over all prompts (vLLM batches every prompt of a pass
            together) with temperature 0.7, top_p 0.9, one sample per prompt; prompts rendered its way (the chat
            template with an assistant turn "None", cut at "None") and tokenized with the tokenizer's special tokens.
 
-dtype      ours in the default generation.dtype (auto: bf16 where the CPU computes it natively) against ours in
-           fp32, same settings (the batch from memory): what `auto` buys on this machine. Only where auto means
-           bf16 (`sppo.models.cpu_computes_bf16`); the cases above all run in fp32, like the reference here.
-
 Both sides generate exactly max_new_tokens tokens per sequence (min_new_tokens is set on the model's generation
 config, so EOS cannot end a sequence early): the work is prompts x K x max_new_tokens tokens on both sides and
 tokens/s compares like with like.
+
+Two more cases compare ours with ours:
+dtype      ours in the default generation.dtype (auto: bf16 where the CPU computes it natively) against ours in
+           fp32, same settings: what `auto` buys on this machine. Only where auto means bf16
+           (`sppo.models.cpu_computes_bf16`); the cases above run in fp32, like the reference here.
+ended rows natural lengths (EOS ends a response; the learning check's held-out answers: its first 6 short questions
+           x 4 samples, up to 48 tokens): sppo.decode, which drops ended rows from the batch, against transformers'
+           `generate` on the same batches (HFGenerator.own_loop False); the same tokens, responses/s.
+vLLM on the CPU is the opt-in stage `vllm` (perf/bench_vllm.py: it needs .venv-vllm).
 """
 
 from __future__ import annotations
@@ -27,7 +31,6 @@ from pathlib import Path
 from perf.fixtures import PROMPTS, tiny_llama
 from perf.timing import case, interleaved, paired_ratio, rates
 
-FORMER_DEFAULT_BATCH = 8  # generation.batch_size before it was chosen from memory
 TARGET = 2.0  # generation with the default settings >= 2x the reference's tokens/s on the embedded model
 
 
@@ -86,71 +89,60 @@ def bench_model(which: str, work: Path, n_prompts: int, k: int, max_new_tokens: 
     convs = [[{"role": "user", "content": t}] for t in texts]
     params = SamplingParams(n=k, temperature=0.7, top_p=0.9, max_new_tokens=max_new_tokens, seed=0)
     full = n_prompts * k
-    ours_default = HFGenerator(model, tokenizer, batch_size=GenerationConfig().batch_size)
-    ours_fixed = HFGenerator(model, tokenizer, batch_size=FORMER_DEFAULT_BATCH)
-    ours_full = HFGenerator(model, tokenizer, batch_size=full)
+    ours = HFGenerator(model, tokenizer, batch_size=GenerationConfig().batch_size)
     memory_batch = memory_batch_size(model, full, max(len(encode_prompt(tokenizer, c)) for c in convs) + max_new_tokens)
 
     def check(out):
         assert len(out) == n_prompts and all(len(o) == k for o in out)
 
-    variants = {
-        "reference": lambda: check(reference_generate(model, tokenizer, texts, k, max_new_tokens)),
-        "ours_default": lambda: check(ours_default.generate(convs, params, progress=False)),
-        "ours_fixed_8": lambda: check(ours_fixed.generate(convs, params, progress=False)),
-        "ours_one_batch": lambda: check(ours_full.generate(convs, params, progress=False)),
-    }
-    times = interleaved(variants, repeats)
+    times = interleaved({"reference": lambda: check(reference_generate(model, tokenizer, texts, k, max_new_tokens)),
+                         "ours": lambda: check(ours.generate(convs, params, progress=False))}, repeats)
     tokens = n_prompts * k * max_new_tokens
     ref_rate = rates(tokens, times["reference"])
-    n_params = sum(p.numel() for p in model.parameters())
     prompt_tokens = [len(encode_prompt(tokenizer, c)) for c in convs]
-    settings = {"model": which, "parameters": n_params, "prompts": n_prompts, "k": k,
-                "max_new_tokens": max_new_tokens, "tokens_per_run": tokens, "prompt_tokens": prompt_tokens,
-                # transformers expands the inputs before the prefill: both sides encode every prompt K times
-                "prefill_tokens_per_run": k * sum(prompt_tokens), "dtype": "float32", "device": "cpu"}
-    rows = []
-    for variant, bs, label in (("ours_default", memory_batch, f"default: batch from memory ({memory_batch})"),
-                               ("ours_fixed_8", FORMER_DEFAULT_BATCH, f"batch_size {FORMER_DEFAULT_BATCH} (former default)"),
-                               ("ours_one_batch", full, f"batch_size {full} (all prompts x K)")):
-        ratio = paired_ratio(rates(tokens, times[variant]), ref_rate)
-        calls = -(-n_prompts // max(1, bs // k))
-        rows.append(case(
-            f"generation/{which}/{label}", "tokens/s", rates(tokens, times[variant]), ref_rate, ratio,
-            higher_is_better=True, target=f">= {TARGET:g}x", target_met=ratio["median"] >= TARGET,
-            settings={**settings, "batch_size": bs, "generate_calls_ours": calls, "generate_calls_reference": k},
-            notes=[f"ours: {calls} generate call(s) of {min(full, max(1, bs // k) * k)} sequences; "
-                   f"reference: {k} calls of {n_prompts} sequences"]))
-    return rows
+    settings = {"model": which, "parameters": sum(p.numel() for p in model.parameters()), "prompts": n_prompts,
+                "k": k, "max_new_tokens": max_new_tokens, "tokens_per_run": tokens, "prompt_tokens": prompt_tokens,
+                "prefill_tokens_ours": sum(prompt_tokens), "prefill_tokens_reference": k * sum(prompt_tokens),
+                "dtype": "float32", "device": "cpu", "batch_size": memory_batch}
+    calls = -(-n_prompts // max(1, memory_batch // k))
+    ratio = paired_ratio(rates(tokens, times["ours"]), ref_rate)
+    return [case(f"generation/{which}/default: batch from memory ({memory_batch})", "tokens/s",
+                 rates(tokens, times["ours"]), ref_rate, ratio, higher_is_better=True, target=f">= {TARGET:g}x",
+                 target_met=ratio["median"] >= TARGET,
+                 settings={**settings, "generate_calls_ours": calls, "generate_calls_reference": k},
+                 notes=[f"ours: {calls} generate call(s) of {min(full, max(1, memory_batch // k) * k)} sequences; "
+                        f"reference: {k} calls of {n_prompts} sequences"])]
 
 
-def bench_dtype(which: str, work: Path, n_prompts: int, k: int, max_new_tokens: int, repeats: int) -> list[dict]:
-    """Ours in generation.dtype auto against ours in fp32: tokens/s ratio, one run, interleaved rounds."""
-    import copy
-
-    from sppo.config import GenerationConfig
+def bench_ended_rows(work: Path, max_new_tokens: int, repeats: int, limit: int | None = None) -> list[dict]:
+    """sppo.decode (ended rows leave the batch) against transformers' generate, at natural lengths: the learning
+    check's held-out answers (its first `limit` prompts x 4 samples, generation.dtype auto), responses/s."""
+    from sppo.config import load_config
     from sppo.generate import HFGenerator, SamplingParams
-    from sppo.models import inference_dtype, resolve_dtype
+    from sppo.learning_check import held_out_prompts
+    from sppo.models import load_model, load_tokenizer
 
-    auto = inference_dtype(GenerationConfig().dtype, "cpu")
-    if auto == "float32":
-        return []  # auto is fp32 here: nothing to compare
-    model, tokenizer = _load(which, work)
-    model.generation_config.min_new_tokens = max_new_tokens
-    fast = copy.deepcopy(model).to(resolve_dtype(auto, "cpu"))
-    convs = [[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}] for i in range(n_prompts)]
-    params = SamplingParams(n=k, temperature=0.7, top_p=0.9, max_new_tokens=max_new_tokens, seed=0)
-    gens = {"fp32": HFGenerator(model, tokenizer, batch_size=None), auto: HFGenerator(fast, tokenizer, batch_size=None)}
-    times = interleaved({name: (lambda g=g: g.generate(convs, params, progress=False)) for name, g in gens.items()},
-                        repeats)
-    tokens = n_prompts * k * max_new_tokens
-    ratio = paired_ratio(rates(tokens, times[auto]), rates(tokens, times["fp32"]))
-    return [case(f"generation/{which}/dtype auto ({auto}) vs float32", "tokens/s", rates(tokens, times[auto]),
-                 rates(tokens, times["fp32"]), ratio, higher_is_better=True, target=None,
-                 target_met=None, settings={"model": which, "prompts": n_prompts, "k": k,
-                                            "max_new_tokens": max_new_tokens, "dtype_ours": auto,
-                                            "dtype_baseline": "float32", "device": "cpu"},
-                 notes=["baseline here is ours in fp32, not the reference"])]
+    cfg = load_config("learning-check")
+    prompts = held_out_prompts(cfg)[:limit]
+    model, tokenizer = load_model("embedded", dtype=cfg.generation.dtype, inference=True), load_tokenizer("embedded")
+    params = SamplingParams(n=cfg.learning_check.samples, temperature=cfg.generation.temperature,
+                            top_p=cfg.generation.top_p, max_new_tokens=max_new_tokens, seed=cfg.run.seed)
+    ours, theirs = HFGenerator(model, tokenizer, batch_size=None), HFGenerator(model, tokenizer, batch_size=None)
+    theirs.own_loop = False
+    outputs = {}
+    times = interleaved({name: (lambda name=name, g=g: outputs.__setitem__(name, g.sample(prompts, params, False)))
+                         for name, g in (("generate", theirs), ("ours", ours))}, repeats)
+    same = [[s.text for s in r] for r in outputs["ours"]] == [[s.text for s in r] for r in outputs["generate"]]
+    n = len(prompts) * params.n
+    ended = sum(s.finish_reason == "stop" for r in outputs["ours"] for s in r)
+    return [case("generation/embedded/ended rows leave the batch (sppo.decode vs generate)", "responses/s",
+                 rates(n, times["ours"]), rates(n, times["generate"]),
+                 paired_ratio(rates(n, times["ours"]), rates(n, times["generate"])), higher_is_better=True,
+                 settings={"model": "embedded", "prompts": len(prompts), "samples": params.n,
+                           "max_new_tokens": max_new_tokens, "dtype": cfg.generation.dtype, "device": "cpu",
+                           "ended_before_max_new_tokens": f"{ended} of {n}"},
+                 notes=["baseline here is ours through transformers' generate, not the reference",
+                        f"the same responses both ways: {'yes' if same else 'NO'}"], same_tokens=same)]
 
 
 def run(opts: dict) -> dict:
@@ -160,9 +152,11 @@ def run(opts: dict) -> dict:
     n_prompts, k = (2, 5) if quick else (4, 5)
     cases = []
     for which in models:
-        # short answers keep the default suite inside 10 minutes on 2 shared cores
+        # short answers keep the default suite inside its time budget on 2 shared cores
         max_new = 8 if (quick or which == "embedded") else 32
         cases += bench_model(which, work, n_prompts, k, max_new, opts["repeats"])
-    if not quick:
-        cases += bench_dtype("embedded", work, n_prompts, k, 32, opts["repeats"])
+    if quick:
+        return {"cases": cases}
+    cases += bench_dtype("embedded", work, n_prompts, k, 32, opts["repeats"])
+    cases += bench_ended_rows(work, 48, opts["repeats"], limit=6)  # 6 prompts x 4 samples: inside the budget
     return {"cases": cases}

@@ -1,6 +1,6 @@
 """Data parallelism: the generation stage, and sppo-bench's answers, on 2 ranks x 1 thread against 1 rank x 1 thread.
 
-ours       `torchrun --nproc_per_node 2 -m perf.dp_generate`: the prompts' chunks spread over 2 ranks
+ours       `torchrun --nproc_per_node 2 -m perf.dp_ranks`: the prompts' chunks spread over 2 ranks
            (`sppo.chunks.run_chunked`), each rank with its own copy of the model and one torch thread.
 reference  the same stage in one process with one thread (what an 8-GPU run did before: generation on rank 0
            while the other ranks waited).
@@ -9,8 +9,9 @@ Same prompts, K, fixed-length answers (min_new_tokens = max_new_tokens) and chun
 work is identical; the timed part is the stage itself (chunks generated, written, merged), not process start or
 model load. Figure: prompts/s of the stage, 2 ranks over 1 (the speed-up), and the peak RSS of one rank.
 
-sppo-bench answers: `perf.dp_answers`, one answer job of `benchmarks.parallel` (what `sppo-bench` runs for each
-suite), greedy fixed-length answers, on 2 ranks against 1 process; answers/s of the job.
+sppo-bench answers: one answer job of `benchmarks.parallel` (what `sppo-bench` runs for each suite), greedy
+fixed-length answers, on 2 ranks against 1 process; answers/s of the job. One launch (`perf.dp_ranks`) times both
+parts, so a round is two launches (1 rank, 2 ranks), in alternating order.
 """
 
 from __future__ import annotations
@@ -35,34 +36,21 @@ def _port() -> str:
         return str(s.getsockname()[1])
 
 
-def _launch(ranks: int, module: str, args: list[str], out: Path) -> dict:
-    """`module` (perf.dp_generate or perf.dp_answers) on `ranks` processes; its result file."""
+def _launch(ranks: int, work: Path, model: str, n: int, k: int, max_new: int, chunk: int) -> dict:
+    """perf.dp_ranks on `ranks` processes (the generation stage, then the answer job); its result file."""
     launcher = ([str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node", str(ranks), "--master_port",
                  _port()] if ranks > 1 else [sys.executable])
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([*launcher, "-m", module, *args, "--out", str(out)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=1200)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{ranks}-rank run of {module} failed: {proc.stderr[-1500:]}")
-    result = json.loads(out.read_text())
-    assert result["processes"] == ranks
-    return result
-
-
-def _generation(ranks: int, model: str, work: Path, n: int, k: int, max_new: int, chunk: int) -> dict:
+    out = work / f"dp{ranks}.json"
     args = ["--model", model, "--prompts", str(n), "--k", str(k), "--max-new-tokens", str(max_new),
-            "--chunk-size", str(chunk), "--work", str(work / f"stage{ranks}")]
-    result = _launch(ranks, "perf.dp_generate", args, work / f"dp{ranks}.json")
-    assert result["rows"] == n
-    return result
-
-
-def _answers(ranks: int, model: str, work: Path, n: int, max_new: int) -> dict:
-    args = ["--model", model, "--prompts", str(n), "--max-new-tokens", str(max_new),
-            "--work", str(work / f"answers{ranks}")]
-    result = _launch(ranks, "perf.dp_answers", args, work / f"answers{ranks}.json")
-    assert result["rows"] == n
+            "--chunk-size", str(chunk), "--work", str(work / f"ranks{ranks}"), "--out", str(out)]
+    proc = subprocess.run([*launcher, "-m", "perf.dp_ranks", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=1200)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{ranks}-rank run of perf.dp_ranks failed: {proc.stderr[-1500:]}")
+    result = json.loads(out.read_text())
+    assert result["processes"] == ranks and result["generate"]["rows"] == n and result["answers"]["rows"] == n
     return result
 
 
@@ -88,8 +76,9 @@ def run(opts: dict) -> dict:
 
     def variant(ranks):
         def both():
-            gen[ranks].append(_generation(ranks, model, work, n, k, max_new, chunk))
-            ans[ranks].append(_answers(ranks, model, work, n, max_new))
+            result = _launch(ranks, work, model, n, k, max_new, chunk)
+            gen[ranks].append(result["generate"])
+            ans[ranks].append(result["answers"])
         return both
 
     interleaved({"one_rank": variant(1), "two_ranks": variant(2)}, opts["repeats"], warmup=0)

@@ -72,9 +72,13 @@ def render(results: dict) -> str:
                 extra.append(f"| {c['name']} | our scores equal Blender.rank's | {fmt(c['scores_agree'])} |")
     if extra:
         lines += ["", "| case | figure | value |", "|---|---|---|", *extra]
-    lines += ["", "| stage | wall s | peak RSS MiB (stage process) | CUDA max allocated MiB |", "|---|---|---|---|"]
+    missing = [m for stage in results["stages"].values() for m in stage.get("not_measured", [])]
+    if missing:
+        lines += ["", "Not measured: " + "; ".join(f"{m['name']} ({m['why']})" for m in missing) + "."]
+    lines += ["", "| stage | wall s | CPU s (its processes) | peak RSS MiB (stage process) | CUDA max allocated MiB |",
+              "|---|---|---|---|---|"]
     for stage in results["stages"].values():
-        lines.append(f"| {stage['stage']} | {fmt(stage.get('seconds'))} | {fmt(stage.get('peak_rss_mb'))} | "
-                     f"{fmt(stage.get('cuda_max_allocated_mb'))} |")
+        lines.append(f"| {stage['stage']} | {fmt(stage.get('seconds'))} | {fmt(stage.get('cpu_seconds'))} | "
+                     f"{fmt(stage.get('peak_rss_mb'))} | {fmt(stage.get('cuda_max_allocated_mb'))} |")
     lines += ["", f"Total wall time: {fmt(results['meta'].get('total_seconds'))} s.", ""]
     return "\n".join(lines)

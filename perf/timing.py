@@ -50,19 +50,10 @@ def peak_rss_mb() -> float:
     return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
 
 
-def finish_ranks(out: str, seconds: float, rows: int) -> None:
-    """End of a multi-process perf run (perf/dp_*.py): rank 0 writes {"seconds", "rows", "peak_rss_mb" (the
-    fullest rank), "processes"} to `out`; every rank leaves the process group."""
-    import json
-    from pathlib import Path
-
-    from sppo import distributed
-
-    peak = distributed.max_over_ranks(peak_rss_mb())
-    if distributed.is_main():
-        Path(out).write_text(json.dumps({"seconds": seconds, "rows": rows, "peak_rss_mb": peak,
-                                         "processes": distributed.world_size()}))
-    distributed.teardown()
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process and the children it has waited for (a stage's launches)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def reset_peak_rss() -> bool:

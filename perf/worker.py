@@ -23,6 +23,8 @@ STAGES = {
     "scoring": "perf.bench_scoring",
     "ranks": "perf.bench_ranks",
     "e2e": "perf.bench_e2e",
+    "report": "perf.bench_report",
+    "vllm": "perf.bench_vllm",  # opt-in: needs .venv-vllm (scripts/vllm_env.sh)
 }
 
 
@@ -37,7 +39,7 @@ def quiet() -> None:
 
 def run_stage(stage: str, work: str, repeats: int, quick: bool, threads: int | None) -> dict:
     """Run one stage in this process and return its results (errors are reported, not raised)."""
-    from perf.timing import cuda_max_allocated_mb, peak_rss_mb
+    from perf.timing import cpu_seconds, cuda_max_allocated_mb, peak_rss_mb
 
     if threads:
         import torch
@@ -52,8 +54,8 @@ def run_stage(stage: str, work: str, repeats: int, quick: bool, threads: int | N
     except Exception as e:  # reported in the results, not hidden
         traceback.print_exc()
         result = {"cases": [], "error": f"{type(e).__name__}: {e}"}
-    result.update(stage=stage, seconds=round(time.perf_counter() - t0, 3), peak_rss_mb=round(peak_rss_mb(), 1),
-                  cuda_max_allocated_mb=cuda_max_allocated_mb())
+    result.update(stage=stage, seconds=round(time.perf_counter() - t0, 3), cpu_seconds=round(cpu_seconds(), 1),
+                  peak_rss_mb=round(peak_rss_mb(), 1), cuda_max_allocated_mb=cuda_max_allocated_mb())
     return result
 
 

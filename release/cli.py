@@ -67,6 +67,9 @@ class ReleaseSettings:
     tag: str | None = doc("tag the pushed commit (e.g. v1.0)", None)
     collection: str | None = doc("add the pushed repos to this collection", None)
     force: bool = doc("overwrite a remote card showing other numbers", False)
+    allow_subset_results: bool = doc(
+        "publish figures measured on a subset of a benchmark (sppo-bench --limit); the cards and the model-index say "
+        "'n = 3 of 805' beside them either way (default: --push refuses them)", False)
     verbose: bool = doc("debug logging", False)
 
 
@@ -88,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     arg("tag")
     arg("collection", metavar="SLUG")
     arg("force", action="store_true")
+    arg("allow_subset_results", action="store_true")
     arg("verbose", "-v", action="store_true")
     return p
 
@@ -218,7 +222,7 @@ def _main(argv: list[str]) -> int:
     uploads = plan_uploads(release, targets, cards)
     compat = compat_reports(targets)
     problems = (checkpoint_problems(targets) + [f"{c.name}: {p}" for c in compat for p in c.problems]
-                + result_problems(iterations, targets, results, require))
+                + result_problems(iterations, targets, results, require, args.allow_subset_results))
     if not args.push:
         return dry_run(uploads, card_paths, data, compat, problems,
                        ignored=[f"--{k}" for k in ("tag", "collection", "force") if getattr(args, k)])

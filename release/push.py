@@ -30,7 +30,7 @@ from sppo.errors import UserError, first_line
 from sppo.files import open_regular
 from sppo.scrub import register_secret, scrub
 
-from .card import ReleaseInfo, Results, card_figures, find_result, missing_metrics
+from .card import ReleaseInfo, Results, card_figures, find_result, missing_metrics, subset_results
 from .data import DataUpload
 from .run import MANIFEST_NAME, Iteration
 
@@ -88,12 +88,17 @@ def plan_uploads(release: ReleaseInfo, targets: Iterable[Iteration], cards: dict
             for it in targets]
 
 
+SUBSET_FLAG = "--allow-subset-results"
+
+
 def result_problems(iterations: list[Iteration], targets: list[Iteration], results: Results,
-                    require: Iterable[str] = SUITES) -> list[str]:
-    """Why the cards of `targets` must not be pushed: required suites missing for a target, a figure the cards
-    would print as n/a, or a result shown in the cards (any iteration's) computed on another state of the
+                    require: Iterable[str] = SUITES, allow_subset: bool = False) -> list[str]:
+    """Why the cards of `targets` must not be pushed: figures from a subset of a benchmark (``--limit``; unless
+    `allow_subset`, the user's explicit ``--allow-subset-results``), required suites missing for a target, a figure
+    the cards would print as n/a, or a result shown in the cards (any iteration's) computed on another state of the
     checkpoint than the current one."""
-    problems = []
+    problems = [] if allow_subset else [f"{p}; pass {SUBSET_FLAG} to publish them, marked as such"
+                                        for p in subset_results(results)]
     for it in targets:
         if not results.get(it.number):
             problems.append(f"{it.name}: no benchmark results")

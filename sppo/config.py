@@ -36,10 +36,11 @@ Optimizer = Literal["rmsprop", "adamw"]
 Scheduler = Literal["linear", "constant"]
 Truncation = Literal["toolkit", "reference"]
 SpecialTokens = Literal["clean", "reference"]
-Bf16 = Literal["auto", "true", "false"]
+Bf16 = Literal["auto", "native", "true", "false"]
 Distributed = Literal["none", "deepspeed_zero3"]
 ReportTo = Literal["none", "tensorboard", "wandb"]
 LearningMeasure = Literal["chars", "words"]  # implemented in sppo.rankers.MEASURES
+MAX_COLLECTIVE_TIMEOUT_MINUTES = 7 * 24 * 60.0  # run.collective_timeout_minutes, sppo-bench --collective-timeout-minutes
 
 
 @dataclass
@@ -53,8 +54,11 @@ class RunConfig:
                           "at most the chunks in flight. Chunks are spread over the processes of a multi-GPU run; a "
                           "stage of fewer than 8 x chunk_size items is cut into 8 smaller chunks. The chunking never "
                           "depends on the number of processes, so neither do the results.", 64, ge=1)
-    collective_timeout_minutes: float = doc("Longest a process waits for the others at one synchronisation point "
-                                            "before the run fails (multi-process runs).", 120.0, gt=0)
+    collective_timeout_minutes: float = doc("Several processes: the longest any rank waits for the others at one "
+                                            "synchronisation point. A rank that fails is noticed at once (it "
+                                            "reports why, or its connection breaks); one that stops answering "
+                                            "without dying is named when this runs out, and the run ends. Minutes "
+                                            "> 0, at most a week.", 120.0, gt=0, le=MAX_COLLECTIVE_TIMEOUT_MINUTES)
     wait_log_seconds: float = doc("A process that has waited this long for the others logs which stage it waits in "
                                   "and for which ranks (then at doubling intervals).", 300.0, gt=0)
 
@@ -106,8 +110,9 @@ class PromptsConfig:
 
 @dataclass
 class GenerationConfig:
-    backend: Backend = doc("hf (transformers generate), vllm (GPU, optional extra) or auto (vllm when available).",
-                           "auto")
+    backend: Backend = doc("hf (transformers generate), vllm (the `vllm` extra on a GPU, or vLLM's CPU build from "
+                           "scripts/vllm_env.sh) or auto (vllm where it can run: installed, with a CUDA GPU or as the "
+                           "CPU build; else hf).", "auto")
     k: int = doc("Responses sampled per prompt (K in the paper); at least 2.", 5, ge=2)
     temperature: float = doc("Sampling temperature.", 0.7, gt=0)
     top_p: float = doc("Nucleus sampling threshold.", 0.9, gt=0, le=1)
@@ -121,6 +126,9 @@ class GenerationConfig:
     batch_size: int | None = doc("Sequences generated at once (prompts per batch = batch_size // k, at least 1); "
                                  "null: chosen from the device's memory (sppo.generate.memory_batch_size), "
                                  "which with ample memory is every prompt x sample of a chunk.", None, ge=1)
+    enforce_eager: bool | None = doc("vLLM only: true runs the model eagerly, false compiles it (torch.compile, CUDA "
+                                     "graphs: faster steps, a slower start); null: eager on a CPU (the engine starts "
+                                     "in seconds, compiling took 76-107 s there), compiled on a GPU.", None)
     response_text: ResponseText = doc("strip: responses lose surrounding whitespace before ranking and training. "
                                       "verbatim: kept exactly as the backend returned them, as the reference trained "
                                       "on vLLM's text.", "strip")
@@ -189,7 +197,9 @@ class TrainingConfig:
                                         "double BOS (template + tokenizer) in generation and training and its extra "
                                         "EOS after the template's, counted in the response log-probability.", "clean")
     gradient_checkpointing: bool = doc("Recompute activations in the backward pass to save memory.", True)
-    bf16: Bf16 = doc("auto (bf16 autocast where the GPU supports it), true, or false.", "auto")
+    bf16: Bf16 = doc("auto (bf16 autocast where the GPU supports it), native (also on a CPU that computes bf16 "
+                     "natively: AVX512-BF16 or AMX), true, or false. The weights the optimizer updates stay fp32.",
+                     "auto")
     distributed: Distributed = doc("none (one process; plain data parallel, DDP, when a launcher starts several) or "
                                    "deepspeed_zero3 (DeepSpeed ZeRO stage 3 through accelerate). Start several "
                                    "processes with `accelerate launch`, `torchrun` or `deepspeed`.", "none")

@@ -7,7 +7,9 @@ filesystem alone: rank 0 looks, and `decide` hands its answer to every rank. Err
 reach every rank too, so no rank is left waiting for one that has already failed.
 
 `wait` is a barrier that logs, after `run.wait_log_seconds`, which stage it waits in and for which ranks
-(through the launcher's rendezvous store), then again at doubling intervals.
+(through the launcher's rendezvous store), then again at doubling intervals, and that stops as soon as another
+rank reports a failure (`peers`: no rank waits for a dead one). No collective waits longer than the collective
+timeout (`setup`).
 
 With one process (no launcher) every function here is a no-op or a plain call.
 """
@@ -47,6 +49,10 @@ def setup(timeout_minutes: float = 120.0, wait_log_seconds: float = 300.0) -> No
         from accelerate import PartialState
 
         PartialState(timeout=timedelta(minutes=timeout_minutes))
+    if initialized():
+        from . import peers
+
+        peers.start()
 
 
 def single_process_group_env() -> None:
@@ -65,7 +71,10 @@ def teardown() -> None:
     """Leave the process group cleanly once every rank is done (an abandoned gloo group can abort the
     interpreter at exit)."""
     if initialized():
+        from . import peers
+
         wait("the end of the run")
+        peers.stop()
         torch.distributed.destroy_process_group()
 
 
@@ -104,6 +113,16 @@ def _store():
         return None
 
 
+def rendezvous_store():
+    """A connection of its own to the launcher's rendezvous store (`peers`: heartbeats and failure reports), or
+    None without a process group."""
+    store = _store() if initialized() else None
+    try:
+        return store.clone() if store is not None else None
+    except Exception:  # noqa: BLE001 - an older torch without Store.clone: share the process group's connection
+        return store
+
+
 def _missing_ranks(store, key: str) -> str:
     if store is None:
         return "the other ranks"
@@ -127,10 +146,15 @@ def wait(label: str) -> None:
             store.set(f"{key}/{rank()}", "1")
         except Exception:  # noqa: BLE001
             store = None
+    from . import peers
+
     work = torch.distributed.barrier(async_op=True)
     start, next_log = time.monotonic(), _wait_log_seconds
     while not work.is_completed():
         time.sleep(0.02)
+        failed = peers.failed_elsewhere()
+        if failed:
+            raise peers.RankFailed(failed)
         waited = time.monotonic() - start
         if waited >= next_log:
             log.warning("rank %d has waited %.0f s in '%s' for %s", rank(), waited, label, _missing_ranks(store, key))
@@ -202,23 +226,22 @@ def mean_over_ranks(values: Sequence[float]) -> list[float]:
 
 @contextlib.contextmanager
 def own_gpu_for_child_processes(gpus: int = 1):
-    """While a library starts worker processes of its own (vLLM's engine), make them see this rank's GPUs only,
-    as a one-process job: CUDA_VISIBLE_DEVICES = this rank's `gpus` physical GPUs (local rank r: GPUs r*gpus ..
-    r*gpus+gpus-1 of its node, so tensor parallelism over `gpus` GPUs needs GPUs/gpus processes per node),
-    LOCAL_RANK/RANK 0, WORLD_SIZE 1 (vLLM picks its device from LOCAL_RANK and would otherwise take GPU 0 on every
-    rank). Restored afterwards. A no-op with one process or without CUDA."""
-    if world_size() == 1 or not torch.cuda.is_available():
+    """While a library starts worker processes of its own (vLLM's engine), make them see this rank's share of the
+    machine only, as a one-process job: LOCAL_RANK/RANK 0, WORLD_SIZE 1 (vLLM picks its device from LOCAL_RANK and
+    would otherwise take GPU 0 on every rank) and, on GPUs, CUDA_VISIBLE_DEVICES = this rank's `gpus` physical GPUs
+    (local rank r: GPUs r*gpus .. r*gpus+gpus-1 of its node, so tensor parallelism over `gpus` GPUs needs
+    GPUs/gpus processes per node); on CPUs, VLLM_CPU_OMP_THREADS_BIND = this rank's share of the cores this process
+    may use (`cpu_share`; vLLM's own binding would put every rank's engine on the same cores), unless it is set.
+    Restored afterwards. A no-op with one process."""
+    if world_size() == 1:
         yield
         return
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    node_gpus = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
-    first = torch.cuda.current_device() * gpus
-    mine = node_gpus[first:first + gpus]
-    if len(mine) < gpus:
-        raise UserError(f"rank {rank()}: {gpus} GPUs per process need GPUs {first}..{first + gpus - 1} of this node, "
-                        f"which has {len(node_gpus)}; start (GPUs per node / {gpus}) processes per node")
-    changes = {"CUDA_VISIBLE_DEVICES": ",".join(mine), "LOCAL_RANK": "0", "RANK": "0", "WORLD_SIZE": "1",
-               "LOCAL_WORLD_SIZE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
+    changes = {"LOCAL_RANK": "0", "RANK": "0", "WORLD_SIZE": "1", "LOCAL_WORLD_SIZE": "1",
+               "VLLM_ENABLE_V1_MULTIPROCESSING": "1"}
+    if torch.cuda.is_available():
+        changes["CUDA_VISIBLE_DEVICES"] = ",".join(_own_gpus(gpus))
+    elif not os.environ.get("VLLM_CPU_OMP_THREADS_BIND"):
+        changes["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, cpu_share()))
     saved = {k: os.environ.get(k) for k in changes}
     os.environ.update(changes)
     try:
@@ -229,3 +252,25 @@ def own_gpu_for_child_processes(gpus: int = 1):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _own_gpus(gpus: int) -> list[str]:
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    node_gpus = visible.split(",") if visible else [str(i) for i in range(torch.cuda.device_count())]
+    first = torch.cuda.current_device() * gpus
+    mine = node_gpus[first:first + gpus]
+    if len(mine) < gpus:
+        raise UserError(f"rank {rank()}: {gpus} GPUs per process need GPUs {first}..{first + gpus - 1} of this node, "
+                        f"which has {len(node_gpus)}; start (GPUs per node / {gpus}) processes per node")
+    return mine
+
+
+def cpu_share() -> list[int]:
+    """This rank's cores on a CPU-only node: the cores this process may use, cut in LOCAL_WORLD_SIZE equal shares,
+    share LOCAL_RANK (at least one core; ranks share cores when there are fewer cores than ranks)."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    local_world = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", world_size())))
+    per = max(1, len(cores) // local_world)
+    start = (local_rank * per) % len(cores)
+    return cores[start:start + per]

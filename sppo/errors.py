@@ -36,6 +36,8 @@ _INPUT = {errno.ENOENT: "no such file or directory", errno.ENOTDIR: "not a direc
 _TEXT = [(re.compile(r"os error (\d+)"), None),
          (re.compile(r"(?i)no space left on device|database or disk is full|file write failed"), errno.ENOSPC),
          (re.compile(r"(?i)disk I/O error"), errno.EIO),
+         # torch.save (PyTorchStreamWriter) on a full disk: the stream's error, then its position check
+         (re.compile(r"(?i)basic_ios::clear: iostream error|unexpected pos \d+ vs \d+"), errno.EIO),
          (re.compile(r"(?i)read-only file system|attempt to write a readonly database"), errno.EROFS),
          (re.compile(r"(?i)permission denied|unable to open database file"), errno.EACCES)]
 
@@ -114,3 +116,10 @@ def shown(value: object, limit: int = 60) -> str:
     except Exception:  # a value whose repr fails
         text = f"<{type(value).__name__}>"
     return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def cause(e: BaseException) -> str:
+    """The one line that says why `e` stopped a command: its own message for a UserError or MachineError, the
+    I/O failure's line (``io_failure``), else ``Type: first line``."""
+    err = io_failure(e)
+    return str(err) if err is not None else described(e)

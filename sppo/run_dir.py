@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -53,7 +54,7 @@ TRACKING = "tracking"  # in iterN/train/: experiment tracking (tensorboard)
 
 # config fields that may change between invocations of the same run without changing its results
 FREE_FIELDS = {"run.iterations", "run.first_iteration", "run.chunk_size", "generation.batch_size",
-               "generation.backend", "ranking.batch_size", "training.logging_steps",
+               "generation.backend", "generation.enforce_eager", "ranking.batch_size", "training.logging_steps",
                # learning-check figures are stored with the settings that produced them
                *(f"learning_check.{f.name}" for f in dataclasses.fields(LearningCheckConfig))}
 
@@ -88,6 +89,12 @@ class RunLayout:
 
     def stage_output(self, iteration: int, name: str) -> Path:
         return self.root / stage_output(iteration, name)
+
+    def iterations(self) -> list[int]:
+        """The iterations with a directory (``iterN``) in the run, in order."""
+        if not self.root.is_dir():
+            return []
+        return sorted(int(m.group(1)) for p in self.root.iterdir() if (m := re.fullmatch(r"iter(\d+)", p.name)))
 
     @property
     def checkpoints(self) -> Path:

@@ -37,17 +37,25 @@ class Stage(Generic[R]):
         write_manifest(self.dir, stage=self.name, iteration=self.iteration, **manifest)
         chunks.clear(self.dir)
 
-    def chunked(self, items: Sequence[Row], fn: Callable[[list], list[R]], min_size: int = 1) -> list[R]:
+    def chunked(self, items: Sequence[Row], fn: Callable[[list], list[R]], min_size: int = 1,
+                many: Callable[[list[list]], list[list[R]]] | None = None, group_items: int = 0) -> list[R]:
         """`fn` over chunks of `items` (rows with an id), spread over the ranks and resumable chunk by chunk
-        (`chunks.run_chunked`, `min_size`: the fewest items a small stage's chunk keeps together); the outputs in
-        the order of `items`, on every rank."""
+        (`chunks.run_chunked`, `min_size`: the fewest items a small stage's chunk keeps together; `many`: several
+        chunks in one call, up to `group_items` items); the outputs in the order of `items`, on every rank."""
         by_id = {item.id: item for item in items}
 
+        def rows_of(chunk: list[dict]) -> list:
+            return [by_id[c["id"]] for c in chunk]
+
         def on_dicts(chunk: list[dict]) -> list[dict]:
-            return [r.to_json() for r in fn([by_id[c["id"]] for c in chunk])]
+            return [r.to_json() for r in fn(rows_of(chunk))]
+
+        def many_on_dicts(group: list[list[dict]]) -> list[list[dict]]:
+            return [[r.to_json() for r in out] for out in many([rows_of(c) for c in group])]
 
         out = chunks.run_chunked(self.dir, [{"id": item.id} for item in items], on_dicts,
-                                 self.run.cfg.run.chunk_size, self.label, min_size)
+                                 self.run.cfg.run.chunk_size, self.label, min_size,
+                                 many_on_dicts if many else None, group_items)
         return [self.row.from_json(r) for r in out]
 
 

@@ -4,6 +4,10 @@ Each input line is {"prompt", "chosen", "rejected"} with the raw texts a generat
 "chosen_finish_reason" / "rejected_finish_reason": "length" marks a response cut at max_new_tokens). Only the
 tokenizer of model.name is loaded (with model.tokenizer_config's template). Each output line holds
   generation_prompt   the prompt string generation sees (training.special_tokens)
+  generation_prompt_ids   the ids the generation engine receives for it (HF generate, or vLLM's
+                      prompt_token_ids: the same `generate.encode_prompt`); under special_tokens reference the
+                      prompt string tokenized with the tokenizer's special tokens, as vLLM tokenized the
+                      reference's text prompts (two BOS for Mistral, Llama-3 and Gemma-2)
   prompt_input_ids    the prompt part of the training sequences (after truncation); when the last prompt token
                       merged into one response's first token, the shorter of the two (the reference's
                       tokenize_row keeps that one as the prompt, trainer.py:615-623)
@@ -22,7 +26,8 @@ from pathlib import Path
 from .config import Config
 from .errors import UserError
 from .files import read_jsonl_numbered
-from .generate import FINISH_LENGTH, FINISH_STOP, reference_prompt_text, render_prompt, response_text
+from .generate import (FINISH_LENGTH, FINISH_STOP, encode_prompt, reference_prompt_text, render_prompt,
+                       response_text)
 from .sequences import Encoded, encode_preference
 
 TEXT_FIELDS = ("prompt", "chosen", "rejected")
@@ -71,7 +76,9 @@ def token_record(tokenizer, cfg: Config, item: TokensInput) -> dict:
     generation_prompt = (reference_prompt_text if reference else render_prompt)(tokenizer, item.prompt)
     c, r = encode_preference(tokenizer, item.prompt, chosen, rejected, cfg.training, item.finish_reasons)
     prompt = min(c.input_ids[:c.response_start], r.input_ids[:r.response_start], key=len)
-    return {"generation_prompt": generation_prompt, "prompt_input_ids": prompt,
+    return {"generation_prompt": generation_prompt,
+            "generation_prompt_ids": encode_prompt(tokenizer, item.prompt, cfg.training.special_tokens),
+            "prompt_input_ids": prompt,
             "chosen_input_ids": c.input_ids, "chosen_labels": _labels(c),
             "rejected_input_ids": r.input_ids, "rejected_labels": _labels(r)}
 

@@ -20,6 +20,7 @@ CPU the final weights equal those of an uninterrupted run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -34,7 +35,7 @@ from tqdm.auto import tqdm
 from . import distributed, run_dir, train_state
 from .config import TrainingConfig
 from .errors import UserError
-from .loss import LOSS_TARGETS, compute_loss
+from .loss import LOSS_TARGETS, SEPARABLE, compute_loss
 from .sequences import PairExample, collate, sequence_logps
 
 log = logging.getLogger(__name__)
@@ -131,11 +132,17 @@ def make_lr_scheduler(optimizer, cfg: TrainingConfig, schedule: Schedule):
 
 
 def use_bf16(cfg: TrainingConfig, device: torch.device) -> bool:
+    """bf16 autocast for training: auto on a bf16-capable GPU, native there and on a CPU that computes bf16 natively
+    (`sppo.models.cpu_computes_bf16`; elsewhere torch emulates it, slower than fp32), true always, false never."""
     flag = str(cfg.bf16).lower()
     if flag == "false":
         return False
     supported = device.type == "cuda" and torch.cuda.is_bf16_supported()
-    return supported if flag == "auto" else True
+    if flag == "native" and device.type == "cpu":
+        from .models import cpu_computes_bf16
+
+        return cpu_computes_bf16()
+    return supported if flag in ("auto", "native") else True
 
 
 def deepspeed_config(cfg: TrainingConfig, schedule: Schedule, bf16: bool) -> dict:
@@ -217,28 +224,70 @@ def pair_batch(examples: Sequence[PairExample], pad_id: int) -> dict:
 @torch.no_grad()
 def reference_logps(model, examples: Sequence[PairExample], pad_id: int, batch_size: int,
                     progress: bool = True) -> list[tuple[float, float]]:
-    """log pi_ref(chosen), log pi_ref(rejected) for every example, with the model as it is now."""
+    """log pi_ref(chosen), log pi_ref(rejected) for every example, with the model as it is now. The 2 x len(examples)
+    responses go through the model sorted by length, 2 x batch_size at a time (the rows of a training micro-batch),
+    so a short response is not padded to a long one's length."""
     was_training = model.training
     model.eval()
-    out: list[tuple[float, float]] = []
-    for chunk in tqdm(list(batches(examples, batch_size)), desc="reference log-probs", disable=not progress):
-        logps = sequence_logps(model, pair_batch(chunk, pad_id)).float().cpu()
-        n = len(chunk)
-        out.extend(zip(logps[:n].tolist(), logps[n:].tolist()))
+    sequences = [e.chosen for e in examples] + [e.rejected for e in examples]
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i].input_ids))
+    logps = [0.0] * len(sequences)
+    for part in tqdm(list(batches(order, 2 * batch_size)), desc="reference log-probs", disable=not progress):
+        values = sequence_logps(model, collate([sequences[i] for i in part], pad_id)).float().cpu().tolist()
+        for i, v in zip(part, values):
+            logps[i] = v
     model.train(was_training)
-    return out
+    n = len(examples)
+    return list(zip(logps[:n], logps[n:]))
+
+
+def _loss_inputs(chunk: Sequence[PairExample], ref: Sequence[tuple[float, float]], cfg: TrainingConfig, device):
+    ref_w = torch.tensor([r[0] for r in ref], device=device)
+    ref_l = torch.tensor([r[1] for r in ref], device=device)
+    targets = {k: torch.tensor([getattr(e, k) for e in chunk], device=device) for k in LOSS_TARGETS[cfg.loss]}
+    return ref_w, ref_l, targets
+
+
+def _record(loss: torch.Tensor, rw: torch.Tensor, rl: torch.Tensor) -> dict:
+    return {"loss": loss.item(), "chosen_reward": rw.mean().item(), "rejected_reward": rl.mean().item()}
 
 
 def micro_batch_loss(module, chunk: Sequence[PairExample], ref: Sequence[tuple[float, float]], pad_id: int,
                      cfg: TrainingConfig, device) -> tuple[torch.Tensor, dict]:
+    """The micro-batch's loss, chosen and rejected responses in one forward pass (rows padded to the longest)."""
     logps = sequence_logps(module, pair_batch(chunk, pad_id)).float()
     n = len(chunk)
-    ref_w = torch.tensor([r[0] for r in ref], device=device)
-    ref_l = torch.tensor([r[1] for r in ref], device=device)
-    targets = {k: torch.tensor([getattr(e, k) for e in chunk], device=device) for k in LOSS_TARGETS[cfg.loss]}
+    ref_w, ref_l, targets = _loss_inputs(chunk, ref, cfg, device)
     losses, rw, rl = compute_loss(cfg.loss, logps[:n], logps[n:], ref_w, ref_l, targets, cfg.eta)
     loss = losses.mean()
-    return loss, {"loss": loss.item(), "chosen_reward": rw.mean().item(), "rejected_reward": rl.mean().item()}
+    return loss, _record(loss, rw, rl)
+
+
+def micro_batch_backward(module, chunk: Sequence[PairExample], ref: Sequence[tuple[float, float]], pad_id: int,
+                         cfg: TrainingConfig, device, backward: Callable[[torch.Tensor], None],
+                         first_side=contextlib.nullcontext, split: bool = True) -> dict:
+    """Forward and backward of one micro-batch (`backward(loss)`), its record for the log.
+
+    A separable loss (sppo.loss.SEPARABLE: each pair's loss is a term of the chosen response plus one of the rejected)
+    with `split`: the chosen responses go through the model and backward first (inside `first_side()`: under DDP
+    `accelerator.no_sync`, so gradients are all-reduced once), then the rejected ones, each side padded to its own
+    longest row. Only one side's activations are held at once (the peak memory of a step falls by about half the
+    activations), and no row is padded to the other side's length. The gradient is the one of `micro_batch_loss`,
+    summed in two parts: the chosen pass takes the loss with Delta_l = 0 (the rejected term then is a constant),
+    the rejected pass the loss with the chosen log-probs detached. Other losses: `micro_batch_loss`."""
+    if not (split and cfg.loss in SEPARABLE):
+        loss, record = micro_batch_loss(module, chunk, ref, pad_id, cfg, device)
+        backward(loss)
+        return record
+    ref_w, ref_l, targets = _loss_inputs(chunk, ref, cfg, device)
+    with first_side():
+        chosen = sequence_logps(module, collate([e.chosen for e in chunk], pad_id)).float()
+        backward(compute_loss(cfg.loss, chosen, ref_l, ref_w, ref_l, targets, cfg.eta)[0].mean())
+    rejected = sequence_logps(module, collate([e.rejected for e in chunk], pad_id)).float()
+    losses, rw, rl = compute_loss(cfg.loss, chosen.detach(), rejected, ref_w, ref_l, targets, cfg.eta)
+    loss = losses.mean()
+    backward(loss)
+    return _record(loss, rw, rl)
 
 
 # --------------------------------------------------------------------------------------------- the loop
@@ -247,6 +296,8 @@ class TrainResult:
     accelerator: object
     model: object  # as prepared by the accelerator (DDP / DeepSpeed engine / the model itself)
     summary: dict = field(default_factory=dict)
+    resumed_from: Path | None = None  # the training state this attempt resumed from (not in the summary: a
+    # resumed run's manifests equal an uninterrupted run's)
 
     def unwrapped(self):
         return self.accelerator.unwrap_model(self.model)
@@ -289,9 +340,9 @@ def _optimizer_step(accelerator, model, optimizer, scheduler, examples, ref, pad
     records, norm = [], None
     for mb in mbs:
         with accelerator.accumulate(model):
-            loss, rec = micro_batch_loss(model, [examples[i] for i in mb], [ref[i] for i in mb], pad_id, cfg,
-                                         accelerator.device)
-            accelerator.backward(loss)
+            rec = micro_batch_backward(model, [examples[i] for i in mb], [ref[i] for i in mb], pad_id, cfg,
+                                       accelerator.device, accelerator.backward, lambda: accelerator.no_sync(model),
+                                       split=cfg.distributed != "deepspeed_zero3")
             if accelerator.sync_gradients:
                 norm = accelerator.clip_grad_norm_(model.parameters(), cfg.max_grad_norm or float("inf"))
             optimizer.step()  # accelerate skips it (and zero_grad) inside an accumulation window
@@ -330,11 +381,11 @@ def train_iteration(model, examples: Sequence[PairExample], ref: Sequence[tuple[
                     position, state_dir, on_log, progress and rank == 0)
     if cfg.report_to != "none":
         accelerator.end_training()
+    # the same summary whether or not this attempt resumed (TrainResult.resumed_from says where from)
     summary = {"optimizer_steps": position.step, "epochs_run": round(position.step / schedule.steps_per_epoch, 4),
                "schedule": {k: v for k, v in schedule.__dict__.items()}, "global_batch_size": schedule.global_batch,
-               "bf16": bf16, "world_size": world, "resumed_from": str(resumed) if resumed else None,
-               "final": history[-1] if history else None}
-    return TrainResult(accelerator, model, summary)
+               "bf16": bf16, "world_size": world, "final": history[-1] if history else None}
+    return TrainResult(accelerator, model, summary, resumed)
 
 
 def _loop(accelerator, model, optimizer, scheduler, examples, ref, pad_id, cfg, seed, schedule, position,

@@ -20,6 +20,8 @@ from .stage import Stage, run_stage
 
 log = logging.getLogger(__name__)
 
+REFERENCE_GROUP_PAIRS = 256  # pairs one process takes through the reference pass at a time (a crash loses them)
+
 
 class TrainLog:
     """The on_log callback (rank 0) appending to train/log.jsonl. Its first record of this attempt drops the
@@ -52,9 +54,14 @@ def stage_reference(run: Run, t: int, model, rows: list[DatasetRow], examples: l
         logps = reference_logps(model, [examples[index[c.id]] for c in chunk], pad_id, bs, progress=False)
         return [ReferenceRow(c.id, w, l) for c, (w, l) in zip(chunk, logps)]
 
+    def many(group: list[list[DatasetRow]]) -> list[list[ReferenceRow]]:
+        """Several chunks in one pass (their responses sorted by length together), each chunk's rows as `fn`'s."""
+        done = iter(fn([row for chunk in group for row in chunk]))
+        return [[next(done) for _ in chunk] for chunk in group]
+
     def compute():
         with Timer() as timer:
-            out = stage.chunked(rows, fn)
+            out = stage.chunked(rows, fn, many=many, group_items=REFERENCE_GROUP_PAIRS)
         return out, dict(policy=run.policy_for(t), rows=len(out), processes=distributed.world_size(),
                          seconds=round(timer.seconds, 2))
 

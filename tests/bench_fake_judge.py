@@ -231,6 +231,18 @@ class LongestRanker:
         return out
 
 
+class FailingRanker(LongestRanker):
+    """`LongestRanker` that raises on one rank only, the one SPPO_TEST_FAIL_RANK names (`--ranker
+    python:bench_fake_judge:FailingRanker`): one rank of a multi-process run fails, the others must not wait."""
+
+    def compare(self, prompts, candidates):
+        import os
+
+        if os.environ.get("RANK", "0") == os.environ.get("SPPO_TEST_FAIL_RANK"):
+            raise RuntimeError(f"ranker failed on rank {os.environ['RANK']} (test)")
+        return super().compare(prompts, candidates)
+
+
 def tiny_checkpoints(root, seeds=(0, 1)):
     """Tiny random Llama checkpoints with the embedded model's tokenizer (chat template included)."""
     import torch

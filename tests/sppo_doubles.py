@@ -51,3 +51,17 @@ class TieRanker(LengthRanker):
         import numpy as np
 
         return [np.zeros((len(c), len(c))) for c in candidates]
+
+
+class FailingRanker(LengthRanker):
+    """A ranker that raises on one rank only: the rank named by SPPO_TEST_FAIL_RANK (every call there), for the
+    tests where one rank of a multi-process run fails and the others must not wait for it."""
+
+    name = "failing"
+
+    def compare(self, prompts, candidates):
+        import os
+
+        if os.environ.get("RANK", "0") == os.environ.get("SPPO_TEST_FAIL_RANK"):
+            raise RuntimeError(f"ranker failed on rank {os.environ['RANK']} (test)")
+        return super().compare(prompts, candidates)

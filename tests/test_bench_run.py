@@ -10,6 +10,7 @@ import pytest
 
 from bench_fake_judge import FakeJudgeServer, bench_args, tiny_checkpoints
 from benchmarks.cli import main as bench
+from benchmarks.report import collect
 from benchmarks.scoring import alpaca_eval as ae
 from benchmarks.scoring import arena_hard as ah
 from benchmarks.scoring import mt_bench as mt
@@ -66,7 +67,15 @@ def test_all_suites_end_to_end_then_cached(checkpoints, shared_data, tmp_path, m
         # 2 models x (2 AlpacaEval + 2 questions x 2 Arena-Hard games + 2 questions x 2 MT-Bench turns) requests;
         # the tiny models may sample one identical answer, whose judgment request is then a cache hit
         total = 2 * (2 + 4 + 4)
-        assert f"judge fake-judge: {first_calls} calls, {total - first_calls} cache hits" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert f"judge fake-judge: {first_calls} calls, {total - first_calls} cache hits" in out
+        # the report of the store, its path printed last; it reads every judged prompt of the suites' own files
+        assert out.splitlines()[-1].startswith(f"report: {results / 'report.html'} (")
+        report = collect(results)
+        assert [(b.suite, len(b.items), b.columns) for b in report.browsers] == [
+            (s, 2, ["tiny1", "tiny2"]) for s in SUITES]
+        assert all(c.answer and c.notes and c.verdicts for b in report.browsers for item in b.items
+                   for c in item.cells.values())
         assert all(h.get("Authorization") == "Bearer sk-bench-SECRET-42" for h in server.headers)
         store = ResultsStore(results)
         first = {m: metrics_of(store, m) for m in ("tiny1", "tiny2")}

@@ -30,6 +30,9 @@ class _RecordingAnswerer:
     def identity(self):
         return {"model": "x"}
 
+    def engine(self):
+        return {"backend": "hf"}
+
     def answer(self, conversations, temperature, max_new_tokens, top_p=1.0, top_k=0):
         self.calls.append((temperature, top_p, max_new_tokens))
         return ["answer"] * len(conversations)

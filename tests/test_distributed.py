@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -75,7 +76,8 @@ def test_a_waiting_rank_says_where_and_for_whom(tmp_path):
 def test_an_error_on_rank0_reaches_every_rank(tmp_path):
     r = run(torchrun(str(TESTS / "dist_probe.py"), "error"), timeout=180)
     assert r.returncode != 0
-    assert r.stderr.count("error: probe: rank 0 found a bad file") == 2  # both ranks: one line each, no hang
+    # both ranks: one line each, naming the rank, no hang
+    assert sorted(re.findall(r"error: rank (\d): probe: rank 0 found a bad file", r.stderr)) == ["0", "1"]
 
 
 # ------------------------------------------------------------------------------------- the pipeline

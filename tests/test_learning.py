@@ -21,7 +21,8 @@ from perf.fixtures import make_tiny_checkpoint
 from sppo.cli import main as train_main
 from sppo.config import load_config
 from sppo.errors import UserError
-from sppo.learning_check import Figure, Summary, mean_and_stderr, read_summary, report, write_plot
+from sppo.learning_check import (Figure, Summary, mean_and_stderr, preferred_direction, read_summary, report, verdict,
+                                 write_plot)
 from sppo.rankers import PreferLonger, PreferShorter, response_chars
 from sppo_doubles import make_word_tokenizer
 
@@ -138,6 +139,27 @@ def test_report_and_plot(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_verdict_states_the_margin():
+    """Learned: the mean moved the ranker's way by >= 15% of Iter0 and >= 3 standard errors of the difference."""
+    assert preferred_direction("python:sppo.rankers:PreferShorter") == -1
+    assert preferred_direction("python:sppo.rankers:PreferLonger") == 1
+    assert preferred_direction("local-judge") is None and preferred_direction("python:sppo.rankers:nothing") is None
+
+    def judged(direction, last_mean, last_se):
+        figures = [Figure("Iter0", "m", 200.0, 10.0, 48, 0.8), Figure("Iter2", "c", last_mean, last_se, 48, 0.9)]
+        return verdict(Summary("k", "chars", "held_out", 12, 4, figures, direction))
+
+    assert judged(-1, 140.0, 10.0)[0]  # -30%, 60 / 14.1 = 4.2 standard errors
+    assert "fell 30% (4.2 standard errors)" in judged(-1, 140.0, 10.0)[1]
+    assert not judged(-1, 160.0, 10.0)[0]  # -20% but 2.8 standard errors
+    assert not judged(-1, 175.0, 1.0)[0]  # 12 standard errors but -12.5%
+    assert not judged(+1, 140.0, 10.0)[0]  # the wrong way
+    assert judged(None, 140.0, 10.0) is None
+    text = report(Summary("k", "chars", "held_out", 12, 4, [Figure("Iter0", "m", 200.0, 10.0, 48, 0.8),
+                                                              Figure("Iter1", "c", 140.0, 10.0, 48, 0.9)], -1))
+    assert text.endswith("learned (>= 15% and 3 standard errors its way): yes")
+
+
 def test_stage_measures_each_checkpoint_once(tmp_path, monkeypatch):
     """The stage measures Iter0 (model.name) and every checkpoint on the held-out split, writes the summary and
     the plot, and reuses a stored figure while the settings that produced it hold."""
@@ -148,7 +170,8 @@ def test_stage_measures_each_checkpoint_once(tmp_path, monkeypatch):
 
     def fake_measure(cfg, name, policy, revision, prompts):
         calls.append((name, policy, len(prompts), cfg.learning_check.samples))
-        return Figure(name, policy, 100.0 - 10 * len(calls), 1.0, len(prompts) * cfg.learning_check.samples, 0.5)
+        return (Figure(name, policy, 100.0 - 10 * len(calls), 1.0, len(prompts) * cfg.learning_check.samples, 0.5),
+                [["answer"] * cfg.learning_check.samples for _ in prompts])
 
     monkeypatch.setattr(learning_check, "measure_checkpoint", fake_measure)
     cfg = load_config("learning-check", [f"run.output_dir={tmp_path}", "run.iterations=2"])

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from sppo.loss import LOSSES, compute_loss, dpo_loss, ipo_loss, sppo_hard_loss, sppo_loss, sppo_single_loss
+from sppo.loss import LOSSES, SEPARABLE, compute_loss, dpo_loss, ipo_loss, sppo_hard_loss, sppo_loss, sppo_single_loss
 
 
 def test_sppo_loss_value_by_hand():
@@ -115,6 +115,22 @@ def test_sppo_single_is_sppo_with_symmetric_targets():
             torch.tensor([-1.2, -2.5]), torch.tensor([-2.0, -1.5]))
     p = torch.tensor([0.9, 0.6])
     torch.testing.assert_close(sppo_single_loss(*args, p, eta=7.0)[0], sppo_loss(*args, p, 1 - p, eta=7.0)[0])
+
+
+@pytest.mark.parametrize("name", LOSSES)
+def test_separable_losses_are_a_chosen_term_plus_a_rejected_term(name):
+    """SEPARABLE holds exactly the losses whose gradient through the chosen log-prob does not depend on the rejected
+    one (the condition for training the two sides one at a time): the mixed second derivative is zero."""
+    targets = {"p_win": torch.tensor([0.7]), "p_lose": torch.tensor([0.2]), "p_chosen_rejected": torch.tensor([0.8])}
+    ref_w, ref_l = torch.tensor([-1.5], dtype=torch.float64), torch.tensor([-1.0], dtype=torch.float64)
+
+    def grad_w(pl_value: float) -> float:
+        pw = torch.tensor([-1.0], dtype=torch.float64, requires_grad=True)
+        pl = torch.tensor([pl_value], dtype=torch.float64)
+        compute_loss(name, pw, pl, ref_w, ref_l, targets, eta=10.0)[0].sum().backward()
+        return pw.grad.item()
+
+    assert (grad_w(-2.0) == pytest.approx(grad_w(-7.0), rel=1e-12)) == (name in SEPARABLE)
 
 
 def test_unknown_loss():

@@ -96,7 +96,7 @@ class Boom(RuntimeError):  # a crash at that point (Ctrl-C unwinds the same way)
 def test_interrupted_run_resumes(tmp_path, tiny, prompt_file, monkeypatch, where):
     cfg = load_config(None, overrides(tmp_path, tiny, prompt_file, iterations=1))
     import sppo_doubles
-    from sppo import generate, train
+    from sppo import chunks, generate, train
 
     calls = {"generate": 0, "rank": 0}
     armed = [True]
@@ -123,6 +123,8 @@ def test_interrupted_run_resumes(tmp_path, tiny, prompt_file, monkeypatch, where
 
     monkeypatch.setattr(generate.HFGenerator, "sample", counting_generate)
     monkeypatch.setattr(sppo_doubles.LengthRanker, "compare", counting_compare)
+    # one generation chunk per call (a call of several chunks would lose them all: they are written when it ends)
+    monkeypatch.setattr(chunks, "GROUP_SEQUENCES", 3 * 3)
     if where == "train":
         real_train = train.train_iteration
 
@@ -273,3 +275,25 @@ def test_reference_settings_end_to_end(tmp_path, tiny, monkeypatch):
     assert any(r[f"{side}_finish_reason"] == "length" for r in rows for side in ("chosen", "rejected"))
     manifest = json.loads((ckpt / "sppo_manifest.json").read_text())
     assert manifest["hyperparameters"]["loss"] == "sppo_single"
+
+
+def test_generation_chunks_decoded_together_sample_as_alone(tmp_path, tiny, prompt_file, monkeypatch):
+    """One process decodes its generation chunks several at a time (HFGenerator.sample_many); every chunk keeps its
+    own seed, so the responses are those of the chunks decoded one by one."""
+    from sppo import generate
+    from sppo.run_dir import Run
+
+    cfg = load_config(None, overrides(tmp_path, tiny, prompt_file, iterations=1,
+                                      **{"generation.dtype": "float32", "generation.temperature": 1.0}))
+    prompts = pipeline.stage_prompts(Run(cfg), 1)
+    calls = []
+    real = generate.HFGenerator.sample_many
+    monkeypatch.setattr(generate.HFGenerator, "sample_many",
+                        lambda self, requests, *a: calls.append(len(requests)) or real(self, requests, *a))
+    together = [r.responses for r in pipeline.stage_generate(Run(cfg), 1, prompts)]
+    assert calls == [3]  # 8 prompts in chunks of 3, 3, 2: one call
+    alone_cfg = load_config(None, overrides(tmp_path / "alone", tiny, prompt_file, iterations=1,
+                                            **{"generation.dtype": "float32", "generation.temperature": 1.0}))
+    monkeypatch.setattr(generate.HFGenerator, "sample_many", None)  # no grouping: chunk by chunk
+    alone = [r.responses for r in pipeline.stage_generate(Run(alone_cfg), 1, prompts)]
+    assert together == alone and len({tuple(r) for r in together}) > 1

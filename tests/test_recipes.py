@@ -192,8 +192,9 @@ def test_max_grad_norm_zero_trains_without_clipping(tiny):
 
 # ------------------------------------------------------------------------------------------ no top-k
 
+@pytest.mark.parametrize("own_loop", [True, False], ids=["sppo.decode", "generate"])
 @pytest.mark.parametrize("top_k", [0, 50])
-def test_hf_sampling_applies_exactly_the_requested_top_k(tmp_path, top_k):
+def test_hf_sampling_applies_exactly_the_requested_top_k(tmp_path, top_k, own_loop):
     """transformers samples with top_k=50 unless told otherwise, and a model's generation_config.json may set its
     own; vLLM (the reference's sampler) applies none. 64 first tokens sampled from a near-uniform tiny model must
     differ from one another although the checkpoint says top_k=1, and include tokens ranked below the 50 most
@@ -209,19 +210,20 @@ def test_hf_sampling_applies_exactly_the_requested_top_k(tmp_path, top_k):
     tok, model = load_tokenizer(str(path)), load_model(str(path), dtype="float32")
     assert model.generation_config.top_k == 1
     seen = []
-    real_generate = model.generate
+    gen = HFGenerator(model, tok, batch_size=64)
+    gen.own_loop = own_loop  # sppo.decode, or transformers' generate: the same sampling rule either way
+    real_new_tokens = gen._new_tokens
 
-    def spy(**kwargs):  # the real transformers generate, its output kept
-        out = real_generate(**kwargs)
+    def spy(*args):  # the new tokens the generator decodes, kept
+        out = real_new_tokens(*args)
         seen.append(out)
         return out
 
-    model.generate = spy
-    gen = HFGenerator(model, tok, batch_size=64)
+    gen._new_tokens = spy
     gen.sample(["Name a colour."], SamplingParams(n=64, temperature=0.7, top_p=1.0, top_k=top_k, max_new_tokens=1,
                                                   seed=1), progress=False)
     (prompt_ids,) = encode_prompts(tok, ["Name a colour."], None)
-    first = seen[0][:, len(prompt_ids)].tolist()
+    first = seen[0][:, 0].tolist()
     with torch.no_grad():
         logits = model(torch.tensor([prompt_ids])).logits[0, -1]
     rank = {t: r for r, t in enumerate(torch.argsort(logits, descending=True).tolist())}

@@ -274,7 +274,11 @@ def test_vllm_generator_finish_reasons_and_prompt_tokens(monkeypatch):
         def get_tokenizer(self):
             return tok
 
+        def reset_prefix_cache(self):
+            seen["calls"] = seen.get("calls", []) + ["reset_prefix_cache"]
+
         def generate(self, prompts, sp, use_tqdm=False):
+            seen["calls"] = seen.get("calls", []) + ["generate"]
             seen["prompts"] = prompts
             outs = [SimpleNamespace(text=" Blue ", finish_reason="stop"),
                     SimpleNamespace(text="Blu", finish_reason="length")]
@@ -289,6 +293,8 @@ def test_vllm_generator_finish_reasons_and_prompt_tokens(monkeypatch):
     ids = seen["prompts"][0]["prompt_token_ids"]
     assert ids[:2] == [tok.bos_token_id, tok.bos_token_id]
     assert seen["init"]["revision"] == "abc123" and seen["init"]["tokenizer_revision"] == "abc123"
+    # the prefix cache is emptied before every call, so a call's samples do not depend on what ran before it
+    assert seen["calls"] == ["reset_prefix_cache", "generate"] * 2
 
 
 # ------------------------------------------------------------------------------ pinned revisions

@@ -344,3 +344,25 @@ def test_hub_server_error_is_not_called_a_network_error(hub, tmp_path, monkeypat
     assert err.startswith(f"error: reading the model card of {REPOS[0]} failed: the Hub answered HTTP 500")
     assert "network error" not in err and err.count("\n") == 1 and TOKEN not in err
     assert hub.repos == {}
+
+
+def test_push_refuses_a_subsets_figures_unless_told_and_the_card_states_the_count(hub, tmp_path, capsys):
+    run = make_run(tmp_path, all_suites=True)
+    p = run / "results" / "Iter2" / "alpaca_eval.json"
+    d = json.loads(p.read_text())
+    d["settings"] = {"limit": 3, "n_instructions": 3}  # sppo-bench --limit 3
+    p.write_text(json.dumps(d))
+    assert push(run, tmp_path) == 2
+    assert capsys.readouterr().err == (
+        "error: refusing to push: Iter2: alpaca_eval figures come from 3 of its 805 instructions (sppo-bench --limit "
+        "3); pass --allow-subset-results to publish them, marked as such\n")
+    assert hub.requests == []
+    assert push(run, tmp_path, "--allow-subset-results") == 0
+    for repo_id in REPOS:  # every card shows Iter2's row, and says where it comes from
+        card = hub.repos[repo_id].commits[0]["files"]["README.md"].decode()
+        assert ("| Mistral7B-PairRM-SPPO Iter 2 | 26.89 (n = 3 of 805) | 27.62 (n = 3 of 805) | 2019 (n = 3 of 805) |"
+                in card)
+        assert "measured on the first n of the benchmark's 805 instructions" in card
+    iter2 = hub.repos[REPOS[1]].commits[0]["files"]["README.md"].decode()
+    assert "name: Win Rate (n = 3 of 805)" in iter2 and "name: LC Win Rate (n = 3 of 805)" in iter2
+    assert "name: Win Rate\n" in hub.repos[REPOS[0]].commits[0]["files"]["README.md"].decode()

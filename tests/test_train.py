@@ -10,7 +10,8 @@ from perf.fixtures import make_tiny_checkpoint
 from sppo.config import TrainingConfig
 from sppo.models import load_model, load_tokenizer
 from sppo.sequences import encode_examples, sequence_logps
-from sppo.train import make_lr_scheduler, make_optimizer, make_schedule, pair_batch, reference_logps, train_iteration
+from sppo.train import (make_lr_scheduler, make_optimizer, make_schedule, micro_batch_backward, micro_batch_loss,
+                        pair_batch, reference_logps, train_iteration)
 
 
 def test_schedule_18_epochs_stop_at_1():
@@ -53,6 +54,48 @@ def _margin(model, examples, pad_id):
         lp = sequence_logps(model, pair_batch(examples, pad_id))
     n = len(examples)
     return (lp[:n] - lp[n:]).mean().item()
+
+
+def test_reference_logps_equal_each_response_read_alone(tiny):
+    """reference_logps sorts the responses by length into batches: every value is the response's log-prob read
+    alone (no padding at all)."""
+    from sppo.sequences import collate
+
+    tok = load_tokenizer(tiny, padding_side="right")
+    rows = [{**r, "rejected": r["rejected"] * (i + 2)} for i, r in enumerate(_rows())]
+    examples, _ = encode_examples(tok, rows, TrainingConfig(max_length=256, max_prompt_length=64))
+    model = load_model(tiny, dtype="float32")
+    ref = reference_logps(model, examples, tok.pad_token_id, batch_size=2, progress=False)
+    with torch.no_grad():
+        alone = [tuple(sequence_logps(model, collate([side], tok.pad_token_id)).item() for side in (e.chosen, e.rejected))
+                 for e in examples]
+    assert [v for pair in ref for v in pair] == pytest.approx([v for pair in alone for v in pair], rel=1e-5)
+
+
+@pytest.mark.parametrize("loss", ["sppo", "sppo_hard", "dpo"])
+def test_one_side_at_a_time_gives_the_gradient_of_the_whole_batch(tiny, loss):
+    """micro_batch_backward: for a separable loss the chosen side, then the rejected side, each padded to its own
+    longest row (here of very different lengths); the loss and every gradient equal those of the pairs in one
+    forward pass (micro_batch_loss). dpo (not separable) takes the one-pass path."""
+    tok = load_tokenizer(tiny, padding_side="right")
+    rows = [{**r, "rejected": r["rejected"] * (i + 2)} for i, r in enumerate(_rows())]
+    examples, _ = encode_examples(tok, rows, TrainingConfig(max_length=256, max_prompt_length=64))
+    cfg = TrainingConfig(loss=loss, eta=10)
+    grads, losses, passes = [], [], []
+    for split in (False, True):
+        model = load_model(tiny, dtype="float32")
+        ref = reference_logps(model, examples, tok.pad_token_id, batch_size=4, progress=False)
+        model.train()
+        record = micro_batch_backward(model, examples, ref, tok.pad_token_id, cfg, "cpu",
+                                      lambda l: (passes.append(split), l.backward()), split=split)
+        losses.append(record["loss"])
+        grads.append([p.grad.clone() for p in model.parameters()])
+    assert losses[0] == pytest.approx(losses[1], rel=1e-6)
+    for whole, sides in zip(*grads):
+        torch.testing.assert_close(sides, whole, rtol=1e-4, atol=1e-6)
+    assert passes.count(True) == (2 if loss != "dpo" else 1) and passes.count(False) == 1
+    whole_loss, _ = micro_batch_loss(load_model(tiny, dtype="float32"), examples, ref, tok.pad_token_id, cfg, "cpu")
+    assert whole_loss.item() == pytest.approx(losses[0], rel=1e-6)
 
 
 @pytest.mark.parametrize("optimizer", ["rmsprop", "adamw"])

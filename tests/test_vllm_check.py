@@ -34,7 +34,7 @@ def test_without_a_gpu_it_says_so_and_exits_1(vllm_check, tmp_path, capsys):
         pytest.skip("a GPU is present")
     (tmp_path / "config.json").write_text("{}")
     assert vllm_check.main([str(tmp_path)]) == 1
-    assert capsys.readouterr().err.strip() == "error: no CUDA GPU: vLLM needs one"
+    assert capsys.readouterr().err.strip() == "error: no CUDA GPU: vLLM needs one (--device cpu runs vLLM's CPU build)"
 
 
 def test_tokens_are_compared_up_to_eos(vllm_check):

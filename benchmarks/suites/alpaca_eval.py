@@ -64,7 +64,8 @@ def alpaca_eval_answers(answerer: ModelAnswerer, examples: list[dict], path: Pat
                                        "output": out, "generator": generator_name, "sppo_key": key}
     if todo:  # every current answer (also beyond --limit), in evaluation-set order
         write_json(path, [existing[ex["instruction"]] for ex in examples if ex["instruction"] in existing])
-    info.update(best_of=answerer.best_of, n_generated=len(todo), n_reused=len(wanted) - len(todo), key=key)
+    info.update(best_of=answerer.best_of, n_generated=len(todo), n_reused=len(wanted) - len(todo), key=key,
+                engine=answerer.engine())
     return [existing[ex["instruction"]] for ex in wanted], info
 
 

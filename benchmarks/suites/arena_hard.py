@@ -61,7 +61,7 @@ def arena_hard_answers(answerer: ModelAnswerer, questions: list[dict], path: Pat
                 "tstamp": time.time(), "sppo_key": key}
         write_jsonl(path, existing.values())
     info = {"temperature": 0.0, "max_new_tokens": max_new, "best_of": answerer.best_of, "n_generated": len(todo),
-            "n_reused": len(wanted) - len(todo), "key": key}
+            "n_reused": len(wanted) - len(todo), "key": key, "engine": answerer.engine()}
     return {str(q["question_id"]): existing[str(q["question_id"])] for q in wanted}, info
 
 

@@ -94,7 +94,7 @@ def mt_bench_answers(answerer: ModelAnswerer, questions: list[dict], path: Path,
     info = {"temperature": "per category (FastChat temperature_config)", "top_k": MT_BENCH_TOP_K,
             "max_new_tokens": max_new,
             "chat_template": f"fastchat:{template}" if template else "hf", "best_of": answerer.best_of,
-            "n_generated": len(todo), "n_reused": len(wanted) - len(todo), "key": key}
+            "n_generated": len(todo), "n_reused": len(wanted) - len(todo), "key": key, "engine": answerer.engine()}
     return {q["question_id"]: existing[q["question_id"]] for q in wanted}, info
 
 

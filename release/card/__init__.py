@@ -18,12 +18,12 @@ from .markdown import parse_tables, split_row, table_markdown
 from .metadata import card_data, eval_results
 from .naming import CARD_FILE, HUB_URL, ReleaseInfo, card_path, default_family, default_license, hub_id
 from .render import load_template, render_all, render_card, template_context
-from .results import Results, find_result, missing_metrics, results_from_store
+from .results import Results, find_result, missing_metrics, results_from_store, subset_results
 from .sources import judge_md, prompts_md, ranker_md, source_md
 from .tables import CardTable, build_tables, other_results
 
 __all__ = ["CARD_FILE", "HUB_URL", "CardTable", "ReleaseInfo", "Results", "build_tables", "card_data",
            "card_figures", "card_path", "default_family", "default_license", "eval_results", "find_result",
            "hub_id", "judge_md", "load_template", "missing_metrics", "other_results", "parse_tables", "prompts_md",
-           "ranker_md", "render_all", "render_card", "results_from_store", "source_md", "split_row",
+           "ranker_md", "render_all", "render_card", "results_from_store", "source_md", "split_row", "subset_results",
            "table_markdown", "template_context"]

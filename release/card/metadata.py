@@ -6,7 +6,7 @@ from __future__ import annotations
 from huggingface_hub import EvalResult, ModelCardData
 
 from benchmarks.store import DEFAULT_VARIANT, variant_suffix
-from benchmarks.tables import TABLES, Row, TableSpec
+from benchmarks.tables import TABLES, Row, TableSpec, annotated
 
 from ..run import Iteration
 from .naming import ReleaseInfo, hub_id
@@ -15,7 +15,8 @@ from .sources import locally_judged
 
 
 def result_entries(spec: TableSpec, row: Row) -> list[EvalResult]:
-    """The `EvalResult`s of one row of the card's table: one per column with a figure, its value as printed."""
+    """The `EvalResult`s of one row of the card's table: one per column with a figure, its value as printed; a
+    figure with an annotation says so in its name (``Win Rate (n = 3 of 805)``, a subset of the benchmark)."""
     out = []
     variant = row.result.variant
     for i, (col, cell) in enumerate(zip(spec.columns, row.cells)):
@@ -25,7 +26,8 @@ def result_entries(spec: TableSpec, row: Row) -> list[EvalResult]:
         out.append(EvalResult(
             task_type="text-generation", task_name="Text Generation",
             dataset_type=ds.type, dataset_name=ds.name, dataset_config=ds.config,
-            metric_type=col.metric_type, metric_name=col.metric_name + variant_suffix(variant),
+            metric_type=col.metric_type,
+            metric_name=annotated(col.metric_name + variant_suffix(variant), cell.annotation),
             metric_value=cell.value, metric_config=None if variant == DEFAULT_VARIANT else variant,
             source_name=spec.title.replace(" Evaluation Results", ""), source_url=spec.url))
     return out

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from benchmarks.store import DEFAULT_VARIANT, ResultsStore, SuiteResult, variant_suffix
 from benchmarks.tables import (CARD, TABLES, Table, TableSpec, build_table, card_row_label, in_table, specs_for,
-                               variants)
+                               subset_count, variants)
 
 from ..run import Iteration
 from .naming import ReleaseInfo
@@ -72,4 +72,19 @@ def missing_metrics(results: Results) -> list[str]:
             if r.suite == spec.suite and r.variant in shown:
                 out += [f"{r.model}: {spec.suite}{variant_suffix(r.variant)} metric {k!r} missing"
                         for c in spec.columns for k in c.missing(r.metrics)]
+    return out
+
+
+def subset_results(results: Results) -> list[str]:
+    """Figures a card would show from a subset of the benchmark (``sppo-bench --limit``):
+    ``"Iter3: alpaca_eval figures come from 3 of its 805 instructions (--limit 3)"``."""
+    out = []
+    for spec in TABLES:
+        for r in (r for rs in results.values() for r in rs if in_table(spec, r)):
+            count = subset_count(spec, r.settings)
+            if count is not None:
+                n, of = count
+                whole = f"{n} of its {of} {spec.item_name}" if of is not None else f"{n} items per task"
+                out.append(f"{r.model}: {spec.suite}{variant_suffix(r.variant)} figures come from {whole} "
+                           f"(sppo-bench --limit {r.settings.get('limit')})")
     return out

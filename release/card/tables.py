@@ -40,8 +40,9 @@ def build_table(spec: TableSpec, release: ReleaseInfo, iterations: list[Iteratio
     header = [spec.first_header] + table.headers
     intro = spec.intro.format(version=lm_eval_version(results)) if spec.intro else ""
     shown = [r for rs in results.values() for r in rs if in_table(spec, r)]
+    evaluation = " ".join([evaluation_note(shown), *table.notes]).strip()
     return CardTable(suite=spec.suite, title=spec.title, url=spec.url, intro=intro, header=header, rows=rows,
-                     markdown=table_markdown(header, rows), evaluation=evaluation_note(shown))
+                     markdown=table_markdown(header, rows), evaluation=evaluation)
 
 
 def build_tables(release: ReleaseInfo, iterations: list[Iteration], results: Results) -> list[CardTable]:

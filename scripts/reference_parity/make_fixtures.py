@@ -7,10 +7,11 @@
     /tmp/refenv/bin/python scripts/reference_parity/make_fixtures.py --reference /tmp/sppo-ref \
         --out tests/fixtures/reference_parity
 
-For each tokenizer (real Mistral-7B-Instruct-v0.2 and Meta-Llama-3-8B-Instruct tokenizers, built by
+For each tokenizer (real Mistral-7B-Instruct-v0.2, Meta-Llama-3-8B-Instruct and gemma-2-9b-it tokenizers, built by
 tokenizer_files.py) and each case of cases.py, records what the reference computes with its own code,
 imported from the checkout (nothing of it is copied):
-  - scripts/generate.py `apply_template`: the generation prompt string (rank.py's copy must agree);
+  - scripts/generate.py `apply_template`: the generation prompt string (rank.py's copy must agree), and the ids
+    its vLLM engine received for it (`vllm_prompt_ids`);
   - sppo/run_sppo.py `load_and_process_datasets` (through alignment/data.py `apply_chat_template`) on a
     dataset laid out as scripts/compute_prob.py writes it, with the tokenizer of alignment/model_utils.py
     `get_tokenizer` (truncation side left, as run_sppo.py sets it);
@@ -62,6 +63,15 @@ def import_reference(root: Path):
     return types.SimpleNamespace(generate=generate, rank=rank, run_sppo=run_sppo, trainer=trainer,
                                  DataArguments=DataArguments, ModelArguments=ModelArguments,
                                  SPPOConfig=SPPOConfig, get_tokenizer=get_tokenizer)
+
+
+def vllm_prompt_ids(tokenizer, text: str) -> list[int]:
+    """The ids of the reference's text prompt as vLLM gave them to its engine: generate.py hands `llm.generate` the
+    prompt strings (scripts/generate.py:81, 98), and vLLM tokenizes a text prompt with the model's own tokenizer
+    (AutoTokenizer of the model path) and its special tokens (vLLM 0.5, the reference's time:
+    vllm/transformers_utils/tokenizer_group/tokenizer_group.py `encode`: `tokenizer.encode(prompt,
+    add_special_tokens=True)`), so a template that writes a BOS gets a second one from the tokenizer."""
+    return tokenizer.encode(text, add_special_tokens=True)
 
 
 def targets(i: int) -> dict:
@@ -139,6 +149,9 @@ def run_family(ref, family: str, workdir: Path) -> dict:
     rows = cases()
     write_dataset(workdir / f"data-{family}", rows)
     processed = ref.run_sppo.load_and_process_datasets(data_args, tokenizer)["train"]
+    from transformers import AutoTokenizer
+
+    engine_tokenizer = AutoTokenizer.from_pretrained(str(tok_dir))  # what vLLM loads from the model directory
     order = shuffled_order(len(rows))
     policy, reference = tiny_llama(len(tokenizer), variant=0), tiny_llama(len(tokenizer), variant=1)
     trainer = reference_trainer(ref, tokenizer, processed, workdir, policy)
@@ -151,6 +164,7 @@ def run_family(ref, family: str, workdir: Path) -> dict:
         out_cases.append({
             "name": name, "prompt": prompt, "chosen": chosen, "rejected": rejected,
             "generation_prompt": generation_prompt,
+            "generation_prompt_ids": vllm_prompt_ids(engine_tokenizer, generation_prompt),
             "text_prompt": texts["prompt"], "text_chosen": texts["chosen"], "text_rejected": texts["rejected"],
             **{k: row[k] for k in ("prompt_input_ids", "chosen_input_ids", "chosen_labels",
                                    "rejected_input_ids", "rejected_labels")}})

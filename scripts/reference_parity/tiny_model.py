@@ -6,7 +6,7 @@ from __future__ import annotations
 
 # cases whose longer sequence is at most this long get log-probs (the float64 logits of a 128k vocabulary
 # over 1024 positions would need gigabytes)
-LOGP_MAX_TOKENS = {"mistral": 1024, "llama-3": 160}
+LOGP_MAX_TOKENS = {"mistral": 1024, "llama-3": 160, "gemma-2": 100}
 
 
 def formula_weights(numel: int, variant: int, index: int):

