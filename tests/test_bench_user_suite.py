@@ -41,6 +41,8 @@ def test_a_suite_file_runs_on_the_engine_and_shows_in_table_and_card(checkpoint,
         assert all("[[A]]" in r["messages"][0]["content"] for r in server.requests)
         out = capsys.readouterr().out
         assert "tiny1/everyday_help" in out and "win rate" in out
+        assert out.splitlines()[-1].startswith("report: ") and "the report was not written" not in out
+        assert 'id="table-everyday_help"' in (results / "report.html").read_text()  # the page shows its table too
         result = ResultsStore(results).read("tiny1", "everyday_help")
         rows = read_jsonl(results / "everyday_help" / "model_judgment" / "fake-judge" / "tiny1.jsonl")
         assert [r["id"] for r in rows] == ["p1", "p2", "p3"]
