@@ -64,8 +64,10 @@ def scontrol_job(env: dict, job: str) -> dict[str, str]:
     return dict(x.split("=", 1) for x in out.split() if "=" in x)
 
 
-def wait_job(env: dict, job: str, states=("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY"),
-             timeout=900) -> str:
+END_STATES = ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY")
+
+
+def wait_job(env: dict, job: str, states=END_STATES, timeout=900) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = scontrol_job(env, job).get("JobState", "")
@@ -73,6 +75,22 @@ def wait_job(env: dict, job: str, states=("COMPLETED", "FAILED", "CANCELLED", "T
             return state
         time.sleep(0.5)
     raise AssertionError(f"job {job} still {state} after {timeout} s")
+
+
+def requeue(env: dict, job: str, timeout: float = 120) -> None:
+    """`scontrol requeue` a job that has ended, once SLURM has finished completing it (until then the request is
+    refused), and wait until SLURM shows the new attempt: right after the request `scontrol show job` may still say
+    FAILED, which a wait for the end would take for the second attempt's end. SLURM holds a requeued job back for a
+    while before it is eligible again; it is let start at once."""
+    deadline = time.monotonic() + timeout
+    while (r := subprocess.run(["scontrol", "requeue", job], env=env, capture_output=True, text=True,
+                               timeout=30)).returncode != 0:
+        assert time.monotonic() < deadline, f"scontrol requeue {job}: {r.stderr}"
+        time.sleep(0.5)
+    while int((info := scontrol_job(env, job)).get("Restarts", "0")) < 1 or info.get("JobState") in END_STATES:
+        assert time.monotonic() < deadline, f"job {job} not requeued: {info.get('JobState')}"
+        time.sleep(0.2)
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True, timeout=30)
 
 
 def job_env(cluster: dict, **extra) -> dict:
@@ -161,9 +179,7 @@ def test_scancel_term_mid_training_then_requeue_ends_as_an_uninterrupted_job(clu
     assert wait_job(env, job) == "FAILED"  # stopped: the ranks exit 130 after saving
     snapshots = list((tmp_path / "run" / "iter1" / "train" / "state").glob("step-*"))
     assert len(snapshots) == 1 and not (tmp_path / "run" / "checkpoints" / "Iter1").exists()
-    subprocess.run(["scontrol", "requeue", job], env=env, check=True, timeout=30)
-    # SLURM holds a requeued job back for a while before it is eligible again; let it start now
-    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], env=env, check=True, timeout=30)
+    requeue(env, job)
     assert wait_job(env, job) == "COMPLETED", (tmp_path / "cut.out").read_text()[-4000:]
     log = (tmp_path / "cut.out").read_text()  # --open-mode=append: both attempts
     assert "interrupted: finished stages are kept" in log and "(requeued 1 times)" in log
