@@ -114,6 +114,35 @@ def bench_model(which: str, work: Path, n_prompts: int, k: int, max_new_tokens: 
                         f"reference: {k} calls of {n_prompts} sequences"])]
 
 
+def bench_dtype(which: str, work: Path, n_prompts: int, k: int, max_new_tokens: int, repeats: int) -> list[dict]:
+    """Ours in generation.dtype auto against ours in fp32: tokens/s ratio, one run, interleaved rounds."""
+    import copy
+
+    from sppo.config import GenerationConfig
+    from sppo.generate import HFGenerator, SamplingParams
+    from sppo.models import inference_dtype, resolve_dtype
+
+    auto = inference_dtype(GenerationConfig().dtype, "cpu")
+    if auto == "float32":
+        return []  # auto is fp32 here: nothing to compare
+    model, tokenizer = _load(which, work)
+    model.generation_config.min_new_tokens = max_new_tokens
+    fast = copy.deepcopy(model).to(resolve_dtype(auto, "cpu"))
+    convs = [[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}] for i in range(n_prompts)]
+    params = SamplingParams(n=k, temperature=0.7, top_p=0.9, max_new_tokens=max_new_tokens, seed=0)
+    gens = {"fp32": HFGenerator(model, tokenizer, batch_size=None), auto: HFGenerator(fast, tokenizer, batch_size=None)}
+    times = interleaved({name: (lambda g=g: g.generate(convs, params, progress=False)) for name, g in gens.items()},
+                        repeats)
+    tokens = n_prompts * k * max_new_tokens
+    ratio = paired_ratio(rates(tokens, times[auto]), rates(tokens, times["fp32"]))
+    return [case(f"generation/{which}/dtype auto ({auto}) vs float32", "tokens/s", rates(tokens, times[auto]),
+                 rates(tokens, times["fp32"]), ratio, higher_is_better=True, target=None,
+                 target_met=None, settings={"model": which, "prompts": n_prompts, "k": k,
+                                            "max_new_tokens": max_new_tokens, "dtype_ours": auto,
+                                            "dtype_baseline": "float32", "device": "cpu"},
+                 notes=["baseline here is ours in fp32, not the reference"])]
+
+
 def bench_ended_rows(work: Path, max_new_tokens: int, repeats: int, limit: int | None = None) -> list[dict]:
     """sppo.decode (ended rows leave the batch) against transformers' generate, at natural lengths: the learning
     check's held-out answers (its first `limit` prompts x 4 samples, generation.dtype auto), responses/s."""
