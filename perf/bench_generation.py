@@ -13,10 +13,7 @@ Both sides generate exactly max_new_tokens tokens per sequence (min_new_tokens i
 config, so EOS cannot end a sequence early): the work is prompts x K x max_new_tokens tokens on both sides and
 tokens/s compares like with like.
 
-Two more cases compare ours with ours:
-dtype      ours in the default generation.dtype (auto: bf16 where the CPU computes it natively) against ours in
-           fp32, same settings: what `auto` buys on this machine. Only where auto means bf16
-           (`sppo.models.cpu_computes_bf16`); the cases above run in fp32, like the reference here.
+One more case compares ours with ours:
 ended rows natural lengths (EOS ends a response; the learning check's held-out answers: its first 6 short questions
            x 4 samples, up to 48 tokens): sppo.decode, which drops ended rows from the batch, against transformers'
            `generate` on the same batches (HFGenerator.own_loop False); the same tokens, responses/s.
@@ -114,35 +111,6 @@ def bench_model(which: str, work: Path, n_prompts: int, k: int, max_new_tokens: 
                         f"reference: {k} calls of {n_prompts} sequences"])]
 
 
-def bench_dtype(which: str, work: Path, n_prompts: int, k: int, max_new_tokens: int, repeats: int) -> list[dict]:
-    """Ours in generation.dtype auto against ours in fp32: tokens/s ratio, one run, interleaved rounds."""
-    import copy
-
-    from sppo.config import GenerationConfig
-    from sppo.generate import HFGenerator, SamplingParams
-    from sppo.models import inference_dtype, resolve_dtype
-
-    auto = inference_dtype(GenerationConfig().dtype, "cpu")
-    if auto == "float32":
-        return []  # auto is fp32 here: nothing to compare
-    model, tokenizer = _load(which, work)
-    model.generation_config.min_new_tokens = max_new_tokens
-    fast = copy.deepcopy(model).to(resolve_dtype(auto, "cpu"))
-    convs = [[{"role": "user", "content": PROMPTS[i % len(PROMPTS)]}] for i in range(n_prompts)]
-    params = SamplingParams(n=k, temperature=0.7, top_p=0.9, max_new_tokens=max_new_tokens, seed=0)
-    gens = {"fp32": HFGenerator(model, tokenizer, batch_size=None), auto: HFGenerator(fast, tokenizer, batch_size=None)}
-    times = interleaved({name: (lambda g=g: g.generate(convs, params, progress=False)) for name, g in gens.items()},
-                        repeats)
-    tokens = n_prompts * k * max_new_tokens
-    ratio = paired_ratio(rates(tokens, times[auto]), rates(tokens, times["fp32"]))
-    return [case(f"generation/{which}/dtype auto ({auto}) vs float32", "tokens/s", rates(tokens, times[auto]),
-                 rates(tokens, times["fp32"]), ratio, higher_is_better=True, target=None,
-                 target_met=None, settings={"model": which, "prompts": n_prompts, "k": k,
-                                            "max_new_tokens": max_new_tokens, "dtype_ours": auto,
-                                            "dtype_baseline": "float32", "device": "cpu"},
-                 notes=["baseline here is ours in fp32, not the reference"])]
-
-
 def bench_ended_rows(work: Path, max_new_tokens: int, repeats: int, limit: int | None = None) -> list[dict]:
     """sppo.decode (ended rows leave the batch) against transformers' generate, at natural lengths: the learning
     check's held-out answers (its first `limit` prompts x 4 samples, generation.dtype auto), responses/s."""
@@ -186,6 +154,5 @@ def run(opts: dict) -> dict:
         cases += bench_model(which, work, n_prompts, k, max_new, opts["repeats"])
     if quick:
         return {"cases": cases}
-    cases += bench_dtype("embedded", work, n_prompts, k, 32, opts["repeats"])
     cases += bench_ended_rows(work, 48, opts["repeats"], limit=6)  # 6 prompts x 4 samples: inside the budget
     return {"cases": cases}

@@ -70,7 +70,7 @@ def run(opts: dict) -> dict:
     work = Path(opts["work"])
     quick = opts["quick"]
     model = str(tiny_llama(work / "tiny_llama")) if quick else "embedded"
-    n, k, max_new, chunk = (8, 2, 4, 1) if quick else (16, 4, 24, 2)
+    n, k, max_new, chunk = (8, 2, 4, 1) if quick else (12, 4, 24, 2)
     gen: dict[int, list[dict]] = {1: [], 2: []}
     ans: dict[int, list[dict]] = {1: [], 2: []}
 
