@@ -126,9 +126,12 @@ def learning(result: dict, source: str) -> str:
 RENDER = {"suite": suite, "e2e": e2e, "e2e-stages": e2e_stages, "learning": learning}
 
 
-def rendered(text: str) -> str:
-    """`text` with every figures block rendered again from its source file."""
+def rendered(text: str, only_source: str | None = None) -> str:
+    """`text` with every figures block (those quoting `only_source`, when given) rendered again from its source
+    file; other blocks stay as they are (their files may not exist yet)."""
     def one(m: re.Match) -> str:
+        if only_source and m["source"] != only_source:
+            return m.group(0)
         data = json.loads((ROOT / m["source"]).read_text())
         return m.group(1) + RENDER[m["kind"]](data, m["source"]) + m.group(5)
 
@@ -142,7 +145,7 @@ def update(docs=DOCS, only_source: str | None = None) -> list[Path]:
         text = doc.read_text()
         if only_source and f" {only_source} -->" not in text:
             continue
-        new = rendered(text)
+        new = rendered(text, only_source)
         if new != text:
             doc.write_text(new)
             changed.append(doc)
