@@ -64,7 +64,7 @@ def answer_job(args) -> dict:
     if not distributed.is_main():
         parallel.serve()
     else:
-        convs = [[{"role": "user", "content": PROMPTS[i % len(PROMPTS)] + f" ({i})"}] for i in range(args.prompts)]
+        convs = [[{"role": "user", "content": PROMPTS[i % len(PROMPTS)] + f" ({i})"}] for i in range(args.answers)]
         t0 = time.perf_counter()
         rows = len(answerer.answer(convs, 0.0, args.max_new_tokens))
         seconds = time.perf_counter() - t0
@@ -74,7 +74,7 @@ def answer_job(args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m perf.dp_ranks")
-    for name, kind in (("--model", str), ("--prompts", int), ("--k", int), ("--max-new-tokens", int),
+    for name, kind in (("--model", str), ("--prompts", int), ("--k", int), ("--answers", int), ("--max-new-tokens", int),
                        ("--chunk-size", int), ("--out", str), ("--work", str)):
         p.add_argument(name, type=kind, required=True)
     args = p.parse_args(argv)
