@@ -123,8 +123,9 @@ def run_cli(fn: Callable[[list[str]], int | None], argv: list[str]) -> int:
             traceback.print_exc()
         line, code = cause(e), (1 if err is None or not isinstance(err, UserError) else 2)
         if several:
-            line = _failed_here(scrub(line), code)
-        _say_error(line)
+            _failed_here(scrub(line), code)
+        else:
+            _say_error(line)
         return code
 
 
@@ -173,17 +174,19 @@ def _blame(e: Exception) -> str | None:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _failed_here(line: str, code: int) -> str:
-    """This rank failed: tell the others, make sure the process ends, and name the rank in the line."""
+def _failed_here(line: str, code: int) -> None:
+    """This rank failed: say so, naming the rank, then tell the others, and make sure the process ends. The line
+    comes first: once the others know, they stop, and the launcher may end this process before it prints."""
     import threading
 
     from . import distributed, peers
 
+    _say_error(f"rank {distributed.rank()}: {line}")
+    sys.stderr.flush()
     peers.report(line)
     timer = threading.Timer(EXIT_GRACE_SECONDS, os._exit, args=(code,))
     timer.daemon = True
     timer.start()
-    return f"rank {distributed.rank()}: {line}"
 
 
 def _stopped(blame: str) -> int:

@@ -83,6 +83,11 @@ def requeue(env: dict, job: str, timeout: float = 120) -> None:
     FAILED, which a wait for the end would take for the second attempt's end. SLURM holds a requeued job back for a
     while before it is eligible again; it is let start at once."""
     deadline = time.monotonic() + timeout
+    # the first attempt's processes are gone and the node idle (no step still completing on it) before it runs again
+    while (nodes := subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], env=env, capture_output=True, text=True,
+                                   timeout=30).stdout.split()) != ["idle"] * len(nodes) or not nodes:
+        assert time.monotonic() < deadline, f"nodes not idle: {nodes}"
+        time.sleep(0.2)
     while (r := subprocess.run(["scontrol", "requeue", job], env=env, capture_output=True, text=True,
                                timeout=30)).returncode != 0:
         assert time.monotonic() < deadline, f"scontrol requeue {job}: {r.stderr}"
@@ -180,7 +185,7 @@ def test_scancel_term_mid_training_then_requeue_ends_as_an_uninterrupted_job(clu
     snapshots = list((tmp_path / "run" / "iter1" / "train" / "state").glob("step-*"))
     assert len(snapshots) == 1 and not (tmp_path / "run" / "checkpoints" / "Iter1").exists()
     requeue(env, job)
-    assert wait_job(env, job) == "COMPLETED", (tmp_path / "cut.out").read_text()[-4000:]
+    assert wait_job(env, job) == "COMPLETED", ((tmp_path / "cut.out").read_text()[-4000:], scontrol_job(env, job))
     log = (tmp_path / "cut.out").read_text()  # --open-mode=append: both attempts
     assert "interrupted: finished stages are kept" in log and "(requeued 1 times)" in log
     assert f"resuming training from {snapshots[0]}" in log
