@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .prompt_cache import PromptCache, padded_cache, row_kv
+from .prompt_cache import PromptCache, common_prefix_length, padded_cache, row_kv
 
 # generation-config fields this loop does not apply, with the value meaning "off"
 UNSUPPORTED = {"repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
@@ -43,6 +43,7 @@ UNSUPPORTED = {"repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, "no
                "typical_p": 1.0, "epsilon_cutoff": 0.0, "eta_cutoff": 0.0, "constraints": None}
 
 COMPACT_SHARE = 0.25  # drop ended rows once they are this share of the rows in the batch
+SHARED_OPENING_MIN = 32  # tokens: a shorter common opening of a batch's prompts is not worth a pass of its own
 
 
 @dataclass
@@ -162,12 +163,27 @@ def _left_padded(rows: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     return ids, mask
 
 
+def _store_shared_opening(model, prompts: list[list[int]], store: PromptCache, device) -> None:
+    """The tokens all `prompts` open with (at least SHARED_OPENING_MIN, each prompt keeping one of its own), read
+    once and stored, unless `store` holds them or a longer prompt they extend: `_prefill_from_cache` then reads only
+    each prompt's rest (a judge's system prompt and template once, not once per prompt)."""
+    shared = common_prefix_length(prompts) if len(prompts) > 1 else 0
+    if shared < SHARED_OPENING_MIN or any(store.holds_prefix_of(p, shared) for p in prompts):
+        return
+    opening = prompts[0][:shared]
+    positions = torch.arange(shared, device=device)
+    out = model(input_ids=torch.tensor([opening], device=device), position_ids=positions[None], use_cache=True,
+                logits_to_keep=1)
+    store.put(opening, row_kv(out.past_key_values, 0, positions))
+
+
 def _prefill_keeping(model, ids: torch.Tensor, mask: torch.Tensor, n: int, store: PromptCache | None):
     """`_prefill`, with a prompt cache (one sample per prompt): prompts that extend stored ones read only their new
     tokens, and every prompt's keys and values are stored for the prompts that will extend it."""
     if store is None or n != 1:
         return _prefill(model, ids, mask, n)
     prompts = [row[m == 1].tolist() for row, m in zip(ids, mask)]
+    _store_shared_opening(model, prompts, store, ids.device)
     prefilled = _prefill_from_cache(model, prompts, store, ids.device) or _prefill(model, ids, mask, n)
     batch = prefilled[0]
     for row, prompt in enumerate(prompts):

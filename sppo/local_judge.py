@@ -19,15 +19,7 @@ from tqdm.auto import tqdm
 
 from .generate import (Conversation, HFGenerator, SamplingParams, encode_prompt, encode_prompts, left_padded,
                        length_sorted_batches)
-
-
-def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
-    """How many leading tokens every row shares, leaving each row at least its last token."""
-    limit = min(len(r) for r in rows) - 1
-    n = 0
-    while n < limit and all(r[n] == rows[0][n] for r in rows):
-        n += 1
-    return n
+from .prompt_cache import common_prefix_length
 
 
 class LocalChatModel:

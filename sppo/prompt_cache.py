@@ -1,13 +1,15 @@
 """Key/value caches of prompts a model has read, kept by their token ids, so that a later prompt which extends one
 of them reads only its new tokens.
 
-A local judge reads the same long prompts more than once: Arena-Hard's second judgment attempt is the first
+A local judge's prompts of one request open alike (Arena-Hard's system prompt and template: 374 tokens of a 700-1300
+token prompt), and it reads the same long prompts more than once: Arena-Hard's second judgment attempt is the first
 attempt's conversation with the judge's reply and a request to go on appended (arena-hard-auto gen_judgment.py), and
 a verdict taken from log-probabilities (`LocalChatModel.continuation_logprobs`) reads the judgment prompt again with
 the judge's text after it. Each of those prompts starts with a prompt read before, token for token; its key/value
 cache serves the new read (`sppo.decode` for text, `LocalChatModel` for log-probabilities), and only the new tokens
-go through the model. The values are those of reading the whole prompt, up to float rounding (the cached part was
-computed in another batch).
+go through the model. A batch whose prompts extend nothing stored but share their opening has that opening read once
+and stored first (`sppo.decode`), so each prompt reads only its rest. The values are those of reading the whole
+prompt, up to float rounding (the cached part was computed in another batch).
 
 Entries are per-row tensors without padding ([1, heads, length, head_dim] per layer), least recently used dropped
 beyond `max_bytes`.
@@ -32,13 +34,21 @@ class PromptCache:
     def nbytes(self) -> int:
         return sum(t.numel() * t.element_size() for kv in self.entries.values() for pair in kv for t in pair)
 
-    def longest(self, ids: Sequence[int]) -> tuple[int, KV | None]:
-        """The longest stored prompt that `ids` extends by at least one token: (its length, its cache), or (0, None)."""
-        ids = tuple(ids)
+    def _longest_key(self, ids: tuple[int, ...]) -> tuple[int, ...] | None:
         best: tuple[int, ...] | None = None
         for key in self.entries:
             if len(key) < len(ids) and (best is None or len(key) > len(best)) and ids[:len(key)] == key:
                 best = key
+        return best
+
+    def holds_prefix_of(self, ids: Sequence[int], length: int) -> bool:
+        """Whether a stored prompt of at least `length` tokens is one `ids` extends (`longest` would serve it)."""
+        best = self._longest_key(tuple(ids))
+        return best is not None and len(best) >= length
+
+    def longest(self, ids: Sequence[int]) -> tuple[int, KV | None]:
+        """The longest stored prompt that `ids` extends by at least one token: (its length, its cache), or (0, None)."""
+        best = self._longest_key(tuple(ids))
         if best is None:
             return 0, None
         self.entries.move_to_end(best)
@@ -51,6 +61,15 @@ class PromptCache:
         self.entries.move_to_end(key)
         while len(self.entries) > 1 and self.nbytes() > self.max_bytes:
             self.entries.popitem(last=False)
+
+
+def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
+    """How many leading tokens every row shares, leaving each row at least its last token."""
+    limit = min(len(r) for r in rows) - 1
+    n = 0
+    while n < limit and all(r[n] == rows[0][n] for r in rows):
+        n += 1
+    return n
 
 
 def row_kv(cache, row: int, positions: torch.Tensor) -> KV:

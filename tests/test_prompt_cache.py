@@ -11,7 +11,7 @@ from sppo import decode
 from sppo.generate import encode_prompt, left_padded
 from sppo.local_judge import LocalChatModel
 from sppo.models import load_model, load_tokenizer
-from sppo.prompt_cache import PromptCache
+from sppo.prompt_cache import PromptCache, common_prefix_length
 
 FIRST = [[{"role": "user", "content": "Which response is better? Answer A or B."}],
          [{"role": "user", "content": "Explain why the sky is blue, in one short sentence please."}]]
@@ -56,6 +56,26 @@ def test_a_second_attempt_reads_only_its_new_tokens(chat_model):
     handle.remove()
     assert torch.equal(with_cache, whole)
     assert store.hits == 2 and read_with < sum(seen)  # fewer tokens through the model (padding included)
+
+
+def test_prompts_that_open_alike_read_their_opening_once(chat_model):
+    model, tok = chat_model.model, chat_model.tokenizer
+    system = {"role": "system", "content": "You are an impartial judge. Compare the two answers below with care, "
+                                           "and end with a verdict label such as [[A>B]] or [[B>A]]."}
+    prompts = [[system, {"role": "user", "content": q}] for q in
+               ("Answer A: blue. Answer B: red.", "Answer A: red, as the sun sets. Answer B: blue.", "A: 4. B: 5.")]
+    encoded = [encode_prompt(tok, c) for c in prompts]
+    shared = common_prefix_length(encoded)
+    assert shared >= decode.SHARED_OPENING_MIN
+    store = PromptCache()
+    seen, handle = read_tokens(model)
+    opened = greedy(model, tok, prompts, store)
+    read_opened = sum(seen)
+    seen.clear()
+    whole = greedy(model, tok, prompts, None)
+    handle.remove()
+    assert torch.equal(opened, whole)
+    assert read_opened < sum(seen) and tuple(encoded[0][:shared]) in store.entries
 
 
 def test_log_probabilities_after_a_judgment_read_it_from_the_cache(chat_model):
