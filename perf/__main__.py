@@ -4,6 +4,7 @@
                    [--threads N] [--keep-work]
     python -m perf --stages e2e      the embedded end to end (sppo-train + sppo-bench), per-stage table
     python -m perf --stages report   the HTML report of a full-size results store, written and opened in Chromium
+    python -m perf --stages attention --out perf/results/attention   a decoding step's attention (sppo.attention)
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from perf.worker import STAGES
 from sppo.files import package_versions
 
 # run only when named in --stages: e2e (the whole toolkit, ~8 minutes on a quiet 2-core machine), vllm (needs
-# .venv-vllm, scripts/vllm_env.sh), report (the HTML report of a full-size store, in headless Chromium)
-OPT_IN = ("e2e", "vllm", "report")
+# .venv-vllm, scripts/vllm_env.sh), report (the HTML report of a full-size store, in headless Chromium), attention
+# (a decoding step's attention, sppo.attention: its figure is quoted in sppo/attention.py)
+OPT_IN = ("e2e", "vllm", "report", "attention")
 DEFAULT_STAGES = [s for s in STAGES if s not in OPT_IN]
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -25,6 +25,7 @@ STAGES = {
     "e2e": "perf.bench_e2e",
     "report": "perf.bench_report",
     "vllm": "perf.bench_vllm",  # opt-in: needs .venv-vllm (scripts/vllm_env.sh)
+    "attention": "perf.bench_attention",  # opt-in: a decoding step's attention (sppo.attention)
 }
 
 
