@@ -24,7 +24,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OPT_IN = {"e2e": "the quick start's table below, `python -m perf.bench_e2e`",
-          "vllm": "vLLM's CPU build, `python -m perf --stages vllm --out perf/results/vllm-cpu`"}
+          "vllm": "vLLM's CPU build, `python -m perf --stages vllm --out perf/results/vllm-cpu`",
+          "attention": "a decoding step's attention, `python -m perf --stages attention --out perf/results/attention`"}
 DOCS = (ROOT / "README.md", ROOT / "perf" / "README.md")
 BLOCK = re.compile(r"(<!-- figures: (?P<kind>[\w-]+) (?P<source>\S+) -->\n)(?P<body>.*?)(<!-- /figures -->)", re.S)
 
