@@ -176,10 +176,14 @@ class Trainer:
 
 
 def rss_child(variant: str, path: str, n_pairs: int, steps: int, gradient_checkpointing: bool, threads: int | None,
-              response_repeat: int):
-    """Peak RSS (MiB) of a fresh process that loads the model and trains `steps` steps the given way."""
+              response_repeat: int, our_allocator: bool = False):
+    """Peak RSS (MiB) of a fresh process that loads the model and trains `steps` steps the given way. Ours sets the
+    allocator as `sppo.train.train_iteration` does (`sppo.host_memory`); the reference way keeps glibc's default,
+    as the reference's process did, unless `our_allocator`."""
     cmd = [sys.executable, "-m", "perf.bench_training", "--rss", variant, "--model", path, "--steps", str(steps),
            "--response-repeat", str(response_repeat)] + (["--pairs", str(n_pairs)] if n_pairs else [])
+    if our_allocator:
+        cmd.append("--our-allocator")
     if not gradient_checkpointing:
         cmd.append("--no-gradient-checkpointing")
     if threads:
@@ -199,7 +203,11 @@ def memory_figures(path: str, n_pairs: int | None, rss_runs: int, rss_steps: int
         for variant in (("ours", "reference") if r % 2 == 0 else ("reference", "ours")):
             rss[variant].append(rss_child(variant, path, n_pairs, rss_steps, gradient_checkpointing, threads,
                                           response_repeat))
-    key = "train_peak_rss_mb" if all(x["train_peak_rss_mb"] for x in rss["ours"] + rss["reference"]) \
+    # the reference way with our training loop's allocator setting too (sppo/host_memory.py): what that setting
+    # alone is worth, beside the comparison with the reference as it runs
+    rss["reference_same_allocator"] = [rss_child("reference", path, n_pairs, rss_steps, gradient_checkpointing,
+                                                 threads, response_repeat, our_allocator=True)]
+    key = "train_peak_rss_mb" if all(x["train_peak_rss_mb"] for v in rss.values() for x in v) \
         else "process_peak_rss_mb"
     peak = {v: [x[key] for x in rss[v]] for v in rss}
     base = {v: [x["baseline_rss_mb"] for x in rss[v]] for v in rss}
@@ -209,15 +217,20 @@ def memory_figures(path: str, n_pairs: int | None, rss_runs: int, rss_steps: int
             "ours": summary(peak["ours"]), "reference": summary(peak["reference"]),
             "process_baseline": summary(base["ours"] + base["reference"]),
             "ratio": paired_ratio(peak["ours"], peak["reference"]),
+            "reference_same_allocator": summary(peak["reference_same_allocator"]),
+            "ratio_same_allocator": paired_ratio(peak["ours"][:1], peak["reference_same_allocator"]),
             "above_baseline_ours": summary(above["ours"]), "above_baseline_reference": summary(above["reference"]),
             "above_baseline_ratio": (paired_ratio(above["ours"], above["reference"])
                                      if min(above["reference"]) > 0 else None),
-            "loaded_rss_mb": {v: summary([x["loaded_rss_mb"] for x in rss[v]]) for v in rss},
-            "process_peak_rss_mb": {v: summary([x["process_peak_rss_mb"] for x in rss[v]]) for v in rss}}
+            "loaded_rss_mb": {v: summary([x["loaded_rss_mb"] for x in rss[v]]) for v in ("ours", "reference")},
+            "process_peak_rss_mb": {v: summary([x["process_peak_rss_mb"] for x in rss[v]])
+                                    for v in ("ours", "reference")}}
 
 
 MEMORY_NOTE = ("peak_rss_mb: a fresh process per variant (imports, load, a few steps); the peak is taken over the "
-               "training steps only (VmHWM reset after loading; ours includes the reference_logps pass); "
+               "training steps only (VmHWM reset after loading; ours includes the reference_logps pass); ours with "
+               "sppo.train's allocator setting (sppo/host_memory.py), the reference way with glibc's default and, "
+               "once, with ours (reference_same_allocator, ratio_same_allocator); "
                "process_baseline is the RSS after imports, before loading; above_baseline_* is what the model(s) "
                "and training add")
 
@@ -276,6 +289,7 @@ def _rss_main(argv: list[str]) -> int:
     p.add_argument("--response-repeat", type=int, default=2)
     p.add_argument("--threads", type=int)
     p.add_argument("--no-gradient-checkpointing", action="store_true")
+    p.add_argument("--our-allocator", action="store_true", help="the reference way with sppo.host_memory's setting")
     a = p.parse_args(argv)
     from perf.worker import quiet
 
@@ -287,6 +301,10 @@ def _rss_main(argv: list[str]) -> int:
     import sppo.models  # noqa: F401  (imports done: the baseline)
     import sppo.train  # noqa: F401
 
+    from sppo.host_memory import release_large_blocks
+
+    if a.rss == "ours" or a.our_allocator:
+        release_large_blocks("cpu")  # as sppo.train.train_iteration does on a CPU
     baseline = current_rss_mb()
     t = Trainer(a.model, a.pairs, not a.no_gradient_checkpointing, keep_reference=a.rss == "reference",
                 response_repeat=a.response_repeat)

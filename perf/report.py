@@ -55,6 +55,10 @@ def render(results: dict) -> str:
             if rss:
                 extra.append(f"| {c['name']} | peak RSS MiB, ours / reference way (fresh process each) "
                              f"| {span(rss['ours'])} / {span(rss['reference'])} = {span(rss['ratio'], '×')} |")
+                if rss.get("ratio_same_allocator"):
+                    extra.append(f"| {c['name']} | peak RSS MiB, ours / reference way with our allocator setting "
+                                 f"(sppo/host_memory.py) | {span(rss['ours'])} / "
+                                 f"{span(rss['reference_same_allocator'])} = {span(rss['ratio_same_allocator'], '×')} |")
                 if rss.get("above_baseline_ratio"):
                     extra.append(f"| {c['name']} | peak RSS above the process baseline "
                                  f"({span(rss['process_baseline'])} MiB after imports), ours / reference way "

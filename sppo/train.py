@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 from . import distributed, run_dir, train_state
 from .config import TrainingConfig
 from .errors import UserError
+from .host_memory import release_large_blocks
 from .loss import LOSS_TARGETS, SEPARABLE, compute_loss
 from .sequences import PairExample, collate, sequence_logps
 
@@ -361,6 +362,7 @@ def train_iteration(model, examples: Sequence[PairExample], ref: Sequence[tuple[
     `train_dir/state` and a rerun resumes from the newest one."""
     rank, world = distributed.rank(), distributed.world_size()
     bf16 = use_bf16(cfg, distributed.device())
+    release_large_blocks(distributed.device().type)  # a CPU's peak memory: sppo/host_memory.py
     schedule = make_schedule(len(examples), cfg, world)
     model = prepare_model(model, cfg, bf16)
     accelerator = make_accelerator(cfg, schedule, bf16, run_dir.tracking_dir(train_dir) if train_dir else None)
