@@ -301,10 +301,8 @@ def _rss_main(argv: list[str]) -> int:
     import sppo.models  # noqa: F401  (imports done: the baseline)
     import sppo.train  # noqa: F401
 
-    from sppo.host_memory import release_large_blocks
+    from sppo.host_memory import large_blocks_released
 
-    if a.rss == "ours" or a.our_allocator:
-        release_large_blocks("cpu")  # as sppo.train.train_iteration does on a CPU
     baseline = current_rss_mb()
     t = Trainer(a.model, a.pairs, not a.no_gradient_checkpointing, keep_reference=a.rss == "reference",
                 response_repeat=a.response_repeat)
@@ -312,8 +310,10 @@ def _rss_main(argv: list[str]) -> int:
     loaded = current_rss_mb()
     # the peak while training (loading has its own, larger and identical, transient peak: excluded)
     windowed = reset_peak_rss()
-    for _ in range(a.steps):
-        t.step_ours() if a.rss == "ours" else t.step_reference()
+    # ours: the allocator setting sppo.train.train_iteration holds while it optimises
+    with large_blocks_released("cpu" if a.rss == "ours" or a.our_allocator else "none"):
+        for _ in range(a.steps):
+            t.step_ours() if a.rss == "ours" else t.step_reference()
     train_peak = window_peak_rss_mb() if windowed else None
     print(json.dumps({"variant": a.rss, "baseline_rss_mb": round(baseline, 1), "loaded_rss_mb": round(loaded, 1),
                       "train_peak_rss_mb": None if train_peak is None else round(train_peak, 1),

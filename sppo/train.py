@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from . import distributed, run_dir, train_state
 from .config import TrainingConfig
 from .errors import UserError
-from .host_memory import release_large_blocks
+from .host_memory import large_blocks_released
 from .loss import LOSS_TARGETS, SEPARABLE, compute_loss
 from .sequences import PairExample, collate, sequence_logps
 
@@ -362,7 +362,6 @@ def train_iteration(model, examples: Sequence[PairExample], ref: Sequence[tuple[
     `train_dir/state` and a rerun resumes from the newest one."""
     rank, world = distributed.rank(), distributed.world_size()
     bf16 = use_bf16(cfg, distributed.device())
-    release_large_blocks(distributed.device().type)  # a CPU's peak memory: sppo/host_memory.py
     schedule = make_schedule(len(examples), cfg, world)
     model = prepare_model(model, cfg, bf16)
     accelerator = make_accelerator(cfg, schedule, bf16, run_dir.tracking_dir(train_dir) if train_dir else None)
@@ -379,8 +378,9 @@ def train_iteration(model, examples: Sequence[PairExample], ref: Sequence[tuple[
     if cfg.report_to != "none":
         accelerator.init_trackers("sppo", config=tracker_config or {})
     model.train()
-    history = _loop(accelerator, model, optimizer, scheduler, examples, ref, pad_id, cfg, seed, schedule,
-                    position, state_dir, on_log, progress and rank == 0)
+    with large_blocks_released(distributed.device().type):  # a CPU's peak memory: sppo/host_memory.py
+        history = _loop(accelerator, model, optimizer, scheduler, examples, ref, pad_id, cfg, seed, schedule,
+                        position, state_dir, on_log, progress and rank == 0)
     if cfg.report_to != "none":
         accelerator.end_training()
     # the same summary whether or not this attempt resumed (TrainResult.resumed_from says where from)
