@@ -23,6 +23,25 @@ def span(s: dict | None, suffix: str = "") -> str:
     return f"{fmt(s['median'])}{suffix} [{fmt(s['min'])}–{fmt(s['max'])}]"
 
 
+def _memory_rows(c: dict) -> list[str]:
+    """The extra table's rows of a case's peak RSS figures (fresh processes each way)."""
+    rss = c.get("peak_rss_mb")
+    if not rss:
+        return []
+    rows = [f"| {c['name']} | peak RSS MiB, ours / reference way (fresh process each) "
+            f"| {span(rss['ours'])} / {span(rss['reference'])} = {span(rss['ratio'], '×')} |"]
+    if rss.get("ratio_same_allocator"):
+        rows.append(f"| {c['name']} | peak RSS MiB, ours / reference way with our allocator setting "
+                    f"(sppo/host_memory.py) | {span(rss['ours'])} / "
+                    f"{span(rss['reference_same_allocator'])} = {span(rss['ratio_same_allocator'], '×')} |")
+    if rss.get("above_baseline_ratio"):
+        rows.append(f"| {c['name']} | peak RSS above the process baseline "
+                    f"({span(rss['process_baseline'])} MiB after imports), ours / reference way "
+                    f"| {span(rss['above_baseline_ours'])} / {span(rss['above_baseline_reference'])} "
+                    f"= {span(rss['above_baseline_ratio'], '×')} |")
+    return rows
+
+
 def render(results: dict) -> str:
     meta = results["meta"]
     lines = [f"# Performance suite — {meta['date']}", "",
@@ -51,19 +70,7 @@ def render(results: dict) -> str:
                              f"| {span(c['full_head_ratio'], '×')} |")
                 extra.append(f"| {c['name']} | our step / the same with the reference's full-logits log-probs "
                              f"| {span(c['head_only_gain'], '×')} |")
-            rss = c.get("peak_rss_mb")
-            if rss:
-                extra.append(f"| {c['name']} | peak RSS MiB, ours / reference way (fresh process each) "
-                             f"| {span(rss['ours'])} / {span(rss['reference'])} = {span(rss['ratio'], '×')} |")
-                if rss.get("ratio_same_allocator"):
-                    extra.append(f"| {c['name']} | peak RSS MiB, ours / reference way with our allocator setting "
-                                 f"(sppo/host_memory.py) | {span(rss['ours'])} / "
-                                 f"{span(rss['reference_same_allocator'])} = {span(rss['ratio_same_allocator'], '×')} |")
-                if rss.get("above_baseline_ratio"):
-                    extra.append(f"| {c['name']} | peak RSS above the process baseline "
-                                 f"({span(rss['process_baseline'])} MiB after imports), ours / reference way "
-                                 f"| {span(rss['above_baseline_ours'])} / {span(rss['above_baseline_reference'])} "
-                                 f"= {span(rss['above_baseline_ratio'], '×')} |")
+            extra += _memory_rows(c)
             if c.get("runner"):
                 r = c["runner"]
                 extra.append(f"| {c['name']} | sppo-bench judge calls: first run / same command again / "
