@@ -168,8 +168,9 @@ def _files(run: Path) -> dict[str, object]:
 def test_scancel_term_mid_training_then_requeue_ends_as_an_uninterrupted_job(cluster, tmp_path, tiny, prompt_file):
     from test_distributed import _args
 
-    # both jobs write the same run directory (its path is recorded in the manifests): the first is moved away
-    args = _args(tmp_path, tiny, prompt_file, "run", **{"training.num_train_epochs": 30, "training.save_steps": 0,
+    # both jobs write the same run directory (its path is recorded in the manifests): the first is moved away; 200
+    # epochs of the tiny model give the TERM seconds to arrive mid-training (30 took under one: a CI run missed it)
+    args = _args(tmp_path, tiny, prompt_file, "run", **{"training.num_train_epochs": 200, "training.save_steps": 0,
                                                         "training.learning_rate": 1e-4})
     env = job_env(cluster)
     sbatch(env, "sppo-train.sbatch", tmp_path / "whole.out", *args)
