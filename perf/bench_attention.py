@@ -23,11 +23,10 @@ ROWS, CACHED, HEADS, KV_HEADS, HEAD_DIM = 6, 1500, 9, 3, 64
 STEPS = 24
 
 
-class _Layer(torch.nn.Module):
+class _Layer:
     """What the attention functions read from a decoder layer."""
     num_key_value_groups = HEADS // KV_HEADS
     is_causal = True
-    training = False
 
 
 def kernel_case(repeats: int) -> dict:

@@ -31,7 +31,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from .prompt_cache import PromptCache, common_prefix_length, padded_cache, row_kv
+from .prompt_cache import PromptCache, common_prefix_length, padded_cache, read_prefix, row_kv
 
 # generation-config fields this loop does not apply, with the value meaning "off"
 UNSUPPORTED = {"repetition_penalty": 1.0, "encoder_repetition_penalty": 1.0, "no_repeat_ngram_size": 0,
@@ -171,10 +171,8 @@ def _store_shared_opening(model, prompts: list[list[int]], store: PromptCache, d
     if shared < SHARED_OPENING_MIN or any(store.holds_prefix_of(p, shared) for p in prompts):
         return
     opening = prompts[0][:shared]
-    positions = torch.arange(shared, device=device)
-    out = model(input_ids=torch.tensor([opening], device=device), position_ids=positions[None], use_cache=True,
-                logits_to_keep=1)
-    store.put(opening, row_kv(out.past_key_values, 0, positions))
+    _, kv = read_prefix(model, opening, device)
+    store.put(opening, row_kv(kv, 0, torch.arange(shared, device=device)))
 
 
 def _prefill_keeping(model, ids: torch.Tensor, mask: torch.Tensor, n: int, store: PromptCache | None):

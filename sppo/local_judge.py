@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .generate import (Conversation, HFGenerator, SamplingParams, encode_prompt, encode_prompts, left_padded,
                        length_sorted_batches)
-from .prompt_cache import common_prefix_length
+from .prompt_cache import common_prefix_length, read_prefix
 
 
 class LocalChatModel:
@@ -118,22 +118,8 @@ class LocalChatModel:
         picked = logits[torch.arange(len(rows), device=logits.device), where]
         return torch.log_softmax(picked.float(), dim=-1)
 
-    def _read_prefix(self, prefix: list[int], device, store=None):
-        """`prefix` through the model: its logits at the last position and its key/value cache. With `store` (a
-        `PromptCache`), only the tokens after the longest prompt it holds that `prefix` extends."""
-        import torch
-
-        from .prompt_cache import padded_cache
-
-        done, kv = store.longest(prefix) if store is not None else (0, None)
-        cache = padded_cache([kv], done, kv) if kv is not None else None
-        positions = torch.arange(done, len(prefix), device=device)[None, :]
-        shared = self.model(input_ids=torch.tensor([prefix[done:]], device=device), position_ids=positions,
-                            past_key_values=cache, use_cache=True, logits_to_keep=1)
-        return shared.logits[0, -1], shared.past_key_values
-
     def _after_prefix(self, prefix: list[int], rows: Sequence[list[int]], logits_to_keep=0, store=None):
-        """`prefix` (token ids; may be empty) through the model once (`_read_prefix`), its key/value cache repeated
+        """`prefix` (token ids; may be empty) through the model once (`sppo.prompt_cache.read_prefix`), its key/value cache repeated
         once per row, then `rows` as its continuations in one batch, right-padded (a causal model's real positions
         never see the padding after them). Returns the logits at the prefix's last position (None without a
         prefix) and the rows' logits at `logits_to_keep` (0: every position; a tensor: those positions)."""
@@ -146,7 +132,7 @@ class LocalChatModel:
         first = cache = None
         with torch.no_grad():
             if prefix:
-                first, cache = self._read_prefix(prefix, device, store)
+                first, cache = read_prefix(self.model, prefix, device, store)
                 cache.batch_repeat_interleave(len(rows))
             logits = self.model(input_ids=ids, past_key_values=cache, use_cache=cache is not None,
                                 logits_to_keep=logits_to_keep.to(device) if torch.is_tensor(logits_to_keep)

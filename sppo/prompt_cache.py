@@ -72,6 +72,17 @@ def common_prefix_length(rows: Sequence[Sequence[int]]) -> int:
     return n
 
 
+def read_prefix(model, prefix: list[int], device, store: PromptCache | None = None):
+    """`prefix` (token ids) through `model`: its logits at the last position and its key/value cache. With `store`,
+    only the tokens after the longest prompt it holds that `prefix` extends."""
+    done, kv = store.longest(prefix) if store is not None else (0, None)
+    cache = padded_cache([kv], done, kv) if kv is not None else None
+    positions = torch.arange(done, len(prefix), device=device)[None, :]
+    out = model(input_ids=torch.tensor([prefix[done:]], device=device), position_ids=positions,
+                past_key_values=cache, use_cache=True, logits_to_keep=1)
+    return out.logits[0, -1], out.past_key_values
+
+
 def row_kv(cache, row: int, positions: torch.Tensor) -> KV:
     """Row `row` of a batch's transformers cache at `positions` (its real tokens: no padding), as a cache entry."""
     return [(layer.keys[row:row + 1, :, positions].clone(), layer.values[row:row + 1, :, positions].clone())
